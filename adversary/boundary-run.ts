@@ -1,0 +1,186 @@
+import { inputGradientSign } from '../shared/attacks.js';
+import { EPSILON_STEP, flipDistances, planeGrid, type BatchLabeler } from '../shared/boundary.js';
+import { agreement, boundaryGap, type BoundaryGap, type Distance, type Rate } from '../shared/metrics.js';
+import { IMAGE_SIZE, imagesTensor, subset, type Dataset } from '../shared/mnist.js';
+import { predictLabels, type Model } from '../shared/model.js';
+import { createRng } from '../shared/random.js';
+import type { CampaignConfig } from './config.js';
+import type { LabelOracle } from './oracle.js';
+import { chooseRows, writeBoundaryMap } from './pictures.js';
+
+/**
+ * Where the victim's decision boundary lies relative to the substitute's (issue 5), measured on
+ * the evaluation images along the direction the attack actually uses: the substitute's FGSM sign
+ * direction for the crafting label (config.craftLabel), as in transfer.ts. All victim queries are
+ * tagged 'measurement'; what they cost is read off the oracle's ledger (cache hits are free).
+ */
+export interface BoundaryMap {
+  /** Position of the image in the evaluation set. */
+  index: number;
+  trueLabel: number;
+  substituteLabel: number;
+  victimLabel: number;
+  grid: number;
+  extent: number;
+  /** grid × grid labels in raster order: row 0 is b = +extent (up = +d2), column 0 is a = −extent (right = +d1). */
+  substituteLabels: number[];
+  victimLabels: number[];
+  /** Share of grid points where the two labels agree. */
+  agreement: Rate;
+  /** Victim queries this map cost. */
+  queries: number;
+  /** The PNG, relative to the run folder, and a one-line caption for it. */
+  image: string;
+  caption: string;
+}
+
+export interface BoundaryResults {
+  direction: 'substitute-fgsm-sign';
+  craftLabel: CampaignConfig['craftLabel'];
+  /** Largest ε searched; images with no flip up to it have a null distance. */
+  epsilonMax: number;
+  precision: number;
+  /** The first `images` evaluation images were bisected. */
+  images: number;
+  truth: number[];
+  substituteDistances: Distance[];
+  victimDistances: Distance[];
+  /** The victim's label just past its boundary (null when it never flips). */
+  victimFlippedTo: (number | null)[];
+  substituteFlippedTo: (number | null)[];
+  stats: BoundaryGap;
+  maps: BoundaryMap[];
+  /** Agreement over all map points pooled (null without maps). */
+  mapAgreement: Rate;
+  /** Victim queries paid, by use. */
+  queries: { distances: number; maps: number };
+  /** Images asked of the victim, by use (exceeds `queries` by the answers the cache served). */
+  probes: { distances: number; maps: number };
+}
+
+export interface BoundaryContext {
+  config: CampaignConfig;
+  runDir: string;
+  substitute: Model;
+  evalSet: Dataset;
+  cleanVictim: Int32Array;
+  substituteClean: Int32Array;
+  oracle: LabelOracle;
+  log: (line: string) => void;
+}
+
+/** The boundary is searched over the whole pixel range: ε = 1 can reach any image from any other. */
+const EPSILON_MAX = 1;
+/** Separates the map seeds from the other uses of config.seed. */
+const MAP_SEED_SALT = 0x6d61;
+
+/** The substitute's FGSM sign direction for the given rows of the evaluation set. */
+function directions(ctx: BoundaryContext, rows: number[], craft: Int32Array): Float32Array {
+  const part = subset(ctx.evalSet, rows);
+  const x = imagesTensor(part.images, part.count);
+  const d = inputGradientSign(ctx.substitute, x, Int32Array.from(rows, (i) => craft[i]));
+  const out = d.dataSync() as Float32Array;
+  x.dispose();
+  d.dispose();
+  return out;
+}
+
+export async function measureBoundary(ctx: BoundaryContext): Promise<BoundaryResults> {
+  const { config, oracle, log } = ctx;
+  const craft = config.craftLabel === 'oracle' ? ctx.cleanVictim : ctx.substituteClean;
+  const local: BatchLabeler = async (images, count) => {
+    const x = imagesTensor(images, count);
+    try {
+      return predictLabels(ctx.substitute, x);
+    } finally {
+      x.dispose();
+    }
+  };
+  let sent = 0;
+  const victim: BatchLabeler = (images, count) => {
+    sent += count;
+    return oracle.label(images, count, 'measurement');
+  };
+  const paid = () => oracle.counts().measurement;
+
+  // Distances: both models bisected along the same directions, on the same quantised probes.
+  const n = Math.min(config.boundary.images, ctx.evalSet.count);
+  const rows = Array.from({ length: n }, (_, i) => i);
+  const part = subset(ctx.evalSet, rows);
+  const d = n > 0 ? directions(ctx, rows, craft) : new Float32Array(0);
+  log(`boundary: bisecting ${n} images along the substitute's FGSM direction (to 1/255, ε ≤ ${EPSILON_MAX})`);
+  const sub = await flipDistances(part.images, d, n, local, { epsilonMax: EPSILON_MAX, reference: ctx.substituteClean.slice(0, n) });
+  let before = paid();
+  const vic = await flipDistances(part.images, d, n, victim, { epsilonMax: EPSILON_MAX, reference: ctx.cleanVictim.slice(0, n) });
+  const distanceQueries = paid() - before;
+  const distanceProbes = sent;
+  const stats = boundaryGap(sub.epsilons, vic.epsilons);
+  const fmt = (v: number | null) => (v === null ? '-' : v.toFixed(3));
+  log(
+    `boundary: median flip ε substitute ${fmt(stats.substitute.median)}, victim ${fmt(stats.victim.median)}, ` +
+      `gap ${fmt(stats.medianGap)}, r ${fmt(stats.pearson)}; ${distanceQueries} victim queries in ${vic.calls} batches`,
+  );
+
+  // Maps: one image per class in turn, each in the plane of its attack direction and a random orthogonal one.
+  const chosen = chooseRows(ctx.evalSet.labels, config.boundary.maps, () => true);
+  const maps: BoundaryMap[] = [];
+  const pooled: { substitute: number[]; victim: number[] } = { substitute: [], victim: [] };
+  before = paid();
+  for (const [k, index] of chosen.entries()) {
+    const image = ctx.evalSet.images.slice(index * IMAGE_SIZE, (index + 1) * IMAGE_SIZE);
+    const d1 = directions(ctx, [index], craft);
+    const plane = planeGrid(image, d1, {
+      size: config.boundary.grid,
+      extent: config.boundary.extent,
+      rng: createRng((config.seed ^ MAP_SEED_SALT) + index),
+    });
+    const count = plane.size * plane.size;
+    const mapBefore = paid();
+    const victimLabels = await victim(plane.points, count);
+    const queries = paid() - mapBefore;
+    const substituteLabels = await local(plane.points, count);
+    const agree = agreement(substituteLabels, victimLabels);
+    pooled.substitute.push(...substituteLabels);
+    pooled.victim.push(...victimLabels);
+    const map = {
+      index,
+      trueLabel: ctx.evalSet.labels[index],
+      substituteLabel: ctx.substituteClean[index],
+      victimLabel: ctx.cleanVictim[index],
+      grid: plane.size,
+      extent: plane.extent,
+      substituteLabels: Array.from(substituteLabels),
+      victimLabels: Array.from(victimLabels),
+      agreement: agree,
+      queries,
+    };
+    const path = writeBoundaryMap(ctx.runDir, `boundary-map-${k + 1}.png`, {
+      ...map,
+      image,
+      size: plane.size,
+      substitute: substituteLabels,
+      victim: victimLabels,
+    });
+    const caption = `evaluation image ${index} (digit ${map.trueLabel}): substitute | victim | where they differ`;
+    maps.push({ ...map, image: path, caption });
+    log(`boundary map ${k + 1}/${chosen.length} (image ${index}, digit ${map.trueLabel}): agreement ${fmt(agree)}, ${queries} victim queries`);
+  }
+
+  return {
+    direction: 'substitute-fgsm-sign',
+    craftLabel: config.craftLabel,
+    epsilonMax: EPSILON_MAX,
+    precision: EPSILON_STEP,
+    images: n,
+    truth: Array.from(part.labels),
+    substituteDistances: sub.epsilons,
+    victimDistances: vic.epsilons,
+    victimFlippedTo: vic.flippedTo,
+    substituteFlippedTo: sub.flippedTo,
+    stats,
+    maps,
+    mapAgreement: agreement(pooled.substitute, pooled.victim),
+    queries: { distances: distanceQueries, maps: paid() - before },
+    probes: { distances: distanceProbes, maps: sent - distanceProbes },
+  };
+}

@@ -1,0 +1,137 @@
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { chooseTargets } from '../shared/attacks.js';
+import { accuracy } from '../shared/metrics.js';
+import { adversarySplit, imagesTensor, loadMnist, subset } from '../shared/mnist.js';
+import { fromLayers, predictLabels } from '../shared/model.js';
+import { provenance } from '../shared/versions.js';
+import { TransferlabError } from '../shared/errors.js';
+import type { TrainOptions } from '../shared/training.js';
+import type { CampaignConfig } from './config.js';
+import type { CountingOracle } from './oracle-core.js';
+import { latestCheckpoint, roundRecords, saveCheckpoint, type RoundRecord } from './run-folder.js';
+import { trainSubstitute } from './substitute.js';
+import { perClassTables, sweep } from './transfer.js';
+import { writeResults, type CampaignResults } from './results.js';
+import { measureBoundary } from './boundary-run.js';
+
+/**
+ * One black-box campaign, as a short sequence of named steps:
+ * split → label the seed set → train the substitute (rounds of fit + Jacobian augmentation) →
+ * craft on the substitute → query the victim with the crafted images → score → write the run folder.
+ */
+export interface CampaignHooks {
+  log: (line: string) => void;
+  onBatchEnd?: TrainOptions['onBatchEnd'];
+  onRound?: (r: RoundRecord) => void;
+}
+
+export async function runCampaign(
+  config: CampaignConfig,
+  runDir: string,
+  oracle: CountingOracle,
+  hooks: CampaignHooks,
+): Promise<CampaignResults> {
+  const started = performance.now();
+  const phases = { labelling: 0, training: 0, augmentation: 0, crafting: 0, measurement: 0, boundary: 0 };
+  mkdirSync(runDir, { recursive: true });
+  const info = await oracle.info();
+  if (info.classes !== 10 || info.inputShape.join('x') !== '28x28x1') {
+    throw new TransferlabError('victim_mismatch', `the victim serves ${info.dataset} ${info.inputShape.join('×')} with ${info.classes} classes; this campaign needs MNIST 28×28×1, 10 classes`);
+  }
+  // Totals over the run folder's whole life, so a resumed run reports what the campaign cost in all.
+  const paid = () => {
+    const now = oracle.counts();
+    const before = oracle.priorCounts();
+    return { attack: now.attack + before.attack, measurement: now.measurement + before.measurement, cached: now.cached };
+  };
+
+  // Select: the adversary's own data is a small seed set of test images; the evaluation set is disjoint.
+  const test = loadMnist('test');
+  const split = adversarySplit(config.seed, config.seedSize, config.evalSize);
+  const seedSet = subset(test, split.seedSet);
+  const evalSet = subset(test, split.evalSet);
+
+  // Crafting from the victim's own answers is something the attacker pays for, so ask for them first.
+  let t = performance.now();
+  const craftFromOracle = config.craftLabel === 'oracle';
+  const cleanVictim = await oracle.label(evalSet.images, evalSet.count, craftFromOracle ? 'attack' : 'measurement');
+  phases.measurement += (performance.now() - t) / 1000;
+
+  // Query + fit, resuming from the last finished round when there is one.
+  const resumed = await latestCheckpoint(runDir);
+  let start: { round: number; images: Float32Array; labels: Int32Array; model?: import('@tensorflow/tfjs').LayersModel };
+  if (resumed) {
+    hooks.log(`resuming after round ${resumed.record.round} (${resumed.labels.length} labelled points on disk)`);
+    start = { round: resumed.record.round, images: resumed.images, labels: resumed.labels, model: resumed.model };
+  } else {
+    t = performance.now();
+    const seedLabels = await oracle.label(seedSet.images, seedSet.count, 'attack');
+    phases.labelling += (performance.now() - t) / 1000;
+    hooks.log(`seed set: ${seedSet.count} images labelled by the victim`);
+    start = { round: 0, images: seedSet.images, labels: seedLabels };
+  }
+  const { model } = await trainSubstitute({
+    config,
+    queryAttack: (images, count) => oracle.label(images, count, 'attack'),
+    attackQueries: () => paid().attack,
+    evaluation: { images: evalSet.images, truth: evalSet.labels, victim: cleanVictim },
+    start,
+    checkpoint: (c) => saveCheckpoint(runDir, c, config.substitute),
+    onBatchEnd: hooks.onBatchEnd,
+    onRound: hooks.onRound,
+    phases,
+  });
+  const substitute = fromLayers(model);
+
+  // Craft on the substitute, then let the victim judge the crafted images.
+  const evalX = imagesTensor(evalSet.images, evalSet.count);
+  const substituteClean = predictLabels(substitute, evalX);
+  evalX.dispose();
+  const craftLabels = craftFromOracle ? cleanVictim : substituteClean;
+  const targets = chooseTargets(craftLabels, config.target, config.seed);
+  const outcome = await sweep(
+    substitute,
+    { images: evalSet.images, truth: evalSet.labels, craftLabels, targets, cleanVictim },
+    { attack: config.attack, epsilons: config.epsilons, steps: config.steps, seed: config.seed },
+    async (images, count) => {
+      const before = paid().measurement;
+      const labels = await oracle.label(images, count, 'measurement');
+      return { labels, paid: paid().measurement - before };
+    },
+  );
+  phases.crafting += outcome.craftSeconds;
+  phases.measurement += outcome.measureSeconds;
+
+  t = performance.now();
+  const boundary = config.boundary.enabled
+    ? await measureBoundary({ config, runDir, substitute, evalSet, cleanVictim, substituteClean, oracle, log: hooks.log })
+    : null;
+  phases.boundary += (performance.now() - t) / 1000;
+
+  const results: CampaignResults = {
+    kind: 'campaign',
+    name: runDir.split('/').filter(Boolean).at(-1) ?? 'run',
+    createdAt: new Date().toISOString(),
+    ...provenance(config.seed),
+    victim: { url: config.victim, info },
+    config,
+    queries: paid(),
+    victimCleanAccuracy: accuracy(cleanVictim, evalSet.labels),
+    substituteCleanAccuracy: accuracy(substituteClean, evalSet.labels),
+    agreement: roundRecords(runDir).at(-1)?.agreement ?? null,
+    rounds: roundRecords(runDir),
+    epsilons: outcome.points,
+    perClass: perClassTables(config.epsilons, evalSet.labels, cleanVictim, outcome),
+    boundary,
+    durationSeconds: (performance.now() - started) / 1000,
+    phases,
+  };
+  writeResults(runDir, results, { evalSet, outcome, targets, cleanVictim });
+  model.dispose();
+  return results;
+}
+
+export function runFolderExists(dir: string): boolean {
+  return existsSync(join(dir, 'config.json'));
+}

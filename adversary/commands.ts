@@ -1,0 +1,83 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { TransferlabError } from '../shared/errors.js';
+import { progressBar } from '../shared/progress.js';
+import { runCampaign } from './campaign.js';
+import type { CampaignConfig } from './config.js';
+import { createHttpOracle } from './oracle-client.js';
+import { writeReport } from './report.js';
+import type { CampaignResults } from './results.js';
+import { readJson, writeJson } from './run-folder.js';
+import { runWhitebox } from './whitebox.js';
+
+/** The CLI's side of a campaign: files, terminal output, the report. The logic lives in campaign.ts. */
+const pct = (v: number | null | undefined) => (v === null || v === undefined || Number.isNaN(v) ? '   –  ' : `${(100 * v).toFixed(1).padStart(5)}%`);
+
+export function summaryTable(r: CampaignResults): string {
+  const lines = [`mode        ε      misclass  transfer  targeted`];
+  for (const p of r.epsilons) {
+    lines.push(`${p.mode.padEnd(10)}  ${p.epsilon.toFixed(2)}  ${pct(p.misclassificationRate)}    ${pct(p.transferRate)}    ${pct(p.targetedSuccessRate)}`);
+  }
+  return lines.join('\n');
+}
+
+export async function runCampaignCommand(config: CampaignConfig, out: string, resume: boolean): Promise<number> {
+  const configPath = join(out, 'config.json');
+  if (resume && !existsSync(configPath)) throw new TransferlabError('run_missing', `${out} is not a run folder (no config.json)`);
+  if (!resume && existsSync(join(out, 'results.json'))) {
+    throw new TransferlabError('run_exists', `${out} already holds a finished run; choose another --out or --resume it`);
+  }
+  // The key is a secret: it never goes into the run folder.
+  const { apiKey, ...saved } = config;
+  if (!resume) writeJson(configPath, saved);
+  const oracle = await createHttpOracle({
+    url: config.victim,
+    apiKey,
+    format: config.format,
+    cacheDir: out,
+    onRetry: (i) => console.error(`victim: ${i.reason}; retry ${i.attempt} in ${Math.round(i.delayMs)} ms`),
+  });
+  const info = await oracle.info();
+  console.log(`victim ${config.victim}: ${info.dataset}, labels only, max batch ${info.maxBatch}`);
+  const bar = progressBar('{label} [{bar}] {value}/{total} batches | {stats}');
+  let round = 0;
+  try {
+    const results = await runCampaign(config, out, oracle, {
+      log: (line) => console.log(line),
+      onBatchEnd: ({ epoch, batch, batches, loss }) => {
+        if (epoch === 0 && batch === 1) bar.start(batches * config.epochs, `round ${round + 1}/${config.rounds}`);
+        bar.update(epoch * batches + batch, { stats: `epoch ${epoch + 1}/${config.epochs} loss ${loss.toFixed(3)}` });
+        if (epoch === config.epochs - 1 && batch === batches) bar.stop();
+      },
+      onRound: (r) => {
+        round = r.round;
+        console.log(
+          `round ${r.round}: substitute trained on ${r.substituteSize} points, ${r.attackQueries} attack queries, ` +
+            `accuracy ${pct(r.substituteAccuracy).trim()}, agreement with victim ${pct(r.agreement).trim()}`,
+        );
+      },
+    });
+    const whiteboxPath = join(out, 'whitebox', 'results.json');
+    const report = writeReport(out, results, existsSync(whiteboxPath) ? { whitebox: readJson<CampaignResults>(whiteboxPath) } : undefined);
+    console.log(`\n${summaryTable(results)}`);
+    console.log(
+      `\nqueries: ${results.queries.attack} attack, ${results.queries.measurement} measurement; ` +
+        `victim clean accuracy ${pct(results.victimCleanAccuracy).trim()}; ${results.durationSeconds.toFixed(1)} s`,
+    );
+    console.log(`results: ${join(out, 'results.json')}\nreport:  ${report}`);
+    return 0;
+  } finally {
+    bar.stop();
+    await oracle.close();
+  }
+}
+
+export async function runWhiteboxCommand(config: CampaignConfig, modelDir: string, out: string): Promise<number> {
+  const { apiKey: _key, ...saved } = config;
+  writeJson(join(out, 'config.json'), { ...saved, mode: 'whitebox', model: modelDir });
+  const results = await runWhitebox(config, modelDir, out);
+  const report = writeReport(out, results);
+  console.log(`\n${summaryTable(results)}\n\nvictim clean accuracy ${pct(results.victimCleanAccuracy).trim()}`);
+  console.log(`results: ${join(out, 'results.json')}\nreport:  ${report}`);
+  return 0;
+}

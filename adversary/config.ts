@@ -1,0 +1,94 @@
+import { readFileSync, existsSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { ARCHITECTURES } from '../shared/architectures.js';
+import { TransferlabError } from '../shared/errors.js';
+
+/**
+ * A campaign's whole configuration. One schema gives the defaults, validates a YAML/JSON file
+ * and the flags that override it, and lists every problem at once, before any query is spent.
+ */
+const attackNames = ['fgsm', 'bim', 'pgd', 'mi-fgsm'] as const;
+const unit = z.number().gt(0).lte(1);
+
+export const campaignSchema = z
+  .object({
+    victim: z.string().url().default('http://127.0.0.1:8080'),
+    apiKey: z.string().min(1).optional(),
+    format: z.enum(['uint8', 'float32']).default('uint8'),
+    seed: z.number().int().min(0).default(1),
+    seedSize: z.number().int().min(10).max(5000).default(150),
+    rounds: z.number().int().min(1).max(12).default(6),
+    lambda: unit.default(0.1),
+    tau: z.number().int().min(1).default(3),
+    reservoir: z.number().int().min(1).optional(),
+    substitute: z.string().refine((s) => ARCHITECTURES.includes(s), { message: `must be one of ${ARCHITECTURES.join(', ')}` }).default('substitute-cnn'),
+    epochs: z.number().int().min(1).max(200).default(10),
+    batchSize: z.number().int().min(1).max(4096).default(128),
+    learningRate: z.number().gt(0).lt(1).default(0.001),
+    attack: z.enum(attackNames).default('fgsm'),
+    steps: z.number().int().min(1).max(1000).default(10),
+    craftLabel: z.enum(['substitute', 'oracle']).default('substitute'),
+    target: z.union([z.enum(['random', 'next']), z.number().int().min(0).max(9)]).default('random'),
+    evalSize: z.number().int().min(10).max(9000).default(1000),
+    epsilons: z.array(z.number().gt(0).lte(1)).min(1).default([0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5]),
+    boundary: z
+      .object({
+        enabled: z.boolean().default(true),
+        images: z.number().int().min(0).max(5000).default(200),
+        maps: z.number().int().min(0).max(20).default(4),
+        grid: z.number().int().min(3).max(101).default(33),
+        extent: z.number().gt(0).lte(1).default(0.5),
+      })
+      .prefault({}),
+    out: z.string().optional(),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    if (c.seedSize + c.evalSize > 10_000) {
+      ctx.addIssue({ code: 'custom', path: ['evalSize'], message: `seedSize + evalSize must be ≤ 10000 test images (got ${c.seedSize + c.evalSize})` });
+    }
+  });
+
+export type CampaignConfig = z.infer<typeof campaignSchema>;
+export type CampaignInput = z.input<typeof campaignSchema>;
+
+function formatIssues(error: z.ZodError): string {
+  return error.issues.map((i) => `  - ${i.path.join('.') || '(config)'}: ${i.message}`).join('\n');
+}
+
+/** Validate and fill defaults; every problem is listed in one error. */
+export function resolveConfig(input: CampaignInput): CampaignConfig {
+  const parsed = campaignSchema.safeParse(input);
+  if (!parsed.success) {
+    throw new TransferlabError('invalid_config', `invalid campaign settings:\n${formatIssues(parsed.error)}`);
+  }
+  return parsed.data;
+}
+
+/** A YAML or JSON config file (JSON is YAML, so one parser reads both). */
+export function readConfigFile(path: string): CampaignInput {
+  if (!existsSync(path)) throw new TransferlabError('config_missing', `config file not found: ${path}`);
+  let data: unknown;
+  try {
+    data = parseYaml(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new TransferlabError('config_unreadable', `cannot parse ${path}: ${(e as Error).message}`);
+  }
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+    throw new TransferlabError('invalid_config', `${path} must hold a mapping of settings`);
+  }
+  return data as CampaignInput;
+}
+
+/** Flags override the file; undefined flags leave the file's value alone. */
+export function mergeConfig(file: CampaignInput, flags: Partial<CampaignInput>): CampaignInput {
+  const merged: Record<string, unknown> = { ...file };
+  for (const [k, v] of Object.entries(flags)) if (v !== undefined) merged[k] = v;
+  return merged as CampaignInput;
+}
+
+/** λ for round r: Papernot's periodic step size, its sign flipped every τ rounds. */
+export function lambdaForRound(c: Pick<CampaignConfig, 'lambda' | 'tau'>, round: number): number {
+  return Math.floor(round / c.tau) % 2 === 0 ? c.lambda : -c.lambda;
+}

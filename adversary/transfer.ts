@@ -1,0 +1,112 @@
+import { runAttack, type AttackName } from '../shared/attacks.js';
+import { sweepRow, type SweepRow, confusionMatrix, perClassTransfer, type Rate } from '../shared/metrics.js';
+import { imagesTensor, quantise } from '../shared/mnist.js';
+import { predictLabels, type Model } from '../shared/model.js';
+
+/**
+ * The ε sweep: craft adversarial examples on one model (the substitute, or the victim itself in
+ * the white-box baseline), ask the victim what it sees, score with the one set of metrics.
+ */
+export type AttackMode = 'untargeted' | 'targeted';
+
+export interface SweepSettings {
+  attack: AttackName;
+  epsilons: number[];
+  steps: number;
+  seed: number;
+}
+
+export interface SweepPoint extends SweepRow {
+  mode: AttackMode;
+  /** Share of the crafted examples the crafting model itself gets wrong (or, targeted, puts into the target). */
+  craftModelSuccessRate: Rate;
+  measurementQueries: number;
+}
+
+export interface SweepOutcome {
+  points: SweepPoint[];
+  /** Victim labels on the adversarial examples, per mode and ε (same order as epsilons). */
+  victimLabels: Record<AttackMode, Int32Array[]>;
+  /** The crafted images (8-bit quantised, as sent), per mode and ε. */
+  adversarial: Record<AttackMode, Float32Array[]>;
+  craftSeconds: number;
+  measureSeconds: number;
+}
+
+export interface SweepData {
+  images: Float32Array;
+  truth: Int32Array;
+  /** Labels the attack pushes away from (untargeted). */
+  craftLabels: Int32Array;
+  targets: Int32Array;
+  /** The victim's labels of the clean images. */
+  cleanVictim: Int32Array;
+}
+
+export type VictimLabeler = (images: Float32Array, count: number) => Promise<{ labels: Int32Array; paid: number }>;
+
+export async function sweep(model: Model, data: SweepData, s: SweepSettings, victim: VictimLabeler): Promise<SweepOutcome> {
+  const n = data.truth.length;
+  const x = imagesTensor(data.images, n);
+  const points: SweepPoint[] = [];
+  const victimLabels: SweepOutcome['victimLabels'] = { untargeted: [], targeted: [] };
+  const adversarial: SweepOutcome['adversarial'] = { untargeted: [], targeted: [] };
+  let craftSeconds = 0;
+  let measureSeconds = 0;
+  try {
+    for (const mode of ['untargeted', 'targeted'] as const) {
+      for (const epsilon of s.epsilons) {
+        const t0 = performance.now();
+        const { raw, clipped } = runAttack(s.attack, model, x, mode === 'targeted' ? data.targets : data.craftLabels, {
+          epsilon,
+          steps: s.steps,
+          seed: s.seed,
+          ...(mode === 'targeted' ? { targets: data.targets } : {}),
+        });
+        raw.dispose();
+        // A real attacker can only send valid 8-bit images: score what is actually sent.
+        const adv = quantise(clipped.dataSync() as Float32Array);
+        clipped.dispose();
+        const advTensor = imagesTensor(adv, n);
+        const craftPred = predictLabels(model, advTensor);
+        advTensor.dispose();
+        craftSeconds += (performance.now() - t0) / 1000;
+        const t1 = performance.now();
+        const { labels, paid } = await victim(adv, n);
+        measureSeconds += (performance.now() - t1) / 1000;
+        const row = sweepRow(epsilon, labels, data.cleanVictim, data.truth, mode === 'targeted' ? data.targets : undefined);
+        const craftRow = sweepRow(epsilon, craftPred, data.craftLabels, data.truth, mode === 'targeted' ? data.targets : undefined);
+        points.push({
+          ...row,
+          mode,
+          craftModelSuccessRate: mode === 'targeted' ? craftRow.targetedSuccessRate : craftRow.misclassificationRate,
+          measurementQueries: paid,
+        });
+        victimLabels[mode].push(labels);
+        adversarial[mode].push(adv);
+      }
+    }
+  } finally {
+    x.dispose();
+  }
+  return { points, victimLabels, adversarial, craftSeconds, measureSeconds };
+}
+
+export interface PerClassTable {
+  mode: AttackMode;
+  epsilon: number;
+  /** matrix[t][p]: adversarial images of true class t the victim labels p. */
+  matrix: number[][];
+  transferRate: Rate[];
+}
+
+/** Per-class view of every ε: true class × victim label, and the transfer rate per true class. */
+export function perClassTables(epsilons: number[], truth: Int32Array, cleanVictim: Int32Array, outcome: SweepOutcome): PerClassTable[] {
+  return (['untargeted', 'targeted'] as const).flatMap((mode) =>
+    epsilons.map((epsilon, i) => {
+      const adv = outcome.victimLabels[mode][i];
+      return { mode, epsilon, matrix: confusionMatrix(truth, adv), transferRate: perClassTransfer(adv, cleanVictim, truth) };
+    }),
+  );
+}
+

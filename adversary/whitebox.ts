@@ -1,0 +1,61 @@
+import { mkdirSync } from 'node:fs';
+import { chooseTargets } from '../shared/attacks.js';
+import { accuracy } from '../shared/metrics.js';
+import { adversarySplit, imagesTensor, loadMnist, subset } from '../shared/mnist.js';
+import { loadModel } from '../shared/model-io.js';
+import { fromLayers, predictLabels } from '../shared/model.js';
+import { provenance } from '../shared/versions.js';
+import type { CampaignConfig } from './config.js';
+import { writeResults, type CampaignResults } from './results.js';
+import { perClassTables, sweep } from './transfer.js';
+
+/**
+ * The white-box baseline (the seed paper's setting, ATLAS AML.T0043.000): the attacker holds
+ * the victim's weights and crafts on the victim itself. Explicitly a separate mode: it reads
+ * the victim's files, which a black-box campaign never does. Same split, sweep and measures.
+ */
+export async function runWhitebox(config: CampaignConfig, modelDir: string, runDir: string): Promise<CampaignResults> {
+  const started = performance.now();
+  mkdirSync(runDir, { recursive: true });
+  const { model, metadata } = await loadModel(modelDir);
+  const victim = fromLayers(model);
+  const test = loadMnist('test');
+  const evalSet = subset(test, adversarySplit(config.seed, config.seedSize, config.evalSize).evalSet);
+  const x = imagesTensor(evalSet.images, evalSet.count);
+  const cleanVictim = predictLabels(victim, x);
+  x.dispose();
+  // With the weights in hand the attacker also has the true labels, as in the seed paper.
+  const targets = chooseTargets(evalSet.labels, config.target, config.seed);
+  const outcome = await sweep(
+    victim,
+    { images: evalSet.images, truth: evalSet.labels, craftLabels: evalSet.labels, targets, cleanVictim },
+    { attack: config.attack, epsilons: config.epsilons, steps: config.steps, seed: config.seed },
+    async (images, count) => {
+      const t = imagesTensor(images, count);
+      const labels = predictLabels(victim, t);
+      t.dispose();
+      return { labels, paid: 0 };
+    },
+  );
+  const results: CampaignResults = {
+    kind: 'whitebox',
+    name: runDir.split('/').filter(Boolean).at(-1) ?? 'whitebox',
+    createdAt: new Date().toISOString(),
+    ...provenance(config.seed),
+    victim: { model: modelDir, arch: metadata.arch },
+    config: { ...config, mode: 'whitebox', model: modelDir },
+    queries: { attack: 0, measurement: 0, cached: 0 },
+    victimCleanAccuracy: accuracy(cleanVictim, evalSet.labels),
+    substituteCleanAccuracy: null,
+    agreement: null,
+    rounds: [],
+    epsilons: outcome.points,
+    perClass: perClassTables(config.epsilons, evalSet.labels, cleanVictim, outcome),
+    boundary: null,
+    durationSeconds: (performance.now() - started) / 1000,
+    phases: { crafting: outcome.craftSeconds, measurement: outcome.measureSeconds },
+  };
+  writeResults(runDir, results, { evalSet, outcome, targets, cleanVictim });
+  model.dispose();
+  return results;
+}

@@ -1,0 +1,80 @@
+/**
+ * The one-command demo (README quick start): train-or-load the victim, start it as its own
+ * process, run the white-box baseline and the default black-box campaign against it over HTTP,
+ * stop the victim, print a summary and the report's path.
+ *
+ *   npm run demo -- [--out DIR] [--model DIR] [--port N] [--quick]
+ */
+import { join } from 'node:path';
+import yargs from 'yargs';
+import { describeBackend, initBackend } from '../shared/backend.js';
+import { isMain, runMain } from '../shared/cli.js';
+import { resolveConfig } from '../adversary/config.js';
+import { runCampaignCommand, runWhiteboxCommand } from '../adversary/commands.js';
+import { spawnVictim, type VictimProcess } from '../victim/spawn.js';
+
+export async function main(argv: string[]): Promise<number> {
+  const a = await yargs(argv)
+    .scriptName('npm run demo --')
+    .options({
+      model: { type: 'string', default: 'models/victim', describe: 'victim model folder (trained here when empty)' },
+      out: { type: 'string', describe: 'run folder (default runs/demo-<time>)' },
+      port: { type: 'number', default: 0, describe: 'victim port (0: any free port)' },
+      quick: { type: 'boolean', default: false, describe: 'a smaller campaign (fewer rounds and images) for a fast look' },
+      backend: { type: 'string', describe: 'tensorflow | wasm | cpu' },
+    })
+    .strict()
+    .help()
+    .parseAsync();
+  const started = performance.now();
+  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
+  const out = a.out ?? join('runs', `demo-${stamp}`);
+  const info = await initBackend(a.backend);
+  console.log(`transferlab demo on ${describeBackend(info)}; run folder ${out}`);
+
+  let victim: VictimProcess | undefined;
+  // Ctrl-C at any point: take the victim down with us, never leave it orphaned.
+  const stopVictim = () => victim?.child.kill('SIGTERM');
+  process.once('SIGINT', () => {
+    stopVictim();
+    process.exit(130);
+  });
+  process.once('SIGTERM', () => {
+    stopVictim();
+    process.exit(143);
+  });
+  process.once('exit', stopVictim);
+
+  try {
+    console.log('\n== 1. victim: load (or train) and start as its own process ==');
+    victim = await spawnVictim({
+      args: ['--model', a.model, '--port', String(a.port), '--audit-log', join(out, 'victim', 'audit.jsonl'), '--ledger', join(out, 'victim', 'ledger.jsonl'), ...(a.backend ? ['--backend', a.backend] : [])],
+      env: { TFJS_BACKEND: a.backend ?? process.env.TFJS_BACKEND ?? '' },
+      stdio: 'inherit',
+      onLine: (line) => console.log(`  [victim] ${line}`),
+    });
+    const t1 = performance.now();
+    const config = resolveConfig({
+      victim: victim.url,
+      ...(a.quick ? { rounds: 4, evalSize: 300, epochs: 5, boundary: { images: 60, maps: 2, grid: 21 } } : {}),
+    });
+
+    console.log('\n== 2. white-box baseline (reads the victim model directly) ==');
+    await runWhiteboxCommand(config, a.model, join(out, 'whitebox'));
+
+    console.log('\n== 3. black-box campaign over HTTP (labels only) ==');
+    await runCampaignCommand({ ...config, out }, out, false);
+
+    console.log('\n== 4. stop the victim ==');
+    const code = await victim.stop();
+    console.log(`victim stopped (exit ${code})`);
+    const total = (performance.now() - started) / 1000;
+    console.log(`\ndemo finished in ${total.toFixed(0)} s (${((performance.now() - t1) / 1000).toFixed(0)} s after the victim was ready)`);
+    console.log(`open ${join(out, 'report.html')} in a browser`);
+    return 0;
+  } finally {
+    await victim?.stop();
+  }
+}
+
+if (isMain(import.meta.url)) runMain(main);

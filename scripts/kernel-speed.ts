@@ -1,0 +1,90 @@
+/**
+ * Quick throughput check of the wasm backend on the reference CNN (ANCHORS.md "Reference speed").
+ * Usage: npx tsx scripts/kernel-speed.ts [--threads N] [--steps N] [--profile]
+ * Random data: speed does not depend on the values. Prints images/s for training (batch 128, Adam),
+ * inference (batch 1000) and input gradients (batch 256), and with --profile the time per kernel.
+ */
+import * as tf from '@tensorflow/tfjs';
+import os from 'node:os';
+import { prepareWasm, registerWasmKernels, wasmThreads } from '../shared/wasm-kernels.js';
+
+const arg = (name: string, def: number): number => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? Number(process.argv[i + 1]) : def;
+};
+const threads = arg('threads', os.availableParallelism());
+const steps = arg('steps', 12);
+const profile = process.argv.includes('--profile');
+
+tf.env().set('PROD', true); // silences the "install tfjs-node" banner
+await prepareWasm(threads);
+await tf.setBackend('wasm');
+registerWasmKernels();
+
+function buildModel(): tf.LayersModel {
+  const m = tf.sequential();
+  m.add(tf.layers.conv2d({ inputShape: [28, 28, 1], filters: 32, kernelSize: 3, activation: 'relu' }));
+  m.add(tf.layers.maxPooling2d({ poolSize: 2 }));
+  m.add(tf.layers.conv2d({ filters: 64, kernelSize: 3, activation: 'relu' }));
+  m.add(tf.layers.maxPooling2d({ poolSize: 2 }));
+  m.add(tf.layers.flatten());
+  m.add(tf.layers.dropout({ rate: 0.5 }));
+  m.add(tf.layers.dense({ units: 10 }));
+  m.compile({ optimizer: tf.train.adam(1e-3), loss: (y, p) => tf.losses.softmaxCrossEntropy(y, p) });
+  return m;
+}
+
+/** Runs fn `n` times after `warm` warm-up calls; returns images/s. */
+async function rate(perCall: number, n: number, warm: number, fn: () => Promise<void>): Promise<number> {
+  for (let i = 0; i < warm; i++) await fn();
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) await fn();
+  return (perCall * n) / ((performance.now() - t0) / 1000);
+}
+
+const model = buildModel();
+const bs = 128;
+const xs = tf.randomUniform([bs, 28, 28, 1]);
+const ys = tf.oneHot(tf.randomUniform([bs], 0, 10, 'int32') as tf.Tensor1D, 10);
+const train = async (): Promise<void> => { await model.trainOnBatch(xs, ys); };
+
+const xInf = tf.randomUniform([1000, 28, 28, 1]);
+const infer = async (): Promise<void> => {
+  const p = model.predict(xInf) as tf.Tensor;
+  await p.data();
+  p.dispose();
+};
+
+const gBs = 256;
+const xg = tf.randomUniform([gBs, 28, 28, 1]);
+const yg = tf.oneHot(tf.randomUniform([gBs], 0, 10, 'int32') as tf.Tensor1D, 10);
+const lossOf = (x: tf.Tensor): tf.Scalar => tf.losses.softmaxCrossEntropy(yg, model.apply(x) as tf.Tensor) as tf.Scalar;
+const inputGrad = async (): Promise<void> => {
+  const s = tf.tidy(() => tf.sign(tf.grad(lossOf)(xg)));
+  await s.data();
+  s.dispose();
+};
+
+const trainRate = await rate(bs, steps, 3, train);
+const inferRate = await rate(1000, Math.max(2, steps >> 2), 1, infer);
+const gradRate = await rate(gBs, Math.max(2, steps >> 1), 2, inputGrad);
+console.log(`wasm threads: ${wasmThreads()}`);
+console.log(`training   (batch ${bs}):  ${trainRate.toFixed(0)} images/s`);
+console.log(`inference  (batch 1000): ${inferRate.toFixed(0)} images/s`);
+console.log(`input grad (batch ${gBs}):  ${gradRate.toFixed(0)} images/s`);
+
+if (profile) {
+  const byKernel = new Map<string, number>();
+  const n = 4;
+  for (let i = 0; i < n; i++) {
+    const info = await tf.profile(train);
+    for (const k of info.kernels) {
+      const ms = await k.kernelTimeMs;
+      byKernel.set(k.name, (byKernel.get(k.name) ?? 0) + (typeof ms === 'number' ? ms : 0) / n);
+    }
+  }
+  const rows = [...byKernel.entries()].sort((a, b) => b[1] - a[1]);
+  const total = rows.reduce((s, [, ms]) => s + ms, 0);
+  console.log(`per training step, kernel time ${total.toFixed(1)} ms:`);
+  for (const [name, ms] of rows.slice(0, 15)) console.log(`  ${name.padEnd(24)} ${ms.toFixed(2)} ms`);
+}

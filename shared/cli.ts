@@ -1,0 +1,34 @@
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { isTransferlabError } from './errors.js';
+
+/**
+ * The outer edge of every command: run main with the process's argv, turn a TransferlabError
+ * into a one-line message and a non-zero exit code, and keep stack traces for real defects.
+ */
+export function runMain(main: (argv: string[]) => Promise<number | void>): void {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code ?? 0;
+    },
+    (e: unknown) => {
+      if (isTransferlabError(e)) {
+        console.error(`error (${e.code}): ${e.message}`);
+      } else {
+        console.error(e);
+      }
+      process.exitCode = 1;
+    },
+  );
+}
+
+/** True when the module at `metaUrl` is the script node/tsx was started with. */
+export function isMain(metaUrl: string): boolean {
+  const script = process.argv[1];
+  if (!script) return false;
+  try {
+    return realpathSync(fileURLToPath(metaUrl)) === realpathSync(script);
+  } catch {
+    return false;
+  }
+}

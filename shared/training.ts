@@ -1,0 +1,89 @@
+import * as tf from '@tensorflow/tfjs';
+import { IMAGE_SIZE, CLASSES } from './mnist.js';
+import { createRng, permutation } from './random.js';
+
+/**
+ * The one training loop, shared by the victim and the substitute: seeded shuffles, Adam,
+ * softmax cross-entropy on logits, progress through callbacks (the edges draw the bars).
+ */
+export interface TrainOptions {
+  epochs: number;
+  batchSize: number;
+  learningRate: number;
+  seed: number;
+  /** Called after every batch with running means for the epoch. */
+  onBatchEnd?: (info: { epoch: number; batch: number; batches: number; loss: number; accuracy: number }) => void;
+  onEpochEnd?: (info: { epoch: number; loss: number; accuracy: number; imagesPerSecond: number }) => void;
+  /** Optional per-batch input transform (adversarial training swaps in attacked images here). */
+  transformBatch?: (x: tf.Tensor4D, labels: tf.Tensor1D, model: tf.LayersModel) => tf.Tensor4D;
+}
+
+export interface TrainSummary {
+  epochs: number;
+  loss: number;
+  accuracy: number;
+  /** Steady-state throughput: the last epoch's images per second. */
+  imagesPerSecond: number;
+  durationSeconds: number;
+}
+
+export function trainClassifier(
+  model: tf.LayersModel,
+  images: Float32Array,
+  labels: Int32Array,
+  opts: TrainOptions,
+): TrainSummary {
+  const count = labels.length;
+  const optimizer = tf.train.adam(opts.learningRate);
+  const rng = createRng(opts.seed);
+  const batches = Math.ceil(count / opts.batchSize);
+  const xBuf = new Float32Array(opts.batchSize * IMAGE_SIZE);
+  const yBuf = new Int32Array(opts.batchSize);
+  const started = performance.now();
+  let summary: TrainSummary = { epochs: 0, loss: NaN, accuracy: NaN, imagesPerSecond: 0, durationSeconds: 0 };
+  for (let epoch = 0; epoch < opts.epochs; epoch++) {
+    const order = permutation(count, rng);
+    const epochStart = performance.now();
+    let lossSum = 0;
+    let correct = 0;
+    let seen = 0;
+    for (let b = 0; b < batches; b++) {
+      const size = Math.min(opts.batchSize, count - b * opts.batchSize);
+      for (let i = 0; i < size; i++) {
+        const j = order[b * opts.batchSize + i];
+        xBuf.set(images.subarray(j * IMAGE_SIZE, (j + 1) * IMAGE_SIZE), i * IMAGE_SIZE);
+        yBuf[i] = labels[j];
+      }
+      const [loss, hits] = tf.tidy(() => {
+        const clean = tf.tensor4d(xBuf.subarray(0, size * IMAGE_SIZE), [size, 28, 28, 1]);
+        const y = tf.tensor1d(yBuf.subarray(0, size), 'int32');
+        const x = opts.transformBatch ? opts.transformBatch(clean, y, model) : clean;
+        const oneHot = tf.oneHot(y, CLASSES);
+        let batchHits: tf.Scalar | undefined;
+        const l = optimizer.minimize(() => {
+          const logits = model.apply(x, { training: true }) as tf.Tensor2D;
+          batchHits = tf.keep(tf.equal(logits.argMax(1), y).sum() as tf.Scalar);
+          return tf.losses.softmaxCrossEntropy(oneHot, logits) as tf.Scalar;
+        }, true) as tf.Scalar;
+        return [l, batchHits as tf.Scalar];
+      });
+      lossSum += loss.dataSync()[0] * size;
+      correct += hits.dataSync()[0];
+      seen += size;
+      loss.dispose();
+      hits.dispose();
+      opts.onBatchEnd?.({ epoch, batch: b + 1, batches, loss: lossSum / seen, accuracy: correct / seen });
+    }
+    const seconds = (performance.now() - epochStart) / 1000;
+    summary = {
+      epochs: epoch + 1,
+      loss: lossSum / seen,
+      accuracy: correct / seen,
+      imagesPerSecond: count / seconds,
+      durationSeconds: (performance.now() - started) / 1000,
+    };
+    opts.onEpochEnd?.({ epoch, loss: summary.loss, accuracy: summary.accuracy, imagesPerSecond: summary.imagesPerSecond });
+  }
+  optimizer.dispose();
+  return summary;
+}

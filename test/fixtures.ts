@@ -1,0 +1,65 @@
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { initBackend } from '../shared/backend.js';
+import { hasModel } from '../shared/model-io.js';
+import { trainVictim } from '../victim/train.js';
+
+/**
+ * Shared test fixtures. Suites need a REAL trained model, but paper-cnn takes minutes to train, so
+ * the tests use a small lenet trained once on 6,000 images and cached under .cache/test-models.
+ * Bump the folder's version suffix when the recipe changes so stale caches are not reused.
+ */
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+export const TEST_VICTIM_DIR = resolve(ROOT, '.cache/test-models/lenet-v1');
+const RECIPE = { arch: 'lenet', epochs: 1, batchSize: 64, learningRate: 0.002, seed: 7, limit: 6000 };
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Take an exclusive lock file; a lock whose owner died is taken over. Returns false if held by a live process. */
+function tryLock(path: string): boolean {
+  try {
+    const fd = openSync(path, 'wx');
+    writeSync(fd, String(process.pid));
+    closeSync(fd);
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    const owner = Number(readFileSync(path, 'utf8'));
+    if (Number.isInteger(owner) && owner > 0 && alive(owner)) return false;
+    rmSync(path, { force: true });
+    return tryLock(path);
+  }
+}
+
+/**
+ * The test victim's model folder, training it first when it is not cached. Safe when several test
+ * files (or processes) call it at once: one trains under a lock file, the others wait for the
+ * atomically renamed folder to appear.
+ */
+export async function ensureTestVictim(): Promise<string> {
+  if (hasModel(TEST_VICTIM_DIR)) return TEST_VICTIM_DIR;
+  mkdirSync(dirname(TEST_VICTIM_DIR), { recursive: true });
+  const lock = `${TEST_VICTIM_DIR}.lock`;
+  for (;;) {
+    if (tryLock(lock)) break;
+    await new Promise((r) => setTimeout(r, 250));
+    if (hasModel(TEST_VICTIM_DIR)) return TEST_VICTIM_DIR;
+  }
+  try {
+    if (!hasModel(TEST_VICTIM_DIR)) {
+      await initBackend();
+      await trainVictim({ ...RECIPE, out: TEST_VICTIM_DIR });
+    }
+  } finally {
+    if (existsSync(lock)) rmSync(lock, { force: true });
+  }
+  return TEST_VICTIM_DIR;
+}
