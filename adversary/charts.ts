@@ -12,7 +12,7 @@ const CONFIG = {
   font: FONT,
   view: { stroke: '#dde2ea' },
   axis: { labelFontSize: 11, titleFontSize: 12, gridColor: '#eef0f4' },
-  legend: { labelFontSize: 12, titleFontSize: 12, labelLimit: 400 },
+  legend: { labelFontSize: 12, titleFontSize: 12, labelLimit: 600 },
   header: { labelFontSize: 13, labelFontWeight: 600 },
 } as const;
 
@@ -41,8 +41,9 @@ export function epsilonCurves(points: CurvePoint[]): TopLevelSpec {
       encoding: {
         x: { field: 'epsilon', type: 'quantitative', title: 'ε (L∞ perturbation)', scale: { zero: true } },
         y: { field: 'value', type: 'quantitative', title: 'rate', scale: { domain: [0, 1] }, axis: { format: '.0%' } },
-        color: { field: 'series', type: 'nominal', title: null, legend: { orient: 'bottom' } },
-        strokeDash: { field: 'series', type: 'nominal' },
+        // Colour and dash share one legend; both carry the same settings so vega-lite merges them cleanly.
+        color: { field: 'series', type: 'nominal', title: null, legend: { orient: 'bottom', labelLimit: 600 } },
+        strokeDash: { field: 'series', type: 'nominal', title: null, legend: { orient: 'bottom', labelLimit: 600 } },
         tooltip: [
           { field: 'series', type: 'nominal' },
           { field: 'epsilon', type: 'quantitative', format: '.3f' },

@@ -58,7 +58,7 @@ export async function runCampaignCommand(config: CampaignConfig, out: string, re
       },
     });
     const whiteboxPath = join(out, 'whitebox', 'results.json');
-    const report = writeReport(out, results, existsSync(whiteboxPath) ? { whitebox: readJson<CampaignResults>(whiteboxPath) } : undefined);
+    const report = await writeReport(out, results, existsSync(whiteboxPath) ? { whitebox: readJson<CampaignResults>(whiteboxPath) } : undefined);
     console.log(`\n${summaryTable(results)}`);
     console.log(
       `\nqueries: ${results.queries.attack} attack, ${results.queries.measurement} measurement; ` +
@@ -76,7 +76,7 @@ export async function runWhiteboxCommand(config: CampaignConfig, modelDir: strin
   const { apiKey: _key, ...saved } = config;
   writeJson(join(out, 'config.json'), { ...saved, mode: 'whitebox', model: modelDir });
   const results = await runWhitebox(config, modelDir, out);
-  const report = writeReport(out, results);
+  const report = await writeReport(out, results);
   console.log(`\n${summaryTable(results)}\n\nvictim clean accuracy ${pct(results.victimCleanAccuracy).trim()}`);
   console.log(`results: ${join(out, 'results.json')}\nreport:  ${report}`);
   return 0;

@@ -38,7 +38,7 @@ export function atlasTechniques(r: CampaignResults, withBaseline = false): (type
 
 const cfg = (r: CampaignResults, key: string): unknown => (r.config as Record<string, unknown>)[key];
 
-const SERIES = { blackbox: 'black-box (crafted on the substitute)', whitebox: 'white-box baseline (crafted on the victim)' };
+const SERIES = { blackbox: 'black-box: crafted on the substitute', whitebox: 'white-box: crafted on the victim' };
 
 export function curvePoints(points: SweepPoint[], series: string): CurvePoint[] {
   return points.flatMap((p): CurvePoint[] => {

@@ -252,7 +252,7 @@ describe('run report and comparison', () => {
 
     expect(existsSync(result.htmlPath)).toBe(true);
     if (browser) {
-      const check = await inspect(browser, result.htmlPath);
+      const check = await inspect(browser, result.htmlPath, '/tmp/compare.png');
       expect(check.errors).toEqual([]);
       expect(check.external).toEqual([]);
       expect(check.svgs.length).toBe(2);
