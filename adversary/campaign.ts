@@ -9,7 +9,7 @@ import { TransferlabError } from '../shared/errors.js';
 import type { TrainOptions } from '../shared/training.js';
 import type { CampaignConfig } from './config.js';
 import type { CountingOracle } from './oracle-core.js';
-import { latestCheckpoint, roundRecords, saveCheckpoint, type RoundRecord } from './run-folder.js';
+import { latestCheckpoint, roundRecords, saveCheckpoint, writeJson, type RoundRecord } from './run-folder.js';
 import { trainSubstitute } from './substitute.js';
 import { perClassTables, sweep } from './transfer.js';
 import { writeResults, type CampaignResults } from './results.js';
@@ -35,6 +35,9 @@ export async function runCampaign(
   const started = performance.now();
   const phases = { labelling: 0, training: 0, augmentation: 0, crafting: 0, measurement: 0, boundary: 0 };
   mkdirSync(runDir, { recursive: true });
+  // The resolved config goes with the run (the key is a secret and stays out of it).
+  const { apiKey: _secret, ...saved } = config;
+  if (!existsSync(join(runDir, 'config.json'))) writeJson(join(runDir, 'config.json'), saved);
   const info = await oracle.info();
   if (info.classes !== 10 || info.inputShape.join('x') !== '28x28x1') {
     throw new TransferlabError('victim_mismatch', `the victim serves ${info.dataset} ${info.inputShape.join('×')} with ${info.classes} classes; this campaign needs MNIST 28×28×1, 10 classes`);

@@ -27,12 +27,9 @@ export async function runCampaignCommand(config: CampaignConfig, out: string, re
   if (!resume && existsSync(join(out, 'results.json'))) {
     throw new TransferlabError('run_exists', `${out} already holds a finished run; choose another --out or --resume it`);
   }
-  // The key is a secret: it never goes into the run folder.
-  const { apiKey, ...saved } = config;
-  if (!resume) writeJson(configPath, saved);
   const oracle = await createHttpOracle({
     url: config.victim,
-    apiKey,
+    apiKey: config.apiKey,
     format: config.format,
     cacheDir: out,
     onRetry: (i) => console.error(`victim: ${i.reason}; retry ${i.attempt} in ${Math.round(i.delayMs)} ms`),

@@ -20,6 +20,7 @@ export interface SweepPoint extends SweepRow {
   mode: AttackMode;
   /** Share of the crafted examples the crafting model itself gets wrong (or, targeted, puts into the target). */
   craftModelSuccessRate: Rate;
+  /** Images the victim was asked to label at this ε (answers already in the run's cache included). */
   measurementQueries: number;
 }
 
@@ -72,7 +73,7 @@ export async function sweep(model: Model, data: SweepData, s: SweepSettings, vic
         advTensor.dispose();
         craftSeconds += (performance.now() - t0) / 1000;
         const t1 = performance.now();
-        const { labels, paid } = await victim(adv, n);
+        const { labels } = await victim(adv, n);
         measureSeconds += (performance.now() - t1) / 1000;
         const row = sweepRow(epsilon, labels, data.cleanVictim, data.truth, mode === 'targeted' ? data.targets : undefined);
         const craftRow = sweepRow(epsilon, craftPred, data.craftLabels, data.truth, mode === 'targeted' ? data.targets : undefined);
@@ -80,7 +81,7 @@ export async function sweep(model: Model, data: SweepData, s: SweepSettings, vic
           ...row,
           mode,
           craftModelSuccessRate: mode === 'targeted' ? craftRow.targetedSuccessRate : craftRow.misclassificationRate,
-          measurementQueries: paid,
+          measurementQueries: n,
         });
         victimLabels[mode].push(labels);
         adversarial[mode].push(adv);

@@ -55,6 +55,7 @@ export const API_ERRORS = {
   budget_exhausted: 429,
   unsupported_media_type: 415,
   unsupported_content_encoding: 415,
+  invalid_content_encoding: 400,
   payload_too_large: 413,
   batch_too_large: 413,
   invalid_json: 400,
@@ -72,6 +73,7 @@ export const API_ERRORS = {
   internal_error: 500,
   model_failed: 500,
   ledger_unavailable: 503,
+  audit_unavailable: 503,
   shutting_down: 503,
 } as const;
 export type ApiErrorCode = keyof typeof API_ERRORS;

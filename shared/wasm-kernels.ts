@@ -178,6 +178,8 @@ function conv2DBackpropFilter(args: { inputs: Record<string, TensorInfo>; backen
   const info = convInfo(x.shape as Shape4, attrs.filterShape as Shape4, attrs);
   if (info.dataFormat !== 'channelsLast') return onCpu(backend, 'Conv2DBackpropFilter', inputs, attrs);
   const { filterHeight: kh, filterWidth: kw, inChannels: ci, outChannels: co, padInfo: p } = info;
+  const kit = simdFor(backend);
+  if (kit && kh * kw * ci <= SMALL_K && co % 4 === 0) return filterGradSmall(backend, kit, x, dy, info);
   const xT = run(backend, 'Transpose', { x }, { perm: [3, 1, 2, 0] });
   const dyT = run(backend, 'Transpose', { x: dy }, { perm: [1, 2, 0, 3] });
   const g = run(backend, 'Conv2D', { x: xT, filter: dyT }, {
@@ -196,6 +198,46 @@ function conv2DBackpropFilter(args: { inputs: Record<string, TensorInfo>; backen
   return out;
 }
 
+/** Filter gradient for layers with few taps (KH*KW*Cin small, e.g. a first layer), via FILTER_GRAD. */
+const SMALL_K = 48;
+function filterGradSmall(backend: BackendWasm, kit: Simd, x: TensorInfo, dy: TensorInfo, info: tf.backend_util.Conv2DInfo): TensorInfo {
+  const { batchSize: nb, inChannels: ci, outChannels: co, filterHeight: kh, filterWidth: kw, padInfo: p } = info;
+  const { strideHeight: sh, strideWidth: sw, outHeight: oh, outWidth: ow, inHeight: h, inWidth: w } = info;
+  const padded = p.top || p.bottom || p.left || p.right;
+  const xp = padded ? run(backend, 'PadV2', { x }, { paddings: [[0, 0], [p.top, p.bottom], [p.left, p.right], [0, 0]], constantValue: 0 }) : x;
+  const rowBytes = (w + p.left + p.right) * ci * 4, imgBytes = (h + p.top + p.bottom) * rowBytes;
+  const out = backend.makeOutput([kh, kw, ci, co], 'float32');
+  const part = backend.typedArrayFromHeap(out);
+  const acc = new Float64Array(part.length); // per-image float32 partial sums, totalled in float64
+  const [xo, dyo, o] = [xp, dy, out].map((t) => backend.getMemoryOffset(t.dataId));
+  for (let b = 0; b < nb; b++) {
+    part.fill(0);
+    kit.filterGradImage(xo + b * imgBytes, dyo + b * oh * ow * co * 4, o, oh, ow, kh, kw, ci, rowBytes, sw * ci * 4, sh * rowBytes, co * 4);
+    for (let i = 0; i < acc.length; i++) acc[i] += part[i];
+  }
+  part.set(acc);
+  if (xp !== x) free(backend, xp);
+  return out;
+}
+
+/** Input gradient for layers with few taps (dx of a first layer, for input gradients), via INPUT_GRAD. */
+function inputGradSmall(backend: BackendWasm, kit: Simd, dy: TensorInfo, filter: TensorInfo, info: tf.backend_util.Conv2DInfo): TensorInfo {
+  const { batchSize: nb, inChannels: ci, outChannels: co, filterHeight: kh, filterWidth: kw, padInfo: p } = info;
+  const { strideHeight: sh, strideWidth: sw, outHeight: oh, outWidth: ow, inHeight: h, inWidth: w } = info;
+  const hp = h + p.top + p.bottom, wp = w + p.left + p.right;
+  const full = backend.makeOutput([nb, hp, wp, ci], 'float32');
+  backend.typedArrayFromHeap(full).fill(0);
+  const rowBytes = wp * ci * 4;
+  const [dyo, wo, o] = [dy, filter, full].map((t) => backend.getMemoryOffset(t.dataId));
+  for (let b = 0; b < nb; b++) {
+    kit.inputGradImage(dyo + b * oh * ow * co * 4, wo, o + b * hp * rowBytes, oh, ow, kh, kw, ci, rowBytes, sw * ci * 4, sh * rowBytes, co * 4);
+  }
+  if (hp === h && wp === w) return full;
+  const out = run(backend, 'Slice', { x: full }, { begin: [0, p.top, p.left, 0], size: [nb, h, w, ci] });
+  free(backend, full);
+  return out;
+}
+
 /**
  * dx = "full" correlation of dy (zero-stuffed when stride > 1) with the filter reversed spatially and
  * in/out channels swapped, i.e. a forward conv padded by K-1-p.
@@ -210,6 +252,10 @@ function conv2DBackpropInput(args: { inputs: Record<string, TensorInfo>; backend
   // Length of dy after zero-stuffing (trailing zeros included), and the far-side pads giving H x W.
   const lh = oh * sh, lw = ow * sw;
   const bottom = h + kh - 1 - top - lh, right = w + kw - 1 - left - lw;
+  const kit = simdFor(backend);
+  if (kit && info.dataFormat === 'channelsLast' && kh * kw * info.inChannels <= SMALL_K && co % 4 === 0) {
+    return inputGradSmall(backend, kit, dy, filter, info);
+  }
   if (info.dataFormat !== 'channelsLast' || top < 0 || left < 0 || bottom < 1 - sh || right < 1 - sw) {
     return onCpu(backend, 'Conv2DBackpropInput', inputs, attrs);
   }
@@ -253,27 +299,157 @@ function sign(args: { inputs: Record<string, TensorInfo>; backend: BackendWasm }
   return out;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Two SIMD loops the stock binary lacks, hand-assembled (no wasm toolchain in the project) into a
+// module that imports the backend's own memory, so they work in place on tensor data. A scalar JS
+// loop over the heap is ~10x slower on this hardware.
+// ---------------------------------------------------------------------------------------------
+const leb = (n: number): number[] => {
+  const out: number[] = [];
+  do { out.push((n & 0x7f) | (n > 0x7f ? 0x80 : 0)); n >>>= 7; } while (n);
+  return out;
+};
+const vec = (items: number[][]): number[] => [...leb(items.length), ...items.flat()];
+const bytes = (t: string): number[] => vec([...t].map((ch) => [ch.charCodeAt(0)]));
+const get = (i: number): number[] => [0x20, i];
+const set = (i: number): number[] => [0x21, i];
+const i32 = (v: number): number[] => [0x41, ...leb(v)]; // small non-negative constants only
+const [ADD, MUL] = [0x6a, 0x6c];
+const simd = (op: number, mem = false): number[] => [0xfd, ...leb(op), ...(mem ? [2, 0] : [])];
+const [LOAD, STORE, EQ, AND, ANDNOT, FADD, FMUL, SPLAT] =
+  [simd(0x00, true), simd(0x0b, true), simd(0x41), simd(0x4e), simd(0x4f), simd(0xe4), simd(0xe6), simd(0x13)];
+const [LOAD_F32, STORE_F32, ADD_F32] = [[0x2a, 2, 0], [0x38, 2, 0], [0x92]];
+const lane = (i: number): number[] => [...simd(0x1f), i]; // f32x4.extract_lane
+/** for (i = 0; i < n; i += step) body */
+const loop = (i: number, n: number, step: number, body: number[]): number[] => [
+  ...i32(0), ...set(i), 0x02, 0x40, 0x03, 0x40, ...get(i), ...get(n), 0x4f, 0x0d, 1,
+  ...body, ...get(i), ...i32(step), ADD, ...set(i), 0x0c, 0, 0x0b, 0x0b];
+
+// maxPoolRow(x, y, g, dx, ow, fh, fw, c, rowBytes): one row of non-overlapping windows. Per 4 channels,
+// `rem` holds dy until the first position equal to the max takes it (cpu semantics for ties).
+// locals: 9 q, 10 k, 11 i, 12 j, 13 off, 14 pv, 15 base | v128: 16 yv, 17 rem, 18 hit
+const MAXPOOL_ROW = [...vec([[7, 0x7f], [3, 0x7b]]), ...loop(9, 4, 1, loop(10, 7, 4, [
+  ...get(9), ...get(7), MUL, ...get(10), ADD, ...i32(4), MUL, ...set(14),
+  ...get(1), ...get(14), ADD, ...LOAD, ...set(16), ...get(2), ...get(14), ADD, ...LOAD, ...set(17),
+  ...get(9), ...get(6), MUL, ...get(7), MUL, ...get(10), ADD, ...i32(4), MUL, ...set(15),
+  ...loop(11, 5, 1, loop(12, 6, 1, [
+    ...get(11), ...get(8), MUL, ...get(15), ADD, ...get(12), ...get(7), MUL, ...i32(4), MUL, ADD, ...set(13),
+    ...get(0), ...get(13), ADD, ...LOAD, ...get(16), ...EQ, ...set(18),
+    ...get(3), ...get(13), ADD, ...get(17), ...get(18), ...AND, ...STORE,
+    ...get(17), ...get(18), ...ANDNOT, ...set(17)])),
+])), 0x0b];
+// sumRows(src, rows, rowBytes, dst): dst[i] += sum_r src[r][i], reading src once in order.
+// locals: 4 r, 5 i, 6 p
+const SUM_ROWS = [...vec([[3, 0x7f]]), ...get(0), ...set(6), ...loop(4, 1, 1, [
+  ...loop(5, 2, 16, [...get(3), ...get(5), ADD, ...get(3), ...get(5), ADD, ...LOAD,
+    ...get(6), ...get(5), ADD, ...LOAD, ...FADD, ...STORE]),
+  ...get(6), ...get(2), ADD, ...set(6)]), 0x0b];
+
+// filterGradImage(x, dy, out, oh, ow, kh, kw, ci, rowBytes, colStep, rowStep, coBytes): for one image,
+// out[kh][kw][ci][:] += sum_{r,q} x[r*s+kh][q*s+kw][ci] * dy[r][q][:] (x already padded). For layers
+// with few taps (first layer): XNNPACK would have to repack all of dy as GEMM weights first, which
+// costs more than this loop that streams dy once.
+// locals: 12 r, 13 q, 14 a, 15 bb, 16 c, 17 j, 18 dyRow, 19 xPix, 20 outRow | v128: 21 s
+const FILTER_GRAD = [...vec([[9, 0x7f], [1, 0x7b]]), ...loop(12, 3, 1, loop(13, 4, 1, [
+  ...get(1), ...get(12), ...get(4), MUL, ...get(13), ADD, ...get(11), MUL, ADD, ...set(18),
+  ...get(0), ...get(12), ...get(10), MUL, ADD, ...get(13), ...get(9), MUL, ADD, ...set(19),
+  ...get(2), ...set(20),
+  ...loop(14, 5, 1, loop(15, 6, 1, loop(16, 7, 1, [
+    ...get(19), ...get(14), ...get(8), MUL, ADD, ...get(15), ...get(7), MUL, ...get(16), ADD, ...i32(4), MUL, ADD,
+    ...LOAD_F32, ...SPLAT, ...set(21),
+    ...loop(17, 11, 16, [...get(20), ...get(17), ADD, ...get(20), ...get(17), ADD, ...LOAD,
+      ...get(21), ...get(18), ...get(17), ADD, ...LOAD, ...FMUL, ...FADD, ...STORE]),
+    ...get(20), ...get(11), ADD, ...set(20)]))),
+])), 0x0b];
+
+// inputGradImage(dy, w, dx, oh, ow, kh, kw, ci, rowBytes, colStep, rowStep, coBytes): the transpose of
+// FILTER_GRAD for one image: dx[r*s+kh][q*s+kw][ci] += dot(dy[r][q][:], w[kh][kw][ci][:]) (dx padded,
+// zeroed). XNNPACK handles a convolution with one output channel (dx of a first layer) poorly.
+// locals: 12 r, 13 q, 14 a, 15 bb, 16 c, 17 j, 18 dyRow, 19 xPix, 20 wRow, 21 xTap | v128: 22 acc
+const INPUT_GRAD = [...vec([[10, 0x7f], [1, 0x7b]]), ...loop(12, 3, 1, loop(13, 4, 1, [
+  ...get(0), ...get(12), ...get(4), MUL, ...get(13), ADD, ...get(11), MUL, ADD, ...set(18),
+  ...get(2), ...get(12), ...get(10), MUL, ADD, ...get(13), ...get(9), MUL, ADD, ...set(19),
+  ...get(1), ...set(20),
+  ...loop(14, 5, 1, loop(15, 6, 1, loop(16, 7, 1, [
+    ...simd(0x0c), ...Array(16).fill(0), ...set(22),
+    ...loop(17, 11, 16, [...get(22), ...get(18), ...get(17), ADD, ...LOAD, ...get(20), ...get(17), ADD, ...LOAD,
+      ...FMUL, ...FADD, ...set(22)]),
+    ...get(19), ...get(14), ...get(8), MUL, ADD, ...get(15), ...get(7), MUL, ...get(16), ADD, ...i32(4), MUL, ADD, ...set(21),
+    ...get(21), ...get(21), ...LOAD_F32, ...get(22), ...lane(0), ADD_F32[0], ...get(22), ...lane(1), ADD_F32[0],
+    ...get(22), ...lane(2), ADD_F32[0], ...get(22), ...lane(3), ADD_F32[0], ...STORE_F32,
+    ...get(20), ...get(11), ADD, ...set(20)]))),
+])), 0x0b];
+
+interface Simd {
+  inputGradImage(...a: number[]): void;
+  filterGradImage(...a: number[]): void;
+  maxPoolRow(...a: number[]): void;
+  sumRows(src: number, rows: number, rowBytes: number, dst: number): void;
+}
+const simdCache = new WeakMap<object, Simd | null>();
+
+function simdFor(backend: BackendWasm): Simd | null {
+  if (simdCache.has(backend)) return simdCache.get(backend) ?? null;
+  const m = backend.wasm as unknown as { wasmMemory?: WebAssembly.Memory; asm?: { memory?: WebAssembly.Memory } };
+  const mem = m.wasmMemory ?? m.asm?.memory;
+  let kit: Simd | null = null;
+  if (mem) {
+    const shared = typeof SharedArrayBuffer !== 'undefined' && mem.buffer instanceof SharedArrayBuffer;
+    const section = (id: number, body: number[]): number[] => [id, ...leb(body.length), ...body];
+    const body = (code: number[]): number[] => [...leb(code.length), ...code];
+    const wasm = new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0,
+      ...section(1, vec([9, 4, 12].map((n) => [0x60, ...vec(Array(n).fill([0x7f])), 0]))),
+      ...section(2, vec([[...bytes('env'), ...bytes('mem'), 2, ...(shared ? [3, 1, ...leb(65536)] : [0, 1])]])),
+      ...section(3, vec([[0], [1], [2], [2]])),
+      ...section(7, vec(['maxPoolRow', 'sumRows', 'filterGradImage', 'inputGradImage'].map((name, i) => [...bytes(name), 0, i]))),
+      ...section(10, vec([body(MAXPOOL_ROW), body(SUM_ROWS), body(FILTER_GRAD), body(INPUT_GRAD)]))]);
+    try {
+      kit = new WebAssembly.Instance(new WebAssembly.Module(wasm), { env: { mem } }).exports as unknown as Simd;
+    } catch (e) {
+      console.warn(`wasm: SIMD helpers unavailable (${String(e)}); using JS loops`);
+    }
+  }
+  simdCache.set(backend, kit);
+  return kit;
+}
+
 /**
  * Max-pool gradient routed to the first maximum of each window, like the cpu kernel. The stock wasm
- * kernel starts its running max at FLT_MIN (so all-negative windows pick position 0) and is ~10x slower.
+ * kernel starts its running max at FLT_MIN (all-negative windows pick position 0), takes the last of
+ * tied maxima, and is slow.
  */
 function maxPoolGrad(args: { inputs: Record<string, TensorInfo>; backend: BackendWasm; attrs: Attrs }): TensorInfo {
-  const { inputs: { dy, input }, backend, attrs } = args;
+  const { inputs: { dy, input, output }, backend, attrs } = args;
   const info = tf.backend_util.computePool2DInfo(input.shape as Shape4, attrs.filterSize as [number, number],
     attrs.strides as [number, number], 1, attrs.pad as Pad, attrs.dimRoundingMode as 'floor' | 'round' | 'ceil' | undefined);
   const { batchSize: nb, inHeight: h, inWidth: w, inChannels: c, outHeight: oh, outWidth: ow } = info;
-  const { strideHeight: sh, strideWidth: sw, filterHeight: fh, filterWidth: fw } = info;
-  const x = backend.typedArrayFromHeap(input);
-  const g = backend.typedArrayFromHeap(dy);
+  const { strideHeight: sh, strideWidth: sw, filterHeight: fh, filterWidth: fw, padInfo: p } = info;
   const out = backend.makeOutput(input.shape, 'float32');
   const dx = backend.typedArrayFromHeap(out);
+  const kit = simdFor(backend);
+  // Fast path: windows tile the input without overlap or padding (the usual 2x2/2 pooling).
+  const tiles = sh === fh && sw === fw && p.top === 0 && p.left === 0 && oh * fh <= h && ow * fw <= w;
+  if (kit && tiles && c % 4 === 0 && output != null) {
+    if (oh * fh !== h || ow * fw !== w) dx.fill(0); // rows/cols no window covers get no gradient
+    const [xp, yp, gp, dp] = [input, output, dy, out].map((t) => backend.getMemoryOffset(t.dataId));
+    const rowBytes = w * c * 4, outRowBytes = ow * c * 4;
+    for (let b = 0; b < nb; b++) {
+      for (let r = 0; r < oh; r++) {
+        const xo = (b * h + r * fh) * rowBytes, yo = (b * oh + r) * outRowBytes;
+        kit.maxPoolRow(xp + xo, yp + yo, gp + yo, dp + xo, ow, fh, fw, c, rowBytes);
+      }
+    }
+    return out;
+  }
+  const x = backend.typedArrayFromHeap(input);
+  const g = backend.typedArrayFromHeap(dy);
   dx.fill(0);
   const best = new Float32Array(c), at = new Int32Array(c);
   for (let b = 0; b < nb; b++) {
     for (let r = 0; r < oh; r++) {
-      const r0 = r * sh - info.padInfo.top, r1 = Math.min(h, r0 + fh);
+      const r0 = r * sh - p.top, r1 = Math.min(h, r0 + fh);
       for (let q = 0; q < ow; q++) {
-        const q0 = q * sw - info.padInfo.left, q1 = Math.min(w, q0 + fw);
+        const q0 = q * sw - p.left, q1 = Math.min(w, q0 + fw);
         best.fill(-Infinity);
         at.fill(-1);
         for (let xr = Math.max(r0, 0); xr < r1; xr++) {
@@ -306,15 +482,76 @@ function makeSum(stock: tf.KernelFunc) {
       return stock(args as unknown as Parameters<tf.KernelFunc>[0]) as TensorInfo;
     }
     const inner = tf.util.sizeFromShape(x.shape.slice(k));
-    const src = backend.typedArrayFromHeap(x);
-    const acc = new Float64Array(inner);
-    for (let o = 0; o < src.length; o += inner) {
-      for (let i = 0; i < inner; i++) acc[i] += src[o + i];
-    }
+    const rows = tf.util.sizeFromShape(x.shape.slice(0, k));
     const shape = attrs.keepDims ? x.shape.map((d, i) => (i < k ? 1 : d)) : x.shape.slice(k);
     const out = backend.makeOutput(shape, 'float32');
-    backend.typedArrayFromHeap(out).set(acc);
+    const dst = backend.typedArrayFromHeap(out);
+    const acc = new Float64Array(inner);
+    const kit = simdFor(backend);
+    if (kit && inner % 4 === 0) {
+      // float32 partial sums over blocks of rows, accumulated in float64 here (cpu sums in float64).
+      const block = Math.max(1, Math.floor(16384 / inner));
+      const src = backend.getMemoryOffset(x.dataId), dp = backend.getMemoryOffset(out.dataId);
+      for (let r = 0; r < rows; r += block) {
+        dst.fill(0);
+        kit.sumRows(src + r * inner * 4, Math.min(block, rows - r), inner * 4, dp);
+        for (let i = 0; i < inner; i++) acc[i] += dst[i];
+      }
+    } else {
+      const src = backend.typedArrayFromHeap(x);
+      for (let o = 0; o < src.length; o += inner) {
+        for (let i = 0; i < inner; i++) acc[i] += src[o + i];
+      }
+    }
+    dst.set(acc);
     return out;
+  };
+}
+
+/**
+ * The stock BatchMatMul runs XNNPACK only without transposes; with one it falls back to a naive
+ * loop (dense-layer gradients). Transposing the operand first keeps it on XNNPACK.
+ */
+function makeBatchMatMul(stock: tf.KernelFunc) {
+  return (args: { inputs: Record<string, TensorInfo>; backend: BackendWasm; attrs: Attrs }): TensorInfo => {
+    const { inputs: { a, b }, backend, attrs } = args;
+    const call = (x: TensorInfo, y: TensorInfo, ta: boolean, tb: boolean): TensorInfo =>
+      stock({ inputs: { a: x, b: y }, backend, attrs: { ...attrs, transposeA: ta, transposeB: tb } } as unknown as Parameters<tf.KernelFunc>[0]) as TensorInfo;
+    const flat = (t: TensorInfo): boolean => t.shape.length === 2 || (t.shape.length === 3 && t.shape[0] === 1);
+    if (!(attrs.transposeA || attrs.transposeB) || !flat(a) || !flat(b)) return call(a, b, !!attrs.transposeA, !!attrs.transposeB);
+    const t = (x: TensorInfo, yes: unknown): TensorInfo => {
+      if (!yes) return x;
+      const [r, c] = x.shape.slice(-2);
+      const x2 = run(backend, 'Reshape', { x }, { shape: [r, c] });
+      const xt = run(backend, 'Transpose', { x: x2 }, { perm: [1, 0] });
+      free(backend, x2);
+      return xt;
+    };
+    const at = t(a, attrs.transposeA), bt = t(b, attrs.transposeB);
+    const out = call(at, bt, false, false);
+    if (at !== a) free(backend, at);
+    if (bt !== b) free(backend, bt);
+    return out;
+  };
+}
+
+/** A cast to the same dtype is a no-op; the stock kernel copies the buffer. */
+function makeCast(stock: tf.KernelFunc) {
+  return (args: { inputs: Record<string, TensorInfo>; backend: BackendWasm; attrs: Attrs }): TensorInfo => {
+    const { inputs: { x }, backend, attrs } = args;
+    if (x.dtype !== attrs.dtype || x.dtype === 'string') return stock(args as unknown as Parameters<tf.KernelFunc>[0]) as TensorInfo;
+    backend.incRef(x.dataId);
+    return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+  };
+}
+
+/** The stock wasm Identity copies the buffer; sharing it (as the cpu backend and Reshape do) is free. */
+function makeIdentity(stock: tf.KernelFunc) {
+  return (args: { inputs: Record<string, TensorInfo>; backend: BackendWasm }): TensorInfo => {
+    const { inputs: { x }, backend } = args;
+    if (x.dtype === 'string') return stock(args as unknown as Parameters<tf.KernelFunc>[0]) as TensorInfo;
+    backend.incRef(x.dataId);
+    return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
   };
 }
 
@@ -335,7 +572,10 @@ export function registerWasmKernels(): void {
     if (tf.getKernel(kernelName, 'wasm') != null) tf.unregisterKernel(kernelName, 'wasm');
     tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc: fn as unknown as tf.KernelFunc });
   }
-  const stockSum = tf.getKernel('Sum', 'wasm');
-  tf.unregisterKernel('Sum', 'wasm');
-  tf.registerKernel({ ...stockSum, kernelFunc: makeSum(stockSum.kernelFunc) as unknown as tf.KernelFunc });
+  // Wrappers that keep the stock kernel for the cases they do not speed up.
+  for (const [name, wrap] of [['Sum', makeSum], ['Identity', makeIdentity], ['BatchMatMul', makeBatchMatMul], ['Cast', makeCast]] as const) {
+    const stock = tf.getKernel(name, 'wasm');
+    tf.unregisterKernel(name, 'wasm');
+    tf.registerKernel({ ...stock, kernelFunc: wrap(stock.kernelFunc) as unknown as tf.KernelFunc });
+  }
 }

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import axios from 'axios';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../shared/backend.js';
@@ -9,7 +9,7 @@ import { runCampaign } from '../adversary/campaign.js';
 import { resolveConfig, type CampaignInput } from '../adversary/config.js';
 import { createHttpOracle } from '../adversary/oracle-client.js';
 import type { CampaignResults } from '../adversary/results.js';
-import { spawnVictim, ROOT, type VictimProcess } from '../victim/spawn.js';
+import { NODE_TS, spawnVictim, ROOT, type VictimProcess } from '../victim/spawn.js';
 import { ensureTestVictim } from './fixtures.js';
 
 /**
@@ -91,8 +91,9 @@ describe('black-box campaign against a real victim process', () => {
     const cfg = join(dir, 'small.yaml');
     writeFileSync(cfg, `boundary:\n  images: 20\n  maps: 1\n  grid: 5\n`);
     const env = { ...process.env, TRANSFERLAB_API_KEY: KEYS[1].key, TRANSFERLAB_QUIET: '1' };
-    const tsx = resolve(ROOT, 'node_modules/.bin/tsx');
-    const child = spawn(tsx, [...args, ...flags, '--config', cfg], { cwd: ROOT, env, stdio: 'ignore' });
+    const child = spawn(NODE_TS[0], [...NODE_TS.slice(1), ...args, ...flags, '--config', cfg], { cwd: ROOT, env, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));
     const firstRound = join(out, 'checkpoints', 'round-01', 'round.json');
     await new Promise<void>((done, fail) => {
       const timer = setInterval(() => {
@@ -104,13 +105,13 @@ describe('black-box campaign against a real victim process', () => {
       }, 20);
       child.once('exit', () => {
         clearInterval(timer);
-        if (!existsSync(firstRound)) fail(new Error('the campaign exited before its first checkpoint'));
+        if (!existsSync(firstRound)) fail(new Error(`the campaign exited before its first checkpoint: ${stderr}`));
       });
     });
     await new Promise((r) => child.once('exit', r).once('close', r));
     expect(existsSync(join(out, 'results.json'))).toBe(false);
 
-    const resumed = spawn(tsx, ['adversary/cli.ts', 'run', '--resume', out], { cwd: ROOT, env, stdio: 'ignore' });
+    const resumed = spawn(NODE_TS[0], [...NODE_TS.slice(1), 'adversary/cli.ts', 'run', '--resume', out], { cwd: ROOT, env, stdio: 'ignore' });
     const code = await new Promise((r) => resumed.once('exit', r));
     expect(code).toBe(0);
     const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as CampaignResults;

@@ -12,7 +12,7 @@ import { trainVictim } from '../victim/train.js';
  */
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const TEST_VICTIM_DIR = resolve(ROOT, '.cache/test-models/lenet-v1');
-const RECIPE = { arch: 'lenet', epochs: 1, batchSize: 64, learningRate: 0.002, seed: 7, limit: 6000 };
+const RECIPE = { arch: 'lenet', epochs: 2, batchSize: 64, learningRate: 0.002, seed: 7, limit: 6000 };
 
 function alive(pid: number): boolean {
   try {
@@ -44,22 +44,22 @@ function tryLock(path: string): boolean {
  * files (or processes) call it at once: one trains under a lock file, the others wait for the
  * atomically renamed folder to appear.
  */
-export async function ensureTestVictim(): Promise<string> {
-  if (hasModel(TEST_VICTIM_DIR)) return TEST_VICTIM_DIR;
-  mkdirSync(dirname(TEST_VICTIM_DIR), { recursive: true });
-  const lock = `${TEST_VICTIM_DIR}.lock`;
+export async function ensureTestVictim(dir = TEST_VICTIM_DIR): Promise<string> {
+  if (hasModel(dir)) return dir;
+  mkdirSync(dirname(dir), { recursive: true });
+  const lock = `${dir}.lock`;
   for (;;) {
     if (tryLock(lock)) break;
     await new Promise((r) => setTimeout(r, 250));
-    if (hasModel(TEST_VICTIM_DIR)) return TEST_VICTIM_DIR;
+    if (hasModel(dir)) return dir;
   }
   try {
-    if (!hasModel(TEST_VICTIM_DIR)) {
+    if (!hasModel(dir)) {
       await initBackend();
-      await trainVictim({ ...RECIPE, out: TEST_VICTIM_DIR });
+      await trainVictim({ ...RECIPE, out: dir });
     }
   } finally {
     if (existsSync(lock)) rmSync(lock, { force: true });
   }
-  return TEST_VICTIM_DIR;
+  return dir;
 }

@@ -1,4 +1,5 @@
-import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { TransferlabError } from '../shared/errors.js';
 import { AppendLog } from './append-log.js';
 import type { Principal } from './keys.js';
@@ -152,6 +153,7 @@ export function openLedger(path: string, clock?: () => Date): OpenLedger {
 
 function takeLock(lockPath: string, ledgerPath: string): void {
   try {
+    mkdirSync(dirname(lockPath), { recursive: true });
     const fd = openSync(lockPath, 'wx');
     writeSync(fd, String(process.pid));
     closeSync(fd);
@@ -163,7 +165,8 @@ function takeLock(lockPath: string, ledgerPath: string): void {
     if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && isAlive(owner)) {
       throw new TransferlabError(
         'ledger_locked',
-        `the ledger ${ledgerPath} is in use by process ${owner}; stop that victim or give this one its own --ledger`,
+        `the ledger ${ledgerPath} is in use by process ${owner}; stop that victim or give this one its own --ledger ` +
+          `(if no victim is running, delete ${lockPath})`,
       );
     }
     rmSync(lockPath, { force: true });

@@ -8,7 +8,11 @@ import { TransferlabError } from '../shared/errors.js';
  * the line that names its URL. The adversary then talks to it over loopback HTTP only.
  */
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const TSX = resolve(ROOT, 'node_modules/.bin/tsx');
+/**
+ * `node --import tsx` rather than the tsx binary: one process, so a signal (or SIGKILL in a
+ * crash test) reaches the service itself and not a wrapper that would leave it orphaned.
+ */
+export const NODE_TS = [process.execPath, '--import', 'tsx'] as const;
 
 export interface VictimProcess {
   url: string;
@@ -27,7 +31,7 @@ export interface SpawnOptions {
 }
 
 export function spawnVictim(opts: SpawnOptions): Promise<VictimProcess> {
-  const child = spawn(TSX, [resolve(ROOT, 'victim/cli.ts'), ...opts.args], {
+  const child = spawn(NODE_TS[0], [...NODE_TS.slice(1), resolve(ROOT, 'victim/cli.ts'), ...opts.args], {
     cwd: ROOT,
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', 'pipe', opts.stdio === 'inherit' ? 'inherit' : 'pipe'],

@@ -1,0 +1,129 @@
+/**
+ * Benchmarks (issue "Performance"): model throughput per architecture, the victim over HTTP, and
+ * the default campaign's wall time by phase. Not part of `npm test`; targets live here.
+ *
+ *   npm run bench -- [--quick] [--json FILE] [--model DIR] [--skip-campaign]
+ */
+import { writeFileSync } from 'node:fs';
+import { availableParallelism, totalmem } from 'node:os';
+import * as tf from '@tensorflow/tfjs';
+import yargs from 'yargs';
+import { inputGradientSign } from '../shared/attacks.js';
+import { ARCHITECTURES, buildModel } from '../shared/architectures.js';
+import { describeBackend, initBackend } from '../shared/backend.js';
+import { isMain, runMain } from '../shared/cli.js';
+import { fromLayers, predictLabels } from '../shared/model.js';
+import { loadMnist } from '../shared/mnist.js';
+import { seedGlobalRandom } from '../shared/random.js';
+import { trainClassifier } from '../shared/training.js';
+import { provenance } from '../shared/versions.js';
+import { hasModel } from '../shared/model-io.js';
+import { measureHttp, type HttpFigures } from './victim-load.js';
+import { benchCampaign, type CampaignFigures } from './bench-campaign.js';
+
+export interface ModelFigures {
+  arch: string;
+  trainImagesPerSecond: number;
+  inferenceImagesPerSecond: number;
+  inputGradientImagesPerSecond: number;
+}
+
+export interface BenchOptions {
+  quick: boolean;
+  /** Images per measurement (tiny in the test that keeps this code path alive). */
+  trainImages: number;
+  inferImages: number;
+  gradImages: number;
+  archs: string[];
+  model?: string;
+  http: boolean;
+  campaign: boolean;
+  log: (line: string) => void;
+}
+
+function rate(images: number, fn: () => void, warm: () => void): number {
+  warm();
+  const t0 = performance.now();
+  fn();
+  return images / ((performance.now() - t0) / 1000);
+}
+
+export function benchModel(arch: string, o: Pick<BenchOptions, 'trainImages' | 'inferImages' | 'gradImages'>): ModelFigures {
+  seedGlobalRandom(1);
+  const train = loadMnist('train');
+  const model = buildModel(arch);
+  const n = o.trainImages;
+  const fit = (count: number) =>
+    trainClassifier(model, train.images.subarray(0, count * 784), train.labels.subarray(0, count), { epochs: 1, batchSize: 128, learningRate: 1e-3, seed: 1 });
+  const trainRate = rate(n, () => fit(n), () => fit(Math.min(n, 512)));
+  const m = fromLayers(model);
+  const x = tf.tensor4d(train.images.subarray(0, o.inferImages * 784), [o.inferImages, 28, 28, 1]);
+  const inferRate = rate(o.inferImages, () => predictLabels(m, x, 1000), () => predictLabels(m, x.slice(0, Math.min(o.inferImages, 100)) as tf.Tensor4D));
+  const g = x.slice(0, o.gradImages) as tf.Tensor4D;
+  const labels = train.labels.slice(0, o.gradImages);
+  const grad = () => inputGradientSign(m, g, labels, false, 256).dispose();
+  const gradRate = rate(o.gradImages, grad, grad);
+  x.dispose();
+  g.dispose();
+  model.dispose();
+  return { arch, trainImagesPerSecond: Math.round(trainRate), inferenceImagesPerSecond: Math.round(inferRate), inputGradientImagesPerSecond: Math.round(gradRate) };
+}
+
+export async function runBench(o: BenchOptions): Promise<Record<string, unknown>> {
+  const models: ModelFigures[] = [];
+  for (const arch of o.archs) {
+    const f = benchModel(arch, o);
+    o.log(`${arch.padEnd(15)} train ${String(f.trainImagesPerSecond).padStart(6)}/s  inference ${String(f.inferenceImagesPerSecond).padStart(6)}/s  input gradients ${String(f.inputGradientImagesPerSecond).padStart(6)}/s`);
+    models.push(f);
+  }
+  let http: HttpFigures | undefined;
+  if (o.http) {
+    http = await measureHttp({ model: o.model, quick: o.quick, log: o.log });
+  }
+  let campaign: CampaignFigures | undefined;
+  if (o.campaign) campaign = await benchCampaign({ model: o.model, quick: o.quick, log: o.log });
+  return {
+    machine: { cores: availableParallelism(), memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version },
+    ...provenance(1),
+    quick: o.quick,
+    models,
+    http: http ?? null,
+    campaign: campaign ?? null,
+  };
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const a = await yargs(argv)
+    .scriptName('npm run bench --')
+    .options({
+      quick: { type: 'boolean', default: false, describe: 'a smoke check in under a minute' },
+      json: { type: 'string', describe: 'also write the figures as JSON to this file' },
+      model: { type: 'string', describe: 'victim model for the HTTP and campaign figures (default models/victim if present)' },
+      'skip-campaign': { type: 'boolean', default: false, describe: 'leave out the campaign wall time' },
+      backend: { type: 'string', describe: 'tensorflow | wasm | cpu' },
+    })
+    .strict()
+    .help()
+    .parseAsync();
+  const info = await initBackend(a.backend);
+  console.log(`benchmarks on ${describeBackend(info)}, ${availableParallelism()} cores${a.quick ? ' (quick)' : ''}`);
+  const model = a.model ?? (hasModel('models/victim') ? 'models/victim' : undefined);
+  const figures = await runBench({
+    quick: a.quick,
+    trainImages: a.quick ? 2048 : 15_360,
+    inferImages: a.quick ? 2000 : 10_000,
+    gradImages: a.quick ? 512 : 4096,
+    archs: a.quick ? ['paper-cnn', 'substitute-cnn'] : ARCHITECTURES,
+    model,
+    http: true,
+    campaign: !a['skip-campaign'],
+    log: (l) => console.log(l),
+  });
+  if (a.json) {
+    writeFileSync(a.json, JSON.stringify(figures, null, 2) + '\n');
+    console.log(`wrote ${a.json}`);
+  }
+  return 0;
+}
+
+if (isMain(import.meta.url)) runMain(main);

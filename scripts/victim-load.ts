@@ -1,0 +1,184 @@
+/**
+ * Load test of the victim service (issue 3's closing figures), not part of `npm test`:
+ * - label throughput over HTTP, batches of 100 uint8 images from 8 concurrent clients, as a ratio
+ *   of in-process inference throughput on the same model and backend (goal ≥ 0.8);
+ * - latency p50 / p99 of single-image requests from 8 concurrent clients.
+ *
+ *   npx tsx scripts/victim-load.ts [--model DIR] [--quick] [--backend wasm] [--json FILE]
+ *
+ * The victim runs as its own process (as in production); the clients run here, on the same cores.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import yargs from 'yargs';
+import { backendInfo, describeBackend, initBackend } from '../shared/backend.js';
+import { isMain, runMain } from '../shared/cli.js';
+import { fromLayers, predictLabels } from '../shared/model.js';
+import { hasModel, loadModel, readMetadata } from '../shared/model-io.js';
+import { IMAGE_SIZE, imagesTensor, loadMnist } from '../shared/mnist.js';
+import { spawnVictim } from '../victim/spawn.js';
+import { trainVictim, VICTIM_DEFAULTS } from '../victim/train.js';
+
+export interface HttpFigures {
+  model: string;
+  arch: string;
+  backend: string;
+  threads: number;
+  clients: number;
+  batch: number;
+  /** Best of 3 runs, batches of 100 one after another (what one client would get from the model alone). */
+  inProcessImagesPerSecond: number;
+  /** The same with batches of 1000: the model's own ceiling, which micro-batching can approach. */
+  inProcessLargeBatchImagesPerSecond: number;
+  httpImagesPerSecond: number;
+  /** httpImagesPerSecond / inProcessImagesPerSecond; the goal is ≥ 0.8. */
+  ratio: number;
+  ratioToLargeBatch: number;
+  singleImage: { requests: number; requestsPerSecond: number; p50Ms: number; p99Ms: number };
+}
+
+const BENCH_MODEL = '.cache/bench-victim';
+
+/** The model to load-test: models/victim when present, else a quickly trained paper-cnn (cached). */
+export async function benchVictimModel(log: (line: string) => void): Promise<string> {
+  if (hasModel(VICTIM_DEFAULTS.out)) return VICTIM_DEFAULTS.out;
+  if (hasModel(BENCH_MODEL)) return BENCH_MODEL;
+  await initBackend();
+  log(`no ${VICTIM_DEFAULTS.out}: training a ${VICTIM_DEFAULTS.arch} on 10,000 images for 1 epoch into ${BENCH_MODEL}`);
+  await trainVictim({ ...VICTIM_DEFAULTS, epochs: 1, limit: 10_000, out: BENCH_MODEL });
+  return BENCH_MODEL;
+}
+
+const CLIENTS = 8;
+const BATCH = 100;
+
+function post(agent: Agent, url: URL, body: Uint8Array): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { agent, host: url.hostname, port: url.port, path: '/v1/label', method: 'POST', headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': body.length } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          if (res.statusCode !== 200) return reject(new Error(`HTTP ${res.statusCode}: ${Buffer.concat(chunks).toString().slice(0, 200)}`));
+          resolve((JSON.parse(Buffer.concat(chunks).toString()) as { labels: number[] }).labels.length);
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+
+export async function measureHttp(o: { model?: string; quick: boolean; log: (line: string) => void }): Promise<HttpFigures> {
+  const info = await initBackend();
+  const modelDir = o.model ?? (await benchVictimModel(o.log));
+  const arch = readMetadata(modelDir).arch;
+  const test = loadMnist('test');
+  const images = o.quick ? 1000 : 4000;
+  const singles = o.quick ? 25 : 150;
+
+  // In-process: the same model and backend, labelling the same batches of 100 one after another.
+  const { model } = await loadModel(modelDir);
+  const m = fromLayers(model);
+  const x = imagesTensor(test.images.subarray(0, images * IMAGE_SIZE), images);
+  const inProcess = (batch: number) => {
+    const t0 = performance.now();
+    for (let s = 0; s < images; s += batch) predictLabels(m, x.slice([s, 0, 0, 0], [batch, -1, -1, -1]), batch);
+    return images / ((performance.now() - t0) / 1000);
+  };
+  inProcess(BATCH); // warm-up
+  // Best of three: the machine is shared, and the ratio should not flatter HTTP by a slow baseline.
+  const inProcessRate = Math.max(inProcess(BATCH), inProcess(BATCH), inProcess(BATCH));
+  const largeBatchRate = Math.max(inProcess(1000), inProcess(1000));
+  x.dispose();
+  model.dispose();
+  o.log(`in-process ${arch} on ${describeBackend(info)}: ${Math.round(inProcessRate)} images/s in batches of ${BATCH}, ${Math.round(largeBatchRate)} in batches of 1000`);
+
+  const dir = mkdtempSync(join(tmpdir(), 'transferlab-load-'));
+  const victim = await spawnVictim({
+    args: ['--model', modelDir, '--port', '0', '--no-train', '--backend', info.backend, '--rate-limit', '0', '--log-level', 'warn', '--audit-log', join(dir, 'audit.jsonl'), '--ledger', join(dir, 'ledger.jsonl')],
+    timeoutMs: 120_000,
+  });
+  const agent = new Agent({ keepAlive: true, maxSockets: CLIENTS });
+  const url = new URL(victim.url);
+  try {
+    const batchBody = (i: number) => test.pixels.subarray(((i * BATCH) % 9000) * IMAGE_SIZE, (((i * BATCH) % 9000) + BATCH) * IMAGE_SIZE);
+    // Warm-up: connections open, kernels and JIT hot.
+    await Promise.all(Array.from({ length: CLIENTS }, (_, c) => post(agent, url, batchBody(c))));
+
+    let next = 0;
+    const requests = images / BATCH;
+    const t0 = performance.now();
+    await Promise.all(
+      Array.from({ length: CLIENTS }, async () => {
+        while (next < requests) await post(agent, url, batchBody(next++));
+      }),
+    );
+    const httpRate = images / ((performance.now() - t0) / 1000);
+    o.log(
+      `HTTP, ${CLIENTS} clients × batches of ${BATCH} uint8 images: ${Math.round(httpRate)} images/s = ` +
+        `${(httpRate / inProcessRate).toFixed(2)} × in-process (batches of ${BATCH}), ${(httpRate / largeBatchRate).toFixed(2)} × in-process (batches of 1000)`,
+    );
+
+    const latencies: number[] = [];
+    const t1 = performance.now();
+    await Promise.all(
+      Array.from({ length: CLIENTS }, async (_, c) => {
+        for (let i = 0; i < singles; i++) {
+          const s = performance.now();
+          await post(agent, url, test.pixels.subarray(((c * singles + i) % 10_000) * IMAGE_SIZE, (((c * singles + i) % 10_000) + 1) * IMAGE_SIZE));
+          latencies.push(performance.now() - s);
+        }
+      }),
+    );
+    const singleRate = latencies.length / ((performance.now() - t1) / 1000);
+    latencies.sort((a, b) => a - b);
+    const p50 = percentile(latencies, 50);
+    const p99 = percentile(latencies, 99);
+    o.log(`single-image requests, ${CLIENTS} clients: p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, ${Math.round(singleRate)} requests/s`);
+    return {
+      model: modelDir,
+      arch,
+      backend: backendInfo().backend,
+      threads: backendInfo().threads,
+      clients: CLIENTS,
+      batch: BATCH,
+      inProcessImagesPerSecond: Math.round(inProcessRate),
+      inProcessLargeBatchImagesPerSecond: Math.round(largeBatchRate),
+      httpImagesPerSecond: Math.round(httpRate),
+      ratio: Number((httpRate / inProcessRate).toFixed(3)),
+      ratioToLargeBatch: Number((httpRate / largeBatchRate).toFixed(3)),
+      singleImage: { requests: latencies.length, requestsPerSecond: Math.round(singleRate), p50Ms: Number(p50.toFixed(2)), p99Ms: Number(p99.toFixed(2)) },
+    };
+  } finally {
+    agent.destroy();
+    await victim.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const a = await yargs(argv)
+    .scriptName('npx tsx scripts/victim-load.ts')
+    .options({
+      model: { type: 'string', describe: `model folder (default ${VICTIM_DEFAULTS.out}, else a quick paper-cnn in ${BENCH_MODEL})` },
+      quick: { type: 'boolean', default: false, describe: 'fewer requests' },
+      backend: { type: 'string', describe: 'tensorflow | wasm | cpu' },
+      json: { type: 'string', describe: 'also write the figures to this JSON file' },
+    })
+    .strict()
+    .help()
+    .parseAsync();
+  await initBackend(a.backend);
+  const figures = await measureHttp({ model: a.model, quick: a.quick, log: (l) => console.log(l) });
+  if (a.json) writeFileSync(a.json, JSON.stringify(figures, null, 2) + '\n');
+  console.log(JSON.stringify(figures));
+  return 0;
+}
+
+if (isMain(import.meta.url)) runMain(main);

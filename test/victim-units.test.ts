@@ -1,0 +1,239 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildModel } from '../shared/architectures.js';
+import { initBackend } from '../shared/backend.js';
+import { IMAGE_SIZE } from '../shared/mnist.js';
+import { fromLayers } from '../shared/model.js';
+import { AppendLog } from '../victim/append-log.js';
+import { createApp } from '../victim/app.js';
+import { MemoryAuditLog } from '../victim/audit.js';
+import { MicroBatcher, modelLabeler } from '../victim/batcher.js';
+import { parseBinaryBatch, parseJsonBatch } from '../victim/inputs.js';
+import { KeyRing } from '../victim/keys.js';
+import { BudgetBook, type LedgerRecord } from '../victim/ledger.js';
+import { startServer } from '../victim/server.js';
+import { bearer, call, labelUint8 } from './victim-client.js';
+
+/** In-process checks of the victim's parts, with fakes where a real model would only slow things down. */
+let dir: string;
+beforeAll(async () => {
+  await initBackend();
+  dir = mkdtempSync(join(tmpdir(), 'transferlab-victim-units-'));
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const memoryStore = () => {
+  const records: LedgerRecord[] = [];
+  return { records, append: async (r: LedgerRecord) => void records.push(r) };
+};
+
+describe('budgets', () => {
+  it('reserves synchronously, refuses a whole batch that does not fit, releases on failure', async () => {
+    const store = memoryStore();
+    const book = new BudgetBook(store, new Map([['alice', 5]]));
+    const alice = { id: 'alice', limit: 10 };
+    const a = book.reserve(alice, 3);
+    const b = book.reserve(alice, 2); // 5 used + 5 held: full
+    expect(() => book.reserve(alice, 1)).toThrow(/budget/);
+    book.release(b);
+    expect(await book.commit(a)).toBe(8);
+    expect(() => book.reserve(alice, 3)).toThrow(expect.objectContaining({ code: 'budget_exhausted', status: 429 }));
+    expect(await book.commit(book.reserve(alice, 2))).toBe(10);
+    expect(store.records.map((r) => r.images)).toEqual([3, 2]);
+    expect(await book.commit(book.reserve({ id: 'open', limit: null }, 1e6))).toBe(1e6);
+  });
+
+  it('a charge whose ledger write fails is refused with ledger_unavailable and stays counted', async () => {
+    const book = new BudgetBook({ append: () => Promise.reject(new Error('disk full')) });
+    const who = { id: 'x', limit: 10 };
+    await expect(book.commit(book.reserve(who, 4))).rejects.toMatchObject({ code: 'ledger_unavailable', status: 503 });
+    expect(book.used('x')).toBe(4);
+  });
+});
+
+describe('append-only logs', () => {
+  it('group-commits appends from one turn and replays them', async () => {
+    const path = join(dir, 'group.jsonl');
+    const { log } = AppendLog.open(path, { torn: 'drop' });
+    await Promise.all(Array.from({ length: 50 }, (_, i) => log.append({ i })));
+    log.close();
+    expect(AppendLog.open(path, { torn: 'drop' }).records).toHaveLength(50);
+  });
+
+  it('drops (ledger) or keeps (audit) a torn last line, and refuses a corrupt middle line', () => {
+    for (const torn of ['drop', 'keep'] as const) {
+      const path = join(dir, `torn-${torn}.jsonl`);
+      writeFileSync(path, '{"a":1}\n{"a":2}\n{"a":');
+      const { log, records, tornTail } = AppendLog.open(path, { torn });
+      log.close();
+      expect(records).toEqual([{ a: 1 }, { a: 2 }]);
+      expect(tornTail).toBe('{"a":');
+      expect(readFileSync(path, 'utf8')).toBe(torn === 'drop' ? '{"a":1}\n{"a":2}\n' : '{"a":1}\n{"a":2}\n{"a":\n');
+    }
+    const bad = join(dir, 'bad.jsonl');
+    writeFileSync(bad, '{"a":1}\nnot json\n{"a":2}\n');
+    expect(() => AppendLog.open(bad, { torn: 'drop' })).toThrow(expect.objectContaining({ code: 'log_corrupt' }));
+  });
+});
+
+describe('keys', () => {
+  it('authenticates by constant-time digest comparison', () => {
+    const ring = new KeyRing([{ id: 'a', key: 'a'.repeat(20), budget: 5 }, { id: 'b', key: 'b'.repeat(20) }], 7);
+    expect(ring.authenticate('a'.repeat(20))).toEqual({ id: 'a', limit: 5 });
+    expect(ring.authenticate('b'.repeat(20))).toEqual({ id: 'b', limit: 7 });
+    expect(ring.authenticate('a'.repeat(19))).toBeUndefined();
+  });
+
+  it('rejects bad keys files without echoing secrets', () => {
+    const cases = [
+      { keys: [{ id: 'a', key: 'short-secret' }] },
+      { keys: [{ id: 'a', key: 'x'.repeat(20) }, { id: 'a', key: 'y'.repeat(20) }] },
+      { keys: [{ id: 'a', key: 'z'.repeat(20) }, { id: 'b', key: 'z'.repeat(20) }] },
+      { keys: [{ id: 'a', key: 'w'.repeat(20), budget: -1 }] },
+      { keys: [] },
+    ];
+    for (const c of cases) {
+      const path = join(dir, 'keys.json');
+      writeFileSync(path, JSON.stringify(c));
+      let message = '';
+      try {
+        KeyRing.fromFile(path);
+      } catch (e) {
+        message = (e as Error).message;
+      }
+      expect(message).toMatch(/keys file/);
+      for (const k of c.keys) expect(message).not.toContain(k.key);
+    }
+  });
+});
+
+describe('input parsing', () => {
+  it('reads JSON, uint8 and float32 bodies into the same pixels', () => {
+    const px = Uint8Array.from({ length: 2 * IMAGE_SIZE }, (_, i) => (i * 7) % 256);
+    const floats = Float32Array.from(px, (p) => p / 255);
+    const fromJson = parseJsonBatch(Buffer.from(JSON.stringify({ inputs: [Array.from(floats.subarray(0, IMAGE_SIZE)), Array.from(floats.subarray(IMAGE_SIZE))] })), 10);
+    const fromU8 = parseBinaryBatch(Buffer.from(px), 'uint8', 10);
+    const fromF32 = parseBinaryBatch(Buffer.from(floats.buffer), 'float32', 10);
+    for (const b of [fromJson, fromU8, fromF32]) {
+      expect(b.count).toBe(2);
+      expect(b.images).toEqual(floats);
+    }
+  });
+});
+
+describe('micro-batching', () => {
+  it('runs concurrent requests as one model call and splits the labels back', async () => {
+    const calls: number[] = [];
+    // Fake model: the label of an image is its first pixel × 10.
+    const batcher = new MicroBatcher((images, count) => {
+      calls.push(count);
+      return Int32Array.from({ length: count }, (_, i) => Math.round(images[i * IMAGE_SIZE] * 10));
+    });
+    const request = (first: number, count: number) => {
+      const x = new Float32Array(count * IMAGE_SIZE);
+      for (let i = 0; i < count; i++) x[i * IMAGE_SIZE] = (first + i) / 10;
+      return batcher.label(x, count);
+    };
+    const results = await Promise.all([request(0, 3), request(3, 1), request(4, 5)]);
+    expect(calls).toEqual([9]);
+    expect(results.map((r) => Array.from(r))).toEqual([[0, 1, 2], [3], [4, 5, 6, 7, 8]]);
+    await batcher.idle();
+  });
+
+  it('flushes at maxImages, rejects every request of a failed call, and keeps serving', async () => {
+    const calls: number[] = [];
+    let fail = true;
+    const batcher = new MicroBatcher(
+      (_x, count) => {
+        calls.push(count);
+        if (fail) throw new Error('model broke');
+        return new Int32Array(count);
+      },
+      { maxImages: 4, maxDelayMs: 0 },
+    );
+    const one = () => batcher.label(new Float32Array(IMAGE_SIZE * 2), 2);
+    const failed = await Promise.allSettled([one(), one(), one()]);
+    expect(failed.map((r) => r.status)).toEqual(['rejected', 'rejected', 'rejected']);
+    fail = false;
+    await expect(one()).resolves.toHaveLength(2);
+    expect(calls).toEqual([4, 2, 2]);
+  });
+
+  it('leaks no tensors running a real model', async () => {
+    const model = buildModel('lenet');
+    const batcher = new MicroBatcher(modelLabeler(fromLayers(model)));
+    await batcher.label(new Float32Array(IMAGE_SIZE), 1); // weights and kernels set up
+    const before = tf.memory().numTensors;
+    const labels = await Promise.all(Array.from({ length: 8 }, () => batcher.label(new Float32Array(5 * IMAGE_SIZE).fill(0.3), 5)));
+    expect(labels.every((l) => l.length === 5)).toBe(true);
+    expect(tf.memory().numTensors).toBe(before);
+    model.dispose();
+  });
+});
+
+describe('the HTTP app in-process (fake model)', () => {
+  it('rate-limits per key with Retry-After, and a failed model call charges nothing', async () => {
+    const audit = new MemoryAuditLog();
+    const store = memoryStore();
+    let broken = false;
+    const app = createApp({
+      label: async (_x, count) => {
+        if (broken) throw new Error('boom');
+        return new Int32Array(count).fill(7);
+      },
+      keys: new KeyRing([{ id: 'k', key: 'k'.repeat(20), budget: 100 }, { id: 'm', key: 'm'.repeat(20), budget: 100 }]),
+      budgets: new BudgetBook(store),
+      audit,
+      maxBatch: 10,
+      rateLimit: 3,
+    });
+    const server = await startServer(app, '127.0.0.1', 0);
+    try {
+      const px = new Uint8Array(2 * IMAGE_SIZE);
+      const replies = [];
+      for (let i = 0; i < 4; i++) replies.push(await labelUint8(server.url, px, bearer('k'.repeat(20))));
+      expect(replies.map((r) => r.status)).toEqual([200, 200, 200, 429]);
+      expect(replies[0].body).toEqual({ labels: [7, 7], budget: { used: 2, limit: 100 } });
+      expect(replies[3].body.error?.code).toBe('rate_limited');
+      expect(Number(replies[3].headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+      // Another key has its own allowance.
+      expect((await labelUint8(server.url, px, bearer('m'.repeat(20)))).status).toBe(200);
+
+      broken = true;
+      const failed = await labelUint8(server.url, px, bearer('m'.repeat(20)));
+      expect([failed.status, failed.body.error?.code]).toEqual([500, 'model_failed']);
+      broken = false;
+      const after = await labelUint8(server.url, px, bearer('m'.repeat(20)));
+      expect(after.body.budget).toEqual({ used: 4, limit: 100 });
+      expect(store.records.filter((r) => r.key === 'm').map((r) => r.images)).toEqual([2, 2]);
+      expect(audit.entries.map((e) => e.outcome)).toEqual(['answered', 'answered', 'answered', 'rejected', 'answered', 'failed', 'answered']);
+      expect((await call(`${server.url}/v1/info`)).body).toMatchObject({ maxBatch: 10, output: 'label' });
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('an open service shares --budget among all callers', async () => {
+    const app = createApp({
+      label: async (_x, count) => new Int32Array(count),
+      anonymousBudget: 3,
+      budgets: new BudgetBook(memoryStore()),
+      audit: new MemoryAuditLog(),
+      maxBatch: 10,
+      rateLimit: 0,
+    });
+    const server = await startServer(app, '127.0.0.1', 0);
+    try {
+      const px = new Uint8Array(2 * IMAGE_SIZE);
+      expect((await labelUint8(server.url, px)).body.budget).toEqual({ used: 2, limit: 3 });
+      const refused = await labelUint8(server.url, px);
+      expect([refused.status, refused.body.error?.code]).toEqual([429, 'budget_exhausted']);
+      expect((await labelUint8(server.url, px.subarray(0, IMAGE_SIZE))).body.budget).toEqual({ used: 3, limit: 3 });
+    } finally {
+      await server.close();
+    }
+  });
+});

@@ -1,0 +1,265 @@
+import { createHash, randomUUID } from 'node:crypto';
+import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
+import { ipKeyGenerator, rateLimit } from 'express-rate-limit';
+import helmet from 'helmet';
+import { pino, type Logger } from 'pino';
+import { pinoHttp } from 'pino-http';
+import { TransferlabError, isTransferlabError } from '../shared/errors.js';
+import {
+  HEALTH_PATH,
+  INFO_PATH,
+  LABEL_PATH,
+  OPENAPI_PATH,
+  PIXEL_FORMAT_HEADER,
+  type LabelResponse,
+  type VictimInfo,
+} from '../shared/label-api.js';
+import { CLASSES } from '../shared/mnist.js';
+import type { AuditSink, AuditOutcome } from './audit.js';
+import { binaryBodyLimit, jsonBodyLimit, parseBinaryBatch, parseJsonBatch, parsePixelFormat, type ImageBatch } from './inputs.js';
+import { ANONYMOUS, type KeyRing, type Principal } from './keys.js';
+import type { BudgetBook } from './ledger.js';
+import { openApiDocument } from './openapi.js';
+
+/**
+ * The victim's HTTP surface (DESIGN.md "Victim HTTP API"), as a pure function of its collaborators
+ * so tests can run it in-process with a fake model, memory audit log or frozen clock. Only labels
+ * and budget figures ever leave: no probabilities, logits, architecture or weights.
+ */
+export interface VictimAppOptions {
+  /** Labels for `count` images (the micro-batcher in production). */
+  label: (images: Float32Array, count: number) => Promise<Int32Array>;
+  /** undefined = open service; every caller is the principal "anonymous". */
+  keys?: KeyRing;
+  /** Budget of the anonymous principal when there are no keys (null = unlimited). */
+  anonymousBudget?: number | null;
+  budgets: BudgetBook;
+  audit: AuditSink;
+  maxBatch: number;
+  /** Requests per second per key (per client IP when open); 0 turns the limit off. */
+  rateLimit: number;
+  /** Request logger; undefined = silent. */
+  logger?: Logger;
+  clock?: () => Date;
+  /** True once shutdown began: responses then close their connection. */
+  draining?: () => boolean;
+}
+
+/** Once shutdown began, every response tells its client to reconnect elsewhere, so connections drain. */
+function closeIfDraining(res: Response): void {
+  if ((res.locals.draining as (() => boolean) | undefined)?.()) res.setHeader('Connection', 'close');
+}
+
+function sendError(res: Response, err: TransferlabError): void {
+  if (res.headersSent) return;
+  closeIfDraining(res);
+  res.status(err.status).json({ error: { code: err.code, message: err.message } });
+}
+
+/** Any thrown value as an API error; client-caused body-parser errors keep their 4xx, the rest are 500s that reveal nothing. */
+export function toApiError(e: unknown): TransferlabError {
+  if (isTransferlabError(e)) return e;
+  const err = e as { type?: string; status?: number; message?: string; code?: string };
+  // zlib (Z_DATA_ERROR, …) and brotli (ERR__ERROR_FORMAT_…) decoding failures: the client's bytes are wrong.
+  if (typeof err.code === 'string' && /^(Z_|ERR__ERROR_)/.test(err.code)) {
+    return new TransferlabError('invalid_content_encoding', 'the body is not valid data for its Content-Encoding; compress it correctly or send it uncompressed', 400);
+  }
+  switch (err.type) {
+    case 'entity.too.large':
+      return new TransferlabError('payload_too_large', `the body is larger than this endpoint accepts (${err.message ?? ''}); send fewer images per request (see maxBatch in GET /v1/info)`, 413);
+    case 'encoding.unsupported':
+      return new TransferlabError('unsupported_content_encoding', 'unsupported Content-Encoding; send the body uncompressed, or gzip, deflate or br', 415);
+    case 'request.aborted':
+      return new TransferlabError('bad_request', 'the request body ended early', 400);
+    case 'request.size.invalid':
+      return new TransferlabError('bad_request', 'the body length does not match Content-Length', 400);
+  }
+  if (typeof err.status === 'number' && err.status >= 400 && err.status < 500) {
+    return new TransferlabError('bad_request', `bad request: ${err.message ?? 'malformed'}`, err.status);
+  }
+  return new TransferlabError('internal_error', 'internal error; the request was not charged — try again, and report it if it persists', 500);
+}
+
+const methodNotAllowed =
+  (allow: string): RequestHandler =>
+  (req, res) => {
+    res.setHeader('Allow', allow);
+    sendError(res, new TransferlabError('method_not_allowed', `${req.method} is not allowed on ${req.path}; use ${allow.split(', ').join(' or ')}`, 405));
+  };
+
+/** Run connect-style middleware as a promise; it must call next() or next(err), never answer itself. */
+function run(mw: RequestHandler, req: Request, res: Response): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = (err?: unknown) => (err ? reject(err) : resolve());
+    // Some middleware is async: a rejection it did not hand to next() must not go unhandled.
+    Promise.resolve(mw(req, res, done)).catch(reject);
+  });
+}
+
+export function createApp(opts: VictimAppOptions): express.Express {
+  const clock = opts.clock ?? (() => new Date());
+  const logger = opts.logger ?? pino({ level: 'silent' });
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+
+  app.use(
+    pinoHttp({
+      logger,
+      // Ids are always minted here, never taken from the client, so audit-log ids cannot be forged or
+      // made to collide; the client learns its id from the X-Request-Id response header.
+      genReqId: (_req, res) => {
+        const id = randomUUID();
+        res.setHeader('X-Request-Id', id);
+        return id;
+      },
+      // No headers (Authorization carries the key), no query string, no body.
+      serializers: {
+        req: (req: { id: unknown; method: string; url: string; remoteAddress?: string }) => ({
+          id: req.id,
+          method: req.method,
+          path: String(req.url).split('?')[0].slice(0, 200),
+        }),
+        res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
+      },
+      customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'info'),
+    }),
+  );
+  app.use(helmet());
+  app.use((_req, res, next) => {
+    res.setHeader('Cache-Control', 'no-store');
+    res.locals.draining = opts.draining;
+    closeIfDraining(res);
+    next();
+  });
+
+  const info: VictimInfo = { dataset: 'mnist', inputShape: [28, 28, 1], classes: CLASSES, inputRange: [0, 1], maxBatch: opts.maxBatch, output: 'label' };
+  const openapi = openApiDocument({ maxBatch: opts.maxBatch, authenticated: opts.keys !== undefined });
+  app.get(HEALTH_PATH, (_req, res) => void res.json({ status: 'ok' }));
+  app.all(HEALTH_PATH, methodNotAllowed('GET, HEAD'));
+  app.get(INFO_PATH, (_req, res) => void res.json(info));
+  app.all(INFO_PATH, methodNotAllowed('GET, HEAD'));
+  app.get(OPENAPI_PATH, (_req, res) => void res.json(openapi));
+  app.all(OPENAPI_PATH, methodNotAllowed('GET, HEAD'));
+
+  const limiter =
+    opts.rateLimit > 0
+      ? rateLimit({
+          windowMs: 1000,
+          limit: opts.rateLimit,
+          standardHeaders: 'draft-7',
+          legacyHeaders: false,
+          keyGenerator: (req, res) => {
+            const who = res.locals.principal as Principal | undefined;
+            return who && who.id !== ANONYMOUS ? `key:${who.id}` : `ip:${ipKeyGenerator(req.ip ?? 'unknown')}`;
+          },
+          handler: (req, res, next) => {
+            const reset = (req as Request & { rateLimit?: { resetTime?: Date } }).rateLimit?.resetTime;
+            const seconds = Math.max(1, Math.ceil(((reset?.getTime() ?? Date.now() + 1000) - Date.now()) / 1000));
+            res.setHeader('Retry-After', String(seconds));
+            next(new TransferlabError('rate_limited', `more than ${opts.rateLimit} requests per second for this key; retry after ${seconds} s`, 429));
+          },
+        })
+      : undefined;
+  const readJson = express.raw({ type: () => true, limit: jsonBodyLimit(opts.maxBatch) });
+  const readBinary = express.raw({ type: () => true, limit: binaryBodyLimit(opts.maxBatch) });
+
+  const authenticate = (req: Request): Principal => {
+    if (!opts.keys) return { id: ANONYMOUS, limit: opts.anonymousBudget ?? null };
+    const header = req.get('authorization');
+    const match = header ? /^Bearer[ ]+([^\s]+)\s*$/i.exec(header) : null;
+    if (!match) throw new TransferlabError('missing_api_key', 'this service needs an API key: send the header Authorization: Bearer <key>', 401);
+    const who = opts.keys.authenticate(match[1]);
+    if (!who) throw new TransferlabError('invalid_api_key', 'the API key is not valid; check the key you were issued', 401);
+    return who;
+  };
+
+  const mediaType = (req: Request): 'json' | 'binary' => {
+    const type = req.get('content-type');
+    if (!type) throw new TransferlabError('unsupported_media_type', 'missing Content-Type; send application/json or application/octet-stream', 415);
+    // Parsed here rather than with req.is(), which answers null for a request without a body and
+    // would turn a missing body into a misleading "unsupported Content-Type".
+    const media = type.split(';')[0].trim().toLowerCase();
+    if (media === 'application/json') {
+      const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(type)?.[1];
+      if (charset && !/^utf-?8$/i.test(charset)) throw new TransferlabError('unsupported_media_type', `charset ${charset.slice(0, 20)} is not supported; send JSON as UTF-8`, 415);
+      return 'json';
+    }
+    if (media === 'application/octet-stream') return 'binary';
+    throw new TransferlabError('unsupported_media_type', `Content-Type ${type.slice(0, 60)} is not supported; send application/json or application/octet-stream`, 415);
+  };
+
+  app.post(LABEL_PATH, async (req, res) => {
+    const started = performance.now();
+    let principal: Principal | undefined;
+    let payloadSha256: string | null = null;
+    let images = 0;
+    const audit = (outcome: AuditOutcome, status: number, code?: string) =>
+      opts.audit.record({
+        time: clock().toISOString(),
+        requestId: String(req.id),
+        keyId: principal?.id ?? null,
+        images,
+        payloadSha256,
+        outcome,
+        status,
+        ...(code ? { code } : {}),
+        durationMs: Math.round((performance.now() - started) * 10) / 10,
+      });
+    try {
+      principal = authenticate(req);
+      res.locals.principal = principal;
+      if (limiter) await run(limiter, req, res);
+      const kind = mediaType(req);
+      const format = kind === 'binary' ? parsePixelFormat(req.get(PIXEL_FORMAT_HEADER)) : 'uint8';
+      await run(kind === 'json' ? readJson : readBinary, req, res);
+      const body: Buffer = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+      payloadSha256 = createHash('sha256').update(body).digest('hex');
+      const batch: ImageBatch = kind === 'json' ? parseJsonBatch(body, opts.maxBatch) : parseBinaryBatch(body, format, opts.maxBatch);
+      images = batch.count;
+      const reservation = opts.budgets.reserve(principal, batch.count);
+      let labels: Int32Array;
+      try {
+        labels = await opts.label(batch.images, batch.count);
+      } catch (e) {
+        opts.budgets.release(reservation);
+        req.log.error({ err: e }, 'model call failed');
+        throw new TransferlabError('model_failed', 'the model failed on this batch; nothing was charged — try again', 500);
+      }
+      const used = await opts.budgets.commit(reservation);
+      try {
+        await audit('answered', 200);
+      } catch (e) {
+        // No answer may leave without its audit line; the charge stands (it is already durable).
+        req.log.error({ err: e }, 'audit log write failed');
+        throw new TransferlabError('audit_unavailable', 'the audit log cannot be written; try again later', 503);
+      }
+      const answer: LabelResponse = { labels: Array.from(labels), budget: { used, limit: principal.limit } };
+      closeIfDraining(res);
+      res.json(answer);
+    } catch (e) {
+      const err = toApiError(e);
+      if (err.status >= 500 && err.code === 'internal_error') req.log.error({ err: e }, 'unexpected error');
+      if (err.status === 401) res.setHeader('WWW-Authenticate', 'Bearer realm="transferlab"');
+      try {
+        await audit(err.status >= 500 ? 'failed' : 'rejected', err.status, err.code);
+      } catch (auditError) {
+        // Refusing to answer because the refusal could not be audited would help nobody; log loudly.
+        req.log.error({ err: auditError }, 'audit log write failed');
+      }
+      sendError(res, err);
+    }
+  });
+  app.all(LABEL_PATH, methodNotAllowed('POST'));
+
+  app.use((req, res) => {
+    sendError(res, new TransferlabError('not_found', `no route ${req.method} ${req.path.slice(0, 100)}; see GET ${OPENAPI_PATH}`, 404));
+  });
+  // Errors from middleware outside the label route (e.g. a malformed URL): never a stack trace.
+  app.use((e: unknown, req: Request, res: Response, _next: NextFunction) => {
+    const err = toApiError(e);
+    if (err.status >= 500) req.log.error({ err: e }, 'unexpected error');
+    sendError(res, err);
+  });
+  return app;
+}

@@ -1,0 +1,180 @@
+import { resolve } from 'node:path';
+import { pino } from 'pino';
+import yargs from 'yargs';
+import { describeBackend, initBackend, type BackendInfo } from '../shared/backend.js';
+import { isMain, runMain } from '../shared/cli.js';
+import { TransferlabError } from '../shared/errors.js';
+import { fromLayers } from '../shared/model.js';
+import { hasModel, loadModel, type ModelMetadata } from '../shared/model-io.js';
+import { createApp } from './app.js';
+import { FileAuditLog } from './audit.js';
+import { MicroBatcher, modelLabeler, warmUp } from './batcher.js';
+import { KeyRing } from './keys.js';
+import { openLedger, type OpenLedger } from './ledger.js';
+import { startServer, type RunningServer } from './server.js';
+import { main as trainMain } from './train-cli.js';
+import { VICTIM_DEFAULTS } from './train.js';
+
+/**
+ * `npm run victim`: serve the victim model over the label-only HTTP API.
+ * Stdout gets a short banner ending in `listening on http://HOST:PORT` (scripts and tests parse it);
+ * structured request logs (pino, JSON lines) go to stderr.
+ */
+export const SERVE_DEFAULTS = {
+  model: VICTIM_DEFAULTS.out,
+  host: '127.0.0.1',
+  port: 8080,
+  auditLog: 'runs/victim/audit.jsonl',
+  ledger: 'runs/victim/ledger.jsonl',
+  maxBatch: 1000,
+  rateLimit: 100,
+};
+
+function check(ok: boolean, message: string): void {
+  if (!ok) throw new TransferlabError('invalid_config', message);
+}
+
+interface ServeArgs {
+  model: string;
+  train: boolean;
+  backend?: string;
+  host: string;
+  port: number;
+  budget?: number;
+  'max-batch': number;
+  'rate-limit': number;
+  'log-level': string;
+}
+
+/** Backend, model (trained first when the default one is missing), batcher, app and listening server. */
+async function serve(
+  args: ServeArgs,
+  deps: { keys?: KeyRing; ledger: OpenLedger; audit: FileAuditLog; draining: () => boolean },
+): Promise<{ info: BackendInfo; metadata: ModelMetadata; batcher: MicroBatcher; running: RunningServer }> {
+  const info = await initBackend(args.backend);
+  const modelDir = args.model;
+  if (!hasModel(modelDir)) {
+    const isDefault = resolve(modelDir) === resolve(SERVE_DEFAULTS.model);
+    if (!isDefault || !args.train) {
+      throw new TransferlabError(
+        'model_missing',
+        `no model in ${modelDir}; train one with \`npm run victim:train -- --out ${modelDir}\`` +
+          (isDefault ? ' (or drop --no-train to have the victim train it)' : ''),
+      );
+    }
+    console.log(`no model in ${modelDir}: training the default ${VICTIM_DEFAULTS.arch} first (once; it is saved there)`);
+    await trainMain(['--out', modelDir, ...(args.backend ? ['--backend', args.backend] : [])]);
+  }
+  const { model, metadata } = await loadModel(modelDir);
+  const label = modelLabeler(fromLayers(model));
+  warmUp(label);
+  const batcher = new MicroBatcher(label, { maxImages: Math.max(1024, args['max-batch']), maxDelayMs: 0 });
+  const logger = pino({ level: args['log-level'], base: { service: 'victim' } }, pino.destination({ fd: 2, sync: true }));
+  const app = createApp({
+    label: (images, count) => batcher.label(images, count),
+    keys: deps.keys,
+    anonymousBudget: deps.keys ? null : (args.budget ?? null),
+    budgets: deps.ledger.book,
+    audit: deps.audit,
+    maxBatch: args['max-batch'],
+    rateLimit: args['rate-limit'],
+    logger,
+    draining: deps.draining,
+  });
+  const running = await startServer(app, args.host, args.port);
+  return { info, metadata, batcher, running };
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const args = await yargs(argv)
+    .scriptName('npm run victim --')
+    .usage('$0 [options]\n\nServe the victim model: label-only HTTP API with API keys, query budgets and an audit log.')
+    .options({
+      model: { type: 'string', default: SERVE_DEFAULTS.model, describe: 'model folder (model.json, weights.bin, metadata.json)' },
+      host: { type: 'string', default: SERVE_DEFAULTS.host, describe: 'address to listen on' },
+      port: { type: 'number', default: SERVE_DEFAULTS.port, describe: 'TCP port (0 = any free port; the URL is printed)' },
+      keys: { type: 'string', describe: 'keys file {"keys":[{"id","key","budget"}]}; without it the service is open' },
+      budget: { type: 'number', describe: 'without --keys: images all callers may have labelled together; with --keys: budget of keys that set none' },
+      'audit-log': { type: 'string', default: SERVE_DEFAULTS.auditLog, describe: 'audit log (JSON lines, appended)' },
+      ledger: { type: 'string', default: SERVE_DEFAULTS.ledger, describe: 'query ledger (JSON lines, appended; budgets survive restarts)' },
+      'max-batch': { type: 'number', default: SERVE_DEFAULTS.maxBatch, describe: 'most images per request' },
+      'rate-limit': { type: 'number', default: SERVE_DEFAULTS.rateLimit, describe: 'requests per second per key (per client IP when open); 0 = off' },
+      train: { type: 'boolean', default: true, describe: `train the default ${VICTIM_DEFAULTS.arch} when the default model folder is empty (--no-train: error instead)` },
+      backend: { type: 'string', describe: 'tensorflow | wasm | cpu (default: best available; env TFJS_BACKEND)' },
+      'log-level': { type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'silent'], describe: 'request log level (stderr)' },
+    })
+    .example('$0', `serve ${SERVE_DEFAULTS.model} on http://127.0.0.1:8080 (training it first if missing)`)
+    .example('$0 --keys keys.json --port 0', 'keys and budgets from keys.json, any free port')
+    .strict()
+    .help()
+    .parseAsync();
+
+  check(Number.isInteger(args.port) && args.port >= 0 && args.port <= 65535, `--port must be an integer in 0..65535 (got ${args.port})`);
+  check(Number.isInteger(args['max-batch']) && args['max-batch'] >= 1 && args['max-batch'] <= 10_000, `--max-batch must be an integer in 1..10000 (got ${args['max-batch']})`);
+  check(args['rate-limit'] >= 0 && Number.isFinite(args['rate-limit']), `--rate-limit must be ≥ 0 requests/s (got ${args['rate-limit']})`);
+  check(args.budget === undefined || (Number.isInteger(args.budget) && args.budget >= 0), `--budget must be a non-negative integer (got ${args.budget})`);
+  // Fail on a bad keys file before minutes of training.
+  const keys = args.keys ? KeyRing.fromFile(args.keys, args.budget ?? null) : undefined;
+
+  // The ledger lock and the audit log come first: a second victim on the same ledger, or an
+  // unwritable log, should fail in a second, not after the model has loaded or trained.
+  const ledger = openLedger(args.ledger);
+  let opened: ReturnType<typeof FileAuditLog.open>;
+  try {
+    opened = FileAuditLog.open(args['audit-log']);
+  } catch (e) {
+    ledger.close();
+    throw e;
+  }
+  const { audit, previous: previousAudit } = opened;
+  let draining = false;
+  let started: Awaited<ReturnType<typeof serve>>;
+  try {
+    started = await serve(args, { keys, ledger, audit, draining: () => draining });
+  } catch (e) {
+    audit.close();
+    ledger.close();
+    throw e;
+  }
+  const { info, metadata, batcher, running } = started;
+
+  const charged = [...ledger.usage.values()].reduce((a, b) => a + b, 0);
+  const accuracy = typeof metadata.testAccuracy === 'number' ? metadata.testAccuracy.toFixed(4) : 'unknown';
+  const who = keys
+    ? `${keys.size} API key(s) from ${args.keys}` + (args.budget !== undefined ? ` (default budget ${args.budget})` : '')
+    : `open service (no keys), budget ${args.budget ?? 'unlimited'} for all callers together`;
+  console.log(`model ${args.model}: ${metadata.arch}, test accuracy ${accuracy}, weights sha256 ${metadata.weightsSha256.slice(0, 12)}…`);
+  console.log(describeBackend(info));
+  console.log(`access: ${who}; max ${args['max-batch']} images/request; rate limit ${args['rate-limit'] || 'off'}${args['rate-limit'] ? ' requests/s per key' : ''}`);
+  console.log(`audit log ${resolve(args['audit-log'])} (${previousAudit} earlier entries)`);
+  console.log(`ledger ${resolve(args.ledger)} (${charged} images charged so far)`);
+  // The pid matters because tsx runs the server as a child of its own wrapper process.
+  console.log(`pid ${process.pid}`);
+  console.log(`listening on ${running.url}`);
+
+  const server = running;
+  await new Promise<void>((done) => {
+    const stop = (signal: NodeJS.Signals) => {
+      if (draining) {
+        console.error(`${signal} again: exiting now`);
+        process.exit(1);
+      }
+      draining = true;
+      console.log(`${signal}: no new connections; finishing requests in flight`);
+      done();
+    };
+    // Kept installed: a second SIGTERM/Ctrl-C forces the exit.
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+  });
+  await server.close();
+  await batcher.idle();
+  audit.close(); // flushes and fsyncs anything still pending
+  ledger.close();
+  console.log(`stopped: ${batcher.stats.requests} labelled request(s), ${batcher.stats.images} image(s) in ${batcher.stats.modelCalls} model call(s)`);
+  // wasm pthread workers would keep the process alive; everything durable is already on disk.
+  setTimeout(() => process.exit(process.exitCode ?? 0), 100).unref();
+  return 0;
+}
+
+if (isMain(import.meta.url)) runMain(main);

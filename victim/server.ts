@@ -1,0 +1,57 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Express } from 'express';
+import { TransferlabError } from '../shared/errors.js';
+
+/**
+ * Listening and graceful shutdown, kept apart from the app so tests can drive the app in-process.
+ * Shutdown: stop accepting, let requests in flight finish (their responses close the connection),
+ * then resolve; after `graceMs` any connection still open is cut.
+ */
+export interface RunningServer {
+  url: string;
+  server: Server;
+  /** Stop accepting and wait for requests in flight. */
+  close(graceMs?: number): Promise<void>;
+}
+
+export async function startServer(app: Express, host: string, port: number): Promise<RunningServer> {
+  const server = createServer(app);
+  // Bound slow-loris style clients: whole request in 60 s, headers in 10 s.
+  server.requestTimeout = 60_000;
+  server.headersTimeout = 10_000;
+  server.keepAliveTimeout = 5_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (e: NodeJS.ErrnoException) => {
+      const why =
+        e.code === 'EADDRINUSE'
+          ? `port ${port} on ${host} is already in use; pick another with --port (0 = any free port)`
+          : e.code === 'EADDRNOTAVAIL' || e.code === 'ENOTFOUND'
+            ? `cannot listen on host ${host}; use an address of this machine, e.g. 127.0.0.1`
+            : `cannot listen on ${host}:${port}: ${e.message}`;
+      reject(new TransferlabError('listen_failed', why, 500));
+    });
+    server.listen(port, host, () => resolve());
+  });
+  const address = server.address() as AddressInfo;
+  const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  const url = `http://${shownHost}:${address.port}`;
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    server,
+    close(graceMs = 10_000) {
+      closing ??= new Promise<void>((resolve) => {
+        const force = setTimeout(() => server.closeAllConnections(), graceMs);
+        force.unref();
+        server.close(() => {
+          clearTimeout(force);
+          resolve();
+        });
+        // Keep-alive connections with no request in flight would otherwise hold close() open.
+        server.closeIdleConnections();
+      });
+      return closing;
+    },
+  };
+}
