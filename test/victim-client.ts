@@ -3,7 +3,7 @@ import { spawnVictim, type VictimProcess } from '../victim/spawn.js';
 
 /** Helpers shared by the victim test suites: a real victim process and a raw HTTP client. */
 export interface TestVictim extends VictimProcess {
-  /** The server's own pid (tsx runs it as a child of a wrapper process). */
+  /** The server's own pid, from its banner (the same as child.pid unless a wrapper such as the tsx binary sits between). */
   pid: number;
   /** Everything the victim wrote to stdout and stderr since it was ready. */
   output: () => string;

@@ -56,7 +56,7 @@ describe('victim durability', () => {
     process.kill(victim.pid, 'SIGKILL');
     stop = true;
     await Promise.allSettled(clients);
-    await victim.stop(); // the tsx wrapper follows its child
+    await victim.stop(); // reaps the process (or a wrapper around it)
     victim = undefined;
 
     const audited = new Map(readJsonl<AuditEntry>(paths().audit).filter((e) => e.outcome === 'answered').map((e) => [e.requestId, e]));

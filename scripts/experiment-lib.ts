@@ -1,0 +1,65 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import yargs from 'yargs';
+import { describeBackend, initBackend } from '../shared/backend.js';
+import { resolveConfig, type CampaignInput } from '../adversary/config.js';
+import { runCampaignCommand } from '../adversary/commands.js';
+import { compareRuns, formatTable } from '../adversary/compare.js';
+import { spawnVictim, type VictimProcess } from '../victim/spawn.js';
+
+/**
+ * Shared driver of the scripted experiments: start (or reuse) a victim, run one campaign per
+ * variant into its own run folder, then compare them all. A finished variant is skipped and an
+ * interrupted one resumed, so re-running an experiment pays nothing twice.
+ */
+export interface Variant {
+  name: string;
+  settings: CampaignInput;
+}
+
+export async function runExperiment(title: string, argv: string[], variants: (quick: boolean) => Variant[]): Promise<number> {
+  const a = await yargs(argv)
+    .options({
+      victim: { type: 'string', describe: 'URL of a running victim (default: start one from --model)' },
+      model: { type: 'string', default: 'models/victim', describe: 'victim model folder when starting one' },
+      out: { type: 'string', describe: `experiment folder (default runs/experiment-${title})` },
+      quick: { type: 'boolean', default: false, describe: 'smaller campaigns for a fast look' },
+      backend: { type: 'string', describe: 'tensorflow | wasm | cpu' },
+    })
+    .strict()
+    .help()
+    .parseAsync();
+  const info = await initBackend(a.backend);
+  const out = a.out ?? join('runs', `experiment-${title}${a.quick ? '-quick' : ''}`);
+  console.log(`experiment ${title} on ${describeBackend(info)} → ${out}`);
+  let victim: VictimProcess | undefined;
+  const stop = () => victim?.child.kill('SIGTERM');
+  process.once('SIGINT', () => {
+    stop();
+    process.exit(130);
+  });
+  try {
+    let url = a.victim;
+    if (!url) {
+      victim = await spawnVictim({ args: ['--model', a.model, '--port', '0', '--rate-limit', '100000'], stdio: 'inherit' });
+      url = victim.url;
+    }
+    const dirs: string[] = [];
+    for (const v of variants(a.quick)) {
+      const dir = join(out, v.name);
+      dirs.push(dir);
+      if (existsSync(join(dir, 'results.json'))) {
+        console.log(`\n== ${v.name}: already finished, kept ==`);
+        continue;
+      }
+      console.log(`\n== ${v.name} ==`);
+      const config = resolveConfig({ ...v.settings, victim: url, out: dir });
+      await runCampaignCommand(config, dir, existsSync(join(dir, 'config.json')));
+    }
+    const table = await compareRuns(dirs, join(out, 'compare'));
+    console.log(`\n${formatTable(table.rows)}\n\nwrote ${table.csvPath} and ${table.htmlPath}`);
+    return 0;
+  } finally {
+    await victim?.stop();
+  }
+}

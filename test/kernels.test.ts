@@ -1,0 +1,201 @@
+/**
+ * Every kernel shared/wasm-kernels.ts registers for `wasm` is checked against the `cpu` backend on
+ * random inputs, plus whole training steps (loss, gradients, Adam update) of a small CNN and an MLP.
+ */
+import os from 'node:os';
+import * as tf from '@tensorflow/tfjs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { prepareWasm, registerWasmKernels, wasmThreads } from '../shared/wasm-kernels.js';
+
+type Backend = 'cpu' | 'wasm';
+type Pad = 'valid' | 'same' | tf.backend_util.ExplicitPadding;
+
+/** Deterministic uniform [-1, 1) values (mulberry32), so failures reproduce. */
+function randoms(n: number, seed: number): Float32Array {
+  let a = seed >>> 0;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    out[i] = ((t ^ (t >>> 14)) >>> 0) / 2 ** 31 - 1;
+  }
+  return out;
+}
+
+/** Runs fn on each backend (inputs must be built inside fn) and returns the values. */
+async function both(fn: () => tf.Tensor | tf.Tensor[]): Promise<Record<Backend, Float32Array[]>> {
+  const res = {} as Record<Backend, Float32Array[]>;
+  for (const b of ['cpu', 'wasm'] as const) {
+    await tf.setBackend(b);
+    const out = tf.tidy(fn);
+    const list = Array.isArray(out) ? out : [out];
+    res[b] = list.map((t) => Float32Array.from(t.dataSync()));
+    tf.dispose(list);
+  }
+  return res;
+}
+
+function expectClose(a: Float32Array[], b: Float32Array[], rel = 1e-4): void {
+  expect(b.length).toBe(a.length);
+  a.forEach((x, j) => {
+    expect(b[j].length).toBe(x.length);
+    let scale = 0, diff = 0;
+    for (let i = 0; i < x.length; i++) {
+      scale = Math.max(scale, Math.abs(x[i]));
+      diff = Math.max(diff, Math.abs(x[i] - b[j][i]));
+    }
+    expect(diff).toBeLessThanOrEqual(rel * Math.max(scale, 1e-3));
+  });
+}
+
+beforeAll(async () => {
+  await prepareWasm();
+  expect(await tf.setBackend('wasm')).toBe(true);
+  registerWasmKernels();
+  registerWasmKernels(); // idempotent
+});
+
+describe('wasm setup', () => {
+  it('uses the machine cores', () => {
+    expect(wasmThreads()).toBe(Math.min(os.availableParallelism(), 8));
+  });
+});
+
+describe('convolution gradients match cpu', () => {
+  // [batch, H, W, Cin, Cout, K, stride, pad]: 1 and many channels, few-tap (SIMD) and XNNPACK paths.
+  const cases: Array<[number, number, number, number, number, number, number, Pad]> = [];
+  for (const [ci, co] of [[1, 1], [1, 8], [3, 4], [8, 16], [16, 6]]) {
+    for (const k of [3, 5]) {
+      for (const s of [1, 2]) {
+        for (const pad of ['valid', 'same'] as const) cases.push([ci === 8 ? 1 : 3, 11, 10, ci, co, k, s, pad]);
+      }
+    }
+  }
+  cases.push([2, 9, 12, 1, 8, 3, 1, [[0, 0], [1, 2], [0, 1], [0, 0]]], [2, 9, 12, 8, 4, 3, 2, [[0, 0], [2, 0], [1, 1], [0, 0]]]);
+
+  it.each(cases)('b%i %ix%i cin %i cout %i k%i s%i %j', async (b, h, w, ci, co, k, s, pad) => {
+    const xv = randoms(b * h * w * ci, 1), fv = randoms(k * k * ci * co, 2);
+    const shape = (tf.backend_util.computeConv2DInfo([b, h, w, ci], [k, k, ci, co], s, 1, pad)).outShape;
+    const dyv = randoms(shape.reduce((p, d) => p * d, 1), 3);
+    const attrs = { strides: s, pad, dataFormat: 'NHWC' };
+    const res = await both(() => {
+      const x = tf.tensor4d(xv, [b, h, w, ci]), f = tf.tensor4d(fv, [k, k, ci, co]), dy = tf.tensor(dyv, shape);
+      return [
+        tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { ...attrs, filterShape: [k, k, ci, co] }) as tf.Tensor,
+        tf.engine().runKernel('Conv2DBackpropInput', { dy, filter: f }, { ...attrs, inputShape: [b, h, w, ci] }) as tf.Tensor,
+      ];
+    });
+    expectClose(res.cpu, res.wasm);
+  });
+
+  it('falls back correctly for NCHW', async () => {
+    const res = await both(() => tf.engine().runKernel('Conv2DBackpropFilter',
+      { x: tf.tensor4d(randoms(2 * 3 * 7 * 7, 4), [2, 3, 7, 7]), dy: tf.tensor4d(randoms(2 * 4 * 5 * 5, 5), [2, 4, 5, 5]) },
+      { strides: 1, pad: 'valid', dataFormat: 'NCHW', filterShape: [3, 3, 3, 4] }) as tf.Tensor);
+    expectClose(res.cpu, res.wasm);
+  });
+});
+
+describe('other kernels match cpu', () => {
+  it('Sign is exact for tiny values', async () => {
+    const v = [-1e-7, 1e-7, -1e-30, 1e-30, 0, -0, 3, -2, NaN, Infinity, -Infinity, -1e-45];
+    const res = await both(() => tf.sign(tf.tensor1d(v)));
+    expect(Array.from(res.wasm[0])).toEqual([-1, 1, -1, 1, 0, 0, 1, -1, 0, 1, -1, -1]);
+    expect(Array.from(res.wasm[0])).toEqual(Array.from(res.cpu[0]));
+  });
+
+  // [shape, filter, stride, pad, integer-valued (ties)]
+  it.each([
+    [[2, 26, 26, 8], 2, 2, 'valid', false], [[3, 11, 11, 4], 2, 2, 'valid', false], [[2, 8, 8, 4], 2, 2, 'valid', true],
+    [[2, 9, 7, 3], 3, 2, 'same', true], [[1, 7, 7, 5], 2, 2, 'valid', true], [[2, 9, 9, 4], 3, 1, 'same', false],
+  ] as Array<[[number, number, number, number], number, number, 'valid' | 'same', boolean]>)(
+    'MaxPoolGrad %j f%i s%i %s ties=%s', async (shape, f, s, pad, ties) => {
+      const xv = randoms(shape.reduce((p, d) => p * d, 1), 6).map((v) => (ties ? Math.round(v * 2) : v));
+      const res = await both(() => {
+        const x = tf.tensor4d(xv, shape);
+        const y = tf.maxPool(x, f, s, pad);
+        return tf.grad((t: tf.Tensor) => tf.maxPool(t as tf.Tensor4D, f, s, pad).mul(tf.tensor(randoms(y.size, 7), y.shape)).sum())(x);
+      });
+      expectClose(res.cpu, res.wasm, 1e-6);
+    });
+
+  it('Sum over leading axes, Identity, Cast, BatchMatMul with transposes', async () => {
+    const v = randoms(4 * 6 * 5 * 8, 8);
+    const res = await both(() => {
+      const x = tf.tensor4d(v, [4, 6, 5, 8]);
+      const m = tf.tensor2d(v.slice(0, 48), [6, 8]), n = tf.tensor2d(v.slice(48, 88), [5, 8]);
+      return [tf.sum(x, [0, 1, 2]), tf.sum(x, [1, 0], true), tf.sum(x.reshape([120, 8]).slice([0, 0], [120, 7]), 0),
+        tf.sum(x, -1), tf.sum(x), tf.clone(x), tf.cast(x, 'float32'), tf.cast(x.mul(3), 'int32'),
+        tf.matMul(m, n, false, true), tf.matMul(m, m, true, false), tf.matMul(n, tf.tensor2d(v.slice(0, 15), [3, 5]), true, true)];
+    });
+    expectClose(res.cpu, res.wasm, 1e-5);
+  });
+
+  it('shared Identity/Cast outputs outlive their input', () => {
+    const x = tf.tensor1d([1, 2, 3]);
+    const y = tf.clone(x), z = tf.cast(x, 'float32');
+    x.dispose();
+    expect(Array.from(y.dataSync())).toEqual([1, 2, 3]);
+    expect(Array.from(z.dataSync())).toEqual([1, 2, 3]);
+    tf.dispose([y, z]);
+  });
+});
+
+describe('training steps match cpu', () => {
+  const cnn = (): tf.Sequential => tf.sequential({ layers: [
+    tf.layers.conv2d({ inputShape: [16, 16, 1], filters: 8, kernelSize: 3, activation: 'relu' }),
+    tf.layers.maxPooling2d({ poolSize: 2 }),
+    tf.layers.conv2d({ filters: 16, kernelSize: 3, activation: 'relu' }),
+    tf.layers.maxPooling2d({ poolSize: 2 }),
+    tf.layers.flatten(),
+    tf.layers.dropout({ rate: 0.5, seed: 7 }),
+    tf.layers.dense({ units: 10 }),
+  ] });
+  const mlp = (): tf.Sequential => tf.sequential({ layers: [
+    tf.layers.dense({ inputShape: [20], units: 32, activation: 'relu' }),
+    tf.layers.dense({ units: 10 }),
+  ] });
+
+  /** Loss, gradients of all weights, weights after one Adam step, and the input gradient. */
+  async function step(build: () => tf.Sequential, inShape: number[]): Promise<Record<Backend, Float32Array[]>> {
+    const batch = inShape[0];
+    const xv = randoms(inShape.reduce((p, d) => p * d, 1), 11).map((v) => (v + 1) / 2);
+    const labels = Array.from({ length: batch }, (_, i) => (i * 7) % 10);
+    let weights: Float32Array[] | undefined;
+    const res = {} as Record<Backend, Float32Array[]>;
+    for (const b of ['cpu', 'wasm'] as const) {
+      await tf.setBackend(b);
+      const model = build();
+      if (weights) model.setWeights(weights.map((w, i) => tf.tensor(w, model.getWeights()[i].shape)));
+      else weights = model.getWeights().map((w) => Float32Array.from(w.dataSync()));
+      const x = tf.tensor(xv, inShape), y = tf.oneHot(tf.tensor1d(labels, 'int32'), 10);
+      const loss = (input: tf.Tensor): tf.Scalar =>
+        tf.losses.softmaxCrossEntropy(y, model.apply(input, { training: true }) as tf.Tensor) as tf.Scalar;
+      const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
+      const { value, grads } = tf.variableGrads(() => loss(x), vars);
+      const dx = tf.grad(loss)(x);
+      (tf.train.adam(1e-3) as tf.Optimizer).applyGradients(grads);
+      res[b] = [value, ...vars.map((v) => grads[v.name]), ...vars, dx].map((t) => Float32Array.from(t.dataSync()));
+    }
+    return res;
+  }
+
+  it('CNN (conv-relu-pool x2, dropout, dense; Adam)', async () => {
+    const res = await step(cnn, [6, 16, 16, 1]);
+    expectClose(res.cpu, res.wasm);
+    // FGSM uses sign(dx): it must agree wherever the gradient is not vanishingly small.
+    const [gc, gw] = [res.cpu.at(-1)!, res.wasm.at(-1)!];
+    const big = gc.reduce((m, v) => Math.max(m, Math.abs(v)), 0) * 1e-4;
+    let agree = 0, checked = 0;
+    gc.forEach((v, i) => {
+      if (Math.abs(v) > big) { checked++; if (Math.sign(v) === Math.sign(gw[i])) agree++; }
+    });
+    expect(checked).toBeGreaterThan(gc.length / 2);
+    expect(agree).toBe(checked);
+  });
+
+  it('MLP (dense-relu-dense; Adam)', async () => {
+    expectClose(...Object.values(await step(mlp, [8, 20])) as [Float32Array[], Float32Array[]]);
+  });
+});
