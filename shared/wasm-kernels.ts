@@ -167,8 +167,8 @@ function conv2DBackpropInput(args: { inputs: Record<string, TensorInfo>; backend
 /** The stock wasm Sign flushes |x| < ~1e-6 to 0; match the cpu kernel exactly (NaN -> 0). */
 function sign(args: { inputs: Record<string, TensorInfo>; backend: BackendWasm }): TensorInfo {
   const { inputs: { x }, backend } = args;
+  const out = backend.makeOutput(x.shape, x.dtype); // may grow (and detach) the heap: views after it
   const src = backend.typedArrayFromHeap(x);
-  const out = backend.makeOutput(x.shape, x.dtype);
   const dst = backend.typedArrayFromHeap(out);
   for (let i = 0; i < src.length; i++) {
     const v = src[i];
