@@ -1,0 +1,54 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { lambdaForRound, mergeConfig, readConfigFile, resolveConfig } from '../adversary/config.js';
+import { configFromFlags, main } from '../adversary/cli.js';
+import { TransferlabError } from '../shared/errors.js';
+
+describe('campaign settings', () => {
+  it('fills the Papernot defaults', () => {
+    const c = resolveConfig({});
+    expect(c).toMatchObject({ seedSize: 150, rounds: 6, lambda: 0.1, tau: 3, substitute: 'substitute-cnn', attack: 'fgsm', evalSize: 1000 });
+    expect(c.epsilons).toEqual([0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5]);
+  });
+
+  it('lists every problem at once', () => {
+    let error: unknown;
+    try {
+      resolveConfig({ seedSize: -1, rounds: 0, substitute: 'resnet', attack: 'cw' as never, epsilons: [2], bogus: 1 } as never);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(TransferlabError);
+    const message = (error as Error).message;
+    for (const field of ['seedSize', 'rounds', 'substitute', 'attack', 'epsilons']) expect(message).toContain(field);
+    expect(message).toMatch(/bogus/);
+  });
+
+  it('rejects a seed set and evaluation set that do not fit in the test images', () => {
+    expect(() => resolveConfig({ seedSize: 5000, evalSize: 6000 })).toThrow(/10000/);
+  });
+
+  it('reads YAML and lets flags override the file', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'transferlab-config-'));
+    const path = join(dir, 'c.yaml');
+    writeFileSync(path, 'rounds: 4\nattack: mi-fgsm\nepsilons: [0.1, 0.3]\n');
+    const merged = mergeConfig(readConfigFile(path), configFromFlags({ rounds: 2, target: '7' }));
+    const c = resolveConfig(merged);
+    expect(c).toMatchObject({ rounds: 2, attack: 'mi-fgsm', target: 7, epsilons: [0.1, 0.3] });
+    writeFileSync(path, '- just\n- a list\n');
+    expect(() => readConfigFile(path)).toThrow(/mapping/);
+    expect(() => readConfigFile(join(dir, 'missing.yaml'))).toThrow(/not found/);
+  });
+
+  it('flips λ every τ rounds', () => {
+    expect([0, 1, 2, 3, 4, 5, 6].map((r) => lambdaForRound({ lambda: 0.1, tau: 3 }, r))).toEqual([0.1, 0.1, 0.1, -0.1, -0.1, -0.1, 0.1]);
+  });
+
+  it('refuses bad flags before contacting any victim', async () => {
+    // Port 9 (discard) is never a victim: reaching the network would fail differently and slowly.
+    await expect(main(['run', '--victim', 'http://127.0.0.1:9', '--rounds', '0', '--substitute', 'nope'])).rejects.toThrow(/rounds[\s\S]*substitute/);
+    await expect(main(['frobnicate'])).rejects.toThrow(TransferlabError);
+  });
+});
