@@ -63,6 +63,16 @@ export async function runCampaignCommand(config: CampaignConfig, out: string, re
     );
     console.log(`results: ${join(out, 'results.json')}\nreport:  ${report}`);
     return 0;
+  } catch (e) {
+    // Whatever stopped the campaign, nothing paid for is lost: say how to continue.
+    if (e instanceof TransferlabError) {
+      throw new TransferlabError(
+        e.code,
+        `${e.message}\nThe run folder ${out} keeps every answer and finished round; continue with: npm run adversary -- run --resume ${out}`,
+        e.status,
+      );
+    }
+    throw e;
   } finally {
     bar.stop();
     await oracle.close();
