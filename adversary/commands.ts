@@ -21,6 +21,19 @@ export function summaryTable(r: CampaignResults): string {
   return lines.join('\n');
 }
 
+/** Why the campaign stopped and how to continue; the victim's own words stay in the message. */
+export function stoppedMessage(e: TransferlabError, out: string): string {
+  const resume = `npm run adversary -- run --resume ${out}`;
+  if (e.code === 'extraction_suspected') {
+    return (
+      `the victim flagged this key as an extraction attack and refuses its queries (HTTP 403 extraction_suspected; nothing more was charged).\n` +
+      `${e.message}\nThe run folder ${out} keeps its checkpoints and every answer already paid for; resume with \`${resume}\` ` +
+      `after the victim's operator lifts the block, or add --api-key <another key>.`
+    );
+  }
+  return `${e.message}\nThe run folder ${out} keeps every answer and finished round; continue with: ${resume}`;
+}
+
 export async function runCampaignCommand(config: CampaignConfig, out: string, resume: boolean): Promise<number> {
   const configPath = join(out, 'config.json');
   if (resume && !existsSync(configPath)) throw new TransferlabError('run_missing', `${out} is not a run folder (no config.json)`);
@@ -66,11 +79,7 @@ export async function runCampaignCommand(config: CampaignConfig, out: string, re
   } catch (e) {
     // Whatever stopped the campaign, nothing paid for is lost: say how to continue.
     if (e instanceof TransferlabError) {
-      throw new TransferlabError(
-        e.code,
-        `${e.message}\nThe run folder ${out} keeps every answer and finished round; continue with: npm run adversary -- run --resume ${out}`,
-        e.status,
-      );
+      throw new TransferlabError(e.code, stoppedMessage(e, out), e.status);
     }
     throw e;
   } finally {

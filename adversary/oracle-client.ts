@@ -109,6 +109,9 @@ function normaliseUrl(raw: string): string {
   return u.href.replace(/\/+$/, '');
 }
 
+/** Below the victim's keep-alive timeout (5 s), so a reused socket is one the victim still holds. */
+const IDLE_RECONNECT_MS = 3_000;
+
 export class VictimHttp {
   private readonly client: AxiosInstance;
   private readonly agents = [new http.Agent({ keepAlive: true }), new https.Agent({ keepAlive: true })];
@@ -117,6 +120,7 @@ export class VictimHttp {
   private readonly maxDelayMs: number;
   private readonly windowMs: number;
   private readonly random: () => number;
+  private lastActivity = 0;
 
   constructor(readonly url: string, private readonly opts: HttpOracleOptions) {
     const r = opts.retries ?? {};
@@ -144,8 +148,13 @@ export class VictimHttp {
   private async attempt(config: AxiosRequestConfig): Promise<Attempt> {
     const where = `${config.method?.toUpperCase() ?? 'GET'} ${this.url}${config.url ?? ''}`;
     let res;
+    // Substitute training blocks the event loop for seconds, so the victim's close of an idle
+    // keep-alive socket goes unnoticed and the next request would write into a dead socket:
+    // after a long pause, start from fresh connections instead of paying a reset and a retry.
+    if (Date.now() - this.lastActivity > IDLE_RECONNECT_MS) for (const a of this.agents) a.destroy();
     try {
       res = await this.client.request<string>(config);
+      this.lastActivity = Date.now();
     } catch (e) {
       const code = isAxiosError(e) ? (e.code ?? '') : '';
       const msg = e instanceof Error ? e.message : String(e);

@@ -65,6 +65,8 @@ export async function initBackend(
   threads = Number(process.env.TRANSFERLAB_THREADS) || 0,
 ): Promise<BackendInfo> {
   const want = parseBackend(requested);
+  // Silences tfjs's "install tfjs-node" banner: choosing the backend is this module's job.
+  tf.env().set('PROD', true);
   if (current && (want === undefined || want === current.backend)) return current;
   const wasmThreads = threads > 0 ? threads : (await import('node:os')).availableParallelism();
   const starters: Record<BackendName, () => Promise<boolean>> = {

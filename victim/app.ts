@@ -15,7 +15,10 @@ import {
   type VictimInfo,
 } from '../shared/label-api.js';
 import { CLASSES } from '../shared/mnist.js';
+import { mountAdminRoutes, type AdminKey } from './admin.js';
 import type { AuditSink, AuditOutcome } from './audit.js';
+import { ExtractionWatch, watchAnswer } from './detection.js';
+import { IDEMPOTENCY_HEADER, IdempotencyCache, parseIdempotencyKey, type IdempotencyTicket } from './idempotency.js';
 import { binaryBodyLimit, jsonBodyLimit, parseBinaryBatch, parseJsonBatch, parsePixelFormat, type ImageBatch } from './inputs.js';
 import { ANONYMOUS, type KeyRing, type Principal } from './keys.js';
 import type { BudgetBook } from './ledger.js';
@@ -43,6 +46,12 @@ export interface VictimAppOptions {
   clock?: () => Date;
   /** True once shutdown began: responses then close their connection. */
   draining?: () => boolean;
+  /** Extraction detection (victim/detection.ts); undefined = off. */
+  watch?: ExtractionWatch;
+  /** Key of the admin endpoints; undefined = no admin endpoints. */
+  adminKey?: AdminKey;
+  /** Idempotency-Key replays (default: an in-memory LRU of 10,000 entries). */
+  idempotency?: IdempotencyCache;
 }
 
 /** Once shutdown began, every response tells its client to reconnect elsewhere, so connections drain. */
@@ -164,6 +173,9 @@ export function createApp(opts: VictimAppOptions): express.Express {
   const readJson = express.raw({ type: () => true, limit: jsonBodyLimit(opts.maxBatch) });
   const readBinary = express.raw({ type: () => true, limit: binaryBodyLimit(opts.maxBatch) });
 
+  const idempotency = opts.idempotency ?? new IdempotencyCache();
+  if (opts.adminKey) mountAdminRoutes(app, { key: opts.adminKey, watch: opts.watch }, (res, e) => sendError(res, toApiError(e)), methodNotAllowed);
+
   const authenticate = (req: Request): Principal => {
     if (!opts.keys) return { id: ANONYMOUS, limit: opts.anonymousBudget ?? null };
     const header = req.get('authorization');
@@ -194,6 +206,7 @@ export function createApp(opts: VictimAppOptions): express.Express {
     let principal: Principal | undefined;
     let payloadSha256: string | null = null;
     let images = 0;
+    let ticket: IdempotencyTicket | undefined;
     const audit = (outcome: AuditOutcome, status: number, code?: string) =>
       opts.audit.record({
         time: clock().toISOString(),
@@ -210,6 +223,9 @@ export function createApp(opts: VictimAppOptions): express.Express {
       principal = authenticate(req);
       res.locals.principal = principal;
       if (limiter) await run(limiter, req, res);
+      const client = ExtractionWatch.clientOf(principal, ipKeyGenerator(req.ip ?? 'unknown'));
+      opts.watch?.check(client); // a blocked client is refused before anything is read or charged
+      const idempotencyKey = parseIdempotencyKey(req.get(IDEMPOTENCY_HEADER));
       const kind = mediaType(req);
       const format = kind === 'binary' ? parsePixelFormat(req.get(PIXEL_FORMAT_HEADER)) : 'uint8';
       await run(kind === 'json' ? readJson : readBinary, req, res);
@@ -217,6 +233,19 @@ export function createApp(opts: VictimAppOptions): express.Express {
       payloadSha256 = createHash('sha256').update(body).digest('hex');
       const batch: ImageBatch = kind === 'json' ? parseJsonBatch(body, opts.maxBatch) : parseBinaryBatch(body, format, opts.maxBatch);
       images = batch.count;
+      if (idempotencyKey !== undefined) {
+        // A repeat of a request already charged: the same labels again, charged nothing, not re-watched.
+        const replayed = await idempotency.replay(principal.id, idempotencyKey, payloadSha256);
+        if (replayed) {
+          await audit('replayed', 200);
+          const answer: LabelResponse = { labels: Array.from(replayed), budget: { used: opts.budgets.used(principal.id), limit: principal.limit } };
+          closeIfDraining(res);
+          res.setHeader('Idempotent-Replayed', 'true'); // as Stripe does: the client can tell nothing was charged
+          res.json(answer);
+          return;
+        }
+        ticket = idempotency.begin(principal.id, idempotencyKey, payloadSha256);
+      }
       const reservation = opts.budgets.reserve(principal, batch.count);
       let labels: Int32Array;
       try {
@@ -226,7 +255,15 @@ export function createApp(opts: VictimAppOptions): express.Express {
         req.log.error({ err: e }, 'model call failed');
         throw new TransferlabError('model_failed', 'the model failed on this batch; nothing was charged — try again', 500);
       }
-      const used = await opts.budgets.commit(reservation);
+      let used: number;
+      try {
+        used = await opts.budgets.commit(reservation);
+      } finally {
+        // Charged from here on (commit counts the charge even when the ledger write fails), so a
+        // retry with the same Idempotency-Key must get these labels rather than pay again.
+        if (ticket) idempotency.finish(ticket, labels);
+      }
+      if (opts.watch) await watchAnswer(opts.watch, req, principal.id, client, batch.images, labels);
       try {
         await audit('answered', 200);
       } catch (e) {
@@ -238,6 +275,7 @@ export function createApp(opts: VictimAppOptions): express.Express {
       closeIfDraining(res);
       res.json(answer);
     } catch (e) {
+      if (ticket) idempotency.abandon(ticket); // no-op once charged
       const err = toApiError(e);
       if (err.status >= 500 && err.code === 'internal_error') req.log.error({ err: e }, 'unexpected error');
       if (err.status === 401) res.setHeader('WWW-Authenticate', 'Bearer realm="transferlab"');

@@ -6,7 +6,7 @@ import { AppendLog } from './append-log.js';
  * to. It records who asked, how much and a hash of exactly what was sent — never the key or the
  * payload itself.
  */
-export type AuditOutcome = 'answered' | 'rejected' | 'failed';
+export type AuditOutcome = 'answered' | 'rejected' | 'failed' | 'replayed';
 
 export interface AuditEntry {
   time: string;
@@ -23,25 +23,48 @@ export interface AuditEntry {
   durationMs: number;
 }
 
+/**
+ * Not a request but something the victim concluded about a client (victim/detection.ts): the
+ * extraction detector flagged it, or an operator lifted its block. Replayed at start-up.
+ */
+export interface AuditEvent {
+  time: string;
+  event: 'extraction_suspected' | 'block_lifted';
+  keyId: string;
+  /** The detector's client: the key id, or anonymous@<ip> on an open service. */
+  client: string;
+  /** extraction_suspected: the request whose answer crossed the threshold, W, and the counts it was computed on. */
+  requestId?: string;
+  w?: number;
+  queries?: number;
+  distances?: number;
+  action?: 'log' | 'block';
+}
+
+export function isAuditEvent(r: unknown): r is AuditEvent {
+  const e = r as Partial<AuditEvent> | null;
+  return !!e && typeof e === 'object' && (e.event === 'extraction_suspected' || e.event === 'block_lifted') && typeof e.client === 'string';
+}
+
 /** What the HTTP layer needs; tests can pass an in-memory one. */
 export interface AuditSink {
-  record(entry: AuditEntry): Promise<void>;
+  record(entry: AuditEntry | AuditEvent): Promise<void>;
 }
 
 export class FileAuditLog implements AuditSink {
   private constructor(private readonly log: AppendLog) {}
 
   /** Open for appending; a torn last line from a crash is kept (newline-terminated) as evidence. */
-  static open(path: string): { audit: FileAuditLog; previous: number } {
+  static open(path: string): { audit: FileAuditLog; previous: number; events: AuditEvent[] } {
     const { log, records } = AppendLog.open(path, { torn: 'keep' });
-    return { audit: new FileAuditLog(log), previous: records.length };
+    return { audit: new FileAuditLog(log), previous: records.length, events: records.filter(isAuditEvent) };
   }
 
   get path(): string {
     return this.log.path;
   }
 
-  record(entry: AuditEntry): Promise<void> {
+  record(entry: AuditEntry | AuditEvent): Promise<void> {
     return this.log.append(entry);
   }
 
@@ -52,7 +75,9 @@ export class FileAuditLog implements AuditSink {
 
 export class MemoryAuditLog implements AuditSink {
   readonly entries: AuditEntry[] = [];
-  async record(entry: AuditEntry): Promise<void> {
-    this.entries.push(entry);
+  readonly events: AuditEvent[] = [];
+  async record(entry: AuditEntry | AuditEvent): Promise<void> {
+    if ('event' in entry) this.events.push(entry);
+    else this.entries.push(entry);
   }
 }

@@ -6,8 +6,11 @@ import { isMain, runMain } from '../shared/cli.js';
 import { TransferlabError } from '../shared/errors.js';
 import { fromLayers } from '../shared/model.js';
 import { hasModel, loadModel, type ModelMetadata } from '../shared/model-io.js';
+import { AdminKey } from './admin.js';
 import { createApp } from './app.js';
 import { FileAuditLog } from './audit.js';
+import { DETECTOR_ACTIONS, ExtractionWatch, type DetectorAction } from './detection.js';
+import { PradaDetector, PRADA_DEFAULTS } from './prada.js';
 import { MicroBatcher, modelLabeler, warmUp } from './batcher.js';
 import { KeyRing } from './keys.js';
 import { openLedger, type OpenLedger } from './ledger.js';
@@ -49,7 +52,7 @@ interface ServeArgs {
 /** Backend, model (trained first when the default one is missing), batcher, app and listening server. */
 async function serve(
   args: ServeArgs,
-  deps: { keys?: KeyRing; ledger: OpenLedger; audit: FileAuditLog; draining: () => boolean },
+  deps: { keys?: KeyRing; ledger: OpenLedger; audit: FileAuditLog; draining: () => boolean; watch?: ExtractionWatch; adminKey?: AdminKey },
 ): Promise<{ info: BackendInfo; metadata: ModelMetadata; batcher: MicroBatcher; running: RunningServer }> {
   const info = await initBackend(args.backend);
   const modelDir = args.model;
@@ -80,6 +83,8 @@ async function serve(
     rateLimit: args['rate-limit'],
     logger,
     draining: deps.draining,
+    watch: deps.watch,
+    adminKey: deps.adminKey,
   });
   const running = await startServer(app, args.host, args.port);
   return { info, metadata, batcher, running };
@@ -102,9 +107,15 @@ export async function main(argv: string[]): Promise<number> {
       train: { type: 'boolean', default: true, describe: `train the default ${VICTIM_DEFAULTS.arch} when the default model folder is empty (--no-train: error instead)` },
       backend: { type: 'string', describe: 'tensorflow | wasm | cpu (default: best available; env TFJS_BACKEND)' },
       'log-level': { type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'silent'], describe: 'request log level (stderr)' },
+      detector: { type: 'string', default: 'none', choices: ['none', 'prada'], describe: 'extraction detection on every query (PRADA)' },
+      'detector-delta': { type: 'number', default: PRADA_DEFAULTS.delta, describe: 'flag a client when the Shapiro–Wilk W of its query distances falls below this' },
+      'detector-action': { type: 'string', default: 'log', choices: DETECTOR_ACTIONS, describe: 'log: audit and admin endpoint only; block: also refuse the client\'s later queries (403)' },
+      'detector-window': { type: 'number', default: PRADA_DEFAULTS.window, describe: 'distances W is computed over (the last N per client)' },
+      'admin-key-file': { type: 'string', describe: 'file holding the admin key (first line): enables GET /v1/admin/detections' },
     })
     .example('$0', `serve ${SERVE_DEFAULTS.model} on http://127.0.0.1:8080 (training it first if missing)`)
     .example('$0 --keys keys.json --port 0', 'keys and budgets from keys.json, any free port')
+    .example('$0 --keys keys.json --detector prada --detector-action block --admin-key-file admin.key', 'refuse keys flagged as extraction attacks')
     .strict()
     .help()
     .parseAsync();
@@ -113,8 +124,12 @@ export async function main(argv: string[]): Promise<number> {
   check(Number.isInteger(args['max-batch']) && args['max-batch'] >= 1 && args['max-batch'] <= 10_000, `--max-batch must be an integer in 1..10000 (got ${args['max-batch']})`);
   check(args['rate-limit'] >= 0 && Number.isFinite(args['rate-limit']), `--rate-limit must be ≥ 0 requests/s (got ${args['rate-limit']})`);
   check(args.budget === undefined || (Number.isInteger(args.budget) && args.budget >= 0), `--budget must be a non-negative integer (got ${args.budget})`);
-  // Fail on a bad keys file before minutes of training.
+  check(args.detector === 'prada' || (args['detector-delta'] === PRADA_DEFAULTS.delta && args['detector-action'] === 'log' && args['detector-window'] === PRADA_DEFAULTS.window), '--detector-delta, --detector-action and --detector-window need --detector prada');
+  // Fail on a bad keys file (or detector setting) before minutes of training.
   const keys = args.keys ? KeyRing.fromFile(args.keys, args.budget ?? null) : undefined;
+  const adminKey = args['admin-key-file'] ? AdminKey.fromFile(args['admin-key-file']) : undefined;
+  const detector =
+    args.detector === 'prada' ? new PradaDetector({ delta: args['detector-delta'], window: args['detector-window'] }) : undefined;
 
   // The ledger lock and the audit log come first: a second victim on the same ledger, or an
   // unwritable log, should fail in a second, not after the model has loaded or trained.
@@ -126,11 +141,13 @@ export async function main(argv: string[]): Promise<number> {
     ledger.close();
     throw e;
   }
-  const { audit, previous: previousAudit } = opened;
+  const { audit, previous: previousAudit, events } = opened;
+  const watch = detector ? new ExtractionWatch(detector, args['detector-action'] as DetectorAction, audit) : undefined;
+  const flagged = watch?.restore(events) ?? 0;
   let draining = false;
   let started: Awaited<ReturnType<typeof serve>>;
   try {
-    started = await serve(args, { keys, ledger, audit, draining: () => draining });
+    started = await serve(args, { keys, ledger, audit, draining: () => draining, watch, adminKey });
   } catch (e) {
     audit.close();
     ledger.close();
@@ -147,6 +164,12 @@ export async function main(argv: string[]): Promise<number> {
   console.log(describeBackend(info));
   console.log(`access: ${who}; max ${args['max-batch']} images/request; rate limit ${args['rate-limit'] || 'off'}${args['rate-limit'] ? ' requests/s per key' : ''}`);
   console.log(`audit log ${resolve(args['audit-log'])} (${previousAudit} earlier entries)`);
+  console.log(
+    watch
+      ? `extraction detector: PRADA, δ ${detector?.options.delta}, window ${detector?.options.window}, action ${watch.action}` +
+          ` (${flagged} client(s) flagged earlier)${adminKey ? '; detections at GET /v1/admin/detections' : ''}`
+      : 'extraction detector: off',
+  );
   console.log(`ledger ${resolve(args.ledger)} (${charged} images charged so far)`);
   // The pid matters because tsx runs the server as a child of its own wrapper process.
   console.log(`pid ${process.pid}`);

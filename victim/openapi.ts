@@ -48,6 +48,16 @@ export function openApiDocument(opts: { maxBatch: number; authenticated: boolean
               description: 'For application/octet-stream bodies: uint8 (default, 784 bytes per image, 0..255) or float32 (3136 bytes per image, little-endian, [0, 1]).',
               schema: { type: 'string', enum: ['uint8', 'float32'] },
             },
+            {
+              name: 'Idempotency-Key',
+              in: 'header',
+              required: false,
+              description:
+                'Repeating a request with the same key and the same body returns the labels already charged for, without charging again ' +
+                '(kept in memory, last 10,000 keys); such a replay carries the response header Idempotent-Replayed: true. ' +
+                'The same key with a different body is refused with 422.',
+              schema: { type: 'string', minLength: 1, maxLength: 255, pattern: '^[!-~]+$' },
+            },
           ],
           requestBody: {
             required: true,
@@ -69,10 +79,12 @@ export function openApiDocument(opts: { maxBatch: number; authenticated: boolean
             '200': { description: 'labels, in request order', content: { 'application/json': { schema: { $ref: '#/components/schemas/Labels' } } } },
             '400': errorResponse(`malformed request: ${codes(400)}`),
             '401': errorResponse(`${codes(401)} (send Authorization: Bearer <key>)`),
+            '403': errorResponse(`${codes(403)}: this key may not query the service any more; nothing was charged`),
             '404': errorResponse('not_found'),
             '405': errorResponse('method_not_allowed'),
             '413': errorResponse(codes(413)),
             '415': errorResponse(codes(415)),
+            '422': errorResponse(`${codes(422)}: an Idempotency-Key reused with a different body`),
             '429': errorResponse(`${codes(429)}; rate_limited carries Retry-After`),
             '500': errorResponse(codes(500)),
             '503': errorResponse(codes(503)),

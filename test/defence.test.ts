@@ -1,0 +1,77 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { initBackend } from '../shared/backend.js';
+import { readMetadata } from '../shared/model-io.js';
+import { adversarialTraining, defenceFromArgs } from '../victim/defence.js';
+import { main as evaluateMain } from '../victim/evaluate-cli.js';
+import { describeDefence, evaluateModel, evaluationRows, formatTable, type ModelEvaluation } from '../victim/evaluate.js';
+import { trainVictim, type VictimTrainConfig } from '../victim/train.js';
+
+/**
+ * Adversarial training (AML.M0003) on a small model and small data: the same lenet, same seed and
+ * data, trained with and without FGSM examples mixed into every batch, then attacked white-box.
+ */
+const BASE: Omit<VictimTrainConfig, 'out'> = { arch: 'lenet', epochs: 2, batchSize: 64, learningRate: 0.002, seed: 3, limit: 3000 };
+let dir: string;
+let plain: ModelEvaluation;
+let hardened: ModelEvaluation;
+
+beforeAll(async () => {
+  await initBackend();
+  dir = mkdtempSync(join(tmpdir(), 'transferlab-defence-'));
+  await trainVictim({ ...BASE, out: join(dir, 'plain') });
+  const defence = adversarialTraining('fgsm', 0.2, 0.5, 1);
+  await trainVictim({ ...BASE, out: join(dir, 'hardened'), defence: defence.metadata, transformBatch: defence.transformBatch });
+  const opts = { count: 500, epsilons: [0.2], pgdSteps: 5, seed: 1 };
+  plain = await evaluateModel(join(dir, 'plain'), opts);
+  hardened = await evaluateModel(join(dir, 'hardened'), opts);
+});
+
+afterAll(() => {
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+const at = (e: ModelEvaluation, attack: string) => e.whitebox.find((p) => p.attack === attack && p.epsilon === 0.2)?.accuracy ?? Number.NaN;
+
+describe('adversarial training', () => {
+  it('raises white-box FGSM accuracy at ε 0.2 well above the same model trained without it', () => {
+    expect(at(plain, 'fgsm')).toBeLessThan(0.3);
+    expect(at(hardened, 'fgsm')).toBeGreaterThan(at(plain, 'fgsm') + 0.2);
+    // PGD is the stronger attack: never easier than FGSM, and the hardening still shows.
+    expect(at(hardened, 'pgd')).toBeLessThanOrEqual(at(hardened, 'fgsm') + 0.02);
+    expect(at(hardened, 'pgd')).toBeGreaterThan(at(plain, 'pgd'));
+  });
+
+  it('keeps clean accuracy and records the defence and its cost in metadata.json', () => {
+    expect(plain.cleanAccuracy!).toBeGreaterThan(0.85);
+    expect(hardened.cleanAccuracy!).toBeGreaterThan(0.85);
+    expect(readMetadata(join(dir, 'hardened')).defence).toEqual({ kind: 'adversarial-training', attack: 'fgsm', epsilon: 0.2, mix: 0.5 });
+    expect(readMetadata(join(dir, 'plain')).defence).toBeNull();
+    expect(hardened.trainSeconds!).toBeGreaterThan(0);
+    expect(describeDefence(hardened.defence)).toBe('fgsm ε 0.2 mix 0.5');
+  });
+
+  it('tabulates the models side by side', () => {
+    const table = formatTable(evaluationRows([plain, hardened], [0.2]));
+    expect(table).toMatch(/white-box fgsm accuracy ε 0\.2\s+0\.\d{4}\s+0\.\d{4}/);
+    expect(table).toMatch(/defence\s+none\s+fgsm ε 0\.2 mix 0\.5/);
+    expect(table).not.toMatch(/transfer rate/); // no campaign was run
+  });
+});
+
+describe('defence settings', () => {
+  it('are validated before any training', () => {
+    expect(defenceFromArgs({ adversarial: 'none' })).toBeUndefined();
+    expect(() => defenceFromArgs({ adversarial: 'fgsm', eps: 0, mix: 2 })).toThrow(/--eps must be in \(0, 1\].*--mix must be in \(0, 1\]/);
+    expect(defenceFromArgs({ adversarial: 'pgd', eps: 0.3, mix: 0.5, 'pgd-steps': 7 })?.metadata).toEqual({ kind: 'adversarial-training', attack: 'pgd', epsilon: 0.3, mix: 0.5, steps: 7 });
+  });
+
+  it('the evaluation command refuses missing models and bad budgets in one message', async () => {
+    await expect(evaluateMain(['--models', join(dir, 'nothing'), '--epsilons', '0', '--out', join(dir, 'eval')])).rejects.toMatchObject({
+      code: 'invalid_arguments',
+      message: expect.stringMatching(/no model in .*nothing.*--epsilons must be in \(0, 1\]/),
+    });
+  });
+});

@@ -1,0 +1,145 @@
+import type { Request } from 'express';
+import { TransferlabError } from '../shared/errors.js';
+import type { AuditEvent, AuditSink } from './audit.js';
+import { ANONYMOUS, type Principal } from './keys.js';
+import type { ClientSummary, PradaDetector, PradaOptions } from './prada.js';
+
+/**
+ * The victim's side of extraction detection (AML.M0015): feeds every answered image to the PRADA
+ * detector under its client, writes a detection to the audit log, and — with action `block` — refuses
+ * the flagged client's later queries (403 extraction_suspected, nothing charged). With `log` the
+ * watched client's answers are unchanged: a detection is visible only in the audit log and on the
+ * admin endpoint. Detections are replayed from the audit log at start-up, so blocks survive restarts;
+ * an operator lifts one with DELETE /v1/admin/detections/{client} (audited as `block_lifted`).
+ */
+export const DETECTOR_ACTIONS = ['log', 'block'] as const;
+export type DetectorAction = (typeof DETECTOR_ACTIONS)[number];
+
+export interface DetectionRecord {
+  time: string;
+  keyId: string;
+  client: string;
+  requestId: string;
+  w: number;
+  queries: number;
+  distances: number;
+  action: DetectorAction;
+}
+
+export interface DetectorView {
+  detector: (PradaOptions & { kind: 'prada'; action: DetectorAction; trackedClients: number; memoryBytes: number }) | null;
+  detections: DetectionRecord[];
+  clients: ClientSummary[];
+}
+
+export class ExtractionWatch {
+  private readonly records = new Map<string, DetectionRecord>();
+
+  constructor(
+    readonly detector: PradaDetector,
+    readonly action: DetectorAction,
+    private readonly audit: AuditSink,
+    private readonly clock: () => Date = () => new Date(),
+  ) {}
+
+  /** Whom the detector watches: the API key, or each client address on an open service. */
+  static clientOf(principal: Principal, ip: string): string {
+    return principal.id === ANONYMOUS ? `${ANONYMOUS}@${ip}` : principal.id;
+  }
+
+  /** Refuse a blocked client before anything is read or charged. */
+  check(client: string): void {
+    if (this.action === 'block' && this.records.has(client)) {
+      throw new TransferlabError(
+        'extraction_suspected',
+        'the queries sent with this API key were flagged as a model-extraction attack, so it may not query this service any more; ' +
+          'nothing was charged — contact the service operator',
+        403,
+      );
+    }
+  }
+
+  /**
+   * Feed a request's answered images. When this request makes the client cross the threshold, the
+   * detection is recorded and written to the audit log (before the answer leaves, like every line).
+   */
+  async observe(keyId: string, client: string, requestId: string, images: Float32Array, labels: Int32Array): Promise<DetectionRecord | null> {
+    const d = this.detector.observe(client, images, labels);
+    if (!d) return null;
+    const record: DetectionRecord = {
+      time: this.clock().toISOString(),
+      keyId,
+      client,
+      requestId,
+      w: Math.round(d.w * 1e6) / 1e6,
+      queries: d.queries,
+      distances: d.distances,
+      action: this.action,
+    };
+    this.records.set(client, record);
+    const event: AuditEvent = { event: 'extraction_suspected', ...record };
+    await this.audit.record(event);
+    return record;
+  }
+
+  /** Replay earlier detections and lifted blocks from the audit log; returns the clients flagged now. */
+  restore(events: readonly AuditEvent[]): number {
+    for (const e of events) {
+      if (e.event === 'block_lifted') {
+        this.records.delete(e.client);
+        this.detector.forget(e.client);
+        continue;
+      }
+      const record: DetectionRecord = {
+        time: e.time,
+        keyId: e.keyId,
+        client: e.client,
+        requestId: e.requestId ?? '',
+        w: e.w ?? Number.NaN,
+        queries: e.queries ?? 0,
+        distances: e.distances ?? 0,
+        action: e.action ?? 'log',
+      };
+      this.records.set(e.client, record);
+      this.detector.restoreFlag({ clientId: e.client, w: record.w, queries: record.queries, distances: record.distances });
+    }
+    return this.records.size;
+  }
+
+  /** Lift a client's flag (and block): its detector state starts afresh. False when it was not flagged. */
+  async lift(client: string): Promise<boolean> {
+    const record = this.records.get(client);
+    if (!record) return false;
+    await this.audit.record({ time: this.clock().toISOString(), event: 'block_lifted', keyId: record.keyId, client });
+    this.records.delete(client);
+    this.detector.forget(client);
+    return true;
+  }
+
+  view(): DetectorView {
+    return {
+      detector: {
+        kind: 'prada',
+        ...this.detector.options,
+        action: this.action,
+        trackedClients: this.detector.summaries().length,
+        memoryBytes: this.detector.memoryBytes,
+      },
+      detections: [...this.records.values()],
+      clients: this.detector.summaries(),
+    };
+  }
+}
+
+/**
+ * Feed an answered request to the detector. A detection is logged for the operator and audited; the
+ * client's own answer is never affected, and a detector fault never fails a request.
+ */
+export async function watchAnswer(watch: ExtractionWatch, req: Request, keyId: string, client: string, images: Float32Array, labels: Int32Array): Promise<void> {
+  try {
+    const found = await watch.observe(keyId, client, String(req.id), images, labels);
+    if (found) req.log.warn({ keyId, client, w: found.w, queries: found.queries, action: found.action }, 'extraction suspected');
+  } catch (e) {
+    req.log.error({ err: e }, 'extraction detector failed');
+  }
+}

@@ -1,0 +1,106 @@
+import { TransferlabError } from '../shared/errors.js';
+
+/**
+ * Idempotency-Key support for POST /v1/label. A client that was charged but never got its answer
+ * (a timeout, a killed process) sends the same request with the same key again; the victim answers
+ * with the labels it already charged for and charges nothing (audit outcome `replayed`).
+ *
+ * Keys are scoped to the caller (two API keys never share an entry) and must come with the same
+ * body: the same key with a different payload is refused (422 idempotency_key_reused), following the
+ * IETF httpapi Idempotency-Key draft. A repeat that arrives while the first is still being labelled
+ * waits for it instead of paying again. Entries live in memory only, in an LRU bounded by
+ * `capacity` (default 10,000 entries; each holds at most maxBatch labels, ≤ 4 KB at maxBatch 1000).
+ */
+export const IDEMPOTENCY_HEADER = 'Idempotency-Key';
+export const IDEMPOTENCY_CAPACITY = 10_000;
+const KEY_RULE = /^[\x21-\x7e]{1,255}$/;
+
+interface Entry {
+  payloadSha256: string;
+  /** Resolves with the charged labels, or null when the first request failed before a charge. */
+  done: Promise<Int32Array | null>;
+  settle: (labels: Int32Array | null) => void;
+  charged: boolean;
+}
+
+export interface IdempotencyTicket {
+  readonly id: string;
+  readonly entry: Entry;
+}
+
+/** The header's value, validated; undefined when absent. */
+export function parseIdempotencyKey(header: string | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  if (!KEY_RULE.test(header)) {
+    throw new TransferlabError(
+      'invalid_idempotency_key',
+      `${IDEMPOTENCY_HEADER} must be 1-255 printable ASCII characters without spaces (e.g. the sha256 hex of the body)`,
+      400,
+    );
+  }
+  return header;
+}
+
+export class IdempotencyCache {
+  /** Insertion order = recency: a hit is re-inserted at the end, eviction takes the first. */
+  private readonly entries = new Map<string, Entry>();
+
+  constructor(readonly capacity = IDEMPOTENCY_CAPACITY) {}
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /**
+   * The labels an earlier request with this key was charged for, waiting for it if it is still in
+   * flight; null when there is none (or it failed without a charge): the caller then proceeds and
+   * must `begin` its own entry.
+   */
+  async replay(keyId: string, key: string, payloadSha256: string): Promise<Int32Array | null> {
+    const id = `${keyId}\n${key}`;
+    for (;;) {
+      const prior = this.entries.get(id);
+      if (!prior) return null;
+      if (prior.payloadSha256 !== payloadSha256) {
+        throw new TransferlabError(
+          'idempotency_key_reused',
+          `this ${IDEMPOTENCY_HEADER} was already used with a different body; use a new key for a new request`,
+          422,
+        );
+      }
+      this.entries.delete(id);
+      this.entries.set(id, prior);
+      const labels = await prior.done;
+      if (labels) return labels;
+      // The earlier attempt failed and removed itself; look again (another retry may have begun).
+    }
+  }
+
+  /** Claim the key for a request about to be charged. Call `finish` or `abandon` on the ticket. */
+  begin(keyId: string, key: string, payloadSha256: string): IdempotencyTicket {
+    const id = `${keyId}\n${key}`;
+    let settle: (labels: Int32Array | null) => void = () => {};
+    const done = new Promise<Int32Array | null>((resolve) => (settle = resolve));
+    const entry: Entry = { payloadSha256, done, settle, charged: false };
+    this.entries.delete(id);
+    this.entries.set(id, entry);
+    while (this.entries.size > this.capacity) {
+      const oldest = this.entries.keys().next().value as string;
+      this.entries.delete(oldest);
+    }
+    return { id, entry };
+  }
+
+  /** The request was charged for these labels: later repeats get them for free. */
+  finish(t: IdempotencyTicket, labels: Int32Array): void {
+    t.entry.charged = true;
+    t.entry.settle(labels.slice());
+  }
+
+  /** Nothing was charged: forget the key so a retry is served (and charged) normally. */
+  abandon(t: IdempotencyTicket): void {
+    if (t.entry.charged) return; // charged already: the entry must keep serving repeats
+    if (this.entries.get(t.id) === t.entry) this.entries.delete(t.id);
+    t.entry.settle(null);
+  }
+}
