@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { TransferlabError } from '../shared/errors.js';
 import { progressBar } from '../shared/progress.js';
@@ -90,6 +90,7 @@ export async function runCampaignCommand(config: CampaignConfig, out: string, re
 
 export async function runWhiteboxCommand(config: CampaignConfig, modelDir: string, out: string): Promise<number> {
   const { apiKey: _key, ...saved } = config;
+  mkdirSync(out, { recursive: true });
   writeJson(join(out, 'config.json'), { ...saved, mode: 'whitebox', model: modelDir });
   const results = await runWhitebox(config, modelDir, out);
   const report = await writeReport(out, results);

@@ -48,7 +48,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     console.log('\n== 1. victim: load (or train) and start as its own process ==');
     victim = await spawnVictim({
-      args: ['--model', a.model, '--port', String(a.port), '--audit-log', join(out, 'victim', 'audit.jsonl'), '--ledger', join(out, 'victim', 'ledger.jsonl'), ...(a.backend ? ['--backend', a.backend] : [])],
+      args: ['--model', a.model, '--port', String(a.port), '--log-level', 'warn', '--audit-log', join(out, 'victim', 'audit.jsonl'), '--ledger', join(out, 'victim', 'ledger.jsonl'), ...(a.backend ? ['--backend', a.backend] : [])],
       env: { TFJS_BACKEND: a.backend ?? process.env.TFJS_BACKEND ?? '' },
       stdio: 'inherit',
       onLine: (line) => console.log(`  [victim] ${line}`),
