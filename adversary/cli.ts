@@ -49,7 +49,7 @@ export function configFromFlags(a: Flags): Partial<CampaignInput> {
     target: target as CampaignInput['target'],
     evalSize: num(a['eval-size']),
     epsilons: Array.isArray(a.epsilons) ? a.epsilons.map(Number) : undefined,
-    ...(a['no-boundary'] ? { boundary: { enabled: false } } : {}),
+    ...(a.boundary === false ? { boundary: { enabled: false } } : {}),
     out: a.out as string | undefined,
   };
 }
@@ -91,7 +91,7 @@ export async function main(argv: string[]): Promise<number> {
           'batch-size': { type: 'number', describe: 'substitute batch size (default 128)' },
           'learning-rate': { type: 'number', describe: 'substitute Adam step size (default 0.001)' },
           'craft-label': { type: 'string', describe: 'untargeted attacks push away from: substitute | oracle (default substitute)' },
-          'no-boundary': { type: 'boolean', describe: 'skip the boundary measures and maps' },
+          boundary: { type: 'boolean', describe: 'measure the boundary and draw the maps (default true; --no-boundary skips them)' },
           resume: { type: 'string', describe: 'continue an interrupted run folder (its config.json is used)' },
           ...campaignFlags,
         })

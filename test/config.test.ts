@@ -40,6 +40,7 @@ describe('campaign settings', () => {
     writeFileSync(path, '- just\n- a list\n');
     expect(() => readConfigFile(path)).toThrow(/mapping/);
     expect(() => readConfigFile(join(dir, 'missing.yaml'))).toThrow(/not found/);
+    expect(resolveConfig(configFromFlags({ boundary: false })).boundary.enabled).toBe(false);
   });
 
   it('flips λ every τ rounds', () => {
