@@ -1,8 +1,9 @@
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { initBackend } from '../shared/backend.js';
 import { hasModel } from '../shared/model-io.js';
+import { tryPidLock } from '../shared/pid-lock.js';
 import { trainVictim } from '../victim/train.js';
 
 /**
@@ -14,31 +15,6 @@ export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const TEST_VICTIM_DIR = resolve(ROOT, '.cache/test-models/lenet-v1');
 const RECIPE = { arch: 'lenet', epochs: 2, batchSize: 64, learningRate: 0.002, seed: 7, limit: 6000 };
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/** Take an exclusive lock file; a lock whose owner died is taken over. Returns false if held by a live process. */
-function tryLock(path: string): boolean {
-  try {
-    const fd = openSync(path, 'wx');
-    writeSync(fd, String(process.pid));
-    closeSync(fd);
-    return true;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-    const owner = Number(readFileSync(path, 'utf8'));
-    if (Number.isInteger(owner) && owner > 0 && alive(owner)) return false;
-    rmSync(path, { force: true });
-    return tryLock(path);
-  }
-}
-
 /**
  * The test victim's model folder, training it first when it is not cached. Safe when several test
  * files (or processes) call it at once: one trains under a lock file, the others wait for the
@@ -49,7 +25,7 @@ export async function ensureTestVictim(dir = TEST_VICTIM_DIR): Promise<string> {
   mkdirSync(dirname(dir), { recursive: true });
   const lock = `${dir}.lock`;
   for (;;) {
-    if (tryLock(lock)) break;
+    if (tryPidLock(lock).taken) break;
     await new Promise((r) => setTimeout(r, 250));
     if (hasModel(dir)) return dir;
   }

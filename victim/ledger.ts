@@ -1,5 +1,5 @@
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { rmSync } from 'node:fs';
+import { tryPidLock } from '../shared/pid-lock.js';
 import { TransferlabError } from '../shared/errors.js';
 import { AppendLog } from './append-log.js';
 import type { Principal } from './keys.js';
@@ -152,33 +152,17 @@ export function openLedger(path: string, clock?: () => Date): OpenLedger {
 }
 
 function takeLock(lockPath: string, ledgerPath: string): void {
+  let lock: ReturnType<typeof tryPidLock>;
   try {
-    mkdirSync(dirname(lockPath), { recursive: true });
-    const fd = openSync(lockPath, 'wx');
-    writeSync(fd, String(process.pid));
-    closeSync(fd);
+    lock = tryPidLock(lockPath);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
-      throw new TransferlabError('ledger_unwritable', `cannot create ${lockPath}: ${(e as Error).message}`, 500);
-    }
-    const owner = Number(readFileSync(lockPath, 'utf8').trim());
-    if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && isAlive(owner)) {
-      throw new TransferlabError(
-        'ledger_locked',
-        `the ledger ${ledgerPath} is in use by process ${owner}; stop that victim or give this one its own --ledger ` +
-          `(if no victim is running, delete ${lockPath})`,
-      );
-    }
-    rmSync(lockPath, { force: true });
-    takeLock(lockPath, ledgerPath);
+    throw new TransferlabError('ledger_unwritable', `cannot create ${lockPath}: ${(e as Error).message}`, 500);
   }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  if (!lock.taken) {
+    throw new TransferlabError(
+      'ledger_locked',
+      `the ledger ${ledgerPath} is in use by process ${lock.owner}; stop that victim or give this one its own --ledger ` +
+        `(if no victim is running, delete ${lockPath})`,
+    );
   }
 }
