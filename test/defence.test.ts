@@ -61,6 +61,18 @@ describe('adversarial training', () => {
   });
 });
 
+describe('fine-tuning (--init)', () => {
+  it('continues from a saved model and counts its epochs and time in the total', async () => {
+    const defence = adversarialTraining('fgsm', 0.2, 0.5, 1);
+    const meta = await trainVictim({ ...BASE, epochs: 1, init: join(dir, 'plain'), out: join(dir, 'tuned'), defence: defence.metadata, transformBatch: defence.transformBatch });
+    const from = readMetadata(join(dir, 'plain'));
+    expect(meta.initialisedFrom).toEqual({ model: join(dir, 'plain'), weightsSha256: from.weightsSha256, epochs: 2, defence: null });
+    expect(meta.totalEpochs).toBe(3);
+    expect(meta.totalDurationSeconds as number).toBeGreaterThan(from.durationSeconds as number);
+    await expect(trainVictim({ ...BASE, arch: 'papernot-mlp', epochs: 1, init: join(dir, 'plain'), out: join(dir, 'wrong') })).rejects.toMatchObject({ code: 'invalid_config' });
+  });
+});
+
 describe('defence settings', () => {
   it('are validated before any training', () => {
     expect(defenceFromArgs({ adversarial: 'none' })).toBeUndefined();

@@ -126,24 +126,28 @@ describe('PRADA detector bounds', () => {
 });
 
 describe('idempotency cache', () => {
+  const ticketOf = (c: ReturnType<IdempotencyCache['claim']>) => {
+    if (!('ticket' in c)) throw new Error('expected a ticket');
+    return c.ticket;
+  };
+
   it('replays charged labels, refuses a different body, waits for one in flight, forgets failures', async () => {
     const cache = new IdempotencyCache(2);
-    expect(await cache.replay('alice', 'k1', 'body')).toBeNull();
-    const t = cache.begin('alice', 'k1', 'body');
-    const waiting = cache.replay('alice', 'k1', 'body');
+    const t = ticketOf(cache.claim('alice', 'k1', 'body'));
+    // A repeat while the first is in flight waits for it rather than claiming the key too.
+    const waiting = cache.replayOrClaim('alice', 'k1', 'body');
     cache.finish(t, Int32Array.from([3, 1]));
-    expect(Array.from((await waiting) ?? [])).toEqual([3, 1]);
-    expect(await cache.replay('bob', 'k1', 'body')).toBeNull(); // scoped to the caller
-    await expect(cache.replay('alice', 'k1', 'other body')).rejects.toMatchObject({ code: 'idempotency_key_reused', status: 422 });
+    expect(await waiting).toEqual({ labels: Int32Array.from([3, 1]) });
+    expect('ticket' in (await cache.replayOrClaim('bob', 'k1', 'body'))).toBe(true); // scoped to the caller
+    expect(() => cache.claim('alice', 'k1', 'other body')).toThrow(expect.objectContaining({ code: 'idempotency_key_reused', status: 422 }));
     cache.abandon(t); // already charged: the entry stays
-    expect(await cache.replay('alice', 'k1', 'body')).not.toBeNull();
+    expect('labels' in (await cache.replayOrClaim('alice', 'k1', 'body'))).toBe(true);
 
-    const failed = cache.begin('alice', 'k2', 'b2');
-    const retry = cache.replay('alice', 'k2', 'b2');
+    const failed = ticketOf(cache.claim('alice', 'k2', 'b2'));
+    const retry = cache.replayOrClaim('alice', 'k2', 'b2');
     cache.abandon(failed);
-    expect(await retry).toBeNull();
-    cache.begin('alice', 'k3', 'b3');
-    cache.begin('alice', 'k4', 'b4');
+    expect('ticket' in (await retry)).toBe(true); // the retry is served (and charged) normally
+    cache.claim('alice', 'k3', 'b3');
     expect(cache.size).toBe(2); // LRU bound
     expect(() => parseIdempotencyKey('has space')).toThrow(expect.objectContaining({ code: 'invalid_idempotency_key' }));
     expect(parseIdempotencyKey(undefined)).toBeUndefined();

@@ -235,16 +235,16 @@ export function createApp(opts: VictimAppOptions): express.Express {
       images = batch.count;
       if (idempotencyKey !== undefined) {
         // A repeat of a request already charged: the same labels again, charged nothing, not re-watched.
-        const replayed = await idempotency.replay(principal.id, idempotencyKey, payloadSha256);
-        if (replayed) {
+        const outcome = await idempotency.replayOrClaim(principal.id, idempotencyKey, payloadSha256);
+        if ('labels' in outcome) {
           await audit('replayed', 200);
-          const answer: LabelResponse = { labels: Array.from(replayed), budget: { used: opts.budgets.used(principal.id), limit: principal.limit } };
+          const answer: LabelResponse = { labels: Array.from(outcome.labels), budget: { used: opts.budgets.used(principal.id), limit: principal.limit } };
           closeIfDraining(res);
           res.setHeader('Idempotent-Replayed', 'true'); // as Stripe does: the client can tell nothing was charged
           res.json(answer);
           return;
         }
-        ticket = idempotency.begin(principal.id, idempotencyKey, payloadSha256);
+        ticket = outcome.ticket;
       }
       const reservation = opts.budgets.reserve(principal, batch.count);
       let labels: Int32Array;

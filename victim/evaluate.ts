@@ -100,7 +100,8 @@ export async function evaluateModel(dir: string, opts: EvaluationOptions, onPoin
       model: dir,
       arch: metadata.arch,
       defence: metadata.defence ?? null,
-      trainSeconds: typeof metadata.durationSeconds === 'number' ? metadata.durationSeconds : null,
+      // A fine-tuned model's training time includes the model it started from.
+      trainSeconds: typeof metadata.totalDurationSeconds === 'number' ? metadata.totalDurationSeconds : typeof metadata.durationSeconds === 'number' ? metadata.durationSeconds : null,
       cleanAccuracy,
       cleanAccuracyOnSample: accuracy(labelsOf(net, sample.images, sample.count), sample.labels),
       whitebox,

@@ -52,15 +52,15 @@ export class IdempotencyCache {
   }
 
   /**
-   * The labels an earlier request with this key was charged for, waiting for it if it is still in
-   * flight; null when there is none (or it failed without a charge): the caller then proceeds and
-   * must `begin` its own entry.
+   * Synchronously claim the key for a request about to be charged (`ticket`: call `finish` or
+   * `abandon` on it), or get the earlier request's outcome (`prior`: its charged labels, or null when it
+   * failed without a charge — then claim again). Synchronous so that two identical requests can never
+   * both find the key free and both pay.
    */
-  async replay(keyId: string, key: string, payloadSha256: string): Promise<Int32Array | null> {
+  claim(keyId: string, key: string, payloadSha256: string): { ticket: IdempotencyTicket } | { prior: Promise<Int32Array | null> } {
     const id = `${keyId}\n${key}`;
-    for (;;) {
-      const prior = this.entries.get(id);
-      if (!prior) return null;
+    const prior = this.entries.get(id);
+    if (prior) {
       if (prior.payloadSha256 !== payloadSha256) {
         throw new TransferlabError(
           'idempotency_key_reused',
@@ -70,25 +70,30 @@ export class IdempotencyCache {
       }
       this.entries.delete(id);
       this.entries.set(id, prior);
-      const labels = await prior.done;
-      if (labels) return labels;
-      // The earlier attempt failed and removed itself; look again (another retry may have begun).
+      return { prior: prior.done };
     }
-  }
-
-  /** Claim the key for a request about to be charged. Call `finish` or `abandon` on the ticket. */
-  begin(keyId: string, key: string, payloadSha256: string): IdempotencyTicket {
-    const id = `${keyId}\n${key}`;
     let settle: (labels: Int32Array | null) => void = () => {};
     const done = new Promise<Int32Array | null>((resolve) => (settle = resolve));
     const entry: Entry = { payloadSha256, done, settle, charged: false };
-    this.entries.delete(id);
     this.entries.set(id, entry);
     while (this.entries.size > this.capacity) {
       const oldest = this.entries.keys().next().value as string;
       this.entries.delete(oldest);
     }
-    return { id, entry };
+    return { ticket: { id, entry } };
+  }
+
+  /**
+   * The labels an earlier request with this key was charged for (waiting for one in flight), or a
+   * ticket for this request to be charged: loops over `claim` past attempts that failed.
+   */
+  async replayOrClaim(keyId: string, key: string, payloadSha256: string): Promise<{ labels: Int32Array } | { ticket: IdempotencyTicket }> {
+    for (;;) {
+      const c = this.claim(keyId, key, payloadSha256);
+      if ('ticket' in c) return c;
+      const labels = await c.prior;
+      if (labels) return { labels };
+    }
   }
 
   /** The request was charged for these labels: later repeats get them for free. */

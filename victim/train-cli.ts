@@ -19,6 +19,7 @@ export async function main(argv: string[]): Promise<number> {
       seed: { type: 'number', default: VICTIM_DEFAULTS.seed, describe: 'seed for initialisation, shuffling and dropout' },
       out: { type: 'string', default: VICTIM_DEFAULTS.out, describe: 'output folder (model.json, weights.bin, metadata.json)' },
       limit: { type: 'number', describe: 'train on the first N training images only (quick runs)' },
+      init: { type: 'string', describe: 'start from the weights of this saved model (fine-tuning, e.g. more adversarial epochs at a lower rate)' },
       backend: { type: 'string', describe: 'tensorflow | wasm | cpu (default: best available; env TFJS_BACKEND)' },
       ...DEFENCE_OPTIONS,
     })
@@ -38,6 +39,7 @@ export async function main(argv: string[]): Promise<number> {
     seed: args.seed,
     out: args.out,
     limit: args.limit,
+    init: args.init,
     defence: defence?.metadata,
     transformBatch: defence?.transformBatch,
   };

@@ -3,7 +3,7 @@ import { buildModel, checkArchitecture } from '../shared/architectures.js';
 import { loadMnist, imagesTensor } from '../shared/mnist.js';
 import { fromLayers, predictLabels } from '../shared/model.js';
 import { accuracy } from '../shared/metrics.js';
-import { saveModel, type ModelMetadata } from '../shared/model-io.js';
+import { loadModel, saveModel, type ModelMetadata } from '../shared/model-io.js';
 import { seedGlobalRandom } from '../shared/random.js';
 import { trainClassifier, type TrainOptions } from '../shared/training.js';
 import { provenance } from '../shared/versions.js';
@@ -21,6 +21,8 @@ export interface VictimTrainConfig {
   limit?: number;
   defence?: Record<string, unknown>;
   transformBatch?: TrainOptions['transformBatch'];
+  /** Start from this saved model's weights instead of a fresh initialisation (fine-tuning; arch must match). */
+  init?: string;
 }
 
 // Chosen so that paper-cnn passes the seed paper's 0.9894 test accuracy on real MNIST.
@@ -57,7 +59,11 @@ export async function trainVictim(
   seedGlobalRandom(c.seed);
   const train = loadMnist('train');
   const n = c.limit ?? train.count;
-  const model = buildModel(c.arch);
+  const start = c.init ? await loadModel(c.init) : undefined;
+  if (start && start.metadata.arch !== c.arch) {
+    throw new TransferlabError('invalid_config', `--init ${c.init} holds a ${start.metadata.arch}, not a ${c.arch}; pass --arch ${start.metadata.arch}`);
+  }
+  const model = start?.model ?? buildModel(c.arch);
   const summary = trainClassifier(model, train.images.subarray(0, n * 784), train.labels.subarray(0, n), {
     epochs: c.epochs,
     batchSize: c.batchSize,
@@ -78,6 +84,14 @@ export async function trainVictim(
     trainAccuracy: summary.accuracy,
     trainImagesPerSecond: Math.round(summary.imagesPerSecond),
     durationSeconds: Number(summary.durationSeconds.toFixed(1)),
+    // A fine-tuned model's cost includes the model it started from.
+    ...(start
+      ? {
+          initialisedFrom: { model: c.init, weightsSha256: start.metadata.weightsSha256, epochs: start.metadata.epochs, defence: start.metadata.defence ?? null },
+          totalEpochs: Number(start.metadata.totalEpochs ?? start.metadata.epochs) + c.epochs,
+          totalDurationSeconds: Number((Number(start.metadata.totalDurationSeconds ?? start.metadata.durationSeconds ?? 0) + summary.durationSeconds).toFixed(1)),
+        }
+      : {}),
     defence: c.defence ?? null,
     ...provenance(c.seed),
     createdAt: new Date().toISOString(),
