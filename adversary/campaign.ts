@@ -134,7 +134,3 @@ export async function runCampaign(
   model.dispose();
   return results;
 }
-
-export function runFolderExists(dir: string): boolean {
-  return existsSync(join(dir, 'config.json'));
-}
