@@ -10,6 +10,7 @@ import { readJson } from './run-folder.js';
 import { mergeConfig, readConfigFile, resolveConfig, type CampaignConfig, type CampaignInput } from './config.js';
 import { runCampaignCommand, runWhiteboxCommand } from './commands.js';
 import { compareRuns, formatTable } from './compare.js';
+import { runStamp } from '../shared/stamp.js';
 
 const campaignFlags = {
   config: { type: 'string', describe: 'YAML or JSON file with campaign settings (flags override it)' },
@@ -55,7 +56,7 @@ export function configFromFlags(a: Flags): Partial<CampaignInput> {
 }
 
 export function defaultRunDir(c: CampaignConfig, kind = 'campaign'): string {
-  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
+  const stamp = runStamp();
   return join('runs', `${stamp}-${kind === 'whitebox' ? 'whitebox' : c.substitute}-${c.attack}`);
 }
 

@@ -6,6 +6,7 @@ import { curvePoints, roundPoints } from './report.js';
 import { bestTargeted, esc, num, page, pct, pointNear, SECRET_KEYS, seconds, table } from './report-html.js';
 import type { CampaignResults } from './results.js';
 import { writeFileAtomic } from './run-folder.js';
+import { runStamp } from '../shared/stamp.js';
 
 /**
  * `compare DIR…`: the key figures of finished runs side by side, plus only the settings that
@@ -179,14 +180,13 @@ async function compareHtml(rows: CompareRow[], runs: CampaignResults[]): Promise
   return page(`transferlab: comparison of ${rows.length} runs`, parts.join('\n'));
 }
 
-const stamp = () => new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
 
 /** Read the runs, write compare.csv and compare.html into `out`, and return the table. */
 export async function compareRuns(dirs: string[], out?: string): Promise<CompareResult> {
   if (dirs.length === 0) throw new TransferlabError('invalid_arguments', 'compare needs at least one run folder');
   const runs = dirs.map(readRun);
   const { rows, differing } = compareRows(dirs, runs);
-  const outDir = out ?? join('runs', `compare-${stamp()}`);
+  const outDir = out ?? join('runs', `compare-${runStamp()}`);
   mkdirSync(outDir, { recursive: true });
   const csvPath = join(outDir, 'compare.csv');
   const htmlPath = join(outDir, 'compare.html');

@@ -12,6 +12,7 @@ import { isMain, runMain } from '../shared/cli.js';
 import { resolveConfig } from '../adversary/config.js';
 import { runCampaignCommand, runWhiteboxCommand } from '../adversary/commands.js';
 import { spawnVictim, type VictimProcess } from '../victim/spawn.js';
+import { runStamp } from '../shared/stamp.js';
 
 export async function main(argv: string[]): Promise<number> {
   const a = await yargs(argv)
@@ -27,7 +28,7 @@ export async function main(argv: string[]): Promise<number> {
     .help()
     .parseAsync();
   const started = performance.now();
-  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
+  const stamp = runStamp();
   const out = a.out ?? join('runs', `demo-${stamp}`);
   const info = await initBackend(a.backend);
   console.log(`transferlab demo on ${describeBackend(info)}; run folder ${out}`);

@@ -21,6 +21,7 @@ import { hasModel, loadModel, readMetadata } from '../shared/model-io.js';
 import { IMAGE_SIZE, imagesTensor, loadMnist } from '../shared/mnist.js';
 import { spawnVictim } from '../victim/spawn.js';
 import { trainVictim, VICTIM_DEFAULTS } from '../victim/train.js';
+import { quantile } from '../shared/metrics.js';
 
 export interface HttpFigures {
   model: string;
@@ -73,7 +74,6 @@ function post(agent: Agent, url: URL, body: Uint8Array): Promise<number> {
   });
 }
 
-const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 
 export async function measureHttp(o: { model?: string; quick: boolean; log: (line: string) => void }): Promise<HttpFigures> {
   const info = await initBackend();
@@ -153,8 +153,8 @@ export async function measureHttp(o: { model?: string; quick: boolean; log: (lin
     );
     const singleRate = latencies.length / ((performance.now() - t1) / 1000);
     latencies.sort((a, b) => a - b);
-    const p50 = percentile(latencies, 50);
-    const p99 = percentile(latencies, 99);
+    const p50 = quantile(latencies, 0.5) ?? Number.NaN;
+    const p99 = quantile(latencies, 0.99) ?? Number.NaN;
     o.log(`single-image requests, ${CLIENTS} clients: p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, ${Math.round(singleRate)} requests/s`);
     return {
       model: modelDir,

@@ -45,3 +45,9 @@ export function reservoirSample(n: number, k: number, rng: Rng): Int32Array {
   }
   return r.sort();
 }
+
+/** Uniform values in [-1, 1): deterministic inputs for tests and benchmarks, so failures reproduce. */
+export function uniformSigned(n: number, seed: number): Float32Array {
+  const rng = createRng(seed);
+  return Float32Array.from({ length: n }, () => rng() * 2 - 1);
+}

@@ -6,22 +6,12 @@ import os from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { prepareWasm, registerWasmKernels, wasmThreads } from '../shared/wasm-kernels.js';
+import { uniformSigned } from '../shared/random.js';
 
 type Backend = 'cpu' | 'wasm';
 type Pad = 'valid' | 'same' | tf.backend_util.ExplicitPadding;
 
-/** Deterministic uniform [-1, 1) values (mulberry32), so failures reproduce. */
-function randoms(n: number, seed: number): Float32Array {
-  let a = seed >>> 0;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    out[i] = ((t ^ (t >>> 14)) >>> 0) / 2 ** 31 - 1;
-  }
-  return out;
-}
+const randoms = uniformSigned;
 
 /** Runs fn on each backend (inputs must be built inside fn) and returns the values. */
 async function both(fn: () => tf.Tensor | tf.Tensor[]): Promise<Record<Backend, Float32Array[]>> {

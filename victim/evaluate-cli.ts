@@ -9,6 +9,7 @@ import { assertWritableDir } from '../shared/fs-checks.js';
 import { hasModel } from '../shared/model-io.js';
 import { provenance } from '../shared/versions.js';
 import { campaignAgainst, evaluateModel, evaluationRows, formatTable, toCsv, type ModelEvaluation } from './evaluate.js';
+import { runStamp } from '../shared/stamp.js';
 
 /**
  * `npm run victim:evaluate -- --models models/victim models/victim-hardened [--epsilons 0.1 0.2 0.3] [--campaign]`:
@@ -45,7 +46,7 @@ export async function main(argv: string[]): Promise<number> {
   if (!Number.isInteger(args['pgd-steps']) || args['pgd-steps'] < 1) problems.push(`--pgd-steps must be a positive integer (got ${args['pgd-steps']})`);
   if (problems.length) throw new TransferlabError('invalid_arguments', problems.join('; '));
   const overrides: CampaignInput | undefined = args['campaign-config'] ? readConfigFile(args['campaign-config']) : undefined;
-  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
+  const stamp = runStamp();
   const out = args.out ?? join('runs', `evaluate-${stamp}`);
   assertWritableDir(out, 'the evaluation');
   mkdirSync(out, { recursive: true });
