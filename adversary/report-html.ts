@@ -28,7 +28,10 @@ export function num(value: number | null | undefined, digits = 3): string {
 
 export function seconds(s: number | null | undefined): string {
   if (s === null || s === undefined || !Number.isFinite(s)) return '—';
-  return s >= 120 ? `${Math.floor(s / 60)} min ${Math.round(s % 60)} s` : `${s.toFixed(1)} s`;
+  if (s < 120) return `${s.toFixed(1)} s`;
+  // Round first, so 179.6 s reads "3 min 0 s", not "2 min 60 s".
+  const whole = Math.round(s);
+  return `${Math.floor(whole / 60)} min ${whole % 60} s`;
 }
 
 /** A table from already-escaped cells (callers escape, so cells may hold markup such as <code>). */
