@@ -2,7 +2,7 @@ import { inputGradientSign } from '../shared/attacks.js';
 import { EPSILON_STEP, flipDistances, planeGrid, type BatchLabeler } from '../shared/boundary.js';
 import { agreement, boundaryGap, type BoundaryGap, type Distance, type Rate } from '../shared/metrics.js';
 import { IMAGE_SIZE, imagesTensor, subset, type Dataset } from '../shared/mnist.js';
-import { predictLabels, type Model } from '../shared/model.js';
+import { labelImages, type Model } from '../shared/model.js';
 import { createRng } from '../shared/random.js';
 import type { CampaignConfig } from './config.js';
 import type { LabelOracle } from './oracle.js';
@@ -88,14 +88,7 @@ function directions(ctx: BoundaryContext, rows: number[], craft: Int32Array): Fl
 export async function measureBoundary(ctx: BoundaryContext): Promise<BoundaryResults> {
   const { config, oracle, log } = ctx;
   const craft = config.craftLabel === 'oracle' ? ctx.cleanVictim : ctx.substituteClean;
-  const local: BatchLabeler = async (images, count) => {
-    const x = imagesTensor(images, count);
-    try {
-      return predictLabels(ctx.substitute, x);
-    } finally {
-      x.dispose();
-    }
-  };
+  const local: BatchLabeler = async (images, count) => labelImages(ctx.substitute, images, count);
   let sent = 0;
   const victim: BatchLabeler = (images, count) => {
     sent += count;

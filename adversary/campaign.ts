@@ -2,8 +2,8 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { chooseTargets } from '../shared/attacks.js';
 import { accuracy } from '../shared/metrics.js';
-import { adversarySplit, imagesTensor, loadMnist, subset } from '../shared/mnist.js';
-import { fromLayers, predictLabels } from '../shared/model.js';
+import { adversarySplit, loadMnist, subset } from '../shared/mnist.js';
+import { fromLayers, labelImages } from '../shared/model.js';
 import { provenance } from '../shared/versions.js';
 import { TransferlabError } from '../shared/errors.js';
 import type { TrainOptions } from '../shared/training.js';
@@ -88,9 +88,7 @@ export async function runCampaign(
   const substitute = fromLayers(model);
 
   // Craft on the substitute, then let the victim judge the crafted images.
-  const evalX = imagesTensor(evalSet.images, evalSet.count);
-  const substituteClean = predictLabels(substitute, evalX);
-  evalX.dispose();
+  const substituteClean = labelImages(substitute, evalSet.images, evalSet.count);
   const craftLabels = craftFromOracle ? cleanVictim : substituteClean;
   const targets = chooseTargets(craftLabels, config.target, config.seed);
   const outcome = await sweep(

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { TransferlabError } from '../shared/errors.js';
 import { progressBar } from '../shared/progress.js';
@@ -7,7 +7,7 @@ import type { CampaignConfig } from './config.js';
 import { createHttpOracle } from './oracle-client.js';
 import { writeReport } from './report.js';
 import type { CampaignResults } from './results.js';
-import { readJson, writeJson } from './run-folder.js';
+import { readJson } from './run-folder.js';
 import { runWhitebox } from './whitebox.js';
 
 /** The CLI's side of a campaign: files, terminal output, the report. The logic lives in campaign.ts. */
@@ -89,9 +89,6 @@ export async function runCampaignCommand(config: CampaignConfig, out: string, re
 }
 
 export async function runWhiteboxCommand(config: CampaignConfig, modelDir: string, out: string): Promise<number> {
-  const { apiKey: _key, ...saved } = config;
-  mkdirSync(out, { recursive: true });
-  writeJson(join(out, 'config.json'), { ...saved, mode: 'whitebox', model: modelDir });
   const results = await runWhitebox(config, modelDir, out);
   const report = await writeReport(out, results);
   console.log(`\n${summaryTable(results)}\n\nvictim clean accuracy ${pct(results.victimCleanAccuracy).trim()}`);

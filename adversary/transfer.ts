@@ -1,7 +1,7 @@
 import { runAttack, type AttackName } from '../shared/attacks.js';
 import { sweepRow, type SweepRow, confusionMatrix, perClassTransfer, type Rate } from '../shared/metrics.js';
 import { imagesTensor, quantise } from '../shared/mnist.js';
-import { predictLabels, type Model } from '../shared/model.js';
+import { labelImages, type Model } from '../shared/model.js';
 
 /**
  * The ε sweep: craft adversarial examples on one model (the substitute, or the victim itself in
@@ -68,9 +68,7 @@ export async function sweep(model: Model, data: SweepData, s: SweepSettings, vic
         // A real attacker can only send valid 8-bit images: score what is actually sent.
         const adv = quantise(clipped.dataSync() as Float32Array);
         clipped.dispose();
-        const advTensor = imagesTensor(adv, n);
-        const craftPred = predictLabels(model, advTensor);
-        advTensor.dispose();
+        const craftPred = labelImages(model, adv, n);
         craftSeconds += (performance.now() - t0) / 1000;
         const t1 = performance.now();
         const { labels } = await victim(adv, n);

@@ -1,12 +1,14 @@
 import { mkdirSync } from 'node:fs';
 import { chooseTargets } from '../shared/attacks.js';
 import { accuracy } from '../shared/metrics.js';
-import { adversarySplit, imagesTensor, loadMnist, subset } from '../shared/mnist.js';
+import { adversarySplit, loadMnist, subset } from '../shared/mnist.js';
 import { loadModel } from '../shared/model-io.js';
-import { fromLayers, predictLabels } from '../shared/model.js';
+import { fromLayers, labelImages } from '../shared/model.js';
 import { provenance } from '../shared/versions.js';
 import type { CampaignConfig } from './config.js';
 import { writeResults, type CampaignResults } from './results.js';
+import { writeJson } from './run-folder.js';
+import { join } from 'node:path';
 import { perClassTables, sweep } from './transfer.js';
 
 /**
@@ -17,25 +19,21 @@ import { perClassTables, sweep } from './transfer.js';
 export async function runWhitebox(config: CampaignConfig, modelDir: string, runDir: string): Promise<CampaignResults> {
   const started = performance.now();
   mkdirSync(runDir, { recursive: true });
+  // As a campaign does: the resolved config goes with the run, the API key never does.
+  const { apiKey: _key, ...saved } = config;
+  writeJson(join(runDir, 'config.json'), { ...saved, mode: 'whitebox', model: modelDir });
   const { model, metadata } = await loadModel(modelDir);
   const victim = fromLayers(model);
   const test = loadMnist('test');
   const evalSet = subset(test, adversarySplit(config.seed, config.seedSize, config.evalSize).evalSet);
-  const x = imagesTensor(evalSet.images, evalSet.count);
-  const cleanVictim = predictLabels(victim, x);
-  x.dispose();
+  const cleanVictim = labelImages(victim, evalSet.images, evalSet.count);
   // With the weights in hand the attacker also has the true labels, as in the seed paper.
   const targets = chooseTargets(evalSet.labels, config.target, config.seed);
   const outcome = await sweep(
     victim,
     { images: evalSet.images, truth: evalSet.labels, craftLabels: evalSet.labels, targets, cleanVictim },
     { attack: config.attack, epsilons: config.epsilons, steps: config.steps, seed: config.seed },
-    async (images, count) => {
-      const t = imagesTensor(images, count);
-      const labels = predictLabels(victim, t);
-      t.dispose();
-      return { labels, paid: 0 };
-    },
+    async (images, count) => ({ labels: labelImages(victim, images, count), paid: 0 }),
   );
   const results: CampaignResults = {
     kind: 'whitebox',

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { IMAGE_SIZE, imagesTensor } from './mnist.js';
 
 /**
  * A differentiable classifier, as foolbox sees one: input bounds plus a function to logits.
@@ -35,4 +36,14 @@ export function predictLabels(model: Model, x: tf.Tensor4D, batchSize = 1000): I
     labels.dispose();
   }
   return out;
+}
+
+/** Top-1 labels of count×784 images in [0,1]: the tensor is made and released here. */
+export function labelImages(model: Model, images: Float32Array, count: number, batchSize = 1000): Int32Array {
+  const x = imagesTensor(images.subarray(0, count * IMAGE_SIZE), count);
+  try {
+    return predictLabels(model, x, batchSize);
+  } finally {
+    x.dispose();
+  }
 }

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
-import { IMAGE_SIZE, imagesTensor } from '../shared/mnist.js';
-import { predictLabels, type Model } from '../shared/model.js';
+import { IMAGE_SIZE } from '../shared/mnist.js';
+import { labelImages, type Model } from '../shared/model.js';
 
 /**
  * Micro-batching: requests that arrive while the model is busy (or within the same event-loop turn)
@@ -122,14 +122,7 @@ export class MicroBatcher {
 
 /** Labels from a TF.js model, synchronously, with every intermediate tensor released. */
 export function modelLabeler(model: Model, batchSize = 1024): (images: Float32Array, count: number) => Int32Array {
-  return (images, count) => {
-    const x = imagesTensor(images.subarray(0, count * IMAGE_SIZE), count);
-    try {
-      return predictLabels(model, x, batchSize); // tidies its own intermediates
-    } finally {
-      x.dispose();
-    }
-  };
+  return (images, count) => labelImages(model, images, count, batchSize);
 }
 
 /** Run the model once so the first client does not pay for kernel set-up. */

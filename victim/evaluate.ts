@@ -6,7 +6,7 @@ import { runAttack, type AttackName } from '../shared/attacks.js';
 import { accuracy, type Rate } from '../shared/metrics.js';
 import { adversarySplit, imagesTensor, loadMnist, quantise, subset } from '../shared/mnist.js';
 import { loadModel } from '../shared/model-io.js';
-import { fromLayers, predictLabels, type Model } from '../shared/model.js';
+import { fromLayers, labelImages, type Model } from '../shared/model.js';
 import { spawnVictim } from './spawn.js';
 
 /**
@@ -56,15 +56,6 @@ export interface ModelEvaluation {
   campaign: { runDir: string; attackQueries: number; agreement: Rate; points: CampaignPoint[]; durationSeconds: number } | null;
 }
 
-function labelsOf(model: Model, images: Float32Array, count: number): Int32Array {
-  const x = imagesTensor(images, count);
-  try {
-    return predictLabels(model, x);
-  } finally {
-    x.dispose();
-  }
-}
-
 /** Accuracy of `model` on adversarial examples crafted white-box against itself. */
 export function whiteboxAccuracy(model: Model, images: Float32Array, truth: Int32Array, attack: AttackName, epsilon: number, opts: { steps: number; seed: number }): Rate {
   const x = imagesTensor(images, truth.length);
@@ -77,7 +68,7 @@ export function whiteboxAccuracy(model: Model, images: Float32Array, truth: Int3
   } finally {
     x.dispose();
   }
-  return accuracy(labelsOf(model, adv, truth.length), truth);
+  return accuracy(labelImages(model, adv, truth.length), truth);
 }
 
 export async function evaluateModel(dir: string, opts: EvaluationOptions, onPoint?: (p: WhiteboxPoint) => void): Promise<ModelEvaluation> {
@@ -85,7 +76,7 @@ export async function evaluateModel(dir: string, opts: EvaluationOptions, onPoin
   try {
     const net = fromLayers(model);
     const test = loadMnist('test');
-    const cleanAccuracy = accuracy(labelsOf(net, test.images, test.count), test.labels);
+    const cleanAccuracy = accuracy(labelImages(net, test.images, test.count), test.labels);
     const sample = subset(test, adversarySplit(opts.seed, 150, opts.count).evalSet);
     const started = performance.now();
     const whitebox: WhiteboxPoint[] = [];
@@ -103,7 +94,7 @@ export async function evaluateModel(dir: string, opts: EvaluationOptions, onPoin
       // A fine-tuned model's training time includes the model it started from.
       trainSeconds: typeof metadata.totalDurationSeconds === 'number' ? metadata.totalDurationSeconds : typeof metadata.durationSeconds === 'number' ? metadata.durationSeconds : null,
       cleanAccuracy,
-      cleanAccuracyOnSample: accuracy(labelsOf(net, sample.images, sample.count), sample.labels),
+      cleanAccuracyOnSample: accuracy(labelImages(net, sample.images, sample.count), sample.labels),
       whitebox,
       whiteboxSeconds: (performance.now() - started) / 1000,
       campaign: null,

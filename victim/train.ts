@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { buildModel, checkArchitecture } from '../shared/architectures.js';
-import { loadMnist, imagesTensor } from '../shared/mnist.js';
-import { fromLayers, predictLabels } from '../shared/model.js';
+import { loadMnist } from '../shared/mnist.js';
+import { fromLayers, labelImages } from '../shared/model.js';
 import { accuracy } from '../shared/metrics.js';
 import { loadModel, saveModel, type ModelMetadata } from '../shared/model-io.js';
 import { seedGlobalRandom } from '../shared/random.js';
@@ -43,12 +43,7 @@ export function validateTrainConfig(c: VictimTrainConfig): void {
 
 export function evaluateAccuracy(model: tf.LayersModel): number {
   const test = loadMnist('test');
-  const x = imagesTensor(test.images, test.count);
-  try {
-    return accuracy(predictLabels(fromLayers(model), x), test.labels) ?? Number.NaN;
-  } finally {
-    x.dispose();
-  }
+  return accuracy(labelImages(fromLayers(model), test.images, test.count), test.labels) ?? Number.NaN;
 }
 
 export async function trainVictim(
