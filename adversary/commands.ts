@@ -3,11 +3,11 @@ import { join } from 'node:path';
 import { TransferlabError } from '../shared/errors.js';
 import { progressBar } from '../shared/progress.js';
 import { runCampaign } from './campaign.js';
-import type { CampaignConfig } from './config.js';
+import { epochsForRound, type CampaignConfig } from './config.js';
 import { createHttpOracle } from './oracle-client.js';
 import { writeReport } from './report.js';
 import type { CampaignResults } from './results.js';
-import { readJson } from './run-folder.js';
+import { readJson, roundRecords } from './run-folder.js';
 import { runWhitebox } from './whitebox.js';
 
 /** The CLI's side of a campaign: files, terminal output, the report. The logic lives in campaign.ts. */
@@ -50,14 +50,16 @@ export async function runCampaignCommand(config: CampaignConfig, out: string, re
   const info = await oracle.info();
   console.log(`victim ${config.victim}: ${info.dataset}, labels only, max batch ${info.maxBatch}`);
   const bar = progressBar('{label} [{bar}] {value}/{total} batches | {stats}');
-  let round = 0;
+  // Rounds already on disk when resuming, so the bar names the round actually being trained.
+  let round = resume ? roundRecords(out).length : 0;
   try {
     const results = await runCampaign(config, out, oracle, {
       log: (line) => console.log(line),
       onBatchEnd: ({ epoch, batch, batches, loss }) => {
-        if (epoch === 0 && batch === 1) bar.start(batches * config.epochs, `round ${round + 1}/${config.rounds}`);
-        bar.update(epoch * batches + batch, { stats: `epoch ${epoch + 1}/${config.epochs} loss ${loss.toFixed(3)}` });
-        if (epoch === config.epochs - 1 && batch === batches) bar.stop();
+        const epochs = epochsForRound(config, round);
+        if (epoch === 0 && batch === 1) bar.start(batches * epochs, `round ${round + 1}/${config.rounds}`);
+        bar.update(epoch * batches + batch, { stats: `epoch ${epoch + 1}/${epochs} loss ${loss.toFixed(3)}` });
+        if (epoch === epochs - 1 && batch === batches) bar.stop();
       },
       onRound: (r) => {
         round = r.round;

@@ -10,6 +10,7 @@ import { TransferlabError } from '../shared/errors.js';
  */
 const attackNames = ['fgsm', 'bim', 'pgd', 'mi-fgsm'] as const;
 const unit = z.number().gt(0).lte(1);
+const epochCount = z.number().int().min(1).max(200);
 
 export const campaignSchema = z
   .object({
@@ -23,7 +24,10 @@ export const campaignSchema = z
     tau: z.number().int().min(1).default(3),
     reservoir: z.number().int().min(1).optional(),
     substitute: z.string().refine((s) => ARCHITECTURES.includes(s), { message: `must be one of ${ARCHITECTURES.join(', ')}` }).default('substitute-cnn'),
-    epochs: z.number().int().min(1).max(200).default(10),
+    // One number for every round, or a list per round (the last entry repeats): the early rounds
+    // are small and cheap, the last ones hold most of the data and most of the training time.
+    epochs: z.union([epochCount, z.array(epochCount).min(1).max(12)]).default([6, 6, 6, 6, 4, 2]),
+    shift: z.number().int().min(0).max(4).default(2),
     batchSize: z.number().int().min(1).max(4096).default(128),
     learningRate: z.number().gt(0).lt(1).default(0.001),
     attack: z.enum(attackNames).default('fgsm'),
@@ -91,4 +95,9 @@ export function mergeConfig(file: CampaignInput, flags: Partial<CampaignInput>):
 /** λ for round r: Papernot's periodic step size, its sign flipped every τ rounds. */
 export function lambdaForRound(c: Pick<CampaignConfig, 'lambda' | 'tau'>, round: number): number {
   return Math.floor(round / c.tau) % 2 === 0 ? c.lambda : -c.lambda;
+}
+
+/** Substitute epochs in round r (0-based). */
+export function epochsForRound(c: Pick<CampaignConfig, 'epochs'>, round: number): number {
+  return typeof c.epochs === 'number' ? c.epochs : c.epochs[Math.min(round, c.epochs.length - 1)];
 }

@@ -6,7 +6,7 @@ import { fromLayers, predictLabels } from '../shared/model.js';
 import { createRng, seedGlobalRandom } from '../shared/random.js';
 import { trainClassifier, type TrainOptions } from '../shared/training.js';
 import { jacobianStep, pointsToAugment, gatherImages, concatImages, concatLabels } from './augmentation.js';
-import { lambdaForRound, type CampaignConfig } from './config.js';
+import { epochsForRound, lambdaForRound, type CampaignConfig } from './config.js';
 import type { Checkpoint, RoundRecord } from './run-folder.js';
 
 /**
@@ -43,7 +43,8 @@ export async function trainSubstitute(ctx: RoundsContext): Promise<{ model: tf.L
       seedGlobalRandom(c.seed * 1000 + round);
       const t0 = performance.now();
       trainClassifier(model, images, labels, {
-        epochs: c.epochs,
+        epochs: epochsForRound(c, round),
+        shift: c.shift,
         batchSize: c.batchSize,
         learningRate: c.learningRate,
         seed: c.seed * 1000 + round,

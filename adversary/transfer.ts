@@ -1,4 +1,4 @@
-import { runAttack, type AttackName } from '../shared/attacks.js';
+import { fgsmAlong, inputGradientSign, runAttack, type AttackName } from '../shared/attacks.js';
 import { sweepRow, type SweepRow, confusionMatrix, perClassTransfer, type Rate } from '../shared/metrics.js';
 import { imagesTensor, quantise } from '../shared/mnist.js';
 import { labelImages, type Model } from '../shared/model.js';
@@ -56,33 +56,39 @@ export async function sweep(model: Model, data: SweepData, s: SweepSettings, vic
   let measureSeconds = 0;
   try {
     for (const mode of ['untargeted', 'targeted'] as const) {
-      for (const epsilon of s.epsilons) {
-        const t0 = performance.now();
-        const { raw, clipped } = runAttack(s.attack, model, x, mode === 'targeted' ? data.targets : data.craftLabels, {
-          epsilon,
-          steps: s.steps,
-          seed: s.seed,
-          ...(mode === 'targeted' ? { targets: data.targets } : {}),
-        });
-        raw.dispose();
-        // A real attacker can only send valid 8-bit images: score what is actually sent.
-        const adv = quantise(clipped.dataSync() as Float32Array);
-        clipped.dispose();
-        const craftPred = labelImages(model, adv, n);
-        craftSeconds += (performance.now() - t0) / 1000;
-        const t1 = performance.now();
-        const { labels } = await victim(adv, n);
-        measureSeconds += (performance.now() - t1) / 1000;
-        const row = sweepRow(epsilon, labels, data.cleanVictim, data.truth, mode === 'targeted' ? data.targets : undefined);
-        const craftRow = sweepRow(epsilon, craftPred, data.craftLabels, data.truth, mode === 'targeted' ? data.targets : undefined);
-        points.push({
-          ...row,
-          mode,
-          craftModelSuccessRate: mode === 'targeted' ? craftRow.targetedSuccessRate : craftRow.misclassificationRate,
-          measurementQueries: n,
-        });
-        victimLabels[mode].push(labels);
-        adversarial[mode].push(adv);
+      const goal = mode === 'targeted' ? data.targets : data.craftLabels;
+      // FGSM's direction does not depend on ε: one gradient serves the whole sweep.
+      let t0 = performance.now();
+      const direction = s.attack === 'fgsm' ? inputGradientSign(model, x, goal, mode === 'targeted') : null;
+      craftSeconds += (performance.now() - t0) / 1000;
+      try {
+        for (const epsilon of s.epsilons) {
+          t0 = performance.now();
+          const { raw, clipped } = direction
+            ? fgsmAlong(x, direction, epsilon, model.bounds)
+            : runAttack(s.attack, model, x, goal, { epsilon, steps: s.steps, seed: s.seed, ...(mode === 'targeted' ? { targets: data.targets } : {}) });
+          raw.dispose();
+          // A real attacker can only send valid 8-bit images: score what is actually sent.
+          const adv = quantise(clipped.dataSync() as Float32Array);
+          clipped.dispose();
+          const craftPred = labelImages(model, adv, n);
+          craftSeconds += (performance.now() - t0) / 1000;
+          const t1 = performance.now();
+          const { labels } = await victim(adv, n);
+          measureSeconds += (performance.now() - t1) / 1000;
+          const row = sweepRow(epsilon, labels, data.cleanVictim, data.truth, mode === 'targeted' ? data.targets : undefined);
+          const craftRow = sweepRow(epsilon, craftPred, data.craftLabels, data.truth, mode === 'targeted' ? data.targets : undefined);
+          points.push({
+            ...row,
+            mode,
+            craftModelSuccessRate: mode === 'targeted' ? craftRow.targetedSuccessRate : craftRow.misclassificationRate,
+            measurementQueries: n,
+          });
+          victimLabels[mode].push(labels);
+          adversarial[mode].push(adv);
+        }
+      } finally {
+        direction?.dispose();
       }
     }
   } finally {

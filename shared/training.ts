@@ -14,6 +14,11 @@ export interface TrainOptions {
   /** Called after every batch with running means for the epoch. */
   onBatchEnd?: (info: { epoch: number; batch: number; batches: number; loss: number; accuracy: number }) => void;
   onEpochEnd?: (info: { epoch: number; loss: number; accuracy: number; imagesPerSecond: number }) => void;
+  /**
+   * Translate each batch by a random offset of up to this many pixels (zero-filled). Digits keep their
+   * class when shifted a little, so this enlarges a small labelled set without asking anyone for labels.
+   */
+  shift?: number;
   /** Optional per-batch input transform (adversarial training swaps in attacked images here). */
   transformBatch?: (x: tf.Tensor4D, labels: tf.Tensor1D, model: tf.LayersModel) => tf.Tensor4D;
 }
@@ -36,6 +41,10 @@ export function trainClassifier(
   const count = labels.length;
   const optimizer = tf.train.adam(opts.learningRate);
   const rng = createRng(opts.seed);
+  // Its own stream, so turning shifts on or off leaves the shuffles unchanged.
+  const shiftRng = createRng(opts.seed + 0x5eed);
+  const shift = opts.shift ?? 0;
+  if (!Number.isInteger(shift) || shift < 0 || shift > 13) throw new RangeError(`shift must be an integer in 0..13, got ${shift}`);
   const batches = Math.ceil(count / opts.batchSize);
   const xBuf = new Float32Array(opts.batchSize * IMAGE_SIZE);
   const yBuf = new Int32Array(opts.batchSize);
@@ -54,8 +63,11 @@ export function trainClassifier(
         xBuf.set(images.subarray(j * IMAGE_SIZE, (j + 1) * IMAGE_SIZE), i * IMAGE_SIZE);
         yBuf[i] = labels[j];
       }
+      const dy = shift ? Math.floor(shiftRng() * (2 * shift + 1)) : 0;
+      const dx = shift ? Math.floor(shiftRng() * (2 * shift + 1)) : 0;
       const [loss, hits] = tf.tidy(() => {
-        const clean = tf.tensor4d(xBuf.subarray(0, size * IMAGE_SIZE), [size, 28, 28, 1]);
+        const original = tf.tensor4d(xBuf.subarray(0, size * IMAGE_SIZE), [size, 28, 28, 1]);
+        const clean = shift ? translate(original, shift, dy, dx) : original;
         const y = tf.tensor1d(yBuf.subarray(0, size), 'int32');
         const x = opts.transformBatch ? opts.transformBatch(clean, y, model) : clean;
         const oneHot = tf.oneHot(y, CLASSES);
@@ -86,4 +98,9 @@ export function trainClassifier(
   }
   optimizer.dispose();
   return summary;
+}
+
+/** Pad by `pad` on every side, then crop 28×28 at (dy, dx): a shift of (dy − pad, dx − pad) pixels. */
+function translate(x: tf.Tensor4D, pad: number, dy: number, dx: number): tf.Tensor4D {
+  return tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]]).slice([0, dy, dx, 0], [-1, 28, 28, 1]);
 }

@@ -6,6 +6,7 @@ import {
   bim,
   chooseTargets,
   fgsm,
+  fgsmAlong,
   inputGradientSign,
   miFgsm,
   pgd,
@@ -224,6 +225,21 @@ describe('attacks on a small trained MNIST model', () => {
     }
     // iterative attacks should do clearly better than one step
     for (const name of ['bim', 'pgd', 'mi-fgsm']) expect(rates[name][1]).toBeGreaterThan(0.6);
+  });
+
+  it('FGSM along a precomputed direction equals fgsm at every ε, untargeted and targeted', () => {
+    const targets = chooseTargets(y, 'random', 2);
+    for (const t of [undefined, targets]) {
+      const direction = inputGradientSign(model, x, t ?? y, t !== undefined);
+      for (const epsilon of [0.05, 0.3, 0.5]) {
+        const a = fgsm(model, x, y, { epsilon, targets: t });
+        const b = fgsmAlong(x, direction, epsilon, model.bounds);
+        expect(Array.from(b.clipped.dataSync())).toEqual(Array.from(a.clipped.dataSync()));
+        tf.dispose([a.raw, a.clipped, b.raw, b.clipped]);
+      }
+      expect(() => fgsmAlong(x, direction, -1, model.bounds)).toThrow(TransferlabError);
+      direction.dispose();
+    }
   });
 
   it('pgd random start is seeded and independent of batchSize', () => {

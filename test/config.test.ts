@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { lambdaForRound, mergeConfig, readConfigFile, resolveConfig } from '../adversary/config.js';
+import { epochsForRound, lambdaForRound, mergeConfig, readConfigFile, resolveConfig } from '../adversary/config.js';
 import { configFromFlags, main } from '../adversary/cli.js';
 import { TransferlabError } from '../shared/errors.js';
 
@@ -41,6 +41,15 @@ describe('campaign settings', () => {
     expect(() => readConfigFile(path)).toThrow(/mapping/);
     expect(() => readConfigFile(join(dir, 'missing.yaml'))).toThrow(/not found/);
     expect(resolveConfig(configFromFlags({ boundary: false })).boundary.enabled).toBe(false);
+  });
+
+  it('takes one epoch count or one per round, the last repeating', () => {
+    expect(epochsForRound({ epochs: 7 }, 4)).toBe(7);
+    expect([0, 1, 2, 3].map((r) => epochsForRound({ epochs: [5, 3] }, r))).toEqual([5, 3, 3, 3]);
+    expect(resolveConfig(configFromFlags({ epochs: ['4'] })).epochs).toBe(4);
+    expect(resolveConfig(configFromFlags({ epochs: ['6', '2'], shift: 0 }))).toMatchObject({ epochs: [6, 2], shift: 0 });
+    expect(() => resolveConfig({ epochs: [3, 0] })).toThrow(/epochs/);
+    expect(() => resolveConfig({ shift: 9 })).toThrow(/shift/);
   });
 
   it('flips λ every τ rounds', () => {

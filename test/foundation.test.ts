@@ -6,6 +6,9 @@ import { ARCHITECTURES, buildModel } from '../shared/architectures.js';
 import { initBackend } from '../shared/backend.js';
 import { adversarySplit, loadMnist, mnistDir } from '../shared/mnist.js';
 import { loadModel } from '../shared/model-io.js';
+import { seedGlobalRandom } from '../shared/random.js';
+import { trainClassifier } from '../shared/training.js';
+import * as tf from '@tensorflow/tfjs';
 import { main as trainMain } from '../victim/train-cli.js';
 import { trainVictim } from '../victim/train.js';
 
@@ -53,6 +56,30 @@ describe('architectures', () => {
       m.dispose();
     }
     expect(() => buildModel('resnet')).toThrow(/paper-cnn.*lenet.*substitute-cnn.*papernot-mlp/);
+  });
+});
+
+describe('training with shifted copies', () => {
+  it('is seeded, changes what is learnt, leaks no tensors and rejects a bad shift', () => {
+    const test = loadMnist('test');
+    const images = test.images.subarray(0, 256 * 784);
+    const labels = test.labels.subarray(0, 256);
+    const weightsAfter = (shift: number) => {
+      seedGlobalRandom(3);
+      const m = buildModel('lenet');
+      const before = tf.memory().numTensors;
+      trainClassifier(m, images, labels, { epochs: 1, batchSize: 64, learningRate: 1e-3, seed: 5, shift });
+      expect(tf.memory().numTensors).toBe(before);
+      const w = Array.from(m.getWeights()[0].dataSync());
+      m.dispose();
+      return w;
+    };
+    const shifted = weightsAfter(2);
+    expect(weightsAfter(2)).toEqual(shifted);
+    expect(weightsAfter(0)).not.toEqual(shifted);
+    const m = buildModel('lenet');
+    expect(() => trainClassifier(m, images, labels, { epochs: 1, batchSize: 64, learningRate: 1e-3, seed: 5, shift: 1.5 })).toThrow(/shift/);
+    m.dispose();
   });
 });
 
