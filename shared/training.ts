@@ -19,8 +19,11 @@ export interface TrainOptions {
    * class when shifted a little, so this enlarges a small labelled set without asking anyone for labels.
    */
   shift?: number;
-  /** Optional per-batch input transform (adversarial training swaps in attacked images here). */
-  transformBatch?: (x: tf.Tensor4D, labels: tf.Tensor1D, model: tf.LayersModel) => tf.Tensor4D;
+  /**
+   * Optional per-batch input transform (adversarial training swaps in attacked images here). It may
+   * also return a different batch with its own labels (e.g. clean and attacked copies side by side).
+   */
+  transformBatch?: (x: tf.Tensor4D, labels: tf.Tensor1D, model: tf.LayersModel) => tf.Tensor4D | { x: tf.Tensor4D; labels: tf.Tensor1D };
 }
 
 export interface TrainSummary {
@@ -63,13 +66,16 @@ export function trainClassifier(
         xBuf.set(images.subarray(j * IMAGE_SIZE, (j + 1) * IMAGE_SIZE), i * IMAGE_SIZE);
         yBuf[i] = labels[j];
       }
+      let batchSize = size;
       const dy = shift ? Math.floor(shiftRng() * (2 * shift + 1)) : 0;
       const dx = shift ? Math.floor(shiftRng() * (2 * shift + 1)) : 0;
       const [loss, hits] = tf.tidy(() => {
         const original = tf.tensor4d(xBuf.subarray(0, size * IMAGE_SIZE), [size, 28, 28, 1]);
         const clean = shift ? translate(original, shift, dy, dx) : original;
-        const y = tf.tensor1d(yBuf.subarray(0, size), 'int32');
-        const x = opts.transformBatch ? opts.transformBatch(clean, y, model) : clean;
+        const given = tf.tensor1d(yBuf.subarray(0, size), 'int32');
+        const batch = opts.transformBatch ? opts.transformBatch(clean, given, model) : clean;
+        const { x, labels: y } = batch instanceof tf.Tensor ? { x: batch, labels: given } : batch;
+        batchSize = y.shape[0];
         const oneHot = tf.oneHot(y, CLASSES);
         let batchHits: tf.Scalar | undefined;
         const l = optimizer.minimize(() => {
@@ -79,9 +85,9 @@ export function trainClassifier(
         }, true) as tf.Scalar;
         return [l, batchHits as tf.Scalar];
       });
-      lossSum += loss.dataSync()[0] * size;
+      lossSum += loss.dataSync()[0] * batchSize;
       correct += hits.dataSync()[0];
-      seen += size;
+      seen += batchSize;
       loss.dispose();
       hits.dispose();
       opts.onBatchEnd?.({ epoch, batch: b + 1, batches, loss: lossSum / seen, accuracy: correct / seen });

@@ -1,7 +1,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildModel } from '../shared/architectures.js';
 import { initBackend } from '../shared/backend.js';
 import { readMetadata } from '../shared/model-io.js';
 import { adversarialTraining, defenceFromArgs } from '../victim/defence.js';
@@ -70,6 +72,24 @@ describe('fine-tuning (--init)', () => {
     expect(meta.totalEpochs).toBe(3);
     expect(meta.totalDurationSeconds as number).toBeGreaterThan(from.durationSeconds as number);
     await expect(trainVictim({ ...BASE, arch: 'papernot-mlp', epochs: 1, init: join(dir, 'plain'), out: join(dir, 'wrong') })).rejects.toMatchObject({ code: 'invalid_config' });
+  });
+});
+
+describe('keeping the clean originals (--keep-clean)', () => {
+  it('trains on the clean batch plus its adversarial copies, under the same labels', async () => {
+    const defence = adversarialTraining('fgsm', 0.2, 0.5, 1, true);
+    const model = buildModel('lenet');
+    const x = tf.randomUniform([8, 28, 28, 1]) as tf.Tensor4D;
+    const y = tf.tensor1d([0, 1, 2, 3, 4, 5, 6, 7], 'int32');
+    const out = defence.transformBatch(x, y, model);
+    if (out instanceof tf.Tensor) throw new Error('expected a batch with its own labels');
+    expect(out.x.shape).toEqual([12, 28, 28, 1]);
+    expect(Array.from(out.labels.dataSync())).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3]);
+    expect(Array.from(out.x.slice([0, 0, 0, 0], [8, -1, -1, -1]).dataSync())).toEqual(Array.from(x.dataSync()));
+    tf.dispose([x, y, out.x, out.labels]);
+    model.dispose();
+    const meta = await trainVictim({ ...BASE, epochs: 1, limit: 600, out: join(dir, 'kept'), defence: defence.metadata, transformBatch: defence.transformBatch });
+    expect(meta.defence).toEqual({ kind: 'adversarial-training', attack: 'fgsm', epsilon: 0.2, mix: 0.5, keepClean: true });
   });
 });
 

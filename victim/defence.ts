@@ -14,6 +14,11 @@ export const DEFENCE_OPTIONS = {
   eps: { type: 'number', default: 0.3, describe: 'adversarial training ε (L∞)' },
   mix: { type: 'number', default: 0.5, describe: 'share of each batch replaced by adversarial examples (0..1]' },
   'pgd-steps': { type: 'number', default: 7, describe: 'PGD steps for --adversarial pgd' },
+  'keep-clean': {
+    type: 'boolean',
+    default: false,
+    describe: 'add the adversarial copies beside their clean originals instead of replacing them (with --mix 1: Goodfellow et al.\'s ½ clean + ½ adversarial loss)',
+  },
 } as const;
 
 export interface DefenceArgs {
@@ -21,6 +26,7 @@ export interface DefenceArgs {
   eps?: number;
   mix?: number;
   'pgd-steps'?: number;
+  'keep-clean'?: boolean;
 }
 
 export interface Defence {
@@ -40,12 +46,12 @@ export function defenceFromArgs(args: DefenceArgs): Defence | undefined {
   if (!(mix > 0 && mix <= 1)) problems.push(`--mix must be in (0, 1] (got ${mix})`);
   if (!Number.isInteger(steps) || steps < 1) problems.push(`--pgd-steps must be a positive integer (got ${steps})`);
   if (problems.length) throw new TransferlabError('invalid_config', problems.join('; '));
-  return adversarialTraining(attack as AttackName, eps, mix, steps);
+  return adversarialTraining(attack as AttackName, eps, mix, steps, args['keep-clean'] ?? false);
 }
 
-export function adversarialTraining(attack: AttackName, epsilon: number, mix: number, steps: number): Defence {
+export function adversarialTraining(attack: AttackName, epsilon: number, mix: number, steps: number, keepClean = false): Defence {
   return {
-    metadata: { kind: 'adversarial-training', attack, epsilon, mix, ...(attack === 'pgd' ? { steps } : {}) },
+    metadata: { kind: 'adversarial-training', attack, epsilon, mix, ...(attack === 'pgd' ? { steps } : {}), ...(keepClean ? { keepClean } : {}) },
     transformBatch: (x, y, model) => {
       const n = x.shape[0];
       const k = Math.max(1, Math.round(n * mix));
@@ -58,6 +64,8 @@ export function adversarialTraining(attack: AttackName, epsilon: number, mix: nu
         randomStart: attack === 'pgd',
       });
       raw.dispose();
+      // Keeping the clean originals costs a larger batch but spares the clean accuracy.
+      if (keepClean) return { x: tf.concat([x, clipped]), labels: tf.concat([y, y.slice(0, k)]) };
       return k === n ? clipped : tf.concat([clipped, x.slice([k, 0, 0, 0], [n - k, -1, -1, -1])]);
     },
   };
