@@ -90,6 +90,7 @@ describe('keeping the clean originals (--keep-clean)', () => {
     model.dispose();
     const meta = await trainVictim({ ...BASE, epochs: 1, limit: 600, out: join(dir, 'kept'), defence: defence.metadata, transformBatch: defence.transformBatch });
     expect(meta.defence).toEqual({ kind: 'adversarial-training', attack: 'fgsm', epsilon: 0.2, mix: 0.5, keepClean: true });
+    expect(describeDefence(meta.defence)).toBe('fgsm ε 0.2 mix 0.5 + clean');
   });
 });
 

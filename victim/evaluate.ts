@@ -168,7 +168,11 @@ export function evaluationRows(evals: ModelEvaluation[], epsilons: number[]): st
 export function describeDefence(defence: unknown): string {
   if (!defence || typeof defence !== 'object') return 'none';
   const d = defence as Record<string, unknown>;
-  return [d.attack, d.epsilon !== undefined ? `ε ${String(d.epsilon)}` : '', d.mix !== undefined ? `mix ${String(d.mix)}` : ''].filter(Boolean).join(' ') || String(d.kind ?? 'yes');
+  return (
+    [d.attack, d.epsilon !== undefined ? `ε ${String(d.epsilon)}` : '', d.mix !== undefined ? `mix ${String(d.mix)}` : '', d.keepClean ? '+ clean' : '']
+      .filter(Boolean)
+      .join(' ') || String(d.kind ?? 'yes')
+  );
 }
 
 export function formatTable(rows: string[][]): string {
