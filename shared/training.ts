@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { IMAGE_SIZE, CLASSES } from './mnist.js';
+import { TransferlabError } from './errors.js';
 import { createRng, permutation } from './random.js';
 
 /**
@@ -47,7 +48,7 @@ export function trainClassifier(
   // Its own stream, so turning shifts on or off leaves the shuffles unchanged.
   const shiftRng = createRng(opts.seed + 0x5eed);
   const shift = opts.shift ?? 0;
-  if (!Number.isInteger(shift) || shift < 0 || shift > 13) throw new RangeError(`shift must be an integer in 0..13, got ${shift}`);
+  if (!Number.isInteger(shift) || shift < 0 || shift > 13) throw new TransferlabError('invalid_config', `shift must be an integer in 0..13, got ${shift}`);
   const batches = Math.ceil(count / opts.batchSize);
   const xBuf = new Float32Array(opts.batchSize * IMAGE_SIZE);
   const yBuf = new Int32Array(opts.batchSize);
