@@ -44,7 +44,7 @@ export interface SweepData {
   cleanVictim: Int32Array;
 }
 
-export type VictimLabeler = (images: Float32Array, count: number) => Promise<{ labels: Int32Array; paid: number }>;
+export type VictimLabeler = (images: Float32Array, count: number) => Promise<Int32Array>;
 
 export async function sweep(model: Model, data: SweepData, s: SweepSettings, victim: VictimLabeler): Promise<SweepOutcome> {
   const n = data.truth.length;
@@ -56,7 +56,8 @@ export async function sweep(model: Model, data: SweepData, s: SweepSettings, vic
   let measureSeconds = 0;
   try {
     for (const mode of ['untargeted', 'targeted'] as const) {
-      const goal = mode === 'targeted' ? data.targets : data.craftLabels;
+      const targets = mode === 'targeted' ? data.targets : undefined;
+      const goal = targets ?? data.craftLabels;
       // FGSM's direction does not depend on ε: one gradient serves the whole sweep.
       let t0 = performance.now();
       const direction = s.attack === 'fgsm' ? inputGradientSign(model, x, goal, mode === 'targeted') : null;
@@ -66,7 +67,7 @@ export async function sweep(model: Model, data: SweepData, s: SweepSettings, vic
           t0 = performance.now();
           const { raw, clipped } = direction
             ? fgsmAlong(x, direction, epsilon, model.bounds)
-            : runAttack(s.attack, model, x, goal, { epsilon, steps: s.steps, seed: s.seed, ...(mode === 'targeted' ? { targets: data.targets } : {}) });
+            : runAttack(s.attack, model, x, goal, { epsilon, steps: s.steps, seed: s.seed, targets });
           raw.dispose();
           // A real attacker can only send valid 8-bit images: score what is actually sent.
           const adv = quantise(clipped.dataSync() as Float32Array);
@@ -74,10 +75,10 @@ export async function sweep(model: Model, data: SweepData, s: SweepSettings, vic
           const craftPred = labelImages(model, adv, n);
           craftSeconds += (performance.now() - t0) / 1000;
           const t1 = performance.now();
-          const { labels } = await victim(adv, n);
+          const labels = await victim(adv, n);
           measureSeconds += (performance.now() - t1) / 1000;
-          const row = sweepRow(epsilon, labels, data.cleanVictim, data.truth, mode === 'targeted' ? data.targets : undefined);
-          const craftRow = sweepRow(epsilon, craftPred, data.craftLabels, data.truth, mode === 'targeted' ? data.targets : undefined);
+          const row = sweepRow(epsilon, labels, data.cleanVictim, data.truth, targets);
+          const craftRow = sweepRow(epsilon, craftPred, data.craftLabels, data.truth, targets);
           points.push({
             ...row,
             mode,

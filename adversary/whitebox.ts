@@ -33,7 +33,7 @@ export async function runWhitebox(config: CampaignConfig, modelDir: string, runD
     victim,
     { images: evalSet.images, truth: evalSet.labels, craftLabels: evalSet.labels, targets, cleanVictim },
     { attack: config.attack, epsilons: config.epsilons, steps: config.steps, seed: config.seed },
-    async (images, count) => ({ labels: labelImages(victim, images, count), paid: 0 }),
+    async (images, count) => labelImages(victim, images, count),
   );
   const results: CampaignResults = {
     kind: 'whitebox',

@@ -67,7 +67,8 @@ export function trainClassifier(
         xBuf.set(images.subarray(j * IMAGE_SIZE, (j + 1) * IMAGE_SIZE), i * IMAGE_SIZE);
         yBuf[i] = labels[j];
       }
-      let batchSize = size;
+      // Images this step trains on: the batch, or what transformBatch made of it.
+      let stepImages = size;
       const dy = shift ? Math.floor(shiftRng() * (2 * shift + 1)) : 0;
       const dx = shift ? Math.floor(shiftRng() * (2 * shift + 1)) : 0;
       const [loss, hits] = tf.tidy(() => {
@@ -76,7 +77,7 @@ export function trainClassifier(
         const given = tf.tensor1d(yBuf.subarray(0, size), 'int32');
         const batch = opts.transformBatch ? opts.transformBatch(clean, given, model) : clean;
         const { x, labels: y } = batch instanceof tf.Tensor ? { x: batch, labels: given } : batch;
-        batchSize = y.shape[0];
+        stepImages = y.shape[0];
         const oneHot = tf.oneHot(y, CLASSES);
         let batchHits: tf.Scalar | undefined;
         const l = optimizer.minimize(() => {
@@ -86,9 +87,9 @@ export function trainClassifier(
         }, true) as tf.Scalar;
         return [l, batchHits as tf.Scalar];
       });
-      lossSum += loss.dataSync()[0] * batchSize;
+      lossSum += loss.dataSync()[0] * stepImages;
       correct += hits.dataSync()[0];
-      seen += batchSize;
+      seen += stepImages;
       loss.dispose();
       hits.dispose();
       opts.onBatchEnd?.({ epoch, batch: b + 1, batches, loss: lossSum / seen, accuracy: correct / seen });
