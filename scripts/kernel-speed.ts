@@ -1,12 +1,14 @@
 /**
- * Quick throughput check of the wasm backend on the reference CNN (ANCHORS.md "Reference speed").
- * Usage: npx tsx scripts/kernel-speed.ts [--threads N] [--steps N] [--profile]
+ * Quick throughput check of the wasm backend on one architecture (default paper-cnn, the reference CNN
+ * of ANCHORS.md "Reference speed").
+ * Usage: npx tsx scripts/kernel-speed.ts [--arch NAME] [--threads N] [--steps N] [--profile]
  * Random data: speed does not depend on the values. Prints images/s for training (batch 128, Adam),
  * inference (batch 1000) and input gradients (batch 256), and with --profile the time per kernel.
  */
 import * as tf from '@tensorflow/tfjs';
 import os from 'node:os';
-import { prepareWasm, registerWasmKernels, wasmThreads } from '../shared/wasm-kernels.js';
+import { prepareWasm, registerWasmKernels, wasmHelpersReady, wasmThreads } from '../shared/wasm-kernels.js';
+import { buildModel as buildArchitecture, checkArchitecture } from '../shared/architectures.js';
 
 const arg = (name: string, def: number): number => {
   const i = process.argv.indexOf(`--${name}`);
@@ -20,16 +22,13 @@ tf.env().set('PROD', true); // silences the "install tfjs-node" banner
 await prepareWasm(threads);
 await tf.setBackend('wasm');
 registerWasmKernels();
+await wasmHelpersReady();
 
+const archArg = process.argv.indexOf('--arch');
+const arch = archArg >= 0 ? process.argv[archArg + 1] : 'paper-cnn';
+checkArchitecture(arch);
 function buildModel(): tf.LayersModel {
-  const m = tf.sequential();
-  m.add(tf.layers.conv2d({ inputShape: [28, 28, 1], filters: 32, kernelSize: 3, activation: 'relu' }));
-  m.add(tf.layers.maxPooling2d({ poolSize: 2 }));
-  m.add(tf.layers.conv2d({ filters: 64, kernelSize: 3, activation: 'relu' }));
-  m.add(tf.layers.maxPooling2d({ poolSize: 2 }));
-  m.add(tf.layers.flatten());
-  m.add(tf.layers.dropout({ rate: 0.5 }));
-  m.add(tf.layers.dense({ units: 10 }));
+  const m = buildArchitecture(arch);
   m.compile({ optimizer: tf.train.adam(1e-3), loss: (y, p) => tf.losses.softmaxCrossEntropy(y, p) });
   return m;
 }

@@ -34,6 +34,7 @@ async function tryWasm(threads: number): Promise<boolean> {
     await kernels.prepareWasm(threads);
     if (!(await tf.setBackend('wasm'))) return false;
     kernels.registerWasmKernels();
+    await kernels.wasmHelpersReady();
     return true;
   } catch (e) {
     if (process.env.TRANSFERLAB_DEBUG) console.error('wasm backend failed to load:', e);

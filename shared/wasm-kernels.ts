@@ -6,24 +6,19 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { simdFor, type Simd } from './wasm-simd.js';
+import { gemmReady } from './wasm-gemm.js';
 
 export { prepareWasm, wasmThreads } from './wasm-threads.js';
 
-type TensorInfo = tf.TensorInfo;
-type Shape4 = [number, number, number, number];
-type Pad = 'same' | 'valid' | number | tf.backend_util.ExplicitPadding;
-type Attrs = Record<string, unknown>;
-
-/** Calls another wasm kernel directly (no tape, no engine bookkeeping). */
-function run(backend: BackendWasm, name: string, inputs: Record<string, TensorInfo>, attrs: Attrs = {}): TensorInfo {
-  const k = tf.getKernel(name, 'wasm');
-  if (k == null) throw new Error(`wasm kernel ${name} missing`);
-  return k.kernelFunc({ inputs, backend, attrs: attrs as tf.NamedAttrMap }) as TensorInfo;
+/** Resolves once the GEMM helper thread is up (results never depend on it; speed does). */
+export async function wasmHelpersReady(): Promise<void> {
+  if (tf.getBackend() === 'wasm') await gemmReady(tf.backend() as BackendWasm);
 }
 
-const free = (backend: BackendWasm, ...infos: TensorInfo[]): void => {
-  for (const t of infos) backend.disposeData(t.dataId);
-};
+import {
+  convFilterGrad, convForward, convInfo, convInputGrad, free, gemmPath, run,
+  type Attrs, type Pad, type Shape4, type TensorInfo,
+} from './wasm-conv.js';
 
 /** Correct-but-slow path: run the cpu backend's kernel on copies of the data. */
 function onCpu(backend: BackendWasm, name: string, inputs: Record<string, TensorInfo>, attrs: Attrs): TensorInfo {
@@ -40,12 +35,6 @@ function onCpu(backend: BackendWasm, name: string, inputs: Record<string, Tensor
   return out;
 }
 
-function convInfo(xShape: Shape4, filterShape: Shape4, attrs: Attrs): tf.backend_util.Conv2DInfo {
-  const fmt = tf.backend_util.convertConv2DDataFormat(attrs.dataFormat as 'NHWC' | 'NCHW');
-  return tf.backend_util.computeConv2DInfo(xShape, filterShape, attrs.strides as number | [number, number], 1,
-    attrs.pad as Pad, attrs.dimRoundingMode as 'floor' | 'round' | 'ceil' | undefined, false, fmt);
-}
-
 /**
  * dW[kh,kw,ci,co] = sum_{b,oh,ow} x[b, oh*s+kh-pt, ow*s+kw-pl, ci] * dy[b,oh,ow,co]: a forward conv
  * of x^T [Cin,H,W,B] (batch Cin, channels B) by dy^T [OH,OW,B,Cout] with dilation s, same padding.
@@ -56,6 +45,8 @@ function conv2DBackpropFilter(args: { inputs: Record<string, TensorInfo>; backen
   const info = convInfo(x.shape as Shape4, attrs.filterShape as Shape4, attrs);
   if (info.dataFormat !== 'channelsLast') return onCpu(backend, 'Conv2DBackpropFilter', inputs, attrs);
   const { filterHeight: kh, filterWidth: kw, inChannels: ci, outChannels: co, padInfo: p } = info;
+  const gemm = gemmPath(backend, info, 'filter');
+  if (gemm) return convFilterGrad(backend, gemm, x, dy, info);
   const kit = simdFor(backend);
   if (kit && kh * kw * ci <= SMALL_K && co % 4 === 0) return filterGradSmall(backend, kit, x, dy, info);
   const xT = run(backend, 'Transpose', { x }, { perm: [3, 1, 2, 0] });
@@ -130,6 +121,8 @@ function conv2DBackpropInput(args: { inputs: Record<string, TensorInfo>; backend
   // Length of dy after zero-stuffing (trailing zeros included), and the far-side pads giving H x W.
   const lh = oh * sh, lw = ow * sw;
   const bottom = h + kh - 1 - top - lh, right = w + kw - 1 - left - lw;
+  const gemm = gemmPath(backend, info, 'input');
+  if (gemm) return convInputGrad(backend, gemm, dy, filter, info);
   const kit = simdFor(backend);
   if (kit && info.dataFormat === 'channelsLast' && kh * kw * info.inChannels <= SMALL_K && co % 4 === 0) {
     return inputGradSmall(backend, kit, dy, filter, info);
@@ -252,6 +245,15 @@ function makeBatchMatMul(stock: tf.KernelFunc) {
     const { inputs: { a, b }, backend, attrs } = args;
     const call = (x: TensorInfo, y: TensorInfo, ta: boolean, tb: boolean): TensorInfo =>
       stock({ inputs: { a: x, b: y }, backend, attrs: { ...attrs, transposeA: ta, transposeB: tb } } as unknown as Parameters<tf.KernelFunc>[0]) as TensorInfo;
+    // A batch of one (fused dense layers' gradients pass [1, m, k]) is a plain product: drop the batch axis.
+    if (a.shape.length === 3 && b.shape.length === 3 && a.shape[0] === 1 && b.shape[0] === 1) {
+      const flat = (x: TensorInfo): TensorInfo => run(backend, 'Reshape', { x }, { shape: x.shape.slice(1) });
+      const [a2, b2] = [flat(a), flat(b)];
+      const out2 = makeBatchMatMul(stock)({ inputs: { a: a2, b: b2 }, backend, attrs });
+      const out = run(backend, 'Reshape', { x: out2 }, { shape: [1, ...out2.shape] });
+      free(backend, a2, b2, out2);
+      return out;
+    }
     if (!(attrs.transposeA || attrs.transposeB) || a.shape.length !== 2 || b.shape.length !== 2) {
       return call(a, b, !!attrs.transposeA, !!attrs.transposeB);
     }
@@ -279,6 +281,23 @@ function makeShared(stock: tf.KernelFunc) {
   };
 }
 
+/**
+ * Conv2D, and FusedConv2D with a bias and linear or relu activation, through im2col + GEMM where it
+ * applies (wasm-conv.ts); the stock XNNPACK kernel otherwise (e.g. a first layer with 9 taps).
+ */
+function makeConv(stock: tf.KernelFunc, fused: boolean) {
+  return (args: { inputs: Record<string, TensorInfo>; backend: BackendWasm; attrs: Attrs }): TensorInfo => {
+    const { inputs: { x, filter, bias, preluActivationWeights }, backend, attrs } = args;
+    const act = (attrs.activation as string | undefined) ?? 'linear';
+    const plain = !fused || (preluActivationWeights == null && (act === 'linear' || act === 'relu')
+      && (bias == null || tf.util.sizeFromShape(bias.shape) === filter.shape[3]));
+    const info = convInfo(x.shape as Shape4, filter.shape as Shape4, attrs);
+    const kit = plain && x.dtype === 'float32' ? gemmPath(backend, info, 'forward') : null;
+    if (!kit) return stock(args as unknown as Parameters<tf.KernelFunc>[0]) as TensorInfo;
+    return convForward(backend, kit, x, filter, info, fused ? bias : undefined, fused && act === 'relu');
+  };
+}
+
 // Kernel functions are typed loosely by tfjs-core (KernelFunc takes KernelBackend); ours need BackendWasm.
 const KERNELS: Array<[string, (a: never) => TensorInfo]> = [
   ['Conv2DBackpropFilter', conv2DBackpropFilter],
@@ -297,7 +316,9 @@ export function registerWasmKernels(): void {
     tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc: fn as unknown as tf.KernelFunc });
   }
   // Wrappers that keep the stock kernel for the cases they do not speed up.
-  for (const [name, wrap] of [['Sum', makeSum], ['Identity', makeShared], ['Cast', makeShared], ['BatchMatMul', makeBatchMatMul]] as const) {
+  const wrappers = [['Sum', makeSum], ['Identity', makeShared], ['Cast', makeShared], ['BatchMatMul', makeBatchMatMul],
+    ['Conv2D', (k: tf.KernelFunc) => makeConv(k, false)], ['FusedConv2D', (k: tf.KernelFunc) => makeConv(k, true)]] as const;
+  for (const [name, wrap] of wrappers) {
     const stock = tf.getKernel(name, 'wasm');
     tf.unregisterKernel(name, 'wasm');
     tf.registerKernel({ ...stock, kernelFunc: wrap(stock.kernelFunc) as unknown as tf.KernelFunc });

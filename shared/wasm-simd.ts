@@ -4,28 +4,12 @@
  * data. A scalar JS loop over the heap is 5-10x slower on the project's machines.
  */
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { ADD, MUL, bytes, get, i32, leb, loop, set, simd, vec } from './wasm-asm.js';
 
-const leb = (n: number): number[] => {
-  const out: number[] = [];
-  do { out.push((n & 0x7f) | (n > 0x7f ? 0x80 : 0)); n >>>= 7; } while (n);
-  return out;
-};
-const vec = (items: number[][]): number[] => [...leb(items.length), ...items.flat()];
-const bytes = (t: string): number[] => vec([...t].map((ch) => [ch.charCodeAt(0)]));
-const get = (i: number): number[] => [0x20, i];
-const set = (i: number): number[] => [0x21, i];
-const i32 = (v: number): number[] => [0x41, ...leb(v)]; // small non-negative constants only
-const [ADD, MUL] = [0x6a, 0x6c];
-const simd = (op: number, mem = false): number[] => [0xfd, ...leb(op), ...(mem ? [2, 0] : [])];
 const [LOAD, STORE, EQ, AND, ANDNOT, FADD, FMUL, SPLAT] =
   [simd(0x00, true), simd(0x0b, true), simd(0x41), simd(0x4e), simd(0x4f), simd(0xe4), simd(0xe6), simd(0x13)];
 const [LOAD_F32, STORE_F32, ADD_F32] = [[0x2a, 2, 0], [0x38, 2, 0], [0x92]];
 const lane = (i: number): number[] => [...simd(0x1f), i]; // f32x4.extract_lane
-/** for (i = 0; i < n; i += step) body */
-const loop = (i: number, n: number, step: number, body: number[]): number[] => [
-  ...i32(0), ...set(i), 0x02, 0x40, 0x03, 0x40, ...get(i), ...get(n), 0x4f, 0x0d, 1,
-  ...body, ...get(i), ...i32(step), ADD, ...set(i), 0x0c, 0, 0x0b, 0x0b];
-
 // maxPoolRow(x, y, g, dx, ow, fh, fw, c, rowBytes): one row of non-overlapping windows. Per 4 channels,
 // `rem` holds dy until the first position equal to the max takes it (cpu semantics for ties).
 // locals: 9 q, 10 k, 11 i, 12 j, 13 off, 14 pv, 15 base | v128: 16 yv, 17 rem, 18 hit

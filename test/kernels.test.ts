@@ -87,6 +87,38 @@ describe('convolution gradients match cpu', () => {
   });
 });
 
+describe('GEMM convolutions (im2col + 4x8 tiles, two threads) match cpu', () => {
+  // [batch, H, W, Cin, Cout, K, stride, pad]: the CNNs' second layer (pixel count not a multiple of 4),
+  // many chunks per thread, a first layer (3-float segments), stride 2 with padding, a 1x1 conv.
+  const cases: Array<[number, number, number, number, number, number, number, Pad]> = [
+    [3, 13, 13, 32, 64, 3, 1, 'valid'], [40, 13, 13, 32, 16, 3, 1, 'valid'], [5, 28, 28, 1, 32, 3, 1, 'valid'],
+    [2, 11, 10, 3, 8, 5, 2, 'same'], [2, 9, 12, 8, 16, 3, 2, [[0, 0], [2, 0], [1, 1], [0, 0]]], [3, 7, 7, 4, 8, 1, 1, 'valid'],
+  ];
+  it.each(cases)('b%i %ix%i cin %i cout %i k%i s%i %j', async (b, h, w, ci, co, k, s, pad) => {
+    const xv = randoms(b * h * w * ci, 21), fv = randoms(k * k * ci * co, 22), bv = randoms(co, 23);
+    const shape = (tf.backend_util.computeConv2DInfo([b, h, w, ci], [k, k, ci, co], s, 1, pad)).outShape;
+    const dyv = randoms(shape.reduce((p, d) => p * d, 1), 24);
+    const attrs = { strides: s, pad, dataFormat: 'NHWC' };
+    let made = 0;
+    const res = await both(() => {
+      const before = tf.engine().backend.numDataIds();
+      const x = tf.tensor4d(xv, [b, h, w, ci]), f = tf.tensor4d(fv, [k, k, ci, co]), dy = tf.tensor(dyv, shape);
+      const bias = tf.tensor1d(bv);
+      const out = [
+        tf.conv2d(x, f, s, pad as 'valid'),
+        tf.fused.conv2d({ x, filter: f, strides: s, pad: pad as 'valid', bias, activation: 'relu' }),
+        tf.fused.conv2d({ x, filter: f, strides: s, pad: pad as 'valid', bias }),
+        tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { ...attrs, filterShape: [k, k, ci, co] }) as tf.Tensor,
+        tf.engine().runKernel('Conv2DBackpropInput', { dy, filter: f }, { ...attrs, inputShape: [b, h, w, ci] }) as tf.Tensor,
+      ];
+      made = tf.engine().backend.numDataIds() - before;
+      return out;
+    });
+    expectClose(res.cpu, res.wasm);
+    expect(made).toBe(4 + 5); // the inputs and the outputs: no scratch buffer left behind
+  });
+});
+
 describe('other kernels match cpu', () => {
   it('Sign is exact for tiny values', async () => {
     const v = [-1e-7, 1e-7, -1e-30, 1e-30, 0, -0, 3, -2, NaN, Infinity, -Infinity, -1e-45];

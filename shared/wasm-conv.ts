@@ -1,0 +1,182 @@
+/**
+ * Convolutions on the wasm backend as im2col + GEMM (wasm-gemm.ts), for layers with enough taps that
+ * the product dominates (conv 64 3x3 over 32 channels: 288 taps). The batch is cut into two fixed
+ * parts, one per thread; fixed, so results do not depend on how many threads ran them. Each part
+ * goes through chunks whose im2col rows fit in L2 while the product reads them.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { MR, NR, fn, gemmFor, type Call, type Gemm } from './wasm-gemm.js';
+
+export type TensorInfo = tf.TensorInfo;
+export type Shape4 = [number, number, number, number];
+export type Pad = 'same' | 'valid' | number | tf.backend_util.ExplicitPadding;
+export type Attrs = Record<string, unknown>;
+type Info = tf.backend_util.Conv2DInfo;
+
+/** Calls another wasm kernel directly (no tape, no engine bookkeeping). */
+export function run(backend: BackendWasm, name: string, inputs: Record<string, TensorInfo>, attrs: Attrs = {}): TensorInfo {
+  const k = tf.getKernel(name, 'wasm');
+  if (k == null) throw new Error(`wasm kernel ${name} missing`);
+  return k.kernelFunc({ inputs, backend, attrs: attrs as tf.NamedAttrMap }) as TensorInfo;
+}
+
+export const free = (backend: BackendWasm, ...infos: TensorInfo[]): void => {
+  for (const t of infos) backend.disposeData(t.dataId);
+};
+
+export function convInfo(xShape: Shape4, filterShape: Shape4, attrs: Attrs): Info {
+  const fmt = tf.backend_util.convertConv2DDataFormat(attrs.dataFormat as 'NHWC' | 'NCHW');
+  return tf.backend_util.computeConv2DInfo(xShape, filterShape, attrs.strides as number | [number, number],
+    (attrs.dilations as number | [number, number] | undefined) ?? 1, attrs.pad as Pad,
+    attrs.dimRoundingMode as 'floor' | 'round' | 'ceil' | undefined, false, fmt);
+}
+
+const CHUNK_BYTES = 1 << 20;
+
+export type Pass = 'forward' | 'filter' | 'input';
+/** The GEMM kit when it handles this convolution's pass, else null. */
+export function gemmPath(backend: BackendWasm, info: Info, pass: Pass): Gemm | null {
+  const co = info.outChannels;
+  // Odd segment lengths (a first layer's kw*ci = 3) go through im2colS, one float at a time.
+  const ok = info.dataFormat === 'channelsLast' && info.dilationHeight === 1 && info.dilationWidth === 1
+    && (pass === 'input' ? co % 4 === 0 : co % NR === 0);
+  return ok ? gemmFor(backend) : null;
+}
+
+interface Gemm2 { b: number; n: number; kn: number; bRow: number; bPanel: number; mode?: number; bias?: number; relu?: boolean }
+const tail = (g: Gemm2, aRow: number, aK: number, cRow: number): number[] =>
+  [g.n, g.kn, aRow, aK, g.bRow, g.bPanel, cRow, g.mode ?? 0, g.bias ?? 0, g.relu ? 1 : 0];
+
+/**
+ * C (m rows) = A B, A in panels of 4 rows (im2col4 / im2colT): A(i,k) at a + (i/4)*kn*16 + k*16 + (i%4)*4.
+ * Whole panels go to gemm4, a last partial one (padded to 4 wide) to the kernel for its rows.
+ */
+function product(m: number, a: number, c: number, cRow: number, g: Gemm2): Call[] {
+  const full = m - (m % MR), calls: Call[] = [];
+  if (full > 0) calls.push([fn(`gemm${MR}` as 'gemm1'), a, g.b, c, full, ...tail(g, g.kn * 4, MR * 4, cRow)]);
+  if (m % MR) calls.push([fn(`gemm${m % MR}` as 'gemm1'), a + full * g.kn * 4, g.b, c + full * cRow, m % MR, ...tail(g, g.kn * 4, MR * 4, cRow)]);
+  return calls;
+}
+const roundUp = (n: number): number => Math.ceil(n / MR) * MR;
+
+/** Two fixed halves of the batch, and per part a list of [first, end) chunks. */
+function chunks(nb: number, perImage: number): Array<Array<[number, number]>> {
+  const size = Math.max(1, Math.floor(CHUNK_BYTES / perImage));
+  const half = Math.ceil(nb / 2);
+  return [[0, half], [half, nb]].filter(([s, e]) => e > s).map(([s, e]) => {
+    const list: Array<[number, number]> = [];
+    for (let i = s; i < e; i += size) list.push([i, Math.min(e, i + size)]);
+    return list;
+  });
+}
+
+/** Per-image geometry of the (padded) input, as im2col / col2im take it. */
+function geometry(info: Info): { hp: number; wp: number; args: number[]; imgBytes: number } {
+  const { inHeight: h, inWidth: w, inChannels: ci, filterHeight: kh, filterWidth: kw, padInfo: p } = info;
+  const hp = h + p.top + p.bottom, wp = w + p.left + p.right;
+  const rowBytes = wp * ci * 4, imgBytes = hp * rowBytes;
+  return { hp, wp, imgBytes, args: [info.outHeight, info.outWidth, kh, rowBytes, kw * ci * 4, info.strideWidth * ci * 4, info.strideHeight * rowBytes, imgBytes] };
+}
+
+function padded(backend: BackendWasm, x: TensorInfo, info: Info): TensorInfo {
+  const p = info.padInfo;
+  if (!(p.top || p.bottom || p.left || p.right)) return x;
+  return run(backend, 'PadV2', { x }, { paddings: [[0, 0], [p.top, p.bottom], [p.left, p.right], [0, 0]], constantValue: 0 });
+}
+
+/** B panels of 8 columns, each k-major: dst[((j/8)*K + k)*8 + j%8] = src(k, j); zero for j >= n. */
+function panels(backend: BackendWasm, K: number, N: number, src: TensorInfo, at: (k: number, j: number) => number, n = N): TensorInfo {
+  const out = backend.makeOutput([K * N], 'float32');
+  const s = backend.typedArrayFromHeap(src), d = backend.typedArrayFromHeap(out);
+  if (n < N) d.fill(0);
+  for (let j = 0; j < n; j++) {
+    const base = Math.floor(j / NR) * K * NR + (j % NR);
+    for (let k = 0; k < K; k++) d[base + k * NR] = s[at(k, j)];
+  }
+  return out;
+}
+
+const offset = (backend: BackendWasm, t: TensorInfo): number => backend.getMemoryOffset(t.dataId);
+
+/** y = conv(x, w) [+ bias] [relu]. */
+export function convForward(backend: BackendWasm, kit: Gemm, x: TensorInfo, filter: TensorInfo, info: Info,
+  bias?: TensorInfo, relu = false): TensorInfo {
+  const { batchSize: nb, outChannels: co, outHeight: oh, outWidth: ow } = info;
+  const taps = info.filterHeight * info.filterWidth * info.inChannels;
+  const xp = padded(backend, x, info);
+  const wp = panels(backend, taps, co, filter, (k, j) => k * co + j);
+  const out = backend.makeOutput(info.outShape, 'float32');
+  const { args, imgBytes } = geometry(info);
+  const aligned = (info.filterWidth * info.inChannels) % 4 === 0;
+  const plan = chunks(nb, oh * ow * taps * 4);
+  const perPart = roundUp(Math.max(...plan.map((c) => c[0][1] - c[0][0])) * oh * ow) * taps * 4;
+  const cols = backend.makeOutput([plan.length * perPart / 4], 'float32');
+  const [xo, wo, yo, colo] = [xp, wp, out, cols].map((t) => offset(backend, t));
+  const g = { b: wo, n: co, kn: taps, bRow: NR * 4, bPanel: taps * NR * 4, mode: bias ? 2 : 0, bias: bias ? offset(backend, bias) : 0, relu };
+  kit.run(plan.map((list, part) => list.flatMap(([s, e]): Call[] => {
+    const c = colo + part * perPart, m = (e - s) * oh * ow;
+    const patches: Call = aligned ? [fn('im2col4'), xo + s * imgBytes, c, e - s, ...args, m]
+      : [fn('im2colS'), xo + s * imgBytes, c, e - s, ...args, taps * 16, 4, 64, 16, 0];
+    return [patches, ...product(m, c, yo + s * oh * ow * co * 4, co * 4, g)];
+  })));
+  free(backend, wp, cols);
+  if (xp !== x) free(backend, xp);
+  return out;
+}
+
+/** dW[tap][co] = sum over pixels of im2col(x)[pixel][tap] * dy[pixel][co]; one partial sum per part. */
+export function convFilterGrad(backend: BackendWasm, kit: Gemm, x: TensorInfo, dy: TensorInfo, info: Info): TensorInfo {
+  const { batchSize: nb, outChannels: co, outHeight: oh, outWidth: ow, filterHeight: kh, filterWidth: kw, inChannels: ci } = info;
+  const taps = kh * kw * ci, aligned = (kw * ci) % 4 === 0;
+  const xp = padded(backend, x, info);
+  const out = backend.makeOutput([kh, kw, ci, co], 'float32');
+  const plan = chunks(nb, oh * ow * roundUp(taps) * 4);
+  const partial = backend.makeOutput([taps * co], 'float32');
+  const perPart = Math.max(...plan.map((c) => c[0][1] - c[0][0])) * oh * ow * roundUp(taps) * 4;
+  const cols = backend.makeOutput([plan.length * perPart / 4], 'float32');
+  const { args, imgBytes } = geometry(info);
+  const [xo, dyo, oo, po, colo] = [xp, dy, out, partial, cols].map((t) => offset(backend, t));
+  kit.run(plan.map((list, part) => list.flatMap(([s, e], i): Call[] => {
+    const c = colo + part * perPart, kn = (e - s) * oh * ow;
+    const patches: Call = aligned ? [fn('im2colT'), xo + s * imgBytes, c, e - s, ...args, kn * 16]
+      : [fn('im2colS'), xo + s * imgBytes, c, e - s, ...args, 64, 16, kn * 16, 4, 0];
+    return [patches,
+      ...product(taps, c, part ? po : oo, co * 4, { b: dyo + s * oh * ow * co * 4, n: co, kn, bRow: co * 4, bPanel: NR * 4, mode: i ? 1 : 0 })];
+  })));
+  if (plan.length > 1) kit.run([[[fn('addInto'), oo, po, taps * co * 4]]]);
+  free(backend, partial, cols);
+  if (xp !== x) free(backend, xp);
+  return out;
+}
+
+/** dx = col2im(dy W^T): each pixel's row of tap gradients added back where im2col read it. */
+export function convInputGrad(backend: BackendWasm, kit: Gemm, dy: TensorInfo, filter: TensorInfo, info: Info): TensorInfo {
+  const { batchSize: nb, outChannels: co, outHeight: oh, outWidth: ow, inHeight: h, inWidth: w, inChannels: ci, padInfo: p } = info;
+  const taps = info.filterHeight * info.filterWidth * ci;
+  // Rows of tap gradients are padded to whole 8-column panels; odd ones go back one float at a time.
+  const n = Math.ceil(taps / NR) * NR, aligned = n === taps && (info.filterWidth * ci) % 4 === 0;
+  const { hp, wp, args, imgBytes } = geometry(info);
+  const full = backend.makeOutput([nb, hp, wp, ci], 'float32');
+  const wt = panels(backend, co, n, filter, (k, j) => j * co + k, taps);
+  const plan = chunks(nb, oh * ow * n * 4);
+  const images = Math.max(...plan.map((c) => c[0][1] - c[0][0]));
+  const perPart = (images * oh * ow * n + roundUp(images * oh * ow) * co) * 4;
+  const cols = backend.makeOutput([plan.length * perPart / 4], 'float32');
+  backend.typedArrayFromHeap(full).fill(0);
+  const [dyo, wo, dxo, colo] = [dy, wt, full, cols].map((t) => offset(backend, t));
+  const g = { b: wo, n, kn: co, bRow: NR * 4, bPanel: co * NR * 4 };
+  // dy rows are packed into A panels by im2col4 over a 1 x rows "image" with 1x1 "patches".
+  kit.run(plan.map((list, part) => list.flatMap(([s, e]): Call[] => {
+    const c = colo + part * perPart, packed = c + images * oh * ow * n * 4, m = (e - s) * oh * ow;
+    const back: Call = aligned ? [fn('col2im'), dxo + s * imgBytes, c, e - s, ...args, 0]
+      : [fn('im2colS'), dxo + s * imgBytes, c, e - s, ...args, 16 * n, 4 * n, 16, 4, 1];
+    return [[fn('im2col4'), dyo + s * oh * ow * co * 4, packed, 1, 1, m, 1, 0, co * 4, co * 4, 0, 0, m],
+      ...product(m, packed, c, n * 4, g), back];
+  })));
+  free(backend, wt, cols);
+  if (hp === h && wp === w) return full;
+  const out = run(backend, 'Slice', { x: full }, { begin: [0, p.top, p.left, 0], size: [nb, h, w, ci] });
+  free(backend, full);
+  return out;
+}
