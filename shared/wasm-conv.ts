@@ -133,16 +133,18 @@ export function convFilterGrad(backend: BackendWasm, kit: Gemm, x: TensorInfo, d
   const out = backend.makeOutput([kh, kw, ci, co], 'float32');
   const plan = chunks(nb, oh * ow * roundUp(taps) * 4);
   const partial = backend.makeOutput([taps * co], 'float32');
-  const perPart = Math.max(...plan.map((c) => c[0][1] - c[0][0])) * oh * ow * roundUp(taps) * 4;
+  const images = Math.max(...plan.map((c) => c[0][1] - c[0][0]));
+  const perPart = images * oh * ow * (roundUp(taps) + co) * 4;
   const cols = backend.makeOutput([plan.length * perPart / 4], 'float32');
   const { args, imgBytes } = geometry(info);
   const [xo, dyo, oo, po, colo] = [xp, dy, out, partial, cols].map((t) => offset(backend, t));
+  // Per chunk: x's patches as A panels of 4 taps, dy's rows as B panels of 8 channels, then A^T B.
   kit.run(plan.map((list, part) => list.flatMap(([s, e], i): Call[] => {
-    const c = colo + part * perPart, kn = (e - s) * oh * ow;
+    const c = colo + part * perPart, kn = (e - s) * oh * ow, bp = c + images * oh * ow * roundUp(taps) * 4;
     const patches: Call = aligned ? [fn('im2colT'), xo + s * imgBytes, c, e - s, ...args, kn * 16]
       : [fn('im2colS'), xo + s * imgBytes, c, e - s, ...args, 64, 16, kn * 16, 4, 0];
-    return [patches,
-      ...product(taps, c, part ? po : oo, co * 4, { b: dyo + s * oh * ow * co * 4, n: co, kn, bRow: co * 4, bPanel: NR * 4, mode: i ? 1 : 0 })];
+    return [patches, [fn('panel8'), dyo + s * oh * ow * co * 4, bp, kn, co / NR, co * 4],
+      ...product(taps, c, part ? po : oo, co * 4, { b: bp, n: co, kn, bRow: NR * 4, bPanel: kn * NR * 4, mode: i ? 1 : 0 })];
   })));
   if (plan.length > 1) kit.run([[[fn('addInto'), oo, po, taps * co * 4]]]);
   free(backend, partial, cols);
@@ -178,5 +180,33 @@ export function convInputGrad(backend: BackendWasm, kit: Gemm, dy: TensorInfo, f
   if (hp === h && wp === w) return full;
   const out = run(backend, 'Slice', { x: full }, { begin: [0, p.top, p.left, 0], size: [nb, h, w, ci] });
   free(backend, full);
+  return out;
+}
+
+/**
+ * C = op(A) B for row-major B (k x n), A row-major m x k or, with `ta`, k x m (a dense layer's weight
+ * gradient x^T dy, packed without a transpose); n a multiple of 8, k (or m with `ta`) of 4.
+ * Rows of C are split in two parts.
+ */
+export function matMulGemm(backend: BackendWasm, kit: Gemm, a: TensorInfo, b: TensorInfo, ta = false): TensorInfo {
+  const [m, k] = ta ? [a.shape[1], a.shape[0]] : a.shape, n = b.shape[1];
+  const out = backend.makeOutput([m, n], 'float32');
+  const half = roundUp(Math.ceil(m / 2));
+  const parts = [[0, Math.min(m, half)], [half, m]].filter(([s, e]) => e > s);
+  const scratch = backend.makeOutput([k * n + parts.length * half * k], 'float32');
+  const [ao, bo, co, bp] = [a, b, out, scratch].map((t) => offset(backend, t));
+  const po = bp + k * n * 4;
+  // B into contiguous 8-column panels first (each thread half of them): strided rows of a wide B
+  // cost more in cache and TLB misses than this copy.
+  const panels = n / NR, split = Math.ceil(panels / 2);
+  kit.run([[[fn('panel8'), bo, bp, k, split, n * 4]], [[fn('panel8'), bo + split * 32, bp + split * k * 32, k, panels - split, n * 4]]]);
+  const g = { b: bp, n, kn: k, bRow: NR * 4, bPanel: k * NR * 4 };
+  kit.run(parts.map(([s, e], part): Call[] => {
+    const p = po + part * half * k * 4;
+    const pack: Call = ta ? [fn('im2colT'), ao + s * 4, p, 1, 1, k, 1, 0, (e - s) * 4, m * 4, 0, 0, k * 16]
+      : [fn('im2col4'), ao + s * k * 4, p, 1, 1, e - s, 1, 0, k * 4, k * 4, 0, 0, e - s];
+    return [pack, ...product(e - s, p, co + s * n * 4, n * 4, g)];
+  }));
+  free(backend, scratch);
   return out;
 }

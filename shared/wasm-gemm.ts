@@ -140,13 +140,25 @@ const IM2COL_S: Func = {
   })(),
 };
 
+/** panel8(src, dst, kn, panels, srcRow): B (kn rows, srcRow bytes apart) into gemm's 8-column panels. */
+const PANEL8: Func = {
+  name: 'panel8', params: 5, locals: [[3, I32]],
+  code: (() => {
+    const [src, dst, kn, panels, srcRow] = [0, 1, 2, 3, 4];
+    const [p, k, from] = [5, 6, 7];
+    return loop(p, panels, 1, [...get(src), ...get(p), ...i32(32), MUL, ADD, ...set(from), ...loop(k, kn, 1, [
+      ...get(dst), ...get(from), ...load(0), ...store(0), ...get(dst), ...get(from), ...load(16), ...store(16),
+      ...get(dst), ...i32(32), ADD, ...set(dst), ...get(from), ...get(srcRow), ADD, ...set(from)])]);
+  })(),
+};
+
 /** addInto(dst, src, bytes): dst += src, bytes a multiple of 16. */
 const ADD_INTO: Func = {
   name: 'addInto', params: 3, locals: [[1, I32]],
   code: loop(3, 2, 16, [...get(0), ...get(3), ADD, ...get(0), ...get(3), ADD, ...load(0), ...get(1), ...get(3), ADD, ...load(0), ...FADD, ...store(0)]),
 };
 
-export const FNS = ['gemm1', 'gemm2', 'gemm3', 'gemm4', 'im2col4', 'im2colT', 'im2colS', 'col2im', 'addInto'] as const;
+export const FNS = ['gemm1', 'gemm2', 'gemm3', 'gemm4', 'im2col4', 'im2colT', 'im2colS', 'col2im', 'addInto', 'panel8'] as const;
 export type Call = [fn: number, ...args: number[]];
 export const fn = (name: (typeof FNS)[number]): number => FNS.indexOf(name);
 
@@ -162,7 +174,7 @@ function compile(shared: boolean): { module: WebAssembly.Module; fma: boolean } 
   // V8 11 (Node 20) has relaxed SIMD behind a flag; where it is refused, plain mul + add is used.
   try { v8.setFlagsFromString('--experimental-wasm-relaxed-simd'); } catch { /* older or newer V8 */ }
   for (const fma of [true, false]) {
-    const funcs = [...Array.from({ length: MR }, (_, r) => gemm(r + 1, fma)), IM2COL4, patches('im2colT'), IM2COL_S, patches('col2im'), ADD_INTO];
+    const funcs = [...Array.from({ length: MR }, (_, r) => gemm(r + 1, fma)), IM2COL4, patches('im2colT'), IM2COL_S, patches('col2im'), ADD_INTO, PANEL8];
     try {
       const module = new WebAssembly.Module(assemble(funcs, shared));
       if (fma && !maddWorks(module, shared)) continue;

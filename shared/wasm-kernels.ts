@@ -6,7 +6,7 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { simdFor, type Simd } from './wasm-simd.js';
-import { gemmReady } from './wasm-gemm.js';
+import { gemmFor, gemmReady } from './wasm-gemm.js';
 
 export { prepareWasm, wasmThreads } from './wasm-threads.js';
 
@@ -16,7 +16,7 @@ export async function wasmHelpersReady(): Promise<void> {
 }
 
 import {
-  convFilterGrad, convForward, convInfo, convInputGrad, free, gemmPath, run,
+  convFilterGrad, convForward, convInfo, convInputGrad, free, gemmPath, matMulGemm, run,
   type Attrs, type Pad, type Shape4, type TensorInfo,
 } from './wasm-conv.js';
 
@@ -254,12 +254,15 @@ function makeBatchMatMul(stock: tf.KernelFunc) {
       free(backend, a2, b2, out2);
       return out;
     }
-    if (!(attrs.transposeA || attrs.transposeB) || a.shape.length !== 2 || b.shape.length !== 2) {
-      return call(a, b, !!attrs.transposeA, !!attrs.transposeB);
-    }
+    if (a.shape.length !== 2 || b.shape.length !== 2) return call(a, b, !!attrs.transposeA, !!attrs.transposeB);
+    const [m, k] = attrs.transposeA ? [a.shape[1], a.shape[0]] : a.shape, n = attrs.transposeB ? b.shape[0] : b.shape[1];
+    // Big enough products (dense layers of 100s of units) go to the GEMM tiles, the rest to XNNPACK.
+    const kit = a.dtype === 'float32' && b.dtype === 'float32' && n % 8 === 0 && (attrs.transposeA ? m : k) % 4 === 0
+      && m * n * k >= 1 << 20 ? gemmFor(backend) : null;
+    if (!kit && !(attrs.transposeA || attrs.transposeB)) return call(a, b, false, false);
     const t = (x: TensorInfo, yes: unknown): TensorInfo => (yes ? run(backend, 'Transpose', { x }, { perm: [1, 0] }) : x);
-    const at = t(a, attrs.transposeA), bt = t(b, attrs.transposeB);
-    const out = call(at, bt, false, false);
+    const at = t(a, attrs.transposeA && !kit), bt = t(b, attrs.transposeB);
+    const out = kit ? matMulGemm(backend, kit, at, bt, !!attrs.transposeA) : call(at, bt, false, false);
     if (at !== a) free(backend, at);
     if (bt !== b) free(backend, bt);
     return out;
