@@ -6,7 +6,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import { MR, NR, fn, gemmFor, type Call, type Gemm } from './wasm-gemm.js';
+import { MR, NR } from './wasm-gemm.js';
+import { fn, poolFor, type Call, type Pool } from './wasm-pool.js';
 
 export type TensorInfo = tf.TensorInfo;
 export type Shape4 = [number, number, number, number];
@@ -36,12 +37,12 @@ const CHUNK_BYTES = 1 << 20;
 
 export type Pass = 'forward' | 'filter' | 'input';
 /** The GEMM kit when it handles this convolution's pass, else null. */
-export function gemmPath(backend: BackendWasm, info: Info, pass: Pass): Gemm | null {
+export function gemmPath(backend: BackendWasm, info: Info, pass: Pass): Pool | null {
   const co = info.outChannels;
   // Odd segment lengths (a first layer's kw*ci = 3) go through im2colS, one float at a time.
   const ok = info.dataFormat === 'channelsLast' && info.dilationHeight === 1 && info.dilationWidth === 1
     && (pass === 'input' ? co % 4 === 0 : co % NR === 0);
-  return ok ? gemmFor(backend) : null;
+  return ok ? poolFor(backend) : null;
 }
 
 interface Gemm2 { b: number; n: number; kn: number; bRow: number; bPanel: number; mode?: number; bias?: number; relu?: boolean }
@@ -100,7 +101,7 @@ function panels(backend: BackendWasm, K: number, N: number, src: TensorInfo, at:
 const offset = (backend: BackendWasm, t: TensorInfo): number => backend.getMemoryOffset(t.dataId);
 
 /** y = conv(x, w) [+ bias] [relu]. */
-export function convForward(backend: BackendWasm, kit: Gemm, x: TensorInfo, filter: TensorInfo, info: Info,
+export function convForward(backend: BackendWasm, kit: Pool, x: TensorInfo, filter: TensorInfo, info: Info,
   bias?: TensorInfo, relu = false): TensorInfo {
   const { batchSize: nb, outChannels: co, outHeight: oh, outWidth: ow } = info;
   const taps = info.filterHeight * info.filterWidth * info.inChannels;
@@ -126,7 +127,7 @@ export function convForward(backend: BackendWasm, kit: Gemm, x: TensorInfo, filt
 }
 
 /** dW[tap][co] = sum over pixels of im2col(x)[pixel][tap] * dy[pixel][co]; one partial sum per part. */
-export function convFilterGrad(backend: BackendWasm, kit: Gemm, x: TensorInfo, dy: TensorInfo, info: Info): TensorInfo {
+export function convFilterGrad(backend: BackendWasm, kit: Pool, x: TensorInfo, dy: TensorInfo, info: Info): TensorInfo {
   const { batchSize: nb, outChannels: co, outHeight: oh, outWidth: ow, filterHeight: kh, filterWidth: kw, inChannels: ci } = info;
   const taps = kh * kw * ci, aligned = (kw * ci) % 4 === 0;
   const xp = padded(backend, x, info);
@@ -153,7 +154,7 @@ export function convFilterGrad(backend: BackendWasm, kit: Gemm, x: TensorInfo, d
 }
 
 /** dx = col2im(dy W^T): each pixel's row of tap gradients added back where im2col read it. */
-export function convInputGrad(backend: BackendWasm, kit: Gemm, dy: TensorInfo, filter: TensorInfo, info: Info): TensorInfo {
+export function convInputGrad(backend: BackendWasm, kit: Pool, dy: TensorInfo, filter: TensorInfo, info: Info): TensorInfo {
   const { batchSize: nb, outChannels: co, outHeight: oh, outWidth: ow, inHeight: h, inWidth: w, inChannels: ci, padInfo: p } = info;
   const taps = info.filterHeight * info.filterWidth * ci;
   // Rows of tap gradients are padded to whole 8-column panels; odd ones go back one float at a time.
@@ -188,7 +189,7 @@ export function convInputGrad(backend: BackendWasm, kit: Gemm, dy: TensorInfo, f
  * gradient x^T dy, packed without a transpose); n a multiple of 8, k (or m with `ta`) of 4.
  * Rows of C are split in two parts.
  */
-export function matMulGemm(backend: BackendWasm, kit: Gemm, a: TensorInfo, b: TensorInfo, ta = false): TensorInfo {
+export function matMulGemm(backend: BackendWasm, kit: Pool, a: TensorInfo, b: TensorInfo, ta = false): TensorInfo {
   const [m, k] = ta ? [a.shape[1], a.shape[0]] : a.shape, n = b.shape[1];
   const out = backend.makeOutput([m, n], 'float32');
   const half = roundUp(Math.ceil(m / 2));

@@ -1,15 +1,12 @@
 /**
- * Matrix products for convolutions on the wasm backend, and a second thread to run them on.
- * XNNPACK's wasm convolutions reach ~17 GFLOP/s per core here (mul + add), and its filter gradient
- * (expressed as a convolution with an 11x11 "kernel") far less. These register-blocked 6x8 tiles use
- * relaxed-SIMD fused multiply-add where V8 offers it (~28 GFLOP/s per core, measured), and they run
- * on the backend's shared memory from two threads.
+ * Matrix products for convolutions and dense layers on the wasm backend (run by wasm-pool.ts), and the
+ * im2col packing that feeds them. XNNPACK's wasm convolutions reach ~13 GFLOP/s per thread here and its
+ * filter gradient (a convolution with an 11x11 "kernel") far less. These 4x8 register tiles use
+ * relaxed-SIMD fused multiply-add where V8 offers it, ~36 GFLOP/s per thread measured in isolation;
+ * larger tiles spill V8's registers (6x8 measured ~16).
  */
-import v8 from 'node:v8';
-import { Worker } from 'node:worker_threads';
-import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import {
-  ADD, FADD, FMAX, FMUL, I32, MUL, V128, ZERO, assemble, get, i32, load, loop, set, simd, store, when, type Func,
+  ADD, FADD, FMAX, FMUL, I32, MUL, V128, ZERO, get, i32, load, loop, set, simd, store, when, type Func,
 } from './wasm-asm.js';
 
 export const MR = 4, NR = 8;
@@ -158,132 +155,6 @@ const ADD_INTO: Func = {
   code: loop(3, 2, 16, [...get(0), ...get(3), ADD, ...get(0), ...get(3), ADD, ...load(0), ...get(1), ...get(3), ADD, ...load(0), ...FADD, ...store(0)]),
 };
 
-export const FNS = ['gemm1', 'gemm2', 'gemm3', 'gemm4', 'im2col4', 'im2colT', 'im2colS', 'col2im', 'addInto', 'panel8'] as const;
-export type Call = [fn: number, ...args: number[]];
-export const fn = (name: (typeof FNS)[number]): number => FNS.indexOf(name);
-
-export interface Gemm {
-  /** Runs plans[0] here and plans[1] on the helper thread (or here after plans[0] if it is not up). */
-  run(plans: Call[][]): void;
-  /** Whether the helper thread is up (always true when there is none to wait for). */
-  ready(): boolean;
-  fma: boolean;
-}
-
-function compile(shared: boolean): { module: WebAssembly.Module; fma: boolean } {
-  // V8 11 (Node 20) has relaxed SIMD behind a flag; where it is refused, plain mul + add is used.
-  try { v8.setFlagsFromString('--experimental-wasm-relaxed-simd'); } catch { /* older or newer V8 */ }
-  for (const fma of [true, false]) {
-    const funcs = [...Array.from({ length: MR }, (_, r) => gemm(r + 1, fma)), IM2COL4, patches('im2colT'), IM2COL_S, patches('col2im'), ADD_INTO, PANEL8];
-    try {
-      const module = new WebAssembly.Module(assemble(funcs, shared));
-      if (fma && !maddWorks(module, shared)) continue;
-      return { module, fma };
-    } catch (e) {
-      if (!fma) throw e;
-    }
-  }
-  throw new Error('unreachable');
-}
-
-/** Relaxed madd must compute a*b+c here (an early draft of the proposal used other opcodes). */
-function maddWorks(module: WebAssembly.Module, shared: boolean): boolean {
-  const mem = new WebAssembly.Memory({ initial: 1, maximum: 1, shared } as WebAssembly.MemoryDescriptor);
-  const ex = new WebAssembly.Instance(module, { env: { mem } }).exports as Record<string, (...a: number[]) => void>;
-  const f = new Float32Array(mem.buffer);
-  f.set([2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 4, 5, 6, 7, 8, 9, 10], 0);
-  ex.gemm1(0, 40, 200, 1, 8, 1, 4, 4, 32, 32, 32, 0, 0, 0);
-  return [6, 8, 10, 12, 14, 16, 18, 20].every((v, j) => f[50 + j] === v);
-}
-
-const HELPER = `
-const { workerData } = require('worker_threads');
-const { module, mem, ctl: sab, names } = workerData;
-const ctl = new Int32Array(sab);
-const ex = new WebAssembly.Instance(module, { env: { mem } }).exports;
-const fns = names.map((n) => ex[n]);
-Atomics.store(ctl, 2, 1);
-let seen = 0;
-for (;;) {
-  Atomics.wait(ctl, 0, seen);
-  seen = Atomics.load(ctl, 0);
-  try {
-    for (let c = 0, p = 4; c < ctl[3]; c++) {
-      const argc = ctl[p + 1];
-      fns[ctl[p]](...ctl.subarray(p + 2, p + 2 + argc));
-      p += 2 + argc;
-    }
-    Atomics.store(ctl, 1, seen);
-  } catch (e) {
-    Atomics.store(ctl, 1, -seen);
-  }
-  Atomics.notify(ctl, 1);
-}`;
-
-const cache = new WeakMap<object, Gemm | null>();
-
-/** The kernels bound to this backend's memory (null if they cannot be built). */
-export function gemmFor(backend: BackendWasm): Gemm | null {
-  if (cache.has(backend)) return cache.get(backend) ?? null;
-  const w = backend.wasm as unknown as { wasmMemory?: WebAssembly.Memory; asm?: { memory?: WebAssembly.Memory } };
-  const mem = w.wasmMemory ?? w.asm?.memory;
-  let kit: Gemm | null = null;
-  try {
-    if (mem) kit = start(mem);
-  } catch (e) {
-    console.warn(`wasm: GEMM kernels unavailable (${String(e)}); using XNNPACK convolutions`);
-  }
-  cache.set(backend, kit);
-  return kit;
-}
-
-function start(mem: WebAssembly.Memory): Gemm {
-  const shared = typeof SharedArrayBuffer !== 'undefined' && mem.buffer instanceof SharedArrayBuffer;
-  const { module, fma } = compile(shared);
-  const ex = new WebAssembly.Instance(module, { env: { mem } }).exports as Record<string, (...a: number[]) => void>;
-  const fns = FNS.map((name) => ex[name]);
-  const local = (calls: Call[]): void => { for (const [f, ...args] of calls) fns[f](...args); };
-  const ctl = shared ? new Int32Array(new SharedArrayBuffer(4 * 4096)) : null;
-  if (ctl) {
-    const helper = new Worker(HELPER, { eval: true, workerData: { module, mem, ctl: ctl.buffer, names: FNS } });
-    helper.unref();
-    helper.on('error', (e) => console.warn(`wasm: GEMM helper thread stopped (${String(e)})`));
-  }
-  let seq = 0;
-  const run = (plans: Call[][]): void => {
-    const [mine, theirs = []] = plans;
-    const words = theirs.reduce((s, c) => s + c.length + 1, 4);
-    if (!ctl || Atomics.load(ctl, 2) !== 1 || theirs.length === 0 || words > ctl.length) {
-      local(mine);
-      local(theirs);
-      return;
-    }
-    let p = 4;
-    for (const [f, ...args] of theirs) {
-      ctl[p] = f;
-      ctl[p + 1] = args.length;
-      ctl.set(args, p + 2);
-      p += 2 + args.length;
-    }
-    ctl[3] = theirs.length;
-    seq = (seq % 0x3fffffff) + 1;
-    Atomics.store(ctl, 0, seq);
-    Atomics.notify(ctl, 0);
-    local(mine);
-    const t0 = Date.now();
-    for (let done = Atomics.load(ctl, 1); done !== seq; done = Atomics.load(ctl, 1)) {
-      if (done === -seq) throw new Error('wasm GEMM helper thread failed');
-      if (Date.now() - t0 > 60_000) throw new Error('wasm GEMM helper thread stopped answering');
-      Atomics.wait(ctl, 1, done, 1000);
-    }
-  };
-  return { run, fma, ready: () => !ctl || Atomics.load(ctl, 2) === 1 };
-}
-
-/** Resolves once the helper thread has started (immediately when there is none). */
-export async function gemmReady(backend: BackendWasm, timeoutMs = 5000): Promise<void> {
-  const kit = gemmFor(backend);
-  if (!kit) return;
-  const t0 = Date.now();
-  while (!kit.ready() && Date.now() - t0 < timeoutMs) await new Promise((r) => setTimeout(r, 5));
-}
+/** The module's GEMM and patch functions (fma: use relaxed madd). */
+export const gemmFuncs = (fma: boolean): Func[] =>
+  [...Array.from({ length: MR }, (_, r) => gemm(r + 1, fma)), IM2COL4, patches('im2colT'), IM2COL_S, patches('col2im'), ADD_INTO, PANEL8];

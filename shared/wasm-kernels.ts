@@ -6,13 +6,14 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { simdFor, type Simd } from './wasm-simd.js';
-import { gemmFor, gemmReady } from './wasm-gemm.js';
+import { poolFor, poolReady } from './wasm-pool.js';
+import { BINARY_KERNELS, UNARY_KERNELS, makeBinary, makeUnary } from './wasm-elementwise.js';
 
 export { prepareWasm, wasmThreads } from './wasm-threads.js';
 
 /** Resolves once the GEMM helper thread is up (results never depend on it; speed does). */
 export async function wasmHelpersReady(): Promise<void> {
-  if (tf.getBackend() === 'wasm') await gemmReady(tf.backend() as BackendWasm);
+  if (tf.getBackend() === 'wasm') await poolReady(tf.backend() as BackendWasm);
 }
 
 import {
@@ -258,7 +259,7 @@ function makeBatchMatMul(stock: tf.KernelFunc) {
     const [m, k] = attrs.transposeA ? [a.shape[1], a.shape[0]] : a.shape, n = attrs.transposeB ? b.shape[0] : b.shape[1];
     // Big enough products (dense layers of 100s of units) go to the GEMM tiles, the rest to XNNPACK.
     const kit = a.dtype === 'float32' && b.dtype === 'float32' && n % 8 === 0 && (attrs.transposeA ? m : k) % 4 === 0
-      && m * n * k >= 1 << 20 ? gemmFor(backend) : null;
+      && m * n * k >= 1 << 20 ? poolFor(backend) : null;
     if (!kit && !(attrs.transposeA || attrs.transposeB)) return call(a, b, false, false);
     const t = (x: TensorInfo, yes: unknown): TensorInfo => (yes ? run(backend, 'Transpose', { x }, { perm: [1, 0] }) : x);
     const at = t(a, attrs.transposeA && !kit), bt = t(b, attrs.transposeB);
@@ -321,7 +322,9 @@ export function registerWasmKernels(): void {
   // Wrappers that keep the stock kernel for the cases they do not speed up.
   const wrappers = [['Sum', makeSum], ['Identity', makeShared], ['Cast', makeShared], ['BatchMatMul', makeBatchMatMul],
     ['Conv2D', (k: tf.KernelFunc) => makeConv(k, false)], ['FusedConv2D', (k: tf.KernelFunc) => makeConv(k, true)]] as const;
-  for (const [name, wrap] of wrappers) {
+  const lanes = [...Object.entries(BINARY_KERNELS).map(([k, op]) => [k, (stock: tf.KernelFunc) => makeBinary(op, stock)] as const),
+    ...Object.entries(UNARY_KERNELS).map(([k, op]) => [k, (stock: tf.KernelFunc) => makeUnary(op, stock)] as const)];
+  for (const [name, wrap] of [...wrappers, ...lanes]) {
     const stock = tf.getKernel(name, 'wasm');
     tf.unregisterKernel(name, 'wasm');
     tf.registerKernel({ ...stock, kernelFunc: wrap(stock.kernelFunc) as unknown as tf.KernelFunc });

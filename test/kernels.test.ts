@@ -132,6 +132,40 @@ describe('GEMM matrix products match cpu', () => {
     });
 });
 
+describe('SIMD elementwise kernels match cpu exactly', () => {
+  // Big enough for the two-thread lanes (>= 4096 floats); specials where the semantics differ easily.
+  const specials = [NaN, -0, 0, Infinity, -Infinity, 1e-40, -1e-40, 3, -2];
+  const values = (n: number, seed: number): Float32Array => {
+    const v = randoms(n, seed);
+    specials.forEach((x, i) => { v[i * 97] = x; });
+    return v;
+  };
+  const same = (a: Float32Array[], b: Float32Array[]): void => {
+    expect(b.length).toBe(a.length);
+    a.forEach((x, i) => expect(Array.from(b[i])).toEqual(Array.from(x)));
+  };
+
+  it.each(['add', 'sub', 'mul', 'div'] as const)('%s: same shape, scalar either side, bias either side, odd length', async (op) => {
+    const f = { add: tf.add, sub: tf.sub, mul: tf.mul, div: tf.div }[op];
+    const [a, b, c] = [values(64 * 96, 41), values(64 * 96, 42), values(96, 43)];
+    const res = await both(() => {
+      const x = tf.tensor2d(a, [64, 96]), y = tf.tensor2d(b, [64, 96]), bias = tf.tensor1d(c), s = tf.scalar(-1.5);
+      const odd = tf.tensor1d(a.slice(0, 4099)), odd2 = tf.tensor1d(b.slice(0, 4099));
+      return [f(x, y), f(x, s), f(s, x), f(x, bias), f(bias, x), f(odd, odd2), f(x.reshape([8, 8, 96]), bias.reshape([1, 1, 96]))];
+    });
+    same(res.cpu, res.wasm);
+  });
+
+  it('Relu, Step, Square, Sqrt (and Step with alpha, left to the stock kernel)', async () => {
+    const a = values(128 * 40, 44);
+    const res = await both(() => {
+      const x = tf.tensor2d(a, [128, 40]);
+      return [tf.relu(x), tf.step(x), tf.step(x, 0.5), tf.square(x), tf.sqrt(x), tf.sqrt(tf.abs(x))];
+    });
+    same(res.cpu, res.wasm);
+  });
+});
+
 describe('other kernels match cpu', () => {
   it('Sign is exact for tiny values', async () => {
     const v = [-1e-7, 1e-7, -1e-30, 1e-30, 0, -0, 3, -2, NaN, Infinity, -Infinity, -1e-45];
