@@ -8,6 +8,7 @@ import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { simdFor, type Simd } from './wasm-simd.js';
 import { poolFor, poolReady } from './wasm-pool.js';
 import { BINARY_KERNELS, UNARY_KERNELS, makeBinary, makeUnary } from './wasm-elementwise.js';
+import { makeMaxPool, makeMaxPoolGrad, makeSum } from './wasm-windows.js';
 
 export { prepareWasm, wasmThreads } from './wasm-threads.js';
 
@@ -18,7 +19,7 @@ export async function wasmHelpersReady(): Promise<void> {
 
 import {
   convFilterGrad, convForward, convInfo, convInputGrad, free, gemmPath, matMulGemm, run,
-  type Attrs, type Pad, type Shape4, type TensorInfo,
+  type Attrs, type Shape4, type TensorInfo,
 } from './wasm-conv.js';
 
 /** Correct-but-slow path: run the cpu backend's kernel on copies of the data. */
@@ -172,72 +173,6 @@ function sign(args: { inputs: Record<string, TensorInfo>; backend: BackendWasm }
 }
 
 /**
- * Max-pool gradient routed to the first maximum of each window, like the cpu kernel. The stock wasm
- * kernel starts its running max at FLT_MIN (all-negative windows pick position 0), takes the last of
- * tied maxima, and is slow. Windows that overlap or need padding go to the cpu kernel (rare in CNNs).
- */
-function maxPoolGrad(args: { inputs: Record<string, TensorInfo>; backend: BackendWasm; attrs: Attrs }): TensorInfo {
-  const { inputs: { dy, input, output }, backend, attrs } = args;
-  const info = tf.backend_util.computePool2DInfo(input.shape as Shape4, attrs.filterSize as [number, number],
-    attrs.strides as [number, number], 1, attrs.pad as Pad, attrs.dimRoundingMode as 'floor' | 'round' | 'ceil' | undefined);
-  const { batchSize: nb, inHeight: h, inWidth: w, inChannels: c, outHeight: oh, outWidth: ow } = info;
-  const { strideHeight: sh, strideWidth: sw, filterHeight: fh, filterWidth: fw, padInfo: p } = info;
-  const kit = simdFor(backend);
-  const tiles = sh === fh && sw === fw && p.top === 0 && p.left === 0 && oh * fh <= h && ow * fw <= w;
-  if (!kit || !tiles || c % 4 !== 0 || output == null) return onCpu(backend, 'MaxPoolGrad', args.inputs, attrs);
-  const out = backend.makeOutput(input.shape, 'float32');
-  if (oh * fh !== h || ow * fw !== w) backend.typedArrayFromHeap(out).fill(0); // rows/cols no window covers
-  const [xp, yp, gp, dp] = [input, output, dy, out].map((t) => backend.getMemoryOffset(t.dataId));
-  const rowBytes = w * c * 4, outRowBytes = ow * c * 4;
-  for (let b = 0; b < nb; b++) {
-    for (let r = 0; r < oh; r++) {
-      const xo = (b * h + r * fh) * rowBytes, yo = (b * oh + r) * outRowBytes;
-      kit.maxPoolRow(xp + xo, yp + yo, gp + yo, dp + xo, ow, fh, fw, c, rowBytes);
-    }
-  }
-  return out;
-}
-
-/**
- * Sum over leading axes (bias gradients: dy summed over batch, rows, cols). The stock kernel first
- * transposes the reduced axes innermost, which costs ~10x the sum itself; other cases go to it.
- */
-function makeSum(stock: tf.KernelFunc) {
-  return (args: { inputs: Record<string, TensorInfo>; backend: BackendWasm; attrs: Attrs }): TensorInfo => {
-    const { inputs: { x }, backend, attrs } = args;
-    const axes = tf.util.parseAxisParam(attrs.axis as number | number[], x.shape).sort((a, b) => a - b);
-    const k = axes.length;
-    if (x.dtype !== 'float32' || k === 0 || k >= x.shape.length || axes[k - 1] !== k - 1) {
-      return stock(args as unknown as Parameters<tf.KernelFunc>[0]) as TensorInfo;
-    }
-    const inner = tf.util.sizeFromShape(x.shape.slice(k));
-    const rows = tf.util.sizeFromShape(x.shape.slice(0, k));
-    const shape = attrs.keepDims ? x.shape.map((d, i) => (i < k ? 1 : d)) : x.shape.slice(k);
-    const out = backend.makeOutput(shape, 'float32');
-    const dst = backend.typedArrayFromHeap(out);
-    const acc = new Float64Array(inner);
-    const kit = simdFor(backend);
-    if (kit && inner % 4 === 0) {
-      // float32 partial sums over blocks of rows, accumulated in float64 here (cpu sums in float64).
-      const block = Math.max(1, Math.floor(16384 / inner));
-      const src = backend.getMemoryOffset(x.dataId), dp = backend.getMemoryOffset(out.dataId);
-      for (let r = 0; r < rows; r += block) {
-        dst.fill(0);
-        kit.sumRows(src + r * inner * 4, Math.min(block, rows - r), inner * 4, dp);
-        for (let i = 0; i < inner; i++) acc[i] += dst[i];
-      }
-    } else {
-      const src = backend.typedArrayFromHeap(x);
-      for (let o = 0; o < src.length; o += inner) {
-        for (let i = 0; i < inner; i++) acc[i] += src[o + i];
-      }
-    }
-    dst.set(acc);
-    return out;
-  };
-}
-
-/**
  * The stock BatchMatMul runs XNNPACK only without transposes; with one it falls back to a naive
  * loop (dense-layer gradients). Transposing the operand first keeps it on XNNPACK.
  */
@@ -307,7 +242,7 @@ const KERNELS: Array<[string, (a: never) => TensorInfo]> = [
   ['Conv2DBackpropFilter', conv2DBackpropFilter],
   ['Conv2DBackpropInput', conv2DBackpropInput],
   ['Sign', sign],
-  ['MaxPoolGrad', maxPoolGrad],
+  ['MaxPoolGrad', makeMaxPoolGrad((a) => onCpu(a.backend, 'MaxPoolGrad', a.inputs, a.attrs))],
 ];
 let registered = false;
 
@@ -320,7 +255,7 @@ export function registerWasmKernels(): void {
     tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc: fn as unknown as tf.KernelFunc });
   }
   // Wrappers that keep the stock kernel for the cases they do not speed up.
-  const wrappers = [['Sum', makeSum], ['Identity', makeShared], ['Cast', makeShared], ['BatchMatMul', makeBatchMatMul],
+  const wrappers = [['Sum', makeSum], ['MaxPool', makeMaxPool], ['Identity', makeShared], ['Cast', makeShared], ['BatchMatMul', makeBatchMatMul],
     ['Conv2D', (k: tf.KernelFunc) => makeConv(k, false)], ['FusedConv2D', (k: tf.KernelFunc) => makeConv(k, true)]] as const;
   const lanes = [...Object.entries(BINARY_KERNELS).map(([k, op]) => [k, (stock: tf.KernelFunc) => makeBinary(op, stock)] as const),
     ...Object.entries(UNARY_KERNELS).map(([k, op]) => [k, (stock: tf.KernelFunc) => makeUnary(op, stock)] as const)];

@@ -1,35 +1,14 @@
 /**
- * Four SIMD loops the stock wasm binary lacks or does slowly, hand-assembled (the project has no wasm
- * toolchain) into a tiny module that imports the backend's own memory, so they run in place on tensor
- * data. A scalar JS loop over the heap is 5-10x slower on the project's machines.
+ * Two per-image convolution-gradient loops for layers with few taps, used where the GEMM path of
+ * wasm-conv.ts does not apply (output channels a multiple of 4 but not of 8). Hand-assembled like the
+ * pool's kernels into a tiny module on the backend's own memory; single-threaded.
  */
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { ADD, MUL, bytes, get, i32, leb, loop, set, simd, vec } from './wasm-asm.js';
 
-const [LOAD, STORE, EQ, AND, ANDNOT, FADD, FMUL, SPLAT] =
-  [simd(0x00, true), simd(0x0b, true), simd(0x41), simd(0x4e), simd(0x4f), simd(0xe4), simd(0xe6), simd(0x13)];
+const [LOAD, STORE, FADD, FMUL, SPLAT] = [simd(0x00, true), simd(0x0b, true), simd(0xe4), simd(0xe6), simd(0x13)];
 const [LOAD_F32, STORE_F32, ADD_F32] = [[0x2a, 2, 0], [0x38, 2, 0], [0x92]];
 const lane = (i: number): number[] => [...simd(0x1f), i]; // f32x4.extract_lane
-// maxPoolRow(x, y, g, dx, ow, fh, fw, c, rowBytes): one row of non-overlapping windows. Per 4 channels,
-// `rem` holds dy until the first position equal to the max takes it (cpu semantics for ties).
-// locals: 9 q, 10 k, 11 i, 12 j, 13 off, 14 pv, 15 base | v128: 16 yv, 17 rem, 18 hit
-const MAXPOOL_ROW = [...vec([[7, 0x7f], [3, 0x7b]]), ...loop(9, 4, 1, loop(10, 7, 4, [
-  ...get(9), ...get(7), MUL, ...get(10), ADD, ...i32(4), MUL, ...set(14),
-  ...get(1), ...get(14), ADD, ...LOAD, ...set(16), ...get(2), ...get(14), ADD, ...LOAD, ...set(17),
-  ...get(9), ...get(6), MUL, ...get(7), MUL, ...get(10), ADD, ...i32(4), MUL, ...set(15),
-  ...loop(11, 5, 1, loop(12, 6, 1, [
-    ...get(11), ...get(8), MUL, ...get(15), ADD, ...get(12), ...get(7), MUL, ...i32(4), MUL, ADD, ...set(13),
-    ...get(0), ...get(13), ADD, ...LOAD, ...get(16), ...EQ, ...set(18),
-    ...get(3), ...get(13), ADD, ...get(17), ...get(18), ...AND, ...STORE,
-    ...get(17), ...get(18), ...ANDNOT, ...set(17)])),
-])), 0x0b];
-// sumRows(src, rows, rowBytes, dst): dst[i] += sum_r src[r][i], reading src once in order.
-// locals: 4 r, 5 i, 6 p
-const SUM_ROWS = [...vec([[3, 0x7f]]), ...get(0), ...set(6), ...loop(4, 1, 1, [
-  ...loop(5, 2, 16, [...get(3), ...get(5), ADD, ...get(3), ...get(5), ADD, ...LOAD,
-    ...get(6), ...get(5), ADD, ...LOAD, ...FADD, ...STORE]),
-  ...get(6), ...get(2), ADD, ...set(6)]), 0x0b];
-
 // filterGradImage(x, dy, out, oh, ow, kh, kw, ci, rowBytes, colStep, rowStep, coBytes): for one image,
 // out[kh][kw][ci][:] += sum_{r,q} x[r*s+kh][q*s+kw][ci] * dy[r][q][:] (x already padded). For layers
 // with few taps (first layer): XNNPACK would have to repack all of dy as GEMM weights first, which
@@ -68,8 +47,6 @@ const INPUT_GRAD = [...vec([[10, 0x7f], [1, 0x7b]]), ...loop(12, 3, 1, loop(13, 
 export interface Simd {
   inputGradImage(...a: number[]): void;
   filterGradImage(...a: number[]): void;
-  maxPoolRow(...a: number[]): void;
-  sumRows(src: number, rows: number, rowBytes: number, dst: number): void;
 }
 const simdCache = new WeakMap<object, Simd | null>();
 
@@ -84,11 +61,11 @@ export function simdFor(backend: BackendWasm): Simd | null {
     const section = (id: number, body: number[]): number[] => [id, ...leb(body.length), ...body];
     const body = (code: number[]): number[] => [...leb(code.length), ...code];
     const wasm = new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0,
-      ...section(1, vec([9, 4, 12].map((n) => [0x60, ...vec(Array(n).fill([0x7f])), 0]))),
+      ...section(1, vec([[0x60, ...vec(Array(12).fill([0x7f])), 0]])),
       ...section(2, vec([[...bytes('env'), ...bytes('mem'), 2, ...(shared ? [3, 1, ...leb(65536)] : [0, 1])]])),
-      ...section(3, vec([[0], [1], [2], [2]])),
-      ...section(7, vec(['maxPoolRow', 'sumRows', 'filterGradImage', 'inputGradImage'].map((name, i) => [...bytes(name), 0, i]))),
-      ...section(10, vec([body(MAXPOOL_ROW), body(SUM_ROWS), body(FILTER_GRAD), body(INPUT_GRAD)]))]);
+      ...section(3, vec([[0], [0]])),
+      ...section(7, vec(['filterGradImage', 'inputGradImage'].map((name, i) => [...bytes(name), 0, i]))),
+      ...section(10, vec([body(FILTER_GRAD), body(INPUT_GRAD)]))]);
     try {
       kit = new WebAssembly.Instance(new WebAssembly.Module(wasm), { env: { mem } }).exports as unknown as Simd;
     } catch (e) {

@@ -167,6 +167,12 @@ describe('SIMD elementwise kernels match cpu exactly', () => {
 });
 
 describe('other kernels match cpu', () => {
+  it('MaxPool ignores NaN and keeps the first of tied maxima, like cpu', async () => {
+    const v = randoms(2 * 8 * 8 * 4, 9).map((x, i) => (i % 7 === 0 ? NaN : i % 5 === 0 ? -0 : Math.round(x * 2)));
+    const res = await both(() => tf.maxPool(tf.tensor4d(v, [2, 8, 8, 4]), 2, 2, 'valid'));
+    expect(Array.from(res.wasm[0])).toEqual(Array.from(res.cpu[0]));
+  });
+
   it('Sign is exact for tiny values', async () => {
     const v = [-1e-7, 1e-7, -1e-30, 1e-30, 0, -0, 3, -2, NaN, Infinity, -Infinity, -1e-45];
     const res = await both(() => tf.sign(tf.tensor1d(v)));
@@ -184,7 +190,7 @@ describe('other kernels match cpu', () => {
       const res = await both(() => {
         const x = tf.tensor4d(xv, shape);
         const y = tf.maxPool(x, f, s, pad);
-        return tf.grad((t: tf.Tensor) => tf.maxPool(t as tf.Tensor4D, f, s, pad).mul(tf.tensor(randoms(y.size, 7), y.shape)).sum())(x);
+        return [y, tf.grad((t: tf.Tensor) => tf.maxPool(t as tf.Tensor4D, f, s, pad).mul(tf.tensor(randoms(y.size, 7), y.shape)).sum())(x)];
       });
       expectClose(res.cpu, res.wasm, 1e-6);
     });
