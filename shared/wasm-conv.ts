@@ -53,13 +53,13 @@ const tail = (g: Gemm2, aRow: number, aK: number, cRow: number): number[] =>
  * C (m rows) = A B, A in panels of 4 rows (im2col4 / im2colT): A(i,k) at a + (i/4)*kn*16 + k*16 + (i%4)*4.
  * Whole panels go to gemm4, a last partial one (padded to 4 wide) to the kernel for its rows.
  */
-function product(m: number, a: number, c: number, cRow: number, g: Gemm2): Call[] {
+export function product(m: number, a: number, c: number, cRow: number, g: Gemm2): Call[] {
   const full = m - (m % MR), calls: Call[] = [];
   if (full > 0) calls.push([fn(`gemm${MR}` as 'gemm1'), a, g.b, c, full, ...tail(g, g.kn * 4, MR * 4, cRow)]);
   if (m % MR) calls.push([fn(`gemm${m % MR}` as 'gemm1'), a + full * g.kn * 4, g.b, c + full * cRow, m % MR, ...tail(g, g.kn * 4, MR * 4, cRow)]);
   return calls;
 }
-const roundUp = (n: number): number => Math.ceil(n / MR) * MR;
+export const roundUp = (n: number): number => Math.ceil(n / MR) * MR;
 
 /** Two fixed halves of the batch, and per part a list of [first, end) chunks. */
 function chunks(nb: number, perImage: number): Array<Array<[number, number]>> {
@@ -98,7 +98,7 @@ function panels(backend: BackendWasm, K: number, N: number, src: TensorInfo, at:
   return out;
 }
 
-const offset = (backend: BackendWasm, t: TensorInfo): number => backend.getMemoryOffset(t.dataId);
+export const offset = (backend: BackendWasm, t: TensorInfo): number => backend.getMemoryOffset(t.dataId);
 
 /** y = conv(x, w) [+ bias] [relu]. */
 export function convForward(backend: BackendWasm, kit: Pool, x: TensorInfo, filter: TensorInfo, info: Info,
@@ -181,33 +181,5 @@ export function convInputGrad(backend: BackendWasm, kit: Pool, dy: TensorInfo, f
   if (hp === h && wp === w) return full;
   const out = run(backend, 'Slice', { x: full }, { begin: [0, p.top, p.left, 0], size: [nb, h, w, ci] });
   free(backend, full);
-  return out;
-}
-
-/**
- * C = op(A) B for row-major B (k x n), A row-major m x k or, with `ta`, k x m (a dense layer's weight
- * gradient x^T dy, packed without a transpose); n a multiple of 8, k (or m with `ta`) of 4.
- * Rows of C are split in two parts.
- */
-export function matMulGemm(backend: BackendWasm, kit: Pool, a: TensorInfo, b: TensorInfo, ta = false): TensorInfo {
-  const [m, k] = ta ? [a.shape[1], a.shape[0]] : a.shape, n = b.shape[1];
-  const out = backend.makeOutput([m, n], 'float32');
-  const half = roundUp(Math.ceil(m / 2));
-  const parts = [[0, Math.min(m, half)], [half, m]].filter(([s, e]) => e > s);
-  const scratch = backend.makeOutput([k * n + parts.length * half * k], 'float32');
-  const [ao, bo, co, bp] = [a, b, out, scratch].map((t) => offset(backend, t));
-  const po = bp + k * n * 4;
-  // B into contiguous 8-column panels first (each thread half of them): strided rows of a wide B
-  // cost more in cache and TLB misses than this copy.
-  const panels = n / NR, split = Math.ceil(panels / 2);
-  kit.run([[[fn('panel8'), bo, bp, k, split, n * 4]], [[fn('panel8'), bo + split * 32, bp + split * k * 32, k, panels - split, n * 4]]]);
-  const g = { b: bp, n, kn: k, bRow: NR * 4, bPanel: k * NR * 4 };
-  kit.run(parts.map(([s, e], part): Call[] => {
-    const p = po + part * half * k * 4;
-    const pack: Call = ta ? [fn('im2colT'), ao + s * 4, p, 1, 1, k, 1, 0, (e - s) * 4, m * 4, 0, 0, k * 16]
-      : [fn('im2col4'), ao + s * k * 4, p, 1, 1, e - s, 1, 0, k * 4, k * 4, 0, 0, e - s];
-    return [pack, ...product(e - s, p, co + s * n * 4, n * 4, g)];
-  }));
-  free(backend, scratch);
   return out;
 }

@@ -6,9 +6,10 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { simdFor, type Simd } from './wasm-simd.js';
-import { poolFor, poolReady } from './wasm-pool.js';
+import { poolReady } from './wasm-pool.js';
 import { BINARY_KERNELS, UNARY_KERNELS, makeBinary, makeUnary } from './wasm-elementwise.js';
 import { makeMaxPool, makeMaxPoolGrad, makeSum } from './wasm-windows.js';
+import { makeBatchMatMul, makeFusedMatMul } from './wasm-matmul.js';
 
 export { prepareWasm, wasmThreads } from './wasm-threads.js';
 
@@ -18,7 +19,7 @@ export async function wasmHelpersReady(): Promise<void> {
 }
 
 import {
-  convFilterGrad, convForward, convInfo, convInputGrad, free, gemmPath, matMulGemm, run,
+  convFilterGrad, convForward, convInfo, convInputGrad, free, gemmPath, run,
   type Attrs, type Shape4, type TensorInfo,
 } from './wasm-conv.js';
 
@@ -172,38 +173,6 @@ function sign(args: { inputs: Record<string, TensorInfo>; backend: BackendWasm }
   return out;
 }
 
-/**
- * The stock BatchMatMul runs XNNPACK only without transposes; with one it falls back to a naive
- * loop (dense-layer gradients). Transposing the operand first keeps it on XNNPACK.
- */
-function makeBatchMatMul(stock: tf.KernelFunc) {
-  return (args: { inputs: Record<string, TensorInfo>; backend: BackendWasm; attrs: Attrs }): TensorInfo => {
-    const { inputs: { a, b }, backend, attrs } = args;
-    const call = (x: TensorInfo, y: TensorInfo, ta: boolean, tb: boolean): TensorInfo =>
-      stock({ inputs: { a: x, b: y }, backend, attrs: { ...attrs, transposeA: ta, transposeB: tb } } as unknown as Parameters<tf.KernelFunc>[0]) as TensorInfo;
-    // A batch of one (fused dense layers' gradients pass [1, m, k]) is a plain product: drop the batch axis.
-    if (a.shape.length === 3 && b.shape.length === 3 && a.shape[0] === 1 && b.shape[0] === 1) {
-      const flat = (x: TensorInfo): TensorInfo => run(backend, 'Reshape', { x }, { shape: x.shape.slice(1) });
-      const [a2, b2] = [flat(a), flat(b)];
-      const out2 = makeBatchMatMul(stock)({ inputs: { a: a2, b: b2 }, backend, attrs });
-      const out = run(backend, 'Reshape', { x: out2 }, { shape: [1, ...out2.shape] });
-      free(backend, a2, b2, out2);
-      return out;
-    }
-    if (a.shape.length !== 2 || b.shape.length !== 2) return call(a, b, !!attrs.transposeA, !!attrs.transposeB);
-    const [m, k] = attrs.transposeA ? [a.shape[1], a.shape[0]] : a.shape, n = attrs.transposeB ? b.shape[0] : b.shape[1];
-    // Big enough products (dense layers of 100s of units) go to the GEMM tiles, the rest to XNNPACK.
-    const kit = a.dtype === 'float32' && b.dtype === 'float32' && n % 8 === 0 && (attrs.transposeA ? m : k) % 4 === 0
-      && m * n * k >= 1 << 20 ? poolFor(backend) : null;
-    if (!kit && !(attrs.transposeA || attrs.transposeB)) return call(a, b, false, false);
-    const t = (x: TensorInfo, yes: unknown): TensorInfo => (yes ? run(backend, 'Transpose', { x }, { perm: [1, 0] }) : x);
-    const at = t(a, attrs.transposeA && !kit), bt = t(b, attrs.transposeB);
-    const out = kit ? matMulGemm(backend, kit, at, bt, !!attrs.transposeA) : call(at, bt, false, false);
-    if (at !== a) free(backend, at);
-    if (bt !== b) free(backend, bt);
-    return out;
-  };
-}
 
 /**
  * Identity, and Cast to the same dtype, copy the buffer in the stock kernels; sharing it (as the cpu
@@ -255,7 +224,7 @@ export function registerWasmKernels(): void {
     tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc: fn as unknown as tf.KernelFunc });
   }
   // Wrappers that keep the stock kernel for the cases they do not speed up.
-  const wrappers = [['Sum', makeSum], ['MaxPool', makeMaxPool], ['Identity', makeShared], ['Cast', makeShared], ['BatchMatMul', makeBatchMatMul],
+  const wrappers = [['Sum', makeSum], ['MaxPool', makeMaxPool], ['Identity', makeShared], ['Cast', makeShared], ['BatchMatMul', makeBatchMatMul], ['_FusedMatMul', makeFusedMatMul],
     ['Conv2D', (k: tf.KernelFunc) => makeConv(k, false)], ['FusedConv2D', (k: tf.KernelFunc) => makeConv(k, true)]] as const;
   const lanes = [...Object.entries(BINARY_KERNELS).map(([k, op]) => [k, (stock: tf.KernelFunc) => makeBinary(op, stock)] as const),
     ...Object.entries(UNARY_KERNELS).map(([k, op]) => [k, (stock: tf.KernelFunc) => makeUnary(op, stock)] as const)];

@@ -119,14 +119,17 @@ describe('GEMM convolutions (im2col + 4x8 tiles, two threads) match cpu', () => 
   });
 });
 
-describe('GEMM matrix products match cpu', () => {
+describe('GEMM matrix products (plain, batch of one, fused bias and relu) match cpu', () => {
   // [m, k, n, transposeA, transposeB]: dense-layer shapes (forward, weight and input gradients), odd m.
   it.each([[66, 256, 64, false, false], [128, 160, 96, true, false], [72, 96, 160, false, true], [64, 128, 128, true, true]] as const)(
     'm %i k %i n %i ta %s tb %s', async (m, k, n, ta, tb) => {
       const av = randoms(m * k, 31), bv = randoms(k * n, 32);
       const res = await both(() => {
         const a = tf.tensor2d(av, ta ? [k, m] : [m, k]), b = tf.tensor2d(bv, tb ? [n, k] : [k, n]);
-        return [tf.matMul(a, b, ta, tb), tf.matMul(a.reshape([1, ...a.shape]), b.reshape([1, ...b.shape]), ta, tb)];
+        const bias = tf.tensor1d(randoms(n, 33));
+        return [tf.matMul(a, b, ta, tb), tf.matMul(a.reshape([1, ...a.shape]), b.reshape([1, ...b.shape]), ta, tb),
+          tf.fused.matMul({ a, b, transposeA: ta, transposeB: tb, bias, activation: 'relu' }),
+          tf.fused.matMul({ a, b, transposeA: ta, transposeB: tb, bias })];
       });
       expectClose(res.cpu, res.wasm);
     });
