@@ -34,9 +34,9 @@ export const COPY = [0xfc, 10, 0, 0];
 /** if (cond on stack) { body } */
 export const when = (body: number[]): number[] => [0x04, 0x40, ...body, 0x0b];
 
-/** for (i = 0; i < n; i += step) body — `n` and `step` are locals or constants given as code. */
-export const loop = (i: number, n: number, step: number | number[], body: number[]): number[] => [
-  ...i32(0), ...set(i), 0x02, 0x40, 0x03, 0x40, ...get(i), ...get(n), 0x4f, 0x0d, 1,
+/** for (i = 0; i < n; i += step) body — `n` a local (or code), `step` a constant (or code). */
+export const loop = (i: number, n: number | number[], step: number | number[], body: number[]): number[] => [
+  ...i32(0), ...set(i), 0x02, 0x40, 0x03, 0x40, ...get(i), ...(typeof n === 'number' ? get(n) : n), 0x4f, 0x0d, 1,
   ...body, ...get(i), ...(typeof step === 'number' ? i32(step) : step), ADD, ...set(i), 0x0c, 0, 0x0b, 0x0b];
 
 export interface Func { name: string; params: number; locals: Array<[count: number, type: number]>; code: number[] }

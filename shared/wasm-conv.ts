@@ -110,6 +110,7 @@ export function convForward(backend: BackendWasm, kit: Pool, x: TensorInfo, filt
   const out = backend.makeOutput(info.outShape, 'float32');
   const { args, imgBytes } = geometry(info);
   const aligned = (info.filterWidth * info.inChannels) % 4 === 0;
+  const oneChannel = info.inChannels === 1 && info.strideWidth === 1;
   const plan = chunks(nb, oh * ow * taps * 4);
   const perPart = roundUp(Math.max(...plan.map((c) => c[0][1] - c[0][0])) * oh * ow) * taps * 4;
   const cols = backend.makeOutput([plan.length * perPart / 4], 'float32');
@@ -118,7 +119,8 @@ export function convForward(backend: BackendWasm, kit: Pool, x: TensorInfo, filt
   kit.run(plan.map((list, part) => list.flatMap(([s, e]): Call[] => {
     const c = colo + part * perPart, m = (e - s) * oh * ow;
     const patches: Call = aligned ? [fn('im2col4'), xo + s * imgBytes, c, e - s, ...args, m]
-      : [fn('im2colS'), xo + s * imgBytes, c, e - s, ...args, taps * 16, 4, 64, 16, 0];
+      : oneChannel ? [fn('im2col1'), xo + s * imgBytes, c, e - s, ...args, m]
+        : [fn('im2colS'), xo + s * imgBytes, c, e - s, ...args, taps * 16, 4, 64, 16, 0];
     return [patches, ...product(m, c, yo + s * oh * ow * co * 4, co * 4, g)];
   })));
   free(backend, wp, cols);

@@ -92,6 +92,30 @@ const IM2COL4: Func = {
 };
 
 /**
+ * im2col1(..., count): im2col4 for one input channel at stride 1 (a first layer): 4 pixels side by
+ * side in one output row read each tap as 4 neighbouring input floats, one v128 load; a panel that
+ * wraps to the next row is gathered one float at a time.
+ */
+const IM2COL_1: Func = {
+  name: 'im2col1', params: 12, locals: [[10, I32]],
+  code: (() => {
+    const [bi, r, q, p, t, j, out, src, i, s1] = [12, 13, 14, 15, 16, 17, 18, 19, 20, 21];
+    const taps = (body: number[]): number[] => loop(t, KH, 1, loop(j, SEG_BYTES, 4, body));
+    const dst = [...get(out), ...get(t), ...get(SEG_BYTES), MUL, ...get(j), ADD, ...i32(4), MUL, ADD];
+    const from = (base: number): number[] => [...get(base), ...get(t), ...get(ROW_BYTES), MUL, ADD, ...get(j), ADD];
+    const row = [...pixel(bi, r, q), ...set(src), ...taps([...dst, ...from(src), ...load(0), ...store(0)]),
+      ...Array(4).fill(0).flatMap(() => advance(bi, r, q))];
+    const wrap = loop(i, i32(4), 1, [...pixel(bi, r, q), ...set(s1),
+      ...taps([...dst, ...get(i), ...i32(4), MUL, ADD, ...from(s1), 0x2a, 2, 0, 0x38, 2, 0]),
+      ...get(p), ...get(i), ADD, ...i32(1), ADD, ...get(EXTRA), 0x48, ...when(advance(bi, r, q))]);
+    return [...get(DST), ...set(out), ...loop(p, EXTRA, 4, [
+      ...get(q), ...i32(4), ADD, ...get(OW), 0x4c, ...get(p), ...i32(4), ADD, ...get(EXTRA), 0x4c, 0x71,
+      0x04, 0x40, ...row, 0x05, ...wrap, 0x0b,
+      ...get(out), ...get(KH), ...get(SEG_BYTES), MUL, ...i32(4), MUL, ADD, ...set(out)])];
+  })(),
+};
+
+/**
  * im2colT(..., panelBytes): im2col transposed into A panels of 4 taps: tap group g of pixel k (counted
  * from 0 over the nb images) at dst + g*panelBytes + k*16.
  * col2im(...): adds row k of dst (kh segments) back where im2col read it, into a zeroed padded dx.
@@ -157,4 +181,4 @@ const ADD_INTO: Func = {
 
 /** The module's GEMM and patch functions (fma: use relaxed madd). */
 export const gemmFuncs = (fma: boolean): Func[] =>
-  [...Array.from({ length: MR }, (_, r) => gemm(r + 1, fma)), IM2COL4, patches('im2colT'), IM2COL_S, patches('col2im'), ADD_INTO, PANEL8];
+  [...Array.from({ length: MR }, (_, r) => gemm(r + 1, fma)), IM2COL4, IM2COL_1, patches('im2colT'), IM2COL_S, patches('col2im'), ADD_INTO, PANEL8];

@@ -89,10 +89,11 @@ describe('convolution gradients match cpu', () => {
 
 describe('GEMM convolutions (im2col + 4x8 tiles, two threads) match cpu', () => {
   // [batch, H, W, Cin, Cout, K, stride, pad]: the CNNs' second layer (pixel count not a multiple of 4),
-  // many chunks per thread, a first layer (3-float segments), stride 2 with padding, a 1x1 conv.
+  // many chunks per thread, a first layer (3-float segments), stride 2 with padding, a 1x1 conv, odd pixel counts.
   const cases: Array<[number, number, number, number, number, number, number, Pad]> = [
     [3, 13, 13, 32, 64, 3, 1, 'valid'], [40, 13, 13, 32, 16, 3, 1, 'valid'], [5, 28, 28, 1, 32, 3, 1, 'valid'],
     [2, 11, 10, 3, 8, 5, 2, 'same'], [2, 9, 12, 8, 16, 3, 2, [[0, 0], [2, 0], [1, 1], [0, 0]]], [3, 7, 7, 4, 8, 1, 1, 'valid'],
+    [3, 9, 9, 1, 8, 3, 1, 'valid'], [2, 7, 9, 1, 16, 3, 1, 'same'], // one channel: panels that wrap rows, partial panels
   ];
   it.each(cases)('b%i %ix%i cin %i cout %i k%i s%i %j', async (b, h, w, ci, co, k, s, pad) => {
     const xv = randoms(b * h * w * ci, 21), fv = randoms(k * k * ci * co, 22), bv = randoms(co, 23);
