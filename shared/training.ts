@@ -62,18 +62,18 @@ export function trainClassifier(
     let seen = 0;
     for (let b = 0; b < batches; b++) {
       const size = Math.min(opts.batchSize, count - b * opts.batchSize);
+      // The whole batch is cropped at one random offset in [-shift, shift]^2 (0 when shifts are off).
+      const dy = shift ? Math.floor(shiftRng() * (2 * shift + 1)) - shift : 0;
+      const dx = shift ? Math.floor(shiftRng() * (2 * shift + 1)) - shift : 0;
       for (let i = 0; i < size; i++) {
         const j = order[b * opts.batchSize + i];
-        xBuf.set(images.subarray(j * IMAGE_SIZE, (j + 1) * IMAGE_SIZE), i * IMAGE_SIZE);
+        translateInto(xBuf, i * IMAGE_SIZE, images, j * IMAGE_SIZE, dy, dx);
         yBuf[i] = labels[j];
       }
       // Images this step trains on: the batch, or what transformBatch made of it.
       let stepImages = size;
-      const dy = shift ? Math.floor(shiftRng() * (2 * shift + 1)) : 0;
-      const dx = shift ? Math.floor(shiftRng() * (2 * shift + 1)) : 0;
       const [loss, hits] = tf.tidy(() => {
-        const original = tf.tensor4d(xBuf.subarray(0, size * IMAGE_SIZE), [size, 28, 28, 1]);
-        const clean = shift ? translate(original, shift, dy, dx) : original;
+        const clean = tf.tensor4d(xBuf.subarray(0, size * IMAGE_SIZE), [size, 28, 28, 1]);
         const given = tf.tensor1d(yBuf.subarray(0, size), 'int32');
         const batch = opts.transformBatch ? opts.transformBatch(clean, given, model) : clean;
         const { x, labels: y } = batch instanceof tf.Tensor ? { x: batch, labels: given } : batch;
@@ -108,7 +108,19 @@ export function trainClassifier(
   return summary;
 }
 
-/** Pad by `pad` on every side, then crop 28×28 at (dy, dx): a shift of (dy − pad, dx − pad) pixels. */
-function translate(x: tf.Tensor4D, pad: number, dy: number, dx: number): tf.Tensor4D {
-  return tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]]).slice([0, dy, dx, 0], [-1, 28, 28, 1]);
+/**
+ * dst(r, c) = src(r + dy, c + dx), 0 outside the image: a pad-and-crop shift, done while the batch is
+ * copied (as tensor ops on every step it cost ~10% of a training step).
+ */
+function translateInto(dst: Float32Array, at: number, src: Float32Array, from: number, dy: number, dx: number): void {
+  if (dy === 0 && dx === 0) {
+    dst.set(src.subarray(from, from + IMAGE_SIZE), at);
+    return;
+  }
+  dst.fill(0, at, at + IMAGE_SIZE);
+  const c0 = Math.max(0, -dx), c1 = Math.min(28, 28 - dx);
+  for (let r = Math.max(0, -dy); r < Math.min(28, 28 - dy); r++) {
+    const row = from + (r + dy) * 28;
+    dst.set(src.subarray(row + c0 + dx, row + c1 + dx), at + r * 28 + c0);
+  }
 }
