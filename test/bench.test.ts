@@ -17,6 +17,7 @@ describe('npm run bench (quick path, tiny sizes)', () => {
       trainImages: 256,
       inferImages: 200,
       gradImages: 64,
+      rounds: 2,
       archs: ['lenet'],
       model,
       http: true,
