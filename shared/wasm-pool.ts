@@ -7,7 +7,7 @@
 import v8 from 'node:v8';
 import { Worker } from 'node:worker_threads';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import { assemble, type Func } from './wasm-asm.js';
+import { ZERO, assemble, type Func } from './wasm-asm.js';
 import { gemmFuncs } from './wasm-gemm.js';
 import { laneFuncs } from './wasm-lanes.js';
 
@@ -29,10 +29,17 @@ export interface Pool {
   fma: boolean;
 }
 
+/** Whether V8 takes relaxed SIMD: on by default from V8 11.4; V8 11.3 (Node 20) has it behind a flag. */
+function relaxedSimd(): boolean {
+  const probe = assemble([{ name: 'madd', params: 0, locals: [], code: [...ZERO, ...ZERO, ...ZERO, 0xfd, 0x85, 0x02, 0x1a] }], false);
+  if (WebAssembly.validate(probe)) return true;
+  try { v8.setFlagsFromString('--experimental-wasm-relaxed-simd'); } catch { /* not this V8 */ }
+  return WebAssembly.validate(probe);
+}
+
 function compile(shared: boolean): { module: WebAssembly.Module; fma: boolean } {
-  // V8 11 (Node 20) has relaxed SIMD behind a flag; where it is refused, plain mul + add is used.
-  try { v8.setFlagsFromString('--experimental-wasm-relaxed-simd'); } catch { /* older or newer V8 */ }
-  for (const fma of [true, false]) {
+  // Where relaxed SIMD is refused, or gives a wrong a*b+c, the tiles use plain mul + add.
+  for (const fma of relaxedSimd() ? [true, false] : [false]) {
     try {
       const module = new WebAssembly.Module(assemble(funcs(fma), shared));
       if (fma && !maddWorks(module, shared)) continue;
