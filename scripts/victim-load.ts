@@ -1,8 +1,9 @@
 /**
- * Load test of the victim service (issue 3's closing figures), not part of `npm test`:
+ * Load test of the victim service, not part of `npm test`:
  * - label throughput over HTTP, batches of 100 uint8 images from 8 concurrent clients, as a ratio
  *   of in-process inference throughput on the same model and backend (goal ≥ 0.8);
- * - latency p50 / p99 of single-image requests from 8 concurrent clients.
+ * - latency p50 / p99 of single-image requests from 8 concurrent clients;
+ * - images/s, p50 and p99 for every mix of batch 1 / 100, uint8 / JSON bodies, 1 / 8 clients.
  *
  *   npx tsx scripts/victim-load.ts [--model DIR] [--quick] [--backend wasm] [--json FILE]
  *
@@ -39,6 +40,17 @@ export interface HttpFigures {
   ratio: number;
   ratioToLargeBatch: number;
   singleImage: { requests: number; requestsPerSecond: number; p50Ms: number; p99Ms: number };
+  matrix: HttpCell[];
+}
+
+export interface HttpCell {
+  batch: number;
+  encoding: 'uint8' | 'json';
+  clients: number;
+  requests: number;
+  imagesPerSecond: number;
+  p50Ms: number;
+  p99Ms: number;
 }
 
 const BENCH_MODEL = '.cache/bench-victim';
@@ -56,10 +68,10 @@ export async function benchVictimModel(log: (line: string) => void): Promise<str
 const CLIENTS = 8;
 const BATCH = 100;
 
-function post(agent: Agent, url: URL, body: Uint8Array): Promise<number> {
+function post(agent: Agent, url: URL, body: Uint8Array, type = 'application/octet-stream'): Promise<number> {
   return new Promise((resolve, reject) => {
     const req = request(
-      { agent, host: url.hostname, port: url.port, path: '/v1/label', method: 'POST', headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': body.length } },
+      { agent, host: url.hostname, port: url.port, path: '/v1/label', method: 'POST', headers: { 'Content-Type': type, 'Content-Length': body.length } },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
@@ -74,6 +86,38 @@ function post(agent: Agent, url: URL, body: Uint8Array): Promise<number> {
   });
 }
 
+/** One cell of the matrix: `requests` requests of `batch` images from `clients` clients, each waiting for its answer. */
+async function measureCell(url: URL, pixels: Uint8Array, batch: number, encoding: HttpCell['encoding'], clients: number, requests: number): Promise<HttpCell> {
+  // A few distinct bodies, built before the clock starts (a JSON client sends pixels / 255, 4 decimals).
+  const bodies = Array.from({ length: 8 }, (_, i) => {
+    const px = pixels.subarray(i * batch * IMAGE_SIZE, (i + 1) * batch * IMAGE_SIZE);
+    if (encoding === 'uint8') return Buffer.from(px);
+    const inputs = Array.from({ length: batch }, (_, j) => Array.from(px.subarray(j * IMAGE_SIZE, (j + 1) * IMAGE_SIZE), (v) => Math.round((v / 255) * 1e4) / 1e4));
+    return Buffer.from(JSON.stringify({ inputs }));
+  });
+  const type = encoding === 'uint8' ? 'application/octet-stream' : 'application/json';
+  const agent = new Agent({ keepAlive: true, maxSockets: clients });
+  try {
+    await Promise.all(Array.from({ length: clients }, (_, c) => post(agent, url, bodies[c % bodies.length], type)));
+    const latencies: number[] = [];
+    let next = 0;
+    const t0 = performance.now();
+    await Promise.all(Array.from({ length: clients }, async () => {
+      while (next < requests) {
+        const body = bodies[next++ % bodies.length];
+        const s = performance.now();
+        await post(agent, url, body, type);
+        latencies.push(performance.now() - s);
+      }
+    }));
+    const seconds = (performance.now() - t0) / 1000;
+    latencies.sort((a, b) => a - b);
+    const ms = (q: number): number => Number((quantile(latencies, q) ?? Number.NaN).toFixed(2));
+    return { batch, encoding, clients, requests, imagesPerSecond: Math.round((requests * batch) / seconds), p50Ms: ms(0.5), p99Ms: ms(0.99) };
+  } finally {
+    agent.destroy();
+  }
+}
 
 export async function measureHttp(o: { model?: string; quick: boolean; log: (line: string) => void }): Promise<HttpFigures> {
   const info = await initBackend();
@@ -156,6 +200,18 @@ export async function measureHttp(o: { model?: string; quick: boolean; log: (lin
     const p50 = quantile(latencies, 0.5) ?? Number.NaN;
     const p99 = quantile(latencies, 0.99) ?? Number.NaN;
     o.log(`single-image requests, ${CLIENTS} clients: p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, ${Math.round(singleRate)} requests/s`);
+
+    const matrix: HttpCell[] = [];
+    for (const batch of [1, BATCH]) {
+      for (const encoding of ['uint8', 'json'] as const) {
+        for (const clients of [1, CLIENTS]) {
+          const requests = (batch === 1 ? 400 : 40) / (o.quick ? 10 : 1);
+          const cell = await measureCell(url, test.pixels, batch, encoding, clients, requests);
+          matrix.push(cell);
+          o.log(`  batch ${String(batch).padStart(3)} ${encoding.padEnd(5)} ${clients} client(s): ${String(cell.imagesPerSecond).padStart(6)} images/s, p50 ${cell.p50Ms.toFixed(1)} ms, p99 ${cell.p99Ms.toFixed(1)} ms`);
+        }
+      }
+    }
     return {
       model: modelDir,
       arch,
@@ -169,6 +225,7 @@ export async function measureHttp(o: { model?: string; quick: boolean; log: (lin
       ratio: Number(ratio.toFixed(3)),
       ratioToLargeBatch: Number(ratioToLargeBatch.toFixed(3)),
       singleImage: { requests: latencies.length, requestsPerSecond: Math.round(singleRate), p50Ms: Number(p50.toFixed(2)), p99Ms: Number(p99.toFixed(2)) },
+      matrix,
     };
   } finally {
     agent.destroy();

@@ -1,5 +1,5 @@
 /**
- * A few bytes of WebAssembly assembler: enough to emit the project's SIMD loops (wasm-simd.ts,
+ * A few bytes of WebAssembly assembler: enough to emit the project's SIMD loops (wasm-lanes.ts,
  * wasm-gemm.ts) as modules that import the backend's memory. The project has no wasm toolchain,
  * and these loops are small enough to write as opcodes.
  */

@@ -179,6 +179,27 @@ const ADD_INTO: Func = {
   code: loop(3, 2, 16, [...get(0), ...get(3), ADD, ...get(0), ...get(3), ADD, ...load(0), ...get(1), ...get(3), ADD, ...load(0), ...FADD, ...store(0)]),
 };
 
+// filterGradImage(x, dy, out, oh, ow, kh, kw, ci, rowBytes, colStep, rowStep, coBytes): for one image,
+// out[kh][kw][ci][:] += sum_{r,q} x[r*s+kh][q*s+kw][ci] * dy[r][q][:] (x already padded). For layers
+// with few taps (first layer): XNNPACK would have to repack all of dy as GEMM weights first, which
+// costs more than this loop that streams dy once.
+// locals: 12 r, 13 q, 14 a, 15 bb, 16 c, 17 j, 18 dyRow, 19 xPix, 20 outRow | v128: 21 s
+const FILTER_GRAD_IMAGE: Func = {
+  name: 'filterGradImage', params: 12, locals: [[9, I32], [1, V128]],
+  code: loop(12, 3, 1, loop(13, 4, 1, [
+    ...get(1), ...get(12), ...get(4), MUL, ...get(13), ADD, ...get(11), MUL, ADD, ...set(18),
+  ...get(0), ...get(12), ...get(10), MUL, ADD, ...get(13), ...get(9), MUL, ADD, ...set(19),
+  ...get(2), ...set(20),
+  ...loop(14, 5, 1, loop(15, 6, 1, loop(16, 7, 1, [
+    ...get(19), ...get(14), ...get(8), MUL, ADD, ...get(15), ...get(7), MUL, ...get(16), ADD, ...i32(4), MUL, ADD,
+    0x2a, 2, 0, ...simd(0x13), ...set(21),
+    ...loop(17, 11, 16, [...get(20), ...get(17), ADD, ...get(20), ...get(17), ADD, ...load(0),
+      ...get(21), ...get(18), ...get(17), ADD, ...load(0), ...FMUL, ...FADD, ...store(0)]),
+    ...get(20), ...get(11), ADD, ...set(20)]))),
+  ])),
+};
+
+
 /** The module's GEMM and patch functions (fma: use relaxed madd). */
 export const gemmFuncs = (fma: boolean): Func[] =>
-  [...Array.from({ length: MR }, (_, r) => gemm(r + 1, fma)), IM2COL4, IM2COL_1, patches('im2colT'), IM2COL_S, patches('col2im'), ADD_INTO, PANEL8];
+  [...Array.from({ length: MR }, (_, r) => gemm(r + 1, fma)), IM2COL4, IM2COL_1, patches('im2colT'), IM2COL_S, patches('col2im'), ADD_INTO, PANEL8, FILTER_GRAD_IMAGE];

@@ -5,8 +5,7 @@
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import { simdFor, type Simd } from './wasm-simd.js';
-import { poolReady } from './wasm-pool.js';
+import { fn, poolFor, poolReady, type Pool } from './wasm-pool.js';
 import { BINARY_KERNELS, UNARY_KERNELS, makeBinary, makeUnary } from './wasm-elementwise.js';
 import { makeMaxPool, makeMaxPoolGrad, makeSum } from './wasm-windows.js';
 import { makeBatchMatMul, makeFusedMatMul } from './wasm-matmul.js';
@@ -50,7 +49,7 @@ function conv2DBackpropFilter(args: { inputs: Record<string, TensorInfo>; backen
   const { filterHeight: kh, filterWidth: kw, inChannels: ci, outChannels: co, padInfo: p } = info;
   const gemm = gemmPath(backend, info, 'filter');
   if (gemm) return convFilterGrad(backend, gemm, x, dy, info);
-  const kit = simdFor(backend);
+  const kit = poolFor(backend);
   if (kit && kh * kw * ci <= SMALL_K && co % 4 === 0) return filterGradSmall(backend, kit, x, dy, info);
   const xT = run(backend, 'Transpose', { x }, { perm: [3, 1, 2, 0] });
   const dyT = run(backend, 'Transpose', { x: dy }, { perm: [1, 2, 0, 3] });
@@ -70,9 +69,12 @@ function conv2DBackpropFilter(args: { inputs: Record<string, TensorInfo>; backen
   return out;
 }
 
-/** Filter gradient for layers with few taps (KH*KW*Cin small, e.g. a first layer), via FILTER_GRAD. */
+/**
+ * Filter gradient for layers with few taps and output channels a multiple of 4 but not of 8 (which the
+ * GEMM tiles cover): filterGradImage per image, float32 partials totalled in float64 like the cpu kernel.
+ */
 const SMALL_K = 48;
-function filterGradSmall(backend: BackendWasm, kit: Simd, x: TensorInfo, dy: TensorInfo, info: tf.backend_util.Conv2DInfo): TensorInfo {
+function filterGradSmall(backend: BackendWasm, kit: Pool, x: TensorInfo, dy: TensorInfo, info: tf.backend_util.Conv2DInfo): TensorInfo {
   const { batchSize: nb, inChannels: ci, outChannels: co, filterHeight: kh, filterWidth: kw, padInfo: p } = info;
   const { strideHeight: sh, strideWidth: sw, outHeight: oh, outWidth: ow, inHeight: h, inWidth: w } = info;
   const padded = p.top || p.bottom || p.left || p.right;
@@ -84,29 +86,11 @@ function filterGradSmall(backend: BackendWasm, kit: Simd, x: TensorInfo, dy: Ten
   const [xo, dyo, o] = [xp, dy, out].map((t) => backend.getMemoryOffset(t.dataId));
   for (let b = 0; b < nb; b++) {
     part.fill(0);
-    kit.filterGradImage(xo + b * imgBytes, dyo + b * oh * ow * co * 4, o, oh, ow, kh, kw, ci, rowBytes, sw * ci * 4, sh * rowBytes, co * 4);
+    kit.run([[[fn('filterGradImage'), xo + b * imgBytes, dyo + b * oh * ow * co * 4, o, oh, ow, kh, kw, ci, rowBytes, sw * ci * 4, sh * rowBytes, co * 4]]]);
     for (let i = 0; i < acc.length; i++) acc[i] += part[i];
   }
   part.set(acc);
   if (xp !== x) free(backend, xp);
-  return out;
-}
-
-/** Input gradient for layers with few taps (dx of a first layer, for input gradients), via INPUT_GRAD. */
-function inputGradSmall(backend: BackendWasm, kit: Simd, dy: TensorInfo, filter: TensorInfo, info: tf.backend_util.Conv2DInfo): TensorInfo {
-  const { batchSize: nb, inChannels: ci, outChannels: co, filterHeight: kh, filterWidth: kw, padInfo: p } = info;
-  const { strideHeight: sh, strideWidth: sw, outHeight: oh, outWidth: ow, inHeight: h, inWidth: w } = info;
-  const hp = h + p.top + p.bottom, wp = w + p.left + p.right;
-  const full = backend.makeOutput([nb, hp, wp, ci], 'float32');
-  backend.typedArrayFromHeap(full).fill(0);
-  const rowBytes = wp * ci * 4;
-  const [dyo, wo, o] = [dy, filter, full].map((t) => backend.getMemoryOffset(t.dataId));
-  for (let b = 0; b < nb; b++) {
-    kit.inputGradImage(dyo + b * oh * ow * co * 4, wo, o + b * hp * rowBytes, oh, ow, kh, kw, ci, rowBytes, sw * ci * 4, sh * rowBytes, co * 4);
-  }
-  if (hp === h && wp === w) return full;
-  const out = run(backend, 'Slice', { x: full }, { begin: [0, p.top, p.left, 0], size: [nb, h, w, ci] });
-  free(backend, full);
   return out;
 }
 
@@ -126,10 +110,6 @@ function conv2DBackpropInput(args: { inputs: Record<string, TensorInfo>; backend
   const bottom = h + kh - 1 - top - lh, right = w + kw - 1 - left - lw;
   const gemm = gemmPath(backend, info, 'input');
   if (gemm) return convInputGrad(backend, gemm, dy, filter, info);
-  const kit = simdFor(backend);
-  if (kit && info.dataFormat === 'channelsLast' && kh * kw * info.inChannels <= SMALL_K && co % 4 === 0) {
-    return inputGradSmall(backend, kit, dy, filter, info);
-  }
   if (info.dataFormat !== 'channelsLast' || top < 0 || left < 0 || bottom < 1 - sh || right < 1 - sw) {
     return onCpu(backend, 'Conv2DBackpropInput', inputs, attrs);
   }

@@ -26,7 +26,7 @@ describe('npm run bench (quick path, tiny sizes)', () => {
     })) as {
       backend: string;
       models: { trainImagesPerSecond: number; inferenceImagesPerSecond: number; inputGradientImagesPerSecond: number }[];
-      http: { httpImagesPerSecond: number; singleImage: { p50Ms: number; p99Ms: number } };
+      http: { httpImagesPerSecond: number; singleImage: { p50Ms: number; p99Ms: number }; matrix: { batch: number; encoding: string; clients: number; imagesPerSecond: number; p50Ms: number; p99Ms: number }[] };
       campaign: { wallSeconds: number; attackQueries: number; tensorsAfterRound: number[]; phases: Record<string, number> };
     };
     expect(figures.backend).toBeTruthy();
@@ -35,6 +35,13 @@ describe('npm run bench (quick path, tiny sizes)', () => {
     expect(figures.models[0].inputGradientImagesPerSecond).toBeGreaterThan(0);
     expect(figures.http.httpImagesPerSecond).toBeGreaterThan(0);
     expect(figures.http.singleImage.p99Ms).toBeGreaterThanOrEqual(figures.http.singleImage.p50Ms);
+    // Every mix of batch 1 / 100, uint8 / JSON, 1 / 8 clients, each with a rate and ordered percentiles.
+    expect(figures.http.matrix.map((c) => `${c.batch} ${c.encoding} ${c.clients}`).sort()).toEqual(
+      ['1 json 1', '1 json 8', '1 uint8 1', '1 uint8 8', '100 json 1', '100 json 8', '100 uint8 1', '100 uint8 8']);
+    for (const c of figures.http.matrix) {
+      expect(c.imagesPerSecond).toBeGreaterThan(0);
+      expect(c.p99Ms).toBeGreaterThanOrEqual(c.p50Ms);
+    }
     expect(figures.campaign.attackQueries).toBe(100);
     expect(Object.keys(figures.campaign.phases)).toEqual(expect.arrayContaining(['labelling', 'training', 'augmentation', 'crafting', 'measurement']));
     // No tensor leaks across substitute rounds.

@@ -4,7 +4,7 @@
  *
  * A scalar JS scan costs 784 multiply-adds per stored image, about 1 ms per query against 300 images
  * on the project's 2-core machines. The scan here is a tiny hand-assembled WebAssembly SIMD loop
- * (the project has no wasm toolchain; shared/wasm-simd.ts does the same for training kernels):
+ * (the project has no wasm toolchain; shared/wasm-gemm.ts and wasm-lanes.ts do the same for training):
  * 16 pixels at a time, widened to 16 bits, subtracted and squared-and-summed with i32x4.dot_i16x8_s.
  * Results are exact integers, identical to `bruteForceNearest` (test/prada.test.ts checks it).
  *
