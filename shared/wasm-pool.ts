@@ -86,6 +86,11 @@ for (;;) {
 }`;
 
 const cache = new WeakMap<object, Pool | null>();
+let helperOn = true;
+/** Runs every part on the calling thread while off (tests use it to show results do not depend on it). */
+export function useHelperThread(on: boolean): void {
+  helperOn = on;
+}
 
 /** The kernels bound to this backend's memory (null if they cannot be built). */
 export function poolFor(backend: BackendWasm): Pool | null {
@@ -118,7 +123,7 @@ function start(mem: WebAssembly.Memory): Pool {
   const run = (plans: Call[][]): void => {
     const [mine, theirs = []] = plans;
     const words = theirs.reduce((s, c) => s + c.length + 1, 4);
-    if (!ctl || Atomics.load(ctl, 2) !== 1 || theirs.length === 0 || words > ctl.length) {
+    if (!ctl || !helperOn || Atomics.load(ctl, 2) !== 1 || theirs.length === 0 || words > ctl.length) {
       local(mine);
       local(theirs);
       return;

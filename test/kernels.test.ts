@@ -6,6 +6,8 @@ import os from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { prepareWasm, registerWasmKernels, wasmThreads } from '../shared/wasm-kernels.js';
+import { poolFor, poolReady, useHelperThread } from '../shared/wasm-pool.js';
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { uniformSigned } from '../shared/random.js';
 
 type Backend = 'cpu' | 'wasm';
@@ -53,7 +55,8 @@ describe('wasm setup', () => {
 });
 
 describe('convolution gradients match cpu', () => {
-  // [batch, H, W, Cin, Cout, K, stride, pad]: 1 and many channels, few-tap (SIMD) and XNNPACK paths.
+  // [batch, H, W, Cin, Cout, K, stride, pad]: 1 and many channels; GEMM tiles (Cout % 8 = 0), the few-tap
+  // loop (Cout 4) and XNNPACK (other Cout) paths.
   const cases: Array<[number, number, number, number, number, number, number, Pad]> = [];
   for (const [ci, co] of [[1, 1], [1, 8], [3, 4], [8, 16], [16, 6]]) {
     for (const k of [3, 5]) {
@@ -117,6 +120,31 @@ describe('GEMM convolutions (im2col + 4x8 tiles, two threads) match cpu', () => 
     });
     expectClose(res.cpu, res.wasm);
     expect(made).toBe(4 + 5); // the inputs and the outputs: no scratch buffer left behind
+  });
+});
+
+describe('the helper thread changes nothing but speed', () => {
+  it('convolutions, their gradients, a dense layer and a bias sum are bit-identical with and without it', async () => {
+    await tf.setBackend('wasm');
+    await poolReady(tf.backend() as BackendWasm);
+    expect(poolFor(tf.backend() as BackendWasm)?.ready()).toBe(true);
+    const run = (): Float32Array[] => tf.tidy(() => {
+      const x = tf.tensor4d(randoms(6 * 13 * 13 * 32, 51), [6, 13, 13, 32]), f = tf.tensor4d(randoms(9 * 32 * 64, 52), [3, 3, 32, 64]);
+      const dy = tf.tensor4d(randoms(6 * 11 * 11 * 64, 53), [6, 11, 11, 64]);
+      const a = tf.tensor2d(randoms(64 * 1600, 54), [64, 1600]), w = tf.tensor2d(randoms(1600 * 200, 55), [1600, 200]);
+      return [tf.conv2d(x, f, 1, 'valid'),
+        tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { strides: 1, pad: 'valid', dataFormat: 'NHWC', filterShape: [3, 3, 32, 64] }) as tf.Tensor,
+        tf.engine().runKernel('Conv2DBackpropInput', { dy, filter: f }, { strides: 1, pad: 'valid', dataFormat: 'NHWC', inputShape: [6, 13, 13, 32] }) as tf.Tensor,
+        tf.matMul(a, w), tf.matMul(a, a.matMul(w), true, false), tf.sum(dy, [0, 1, 2])].map((t) => Float32Array.from(t.dataSync()));
+    });
+    const withHelper = run();
+    useHelperThread(false);
+    try {
+      const alone = run();
+      alone.forEach((v, i) => expect(Buffer.from(v.buffer).equals(Buffer.from(withHelper[i].buffer))).toBe(true));
+    } finally {
+      useHelperThread(true);
+    }
   });
 });
 
