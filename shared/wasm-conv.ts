@@ -1,8 +1,8 @@
 /**
- * Convolutions on the wasm backend as im2col + GEMM (wasm-gemm.ts), for layers with enough taps that
- * the product dominates (conv 64 3x3 over 32 channels: 288 taps). The batch is cut into two fixed
- * parts, one per thread; fixed, so results do not depend on how many threads ran them. Each part
- * goes through chunks whose im2col rows fit in L2 while the product reads them.
+ * Convolutions and their gradients on the wasm backend as im2col + GEMM (wasm-gemm.ts), run by the
+ * pool (wasm-pool.ts). The batch is cut into two fixed parts, one per thread; fixed, so results do not
+ * depend on how many threads ran them. Each part goes through chunks whose packed patches fit in L2
+ * while the product reads them.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';

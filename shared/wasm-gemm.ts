@@ -16,7 +16,7 @@ const MADD = simd(0x105); // f32x4.relaxed_madd: a * b + c, fused where the CPU 
  * gemmR(a, b, c, m, n, kn, aRow, aK, bRow, bPanel, cRow, mode, bias, relu), m a multiple of R, n of 8:
  * C[i][j] = init + sum_k A(i,k) B(k,j) for rows i = i0 + r of each R-row tile, with A(i,k) at
  * a + i0*aRow + k*aK + r*4 (a tile's R values of one k side by side: A transposed as it is, or packed
- * by packRows), B(k,j) at b + (j/8)*bPanel + k*bRow + (j%8)*4, C(i,j) at c + i*cRow + j*4; init 0
+ * by im2col4 / im2colT / im2colS), B(k,j) at b + (j/8)*bPanel + k*bRow + (j%8)*4, C(i,j) at c + i*cRow + j*4; init 0
  * (mode 0), C (1) or bias[j] (2); relu != 0 clamps at 0. One A pointer keeps the k loop in registers.
  */
 function gemm(R: number, fma: boolean): Func {

@@ -9,18 +9,18 @@ import { fn, poolFor, poolReady, type Pool } from './wasm-pool.js';
 import { BINARY_KERNELS, UNARY_KERNELS, makeBinary, makeUnary } from './wasm-elementwise.js';
 import { makeMaxPool, makeMaxPoolGrad, makeSum } from './wasm-windows.js';
 import { makeBatchMatMul, makeFusedMatMul } from './wasm-matmul.js';
-
-export { prepareWasm, wasmThreads } from './wasm-threads.js';
-
-/** Resolves once the GEMM helper thread is up (results never depend on it; speed does). */
-export async function wasmHelpersReady(): Promise<void> {
-  if (tf.getBackend() === 'wasm') await poolReady(tf.backend() as BackendWasm);
-}
-
 import {
   convFilterGrad, convForward, convInfo, convInputGrad, free, gemmPath, run,
   type Attrs, type Shape4, type TensorInfo,
 } from './wasm-conv.js';
+
+export { prepareWasm, wasmThreads } from './wasm-threads.js';
+
+/** Resolves once the pool's helper thread is up (results never depend on it; speed does). */
+export async function wasmHelpersReady(): Promise<void> {
+  if (tf.getBackend() === 'wasm') await poolReady(tf.backend() as BackendWasm);
+}
+
 
 /** Correct-but-slow path: run the cpu backend's kernel on copies of the data. */
 function onCpu(backend: BackendWasm, name: string, inputs: Record<string, TensorInfo>, attrs: Attrs): TensorInfo {
