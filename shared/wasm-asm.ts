@@ -22,15 +22,15 @@ export const bytes = (t: string): number[] => vec([...t].map((ch) => [ch.charCod
 export const get = (i: number): number[] => [0x20, ...leb(i)];
 export const set = (i: number): number[] => [0x21, ...leb(i)];
 export const i32 = (v: number): number[] => [0x41, ...sleb(v)];
-export const [ADD, MUL, EQZ] = [0x6a, 0x6c, 0x45];
+export const [ADD, MUL] = [0x6a, 0x6c];
 export const simd = (op: number, mem = false, offset = 0): number[] => [0xfd, ...leb(op), ...(mem ? [2, ...leb(offset)] : [])];
 export const V128 = 0x7b, I32 = 0x7f;
 export const load = (offset = 0): number[] => simd(0x00, true, offset);
 export const store = (offset = 0): number[] => simd(0x0b, true, offset);
 export const ZERO = simd(0x0c).concat(Array(16).fill(0));
 export const [FADD, FMUL, FMAX] = [simd(0xe4), simd(0xe6), simd(0xe9)];
-/** memory.copy(dst, src, n) of the bulk-memory proposal (in every Node >= 16). */
-export const COPY = [0xfc, 10, 0, 0];
+/** f32.load / f32.store of one float (align 4, offset 0). */
+export const [F32_LOAD, F32_STORE] = [[0x2a, 2, 0], [0x38, 2, 0]];
 /** if (cond on stack) { body } */
 export const when = (body: number[]): number[] => [0x04, 0x40, ...body, 0x0b];
 

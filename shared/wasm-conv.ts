@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { MR, NR } from './wasm-gemm.js';
-import { fn, poolFor, type Call, type Pool } from './wasm-pool.js';
+import { fn, offset, poolFor, twoParts, type Call, type Pool } from './wasm-pool.js';
 
 export type TensorInfo = tf.TensorInfo;
 export type Shape4 = [number, number, number, number];
@@ -21,6 +21,10 @@ export function run(backend: BackendWasm, name: string, inputs: Record<string, T
   if (k == null) throw new Error(`wasm kernel ${name} missing`);
   return k.kernelFunc({ inputs, backend, attrs: attrs as tf.NamedAttrMap }) as TensorInfo;
 }
+
+/** The stock kernel a wrapper falls back to, called with the wrapper's own arguments. */
+export const callStock = (stock: tf.KernelFunc, args: { inputs: Record<string, TensorInfo>; backend: BackendWasm; attrs?: Attrs }): TensorInfo =>
+  stock(args as unknown as Parameters<tf.KernelFunc>[0]) as TensorInfo;
 
 export const free = (backend: BackendWasm, ...infos: TensorInfo[]): void => {
   for (const t of infos) backend.disposeData(t.dataId);
@@ -61,11 +65,10 @@ export function product(m: number, a: number, c: number, cRow: number, g: Gemm2)
 }
 export const roundUp = (n: number): number => Math.ceil(n / MR) * MR;
 
-/** Two fixed halves of the batch, and per part a list of [first, end) chunks. */
+/** The batch's two fixed parts, and per part a list of [first, end) chunks. */
 function chunks(nb: number, perImage: number): Array<Array<[number, number]>> {
   const size = Math.max(1, Math.floor(CHUNK_BYTES / perImage));
-  const half = Math.ceil(nb / 2);
-  return [[0, half], [half, nb]].filter(([s, e]) => e > s).map(([s, e]) => {
+  return twoParts(nb).map(([s, e]) => {
     const list: Array<[number, number]> = [];
     for (let i = s; i < e; i += size) list.push([i, Math.min(e, i + size)]);
     return list;
@@ -80,7 +83,8 @@ function geometry(info: Info): { hp: number; wp: number; args: number[]; imgByte
   return { hp, wp, imgBytes, args: [info.outHeight, info.outWidth, kh, rowBytes, kw * ci * 4, info.strideWidth * ci * 4, info.strideHeight * rowBytes, imgBytes] };
 }
 
-function padded(backend: BackendWasm, x: TensorInfo, info: Info): TensorInfo {
+/** x with the convolution's padding added (x itself when there is none). */
+export function padded(backend: BackendWasm, x: TensorInfo, info: Info): TensorInfo {
   const p = info.padInfo;
   if (!(p.top || p.bottom || p.left || p.right)) return x;
   return run(backend, 'PadV2', { x }, { paddings: [[0, 0], [p.top, p.bottom], [p.left, p.right], [0, 0]], constantValue: 0 });
@@ -97,8 +101,6 @@ function panels(backend: BackendWasm, K: number, N: number, src: TensorInfo, at:
   }
   return out;
 }
-
-export const offset = (backend: BackendWasm, t: TensorInfo): number => backend.getMemoryOffset(t.dataId);
 
 /** y = conv(x, w) [+ bias] [relu]. */
 export function convForward(backend: BackendWasm, kit: Pool, x: TensorInfo, filter: TensorInfo, info: Info,
@@ -149,7 +151,7 @@ export function convFilterGrad(backend: BackendWasm, kit: Pool, x: TensorInfo, d
     return [patches, [fn('panel8'), dyo + s * oh * ow * co * 4, bp, kn, co / NR, co * 4],
       ...product(taps, c, part ? po : oo, co * 4, { b: bp, n: co, kn, bRow: NR * 4, bPanel: kn * NR * 4, mode: i ? 1 : 0 })];
   })));
-  if (plan.length > 1) kit.run([[[fn('addInto'), oo, po, taps * co * 4]]]);
+  if (plan.length > 1) kit.run([[[fn('add_vv'), oo, po, oo, 1, taps * co * 4, 0]]]);
   free(backend, partial, cols);
   if (xp !== x) free(backend, xp);
   return out;

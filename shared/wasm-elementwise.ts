@@ -5,23 +5,17 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import { fn, poolFor, type Call } from './wasm-pool.js';
+import { callStock } from './wasm-conv.js';
+import { fn, offset, poolFor, twoParts, type Call } from './wasm-pool.js';
 import type { BinaryOp, UnaryOp } from './wasm-lanes.js';
 
 type TensorInfo = tf.TensorInfo;
 type Args = { inputs: Record<string, TensorInfo>; backend: BackendWasm; attrs?: Record<string, unknown> };
-const stockCall = (stock: tf.KernelFunc, args: Args): TensorInfo => stock(args as unknown as Parameters<tf.KernelFunc>[0]) as TensorInfo;
 
 /** Below this many floats the stock kernel's lower call overhead wins. */
 const MIN_SIZE = 4096;
 const size = (t: TensorInfo): number => tf.util.sizeFromShape(t.shape);
-const offset = (backend: BackendWasm, t: TensorInfo): number => backend.getMemoryOffset(t.dataId);
 
-/** Two parts of `count` units (rows or 4-float groups), cut at the same place every time. */
-function halves(count: number): Array<[number, number]> {
-  const half = Math.ceil(count / 2);
-  return [[0, half], [half, count]].filter(([s, e]) => e > s) as Array<[number, number]>;
-}
 
 export const BINARY_KERNELS: Record<string, BinaryOp> = { Add: 'add', Sub: 'sub', Multiply: 'mul', RealDiv: 'div' };
 const COMMUTATIVE = new Set<BinaryOp>(['add', 'mul']);
@@ -30,7 +24,7 @@ export function makeBinary(op: BinaryOp, stock: tf.KernelFunc) {
   return (args: Args): TensorInfo => {
     const { inputs: { a, b }, backend } = args;
     const kit = a.dtype === 'float32' && b.dtype === 'float32' && Math.max(size(a), size(b)) >= MIN_SIZE ? poolFor(backend) : null;
-    if (!kit) return stockCall(stock, args);
+    if (!kit) return callStock(stock, args);
     const same = a.shape.length === b.shape.length && a.shape.every((d, i) => d === b.shape[i]);
     // A 1-D operand as long as the other's last axis: a bias (Add in every dense and conv layer).
     const bias = (v: TensorInfo, w: TensorInfo): boolean => w.shape.length === 1 && v.shape.length > 1 && w.shape[0] === v.shape.at(-1);
@@ -40,14 +34,14 @@ export function makeBinary(op: BinaryOp, stock: tf.KernelFunc) {
     else if (size(a) === 1) plan = COMMUTATIVE.has(op) ? { kind: 'vs', x: b, y: a, out: b, row: 4 } : { kind: 'sv', x: a, y: b, out: b, row: 4 };
     else if (bias(a, b)) plan = { kind: 'vv', x: a, y: b, out: a, row: a.shape.at(-1) as number };
     else if (bias(b, a) && COMMUTATIVE.has(op)) plan = { kind: 'vv', x: b, y: a, out: b, row: b.shape.at(-1) as number };
-    if (!plan || size(plan.out) % 4 !== 0 || plan.row % 4 !== 0) return stockCall(stock, args);
+    if (!plan || size(plan.out) % 4 !== 0 || plan.row % 4 !== 0) return callStock(stock, args);
     const out = backend.makeOutput(tf.backend_util.assertAndGetBroadcastShape(a.shape, b.shape), 'float32');
     const [xo, yo, oo] = [plan.x, plan.y, out].map((t) => offset(backend, t));
     const f = fn(`${op}_${plan.kind}`);
     const { kind, row } = plan;
     const isBias = kind === 'vv' && !same;
     // Rows of `row` floats (a bias is re-read from its start on every row); else groups of 4 floats.
-    kit.run(halves(size(out) / row).map(([s, e]): Call[] => {
+    kit.run(twoParts(size(out) / row).map(([s, e]): Call[] => {
       const at = s * row * 4;
       if (kind === 'vs') return [[f, xo + at, yo, oo + at, 1, (e - s) * row * 4, 0]];
       if (kind === 'sv') return [[f, xo, yo + at, oo + at, 1, (e - s) * row * 4, 0]];
@@ -65,10 +59,10 @@ export function makeUnary(op: UnaryOp, stock: tf.KernelFunc) {
     const n = size(x);
     const plain = op !== 'step' || ((attrs?.alpha as number | undefined) ?? 0) === 0;
     const kit = plain && x.dtype === 'float32' && n >= MIN_SIZE && n % 4 === 0 ? poolFor(backend) : null;
-    if (!kit) return stockCall(stock, args);
+    if (!kit) return callStock(stock, args);
     const out = backend.makeOutput(x.shape, 'float32');
     const [xo, oo] = [x, out].map((t) => offset(backend, t));
-    kit.run(halves(n / 4).map(([s, e]): Call[] => [[fn(op), xo + s * 16, oo + s * 16, (e - s) * 16]]));
+    kit.run(twoParts(n / 4).map(([s, e]): Call[] => [[fn(op), xo + s * 16, oo + s * 16, (e - s) * 16]]));
     return out;
   };
 }

@@ -6,7 +6,7 @@
  * larger tiles spill V8's registers (6x8 measured ~16).
  */
 import {
-  ADD, FADD, FMAX, FMUL, I32, MUL, V128, ZERO, get, i32, load, loop, set, simd, store, when, type Func,
+  ADD, F32_LOAD, F32_STORE, FADD, FMAX, FMUL, I32, MUL, V128, ZERO, get, i32, load, loop, set, simd, store, when, type Func,
 } from './wasm-asm.js';
 
 export const MR = 4, NR = 8;
@@ -106,7 +106,7 @@ const IM2COL_1: Func = {
     const row = [...pixel(bi, r, q), ...set(src), ...taps([...dst, ...from(src), ...load(0), ...store(0)]),
       ...Array(4).fill(0).flatMap(() => advance(bi, r, q))];
     const wrap = loop(i, i32(4), 1, [...pixel(bi, r, q), ...set(s1),
-      ...taps([...dst, ...get(i), ...i32(4), MUL, ADD, ...from(s1), 0x2a, 2, 0, 0x38, 2, 0]),
+      ...taps([...dst, ...get(i), ...i32(4), MUL, ADD, ...from(s1), ...F32_LOAD, ...F32_STORE]),
       ...get(p), ...get(i), ADD, ...i32(1), ADD, ...get(EXTRA), 0x48, ...when(advance(bi, r, q))]);
     return [...get(DST), ...set(out), ...loop(p, EXTRA, 4, [
       ...get(q), ...i32(4), ADD, ...get(OW), 0x4c, ...get(p), ...i32(4), ADD, ...get(EXTRA), 0x4c, 0x71,
@@ -147,14 +147,13 @@ const IM2COL_S: Func = {
     const [bi, r, q, t, j, src, k, u, kk, at] = [16, 17, 18, 19, 20, 21, 22, 23, 24, 25];
     const split = (v: number, p: number, qq: number): number[] =>
       [...get(v), ...i32(2), 0x76, ...get(p), MUL, ...get(v), ...i32(3), 0x71, ...get(qq), MUL, ADD];
-    const [LOAD_F32, STORE_F32] = [[0x2a, 2, 0], [0x38, 2, 0]];
     return [...i32(0), ...set(k), ...loop(bi, NB, 1, loop(r, OH, 1, loop(q, OW, 1, [
       ...pixel(bi, r, q), ...set(src), ...get(DST), ...split(k, P1, Q1), ADD, ...set(kk), ...i32(0), ...set(u),
       ...loop(t, KH, 1, loop(j, SEG_BYTES, 4, [
         ...get(src), ...get(t), ...get(ROW_BYTES), MUL, ADD, ...get(j), ADD, ...set(at),
         ...get(BACK), 0x04, 0x40,
-        ...get(at), ...get(at), ...LOAD_F32, ...get(kk), ...split(u, P2, Q2), ADD, ...LOAD_F32, 0x92, ...STORE_F32,
-        0x05, ...get(kk), ...split(u, P2, Q2), ADD, ...get(at), ...LOAD_F32, ...STORE_F32, 0x0b,
+        ...get(at), ...get(at), ...F32_LOAD, ...get(kk), ...split(u, P2, Q2), ADD, ...F32_LOAD, 0x92, ...F32_STORE,
+        0x05, ...get(kk), ...split(u, P2, Q2), ADD, ...get(at), ...F32_LOAD, ...F32_STORE, 0x0b,
         ...get(u), ...i32(1), ADD, ...set(u)])),
       ...get(k), ...i32(1), ADD, ...set(k),
     ])))];
@@ -173,33 +172,25 @@ const PANEL8: Func = {
   })(),
 };
 
-/** addInto(dst, src, bytes): dst += src, bytes a multiple of 16. */
-const ADD_INTO: Func = {
-  name: 'addInto', params: 3, locals: [[1, I32]],
-  code: loop(3, 2, 16, [...get(0), ...get(3), ADD, ...get(0), ...get(3), ADD, ...load(0), ...get(1), ...get(3), ADD, ...load(0), ...FADD, ...store(0)]),
-};
-
 // filterGradImage(x, dy, out, oh, ow, kh, kw, ci, rowBytes, colStep, rowStep, coBytes): for one image,
-// out[kh][kw][ci][:] += sum_{r,q} x[r*s+kh][q*s+kw][ci] * dy[r][q][:] (x already padded). For layers
-// with few taps (first layer): XNNPACK would have to repack all of dy as GEMM weights first, which
-// costs more than this loop that streams dy once.
+// out[kh][kw][ci][:] += sum_{r,q} x[r*s+kh][q*s+kw][ci] * dy[r][q][:] (x already padded). For layers with
+// few taps whose output channels are a multiple of 4 but not of 8, which the 8-column tiles do not cover.
 // locals: 12 r, 13 q, 14 a, 15 bb, 16 c, 17 j, 18 dyRow, 19 xPix, 20 outRow | v128: 21 s
 const FILTER_GRAD_IMAGE: Func = {
   name: 'filterGradImage', params: 12, locals: [[9, I32], [1, V128]],
   code: loop(12, 3, 1, loop(13, 4, 1, [
     ...get(1), ...get(12), ...get(4), MUL, ...get(13), ADD, ...get(11), MUL, ADD, ...set(18),
-  ...get(0), ...get(12), ...get(10), MUL, ADD, ...get(13), ...get(9), MUL, ADD, ...set(19),
-  ...get(2), ...set(20),
-  ...loop(14, 5, 1, loop(15, 6, 1, loop(16, 7, 1, [
-    ...get(19), ...get(14), ...get(8), MUL, ADD, ...get(15), ...get(7), MUL, ...get(16), ADD, ...i32(4), MUL, ADD,
-    0x2a, 2, 0, ...simd(0x13), ...set(21),
-    ...loop(17, 11, 16, [...get(20), ...get(17), ADD, ...get(20), ...get(17), ADD, ...load(0),
-      ...get(21), ...get(18), ...get(17), ADD, ...load(0), ...FMUL, ...FADD, ...store(0)]),
-    ...get(20), ...get(11), ADD, ...set(20)]))),
+    ...get(0), ...get(12), ...get(10), MUL, ADD, ...get(13), ...get(9), MUL, ADD, ...set(19),
+    ...get(2), ...set(20),
+    ...loop(14, 5, 1, loop(15, 6, 1, loop(16, 7, 1, [
+      ...get(19), ...get(14), ...get(8), MUL, ADD, ...get(15), ...get(7), MUL, ...get(16), ADD, ...i32(4), MUL, ADD,
+      ...F32_LOAD, ...simd(0x13), ...set(21),
+      ...loop(17, 11, 16, [...get(20), ...get(17), ADD, ...get(20), ...get(17), ADD, ...load(0),
+        ...get(21), ...get(18), ...get(17), ADD, ...load(0), ...FMUL, ...FADD, ...store(0)]),
+      ...get(20), ...get(11), ADD, ...set(20)]))),
   ])),
 };
 
-
 /** The module's GEMM and patch functions (fma: use relaxed madd). */
 export const gemmFuncs = (fma: boolean): Func[] =>
-  [...Array.from({ length: MR }, (_, r) => gemm(r + 1, fma)), IM2COL4, IM2COL_1, patches('im2colT'), IM2COL_S, patches('col2im'), ADD_INTO, PANEL8, FILTER_GRAD_IMAGE];
+  [...Array.from({ length: MR }, (_, r) => gemm(r + 1, fma)), IM2COL4, IM2COL_1, patches('im2colT'), IM2COL_S, patches('col2im'), PANEL8, FILTER_GRAD_IMAGE];

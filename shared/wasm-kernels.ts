@@ -5,12 +5,12 @@
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import { fn, poolFor, poolReady, type Pool } from './wasm-pool.js';
+import { fn, offset, poolFor, poolReady, type Pool } from './wasm-pool.js';
 import { BINARY_KERNELS, UNARY_KERNELS, makeBinary, makeUnary } from './wasm-elementwise.js';
 import { makeMaxPool, makeMaxPoolGrad, makeSum } from './wasm-windows.js';
 import { makeBatchMatMul, makeFusedMatMul } from './wasm-matmul.js';
 import {
-  convFilterGrad, convForward, convInfo, convInputGrad, free, gemmPath, run,
+  callStock, convFilterGrad, convForward, convInfo, convInputGrad, free, gemmPath, padded, run,
   type Attrs, type Shape4, type TensorInfo,
 } from './wasm-conv.js';
 
@@ -20,7 +20,6 @@ export { prepareWasm, wasmThreads } from './wasm-threads.js';
 export async function wasmHelpersReady(): Promise<void> {
   if (tf.getBackend() === 'wasm') await poolReady(tf.backend() as BackendWasm);
 }
-
 
 /** Correct-but-slow path: run the cpu backend's kernel on copies of the data. */
 function onCpu(backend: BackendWasm, name: string, inputs: Record<string, TensorInfo>, attrs: Attrs): TensorInfo {
@@ -77,13 +76,12 @@ const SMALL_K = 48;
 function filterGradSmall(backend: BackendWasm, kit: Pool, x: TensorInfo, dy: TensorInfo, info: tf.backend_util.Conv2DInfo): TensorInfo {
   const { batchSize: nb, inChannels: ci, outChannels: co, filterHeight: kh, filterWidth: kw, padInfo: p } = info;
   const { strideHeight: sh, strideWidth: sw, outHeight: oh, outWidth: ow, inHeight: h, inWidth: w } = info;
-  const padded = p.top || p.bottom || p.left || p.right;
-  const xp = padded ? run(backend, 'PadV2', { x }, { paddings: [[0, 0], [p.top, p.bottom], [p.left, p.right], [0, 0]], constantValue: 0 }) : x;
+  const xp = padded(backend, x, info);
   const rowBytes = (w + p.left + p.right) * ci * 4, imgBytes = (h + p.top + p.bottom) * rowBytes;
   const out = backend.makeOutput([kh, kw, ci, co], 'float32');
   const part = backend.typedArrayFromHeap(out);
   const acc = new Float64Array(part.length); // per-image float32 partial sums, totalled in float64
-  const [xo, dyo, o] = [xp, dy, out].map((t) => backend.getMemoryOffset(t.dataId));
+  const [xo, dyo, o] = [xp, dy, out].map((t) => offset(backend, t));
   for (let b = 0; b < nb; b++) {
     part.fill(0);
     kit.run([[[fn('filterGradImage'), xo + b * imgBytes, dyo + b * oh * ow * co * 4, o, oh, ow, kh, kw, ci, rowBytes, sw * ci * 4, sh * rowBytes, co * 4]]]);
@@ -153,7 +151,6 @@ function sign(args: { inputs: Record<string, TensorInfo>; backend: BackendWasm }
   return out;
 }
 
-
 /**
  * Identity, and Cast to the same dtype, copy the buffer in the stock kernels; sharing it (as the cpu
  * backend and Reshape do) is free. Tensors are immutable, so sharing is safe.
@@ -162,7 +159,7 @@ function makeShared(stock: tf.KernelFunc) {
   return (args: { inputs: Record<string, TensorInfo>; backend: BackendWasm; attrs?: Attrs }): TensorInfo => {
     const { inputs: { x }, backend, attrs } = args;
     if (x.dtype === 'string' || (attrs?.dtype != null && attrs.dtype !== x.dtype)) {
-      return stock(args as unknown as Parameters<tf.KernelFunc>[0]) as TensorInfo;
+      return callStock(stock, args);
     }
     backend.incRef(x.dataId);
     return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
@@ -171,7 +168,7 @@ function makeShared(stock: tf.KernelFunc) {
 
 /**
  * Conv2D, and FusedConv2D with a bias and linear or relu activation, through im2col + GEMM where it
- * applies (wasm-conv.ts); the stock XNNPACK kernel otherwise (e.g. a first layer with 9 taps).
+ * applies (wasm-conv.ts); the stock XNNPACK kernel otherwise (e.g. output channels not a multiple of 8).
  */
 function makeConv(stock: tf.KernelFunc, fused: boolean) {
   return (args: { inputs: Record<string, TensorInfo>; backend: BackendWasm; attrs: Attrs }): TensorInfo => {
@@ -181,7 +178,7 @@ function makeConv(stock: tf.KernelFunc, fused: boolean) {
       && (bias == null || tf.util.sizeFromShape(bias.shape) === filter.shape[3]));
     const info = convInfo(x.shape as Shape4, filter.shape as Shape4, attrs);
     const kit = plain && x.dtype === 'float32' ? gemmPath(backend, info, 'forward') : null;
-    if (!kit) return stock(args as unknown as Parameters<tf.KernelFunc>[0]) as TensorInfo;
+    if (!kit) return callStock(stock, args);
     return convForward(backend, kit, x, filter, info, fused ? bias : undefined, fused && act === 'relu');
   };
 }

@@ -5,15 +5,16 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import { free, offset, product, roundUp, run, type Attrs, type TensorInfo } from './wasm-conv.js';
+import { callStock, free, product, roundUp, run, type Attrs, type TensorInfo } from './wasm-conv.js';
 import { NR } from './wasm-gemm.js';
-import { fn, poolFor, type Call, type Pool } from './wasm-pool.js';
+import { fn, offset, poolFor, type Call, type Pool } from './wasm-pool.js';
 
 type Args = { inputs: Record<string, TensorInfo>; backend: BackendWasm; attrs: Attrs };
 
 /**
- * The stock BatchMatMul runs XNNPACK only without transposes; with one it falls back to a naive
- * loop (dense-layer gradients). Transposing the operand first keeps it on XNNPACK.
+ * BatchMatMul: big enough 2-D products on the tiles; the rest on XNNPACK, which the stock kernel uses
+ * only without transposes (with one it falls back to a naive loop), so a transposed operand is
+ * transposed first.
  */
 export function makeBatchMatMul(stock: tf.KernelFunc) {
   const batchMatMul = (args: Args): TensorInfo => {
@@ -74,7 +75,7 @@ export function makeFusedMatMul(stock: tf.KernelFunc) {
       && (bias == null || (bias.dtype === 'float32' && tf.util.sizeFromShape(bias.shape) === n));
     // The stock kernel wants the op's own (3-D) inputs: it gets them untouched whenever the tiles decline.
     const kit = plain ? gemmKit(backend, a2, b2, attrs) : null;
-    if (!kit) return stock(args as unknown as Parameters<tf.KernelFunc>[0]) as TensorInfo;
+    if (!kit) return callStock(stock, args);
     return flatBatch(args, (flat) => viaGemm(backend, kit, flat.inputs.a, flat.inputs.b, attrs, bias ?? undefined, act === 'relu'))
       ?? viaGemm(backend, kit, a, b, attrs, bias ?? undefined, act === 'relu');
   };

@@ -7,7 +7,7 @@
 import v8 from 'node:v8';
 import { Worker } from 'node:worker_threads';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import { ZERO, assemble, type Func } from './wasm-asm.js';
+import { ZERO, assemble, simd, type Func } from './wasm-asm.js';
 import { gemmFuncs } from './wasm-gemm.js';
 import { laneFuncs } from './wasm-lanes.js';
 
@@ -21,6 +21,15 @@ export const fn = (name: string): number => {
   return i;
 };
 
+/** Where a tensor's data sits in the memory the pool's kernels work on. */
+export const offset = (backend: BackendWasm, t: { dataId: object }): number => backend.getMemoryOffset(t.dataId);
+
+/** The two fixed parts [start, end) of `n` units a kernel cuts its work into (empty parts dropped). */
+export function twoParts(n: number): Array<[number, number]> {
+  const half = Math.ceil(n / 2);
+  return ([[0, half], [half, n]] as Array<[number, number]>).filter(([s, e]) => e > s);
+}
+
 export interface Pool {
   /** Runs plans[0] here and plans[1] on the helper thread (or here after plans[0] if it is not up). */
   run(plans: Call[][]): void;
@@ -31,7 +40,7 @@ export interface Pool {
 
 /** Whether V8 takes relaxed SIMD: on by default from V8 11.4; V8 11.3 (Node 20) has it behind a flag. */
 function relaxedSimd(): boolean {
-  const probe = assemble([{ name: 'madd', params: 0, locals: [], code: [...ZERO, ...ZERO, ...ZERO, 0xfd, 0x85, 0x02, 0x1a] }], false);
+  const probe = assemble([{ name: 'madd', params: 0, locals: [], code: [...ZERO, ...ZERO, ...ZERO, ...simd(0x105), 0x1a] }], false);
   if (WebAssembly.validate(probe)) return true;
   try { v8.setFlagsFromString('--experimental-wasm-relaxed-simd'); } catch { /* not this V8 */ }
   return WebAssembly.validate(probe);

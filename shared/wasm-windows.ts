@@ -4,18 +4,14 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import { fn, poolFor, type Call } from './wasm-pool.js';
+import { callStock } from './wasm-conv.js';
+import { fn, offset, poolFor, twoParts, type Call } from './wasm-pool.js';
 
 type TensorInfo = tf.TensorInfo;
 type Args = { inputs: Record<string, TensorInfo>; backend: BackendWasm; attrs: Record<string, unknown> };
 type Shape4 = [number, number, number, number];
 type Pad = 'same' | 'valid' | number | tf.backend_util.ExplicitPadding;
-const stockCall = (stock: tf.KernelFunc, args: Args): TensorInfo => stock(args as unknown as Parameters<tf.KernelFunc>[0]) as TensorInfo;
-const offset = (backend: BackendWasm, t: TensorInfo): number => backend.getMemoryOffset(t.dataId);
 
-/** Two fixed halves of the batch. */
-const halves = (n: number): Array<[number, number]> =>
-  ([[0, Math.ceil(n / 2)], [Math.ceil(n / 2), n]] as Array<[number, number]>).filter(([s, e]) => e > s);
 
 /** Windows that tile the image without padding or overlap (every CNN here), c a multiple of 4; else null. */
 function tiling(x: TensorInfo, attrs: Args['attrs']): tf.backend_util.Conv2DInfo | null {
@@ -36,11 +32,11 @@ export function makeMaxPool(stock: tf.KernelFunc) {
     const { inputs: { x }, backend } = args;
     const info = tiling(x, args.attrs);
     const kit = info ? poolFor(backend) : null;
-    if (!kit || !info) return stockCall(stock, args);
+    if (!kit || !info) return callStock(stock, args);
     const out = backend.makeOutput(info.outShape, 'float32');
     const [xo, yo] = [x, out].map((t) => offset(backend, t));
     const inImg = info.inHeight * info.inWidth * info.inChannels * 4, outImg = info.outHeight * info.outWidth * info.outChannels * 4;
-    kit.run(halves(info.batchSize).map(([s, e]): Call[] => [[fn('maxPool'), xo + s * inImg, yo + s * outImg, ...windowArgs(info, s, e)]]));
+    kit.run(twoParts(info.batchSize).map(([s, e]): Call[] => [[fn('maxPool'), xo + s * inImg, yo + s * outImg, ...windowArgs(info, s, e)]]));
     return out;
   };
 }
@@ -61,7 +57,7 @@ export function makeMaxPoolGrad(fallback: (args: Args) => TensorInfo) {
     if (oh * fh !== h || ow * fw !== w) backend.typedArrayFromHeap(out).fill(0); // rows/cols no window covers
     const [xo, yo, go, dxo] = [input, output, dy, out].map((t) => offset(backend, t));
     const inImg = h * w * info.inChannels * 4, outImg = oh * ow * info.outChannels * 4;
-    kit.run(halves(info.batchSize).map(([s, e]): Call[] =>
+    kit.run(twoParts(info.batchSize).map(([s, e]): Call[] =>
       [[fn('maxPoolGrad'), xo + s * inImg, yo + s * outImg, ...windowArgs(info, s, e), go + s * outImg, dxo + s * inImg]]));
     return out;
   };
@@ -80,12 +76,12 @@ export function makeSum(stock: tf.KernelFunc) {
     const k = axes.length;
     const inner = tf.util.sizeFromShape(x.shape.slice(k));
     const kit = x.dtype === 'float32' && k > 0 && k < x.shape.length && axes[k - 1] === k - 1 && inner % 4 === 0 ? poolFor(backend) : null;
-    if (!kit) return stockCall(stock, args);
+    if (!kit) return callStock(stock, args);
     const rows = tf.util.sizeFromShape(x.shape.slice(0, k));
     const block = Math.max(1, Math.floor(16384 / inner)), blocks = Math.ceil(rows / block);
     const partial = backend.makeOutput([blocks * inner], 'float32');
     const [src, po] = [x, partial].map((t) => offset(backend, t));
-    kit.run(halves(blocks).map(([s, e]): Call[] =>
+    kit.run(twoParts(blocks).map(([s, e]): Call[] =>
       [[fn('sumBlocks'), src + s * block * inner * 4, Math.min(rows, e * block) - s * block, inner * 4, block, po + s * inner * 4]]));
     const parts = backend.typedArrayFromHeap(partial);
     const acc = new Float64Array(inner);
