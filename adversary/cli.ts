@@ -11,6 +11,7 @@ import { mergeConfig, readConfigFile, resolveConfig, type CampaignConfig, type C
 import { runCampaignCommand, runWhiteboxCommand } from './commands.js';
 import { compareRuns, formatTable } from './compare.js';
 import { runStamp } from '../shared/stamp.js';
+import { queryAttackCommand } from './query-attack-cli.js';
 
 const campaignFlags = {
   config: { type: 'string', describe: 'YAML or JSON file with campaign settings (flags override it)' },
@@ -127,6 +128,7 @@ export async function main(argv: string[]): Promise<number> {
         code = await runWhiteboxCommand({ ...config, out }, String(a.model), out);
       },
     )
+    .command(queryAttackCommand((c) => (code = c)))
     .command(
       'compare <dirs..>',
       'compare finished runs: key figures, differing settings, curves on shared axes',
@@ -143,7 +145,7 @@ export async function main(argv: string[]): Promise<number> {
         console.log(`\nwrote ${table.csvPath} and ${table.htmlPath}`);
       },
     )
-    .demandCommand(1, 'name a command: run, whitebox or compare')
+    .demandCommand(1, 'name a command: run, whitebox, query-attack or compare')
     .strict()
     .help()
     .fail((msg, err) => {
