@@ -39,6 +39,9 @@ export interface AuditEvent {
   queries?: number;
   distances?: number;
   action?: 'log' | 'block';
+  /** Which detector flagged the client (absent: PRADA), and Blacklight's matched-query count. */
+  by?: 'prada' | 'blacklight';
+  matches?: number;
 }
 
 export function isAuditEvent(r: unknown): r is AuditEvent {

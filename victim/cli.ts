@@ -11,6 +11,8 @@ import { createApp } from './app.js';
 import { FileAuditLog } from './audit.js';
 import { DETECTOR_ACTIONS, ExtractionWatch, type DetectorAction } from './detection.js';
 import { PradaDetector, PRADA_DEFAULTS } from './prada.js';
+import { BlacklightDetector, BLACKLIGHT_DEFAULTS } from './blacklight.js';
+import { detectorSet } from './detectors.js';
 import { MicroBatcher, modelLabeler, warmUp } from './batcher.js';
 import { KeyRing } from './keys.js';
 import { openLedger, type OpenLedger } from './ledger.js';
@@ -107,7 +109,9 @@ export async function main(argv: string[]): Promise<number> {
       train: { type: 'boolean', default: true, describe: `train the default ${VICTIM_DEFAULTS.arch} when the default model folder is empty (--no-train: error instead)` },
       backend: { type: 'string', describe: 'tensorflow | wasm | cpu (default: best available; env TFJS_BACKEND)' },
       'log-level': { type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'silent'], describe: 'request log level (stderr)' },
-      detector: { type: 'string', default: 'none', choices: ['none', 'prada'], describe: 'extraction detection on every query (PRADA)' },
+      detector: { type: 'string', array: true, default: ['none'], choices: ['none', 'prada', 'blacklight'], describe: 'detection on every query: prada (model extraction), blacklight (query-based attacks), or both: --detector prada blacklight' },
+      'blacklight-threshold': { type: 'number', default: BLACKLIGHT_DEFAULTS.threshold, describe: `Blacklight: hashes (of ${BLACKLIGHT_DEFAULTS.hashes}) a query must share with one earlier query to match` },
+      'blacklight-matches': { type: 'number', default: BLACKLIGHT_DEFAULTS.minMatches, describe: 'Blacklight: matched queries that flag a client' },
       'detector-delta': { type: 'number', default: PRADA_DEFAULTS.delta, describe: 'flag a client when the Shapiro–Wilk W of its query distances falls below this' },
       'detector-action': { type: 'string', default: 'log', choices: DETECTOR_ACTIONS, describe: 'log: audit and admin endpoint only; block: also refuse the client\'s later queries (403)' },
       'detector-window': { type: 'number', default: PRADA_DEFAULTS.window, describe: 'distances W is computed over (the last N per client)' },
@@ -124,12 +128,18 @@ export async function main(argv: string[]): Promise<number> {
   check(Number.isInteger(args['max-batch']) && args['max-batch'] >= 1 && args['max-batch'] <= 10_000, `--max-batch must be an integer in 1..10000 (got ${args['max-batch']})`);
   check(args['rate-limit'] >= 0 && Number.isFinite(args['rate-limit']), `--rate-limit must be ≥ 0 requests/s (got ${args['rate-limit']})`);
   check(args.budget === undefined || (Number.isInteger(args.budget) && args.budget >= 0), `--budget must be a non-negative integer (got ${args.budget})`);
-  check(args.detector === 'prada' || (args['detector-delta'] === PRADA_DEFAULTS.delta && args['detector-action'] === 'log' && args['detector-window'] === PRADA_DEFAULTS.window), '--detector-delta, --detector-action and --detector-window need --detector prada');
+  const kinds = new Set(args.detector.filter((d) => d !== 'none'));
+  check(kinds.has('blacklight') || (args['blacklight-threshold'] === BLACKLIGHT_DEFAULTS.threshold && args['blacklight-matches'] === BLACKLIGHT_DEFAULTS.minMatches), '--blacklight-threshold and --blacklight-matches need --detector blacklight');
+  check(kinds.size > 0 || args['detector-action'] === 'log', '--detector-action needs --detector');
+  check(kinds.has('prada') || (args['detector-delta'] === PRADA_DEFAULTS.delta && args['detector-window'] === PRADA_DEFAULTS.window), '--detector-delta and --detector-window need --detector prada');
   // Fail on a bad keys file (or detector setting) before minutes of training.
   const keys = args.keys ? KeyRing.fromFile(args.keys, args.budget ?? null) : undefined;
   const adminKey = args['admin-key-file'] ? AdminKey.fromFile(args['admin-key-file']) : undefined;
-  const detector =
-    args.detector === 'prada' ? new PradaDetector({ delta: args['detector-delta'], window: args['detector-window'] }) : undefined;
+  const prada = kinds.has('prada') ? new PradaDetector({ delta: args['detector-delta'], window: args['detector-window'] }) : undefined;
+  const blacklight = kinds.has('blacklight')
+    ? new BlacklightDetector({ threshold: args['blacklight-threshold'], minMatches: args['blacklight-matches'] })
+    : undefined;
+  const detector = kinds.size > 0 ? detectorSet({ prada, blacklight }) : undefined;
 
   // The ledger lock and the audit log come first: a second victim on the same ledger, or an
   // unwritable log, should fail in a second, not after the model has loaded or trained.
@@ -166,7 +176,7 @@ export async function main(argv: string[]): Promise<number> {
   console.log(`audit log ${resolve(args['audit-log'])} (${previousAudit} earlier entries)`);
   console.log(
     watch
-      ? `extraction detector: PRADA, δ ${detector?.options.delta}, window ${detector?.options.window}, action ${watch.action}` +
+      ? `extraction detector: ${[prada ? `PRADA, δ ${prada.options.delta}, window ${prada.options.window}` : '', blacklight ? `Blacklight, ${blacklight.options.threshold}/${blacklight.options.hashes} shared hashes, ${blacklight.options.minMatches} matches` : ''].filter(Boolean).join('; ')}; action ${watch.action}` +
           ` (${flagged} client(s) flagged earlier)${adminKey ? '; detections at GET /v1/admin/detections' : ''}`
       : 'extraction detector: off',
   );
