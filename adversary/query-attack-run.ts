@@ -85,7 +85,10 @@ export type QueryAttackResults = ReturnType<typeof provenance> & {
   medianQueriesPerImage: number | null;
   epsilons: EpsilonSummary[];
   curve: BudgetPoint[];
-  /** Queries per image to reach `rate` misclassification at `epsilon`, and what that costs for all images. */
+  /**
+   * Probes per image to reach `rate` misclassification at `epsilon`, and what that costs for all the
+   * images, each image's clean label included: (probes + 1) × images.
+   */
   match: { epsilon: number; rate: number; queriesPerImage: number | null; totalQueries: number | null } | null;
   rounds: number;
   durationSeconds: number;
@@ -191,7 +194,7 @@ export async function runQueryAttackCampaign(config: QueryAttackConfig, runDir: 
     match:
       config.matchRate === undefined
         ? null
-        : { epsilon: matchEps, rate: config.matchRate, queriesPerImage: matchQ, totalQueries: matchQ === null ? null : matchQ * evalSet.count },
+        : { epsilon: matchEps, rate: config.matchRate, queriesPerImage: matchQ, totalQueries: matchQ === null ? null : (matchQ + 1) * evalSet.count },
     rounds: run.rounds,
     durationSeconds: (performance.now() - started) / 1000,
   };
