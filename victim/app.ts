@@ -23,6 +23,7 @@ import { binaryBodyLimit, jsonBodyLimit, parseBinaryBatch, parseJsonBatch, parse
 import { ANONYMOUS, bearerToken, type KeyRing, type Principal } from './keys.js';
 import type { BudgetBook } from './ledger.js';
 import { openApiDocument } from './openapi.js';
+import type { WorkInFlight } from './server.js';
 
 /**
  * The victim's HTTP surface (DESIGN.md "Victim HTTP API"), as a pure function of its collaborators
@@ -50,6 +51,8 @@ export interface VictimAppOptions {
   watch?: ExtractionWatch;
   /** Key of the admin endpoints; undefined = no admin endpoints. */
   adminKey?: AdminKey;
+  /** Label requests still being handled, for a shutdown that waits for them. */
+  inFlight?: WorkInFlight;
   /** Idempotency-Key replays (default: in memory only, an LRU of 10,000 entries). */
   idempotency?: IdempotencyStore;
 }
@@ -200,7 +203,7 @@ export function createApp(opts: VictimAppOptions): express.Express {
     throw new TransferlabError('unsupported_media_type', `Content-Type ${type.slice(0, 60)} is not supported; send application/json or application/octet-stream`, 415);
   };
 
-  app.post(LABEL_PATH, async (req, res) => {
+  const labelRoute = async (req: Request, res: Response) => {
     const started = performance.now();
     let principal: Principal | undefined;
     let payloadSha256: string | null = null;
@@ -254,9 +257,12 @@ export function createApp(opts: VictimAppOptions): express.Express {
         req.log.error({ err: e }, 'model call failed');
         throw new TransferlabError('model_failed', 'the model failed on this batch; nothing was charged — try again', 500);
       }
-      if (req.socket.destroyed) {
-        // The client hung up (or timed out) while its batch was labelled: nobody can receive these
-        // labels, so they are not charged (a retry with the same Idempotency-Key is served normally).
+      // The model call may have kept the event loop busy while the client hung up (or timed out): let
+      // it look at the connection once more. Nobody can receive these labels then, so they are not
+      // charged (a retry with the same Idempotency-Key is served normally). The requests of one model
+      // call all resume in the same turn, so their charges still share a group commit.
+      await new Promise<void>((resume) => setImmediate(resume));
+      if (req.socket.destroyed || !req.socket.writable) {
         opts.budgets.release(reservation);
         throw new TransferlabError('client_disconnected', 'the client closed the connection before its labels were ready; nothing was charged', 499);
       }
@@ -296,7 +302,8 @@ export function createApp(opts: VictimAppOptions): express.Express {
       }
       sendError(res, err);
     }
-  });
+  };
+  app.post(LABEL_PATH, (req, res) => void (opts.inFlight ? opts.inFlight.track(labelRoute(req, res)) : labelRoute(req, res)));
   app.all(LABEL_PATH, methodNotAllowed('POST'));
 
   app.use((req, res) => {

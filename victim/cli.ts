@@ -15,7 +15,7 @@ import { PradaDetector, PRADA_DEFAULTS } from './prada.js';
 import { MicroBatcher, modelLabeler, warmUp } from './batcher.js';
 import { KeyRing } from './keys.js';
 import { openLedger, type OpenLedger } from './ledger.js';
-import { startServer, type RunningServer } from './server.js';
+import { startServer, WorkInFlight, type RunningServer } from './server.js';
 import { main as trainMain } from './train-cli.js';
 import { VICTIM_DEFAULTS } from './train.js';
 
@@ -61,6 +61,7 @@ async function serve(
     audit: FileAuditLog;
     idempotency: FileIdempotencyStore;
     draining: () => boolean;
+    inFlight: WorkInFlight;
     watch?: ExtractionWatch;
     adminKey?: AdminKey;
   },
@@ -94,6 +95,7 @@ async function serve(
     rateLimit: args['rate-limit'],
     logger,
     draining: deps.draining,
+    inFlight: deps.inFlight,
     watch: deps.watch,
     adminKey: deps.adminKey,
     idempotency: deps.idempotency,
@@ -175,9 +177,10 @@ export async function main(argv: string[]): Promise<number> {
   const watch = detector ? new ExtractionWatch(detector, args['detector-action'] as DetectorAction, audit) : undefined;
   const flagged = watch?.restore(events) ?? 0;
   let draining = false;
+  const inFlight = new WorkInFlight();
   let started: Awaited<ReturnType<typeof serve>>;
   try {
-    started = await serve(args, { keys, ledger, audit, idempotency, draining: () => draining, watch, adminKey });
+    started = await serve(args, { keys, ledger, audit, idempotency, draining: () => draining, inFlight, watch, adminKey });
   } catch (e) {
     audit.close();
     await idempotency.close();
@@ -229,6 +232,7 @@ export async function main(argv: string[]): Promise<number> {
   });
   await server.close();
   await batcher.idle();
+  await inFlight.idle(); // handlers whose client hung up still write their audit lines
   audit.close(); // flushes and fsyncs anything still pending
   await idempotency.close();
   ledger.close();
