@@ -155,14 +155,13 @@ describe('victim faults, from outside', () => {
     process.kill(v.pid, 'SIGTERM');
     expect(await exited(v)).toBe(0);
     running.delete(v);
-    edgeVictim = undefined;
     v = await svc.start();
+    edgeVictim = v; // the next case crashes it
     const repeat = await labelUint8(v.url, batch, headers);
     expect(repeat.status).toBe(200);
     expect(repeat.headers.get('idempotent-replayed')).toBe('true');
     expect(repeat.body).toEqual(first.body);
     expect(ledgerTotal(svc.ledger, 'erin')).toBe(4);
-    edgeVictim = v; // the next case crashes it
   });
 
   it('a torn audit-log tail from a crash: start, stop, start and start again all succeed, the fragment kept once', async () => {
