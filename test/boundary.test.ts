@@ -241,14 +241,19 @@ describe('pictures and the boundary run', () => {
     const x = tf.tensor4d(images, [n, 28, 28, 1]);
     const cleanVictim = predictLabels(victimModel, x);
     const substituteClean = predictLabels(substitute, x);
-    const config = resolveConfig({ boundary: { images: 10, maps: 2, grid: 9, extent: 0.5 } });
+    const config = resolveConfig({ boundary: { images: 10, maps: 2, grid: 9, extent: 0.5, rays: { images: 4, queries: 50 } } });
     const logs: string[] = [];
     const r = await measureBoundary({ config, runDir: dir, substitute, evalSet, cleanVictim, substituteClean, oracle, log: (l) => logs.push(l) });
     expect(r.images).toBe(10);
     expect(r.substituteDistances).toHaveLength(10);
-    expect(r.queries.distances + r.queries.maps).toBe(counts.measurement);
+    expect(r.queries.distances + r.queries.maps + (r.queries.nearest ?? 0)).toBe(counts.measurement);
     expect(r.queries.maps).toBe(2 * 81);
-    expect(r.queries.distances).toBeLessThanOrEqual(10 * 9);
+    expect(r.queries.distances).toBeLessThanOrEqual(10 * 20); // first flip: ≤ 16 scan + 4 bisection probes each
+    // Each model's own nearest boundary by RayS on the first 4 images, ≤ 50 victim queries each.
+    expect(r.nearest?.victim).toHaveLength(4);
+    expect(r.queries.nearest).toBeGreaterThan(0);
+    expect(r.queries.nearest).toBeLessThanOrEqual(4 * 50);
+    expect(r.nearest!.adbd.victim).toHaveLength(10);
     expect(r.maps.map((m) => m.image)).toEqual(['images/boundary-map-1.png', 'images/boundary-map-2.png']);
     expect(r.maps[0].victimLabels).toHaveLength(81);
     expect(r.stats.substitute.images).toBe(10);
