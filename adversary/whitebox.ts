@@ -19,16 +19,17 @@ import { perClassTables, sweep } from './transfer.js';
  */
 export async function runWhitebox(config: CampaignConfig, modelDir: string, runDir: string): Promise<CampaignResults> {
   const started = performance.now();
-  mkdirSync(runDir, { recursive: true });
-  // As a campaign does: the resolved config goes with the run, the API key never does.
-  const { apiKey: _key, ...saved } = config;
-  writeJson(join(runDir, 'config.json'), { ...saved, mode: 'whitebox', model: modelDir });
+  // The model first: one that cannot be attacked white-box leaves no run folder behind.
   const loaded = await loadWhiteboxModel(modelDir);
   const victim = loaded.logits;
   if (loaded.inputShape.join('x') !== '28x28x1' || loaded.classes !== 10) {
     loaded.dispose();
     throw new TransferlabError('victim_mismatch', `${modelDir} takes ${loaded.inputShape.join('×')} images with ${loaded.classes} classes; the white-box baseline's MNIST evaluation set needs 28×28×1 and 10 classes`);
   }
+  mkdirSync(runDir, { recursive: true });
+  // As a campaign does: the resolved config goes with the run, the API key never does.
+  const { apiKey: _key, ...saved } = config;
+  writeJson(join(runDir, 'config.json'), { ...saved, mode: 'whitebox', model: modelDir });
   if (loaded.softmaxStripped) console.log(`${modelDir}: softmax last layer stripped; gradients are taken of the logits below it`);
   const test = loadMnist('test');
   const evalSet = subset(test, adversarySplit(config.seed, config.seedSize, config.evalSize).evalSet);
