@@ -119,7 +119,7 @@ async function serve(model: string, extra: string[] = []): Promise<{ victim: Tes
 
 describe('a user model behind a real victim process', () => {
   it('serves a Keras-converted TF.js folder (several shards, softmax last layer): HTTP labels = the model\'s own', async () => {
-    const { victim, audit } = await serve(keras, ['--classes', join(dir, 'classes.txt')]);
+    const { victim, audit } = await serve(keras, ['--classes', join(dir, 'classes.txt'), '--detector', 'prada']);
     try {
       const info = await call(`${victim.url}/v1/info`);
       expect(info.body).toMatchObject({ dataset: null, inputShape: [H, W, C], classes: CLASSES, classNames: ['circle', 'square', 'star', 'moon', 'heart'] });
@@ -139,6 +139,8 @@ describe('a user model behind a real victim process', () => {
       const start = readJsonl<{ event?: string; model?: { weightsSha256: string; format: string } }>(audit).find((r) => r.event === 'service_started');
       expect(start?.model).toMatchObject({ weightsSha256: sha256(weights), format: 'tfjs-layers' });
       expect(victim.output()).toContain(sha256(weights));
+      // PRADA watches this model's 12×10×3 images and 5 classes like any other.
+      expect(victim.output()).toMatch(/extraction detector: PRADA/);
     } finally {
       expect(await victim.stop()).toBe(0);
     }
@@ -161,10 +163,13 @@ describe('a user model behind a real victim process', () => {
 
   it('serves an ONNX file exported with a fixed batch of 1, padding nothing into the answers', async () => {
     const own = await onnxLabels(onnxFixed, 1);
-    const { victim } = await serve(onnxFixed, ['--dataset', 'shapes']);
+    const { victim } = await serve(onnxFixed, ['--dataset', 'shapes', '--budget', String(N)]);
     try {
       expect((await call(`${victim.url}/v1/info`)).body).toMatchObject({ dataset: 'shapes', inputShape: [H, W, C] });
       expect(await labelOverHttp(victim)).toEqual(Array.from(own));
+      // Budgets hold for any model: the budget is spent, the next image is refused and not charged.
+      const more = await call(`${victim.url}/v1/label`, { method: 'POST', headers: { 'Content-Type': 'application/octet-stream' }, body: bytes(pixels.subarray(0, PIXELS)) });
+      expect([more.status, more.body.error?.code]).toEqual([429, 'budget_exhausted']);
     } finally {
       expect(await victim.stop()).toBe(0);
     }
