@@ -9,6 +9,7 @@ import { hasModel, loadModel, type ModelMetadata } from '../shared/model-io.js';
 import { AdminKey } from './admin.js';
 import { createApp } from './app.js';
 import { FileAuditLog } from './audit.js';
+import { FileIdempotencyStore } from './idempotency-file.js';
 import { DETECTOR_ACTIONS, ExtractionWatch, type DetectorAction } from './detection.js';
 import { PradaDetector, PRADA_DEFAULTS } from './prada.js';
 import { MicroBatcher, modelLabeler, warmUp } from './batcher.js';
@@ -29,6 +30,8 @@ export const SERVE_DEFAULTS = {
   port: 8080,
   auditLog: 'runs/victim/audit.jsonl',
   ledger: 'runs/victim/ledger.jsonl',
+  /** Hours an Idempotency-Key is remembered after its charge. */
+  idempotencyTtlHours: 24,
   maxBatch: 1000,
   rateLimit: 100,
 };
@@ -52,7 +55,15 @@ interface ServeArgs {
 /** Backend, model (trained first when the default one is missing), batcher, app and listening server. */
 async function serve(
   args: ServeArgs,
-  deps: { keys?: KeyRing; ledger: OpenLedger; audit: FileAuditLog; draining: () => boolean; watch?: ExtractionWatch; adminKey?: AdminKey },
+  deps: {
+    keys?: KeyRing;
+    ledger: OpenLedger;
+    audit: FileAuditLog;
+    idempotency: FileIdempotencyStore;
+    draining: () => boolean;
+    watch?: ExtractionWatch;
+    adminKey?: AdminKey;
+  },
 ): Promise<{ info: BackendInfo; metadata: ModelMetadata; batcher: MicroBatcher; running: RunningServer }> {
   const info = await initBackend(args.backend);
   const modelDir = args.model;
@@ -85,9 +96,15 @@ async function serve(
     draining: deps.draining,
     watch: deps.watch,
     adminKey: deps.adminKey,
+    idempotency: deps.idempotency,
   });
   const running = await startServer(app, args.host, args.port);
   return { info, metadata, batcher, running };
+}
+
+/** runs/victim/ledger.jsonl → runs/victim/ledger.idempotency.jsonl: beside the ledger it belongs to, under its lock. */
+export function idempotencyLogFor(ledgerPath: string): string {
+  return ledgerPath.replace(/(\.jsonl)?$/, '.idempotency.jsonl');
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -102,6 +119,8 @@ export async function main(argv: string[]): Promise<number> {
       budget: { type: 'number', describe: 'without --keys: images all callers may have labelled together; with --keys: budget of keys that set none' },
       'audit-log': { type: 'string', default: SERVE_DEFAULTS.auditLog, describe: 'audit log (JSON lines, appended)' },
       ledger: { type: 'string', default: SERVE_DEFAULTS.ledger, describe: 'query ledger (JSON lines, appended; budgets survive restarts)' },
+      'idempotency-log': { type: 'string', describe: 'Idempotency-Key records (JSON lines; replays survive restarts) [default: the ledger path with .idempotency.jsonl]' },
+      'idempotency-ttl': { type: 'number', default: SERVE_DEFAULTS.idempotencyTtlHours, describe: 'hours an Idempotency-Key is remembered after its charge' },
       'max-batch': { type: 'number', default: SERVE_DEFAULTS.maxBatch, describe: 'most images per request' },
       'rate-limit': { type: 'number', default: SERVE_DEFAULTS.rateLimit, describe: 'requests per second per key (per client IP when open); 0 = off' },
       train: { type: 'boolean', default: true, describe: `train the default ${VICTIM_DEFAULTS.arch} when the default model folder is empty (--no-train: error instead)` },
@@ -123,6 +142,7 @@ export async function main(argv: string[]): Promise<number> {
   check(Number.isInteger(args.port) && args.port >= 0 && args.port <= 65535, `--port must be an integer in 0..65535 (got ${args.port})`);
   check(Number.isInteger(args['max-batch']) && args['max-batch'] >= 1 && args['max-batch'] <= 10_000, `--max-batch must be an integer in 1..10000 (got ${args['max-batch']})`);
   check(args['rate-limit'] >= 0 && Number.isFinite(args['rate-limit']), `--rate-limit must be ≥ 0 requests/s (got ${args['rate-limit']})`);
+  check(args['idempotency-ttl'] > 0 && Number.isFinite(args['idempotency-ttl']), `--idempotency-ttl must be a positive number of hours (got ${args['idempotency-ttl']})`);
   check(args.budget === undefined || (Number.isInteger(args.budget) && args.budget >= 0), `--budget must be a non-negative integer (got ${args.budget})`);
   check(args.detector === 'prada' || (args['detector-delta'] === PRADA_DEFAULTS.delta && args['detector-action'] === 'log' && args['detector-window'] === PRADA_DEFAULTS.window), '--detector-delta, --detector-action and --detector-window need --detector prada');
   // Fail on a bad keys file (or detector setting) before minutes of training.
@@ -134,22 +154,33 @@ export async function main(argv: string[]): Promise<number> {
   // The ledger lock and the audit log come first: a second victim on the same ledger, or an
   // unwritable log, should fail in a second, not after the model has loaded or trained.
   const ledger = openLedger(args.ledger);
+  const idempotencyPath = args['idempotency-log'] ?? idempotencyLogFor(args.ledger);
   let opened: ReturnType<typeof FileAuditLog.open>;
+  let remembered: ReturnType<typeof FileIdempotencyStore.open>;
   try {
-    opened = FileAuditLog.open(args['audit-log']);
+    // Under the ledger's lock: the records only hold for the budgets in that ledger.
+    remembered = FileIdempotencyStore.open(idempotencyPath, { ttlMs: args['idempotency-ttl'] * 3600_000 });
+    try {
+      opened = FileAuditLog.open(args['audit-log']);
+    } catch (e) {
+      void remembered.store.close();
+      throw e;
+    }
   } catch (e) {
     ledger.close();
     throw e;
   }
-  const { audit, previous: previousAudit, events } = opened;
+  const idempotency = remembered.store;
+  const { audit, previous: previousAudit, events, tornTail } = opened;
   const watch = detector ? new ExtractionWatch(detector, args['detector-action'] as DetectorAction, audit) : undefined;
   const flagged = watch?.restore(events) ?? 0;
   let draining = false;
   let started: Awaited<ReturnType<typeof serve>>;
   try {
-    started = await serve(args, { keys, ledger, audit, draining: () => draining, watch, adminKey });
+    started = await serve(args, { keys, ledger, audit, idempotency, draining: () => draining, watch, adminKey });
   } catch (e) {
     audit.close();
+    await idempotency.close();
     ledger.close();
     throw e;
   }
@@ -164,6 +195,7 @@ export async function main(argv: string[]): Promise<number> {
   console.log(describeBackend(info));
   console.log(`access: ${who}; max ${args['max-batch']} images/request; rate limit ${args['rate-limit'] || 'off'}${args['rate-limit'] ? ' requests/s per key' : ''}`);
   console.log(`audit log ${resolve(args['audit-log'])} (${previousAudit} earlier entries)`);
+  if (tornTail) console.log(`audit log: its last line was torn by a crash (${tornTail.bytes} bytes); kept as a torn_tail record`);
   console.log(
     watch
       ? `extraction detector: PRADA, δ ${detector?.options.delta}, window ${detector?.options.window}, action ${watch.action}` +
@@ -171,6 +203,11 @@ export async function main(argv: string[]): Promise<number> {
       : 'extraction detector: off',
   );
   console.log(`ledger ${resolve(args.ledger)} (${charged} images charged so far)`);
+  console.log(
+    `idempotency records ${resolve(idempotencyPath)} (${remembered.restored} kept for ${args['idempotency-ttl']} h` +
+      (remembered.expired ? `, ${remembered.expired} expired dropped` : '') +
+      ')',
+  );
   // The pid matters because tsx runs the server as a child of its own wrapper process.
   console.log(`pid ${process.pid}`);
   console.log(`listening on ${running.url}`);
@@ -193,6 +230,7 @@ export async function main(argv: string[]): Promise<number> {
   await server.close();
   await batcher.idle();
   audit.close(); // flushes and fsyncs anything still pending
+  await idempotency.close();
   ledger.close();
   console.log(`stopped: ${batcher.stats.requests} labelled request(s), ${batcher.stats.images} image(s) in ${batcher.stats.modelCalls} model call(s)`);
   // wasm pthread workers would keep the process alive; everything durable is already on disk.

@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Express } from 'express';
 import { TransferlabError } from '../shared/errors.js';
+import { answerClientErrorsInOrder } from './client-errors.js';
 
 /**
  * Listening and graceful shutdown, kept apart from the app so tests can drive the app in-process.
@@ -17,6 +18,7 @@ export interface RunningServer {
 
 export async function startServer(app: Express, host: string, port: number): Promise<RunningServer> {
   const server = createServer(app);
+  answerClientErrorsInOrder(server);
   // Bound slow-loris style clients: whole request in 60 s, headers in 10 s.
   server.requestTimeout = 60_000;
   server.headersTimeout = 10_000;
