@@ -160,7 +160,7 @@ describe.skipIf(!haveRedis)('campaign sweeps on a Redis job queue', () => {
         async () => (await sweepStatus(queue, 'doomed')).find((r) => r.state === 'failed'),
         60_000,
       );
-      expect(failed.attemptsMade).toBe(2);
+      expect(failed.attemptsMade, JSON.stringify(failed)).toBe(2);
       expect(failed.error).toMatch(/invalid_api_key/);
     } finally {
       await queue.close();
