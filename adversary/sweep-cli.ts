@@ -120,7 +120,7 @@ export function sweepCommands<T>(y: Argv<T>): Argv<T> {
           .positional('configs', { type: 'string', array: true, describe: 'campaign config files (YAML/JSON), or the word status' })
           .options({
             ...queueFlags,
-            name: { type: 'string', default: 'sweep', describe: 'the sweep\'s name: its run folders go to RUNS/NAME/<config name>' },
+            name: { type: 'string', describe: 'the sweep\'s name: its run folders go to RUNS/NAME/<config name> [default: sweep; `sweep status` without it shows every sweep]' },
             victim: { type: 'string', describe: 'victim URL for every campaign (overrides the files; every worker must reach it)' },
           })
           .example('$0 sweep a.yaml b.yaml --queue redis://10.0.0.5:6379/0 --runs /mnt/shared/runs', 'queue two campaigns')
@@ -132,17 +132,23 @@ export function sweepCommands<T>(y: Argv<T>): Argv<T> {
           if (configs.length > 1) throw new TransferlabError('invalid_arguments', '`sweep status` takes no config files');
           const queue = openQueue(url);
           try {
-            await reportSweep(await sweepStatus(queue, a.name), a.runs, a.name, (s) => console.log(s));
+            const rows = await sweepStatus(queue, a.name);
+            if (rows.length === 0) console.log(a.name ? `no campaigns of sweep ${a.name} on this queue` : 'no campaigns on this queue');
+            for (const sweep of [...new Set(rows.map((r) => r.sweep))]) {
+              if (!a.name) console.log(`\nsweep ${sweep}:`);
+              await reportSweep(rows.filter((r) => r.sweep === sweep), a.runs, sweep, (s) => console.log(s));
+            }
           } finally {
             await queue.close();
           }
           return;
         }
         if (configs.length === 0) throw new TransferlabError('invalid_arguments', 'name at least one campaign config file, or `sweep status`');
+        const sweep = a.name ?? 'sweep';
         const jobs = configs.map((file): CampaignJob => {
           const config: CampaignInput = { ...readConfigFile(file), ...(a.victim ? { victim: a.victim } : {}) };
           const name = basename(file, extname(file));
-          return { sweep: a.name, name, runDir: join(a.name, name), config };
+          return { sweep, name, runDir: join(sweep, name), config };
         });
         await enqueueAndReport(url, jobs, { runs: a.runs, wait: a.wait, retry: retryOf(a), log: (s) => console.log(s) }).then((code) => {
           process.exitCode = code;
