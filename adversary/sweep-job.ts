@@ -12,6 +12,7 @@
  * then recovered by the queue as stalled and resumed elsewhere from the run folder.
  */
 import { existsSync } from 'node:fs';
+import { Worker } from 'node:worker_threads';
 import { join } from 'node:path';
 import { describeBackend, initBackend } from '../shared/backend.js';
 import { isTransferlabError } from '../shared/errors.js';
@@ -35,11 +36,28 @@ export interface JobSpec {
 
 const send = (m: JobMessage) => new Promise<void>((done) => (process.send ? process.send(m, () => done()) : done()));
 
-async function main(): Promise<void> {
+/**
+ * Exit as soon as the worker is gone. The IPC channel's 'disconnect' event alone is not enough:
+ * training runs on promise continuations for minutes without giving the event loop a turn, so
+ * the event could wait for the end of a round. A watchdog thread has its own event loop and
+ * checks the parent pid every 250 ms.
+ */
+function dieWithParent(): void {
+  const parent = process.ppid;
+  const watchdog = new Worker(
+    `const { workerData } = require('node:worker_threads');
+     setInterval(() => { if (process.ppid !== workerData) process.kill(process.pid, 'SIGKILL'); }, 250);`,
+    { eval: true, workerData: parent, execArgv: [] },
+  );
+  watchdog.unref();
   process.on('disconnect', () => {
     console.error('sweep job: the worker is gone; stopping so the job can be resumed elsewhere');
     process.exit(137);
   });
+}
+
+async function main(): Promise<void> {
+  dieWithParent();
   const spec = JSON.parse(process.argv[2] ?? '{}') as JobSpec;
   try {
     const config = resolveConfig({ ...spec.config, apiKey: spec.config.apiKey ?? process.env.TRANSFERLAB_API_KEY, out: spec.out });
