@@ -157,7 +157,8 @@ describe.skipIf(!haveRedis)('campaign sweeps on a Redis job queue', () => {
 
       const failed = await until(
         'the doomed campaign to fail for good',
-        async () => (await sweepStatus(queue, 'doomed')).find((r) => r.state === 'failed'),
+        // (the state and the attempt count are read one after the other: wait for both)
+        async () => (await sweepStatus(queue, 'doomed')).find((r) => r.state === 'failed' && r.attemptsMade >= 2),
         60_000,
       );
       expect(failed.attemptsMade, JSON.stringify(failed)).toBe(2);
