@@ -9,7 +9,7 @@ import { enqueueCampaigns, openQueue, sweepStatus, type CampaignJob, type JobSta
 import { processAlive } from '../shared/pid-lock.js';
 import { NODE_TS, ROOT, spawnVictim, type VictimProcess } from '../victim/spawn.js';
 import { ensureTestVictim } from './fixtures.js';
-import { haveRedis, startRedis, type TestRedis } from './redis-server.js';
+import { REDIS_SERVER, haveRedis, startRedis, type TestRedis } from './redis-server.js';
 
 /**
  * Sweeps on a real BullMQ queue: a private redis-server, a real victim process, two real worker
@@ -73,7 +73,10 @@ async function victimCount(key: string): Promise<number> {
 }
 
 beforeAll(async () => {
-  if (!haveRedis) return;
+  if (!haveRedis) {
+    console.warn(`skipped: no ${REDIS_SERVER} (Debian's redis-server; .ci/run installs it)`);
+    return;
+  }
   const model = await ensureTestVictim();
   dir = mkdtempSync(join(tmpdir(), 'transferlab-sweep-'));
   redis = await startRedis();

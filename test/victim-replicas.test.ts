@@ -6,7 +6,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditEntry } from '../victim/audit.js';
 import { ensureTestVictim } from './fixtures.js';
-import { haveRedis, startRedis, type TestRedis } from './redis-server.js';
+import { REDIS_SERVER, haveRedis, startRedis, type TestRedis } from './redis-server.js';
 import { startVictim, type TestVictim } from './victim-client.js';
 
 /**
@@ -66,7 +66,10 @@ function auditEntries(): AuditEntry[] {
 const charged = async (keyId: string) => Number((await db.get(`tl:used:${keyId}`)) ?? 0);
 
 beforeAll(async () => {
-  if (!haveRedis) return;
+  if (!haveRedis) {
+    console.warn(`skipped: no ${REDIS_SERVER} (Debian's redis-server; .ci/run installs it)`);
+    return;
+  }
   const model = await ensureTestVictim();
   dir = mkdtempSync(join(tmpdir(), 'transferlab-replicas-'));
   redis = await startRedis({ durable: true });
