@@ -1,22 +1,25 @@
+import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pino } from 'pino';
 import yargs from 'yargs';
 import { describeBackend, initBackend, type BackendInfo } from '../shared/backend.js';
 import { isMain, runMain } from '../shared/cli.js';
 import { TransferlabError } from '../shared/errors.js';
-import { fromLayers } from '../shared/model.js';
-import { hasModel, loadModel, type ModelMetadata } from '../shared/model-io.js';
+import { isLayersFolder } from '../shared/layers-folder.js';
+import { pixelsPerImage } from '../shared/protocol/index.js';
 import { AdminKey } from './admin.js';
 import { createApp } from './app.js';
 import { FileAuditLog } from './audit.js';
 import type { IdempotencyStore } from './idempotency.js';
 import { DETECTOR_ACTIONS, ExtractionWatch, type DetectorAction } from './detection.js';
 import { PradaDetector, PRADA_DEFAULTS } from './prada.js';
-import { MicroBatcher, modelLabeler, warmUp } from './batcher.js';
+import { MicroBatcher, warmUp } from './batcher.js';
+import { LAYOUTS, type Layout } from './onnx-model.js';
+import { openServedModel, type ServedModel } from './served-model.js';
 import { KeyRing } from './keys.js';
 import type { Budgets } from './ledger.js';
 import { openVictimState } from './state.js';
-import { startServer, type RunningServer } from './server.js';
+import { startServer, WorkInFlight, type RunningServer } from './server.js';
 import { main as trainMain } from './train-cli.js';
 import { VICTIM_DEFAULTS } from './train.js';
 
@@ -43,6 +46,9 @@ function check(ok: boolean, message: string): void {
 
 interface ServeArgs {
   model: string;
+  layout?: string;
+  classes?: string;
+  dataset?: string;
   train: boolean;
   backend?: string;
   host: string;
@@ -62,13 +68,15 @@ async function serve(
     audit: FileAuditLog;
     idempotency: IdempotencyStore;
     draining: () => boolean;
-    watch?: ExtractionWatch;
+    inFlight: WorkInFlight;
+    /** The extraction detector for the served model's image size and classes (undefined = off). */
+    watchFor: (pixels: number, classes: number) => ExtractionWatch | undefined;
     adminKey?: AdminKey;
   },
-): Promise<{ info: BackendInfo; metadata: ModelMetadata; batcher: MicroBatcher; running: RunningServer }> {
+): Promise<{ info: BackendInfo; served: ServedModel; batcher: MicroBatcher; running: RunningServer; watch?: ExtractionWatch }> {
   const info = await initBackend(args.backend);
   const modelDir = args.model;
-  if (!hasModel(modelDir)) {
+  if (!existsSync(modelDir) || (statSync(modelDir).isDirectory() && !isLayersFolder(modelDir))) {
     const isDefault = resolve(modelDir) === resolve(SERVE_DEFAULTS.model);
     if (!isDefault || !args.train) {
       throw new TransferlabError(
@@ -80,13 +88,31 @@ async function serve(
     console.log(`no model in ${modelDir}: training the default ${VICTIM_DEFAULTS.arch} first (once; it is saved there)`);
     await trainMain(['--out', modelDir, ...(args.backend ? ['--backend', args.backend] : [])]);
   }
-  const { model, metadata } = await loadModel(modelDir);
-  const label = modelLabeler(fromLayers(model));
-  warmUp(label);
-  const batcher = new MicroBatcher(label, { maxImages: Math.max(1024, args['max-batch']), maxDelayMs: 0 });
+  const served = await openServedModel(modelDir, { layout: args.layout as Layout | undefined, classesFile: args.classes, dataset: args.dataset });
+  const pixels = pixelsPerImage(served.info.inputShape);
+  const batcher = new MicroBatcher((images, count) => served.label(images, count), {
+    maxImages: Math.max(1024, args['max-batch']),
+    maxDelayMs: 0,
+    pixelsPerImage: pixels,
+  });
+  let watch: ExtractionWatch | undefined;
+  try {
+    await warmUp((images, count) => served.label(images, count), pixels);
+    watch = deps.watchFor(pixels, served.info.classes);
+  } catch (e) {
+    await served.close();
+    throw e;
+  }
   const logger = pino({ level: args['log-level'], base: { service: 'victim' } }, pino.destination({ fd: 2, sync: true }));
+  await deps.audit.record({
+    time: new Date().toISOString(),
+    event: 'service_started',
+    model: { path: resolve(modelDir), format: served.format, weightsSha256: served.weightsSha256, ...served.info },
+    pid: process.pid,
+  });
   const app = createApp({
     label: (images, count) => batcher.label(images, count),
+    model: served.info,
     keys: deps.keys,
     anonymousBudget: deps.keys ? null : (args.budget ?? null),
     budgets: deps.budgets,
@@ -95,12 +121,19 @@ async function serve(
     rateLimit: args['rate-limit'],
     logger,
     draining: deps.draining,
-    watch: deps.watch,
+    inFlight: deps.inFlight,
+    watch,
     adminKey: deps.adminKey,
     idempotency: deps.idempotency,
   });
-  const running = await startServer(app, args.host, args.port);
-  return { info, metadata, batcher, running };
+  let running: RunningServer;
+  try {
+    running = await startServer(app, args.host, args.port);
+  } catch (e) {
+    await served.close();
+    throw e;
+  }
+  return { info, served, batcher, running, watch };
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -108,7 +141,14 @@ export async function main(argv: string[]): Promise<number> {
     .scriptName('npm run victim --')
     .usage('$0 [options]\n\nServe the victim model: label-only HTTP API with API keys, query budgets and an audit log.')
     .options({
-      model: { type: 'string', default: SERVE_DEFAULTS.model, describe: 'model folder (model.json, weights.bin, metadata.json)' },
+      model: {
+        type: 'string',
+        default: SERVE_DEFAULTS.model,
+        describe: 'the model: an ONNX file (.onnx), a TF.js layers folder (model.json + its weight files, as tensorflowjs_converter writes it), or a transferlab model folder',
+      },
+      layout: { type: 'string', choices: LAYOUTS, describe: "ONNX only: the input's layout when the model cannot tell (nchw: PyTorch; nhwc: Keras/TensorFlow)" },
+      classes: { type: 'string', describe: 'class names file: one name per line (class 0 first) or a JSON array; served in /v1/info' },
+      dataset: { type: 'string', describe: 'name of the dataset the model was trained on, for /v1/info (default: metadata.json\'s, else none)' },
       host: { type: 'string', default: SERVE_DEFAULTS.host, describe: 'address to listen on' },
       port: { type: 'number', default: SERVE_DEFAULTS.port, describe: 'TCP port (0 = any free port; the URL is printed)' },
       keys: { type: 'string', describe: 'keys file {"keys":[{"id","key","budget"}]}; without it the service is open' },
@@ -132,6 +172,8 @@ export async function main(argv: string[]): Promise<number> {
     })
     .example('$0', `serve ${SERVE_DEFAULTS.model} on http://127.0.0.1:8080 (training it first if missing)`)
     .example('$0 --keys keys.json --port 0', 'keys and budgets from keys.json, any free port')
+    .example('$0 --model model.onnx --classes classes.txt', 'serve an ONNX classifier (e.g. from torch.onnx.export), class names from classes.txt')
+    .example('$0 --model web_model/', 'serve a Keras model converted with tensorflowjs_converter --input_format keras')
     .example('$0 --keys keys.json --detector prada --detector-action block --admin-key-file admin.key', 'refuse keys flagged as extraction attacks')
     .strict()
     .help()
@@ -146,8 +188,9 @@ export async function main(argv: string[]): Promise<number> {
   // Fail on a bad keys file (or detector setting) before minutes of training.
   const keys = args.keys ? KeyRing.fromFile(args.keys, args.budget ?? null) : undefined;
   const adminKey = args['admin-key-file'] ? AdminKey.fromFile(args['admin-key-file']) : undefined;
-  const detector =
-    args.detector === 'prada' ? new PradaDetector({ delta: args['detector-delta'], window: args['detector-window'] }) : undefined;
+  const detectorOptions = { delta: args['detector-delta'], window: args['detector-window'] };
+  // Checked now with the default image size; built for the model's own once it has loaded.
+  if (args.detector === 'prada') new PradaDetector(detectorOptions);
 
   const state = await openVictimState({
     store: args.store,
@@ -160,28 +203,35 @@ export async function main(argv: string[]): Promise<number> {
   });
   for (const w of state.warnings) console.error(`warning: ${w}`);
   const { audit, events, budgets, idempotency } = state;
-  const watch = detector ? new ExtractionWatch(detector, args['detector-action'] as DetectorAction, audit, undefined, state.shared) : undefined;
-  const flagged = watch?.restore(events) ?? 0;
+  let flagged = 0;
+  const watchFor = (pixels: number, classes: number) => {
+    if (args.detector !== 'prada') return undefined;
+    const detector = new PradaDetector({ ...detectorOptions, pixels, classes });
+    const watch = new ExtractionWatch(detector, args['detector-action'] as DetectorAction, audit, undefined, state.shared);
+    flagged = watch.restore(events);
+    return watch;
+  };
   let draining = false;
+  const inFlight = new WorkInFlight();
   let started: Awaited<ReturnType<typeof serve>>;
   try {
-    started = await serve(args, { keys, budgets, audit, idempotency, draining: () => draining, watch, adminKey });
+    started = await serve(args, { keys, budgets, audit, idempotency, draining: () => draining, inFlight, watchFor, adminKey });
   } catch (e) {
     await state.close();
     throw e;
   }
-  const { info, metadata, batcher, running } = started;
+  const { info, served, batcher, running, watch } = started;
 
-  const accuracy = typeof metadata.testAccuracy === 'number' ? metadata.testAccuracy.toFixed(4) : 'unknown';
   const who = keys
     ? `${keys.size} API key(s) from ${args.keys}` + (args.budget !== undefined ? ` (default budget ${args.budget})` : '')
     : `open service (no keys), budget ${args.budget ?? 'unlimited'} for all callers together`;
-  console.log(`model ${args.model}: ${metadata.arch}, test accuracy ${accuracy}, weights sha256 ${metadata.weightsSha256.slice(0, 12)}…`);
+  console.log(`model ${served.describe}`);
+  console.log(`weights sha256 ${served.weightsSha256}${served.metadata ? '' : ' (no metadata.json: computed at start-up, in the audit log\'s start record)'}`);
   console.log(describeBackend(info));
   console.log(`access: ${who}; max ${args['max-batch']} images/request; rate limit ${args['rate-limit'] || 'off'}${args['rate-limit'] ? ' requests/s per key' : ''}`);
   console.log(
     watch
-      ? `extraction detector: PRADA, δ ${detector?.options.delta}, window ${detector?.options.window}, action ${watch.action}` +
+      ? `extraction detector: PRADA, δ ${watch.detector.options.delta}, window ${watch.detector.options.window}, action ${watch.action}` +
           ` (${flagged} client(s) flagged earlier)${adminKey ? '; detections at GET /v1/admin/detections' : ''}`
       : 'extraction detector: off',
   );
@@ -207,7 +257,9 @@ export async function main(argv: string[]): Promise<number> {
   });
   await server.close();
   await batcher.idle();
-  await state.close();
+  await inFlight.idle(); // handlers whose client hung up still write their audit lines
+  await served.close();
+  await state.close(); // flushes and fsyncs anything still pending
   console.log(`stopped: ${batcher.stats.requests} labelled request(s), ${batcher.stats.images} image(s) in ${batcher.stats.modelCalls} model call(s)`);
   // wasm pthread workers would keep the process alive; everything durable is already on disk.
   setTimeout(() => process.exit(process.exitCode ?? 0), 100).unref();

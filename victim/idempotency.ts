@@ -1,4 +1,5 @@
 import { TransferlabError } from '../shared/errors.js';
+import { HEADERS, IDEMPOTENCY_KEY_PATTERN } from '../shared/protocol/index.js';
 
 /**
  * Idempotency-Key support for POST /v1/label. A client that was charged but never got its answer
@@ -13,10 +14,10 @@ import { TransferlabError } from '../shared/errors.js';
  * `IdempotencyStore` is what the HTTP layer needs; this file holds the in-memory store (an LRU, also
  * the in-process part of the durable stores), `idempotency-file.ts` the file-backed default.
  */
-export const IDEMPOTENCY_HEADER = 'Idempotency-Key';
+export const IDEMPOTENCY_HEADER = HEADERS.idempotencyKey;
 export const IDEMPOTENCY_CAPACITY = 10_000;
 export const IDEMPOTENCY_TTL_MS = 24 * 3600_000;
-const KEY_RULE = /^[\x21-\x7e]{1,255}$/;
+const KEY_RULE = IDEMPOTENCY_KEY_PATTERN;
 
 /** A request holding a key until it is charged (`finish`) or not (`abandon`). */
 export interface IdempotencyTicket {

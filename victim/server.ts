@@ -16,6 +16,27 @@ export interface RunningServer {
   close(graceMs?: number): Promise<void>;
 }
 
+/**
+ * Request handlers still running. A handler can outlive its connection (the client hung up while
+ * its batch was labelled) and still has to write its audit line, so shutdown waits for these too
+ * before the logs are closed.
+ */
+export class WorkInFlight {
+  private running = 0;
+  private waiters: (() => void)[] = [];
+
+  track<T>(work: Promise<T>): Promise<T> {
+    this.running++;
+    return work.finally(() => {
+      if (--this.running === 0) for (const w of this.waiters.splice(0)) w();
+    });
+  }
+
+  idle(): Promise<void> {
+    return this.running === 0 ? Promise.resolve() : new Promise((resolve) => this.waiters.push(resolve));
+  }
+}
+
 export async function startServer(app: Express, host: string, port: number): Promise<RunningServer> {
   const server = createServer(app);
   answerClientErrorsInOrder(server);
