@@ -38,6 +38,9 @@ export function atlasTechniques(r: CampaignResults, withBaseline = false): (type
 
 const cfg = (r: CampaignResults, key: string): unknown => (r.config as Record<string, unknown>)[key];
 
+/** The victim's class count, from what the run recorded (older runs lack the dataset summary). */
+export const classesOf = (r: CampaignResults): number => r.victim.info?.classes ?? r.dataset?.classes ?? r.perClass[0]?.transferRate.length ?? 0;
+
 const SERIES = { blackbox: 'black-box: crafted on the substitute', whitebox: 'white-box: crafted on the victim' };
 
 export function curvePoints(points: SweepPoint[], series: string): CurvePoint[] {
@@ -177,7 +180,7 @@ export async function buildReport(runDir: string, r: CampaignResults, opts: Repo
     ['epsilon', 'Attack success against ε', await epsilonSection(r, wb)],
     ['rounds', 'Substitute training', await roundsSection(r)],
     ['perclass', 'Per-class transfer', await perClassSection(r)],
-    ['boundary', 'Decision boundary: victim vs substitute', await boundarySection(runDir, r.boundary)],
+    ['boundary', 'Decision boundary: victim vs substitute', await boundarySection(runDir, r.boundary, classesOf(r))],
     ['images', 'Image grids', gridSection(runDir, r)],
     ['config', 'Configuration', `<pre>${esc(toYaml(redact(r.config)))}</pre>`],
     ['atlas', 'MITRE ATLAS', atlasSection(r, wb !== undefined)],
