@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../shared/backend.js';
-import { API_ERRORS } from '../shared/label-api.js';
+import { API_ERRORS } from '../shared/protocol/index.js';
 import { fromLayers, predictLabels } from '../shared/model.js';
 import { loadModel } from '../shared/model-io.js';
 import { createRng } from '../shared/random.js';

@@ -5,33 +5,31 @@ import helmet from 'helmet';
 import { pino, type Logger } from 'pino';
 import { pinoHttp } from 'pino-http';
 import { TransferlabError, isTransferlabError } from '../shared/errors.js';
-import {
-  HEALTH_PATH,
-  INFO_PATH,
-  LABEL_PATH,
-  OPENAPI_PATH,
-  PIXEL_FORMAT_HEADER,
-  type LabelResponse,
-  type VictimInfo,
-} from '../shared/label-api.js';
+import { HEADERS, PATHS, openApiDocument, type LabelResponse, type VictimInfo } from '../shared/protocol/index.js';
 import { CLASSES } from '../shared/mnist.js';
 import { mountAdminRoutes, type AdminKey } from './admin.js';
 import type { AuditSink, AuditOutcome } from './audit.js';
 import { ExtractionWatch, watchAnswer } from './detection.js';
-import { IDEMPOTENCY_HEADER, IdempotencyCache, parseIdempotencyKey, type IdempotencyTicket } from './idempotency.js';
+import { IdempotencyCache, parseIdempotencyKey, type IdempotencyTicket } from './idempotency.js';
 import { binaryBodyLimit, jsonBodyLimit, parseBinaryBatch, parseJsonBatch, parsePixelFormat, type ImageBatch } from './inputs.js';
 import { ANONYMOUS, type KeyRing, type Principal } from './keys.js';
 import type { BudgetBook } from './ledger.js';
-import { openApiDocument } from './openapi.js';
 
 /**
  * The victim's HTTP surface (DESIGN.md "Victim HTTP API"), as a pure function of its collaborators
  * so tests can run it in-process with a fake model, memory audit log or frozen clock. Only labels
  * and budget figures ever leave: no probabilities, logits, architecture or weights.
  */
+/** What /v1/info says of the served model (maxBatch, inputRange and output come from the service). */
+export type ServedModelInfo = Pick<VictimInfo, 'dataset' | 'inputShape' | 'classes' | 'classNames'>;
+
+export const MNIST_MODEL_INFO: ServedModelInfo = { dataset: 'mnist', inputShape: [28, 28, 1], classes: CLASSES };
+
 export interface VictimAppOptions {
-  /** Labels for `count` images (the micro-batcher in production). */
+  /** Labels for `count` images of model.inputShape (the micro-batcher in production). */
   label: (images: Float32Array, count: number) => Promise<Int32Array>;
+  /** The served model's input and classes (default: an MNIST classifier). */
+  model?: ServedModelInfo;
   /** undefined = open service; every caller is the principal "anonymous". */
   keys?: KeyRing;
   /** Budget of the anonymous principal when there are no keys (null = unlimited). */
@@ -119,7 +117,7 @@ export function createApp(opts: VictimAppOptions): express.Express {
       // made to collide; the client learns its id from the X-Request-Id response header.
       genReqId: (_req, res) => {
         const id = randomUUID();
-        res.setHeader('X-Request-Id', id);
+        res.setHeader(HEADERS.requestId, id);
         return id;
       },
       // No headers (Authorization carries the key), no query string, no body.
@@ -142,14 +140,24 @@ export function createApp(opts: VictimAppOptions): express.Express {
     next();
   });
 
-  const info: VictimInfo = { dataset: 'mnist', inputShape: [28, 28, 1], classes: CLASSES, inputRange: [0, 1], maxBatch: opts.maxBatch, output: 'label' };
-  const openapi = openApiDocument({ maxBatch: opts.maxBatch, authenticated: opts.keys !== undefined });
-  app.get(HEALTH_PATH, (_req, res) => void res.json({ status: 'ok' }));
-  app.all(HEALTH_PATH, methodNotAllowed('GET, HEAD'));
-  app.get(INFO_PATH, (_req, res) => void res.json(info));
-  app.all(INFO_PATH, methodNotAllowed('GET, HEAD'));
-  app.get(OPENAPI_PATH, (_req, res) => void res.json(openapi));
-  app.all(OPENAPI_PATH, methodNotAllowed('GET, HEAD'));
+  const model = opts.model ?? MNIST_MODEL_INFO;
+  const info: VictimInfo = {
+    dataset: model.dataset,
+    inputShape: model.inputShape,
+    classes: model.classes,
+    ...(model.classNames ? { classNames: model.classNames } : {}),
+    inputRange: [0, 1],
+    maxBatch: opts.maxBatch,
+    output: 'label',
+  };
+  const shape = info.inputShape;
+  const openapi = openApiDocument({ info, authenticated: opts.keys !== undefined });
+  app.get(PATHS.health, (_req, res) => void res.json({ status: 'ok' }));
+  app.all(PATHS.health, methodNotAllowed('GET, HEAD'));
+  app.get(PATHS.info, (_req, res) => void res.json(info));
+  app.all(PATHS.info, methodNotAllowed('GET, HEAD'));
+  app.get(PATHS.openapi, (_req, res) => void res.json(openapi));
+  app.all(PATHS.openapi, methodNotAllowed('GET, HEAD'));
 
   const limiter =
     opts.rateLimit > 0
@@ -165,13 +173,13 @@ export function createApp(opts: VictimAppOptions): express.Express {
           handler: (req, res, next) => {
             const reset = (req as Request & { rateLimit?: { resetTime?: Date } }).rateLimit?.resetTime;
             const seconds = Math.max(1, Math.ceil(((reset?.getTime() ?? Date.now() + 1000) - Date.now()) / 1000));
-            res.setHeader('Retry-After', String(seconds));
+            res.setHeader(HEADERS.retryAfter, String(seconds));
             next(new TransferlabError('rate_limited', `more than ${opts.rateLimit} requests per second for this key; retry after ${seconds} s`, 429));
           },
         })
       : undefined;
-  const readJson = express.raw({ type: () => true, limit: jsonBodyLimit(opts.maxBatch) });
-  const readBinary = express.raw({ type: () => true, limit: binaryBodyLimit(opts.maxBatch) });
+  const readJson = express.raw({ type: () => true, limit: jsonBodyLimit(shape, opts.maxBatch) });
+  const readBinary = express.raw({ type: () => true, limit: binaryBodyLimit(shape, opts.maxBatch) });
 
   const idempotency = opts.idempotency ?? new IdempotencyCache();
   if (opts.adminKey) mountAdminRoutes(app, { key: opts.adminKey, watch: opts.watch }, (res, e) => sendError(res, toApiError(e)), methodNotAllowed);
@@ -201,7 +209,7 @@ export function createApp(opts: VictimAppOptions): express.Express {
     throw new TransferlabError('unsupported_media_type', `Content-Type ${type.slice(0, 60)} is not supported; send application/json or application/octet-stream`, 415);
   };
 
-  app.post(LABEL_PATH, async (req, res) => {
+  app.post(PATHS.label, async (req, res) => {
     const started = performance.now();
     let principal: Principal | undefined;
     let payloadSha256: string | null = null;
@@ -225,13 +233,13 @@ export function createApp(opts: VictimAppOptions): express.Express {
       if (limiter) await run(limiter, req, res);
       const client = ExtractionWatch.clientOf(principal, ipKeyGenerator(req.ip ?? 'unknown'));
       opts.watch?.check(client); // a blocked client is refused before anything is read or charged
-      const idempotencyKey = parseIdempotencyKey(req.get(IDEMPOTENCY_HEADER));
+      const idempotencyKey = parseIdempotencyKey(req.get(HEADERS.idempotencyKey));
       const kind = mediaType(req);
-      const format = kind === 'binary' ? parsePixelFormat(req.get(PIXEL_FORMAT_HEADER)) : 'uint8';
+      const format = kind === 'binary' ? parsePixelFormat(req.get(HEADERS.pixelFormat)) : 'uint8';
       await run(kind === 'json' ? readJson : readBinary, req, res);
       const body: Buffer = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
       payloadSha256 = createHash('sha256').update(body).digest('hex');
-      const batch: ImageBatch = kind === 'json' ? parseJsonBatch(body, opts.maxBatch) : parseBinaryBatch(body, format, opts.maxBatch);
+      const batch: ImageBatch = kind === 'json' ? parseJsonBatch(body, shape, opts.maxBatch) : parseBinaryBatch(body, format, shape, opts.maxBatch);
       images = batch.count;
       if (idempotencyKey !== undefined) {
         // A repeat of a request already charged: the same labels again, charged nothing, not re-watched.
@@ -240,7 +248,7 @@ export function createApp(opts: VictimAppOptions): express.Express {
           await audit('replayed', 200);
           const answer: LabelResponse = { labels: Array.from(outcome.labels), budget: { used: opts.budgets.used(principal.id), limit: principal.limit } };
           closeIfDraining(res);
-          res.setHeader('Idempotent-Replayed', 'true'); // as Stripe does: the client can tell nothing was charged
+          res.setHeader(HEADERS.idempotentReplayed, 'true'); // as Stripe does: the client can tell nothing was charged
           res.json(answer);
           return;
         }
@@ -288,10 +296,10 @@ export function createApp(opts: VictimAppOptions): express.Express {
       sendError(res, err);
     }
   });
-  app.all(LABEL_PATH, methodNotAllowed('POST'));
+  app.all(PATHS.label, methodNotAllowed('POST'));
 
   app.use((req, res) => {
-    sendError(res, new TransferlabError('not_found', `no route ${req.method} ${req.path.slice(0, 100)}; see GET ${OPENAPI_PATH}`, 404));
+    sendError(res, new TransferlabError('not_found', `no route ${req.method} ${req.path.slice(0, 100)}; see GET ${PATHS.openapi}`, 404));
   });
   // Errors from middleware outside the label route (e.g. a malformed URL): never a stack trace.
   app.use((e: unknown, req: Request, res: Response, _next: NextFunction) => {

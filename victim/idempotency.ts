@@ -1,4 +1,5 @@
 import { TransferlabError } from '../shared/errors.js';
+import { HEADERS, IDEMPOTENCY_KEY_PATTERN } from '../shared/protocol/index.js';
 
 /**
  * Idempotency-Key support for POST /v1/label. A client that was charged but never got its answer
@@ -11,9 +12,9 @@ import { TransferlabError } from '../shared/errors.js';
  * waits for it instead of paying again. Entries live in memory only, in an LRU bounded by
  * `capacity` (default 10,000 entries; each holds at most maxBatch labels, ≤ 4 KB at maxBatch 1000).
  */
-export const IDEMPOTENCY_HEADER = 'Idempotency-Key';
+export const IDEMPOTENCY_HEADER = HEADERS.idempotencyKey;
 export const IDEMPOTENCY_CAPACITY = 10_000;
-const KEY_RULE = /^[\x21-\x7e]{1,255}$/;
+const KEY_RULE = IDEMPOTENCY_KEY_PATTERN;
 
 interface Entry {
   payloadSha256: string;
