@@ -1,9 +1,11 @@
 import { mkdirSync } from 'node:fs';
 import { chooseTargets } from '../shared/attacks.js';
 import { accuracy } from '../shared/metrics.js';
-import { adversarySplit, loadMnist, subset } from '../shared/mnist.js';
+import { summarise } from '../shared/datasets/types.js';
+import { adversarySplit, subset } from '../shared/datasets/images.js';
+import { attackerDataset } from './dataset-choice.js';
 import { loadModel } from '../shared/model-io.js';
-import { fromLayers, labelImages } from '../shared/model.js';
+import { fromLayers, labelImages, layersClasses } from '../shared/model.js';
 import { provenance } from '../shared/versions.js';
 import type { CampaignConfig } from './config.js';
 import { writeResults, type CampaignResults } from './results.js';
@@ -24,11 +26,15 @@ export async function runWhitebox(config: CampaignConfig, modelDir: string, runD
   writeJson(join(runDir, 'config.json'), { ...saved, mode: 'whitebox', model: modelDir });
   const { model, metadata } = await loadModel(modelDir);
   const victim = fromLayers(model);
-  const test = loadMnist('test');
-  const evalSet = subset(test, adversarySplit(config.seed, config.seedSize, config.evalSize).evalSet);
+  const classes = layersClasses(model);
+  // The same images a campaign on this victim would draw: the dataset the model says it was trained on, unless one is chosen.
+  const trainedOn = typeof metadata.dataset === 'string' ? metadata.dataset : null;
+  const dataset = attackerDataset(config.dataset, { dataset: trainedOn, inputShape: [...victim.inputShape], classes, inputRange: [0, 1], maxBatch: 1, output: 'label' });
+  const test = dataset.test;
+  const evalSet = subset(test, adversarySplit(config.seed, config.seedSize, config.evalSize, test.count).evalSet);
   const cleanVictim = labelImages(victim, evalSet.images, evalSet.count);
   // With the weights in hand the attacker also has the true labels, as in the seed paper.
-  const targets = chooseTargets(evalSet.labels, config.target, config.seed);
+  const targets = chooseTargets(evalSet.labels, config.target, config.seed, classes);
   const outcome = await sweep(
     victim,
     { images: evalSet.images, truth: evalSet.labels, craftLabels: evalSet.labels, targets, cleanVictim },
@@ -41,6 +47,7 @@ export async function runWhitebox(config: CampaignConfig, modelDir: string, runD
     createdAt: new Date().toISOString(),
     ...provenance(config.seed),
     victim: { model: modelDir, arch: metadata.arch },
+    dataset: summarise(dataset),
     config: { ...config, mode: 'whitebox', model: modelDir },
     queries: { attack: 0, measurement: 0, cached: 0 },
     victimCleanAccuracy: accuracy(cleanVictim, evalSet.labels),
@@ -48,12 +55,12 @@ export async function runWhitebox(config: CampaignConfig, modelDir: string, runD
     agreement: null,
     rounds: [],
     epsilons: outcome.points,
-    perClass: perClassTables(config.epsilons, evalSet.labels, cleanVictim, outcome),
+    perClass: perClassTables(config.epsilons, evalSet.labels, cleanVictim, outcome, classes),
     boundary: null,
     durationSeconds: (performance.now() - started) / 1000,
     phases: { crafting: outcome.craftSeconds, measurement: outcome.measureSeconds },
   };
-  writeResults(runDir, results, { evalSet, outcome, targets, cleanVictim });
+  writeResults(runDir, results, { evalSet, classes, outcome, targets, cleanVictim });
   model.dispose();
   return results;
 }
