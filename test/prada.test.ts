@@ -88,6 +88,29 @@ describe('nearest-image distances (wasm SIMD)', () => {
     expect(new ImageSet(kernel).nearest(image(1))).toBe(Infinity);
   });
 
+  it('equal the brute-force scan for any image size (8×8×1, 12×10×3, 32×32×3), reused slabs included', () => {
+    for (const pixels of [64, 360, 3072]) {
+      const kernel = new DistanceKernel(20, pixels);
+      const rng = createRng(pixels);
+      const img = () => Uint8Array.from({ length: pixels }, () => Math.floor(rng() * 256));
+      const first = new ImageSet(kernel);
+      for (let k = 0; k < 20; k++) first.add(img());
+      first.release(); // its slab, full of other images, is handed to the next set
+      const set = new ImageSet(kernel);
+      const points = new Uint8Array(20 * pixels);
+      for (let k = 0; k < 20; k++) {
+        const p = k === 0 ? new Uint8Array(pixels).fill(255) : img();
+        set.add(p);
+        points.set(p, k * pixels);
+      }
+      for (let t = 0; t < 5; t++) {
+        const q = img();
+        expect(set.nearest(q)).toBe(bruteForceNearest(q, points, 20, pixels));
+      }
+      expect(set.nearest(points.subarray(5 * pixels, 6 * pixels))).toBe(0);
+    }
+  });
+
   it('reuses a released slab instead of growing', () => {
     const kernel = new DistanceKernel(300);
     const sets = Array.from({ length: 10 }, () => new ImageSet(kernel));

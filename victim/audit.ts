@@ -41,6 +41,17 @@ export interface AuditEvent {
   action?: 'log' | 'block';
 }
 
+/**
+ * First line of every start of the service: which model answered the requests that follow, by the
+ * sha256 of its weights, so an answer can always be traced to the exact model that gave it.
+ */
+export interface AuditStart {
+  time: string;
+  event: 'service_started';
+  model: { path: string; format: string; weightsSha256: string; inputShape: number[]; classes: number; dataset: string | null };
+  pid: number;
+}
+
 export function isAuditEvent(r: unknown): r is AuditEvent {
   const e = r as Partial<AuditEvent> | null;
   return !!e && typeof e === 'object' && (e.event === 'extraction_suspected' || e.event === 'block_lifted') && typeof e.client === 'string';
@@ -48,7 +59,7 @@ export function isAuditEvent(r: unknown): r is AuditEvent {
 
 /** What the HTTP layer needs; tests can pass an in-memory one. */
 export interface AuditSink {
-  record(entry: AuditEntry | AuditEvent): Promise<void>;
+  record(entry: AuditEntry | AuditEvent | AuditStart): Promise<void>;
 }
 
 export class FileAuditLog implements AuditSink {
@@ -64,7 +75,7 @@ export class FileAuditLog implements AuditSink {
     return this.log.path;
   }
 
-  record(entry: AuditEntry | AuditEvent): Promise<void> {
+  record(entry: AuditEntry | AuditEvent | AuditStart): Promise<void> {
     return this.log.append(entry);
   }
 
@@ -76,8 +87,10 @@ export class FileAuditLog implements AuditSink {
 export class MemoryAuditLog implements AuditSink {
   readonly entries: AuditEntry[] = [];
   readonly events: AuditEvent[] = [];
-  async record(entry: AuditEntry | AuditEvent): Promise<void> {
-    if ('event' in entry) this.events.push(entry);
+  readonly starts: AuditStart[] = [];
+  async record(entry: AuditEntry | AuditEvent | AuditStart): Promise<void> {
+    if ('event' in entry && entry.event === 'service_started') this.starts.push(entry);
+    else if ('event' in entry) this.events.push(entry);
     else this.entries.push(entry);
   }
 }

@@ -1,17 +1,20 @@
+import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pino } from 'pino';
 import yargs from 'yargs';
 import { describeBackend, initBackend, type BackendInfo } from '../shared/backend.js';
 import { isMain, runMain } from '../shared/cli.js';
 import { TransferlabError } from '../shared/errors.js';
-import { fromLayers } from '../shared/model.js';
-import { hasModel, loadModel, type ModelMetadata } from '../shared/model-io.js';
+import { isLayersFolder } from '../shared/layers-folder.js';
+import { pixelsPerImage } from '../shared/protocol/index.js';
 import { AdminKey } from './admin.js';
 import { createApp } from './app.js';
 import { FileAuditLog } from './audit.js';
 import { DETECTOR_ACTIONS, ExtractionWatch, type DetectorAction } from './detection.js';
 import { PradaDetector, PRADA_DEFAULTS } from './prada.js';
-import { MicroBatcher, modelLabeler, warmUp } from './batcher.js';
+import { MicroBatcher, warmUp } from './batcher.js';
+import { LAYOUTS, type Layout } from './onnx-model.js';
+import { openServedModel, type ServedModel } from './served-model.js';
 import { KeyRing } from './keys.js';
 import { openLedger, type OpenLedger } from './ledger.js';
 import { startServer, type RunningServer } from './server.js';
@@ -39,6 +42,9 @@ function check(ok: boolean, message: string): void {
 
 interface ServeArgs {
   model: string;
+  layout?: string;
+  classes?: string;
+  dataset?: string;
   train: boolean;
   backend?: string;
   host: string;
@@ -53,10 +59,10 @@ interface ServeArgs {
 async function serve(
   args: ServeArgs,
   deps: { keys?: KeyRing; ledger: OpenLedger; audit: FileAuditLog; draining: () => boolean; watch?: ExtractionWatch; adminKey?: AdminKey },
-): Promise<{ info: BackendInfo; metadata: ModelMetadata; batcher: MicroBatcher; running: RunningServer }> {
+): Promise<{ info: BackendInfo; served: ServedModel; batcher: MicroBatcher; running: RunningServer }> {
   const info = await initBackend(args.backend);
   const modelDir = args.model;
-  if (!hasModel(modelDir)) {
+  if (!existsSync(modelDir) || (statSync(modelDir).isDirectory() && !isLayersFolder(modelDir))) {
     const isDefault = resolve(modelDir) === resolve(SERVE_DEFAULTS.model);
     if (!isDefault || !args.train) {
       throw new TransferlabError(
@@ -68,13 +74,29 @@ async function serve(
     console.log(`no model in ${modelDir}: training the default ${VICTIM_DEFAULTS.arch} first (once; it is saved there)`);
     await trainMain(['--out', modelDir, ...(args.backend ? ['--backend', args.backend] : [])]);
   }
-  const { model, metadata } = await loadModel(modelDir);
-  const label = modelLabeler(fromLayers(model));
-  warmUp(label);
-  const batcher = new MicroBatcher(label, { maxImages: Math.max(1024, args['max-batch']), maxDelayMs: 0 });
+  const served = await openServedModel(modelDir, { layout: args.layout as Layout | undefined, classesFile: args.classes, dataset: args.dataset });
+  const pixels = pixelsPerImage(served.info.inputShape);
+  const batcher = new MicroBatcher((images, count) => served.label(images, count), {
+    maxImages: Math.max(1024, args['max-batch']),
+    maxDelayMs: 0,
+    pixelsPerImage: pixels,
+  });
+  try {
+    await warmUp((images, count) => served.label(images, count), pixels);
+  } catch (e) {
+    await served.close();
+    throw e;
+  }
   const logger = pino({ level: args['log-level'], base: { service: 'victim' } }, pino.destination({ fd: 2, sync: true }));
+  await deps.audit.record({
+    time: new Date().toISOString(),
+    event: 'service_started',
+    model: { path: resolve(modelDir), format: served.format, weightsSha256: served.weightsSha256, ...served.info },
+    pid: process.pid,
+  });
   const app = createApp({
     label: (images, count) => batcher.label(images, count),
+    model: served.info,
     keys: deps.keys,
     anonymousBudget: deps.keys ? null : (args.budget ?? null),
     budgets: deps.ledger.book,
@@ -86,8 +108,14 @@ async function serve(
     watch: deps.watch,
     adminKey: deps.adminKey,
   });
-  const running = await startServer(app, args.host, args.port);
-  return { info, metadata, batcher, running };
+  let running: RunningServer;
+  try {
+    running = await startServer(app, args.host, args.port);
+  } catch (e) {
+    await served.close();
+    throw e;
+  }
+  return { info, served, batcher, running };
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -95,7 +123,14 @@ export async function main(argv: string[]): Promise<number> {
     .scriptName('npm run victim --')
     .usage('$0 [options]\n\nServe the victim model: label-only HTTP API with API keys, query budgets and an audit log.')
     .options({
-      model: { type: 'string', default: SERVE_DEFAULTS.model, describe: 'model folder (model.json, weights.bin, metadata.json)' },
+      model: {
+        type: 'string',
+        default: SERVE_DEFAULTS.model,
+        describe: 'the model: an ONNX file (.onnx), a TF.js layers folder (model.json + its weight files, as tensorflowjs_converter writes it), or a transferlab model folder',
+      },
+      layout: { type: 'string', choices: LAYOUTS, describe: "ONNX only: the input's layout when the model cannot tell (nchw: PyTorch; nhwc: Keras/TensorFlow)" },
+      classes: { type: 'string', describe: 'class names file: one name per line (class 0 first) or a JSON array; served in /v1/info' },
+      dataset: { type: 'string', describe: 'name of the dataset the model was trained on, for /v1/info (default: metadata.json\'s, else none)' },
       host: { type: 'string', default: SERVE_DEFAULTS.host, describe: 'address to listen on' },
       port: { type: 'number', default: SERVE_DEFAULTS.port, describe: 'TCP port (0 = any free port; the URL is printed)' },
       keys: { type: 'string', describe: 'keys file {"keys":[{"id","key","budget"}]}; without it the service is open' },
@@ -115,6 +150,8 @@ export async function main(argv: string[]): Promise<number> {
     })
     .example('$0', `serve ${SERVE_DEFAULTS.model} on http://127.0.0.1:8080 (training it first if missing)`)
     .example('$0 --keys keys.json --port 0', 'keys and budgets from keys.json, any free port')
+    .example('$0 --model model.onnx --classes classes.txt', 'serve an ONNX classifier (e.g. from torch.onnx.export), class names from classes.txt')
+    .example('$0 --model web_model/', 'serve a Keras model converted with tensorflowjs_converter --input_format keras')
     .example('$0 --keys keys.json --detector prada --detector-action block --admin-key-file admin.key', 'refuse keys flagged as extraction attacks')
     .strict()
     .help()
@@ -153,14 +190,14 @@ export async function main(argv: string[]): Promise<number> {
     ledger.close();
     throw e;
   }
-  const { info, metadata, batcher, running } = started;
+  const { info, served, batcher, running } = started;
 
   const charged = [...ledger.usage.values()].reduce((a, b) => a + b, 0);
-  const accuracy = typeof metadata.testAccuracy === 'number' ? metadata.testAccuracy.toFixed(4) : 'unknown';
   const who = keys
     ? `${keys.size} API key(s) from ${args.keys}` + (args.budget !== undefined ? ` (default budget ${args.budget})` : '')
     : `open service (no keys), budget ${args.budget ?? 'unlimited'} for all callers together`;
-  console.log(`model ${args.model}: ${metadata.arch}, test accuracy ${accuracy}, weights sha256 ${metadata.weightsSha256.slice(0, 12)}…`);
+  console.log(`model ${served.describe}`);
+  console.log(`weights sha256 ${served.weightsSha256}${served.metadata ? '' : ' (no metadata.json: computed at start-up, in the audit log\'s start record)'}`);
   console.log(describeBackend(info));
   console.log(`access: ${who}; max ${args['max-batch']} images/request; rate limit ${args['rate-limit'] || 'off'}${args['rate-limit'] ? ' requests/s per key' : ''}`);
   console.log(`audit log ${resolve(args['audit-log'])} (${previousAudit} earlier entries)`);
@@ -192,6 +229,7 @@ export async function main(argv: string[]): Promise<number> {
   });
   await server.close();
   await batcher.idle();
+  await served.close();
   audit.close(); // flushes and fsyncs anything still pending
   ledger.close();
   console.log(`stopped: ${batcher.stats.requests} labelled request(s), ${batcher.stats.images} image(s) in ${batcher.stats.modelCalls} model call(s)`);
