@@ -1,5 +1,5 @@
 import { existsSync, statSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { basename, resolve } from 'node:path';
 import { TransferlabError } from '../errors.js';
 import { BUILTIN_DATASETS } from './builtin.js';
 import { IDX_FOLDER_HELP, isIdxFolder, loadIdxFolder } from './idx.js';
@@ -37,7 +37,11 @@ export function loadDataset(spec: string = DEFAULT_DATASET): Dataset {
     );
   } else if (!statSync(spec).isDirectory()) {
     throw new TransferlabError('dataset_invalid', `dataset ${spec} is a file; pass the folder that holds the IDX files or the class folders`);
-  } else ds = isIdxFolder(spec) ? loadIdxFolder(spec) : loadImageFolder(spec);
+  } else {
+    // A folder is named by its last path component: what /v1/info may show clients, without the operator's paths.
+    const name = basename(resolve(spec));
+    ds = isIdxFolder(spec) ? loadIdxFolder(spec, name) : loadImageFolder(spec, name);
+  }
   cache.set(key, ds);
   return ds;
 }

@@ -21,7 +21,7 @@ export interface ImageSet {
 export type DatasetKind = 'builtin' | 'idx-folder' | 'image-folder';
 
 export interface Dataset {
-  /** What results and /v1/info call it: the built-in name, or the folder's path as given. */
+  /** What results and /v1/info call it: the built-in name, or the folder's last path component. */
   name: string;
   kind: DatasetKind;
   /** Where the files were read from (absolute). */
