@@ -4,8 +4,8 @@ import { accuracy } from '../shared/metrics.js';
 import { summarise } from '../shared/datasets/types.js';
 import { adversarySplit, subset } from '../shared/datasets/images.js';
 import { attackerDataset } from './dataset-choice.js';
-import { loadModel } from '../shared/model-io.js';
-import { fromLayers, labelImages, layersClasses } from '../shared/model.js';
+import { loadWhiteboxModel } from '../shared/whitebox-model.js';
+import { labelImages } from '../shared/model.js';
 import { provenance } from '../shared/versions.js';
 import type { CampaignConfig } from './config.js';
 import { writeResults, type CampaignResults } from './results.js';
@@ -24,12 +24,19 @@ export async function runWhitebox(config: CampaignConfig, modelDir: string, runD
   // As a campaign does: the resolved config goes with the run, the API key never does.
   const { apiKey: _key, ...saved } = config;
   writeJson(join(runDir, 'config.json'), { ...saved, mode: 'whitebox', model: modelDir });
-  const { model, metadata } = await loadModel(modelDir);
-  const victim = fromLayers(model);
-  const classes = layersClasses(model);
+  const loaded = await loadWhiteboxModel(modelDir);
+  const victim = loaded.logits;
+  const classes = loaded.classes;
+  if (loaded.softmaxStripped) console.log(`${modelDir}: softmax last layer stripped; gradients are taken of the logits below it`);
   // The same images a campaign on this victim would draw: the dataset the model says it was trained on, unless one is chosen.
-  const trainedOn = typeof metadata.dataset === 'string' ? metadata.dataset : null;
-  const dataset = attackerDataset(config.dataset, { dataset: trainedOn, inputShape: [...victim.inputShape], classes, inputRange: [0, 1], maxBatch: 1, output: 'label' });
+  const trainedOn = typeof loaded.metadata?.dataset === 'string' ? loaded.metadata.dataset : null;
+  let dataset;
+  try {
+    dataset = attackerDataset(config.dataset, { dataset: trainedOn, inputShape: loaded.inputShape, classes, inputRange: [0, 1], maxBatch: 1, output: 'label' });
+  } catch (e) {
+    loaded.dispose();
+    throw e;
+  }
   const test = dataset.test;
   const evalSet = subset(test, adversarySplit(config.seed, config.seedSize, config.evalSize, test.count).evalSet);
   const cleanVictim = labelImages(victim, evalSet.images, evalSet.count);
@@ -46,7 +53,7 @@ export async function runWhitebox(config: CampaignConfig, modelDir: string, runD
     name: runDir.split('/').filter(Boolean).at(-1) ?? 'whitebox',
     createdAt: new Date().toISOString(),
     ...provenance(config.seed),
-    victim: { model: modelDir, arch: metadata.arch },
+    victim: { model: modelDir, arch: typeof loaded.metadata?.arch === 'string' ? loaded.metadata.arch : `user TF.js model (weights sha256 ${loaded.weightsSha256.slice(0, 12)}…)` },
     dataset: summarise(dataset),
     config: { ...config, mode: 'whitebox', model: modelDir },
     queries: { attack: 0, measurement: 0, cached: 0 },
@@ -61,6 +68,6 @@ export async function runWhitebox(config: CampaignConfig, modelDir: string, runD
     phases: { crafting: outcome.craftSeconds, measurement: outcome.measureSeconds },
   };
   writeResults(runDir, results, { evalSet, classes, outcome, targets, cleanVictim });
-  model.dispose();
+  loaded.dispose();
   return results;
 }

@@ -11,6 +11,8 @@ import * as tf from '@tensorflow/tfjs';
 export interface KerasLayoutOptions {
   /** Bytes per weight shard (default 4 MiB, the converter's default). */
   shardBytes?: number;
+  /** End in softmax, as most Keras classifiers do: the last layer's activation becomes softmax. */
+  softmax?: boolean;
 }
 
 export async function saveKerasLayout(model: tf.LayersModel, dir: string, opts: KerasLayoutOptions = {}): Promise<string[]> {
@@ -29,6 +31,12 @@ export async function saveKerasLayout(model: tf.LayersModel, dir: string, opts: 
   mkdirSync(dir, { recursive: true });
   paths.forEach((p, i) => writeFileSync(join(dir, p), data.subarray(i * shardBytes, (i + 1) * shardBytes)));
   const { keras_version: keras, backend, ...modelConfig } = saved.modelTopology as Record<string, unknown>;
+  if (opts.softmax) {
+    const layers = (modelConfig.config as { layers?: { config: { activation?: string } }[] }).layers;
+    const last = layers?.at(-1);
+    if (!last || last.config.activation === undefined) throw new Error('softmax: the last layer has no activation to set');
+    last.config.activation = 'softmax';
+  }
   const modelJson = {
     format: 'layers-model',
     generatedBy: `keras v${String(keras ?? 'unknown')}`,

@@ -128,6 +128,23 @@ describe('nearest-image distances (wasm SIMD)', () => {
 describe('PRADA detector bounds', () => {
   const test = loadMnist('test');
 
+  it('works on colour images and any class count, and refuses images its integer sums cannot hold', () => {
+    const pixels = 12 * 10 * 3;
+    const det = new PradaDetector({ pixels, classes: 5, classCap: 50 });
+    const rng = createRng(3);
+    const n = 400;
+    const images = Float32Array.from({ length: n * pixels }, () => Math.round(rng() * 255) / 255);
+    const labels = Int32Array.from({ length: n }, () => Math.floor(rng() * 5));
+    det.observe('rgb', images, labels);
+    const [summary] = det.summaries();
+    expect(summary.classSetSizes).toHaveLength(5);
+    expect(summary.queries).toBe(n);
+    // Uniform noise images are all far apart: roughly normal distances, W computed, not flagged.
+    expect(summary.w).not.toBeNull();
+    expect(det.isFlagged('rgb')).toBe(false);
+    expect(() => new PradaDetector({ pixels: 224 * 224 * 3 })).toThrow(/1\.\.33025 values/);
+  });
+
   it('keeps class sets within classCap, tracks at most maxClients, and keeps flags of forgotten clients', () => {
     const det = new PradaDetector({ classCap: 20, maxClients: 3, window: 150 });
     det.observe('a', test.images.subarray(0, 2000 * IMAGE_SIZE), test.labels.subarray(0, 2000));

@@ -58,8 +58,16 @@ interface ServeArgs {
 /** Backend, model (trained first when the default one is missing), batcher, app and listening server. */
 async function serve(
   args: ServeArgs,
-  deps: { keys?: KeyRing; ledger: OpenLedger; audit: FileAuditLog; draining: () => boolean; watch?: ExtractionWatch; adminKey?: AdminKey },
-): Promise<{ info: BackendInfo; served: ServedModel; batcher: MicroBatcher; running: RunningServer }> {
+  deps: {
+    keys?: KeyRing;
+    ledger: OpenLedger;
+    audit: FileAuditLog;
+    draining: () => boolean;
+    /** The extraction detector for the served model's image size and classes (undefined = off). */
+    watchFor: (pixels: number, classes: number) => ExtractionWatch | undefined;
+    adminKey?: AdminKey;
+  },
+): Promise<{ info: BackendInfo; served: ServedModel; batcher: MicroBatcher; running: RunningServer; watch?: ExtractionWatch }> {
   const info = await initBackend(args.backend);
   const modelDir = args.model;
   if (!existsSync(modelDir) || (statSync(modelDir).isDirectory() && !isLayersFolder(modelDir))) {
@@ -81,8 +89,10 @@ async function serve(
     maxDelayMs: 0,
     pixelsPerImage: pixels,
   });
+  let watch: ExtractionWatch | undefined;
   try {
     await warmUp((images, count) => served.label(images, count), pixels);
+    watch = deps.watchFor(pixels, served.info.classes);
   } catch (e) {
     await served.close();
     throw e;
@@ -105,7 +115,7 @@ async function serve(
     rateLimit: args['rate-limit'],
     logger,
     draining: deps.draining,
-    watch: deps.watch,
+    watch,
     adminKey: deps.adminKey,
   });
   let running: RunningServer;
@@ -115,7 +125,7 @@ async function serve(
     await served.close();
     throw e;
   }
-  return { info, served, batcher, running };
+  return { info, served, batcher, running, watch };
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -165,8 +175,9 @@ export async function main(argv: string[]): Promise<number> {
   // Fail on a bad keys file (or detector setting) before minutes of training.
   const keys = args.keys ? KeyRing.fromFile(args.keys, args.budget ?? null) : undefined;
   const adminKey = args['admin-key-file'] ? AdminKey.fromFile(args['admin-key-file']) : undefined;
-  const detector =
-    args.detector === 'prada' ? new PradaDetector({ delta: args['detector-delta'], window: args['detector-window'] }) : undefined;
+  const detectorOptions = { delta: args['detector-delta'], window: args['detector-window'] };
+  // Checked now with the default image size; built for the model's own once it has loaded.
+  if (args.detector === 'prada') new PradaDetector(detectorOptions);
 
   // The ledger lock and the audit log come first: a second victim on the same ledger, or an
   // unwritable log, should fail in a second, not after the model has loaded or trained.
@@ -179,18 +190,23 @@ export async function main(argv: string[]): Promise<number> {
     throw e;
   }
   const { audit, previous: previousAudit, events } = opened;
-  const watch = detector ? new ExtractionWatch(detector, args['detector-action'] as DetectorAction, audit) : undefined;
-  const flagged = watch?.restore(events) ?? 0;
+  let flagged = 0;
+  const watchFor = (pixels: number, classes: number) => {
+    if (args.detector !== 'prada') return undefined;
+    const watch = new ExtractionWatch(new PradaDetector({ ...detectorOptions, pixels, classes }), args['detector-action'] as DetectorAction, audit);
+    flagged = watch.restore(events);
+    return watch;
+  };
   let draining = false;
   let started: Awaited<ReturnType<typeof serve>>;
   try {
-    started = await serve(args, { keys, ledger, audit, draining: () => draining, watch, adminKey });
+    started = await serve(args, { keys, ledger, audit, draining: () => draining, watchFor, adminKey });
   } catch (e) {
     audit.close();
     ledger.close();
     throw e;
   }
-  const { info, served, batcher, running } = started;
+  const { info, served, batcher, running, watch } = started;
 
   const charged = [...ledger.usage.values()].reduce((a, b) => a + b, 0);
   const who = keys
@@ -203,7 +219,7 @@ export async function main(argv: string[]): Promise<number> {
   console.log(`audit log ${resolve(args['audit-log'])} (${previousAudit} earlier entries)`);
   console.log(
     watch
-      ? `extraction detector: PRADA, δ ${detector?.options.delta}, window ${detector?.options.window}, action ${watch.action}` +
+      ? `extraction detector: PRADA, δ ${watch.detector.options.delta}, window ${watch.detector.options.window}, action ${watch.action}` +
           ` (${flagged} client(s) flagged earlier)${adminKey ? '; detections at GET /v1/admin/detections' : ''}`
       : 'extraction detector: off',
   );
