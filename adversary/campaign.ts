@@ -82,7 +82,7 @@ export async function runCampaign(
     attackQueries: () => paid().attack,
     evaluation: { images: evalSet.images, truth: evalSet.labels, victim: cleanVictim },
     start,
-    checkpoint: (c) => saveCheckpoint(runDir, c, config.substitute),
+    checkpoint: (c) => saveCheckpoint(runDir, c, config.substitute, dataset.name),
     onBatchEnd: hooks.onBatchEnd,
     onRound: hooks.onRound,
     phases,
