@@ -87,6 +87,7 @@ function summary(r: CampaignResults, wb?: CampaignResults): string {
     .join('<br>');
   const rows: [string, string][] = [
     ['victim', victim || '—'],
+    ['dataset', r.dataset ? `${esc(r.dataset.name)} (${esc(r.dataset.kind)}): seed and evaluation images from its ${num(r.dataset.testImages)} test images, ${esc(r.dataset.shape.join('×'))}, ${num(r.dataset.classes)} classes` : '—'],
     ['substitute', isWb ? 'none: the white-box baseline crafts on the victim itself' : esc(cfg(r, 'substitute') ?? '—')],
     ['attack', `${esc(cfg(r, 'attack') ?? '—')} (steps ${esc(cfg(r, 'steps') ?? '—')}, target ${esc(cfg(r, 'target') ?? '—')})`],
     ['queries', `${num(r.queries.attack)} attack, ${num(r.queries.measurement)} measurement, ${num(r.queries.cached)} answered from cache`],
@@ -150,7 +151,9 @@ async function perClassSection(r: CampaignResults): Promise<string> {
     parts.push(`<div class="row">${chart(heat)}${chart(bars, esc(note))}</div>`);
   }
   const head = ['true class', ...tables.map((t) => `transfer, ${esc(t.mode)} ε ${esc(num(t.epsilon))}`)];
-  const rows = Array.from({ length: Math.max(...tables.map((t) => t.transferRate.length)) }, (_, c) => [String(c), ...tables.map((t) => pct(t.transferRate[c]))]);
+  const names = r.dataset?.classNames ?? r.victim.info?.classNames;
+  const className = (c: number) => (names?.[c] && names[c] !== String(c) ? `${c} ${esc(names[c])}` : String(c));
+  const rows = Array.from({ length: Math.max(...tables.map((t) => t.transferRate.length)) }, (_, c) => [className(c), ...tables.map((t) => pct(t.transferRate[c]))]);
   return parts.join('\n') + table(head, rows);
 }
 
