@@ -20,14 +20,11 @@ import { perClassTables, sweep } from './transfer.js';
  */
 export async function runWhitebox(config: CampaignConfig, modelDir: string, runDir: string): Promise<CampaignResults> {
   const started = performance.now();
-  mkdirSync(runDir, { recursive: true });
-  // As a campaign does: the resolved config goes with the run, the API key never does.
-  const { apiKey: _key, ...saved } = config;
-  writeJson(join(runDir, 'config.json'), { ...saved, mode: 'whitebox', model: modelDir });
+  // The model and its images first: a model that cannot be attacked white-box, or a dataset that does
+  // not fit it, leaves no run folder behind.
   const loaded = await loadWhiteboxModel(modelDir);
   const victim = loaded.logits;
   const classes = loaded.classes;
-  if (loaded.softmaxStripped) console.log(`${modelDir}: softmax last layer stripped; gradients are taken of the logits below it`);
   // The same images a campaign on this victim would draw: the dataset the model says it was trained on, unless one is chosen.
   const trainedOn = typeof loaded.metadata?.dataset === 'string' ? loaded.metadata.dataset : null;
   let dataset;
@@ -37,6 +34,11 @@ export async function runWhitebox(config: CampaignConfig, modelDir: string, runD
     loaded.dispose();
     throw e;
   }
+  mkdirSync(runDir, { recursive: true });
+  // As a campaign does: the resolved config goes with the run, the API key never does.
+  const { apiKey: _key, ...saved } = config;
+  writeJson(join(runDir, 'config.json'), { ...saved, mode: 'whitebox', model: modelDir });
+  if (loaded.softmaxStripped) console.log(`${modelDir}: softmax last layer stripped; gradients are taken of the logits below it`);
   const test = dataset.test;
   const evalSet = subset(test, adversarySplit(config.seed, config.seedSize, config.evalSize, test.count).evalSet);
   const cleanVictim = labelImages(victim, evalSet.images, evalSet.count);

@@ -84,6 +84,13 @@ describe('TF.js layers folders', () => {
     expect(served.format).toBe('transferlab');
     expect(served.info).toMatchObject({ dataset: 'mnist', inputShape: [6, 6, 1], classes: 4 });
     await served.close();
+    // A dataset recorded as a summary gives /v1/info its name and class names.
+    const named = join(dir, 'own-named');
+    const summary = { name: 'tiny-shapes', classNames: ['a', 'b', 'c', 'd'] };
+    await saveModel(small('logits'), named, { arch: 'tiny', dataset: summary as unknown as string });
+    const withNames = await openServedModel(named);
+    expect(withNames.info).toMatchObject({ dataset: 'tiny-shapes', classNames: ['a', 'b', 'c', 'd'] });
+    await withNames.close();
     const weights = readFileSync(join(path, 'weights.bin'));
     weights[0] ^= 1;
     writeFileSync(join(path, 'weights.bin'), weights);

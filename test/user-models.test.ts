@@ -3,6 +3,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
+import { Ajv2020 } from 'ajv/dist/2020.js';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { layersToOnnx } from '../scripts/onnx-export.js';
@@ -118,16 +119,28 @@ async function serve(model: string, extra: string[] = []): Promise<{ victim: Tes
 
 describe('a user model behind a real victim process', () => {
   it('serves a Keras-converted TF.js folder (several shards, softmax last layer): HTTP labels = the model\'s own', async () => {
-    const { victim, audit } = await serve(keras, ['--classes', join(dir, 'classes.txt')]);
+    const { victim, audit } = await serve(keras, ['--classes', join(dir, 'classes.txt'), '--detector', 'prada']);
     try {
       const info = await call(`${victim.url}/v1/info`);
       expect(info.body).toMatchObject({ dataset: null, inputShape: [H, W, C], classes: CLASSES, classNames: ['circle', 'square', 'star', 'moon', 'heart'] });
       expect(await labelOverHttp(victim)).toEqual(Array.from(tfjsLabels));
+      // The OpenAPI document follows the model: its schemas describe 12×10×3 images and 5 classes.
+      const doc = (await call(`${victim.url}/v1/openapi.json`)).body as unknown as { components: object };
+      const ajv = new Ajv2020({ strict: false });
+      ajv.addSchema({ $id: 'doc', ...doc });
+      const request = ajv.compile({ $ref: 'doc#/components/schemas/LabelRequest' });
+      const nested = Array.from({ length: H }, () => Array.from({ length: W }, () => new Array(C).fill(0.5)));
+      expect(request({ inputs: [nested, new Array(PIXELS).fill(0)] })).toBe(true);
+      expect(request({ inputs: [new Array(28 * 28).fill(0)] })).toBe(false);
+      expect(ajv.compile({ $ref: 'doc#/components/schemas/Info' })(info.body)).toBe(true);
+      expect(ajv.compile({ $ref: 'doc#/components/schemas/Labels' })({ labels: [CLASSES], budget: { used: 1, limit: null } })).toBe(false);
       const manifest = JSON.parse(readFileSync(join(keras, 'model.json'), 'utf8')) as { weightsManifest: { paths: string[] }[] };
       const weights = Buffer.concat(manifest.weightsManifest[0].paths.map((p) => readFileSync(join(keras, p))));
       const start = readJsonl<{ event?: string; model?: { weightsSha256: string; format: string } }>(audit).find((r) => r.event === 'service_started');
       expect(start?.model).toMatchObject({ weightsSha256: sha256(weights), format: 'tfjs-layers' });
       expect(victim.output()).toContain(sha256(weights));
+      // PRADA watches this model's 12×10×3 images and 5 classes like any other.
+      expect(victim.output()).toMatch(/extraction detector: PRADA/);
     } finally {
       expect(await victim.stop()).toBe(0);
     }
@@ -150,10 +163,13 @@ describe('a user model behind a real victim process', () => {
 
   it('serves an ONNX file exported with a fixed batch of 1, padding nothing into the answers', async () => {
     const own = await onnxLabels(onnxFixed, 1);
-    const { victim } = await serve(onnxFixed, ['--dataset', 'shapes']);
+    const { victim } = await serve(onnxFixed, ['--dataset', 'shapes', '--budget', String(N)]);
     try {
       expect((await call(`${victim.url}/v1/info`)).body).toMatchObject({ dataset: 'shapes', inputShape: [H, W, C] });
       expect(await labelOverHttp(victim)).toEqual(Array.from(own));
+      // Budgets hold for any model: the budget is spent, the next image is refused and not charged.
+      const more = await call(`${victim.url}/v1/label`, { method: 'POST', headers: { 'Content-Type': 'application/octet-stream' }, body: bytes(pixels.subarray(0, PIXELS)) });
+      expect([more.status, more.body.error?.code]).toEqual([429, 'budget_exhausted']);
     } finally {
       expect(await victim.stop()).toBe(0);
     }

@@ -116,8 +116,14 @@ export async function openServedModel(path: string, opts: ServeModelOptions = {}
   const folder = await loadLayersFolder(path);
   try {
     const own = folder.metadata !== undefined && typeof folder.metadata.arch === 'string';
-    const dataset = opts.dataset ?? (typeof folder.metadata?.dataset === 'string' ? folder.metadata.dataset : null);
-    const info: ServedModelInfo = { dataset, inputShape: folder.inputShape, classes: folder.classes, ...names(folder.classes) };
+    // metadata.json names its dataset as a string, or as a summary {name, classNames, …}.
+    const recorded = folder.metadata?.dataset as unknown;
+    const summary = recorded && typeof recorded === 'object' ? (recorded as { name?: unknown; classNames?: unknown }) : undefined;
+    const dataset = opts.dataset ?? (typeof recorded === 'string' ? recorded : typeof summary?.name === 'string' ? summary.name : null);
+    const known = summary?.classNames;
+    const datasetNames =
+      !opts.classesFile && Array.isArray(known) && known.length === folder.classes && known.every((n) => typeof n === 'string') ? { classNames: known as string[] } : {};
+    const info: ServedModelInfo = { dataset, inputShape: folder.inputShape, classes: folder.classes, ...datasetNames, ...names(folder.classes) };
     const accuracy = typeof folder.metadata?.testAccuracy === 'number' ? `, test accuracy ${folder.metadata.testAccuracy.toFixed(4)}` : '';
     return {
       format: own ? 'transferlab' : 'tfjs-layers',
