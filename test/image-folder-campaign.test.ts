@@ -29,9 +29,8 @@ beforeAll(async () => {
   const model = join(dir, 'victim');
   const meta = await trainVictim({ arch: 'lenet', dataset: tree, epochs: 12, batchSize: 32, learningRate: 0.003, seed: 2, out: model });
   accuracy = Number(meta.testAccuracy);
-  writeFileSync(join(dir, 'classes.txt'), (meta.classNames as string[]).join('\n'));
   victim = await spawnVictim({
-    args: ['--model', model, '--port', '0', '--no-train', '--classes', join(dir, 'classes.txt'), '--audit-log', join(dir, 'audit.jsonl'), '--ledger', join(dir, 'ledger.jsonl'), '--rate-limit', '1000'],
+    args: ['--model', model, '--port', '0', '--no-train', '--audit-log', join(dir, 'audit.jsonl'), '--ledger', join(dir, 'ledger.jsonl'), '--rate-limit', '1000'],
     timeoutMs: 120_000,
   });
 }, 120_000);
@@ -42,7 +41,7 @@ afterAll(async () => {
 });
 
 describe('an ImageFolder of RGB PNGs, from seed set to report', () => {
-  it('trains a victim on the tree that the service describes by its shape and classes', async () => {
+  it('trains a victim on the tree that the service describes by its shape and class names (from its metadata)', async () => {
     expect(accuracy).toBeGreaterThan(0.8);
     const info = (await axios.get(`${victim.url}/v1/info`)).data as { dataset: string; inputShape: number[]; classes: number; classNames: string[] };
     expect(info).toMatchObject({ dataset: 'shapes', inputShape: [SIZE, SIZE, 3], classes: 3, classNames: [...SHAPE_CLASSES].sort() });
