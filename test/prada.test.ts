@@ -4,7 +4,7 @@ import { adversarySplit, IMAGE_SIZE, loadMnist } from '../shared/mnist.js';
 import { fromLayers, type Model } from '../shared/model.js';
 import { loadModel } from '../shared/model-io.js';
 import { createRng, permutation } from '../shared/random.js';
-import { IdempotencyCache, parseIdempotencyKey } from '../victim/idempotency.js';
+import { MemoryIdempotencyStore, parseIdempotencyKey } from '../victim/idempotency.js';
 import { DistanceKernel, ImageSet, bruteForceNearest } from '../victim/nearest.js';
 import { PradaDetector } from '../victim/prada.js';
 import { normalQuantile, shapiroWilk, shapiroWilkSorted, swCoefficients } from '../victim/shapiro-wilk.js';
@@ -165,14 +165,14 @@ describe('PRADA detector bounds', () => {
   });
 });
 
-describe('idempotency cache', () => {
-  const ticketOf = (c: ReturnType<IdempotencyCache['claim']>) => {
+describe('idempotency store (memory)', () => {
+  const ticketOf = (c: ReturnType<MemoryIdempotencyStore['claim']>) => {
     if (!('ticket' in c)) throw new Error('expected a ticket');
     return c.ticket;
   };
 
   it('replays charged labels, refuses a different body, waits for one in flight, forgets failures', async () => {
-    const cache = new IdempotencyCache(2);
+    const cache = new MemoryIdempotencyStore({ capacity: 2 });
     const t = ticketOf(cache.claim('alice', 'k1', 'body'));
     // A repeat while the first is in flight waits for it rather than claiming the key too.
     const waiting = cache.replayOrClaim('alice', 'k1', 'body');

@@ -7,8 +7,8 @@ import { buildModel } from '../shared/architectures.js';
 import { initBackend } from '../shared/backend.js';
 import { IMAGE_SIZE } from '../shared/mnist.js';
 import { fromLayers } from '../shared/model.js';
+import { JsonlLog } from '../shared/jsonl-log.js';
 import type { InputShape } from '../shared/protocol/index.js';
-import { AppendLog } from '../victim/append-log.js';
 import { createApp } from '../victim/app.js';
 import { MemoryAuditLog } from '../victim/audit.js';
 import { MicroBatcher, modelLabeler } from '../victim/batcher.js';
@@ -60,25 +60,45 @@ describe('budgets', () => {
 describe('append-only logs', () => {
   it('group-commits appends from one turn and replays them', async () => {
     const path = join(dir, 'group.jsonl');
-    const { log } = AppendLog.open(path, { torn: 'drop' });
+    const { log } = JsonlLog.open(path, { torn: 'drop' });
     await Promise.all(Array.from({ length: 50 }, (_, i) => log.append({ i })));
     log.close();
-    expect(AppendLog.open(path, { torn: 'drop' }).records).toHaveLength(50);
+    expect(JsonlLog.open(path, { torn: 'drop' }).records).toHaveLength(50);
   });
 
-  it('drops (ledger) or keeps (audit) a torn last line, and refuses a corrupt middle line', () => {
-    for (const torn of ['drop', 'keep'] as const) {
-      const path = join(dir, `torn-${torn}.jsonl`);
+  it('drops (ledger) or marks (audit) a torn last line the same way on every open, and refuses a corrupt middle line', () => {
+    const mark = (fragment: Buffer) => ({ event: 'torn_tail', fragment: fragment.toString('utf8') });
+    for (const torn of ['drop', mark] as const) {
+      const path = join(dir, `torn-${torn === 'drop' ? 'drop' : 'mark'}.jsonl`);
       writeFileSync(path, '{"a":1}\n{"a":2}\n{"a":');
-      const { log, records, tornTail } = AppendLog.open(path, { torn });
-      log.close();
-      expect(records).toEqual([{ a: 1 }, { a: 2 }]);
-      expect(tornTail).toBe('{"a":');
-      expect(readFileSync(path, 'utf8')).toBe(torn === 'drop' ? '{"a":1}\n{"a":2}\n' : '{"a":1}\n{"a":2}\n{"a":\n');
+      const first = JsonlLog.open(path, { torn });
+      first.log.close();
+      expect(first.records).toEqual([{ a: 1 }, { a: 2 }]);
+      expect(first.tornTail?.toString('utf8')).toBe('{"a":');
+      const repaired = torn === 'drop' ? '{"a":1}\n{"a":2}\n' : '{"a":1}\n{"a":2}\n{"event":"torn_tail","fragment":"{\\"a\\":"}\n';
+      expect(readFileSync(path, 'utf8')).toBe(repaired);
+      // The repaired file opens cleanly again and again.
+      for (let i = 0; i < 2; i++) {
+        const again = JsonlLog.open(path, { torn });
+        again.log.close();
+        expect(again.tornTail).toBeUndefined();
+      }
+      expect(readFileSync(path, 'utf8')).toBe(repaired);
     }
     const bad = join(dir, 'bad.jsonl');
     writeFileSync(bad, '{"a":1}\nnot json\n{"a":2}\n');
-    expect(() => AppendLog.open(bad, { torn: 'drop' })).toThrow(expect.objectContaining({ code: 'log_corrupt' }));
+    expect(() => JsonlLog.open(bad, { torn: 'drop' })).toThrow(expect.objectContaining({ code: 'log_corrupt' }));
+  });
+
+  it('appendNow is on disk when it returns, together with pending appends', async () => {
+    const path = join(dir, 'now.jsonl');
+    const { log } = JsonlLog.open(path, { torn: 'drop' });
+    const pending = log.append({ i: 0 });
+    log.appendNow([{ i: 1 }, { i: 2 }]);
+    expect(readFileSync(path, 'utf8')).toBe('{"i":0}\n{"i":1}\n{"i":2}\n');
+    await pending;
+    log.close();
+    expect(() => log.appendNow([{ i: 3 }])).toThrow(expect.objectContaining({ code: 'log_closed' }));
   });
 });
 

@@ -10,10 +10,11 @@ import { CLASSES } from '../shared/mnist.js';
 import { mountAdminRoutes, type AdminKey } from './admin.js';
 import type { AuditSink, AuditOutcome } from './audit.js';
 import { ExtractionWatch, watchAnswer } from './detection.js';
-import { IdempotencyCache, parseIdempotencyKey, type IdempotencyTicket } from './idempotency.js';
+import { MemoryIdempotencyStore, parseIdempotencyKey, type IdempotencyStore, type IdempotencyTicket } from './idempotency.js';
 import { binaryBodyLimit, jsonBodyLimit, parseBinaryBatch, parseJsonBatch, parsePixelFormat, type ImageBatch } from './inputs.js';
-import { ANONYMOUS, type KeyRing, type Principal } from './keys.js';
+import { ANONYMOUS, bearerToken, type KeyRing, type Principal } from './keys.js';
 import type { BudgetBook } from './ledger.js';
+import type { WorkInFlight } from './server.js';
 
 /**
  * The victim's HTTP surface (DESIGN.md "Victim HTTP API"), as a pure function of its collaborators
@@ -48,8 +49,10 @@ export interface VictimAppOptions {
   watch?: ExtractionWatch;
   /** Key of the admin endpoints; undefined = no admin endpoints. */
   adminKey?: AdminKey;
-  /** Idempotency-Key replays (default: an in-memory LRU of 10,000 entries). */
-  idempotency?: IdempotencyCache;
+  /** Label requests still being handled, for a shutdown that waits for them. */
+  inFlight?: WorkInFlight;
+  /** Idempotency-Key replays (default: in memory only, an LRU of 10,000 entries). */
+  idempotency?: IdempotencyStore;
 }
 
 /** Once shutdown began, every response tells its client to reconnect elsewhere, so connections drain. */
@@ -181,15 +184,14 @@ export function createApp(opts: VictimAppOptions): express.Express {
   const readJson = express.raw({ type: () => true, limit: jsonBodyLimit(shape, opts.maxBatch) });
   const readBinary = express.raw({ type: () => true, limit: binaryBodyLimit(shape, opts.maxBatch) });
 
-  const idempotency = opts.idempotency ?? new IdempotencyCache();
+  const idempotency = opts.idempotency ?? new MemoryIdempotencyStore();
   if (opts.adminKey) mountAdminRoutes(app, { key: opts.adminKey, watch: opts.watch }, (res, e) => sendError(res, toApiError(e)), methodNotAllowed);
 
   const authenticate = (req: Request): Principal => {
+    const token = bearerToken(req.rawHeaders); // refuses repeated Authorization headers, even on an open service
     if (!opts.keys) return { id: ANONYMOUS, limit: opts.anonymousBudget ?? null };
-    const header = req.get('authorization');
-    const match = header ? /^Bearer[ ]+([^\s]+)\s*$/i.exec(header) : null;
-    if (!match) throw new TransferlabError('missing_api_key', 'this service needs an API key: send the header Authorization: Bearer <key>', 401);
-    const who = opts.keys.authenticate(match[1]);
+    if (token === undefined) throw new TransferlabError('missing_api_key', 'this service needs an API key: send the header Authorization: Bearer <key>', 401);
+    const who = opts.keys.authenticate(token);
     if (!who) throw new TransferlabError('invalid_api_key', 'the API key is not valid; check the key you were issued', 401);
     return who;
   };
@@ -209,7 +211,7 @@ export function createApp(opts: VictimAppOptions): express.Express {
     throw new TransferlabError('unsupported_media_type', `Content-Type ${type.slice(0, 60)} is not supported; send application/json or application/octet-stream`, 415);
   };
 
-  app.post(PATHS.label, async (req, res) => {
+  const labelRoute = async (req: Request, res: Response) => {
     const started = performance.now();
     let principal: Principal | undefined;
     let payloadSha256: string | null = null;
@@ -263,14 +265,26 @@ export function createApp(opts: VictimAppOptions): express.Express {
         req.log.error({ err: e }, 'model call failed');
         throw new TransferlabError('model_failed', 'the model failed on this batch; nothing was charged — try again', 500);
       }
-      let used: number;
-      try {
-        used = await opts.budgets.commit(reservation);
-      } finally {
-        // Charged from here on (commit counts the charge even when the ledger write fails), so a
-        // retry with the same Idempotency-Key must get these labels rather than pay again.
-        if (ticket) idempotency.finish(ticket, labels);
+      // The model call may have kept the event loop busy while the client hung up (or timed out): let
+      // it look at the connection once more. Nobody can receive these labels then, so they are not
+      // charged (a retry with the same Idempotency-Key is served normally). The requests of one model
+      // call all resume in the same turn, so their charges still share a group commit.
+      await new Promise<void>((resume) => setImmediate(resume));
+      if (req.socket.destroyed || !req.socket.writable) {
+        opts.budgets.release(reservation);
+        throw new TransferlabError('client_disconnected', 'the client closed the connection before its labels were ready; nothing was charged', 499);
       }
+      // Charged from here on (commit counts the charge at once, even when the ledger write fails), so
+      // a retry with the same Idempotency-Key must get these labels rather than pay again. Both
+      // records are written in the same turn, so they share the group commit.
+      const committing = opts.budgets.commit(reservation);
+      const remembered = ticket
+        ? idempotency.finish(ticket, labels).catch((e: unknown) => {
+            // The charge stands and a repeat to this process is still free; only a restart forgets it.
+            req.log.error({ err: e }, 'idempotency record write failed');
+          })
+        : undefined;
+      const used = await committing;
       if (opts.watch) await watchAnswer(opts.watch, req, principal.id, client, batch.images, labels);
       try {
         await audit('answered', 200);
@@ -279,23 +293,25 @@ export function createApp(opts: VictimAppOptions): express.Express {
         req.log.error({ err: e }, 'audit log write failed');
         throw new TransferlabError('audit_unavailable', 'the audit log cannot be written; try again later', 503);
       }
+      await remembered;
       const answer: LabelResponse = { labels: Array.from(labels), budget: { used, limit: principal.limit } };
       closeIfDraining(res);
       res.json(answer);
     } catch (e) {
-      if (ticket) idempotency.abandon(ticket); // no-op once charged
+      if (ticket) await idempotency.abandon(ticket).catch(() => {}); // no-op once charged
       const err = toApiError(e);
       if (err.status >= 500 && err.code === 'internal_error') req.log.error({ err: e }, 'unexpected error');
       if (err.status === 401) res.setHeader('WWW-Authenticate', 'Bearer realm="transferlab"');
       try {
-        await audit(err.status >= 500 ? 'failed' : 'rejected', err.status, err.code);
+        await audit(err.code === 'client_disconnected' ? 'abandoned' : err.status >= 500 ? 'failed' : 'rejected', err.status, err.code);
       } catch (auditError) {
         // Refusing to answer because the refusal could not be audited would help nobody; log loudly.
         req.log.error({ err: auditError }, 'audit log write failed');
       }
       sendError(res, err);
     }
-  });
+  };
+  app.post(PATHS.label, (req, res) => void (opts.inFlight ? opts.inFlight.track(labelRoute(req, res)) : labelRoute(req, res)));
   app.all(PATHS.label, methodNotAllowed('POST'));
 
   app.use((req, res) => {

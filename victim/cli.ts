@@ -10,6 +10,7 @@ import { pixelsPerImage } from '../shared/protocol/index.js';
 import { AdminKey } from './admin.js';
 import { createApp } from './app.js';
 import { FileAuditLog } from './audit.js';
+import { FileIdempotencyStore } from './idempotency-file.js';
 import { DETECTOR_ACTIONS, ExtractionWatch, type DetectorAction } from './detection.js';
 import { PradaDetector, PRADA_DEFAULTS } from './prada.js';
 import { MicroBatcher, warmUp } from './batcher.js';
@@ -17,7 +18,7 @@ import { LAYOUTS, type Layout } from './onnx-model.js';
 import { openServedModel, type ServedModel } from './served-model.js';
 import { KeyRing } from './keys.js';
 import { openLedger, type OpenLedger } from './ledger.js';
-import { startServer, type RunningServer } from './server.js';
+import { startServer, WorkInFlight, type RunningServer } from './server.js';
 import { main as trainMain } from './train-cli.js';
 import { VICTIM_DEFAULTS } from './train.js';
 
@@ -32,6 +33,8 @@ export const SERVE_DEFAULTS = {
   port: 8080,
   auditLog: 'runs/victim/audit.jsonl',
   ledger: 'runs/victim/ledger.jsonl',
+  /** Hours an Idempotency-Key is remembered after its charge. */
+  idempotencyTtlHours: 24,
   maxBatch: 1000,
   rateLimit: 100,
 };
@@ -62,7 +65,9 @@ async function serve(
     keys?: KeyRing;
     ledger: OpenLedger;
     audit: FileAuditLog;
+    idempotency: FileIdempotencyStore;
     draining: () => boolean;
+    inFlight: WorkInFlight;
     /** The extraction detector for the served model's image size and classes (undefined = off). */
     watchFor: (pixels: number, classes: number) => ExtractionWatch | undefined;
     adminKey?: AdminKey;
@@ -115,8 +120,10 @@ async function serve(
     rateLimit: args['rate-limit'],
     logger,
     draining: deps.draining,
+    inFlight: deps.inFlight,
     watch,
     adminKey: deps.adminKey,
+    idempotency: deps.idempotency,
   });
   let running: RunningServer;
   try {
@@ -126,6 +133,11 @@ async function serve(
     throw e;
   }
   return { info, served, batcher, running, watch };
+}
+
+/** runs/victim/ledger.jsonl → runs/victim/ledger.idempotency.jsonl: beside the ledger it belongs to, under its lock. */
+export function idempotencyLogFor(ledgerPath: string): string {
+  return ledgerPath.replace(/(\.jsonl)?$/, '.idempotency.jsonl');
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -147,6 +159,8 @@ export async function main(argv: string[]): Promise<number> {
       budget: { type: 'number', describe: 'without --keys: images all callers may have labelled together; with --keys: budget of keys that set none' },
       'audit-log': { type: 'string', default: SERVE_DEFAULTS.auditLog, describe: 'audit log (JSON lines, appended)' },
       ledger: { type: 'string', default: SERVE_DEFAULTS.ledger, describe: 'query ledger (JSON lines, appended; budgets survive restarts)' },
+      'idempotency-log': { type: 'string', describe: 'Idempotency-Key records (JSON lines; replays survive restarts) [default: the ledger path with .idempotency.jsonl]' },
+      'idempotency-ttl': { type: 'number', default: SERVE_DEFAULTS.idempotencyTtlHours, describe: 'hours an Idempotency-Key is remembered after its charge' },
       'max-batch': { type: 'number', default: SERVE_DEFAULTS.maxBatch, describe: 'most images per request' },
       'rate-limit': { type: 'number', default: SERVE_DEFAULTS.rateLimit, describe: 'requests per second per key (per client IP when open); 0 = off' },
       train: { type: 'boolean', default: true, describe: `train the default ${VICTIM_DEFAULTS.arch} when the default model folder is empty (--no-train: error instead)` },
@@ -170,6 +184,7 @@ export async function main(argv: string[]): Promise<number> {
   check(Number.isInteger(args.port) && args.port >= 0 && args.port <= 65535, `--port must be an integer in 0..65535 (got ${args.port})`);
   check(Number.isInteger(args['max-batch']) && args['max-batch'] >= 1 && args['max-batch'] <= 10_000, `--max-batch must be an integer in 1..10000 (got ${args['max-batch']})`);
   check(args['rate-limit'] >= 0 && Number.isFinite(args['rate-limit']), `--rate-limit must be ≥ 0 requests/s (got ${args['rate-limit']})`);
+  check(args['idempotency-ttl'] > 0 && Number.isFinite(args['idempotency-ttl']), `--idempotency-ttl must be a positive number of hours (got ${args['idempotency-ttl']})`);
   check(args.budget === undefined || (Number.isInteger(args.budget) && args.budget >= 0), `--budget must be a non-negative integer (got ${args.budget})`);
   check(args.detector === 'prada' || (args['detector-delta'] === PRADA_DEFAULTS.delta && args['detector-action'] === 'log' && args['detector-window'] === PRADA_DEFAULTS.window), '--detector-delta, --detector-action and --detector-window need --detector prada');
   // Fail on a bad keys file (or detector setting) before minutes of training.
@@ -182,14 +197,24 @@ export async function main(argv: string[]): Promise<number> {
   // The ledger lock and the audit log come first: a second victim on the same ledger, or an
   // unwritable log, should fail in a second, not after the model has loaded or trained.
   const ledger = openLedger(args.ledger);
+  const idempotencyPath = args['idempotency-log'] ?? idempotencyLogFor(args.ledger);
   let opened: ReturnType<typeof FileAuditLog.open>;
+  let remembered: ReturnType<typeof FileIdempotencyStore.open>;
   try {
-    opened = FileAuditLog.open(args['audit-log']);
+    // Under the ledger's lock: the records only hold for the budgets in that ledger.
+    remembered = FileIdempotencyStore.open(idempotencyPath, { ttlMs: args['idempotency-ttl'] * 3600_000 });
+    try {
+      opened = FileAuditLog.open(args['audit-log']);
+    } catch (e) {
+      void remembered.store.close();
+      throw e;
+    }
   } catch (e) {
     ledger.close();
     throw e;
   }
-  const { audit, previous: previousAudit, events } = opened;
+  const idempotency = remembered.store;
+  const { audit, previous: previousAudit, events, tornTail } = opened;
   let flagged = 0;
   const watchFor = (pixels: number, classes: number) => {
     if (args.detector !== 'prada') return undefined;
@@ -198,11 +223,13 @@ export async function main(argv: string[]): Promise<number> {
     return watch;
   };
   let draining = false;
+  const inFlight = new WorkInFlight();
   let started: Awaited<ReturnType<typeof serve>>;
   try {
-    started = await serve(args, { keys, ledger, audit, draining: () => draining, watchFor, adminKey });
+    started = await serve(args, { keys, ledger, audit, idempotency, draining: () => draining, inFlight, watchFor, adminKey });
   } catch (e) {
     audit.close();
+    await idempotency.close();
     ledger.close();
     throw e;
   }
@@ -217,6 +244,7 @@ export async function main(argv: string[]): Promise<number> {
   console.log(describeBackend(info));
   console.log(`access: ${who}; max ${args['max-batch']} images/request; rate limit ${args['rate-limit'] || 'off'}${args['rate-limit'] ? ' requests/s per key' : ''}`);
   console.log(`audit log ${resolve(args['audit-log'])} (${previousAudit} earlier entries)`);
+  if (tornTail) console.log(`audit log: its last line was torn by a crash (${tornTail.bytes} bytes); kept as a torn_tail record`);
   console.log(
     watch
       ? `extraction detector: PRADA, δ ${watch.detector.options.delta}, window ${watch.detector.options.window}, action ${watch.action}` +
@@ -224,6 +252,11 @@ export async function main(argv: string[]): Promise<number> {
       : 'extraction detector: off',
   );
   console.log(`ledger ${resolve(args.ledger)} (${charged} images charged so far)`);
+  console.log(
+    `idempotency records ${resolve(idempotencyPath)} (${remembered.restored} kept for ${args['idempotency-ttl']} h` +
+      (remembered.expired ? `, ${remembered.expired} expired dropped` : '') +
+      ')',
+  );
   // The pid matters because tsx runs the server as a child of its own wrapper process.
   console.log(`pid ${process.pid}`);
   console.log(`listening on ${running.url}`);
@@ -245,8 +278,10 @@ export async function main(argv: string[]): Promise<number> {
   });
   await server.close();
   await batcher.idle();
+  await inFlight.idle(); // handlers whose client hung up still write their audit lines
   await served.close();
   audit.close(); // flushes and fsyncs anything still pending
+  await idempotency.close();
   ledger.close();
   console.log(`stopped: ${batcher.stats.requests} labelled request(s), ${batcher.stats.images} image(s) in ${batcher.stats.modelCalls} model call(s)`);
   // wasm pthread workers would keep the process alive; everything durable is already on disk.
