@@ -12,7 +12,8 @@ import { trainVictim, type VictimTrainConfig } from '../victim/train.js';
  * Bump the folder's version suffix when the recipe changes so stale caches are not reused.
  */
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-export const TEST_VICTIM_DIR = resolve(ROOT, '.cache/test-models/lenet-v1');
+// v2: metadata.json records the dataset's shape and class names.
+export const TEST_VICTIM_DIR = resolve(ROOT, '.cache/test-models/lenet-v2');
 const RECIPE = { arch: 'lenet', epochs: 2, batchSize: 64, learningRate: 0.002, seed: 7, limit: 6000 };
 /** The Fashion-MNIST test victim: the same lenet recipe on 4,000 Fashion-MNIST training images. */
 export const FASHION_VICTIM_DIR = resolve(ROOT, '.cache/test-models/lenet-fashion-v1');
