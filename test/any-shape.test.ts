@@ -52,6 +52,32 @@ describe('any input shape and class count', () => {
     model.dispose();
   });
 
+  it('shifts RGB images by whole pixels, every channel with its pixel', () => {
+    const [h, w, c] = [16, 20, 3];
+    const model = buildModel('papernot-mlp', { inputShape: [h, w, c], classes: 2 });
+    const x = Float32Array.from({ length: h * w * c }, (_, i) => (i + 1) / (h * w * c));
+    let seen: Float32Array | undefined;
+    trainClassifier(model, x, Int32Array.of(1), {
+      epochs: 1, batchSize: 1, learningRate: 0.001, seed: 4, shift: 2,
+      transformBatch: (batch) => ((seen = batch.dataSync() as Float32Array), batch),
+    });
+    // The training loop draws the batch's offset from its own stream, seeded seed + 0x5eed: dy, then dx.
+    const r = createRng(4 + 0x5eed);
+    const dy = Math.floor(r() * 5) - 2;
+    const dx = Math.floor(r() * 5) - 2;
+    expect(dy !== 0 || dx !== 0).toBe(true);
+    for (let row = 0; row < h; row++) {
+      for (let col = 0; col < w; col++) {
+        for (let k = 0; k < c; k++) {
+          const [sr, sc] = [row + dy, col + dx];
+          const want = sr >= 0 && sr < h && sc >= 0 && sc < w ? x[(sr * w + sc) * c + k] : 0;
+          expect(seen![(row * w + col) * c + k]).toBe(want);
+        }
+      }
+    }
+    model.dispose();
+  });
+
   it('bisects and maps planes of RGB images, the size read off the arrays', async () => {
     const x = images(3, 9);
     const d = Float32Array.from(x, (_, i) => (i % 2 ? 1 : -1));
