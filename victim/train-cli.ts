@@ -1,6 +1,6 @@
 import yargs from 'yargs';
 import { ARCHITECTURES } from '../shared/architectures.js';
-import { DATASET_HELP, DEFAULT_DATASET } from '../shared/datasets/index.js';
+import { DATASET_HELP, DEFAULT_DATASET, loadDataset } from '../shared/datasets/index.js';
 import { initBackend, describeBackend } from '../shared/backend.js';
 import { isMain, runMain } from '../shared/cli.js';
 import { assertWritableDir } from '../shared/fs-checks.js';
@@ -33,6 +33,8 @@ export async function main(argv: string[]): Promise<number> {
     .help()
     .parseAsync();
 
+  // A dataset that cannot be read fails here, before the backend starts or anything is trained.
+  const dataset = loadDataset(args.dataset);
   const info = await initBackend(args.backend);
   const defence = defenceFromArgs(args);
   const config: VictimTrainConfig = {
@@ -50,7 +52,10 @@ export async function main(argv: string[]): Promise<number> {
   };
   validateTrainConfig(config);
   assertWritableDir(config.out, 'the model');
-  console.log(`training ${config.arch} on ${config.dataset} for ${config.epochs} epoch(s) on ${describeBackend(info)}`);
+  console.log(
+    `training ${config.arch} on ${dataset.name} (${Math.min(config.limit ?? Infinity, dataset.train.count)} images of ${dataset.shape.join('×')}, ${dataset.classes} classes) ` +
+      `for ${config.epochs} epoch(s) on ${describeBackend(info)}`,
+  );
   const bar = progressBar('{label} [{bar}] {value}/{total} batches | {stats} | ETA {eta_formatted}');
   const metadata = await trainVictim(config, {
     onBatchEnd: ({ epoch, batch, batches, loss, accuracy }) => {
