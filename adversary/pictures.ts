@@ -1,10 +1,18 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { IMAGE_SIZE } from '../shared/mnist.js';
-import type { ResultExtras } from './results.js';
+import { IMAGE_SIZE, type Dataset } from '../shared/mnist.js';
 import { writeFileAtomic } from './run-folder.js';
 import { CLASS_COLOURS, DARK, GREY, RED, Raster, WHITE, BLACK, contrastOn, drawLegend, textWidth, type Rgb } from './raster.js';
-import type { AttackMode } from './transfer.js';
+import type { AttackMode, SweepOutcome } from './transfer.js';
+
+/** What a run's image grids are drawn from (writeResults passes it through). */
+export interface ResultExtras {
+  evalSet: Dataset;
+  outcome: SweepOutcome;
+  targets: Int32Array;
+  /** The victim's labels of the clean evaluation images (the image grids show them under the clean digits). */
+  cleanVictim?: Int32Array;
+}
 
 /**
  * The run's PNG pictures (all under <runDir>/images/, paths recorded relative to the run folder):

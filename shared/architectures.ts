@@ -51,11 +51,6 @@ export function checkArchitecture(name: string): void {
   }
 }
 
-export function describeArchitecture(name: string): string {
-  checkArchitecture(name);
-  return BUILDERS[name].describe;
-}
-
 /** A fresh, randomly initialised model (seed it with seedGlobalRandom first for repeatability). */
 export function buildModel(name: string): tf.Sequential {
   checkArchitecture(name);
