@@ -1,5 +1,5 @@
 /**
- * Kernels that make the TF.js `wasm` backend train CNNs correctly and fast (DESIGN.md "Compute backend").
+ * Kernels that make the TF.js `wasm` backend train CNNs correctly and fast (ARCHITECTURE.md, "Processes").
  * Usage: `await prepareWasm(threads)` (before `tf.setBackend('wasm')`), then `registerWasmKernels()`.
  */
 import * as tf from '@tensorflow/tfjs';
