@@ -88,6 +88,7 @@
             (block $done_k
               (loop $for_k
                 (br_if $done_k (i32.ge_u (local.get $k) (local.get $kn)))
+                ;; one k: B's 8 columns in b0, b1; each row's A value splatted into s, then acc += s * b
                 (local.set $b0 (v128.load align=4 (local.get $pb)))
                 (local.set $b1 (v128.load offset=16 align=4 (local.get $pb)))
                 (local.set $s (v128.load32_splat (local.get $pa)))
@@ -194,6 +195,7 @@
             (block $done_k
               (loop $for_k
                 (br_if $done_k (i32.ge_u (local.get $k) (local.get $kn)))
+                ;; one k: B's 8 columns in b0, b1; each row's A value splatted into s, then acc += s * b
                 (local.set $b0 (v128.load align=4 (local.get $pb)))
                 (local.set $b1 (v128.load offset=16 align=4 (local.get $pb)))
                 (local.set $s (v128.load32_splat (local.get $pa)))
@@ -272,6 +274,7 @@
             (block $done_k
               (loop $for_k
                 (br_if $done_k (i32.ge_u (local.get $k) (local.get $kn)))
+                ;; one k: B's 8 columns in b0, b1; each row's A value splatted into s, then acc += s * b
                 (local.set $b0 (v128.load align=4 (local.get $pb)))
                 (local.set $b1 (v128.load offset=16 align=4 (local.get $pb)))
                 (local.set $s (v128.load32_splat (local.get $pa)))
@@ -373,6 +376,7 @@
             (block $done_k
               (loop $for_k
                 (br_if $done_k (i32.ge_u (local.get $k) (local.get $kn)))
+                ;; one k: B's 8 columns in b0, b1; each row's A value splatted into s, then acc += s * b
                 (local.set $b0 (v128.load align=4 (local.get $pb)))
                 (local.set $b1 (v128.load offset=16 align=4 (local.get $pb)))
                 (local.set $s (v128.load32_splat (local.get $pa)))

@@ -11,7 +11,7 @@
 (module
   (import "env" "mem" (memory 1 65536 shared))
 
-  ;; add_vv (see the top of this file)
+  ;; add_vv: out = a + b, row by row (b a bias when $bRow is 0).
   (func $add_vv (export "add_vv")
     (param $a i32) (param $b i32) (param $out i32) (param $rows i32) (param $rowBytes i32) (param $bRow i32)
     (local $r i32) (local $j i32) (local $pa i32) (local $pb i32) (local $po i32) (local $s v128)
@@ -39,7 +39,7 @@
         (local.set $r (i32.add (local.get $r) (i32.const 1)))
         (br $for_r))))
 
-  ;; add_vs
+  ;; add_vs: out = a + b, b one float.
   (func $add_vs (export "add_vs")
     (param $a i32) (param $b i32) (param $out i32) (param $rows i32) (param $rowBytes i32) (param $bRow i32)
     (local $r i32) (local $j i32) (local $pa i32) (local $pb i32) (local $po i32) (local $s v128)
@@ -66,7 +66,7 @@
         (local.set $r (i32.add (local.get $r) (i32.const 1)))
         (br $for_r))))
 
-  ;; add_sv
+  ;; add_sv: out = a + b, a one float.
   (func $add_sv (export "add_sv")
     (param $a i32) (param $b i32) (param $out i32) (param $rows i32) (param $rowBytes i32) (param $bRow i32)
     (local $r i32) (local $j i32) (local $pa i32) (local $pb i32) (local $po i32) (local $s v128)
@@ -93,7 +93,7 @@
         (local.set $r (i32.add (local.get $r) (i32.const 1)))
         (br $for_r))))
 
-  ;; sub_vv
+  ;; sub_vv: out = a - b, row by row (b a bias when $bRow is 0).
   (func $sub_vv (export "sub_vv")
     (param $a i32) (param $b i32) (param $out i32) (param $rows i32) (param $rowBytes i32) (param $bRow i32)
     (local $r i32) (local $j i32) (local $pa i32) (local $pb i32) (local $po i32) (local $s v128)
@@ -121,7 +121,7 @@
         (local.set $r (i32.add (local.get $r) (i32.const 1)))
         (br $for_r))))
 
-  ;; sub_vs
+  ;; sub_vs: out = a - b, b one float.
   (func $sub_vs (export "sub_vs")
     (param $a i32) (param $b i32) (param $out i32) (param $rows i32) (param $rowBytes i32) (param $bRow i32)
     (local $r i32) (local $j i32) (local $pa i32) (local $pb i32) (local $po i32) (local $s v128)
@@ -148,7 +148,7 @@
         (local.set $r (i32.add (local.get $r) (i32.const 1)))
         (br $for_r))))
 
-  ;; sub_sv
+  ;; sub_sv: out = a - b, a one float.
   (func $sub_sv (export "sub_sv")
     (param $a i32) (param $b i32) (param $out i32) (param $rows i32) (param $rowBytes i32) (param $bRow i32)
     (local $r i32) (local $j i32) (local $pa i32) (local $pb i32) (local $po i32) (local $s v128)
@@ -175,7 +175,7 @@
         (local.set $r (i32.add (local.get $r) (i32.const 1)))
         (br $for_r))))
 
-  ;; mul_vv
+  ;; mul_vv: out = a * b, row by row (b a bias when $bRow is 0).
   (func $mul_vv (export "mul_vv")
     (param $a i32) (param $b i32) (param $out i32) (param $rows i32) (param $rowBytes i32) (param $bRow i32)
     (local $r i32) (local $j i32) (local $pa i32) (local $pb i32) (local $po i32) (local $s v128)
@@ -203,7 +203,7 @@
         (local.set $r (i32.add (local.get $r) (i32.const 1)))
         (br $for_r))))
 
-  ;; mul_vs
+  ;; mul_vs: out = a * b, b one float.
   (func $mul_vs (export "mul_vs")
     (param $a i32) (param $b i32) (param $out i32) (param $rows i32) (param $rowBytes i32) (param $bRow i32)
     (local $r i32) (local $j i32) (local $pa i32) (local $pb i32) (local $po i32) (local $s v128)
@@ -230,7 +230,7 @@
         (local.set $r (i32.add (local.get $r) (i32.const 1)))
         (br $for_r))))
 
-  ;; mul_sv
+  ;; mul_sv: out = a * b, a one float.
   (func $mul_sv (export "mul_sv")
     (param $a i32) (param $b i32) (param $out i32) (param $rows i32) (param $rowBytes i32) (param $bRow i32)
     (local $r i32) (local $j i32) (local $pa i32) (local $pb i32) (local $po i32) (local $s v128)
@@ -257,7 +257,7 @@
         (local.set $r (i32.add (local.get $r) (i32.const 1)))
         (br $for_r))))
 
-  ;; div_vv
+  ;; div_vv: out = a / b, row by row (b a bias when $bRow is 0).
   (func $div_vv (export "div_vv")
     (param $a i32) (param $b i32) (param $out i32) (param $rows i32) (param $rowBytes i32) (param $bRow i32)
     (local $r i32) (local $j i32) (local $pa i32) (local $pb i32) (local $po i32) (local $s v128)
@@ -285,7 +285,7 @@
         (local.set $r (i32.add (local.get $r) (i32.const 1)))
         (br $for_r))))
 
-  ;; div_vs
+  ;; div_vs: out = a / b, b one float.
   (func $div_vs (export "div_vs")
     (param $a i32) (param $b i32) (param $out i32) (param $rows i32) (param $rowBytes i32) (param $bRow i32)
     (local $r i32) (local $j i32) (local $pa i32) (local $pb i32) (local $po i32) (local $s v128)
@@ -312,7 +312,7 @@
         (local.set $r (i32.add (local.get $r) (i32.const 1)))
         (br $for_r))))
 
-  ;; div_sv
+  ;; div_sv: out = a / b, a one float.
   (func $div_sv (export "div_sv")
     (param $a i32) (param $b i32) (param $out i32) (param $rows i32) (param $rowBytes i32) (param $bRow i32)
     (local $r i32) (local $j i32) (local $pa i32) (local $pb i32) (local $po i32) (local $s v128)

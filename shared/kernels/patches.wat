@@ -31,6 +31,7 @@
               (i32.add (local.get $x) (i32.mul (local.get $bi) (local.get $imgBytes)))
               (i32.mul (local.get $r) (local.get $rowStep)))
             (i32.mul (local.get $q) (local.get $colStep))))
+        ;; the next pixel (q, r, bi carry), unless this is the last one: a partial panel repeats it
         (if (i32.lt_s (i32.add (local.get $p) (i32.const 1)) (local.get $count))
           (then
             (local.set $q (i32.add (local.get $q) (i32.const 1)))
@@ -94,6 +95,8 @@
             (block $done_e
               (loop $for_e
                 (br_if $done_e (i32.ge_u (local.get $e) (local.get $segBytes)))
+                ;; 4 floats of each of the 4 pixels (rows v0..v3), transposed in two rounds of shuffles so
+                ;; each store holds one float of all 4 pixels: w = interleaved pairs, then the columns.
                 (local.set $v0
                   (v128.load align=4 (i32.add (i32.add (local.get $src0) (local.get $base)) (local.get $e))))
                 (local.set $v1
