@@ -1,6 +1,6 @@
 /**
  * Assembles the project's WebAssembly kernels from their text (.wat) with wabt, into the binaries the
- * code loads: shared/kernels/*.wat into shared/kernels/wasm/.
+ * code loads: shared/kernels/*.wat into shared/kernels/wasm/, victim/nearest.wat into victim/nearest.wasm.
  *
  *   npm run build:kernels            write the binaries
  *   npm run build:kernels -- --check  fail if a committed binary differs from what its .wat assembles to
@@ -76,6 +76,8 @@ export async function buildKernels(): Promise<Binary[]> {
       }
     }
   }
+  const nearest = 'victim/nearest.wat';
+  out.push({ source: nearest, file: 'victim/nearest.wasm', bytes: assemble(wabt, nearest, readFileSync(path.join(ROOT, nearest), 'utf8')) });
   return out;
 }
 
