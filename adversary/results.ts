@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import type { Rate } from '../shared/metrics.js';
+import type { DatasetSummary } from '../shared/datasets/types.js';
 import type { provenance } from '../shared/versions.js';
 import type { BoundaryResults } from './boundary-run.js';
 import type { CampaignConfig } from './config.js';
@@ -17,6 +18,8 @@ export type CampaignResults = ReturnType<typeof provenance> & {
   name: string;
   createdAt: string;
   victim: { url?: string; model?: string; info?: VictimInfo; arch?: string };
+  /** The images the seed and evaluation sets were drawn from (their test part). */
+  dataset?: DatasetSummary;
   config: CampaignConfig | Record<string, unknown>;
   queries: QueryCounts;
   victimCleanAccuracy: Rate;
