@@ -1,10 +1,20 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { pixelCount, type ImageShape } from '../shared/datasets/types.js';
-import type { ResultExtras } from './results.js';
+import { pixelCount, type ImageSet, type ImageShape } from '../shared/datasets/types.js';
 import { writeFileAtomic } from './run-folder.js';
 import { DARK, GREY, RED, Raster, WHITE, BLACK, classColour, contrastOn, drawLegend, imageScale, legendRows, textWidth, type Rgb } from './raster.js';
-import type { AttackMode } from './transfer.js';
+import type { AttackMode, SweepOutcome } from './transfer.js';
+
+/** What a run's image grids are drawn from (writeResults passes it through). */
+export interface ResultExtras {
+  evalSet: ImageSet;
+  /** Class count of the victim's output (legends, per-class rows). */
+  classes: number;
+  outcome: SweepOutcome;
+  targets: Int32Array;
+  /** The victim's labels of the clean evaluation images (the image grids show them under the clean digits). */
+  cleanVictim?: Int32Array;
+}
 
 /**
  * The run's PNG pictures (all under <runDir>/images/, paths recorded relative to the run folder):

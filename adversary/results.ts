@@ -1,14 +1,16 @@
 import { join } from 'node:path';
 import type { Rate } from '../shared/metrics.js';
-import type { DatasetSummary, ImageSet } from '../shared/datasets/types.js';
+import type { DatasetSummary } from '../shared/datasets/types.js';
 import type { provenance } from '../shared/versions.js';
 import type { BoundaryResults } from './boundary-run.js';
 import type { CampaignConfig } from './config.js';
 import type { QueryCounts, VictimInfo } from './oracle.js';
 import type { RoundRecord } from './run-folder.js';
 import { writeFileAtomic, writeJson } from './run-folder.js';
-import { writeImageGrids } from './pictures.js';
-import type { PerClassTable, SweepOutcome, SweepPoint } from './transfer.js';
+import { writeImageGrids, type ResultExtras } from './pictures.js';
+import type { PerClassTable, SweepPoint } from './transfer.js';
+
+export type { ResultExtras } from './pictures.js';
 
 /** results.json: everything a report, a comparison or a script needs from one run. */
 export type CampaignResults = ReturnType<typeof provenance> & {
@@ -32,16 +34,6 @@ export type CampaignResults = ReturnType<typeof provenance> & {
   durationSeconds: number;
   phases: Record<string, number>;
 };
-
-export interface ResultExtras {
-  evalSet: ImageSet;
-  /** Class count of the victim's output (legends, per-class rows). */
-  classes: number;
-  outcome: SweepOutcome;
-  targets: Int32Array;
-  /** The victim's labels of the clean evaluation images (the image grids show them under the clean digits). */
-  cleanVictim?: Int32Array;
-}
 
 const csvCell = (v: unknown) => (v === null || v === undefined ? '' : typeof v === 'number' ? String(Number(v.toFixed(6))) : String(v));
 

@@ -62,11 +62,6 @@ export function checkArchitecture(name: string): void {
   }
 }
 
-export function describeArchitecture(name: string): string {
-  checkArchitecture(name);
-  return BUILDERS[name].describe;
-}
-
 /** Refuse a shape the architecture cannot take (its convolutions and pools would shrink the image to nothing). */
 export function checkModelShape(name: string, s: ModelShape): void {
   checkArchitecture(name);

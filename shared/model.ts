@@ -16,11 +16,6 @@ export interface Model {
   logits(x: tf.Tensor4D): tf.Tensor2D;
 }
 
-/** The adversary's view of the victim: labels only, asynchronous, every answer paid for. */
-export interface Oracle {
-  label(images: Float32Array, count: number): Promise<Int32Array>;
-}
-
 /** Wrap a layers model whose last layer emits logits (softmax lives in the loss). */
 export function fromLayers(model: tf.LayersModel): Model {
   return {

@@ -1,13 +1,13 @@
 /**
- * Convolutions and their gradients on the wasm backend as im2col + GEMM (wasm-gemm.ts), run by the
+ * Convolutions and their gradients on the wasm backend as im2col + GEMM (shared/kernels/patches.wat, gemm.wat), run by the
  * pool (wasm-pool.ts). The batch is cut into two fixed parts, one per thread; fixed, so results do not
  * depend on how many threads ran them. Each part goes through chunks whose packed patches fit in L2
  * while the product reads them.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import { MR, NR } from './wasm-gemm.js';
-import { fn, offset, poolFor, twoParts, type Call, type Pool } from './wasm-pool.js';
+import { MR, NR, type KernelArgs } from './wasm-modules.js';
+import { kernelCall, offset, poolFor, twoParts, type Call, type Pool } from './wasm-pool.js';
 
 export type TensorInfo = tf.TensorInfo;
 export type Shape4 = [number, number, number, number];
@@ -50,8 +50,6 @@ export function gemmPath(backend: BackendWasm, info: Info, pass: Pass): Pool | n
 }
 
 interface Gemm2 { b: number; n: number; kn: number; bRow: number; bPanel: number; mode?: number; bias?: number; relu?: boolean }
-const tail = (g: Gemm2, aRow: number, aK: number, cRow: number): number[] =>
-  [g.n, g.kn, aRow, aK, g.bRow, g.bPanel, cRow, g.mode ?? 0, g.bias ?? 0, g.relu ? 1 : 0];
 
 /**
  * C (m rows) = A B, A in panels of 4 rows (im2col4 / im2colT): A(i,k) at a + (i/4)*kn*16 + k*16 + (i%4)*4.
@@ -59,8 +57,12 @@ const tail = (g: Gemm2, aRow: number, aK: number, cRow: number): number[] =>
  */
 export function product(m: number, a: number, c: number, cRow: number, g: Gemm2): Call[] {
   const full = m - (m % MR), calls: Call[] = [];
-  if (full > 0) calls.push([fn(`gemm${MR}` as 'gemm1'), a, g.b, c, full, ...tail(g, g.kn * 4, MR * 4, cRow)]);
-  if (m % MR) calls.push([fn(`gemm${m % MR}` as 'gemm1'), a + full * g.kn * 4, g.b, c + full * cRow, m % MR, ...tail(g, g.kn * 4, MR * 4, cRow)]);
+  const tile = {
+    b: g.b, n: g.n, kn: g.kn, aRow: g.kn * 4, aK: MR * 4, bRow: g.bRow, bPanel: g.bPanel, cRow,
+    mode: g.mode ?? 0, bias: g.bias ?? 0, relu: g.relu ? 1 : 0,
+  };
+  if (full > 0) calls.push(kernelCall(`gemm${MR}` as const, { ...tile, a, c, m: full }));
+  if (m % MR) calls.push(kernelCall(`gemm${m % MR}` as 'gemm1', { ...tile, a: a + full * g.kn * 4, c: c + full * cRow, m: m % MR }));
   return calls;
 }
 export const roundUp = (n: number): number => Math.ceil(n / MR) * MR;
@@ -75,13 +77,27 @@ function chunks(nb: number, perImage: number): Array<Array<[number, number]>> {
   });
 }
 
+/** The patch kernels' geometry arguments (patches.wat), but for the addresses and image count. */
+type Geometry = Omit<KernelArgs<'im2col4'>, 'x' | 'dst' | 'nb' | 'count'>;
+
 /** Per-image geometry of the (padded) input, as im2col / col2im take it. */
-function geometry(info: Info): { hp: number; wp: number; args: number[]; imgBytes: number } {
+function geometry(info: Info): { hp: number; wp: number; geo: Geometry; imgBytes: number } {
   const { inHeight: h, inWidth: w, inChannels: ci, filterHeight: kh, filterWidth: kw, padInfo: p } = info;
   const hp = h + p.top + p.bottom, wp = w + p.left + p.right;
   const rowBytes = wp * ci * 4, imgBytes = hp * rowBytes;
-  return { hp, wp, imgBytes, args: [info.outHeight, info.outWidth, kh, rowBytes, kw * ci * 4, info.strideWidth * ci * 4, info.strideHeight * rowBytes, imgBytes] };
+  const geo = {
+    oh: info.outHeight, ow: info.outWidth, kh, rowBytes, segBytes: kw * ci * 4,
+    colStep: info.strideWidth * ci * 4, rowStep: info.strideHeight * rowBytes, imgBytes,
+  };
+  return { hp, wp, imgBytes, geo };
 }
+
+/**
+ * A row-major matrix as im2col input: one image whose one output row has `rows` 1x1 patches, each a
+ * segment of segBytes, rowStride apart (segBytes unless only part of each row is packed).
+ */
+export const matrixAsImage = (rows: number, segBytes: number, rowStride = segBytes): Geometry & { nb: number } =>
+  ({ nb: 1, oh: 1, ow: rows, kh: 1, rowBytes: 0, segBytes, colStep: rowStride, rowStep: 0, imgBytes: 0 });
 
 /** x with the convolution's padding added (x itself when there is none). */
 export function padded(backend: BackendWasm, x: TensorInfo, info: Info): TensorInfo {
@@ -110,7 +126,7 @@ export function convForward(backend: BackendWasm, kit: Pool, x: TensorInfo, filt
   const xp = padded(backend, x, info);
   const wp = panels(backend, taps, co, filter, (k, j) => k * co + j);
   const out = backend.makeOutput(info.outShape, 'float32');
-  const { args, imgBytes } = geometry(info);
+  const { geo, imgBytes } = geometry(info);
   const aligned = (info.filterWidth * info.inChannels) % 4 === 0;
   const oneChannel = info.inChannels === 1 && info.strideWidth === 1;
   const plan = chunks(nb, oh * ow * taps * 4);
@@ -120,9 +136,10 @@ export function convForward(backend: BackendWasm, kit: Pool, x: TensorInfo, filt
   const g = { b: wo, n: co, kn: taps, bRow: NR * 4, bPanel: taps * NR * 4, mode: bias ? 2 : 0, bias: bias ? offset(backend, bias) : 0, relu };
   kit.run(plan.map((list, part) => list.flatMap(([s, e]): Call[] => {
     const c = colo + part * perPart, m = (e - s) * oh * ow;
-    const patches: Call = aligned ? [fn('im2col4'), xo + s * imgBytes, c, e - s, ...args, m]
-      : oneChannel ? [fn('im2col1'), xo + s * imgBytes, c, e - s, ...args, m]
-        : [fn('im2colS'), xo + s * imgBytes, c, e - s, ...args, taps * 16, 4, 64, 16, 0];
+    const at = { x: xo + s * imgBytes, dst: c, nb: e - s, ...geo };
+    const patches = aligned ? kernelCall('im2col4', { ...at, count: m })
+      : oneChannel ? kernelCall('im2col1', { ...at, count: m })
+        : kernelCall('im2colS', { ...at, P1: taps * 16, Q1: 4, P2: 64, Q2: 16, back: 0 });
     return [patches, ...product(m, c, yo + s * oh * ow * co * 4, co * 4, g)];
   })));
   free(backend, wp, cols);
@@ -141,17 +158,18 @@ export function convFilterGrad(backend: BackendWasm, kit: Pool, x: TensorInfo, d
   const images = Math.max(...plan.map((c) => c[0][1] - c[0][0]));
   const perPart = images * oh * ow * (roundUp(taps) + co) * 4;
   const cols = backend.makeOutput([plan.length * perPart / 4], 'float32');
-  const { args, imgBytes } = geometry(info);
+  const { geo, imgBytes } = geometry(info);
   const [xo, dyo, oo, po, colo] = [xp, dy, out, partial, cols].map((t) => offset(backend, t));
   // Per chunk: x's patches as A panels of 4 taps, dy's rows as B panels of 8 channels, then A^T B.
   kit.run(plan.map((list, part) => list.flatMap(([s, e], i): Call[] => {
     const c = colo + part * perPart, kn = (e - s) * oh * ow, bp = c + images * oh * ow * roundUp(taps) * 4;
-    const patches: Call = aligned ? [fn('im2colT'), xo + s * imgBytes, c, e - s, ...args, kn * 16]
-      : [fn('im2colS'), xo + s * imgBytes, c, e - s, ...args, 64, 16, kn * 16, 4, 0];
-    return [patches, [fn('panel8'), dyo + s * oh * ow * co * 4, bp, kn, co / NR, co * 4],
+    const at = { x: xo + s * imgBytes, dst: c, nb: e - s, ...geo };
+    const patches = aligned ? kernelCall('im2colT', { ...at, panelBytes: kn * 16 })
+      : kernelCall('im2colS', { ...at, P1: 64, Q1: 16, P2: kn * 16, Q2: 4, back: 0 });
+    return [patches, kernelCall('panel8', { src: dyo + s * oh * ow * co * 4, dst: bp, kn, panels: co / NR, srcRow: co * 4 }),
       ...product(taps, c, part ? po : oo, co * 4, { b: bp, n: co, kn, bRow: NR * 4, bPanel: kn * NR * 4, mode: i ? 1 : 0 })];
   })));
-  if (plan.length > 1) kit.run([[[fn('add_vv'), oo, po, oo, 1, taps * co * 4, 0]]]);
+  if (plan.length > 1) kit.run([[kernelCall('add_vv', { a: oo, b: po, out: oo, rows: 1, rowBytes: taps * co * 4, bRow: 0 })]]);
   free(backend, partial, cols);
   if (xp !== x) free(backend, xp);
   return out;
@@ -163,7 +181,7 @@ export function convInputGrad(backend: BackendWasm, kit: Pool, dy: TensorInfo, f
   const taps = info.filterHeight * info.filterWidth * ci;
   // Rows of tap gradients are padded to whole 8-column panels; odd ones go back one float at a time.
   const n = Math.ceil(taps / NR) * NR, aligned = n === taps && (info.filterWidth * ci) % 4 === 0;
-  const { hp, wp, args, imgBytes } = geometry(info);
+  const { hp, wp, geo, imgBytes } = geometry(info);
   const full = backend.makeOutput([nb, hp, wp, ci], 'float32');
   const wt = panels(backend, co, n, filter, (k, j) => j * co + k, taps);
   const plan = chunks(nb, oh * ow * n * 4);
@@ -176,9 +194,10 @@ export function convInputGrad(backend: BackendWasm, kit: Pool, dy: TensorInfo, f
   // dy rows are packed into A panels by im2col4 over a 1 x rows "image" with 1x1 "patches".
   kit.run(plan.map((list, part) => list.flatMap(([s, e]): Call[] => {
     const c = colo + part * perPart, packed = c + images * oh * ow * n * 4, m = (e - s) * oh * ow;
-    const back: Call = aligned ? [fn('col2im'), dxo + s * imgBytes, c, e - s, ...args, 0]
-      : [fn('im2colS'), dxo + s * imgBytes, c, e - s, ...args, 16 * n, 4 * n, 16, 4, 1];
-    return [[fn('im2col4'), dyo + s * oh * ow * co * 4, packed, 1, 1, m, 1, 0, co * 4, co * 4, 0, 0, m],
+    const at = { x: dxo + s * imgBytes, dst: c, nb: e - s, ...geo };
+    const back = aligned ? kernelCall('col2im', { ...at, unused: 0 })
+      : kernelCall('im2colS', { ...at, P1: 16 * n, Q1: 4 * n, P2: 16, Q2: 4, back: 1 });
+    return [kernelCall('im2col4', { x: dyo + s * oh * ow * co * 4, dst: packed, ...matrixAsImage(m, co * 4), count: m }),
       ...product(m, packed, c, n * 4, g), back];
   })));
   free(backend, wt, cols);

@@ -1,13 +1,13 @@
 /**
  * Add, Sub, Multiply, RealDiv, Relu, Step, Square and Sqrt on float32 through the SIMD lanes of
- * wasm-lanes.ts, split over the pool's two threads; shapes they do not cover (other broadcasts, odd
+ * shared/kernels/lanes.wat, split over the pool's two threads; shapes they do not cover (other broadcasts, odd
  * lengths, small tensors, other dtypes) go to the stock kernel.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { callStock } from './wasm-conv.js';
-import { fn, offset, poolFor, twoParts, type Call } from './wasm-pool.js';
-import type { BinaryOp, UnaryOp } from './wasm-lanes.js';
+import { kernelCall, offset, poolFor, twoParts, type Call } from './wasm-pool.js';
+import type { BinaryOp, UnaryOp } from './wasm-modules.js';
 
 type TensorInfo = tf.TensorInfo;
 type Args = { inputs: Record<string, TensorInfo>; backend: BackendWasm; attrs?: Record<string, unknown> };
@@ -37,15 +37,17 @@ export function makeBinary(op: BinaryOp, stock: tf.KernelFunc) {
     if (!plan || size(plan.out) % 4 !== 0 || plan.row % 4 !== 0) return callStock(stock, args);
     const out = backend.makeOutput(tf.backend_util.assertAndGetBroadcastShape(a.shape, b.shape), 'float32');
     const [xo, yo, oo] = [plan.x, plan.y, out].map((t) => offset(backend, t));
-    const f = fn(`${op}_${plan.kind}`);
+    const f = `${op}_${plan.kind}` as const;
     const { kind, row } = plan;
     const isBias = kind === 'vv' && !same;
     // Rows of `row` floats (a bias is re-read from its start on every row); else groups of 4 floats.
     kit.run(twoParts(size(out) / row).map(([s, e]): Call[] => {
       const at = s * row * 4;
-      if (kind === 'vs') return [[f, xo + at, yo, oo + at, 1, (e - s) * row * 4, 0]];
-      if (kind === 'sv') return [[f, xo, yo + at, oo + at, 1, (e - s) * row * 4, 0]];
-      return isBias ? [[f, xo + at, yo, oo + at, e - s, row * 4, 0]] : [[f, xo + at, yo + at, oo + at, 1, (e - s) * row * 4, 0]];
+      const flat = { rows: 1, rowBytes: (e - s) * row * 4, bRow: 0 };
+      if (kind === 'vs') return [kernelCall(f, { a: xo + at, b: yo, out: oo + at, ...flat })];
+      if (kind === 'sv') return [kernelCall(f, { a: xo, b: yo + at, out: oo + at, ...flat })];
+      return isBias ? [kernelCall(f, { a: xo + at, b: yo, out: oo + at, rows: e - s, rowBytes: row * 4, bRow: 0 })]
+        : [kernelCall(f, { a: xo + at, b: yo + at, out: oo + at, ...flat })];
     }));
     return out;
   };
@@ -62,7 +64,7 @@ export function makeUnary(op: UnaryOp, stock: tf.KernelFunc) {
     if (!kit) return callStock(stock, args);
     const out = backend.makeOutput(x.shape, 'float32');
     const [xo, oo] = [x, out].map((t) => offset(backend, t));
-    kit.run(twoParts(n / 4).map(([s, e]): Call[] => [[fn(op), xo + s * 16, oo + s * 16, (e - s) * 16]]));
+    kit.run(twoParts(n / 4).map(([s, e]): Call[] => [kernelCall(op, { x: xo + s * 16, out: oo + s * 16, bytes: (e - s) * 16 })]));
     return out;
   };
 }

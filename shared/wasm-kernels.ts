@@ -1,11 +1,11 @@
 /**
- * Kernels that make the TF.js `wasm` backend train CNNs correctly and fast (DESIGN.md "Compute backend").
+ * Kernels that make the TF.js `wasm` backend train CNNs correctly and fast (ARCHITECTURE.md, "Processes").
  * Usage: `await prepareWasm(threads)` (before `tf.setBackend('wasm')`), then `registerWasmKernels()`.
  */
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import { fn, offset, poolFor, poolReady, type Pool } from './wasm-pool.js';
+import { kernelCall, offset, poolFor, poolReady, type Pool } from './wasm-pool.js';
 import { BINARY_KERNELS, UNARY_KERNELS, makeBinary, makeUnary } from './wasm-elementwise.js';
 import { makeMaxPool, makeMaxPoolGrad, makeSum } from './wasm-windows.js';
 import { makeBatchMatMul, makeFusedMatMul } from './wasm-matmul.js';
@@ -84,7 +84,10 @@ function filterGradSmall(backend: BackendWasm, kit: Pool, x: TensorInfo, dy: Ten
   const [xo, dyo, o] = [xp, dy, out].map((t) => offset(backend, t));
   for (let b = 0; b < nb; b++) {
     part.fill(0);
-    kit.run([[[fn('filterGradImage'), xo + b * imgBytes, dyo + b * oh * ow * co * 4, o, oh, ow, kh, kw, ci, rowBytes, sw * ci * 4, sh * rowBytes, co * 4]]]);
+    kit.run([[kernelCall('filterGradImage', {
+      x: xo + b * imgBytes, dy: dyo + b * oh * ow * co * 4, out: o, oh, ow, kh, kw, ci, rowBytes,
+      colStep: sw * ci * 4, rowStep: sh * rowBytes, coBytes: co * 4,
+    })]]);
     for (let i = 0; i < acc.length; i++) acc[i] += part[i];
   }
   part.set(acc);

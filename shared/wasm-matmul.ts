@@ -5,9 +5,9 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import { callStock, free, product, roundUp, run, type Attrs, type TensorInfo } from './wasm-conv.js';
-import { NR } from './wasm-gemm.js';
-import { fn, offset, poolFor, type Call, type Pool } from './wasm-pool.js';
+import { callStock, free, matrixAsImage, product, roundUp, run, type Attrs, type TensorInfo } from './wasm-conv.js';
+import { NR } from './wasm-modules.js';
+import { kernelCall, offset, poolFor, type Call, type Pool } from './wasm-pool.js';
 
 type Args = { inputs: Record<string, TensorInfo>; backend: BackendWasm; attrs: Attrs };
 
@@ -99,12 +99,14 @@ export function matMulGemm(backend: BackendWasm, kit: Pool, a: TensorInfo, b: Te
   // B into contiguous 8-column panels first (each thread half of them): strided rows of a wide B
   // cost more in cache and TLB misses than this copy.
   const panels = n / NR, split = Math.ceil(panels / 2);
-  kit.run([[[fn('panel8'), bo, bp, k, split, n * 4]], [[fn('panel8'), bo + split * 32, bp + split * k * 32, k, panels - split, n * 4]]]);
+  kit.run([[kernelCall('panel8', { src: bo, dst: bp, kn: k, panels: split, srcRow: n * 4 })],
+    [kernelCall('panel8', { src: bo + split * 32, dst: bp + split * k * 32, kn: k, panels: panels - split, srcRow: n * 4 })]]);
   const g = { b: bp, n, kn: k, bRow: NR * 4, bPanel: k * NR * 4, mode: bias ? 2 : 0, bias: bias ? offset(backend, bias) : 0, relu };
   kit.run(parts.map(([s, e], part): Call[] => {
     const p = po + part * half * k * 4;
-    const pack: Call = ta ? [fn('im2colT'), ao + s * 4, p, 1, 1, k, 1, 0, (e - s) * 4, m * 4, 0, 0, k * 16]
-      : [fn('im2col4'), ao + s * k * 4, p, 1, 1, e - s, 1, 0, k * 4, k * 4, 0, 0, e - s];
+    // With ta, A's k rows hold this part's columns s..e of m: im2colT packs them as panels of 4 taps.
+    const pack = ta ? kernelCall('im2colT', { x: ao + s * 4, dst: p, ...matrixAsImage(k, (e - s) * 4, m * 4), panelBytes: k * 16 })
+      : kernelCall('im2col4', { x: ao + s * k * 4, dst: p, ...matrixAsImage(e - s, k * 4), count: e - s });
     return [pack, ...product(e - s, p, co + s * n * 4, n * 4, g)];
   }));
   free(backend, scratch);

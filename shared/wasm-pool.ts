@@ -1,25 +1,15 @@
 /**
- * One wasm module of the project's SIMD kernels (wasm-gemm.ts, wasm-lanes.ts) bound to the backend's
- * memory, and a helper thread that runs the same module on the same (shared) memory: a kernel cuts its
+ * The project's SIMD kernels (shared/kernels/*.wat, loaded by wasm-modules.ts) bound to the backend's
+ * memory, and a helper thread that runs the same modules on the same (shared) memory: a kernel cuts its
  * work into two fixed parts, runs one here and hands the other over (Atomics, no copies). Fixed parts,
  * so results never depend on whether the helper is up.
  */
 import v8 from 'node:v8';
 import { Worker } from 'node:worker_threads';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import { ZERO, assemble, simd, type Func } from './wasm-asm.js';
-import { gemmFuncs } from './wasm-gemm.js';
-import { laneFuncs } from './wasm-lanes.js';
+import { KERNEL_MODULES, KERNEL_NAMES, kernelBinary, kernelCall, type Call } from './wasm-modules.js';
 
-const funcs = (fma: boolean): Func[] => [...gemmFuncs(fma), ...laneFuncs()];
-const FNS = funcs(false).map((f) => f.name);
-export type Call = [fn: number, ...args: number[]];
-/** The index of a module function, for a Call. */
-export const fn = (name: string): number => {
-  const i = FNS.indexOf(name);
-  if (i < 0) throw new Error(`wasm pool: no function ${name}`);
-  return i;
-};
+export { kernelCall, type Call } from './wasm-modules.js';
 
 /** Where a tensor's data sits in the memory the pool's kernels work on. */
 export const offset = (backend: BackendWasm, t: { dataId: object }): number => backend.getMemoryOffset(t.dataId);
@@ -38,21 +28,38 @@ export interface Pool {
   fma: boolean;
 }
 
-/** Whether V8 takes relaxed SIMD: on by default from V8 11.4; V8 11.3 (Node 20) has it behind a flag. */
-function relaxedSimd(): boolean {
-  const probe = assemble([{ name: 'madd', params: 0, locals: [], code: [...ZERO, ...ZERO, ...ZERO, ...simd(0x105), 0x1a] }], false);
+/**
+ * Whether V8 takes relaxed SIMD: on by default from V8 11.4 (Node 22, 24); V8 11.3 (Node 20) has it
+ * behind a flag, which later V8s no longer know, so the flag is set only where the module is refused.
+ */
+function relaxedSimd(shared: boolean): boolean {
+  const probe = kernelBinary('gemm', shared, true);
   if (WebAssembly.validate(probe)) return true;
   try { v8.setFlagsFromString('--experimental-wasm-relaxed-simd'); } catch { /* not this V8 */ }
   return WebAssembly.validate(probe);
 }
 
-function compile(shared: boolean): { module: WebAssembly.Module; fma: boolean } {
+type Modules = { modules: WebAssembly.Module[]; fma: boolean };
+const compileAll = (shared: boolean, fma: boolean): WebAssembly.Module[] =>
+  KERNEL_MODULES.map((name) => new WebAssembly.Module(kernelBinary(name, shared, fma)));
+
+/** The instantiated kernels' functions, in KERNEL_NAMES order. */
+function instantiate(modules: WebAssembly.Module[], mem: WebAssembly.Memory): Array<(...a: number[]) => void> {
+  const all: Record<string, (...a: number[]) => void> = {};
+  for (const m of modules) Object.assign(all, new WebAssembly.Instance(m, { env: { mem } }).exports);
+  return KERNEL_NAMES.map((name) => {
+    if (typeof all[name] !== 'function') throw new Error(`wasm pool: no function ${name} in the kernel modules`);
+    return all[name];
+  });
+}
+
+function compile(shared: boolean): Modules {
   // Where relaxed SIMD is refused, or gives a wrong a*b+c, the tiles use plain mul + add.
-  for (const fma of relaxedSimd() ? [true, false] : [false]) {
+  for (const fma of relaxedSimd(shared) ? [true, false] : [false]) {
     try {
-      const module = new WebAssembly.Module(assemble(funcs(fma), shared));
-      if (fma && !maddWorks(module, shared)) continue;
-      return { module, fma };
+      const modules = compileAll(shared, fma);
+      if (fma && !maddWorks(modules, shared)) continue;
+      return { modules, fma };
     } catch (e) {
       if (!fma) throw e;
     }
@@ -61,20 +68,24 @@ function compile(shared: boolean): { module: WebAssembly.Module; fma: boolean } 
 }
 
 /** Relaxed madd must compute a*b+c here (an early draft of the proposal used other opcodes). */
-function maddWorks(module: WebAssembly.Module, shared: boolean): boolean {
+function maddWorks(modules: WebAssembly.Module[], shared: boolean): boolean {
   const mem = new WebAssembly.Memory({ initial: 1, maximum: 1, shared } as WebAssembly.MemoryDescriptor);
-  const ex = new WebAssembly.Instance(module, { env: { mem } }).exports as Record<string, (...a: number[]) => void>;
+  const fns = instantiate(modules, mem);
   const f = new Float32Array(mem.buffer);
+  // A (one row, k = 1) = 2 at byte 0; B (one 8-column panel) = 3..10 at byte 40; C at byte 200.
   f.set([2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 4, 5, 6, 7, 8, 9, 10], 0);
-  ex.gemm1(0, 40, 200, 1, 8, 1, 4, 4, 32, 32, 32, 0, 0, 0);
+  const [i, ...args] = kernelCall('gemm1', {
+    a: 0, b: 40, c: 200, m: 1, n: 8, kn: 1, aRow: 4, aK: 4, bRow: 32, bPanel: 32, cRow: 32, mode: 0, bias: 0, relu: 0,
+  });
+  fns[i](...args);
   return [6, 8, 10, 12, 14, 16, 18, 20].every((v, j) => f[50 + j] === v);
 }
 
 const HELPER = `
 const { workerData } = require('worker_threads');
-const { module, mem, ctl: sab, names } = workerData;
+const { modules, mem, ctl: sab, names } = workerData;
 const ctl = new Int32Array(sab);
-const ex = new WebAssembly.Instance(module, { env: { mem } }).exports;
+const ex = Object.assign({}, ...modules.map((m) => new WebAssembly.Instance(m, { env: { mem } }).exports));
 const fns = names.map((n) => ex[n]);
 Atomics.store(ctl, 2, 1);
 let seen = 0;
@@ -118,13 +129,12 @@ export function poolFor(backend: BackendWasm): Pool | null {
 
 function start(mem: WebAssembly.Memory): Pool {
   const shared = typeof SharedArrayBuffer !== 'undefined' && mem.buffer instanceof SharedArrayBuffer;
-  const { module, fma } = compile(shared);
-  const ex = new WebAssembly.Instance(module, { env: { mem } }).exports as Record<string, (...a: number[]) => void>;
-  const fns = FNS.map((name) => ex[name]);
+  const { modules, fma } = compile(shared);
+  const fns = instantiate(modules, mem);
   const local = (calls: Call[]): void => { for (const [f, ...args] of calls) fns[f](...args); };
   const ctl = shared ? new Int32Array(new SharedArrayBuffer(4 * 4096)) : null;
   if (ctl) {
-    const helper = new Worker(HELPER, { eval: true, workerData: { module, mem, ctl: ctl.buffer, names: FNS } });
+    const helper = new Worker(HELPER, { eval: true, workerData: { modules, mem, ctl: ctl.buffer, names: KERNEL_NAMES } });
     helper.unref();
     helper.on('error', (e) => console.warn(`wasm: pool helper thread stopped (${String(e)})`));
   }

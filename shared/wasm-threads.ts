@@ -1,5 +1,5 @@
 /**
- * Multi-threaded start of the TF.js `wasm` backend in Node (DESIGN.md "Compute backend": both cores).
+ * Multi-threaded start of the TF.js `wasm` backend in Node, so that training uses both cores.
  * tfjs-backend-wasm 4.22 never uses pthreads in Node, for three reasons, each worked around here only
  * while the backend initialises:
  * 1. flag WASM_HAS_MULTITHREAD_SUPPORT is hard-wired false under IS_NODE -> we set it true;
@@ -19,12 +19,18 @@ import type { WorkerOptions } from 'node:worker_threads';
 
 const require = createRequire(import.meta.url);
 
-// Runs inside each pthread worker (CommonJS, eval mode). The Emscripten glue was bundled by rollup,
-// so its text refers to the bundle's hoisted `require$$N` / `commonjsGlobal` names: define them.
+/**
+ * The Node modules rollup hoisted into `require$$N` names in tfjs-backend-wasm's Node bundle, which the
+ * Emscripten glue's text refers to (test/tfjs-internals.test.ts checks the bundle still declares exactly these).
+ */
+export const BUNDLE_REQUIRES: Readonly<Record<string, string>> = { require$$0: 'fs', require$$1: 'path', require$$3: 'perf_hooks', require$$4: 'os' };
+
+// Runs inside each pthread worker (CommonJS, eval mode). The glue's text, evaluated there, refers to the
+// bundle's hoisted `require$$N` / `commonjsGlobal` names: define them.
 const WORKER_BOOTSTRAP = `
 const { parentPort, workerData } = require('worker_threads');
-Object.assign(globalThis, { commonjsGlobal: globalThis, require, require$$0: require('fs'),
-  require$$1: require('path'), require$$3: require('perf_hooks'), require$$4: require('os') });
+Object.assign(globalThis, { commonjsGlobal: globalThis, require,
+  ${Object.entries(BUNDLE_REQUIRES).map(([name, mod]) => `${name}: require('${mod}')`).join(', ')} });
 const fail = (e) => setImmediate(() => { throw e; });
 (async () => {
   (0, eval)(await workerData.text());              // Emscripten's worker.js (sets self.onmessage)

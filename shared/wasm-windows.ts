@@ -1,11 +1,12 @@
 /**
  * Max pooling, its gradient and sums over leading axes (bias gradients) on the wasm backend, through
- * wasm-lanes.ts on the pool's two threads. The cpu kernel's semantics, in a fixed order of operations.
+ * shared/kernels/windows.wat on the pool's two threads. The cpu kernel's semantics, in a fixed order of operations.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { callStock } from './wasm-conv.js';
-import { fn, offset, poolFor, twoParts, type Call } from './wasm-pool.js';
+import { kernelCall, offset, poolFor, twoParts, type Call } from './wasm-pool.js';
+import type { KernelArgs } from './wasm-modules.js';
 
 type TensorInfo = tf.TensorInfo;
 type Args = { inputs: Record<string, TensorInfo>; backend: BackendWasm; attrs: Record<string, unknown> };
@@ -22,9 +23,10 @@ function tiling(x: TensorInfo, attrs: Args['attrs']): tf.backend_util.Conv2DInfo
     && oh * fh <= h && ow * fw <= w && c % 4 === 0 && info.dataFormat === 'channelsLast';
   return ok ? info : null;
 }
-const windowArgs = (info: tf.backend_util.Conv2DInfo, s: number, e: number): number[] => {
+/** The window kernels' geometry (windows.wat) for images s..e of the batch. */
+const windowArgs = (info: tf.backend_util.Conv2DInfo, s: number, e: number): Omit<KernelArgs<'maxPool'>, 'x' | 'y'> => {
   const { inHeight: h, inWidth: w, inChannels: c, outHeight: oh, outWidth: ow, filterHeight: fh, filterWidth: fw } = info;
-  return [e - s, oh, ow, fh, fw, c * 4, w * c * 4, h * w * c * 4];
+  return { nb: e - s, oh, ow, fh, fw, cBytes: c * 4, rowBytes: w * c * 4, imgBytes: h * w * c * 4 };
 };
 
 export function makeMaxPool(stock: tf.KernelFunc) {
@@ -36,7 +38,8 @@ export function makeMaxPool(stock: tf.KernelFunc) {
     const out = backend.makeOutput(info.outShape, 'float32');
     const [xo, yo] = [x, out].map((t) => offset(backend, t));
     const inImg = info.inHeight * info.inWidth * info.inChannels * 4, outImg = info.outHeight * info.outWidth * info.outChannels * 4;
-    kit.run(twoParts(info.batchSize).map(([s, e]): Call[] => [[fn('maxPool'), xo + s * inImg, yo + s * outImg, ...windowArgs(info, s, e)]]));
+    kit.run(twoParts(info.batchSize).map(([s, e]): Call[] =>
+      [kernelCall('maxPool', { x: xo + s * inImg, y: yo + s * outImg, ...windowArgs(info, s, e) })]));
     return out;
   };
 }
@@ -58,7 +61,7 @@ export function makeMaxPoolGrad(fallback: (args: Args) => TensorInfo) {
     const [xo, yo, go, dxo] = [input, output, dy, out].map((t) => offset(backend, t));
     const inImg = h * w * info.inChannels * 4, outImg = oh * ow * info.outChannels * 4;
     kit.run(twoParts(info.batchSize).map(([s, e]): Call[] =>
-      [[fn('maxPoolGrad'), xo + s * inImg, yo + s * outImg, ...windowArgs(info, s, e), go + s * outImg, dxo + s * inImg]]));
+      [kernelCall('maxPoolGrad', { x: xo + s * inImg, y: yo + s * outImg, ...windowArgs(info, s, e), dy: go + s * outImg, dx: dxo + s * inImg })]));
     return out;
   };
 }
@@ -81,8 +84,9 @@ export function makeSum(stock: tf.KernelFunc) {
     const block = Math.max(1, Math.floor(16384 / inner)), blocks = Math.ceil(rows / block);
     const partial = backend.makeOutput([blocks * inner], 'float32');
     const [src, po] = [x, partial].map((t) => offset(backend, t));
-    kit.run(twoParts(blocks).map(([s, e]): Call[] =>
-      [[fn('sumBlocks'), src + s * block * inner * 4, Math.min(rows, e * block) - s * block, inner * 4, block, po + s * inner * 4]]));
+    kit.run(twoParts(blocks).map(([s, e]): Call[] => [kernelCall('sumBlocks', {
+      src: src + s * block * inner * 4, rows: Math.min(rows, e * block) - s * block, rowBytes: inner * 4, block, dst: po + s * inner * 4,
+    })]));
     const parts = backend.typedArrayFromHeap(partial);
     const acc = new Float64Array(inner);
     for (let b = 0; b < blocks; b++) for (let i = 0; i < inner; i++) acc[i] += parts[b * inner + i];

@@ -1,0 +1,35 @@
+/**
+ * The folders are layers (scripts/layers.ts): shared/ imports no other folder, victim/ and adversary/
+ * never import each other, and no import cycle exists anywhere.
+ */
+import { describe, expect, it } from 'vitest';
+import { cycles, importGraph, violations, type Graph } from '../scripts/layers.js';
+
+const graph = (edges: Record<string, string[]>): Graph => new Map(Object.entries(edges).map(([k, v]) => [k, new Set(v)]));
+
+describe('layers', () => {
+  const real = importGraph();
+
+  it('the repository has no import that goes up a layer or to a peer (allow-list aside)', () => {
+    expect(real.size).toBeGreaterThan(50);
+    expect(violations(real)).toEqual([]);
+  });
+
+  it('the repository has no import cycle', () => {
+    expect(cycles(real)).toEqual([]);
+  });
+
+  it('the checks catch a peer import, an upward import and a cycle', () => {
+    const g = graph({
+      'victim/app.ts': ['adversary/oracle.ts', 'shared/model.ts'],
+      'shared/model.ts': ['scripts/demo.ts'],
+      'adversary/a.ts': ['adversary/b.ts'],
+      'adversary/b.ts': ['adversary/c.ts'],
+      'adversary/c.ts': ['adversary/a.ts'],
+      'scripts/demo.ts': ['victim/app.ts', 'adversary/a.ts', 'shared/model.ts'],
+    });
+    expect(violations(g, []).map((v) => `${v.from} -> ${v.to}`)).toEqual(['victim/app.ts -> adversary/oracle.ts', 'shared/model.ts -> scripts/demo.ts']);
+    expect(violations(g, [['victim/app.ts', 'adversary']]).map((v) => v.from)).toEqual(['shared/model.ts']);
+    expect(cycles(g)).toContainEqual(['adversary/a.ts', 'adversary/b.ts', 'adversary/c.ts']);
+  });
+});
