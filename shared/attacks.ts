@@ -2,8 +2,9 @@
  * L∞ gradient-sign attacks as pure functions over a differentiable `Model` (foolbox style).
  *
  * Semantics, fixed here once:
- * - Loss: softmax cross-entropy computed from logits via logSoftmax (numerically stable), summed over
- *   the batch so that each image's gradient does not depend on how many images share its batch.
+ * - Loss (`loss`, see attack-losses.ts): softmax cross-entropy from logits via logSoftmax (default), or
+ *   the CW margin on logits; summed over the batch so that each image's gradient does not depend on how
+ *   many images share its batch.
  * - Untargeted steps go up the loss of the true label: x + α·sign(∇x J(x, y)).
  *   Targeted steps go down the loss of the target:   x − α·sign(∇x J(x, y_target)).
  * - Every iterate is projected onto the L∞ ball of radius ε around x intersected with `model.bounds`.
@@ -23,6 +24,7 @@ import * as tf from '@tensorflow/tfjs';
 import { TransferlabError } from './errors.js';
 import type { Model } from './model.js';
 import { createRng } from './random.js';
+import { attackObjective, CRAFTING_LOSSES, type CraftingLoss } from './attack-losses.js';
 
 export type AttackName = 'fgsm' | 'bim' | 'pgd' | 'mi-fgsm';
 export const ATTACK_NAMES: readonly AttackName[] = ['fgsm', 'bim', 'pgd', 'mi-fgsm'];
@@ -44,6 +46,8 @@ export interface AttackOptions {
   seed?: number;
   /** Images per internal batch, to bound memory (default 500). */
   batchSize?: number;
+  /** The objective climbed: 'ce' (default) or the CW 'margin' on logits. */
+  loss?: CraftingLoss;
 }
 
 export interface AttackResult {
@@ -73,18 +77,30 @@ function checkBatchSize(batchSize: number): void {
   if (!Number.isInteger(batchSize) || batchSize < 1) fail(`batchSize must be a positive integer, got ${batchSize}`);
 }
 
+/** What a gradient is taken of: the target's or the label's objective, and which loss. */
+interface GradientSpec {
+  targeted: boolean;
+  loss: CraftingLoss;
+}
+
+function checkLoss(loss: CraftingLoss): void {
+  if (!CRAFTING_LOSSES.includes(loss)) fail(`unknown loss '${String(loss)}'; use one of ${CRAFTING_LOSSES.join(', ')}`);
+}
+
 /**
  * Gradient of the objective the attacker ascends: J(x, y) untargeted, −J(x, y_target) targeted.
  * Taking the targeted sign here lets every attack simply step along +sign.
  */
-function ascentGradient(model: Model, x: tf.Tensor4D, y: tf.Tensor1D, targeted: boolean): tf.Tensor4D {
-  const objective = (input: tf.Tensor): tf.Scalar => {
-    const logits = model.logits(input as tf.Tensor4D);
-    const onehot = tf.cast(tf.oneHot(y, logits.shape[1]), 'float32');
-    const ce = tf.neg(tf.sum(tf.mul(onehot, tf.logSoftmax(logits))));
-    return (targeted ? tf.neg(ce) : ce) as tf.Scalar;
-  };
-  return tf.grad(objective)(x) as tf.Tensor4D;
+function ascentGradient(model: Model, x: tf.Tensor4D, y: tf.Tensor1D, spec: GradientSpec): tf.Tensor4D {
+  return tf.grad((input: tf.Tensor) => attackObjective(model, input as tf.Tensor4D, y, spec.targeted, spec.loss))(x) as tf.Tensor4D;
+}
+
+/** The raw ascent gradient (not its sign), batched: what every attack steps along. */
+export function attackGradient(model: Model, x: tf.Tensor4D, labels: Int32Array, targeted = false, loss: CraftingLoss = 'ce'): tf.Tensor4D {
+  checkLabels(targeted ? 'targets' : 'labels', labels, x.shape[0]);
+  checkLoss(loss);
+  checkClassRange(model, x, targeted ? 'targets' : 'labels', labels);
+  return tf.tidy(() => ascentGradient(model, x, tf.tensor1d(labels, 'int32'), { targeted, loss }));
 }
 
 /**
@@ -136,14 +152,16 @@ export function inputGradientSign(
   labels: Int32Array,
   targeted = false,
   batchSize = DEFAULT_BATCH,
+  loss: CraftingLoss = 'ce',
 ): tf.Tensor4D {
   checkLabels(targeted ? 'targets' : 'labels', labels, x.shape[0]);
   checkBatchSize(batchSize);
+  checkLoss(loss);
   checkClassRange(model, x, targeted ? 'targets' : 'labels', labels);
   return mapChunks(x, batchSize, (chunk, start, size) => [
     tf.tidy(() => {
       const y = tf.tensor1d(labels.subarray(start, start + size), 'int32');
-      return tf.sign(ascentGradient(model, chunk, y, targeted));
+      return tf.sign(ascentGradient(model, chunk, y, { targeted, loss }));
     }),
   ])[0];
 }
@@ -173,6 +191,8 @@ function iterate(model: Model, x: tf.Tensor4D, labels: Int32Array, opts: AttackO
   checkClassRange(model, x, targeted ? 'targets' : 'labels', goal);
   const batchSize = opts.batchSize ?? DEFAULT_BATCH;
   checkBatchSize(batchSize);
+  const spec: GradientSpec = { targeted, loss: opts.loss ?? 'ce' };
+  checkLoss(spec.loss);
   const [lo, hi] = model.bounds;
 
   const noise = plan.randomStart ? tf.randomUniform(x.shape, -eps, eps, 'float32', opts.seed ?? 0) : null;
@@ -192,7 +212,7 @@ function iterate(model: Model, x: tf.Tensor4D, labels: Int32Array, opts: AttackO
           const velocity = momentum;
           // [step before projection, projected iterate, momentum (MI-FGSM only)]
           const out = tf.tidy((): tf.Tensor4D[] => {
-            const grad = ascentGradient(model, current, y, targeted);
+            const grad = ascentGradient(model, current, y, spec);
             let next: tf.Tensor4D | null = null;
             if (velocity !== null && plan.decay !== null) {
               const l1 = tf.maximum(tf.sum(tf.abs(grad), [1, 2, 3], true), L1_FLOOR);
