@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { TransferlabError } from './errors.js';
 import type { Model } from './model.js';
 
 /**
@@ -55,4 +56,22 @@ export function attackObjective(model: Model, x: tf.Tensor4D, y: tf.Tensor1D, ta
     return tf.div(tf.addN(parts), parts.length) as tf.Scalar;
   }
   return objectiveFromLogits(model.logits(x), y, targeted, loss);
+}
+
+/**
+ * One model from several: its logits (and so its labels) are the members' mean; attacks on it
+ * differentiate either that mean or the mean of the members' losses, per `combine`.
+ */
+export function ensembleOf(members: readonly Model[], combine: EnsembleCombine = 'logits'): EnsembleModel {
+  if (members.length === 0) throw new TransferlabError('bad_attack_input', 'an ensemble needs at least one member');
+  const [lo, hi] = members[0].bounds;
+  if (members.some((m) => m.bounds[0] !== lo || m.bounds[1] !== hi)) {
+    throw new TransferlabError('bad_attack_input', 'ensemble members must share their input bounds');
+  }
+  return {
+    bounds: [lo, hi],
+    members,
+    combine,
+    logits: (x) => (members.length === 1 ? members[0].logits(x) : (tf.div(tf.addN(members.map((m) => m.logits(x))), members.length) as tf.Tensor2D)),
+  };
 }

@@ -25,6 +25,7 @@ import { TransferlabError } from './errors.js';
 import type { Model } from './model.js';
 import { createRng } from './random.js';
 import { attackObjective, CRAFTING_LOSSES, type CraftingLoss } from './attack-losses.js';
+import { checkDiversity, checkKernel, drawDiversity, gaussianKernel, smoothGradient, type DiversityOptions } from './attack-transforms.js';
 
 export type AttackName = 'fgsm' | 'bim' | 'pgd' | 'mi-fgsm';
 export const ATTACK_NAMES: readonly AttackName[] = ['fgsm', 'bim', 'pgd', 'mi-fgsm'];
@@ -48,7 +49,16 @@ export interface AttackOptions {
   batchSize?: number;
   /** The objective climbed: 'ce' (default) or the CW 'margin' on logits. */
   loss?: CraftingLoss;
+  /** Input diversity (DI): chance per gradient of a random resize-and-pad of the input (default 0, off). */
+  diversity?: number;
+  /** DI's smallest resize as a share of the image side (default 0.86). */
+  diversityScale?: number;
+  /** Translation invariance (TI): odd Gaussian kernel size the gradient is smoothed with (default 0, off). */
+  tiKernel?: number;
 }
+
+/** What shapes the gradient itself, for the attacks and for a precomputed FGSM direction. */
+export type GradientOptions = Pick<AttackOptions, 'loss' | 'diversity' | 'diversityScale' | 'tiKernel' | 'seed'>;
 
 export interface AttackResult {
   /** The last step before projection; may lie outside the bounds. */
@@ -77,10 +87,34 @@ function checkBatchSize(batchSize: number): void {
   if (!Number.isInteger(batchSize) || batchSize < 1) fail(`batchSize must be a positive integer, got ${batchSize}`);
 }
 
-/** What a gradient is taken of: the target's or the label's objective, and which loss. */
+/** What a gradient is taken of: the target's or the label's objective, which loss, and DI/TI. */
 interface GradientSpec {
   targeted: boolean;
   loss: CraftingLoss;
+  diversity?: DiversityOptions & { rand: () => number };
+  kernel?: tf.Tensor4D;
+}
+
+/** DI and TI draw seeded from their own stream, restarted per chunk so results do not depend on batchSize. */
+const DIVERSITY_STREAM = 0xd1;
+
+/** Validates the gradient options; the caller disposes `kernel` (created outside any tidy). */
+function gradientSpec(targeted: boolean, o: GradientOptions, channels: number): GradientSpec {
+  const loss = o.loss ?? 'ce';
+  checkLoss(loss);
+  const spec: GradientSpec = { targeted, loss };
+  const probability = o.diversity ?? 0;
+  checkDiversity({ probability, scale: o.diversityScale });
+  if (probability > 0) spec.diversity = { probability, scale: o.diversityScale, rand: () => 0 };
+  const k = o.tiKernel ?? 0;
+  checkKernel(k);
+  if (k > 1) spec.kernel = gaussianKernel(k, channels);
+  return spec;
+}
+
+/** The spec for one chunk: a fresh DI stream from the seed. */
+function forChunk(spec: GradientSpec, seed: number): GradientSpec {
+  return spec.diversity ? { ...spec, diversity: { ...spec.diversity, rand: createRng(seed * 7919 + DIVERSITY_STREAM) } } : spec;
 }
 
 function checkLoss(loss: CraftingLoss): void {
@@ -92,15 +126,22 @@ function checkLoss(loss: CraftingLoss): void {
  * Taking the targeted sign here lets every attack simply step along +sign.
  */
 function ascentGradient(model: Model, x: tf.Tensor4D, y: tf.Tensor1D, spec: GradientSpec): tf.Tensor4D {
-  return tf.grad((input: tf.Tensor) => attackObjective(model, input as tf.Tensor4D, y, spec.targeted, spec.loss))(x) as tf.Tensor4D;
+  const d = spec.diversity;
+  const view = d ? drawDiversity(d, x.shape[1], x.shape[2], d.rand) : (v: tf.Tensor4D) => v;
+  const grad = tf.grad((input: tf.Tensor) => attackObjective(model, view(input as tf.Tensor4D), y, spec.targeted, spec.loss))(x) as tf.Tensor4D;
+  return spec.kernel ? smoothGradient(grad, spec.kernel) : grad;
 }
 
-/** The raw ascent gradient (not its sign), batched: what every attack steps along. */
-export function attackGradient(model: Model, x: tf.Tensor4D, labels: Int32Array, targeted = false, loss: CraftingLoss = 'ce'): tf.Tensor4D {
+/** The raw ascent gradient (not its sign) of one batch: what every attack steps along. */
+export function attackGradient(model: Model, x: tf.Tensor4D, labels: Int32Array, targeted = false, opts: GradientOptions = {}): tf.Tensor4D {
   checkLabels(targeted ? 'targets' : 'labels', labels, x.shape[0]);
-  checkLoss(loss);
-  checkClassRange(model, x, targeted ? 'targets' : 'labels', labels);
-  return tf.tidy(() => ascentGradient(model, x, tf.tensor1d(labels, 'int32'), { targeted, loss }));
+  const spec = gradientSpec(targeted, opts, x.shape[3]);
+  try {
+    checkClassRange(model, x, targeted ? 'targets' : 'labels', labels);
+    return tf.tidy(() => ascentGradient(model, x, tf.tensor1d(labels, 'int32'), forChunk(spec, opts.seed ?? 0)));
+  } finally {
+    spec.kernel?.dispose();
+  }
 }
 
 /**
@@ -152,18 +193,22 @@ export function inputGradientSign(
   labels: Int32Array,
   targeted = false,
   batchSize = DEFAULT_BATCH,
-  loss: CraftingLoss = 'ce',
+  opts: GradientOptions = {},
 ): tf.Tensor4D {
   checkLabels(targeted ? 'targets' : 'labels', labels, x.shape[0]);
   checkBatchSize(batchSize);
-  checkLoss(loss);
-  checkClassRange(model, x, targeted ? 'targets' : 'labels', labels);
-  return mapChunks(x, batchSize, (chunk, start, size) => [
-    tf.tidy(() => {
-      const y = tf.tensor1d(labels.subarray(start, start + size), 'int32');
-      return tf.sign(ascentGradient(model, chunk, y, { targeted, loss }));
-    }),
-  ])[0];
+  const spec = gradientSpec(targeted, opts, x.shape[3]);
+  try {
+    checkClassRange(model, x, targeted ? 'targets' : 'labels', labels);
+    return mapChunks(x, batchSize, (chunk, start, size) => [
+      tf.tidy(() => {
+        const y = tf.tensor1d(labels.subarray(start, start + size), 'int32');
+        return tf.sign(ascentGradient(model, chunk, y, forChunk(spec, opts.seed ?? 0)));
+      }),
+    ])[0];
+  } finally {
+    spec.kernel?.dispose();
+  }
 }
 
 interface Plan {
@@ -191,13 +236,13 @@ function iterate(model: Model, x: tf.Tensor4D, labels: Int32Array, opts: AttackO
   checkClassRange(model, x, targeted ? 'targets' : 'labels', goal);
   const batchSize = opts.batchSize ?? DEFAULT_BATCH;
   checkBatchSize(batchSize);
-  const spec: GradientSpec = { targeted, loss: opts.loss ?? 'ce' };
-  checkLoss(spec.loss);
+  const spec = gradientSpec(targeted, opts, x.shape[3]);
   const [lo, hi] = model.bounds;
 
   const noise = plan.randomStart ? tf.randomUniform(x.shape, -eps, eps, 'float32', opts.seed ?? 0) : null;
   try {
     const [raw, clipped] = mapChunks(x, batchSize, (chunk, start, size) => {
+      const chunkSpec = forChunk(spec, opts.seed ?? 0);
       const y = tf.tensor1d(goal.subarray(start, start + size), 'int32');
       // The ball and the box intersect into one per-pixel interval; clipping to it projects onto both.
       const [lower, upper] = tf.tidy(() => [tf.maximum(tf.sub(chunk, eps), lo), tf.minimum(tf.add(chunk, eps), hi)]);
@@ -212,7 +257,7 @@ function iterate(model: Model, x: tf.Tensor4D, labels: Int32Array, opts: AttackO
           const velocity = momentum;
           // [step before projection, projected iterate, momentum (MI-FGSM only)]
           const out = tf.tidy((): tf.Tensor4D[] => {
-            const grad = ascentGradient(model, current, y, spec);
+            const grad = ascentGradient(model, current, y, chunkSpec);
             let next: tf.Tensor4D | null = null;
             if (velocity !== null && plan.decay !== null) {
               const l1 = tf.maximum(tf.sum(tf.abs(grad), [1, 2, 3], true), L1_FLOOR);
@@ -240,6 +285,7 @@ function iterate(model: Model, x: tf.Tensor4D, labels: Int32Array, opts: AttackO
     return { raw, clipped };
   } finally {
     noise?.dispose();
+    spec.kernel?.dispose();
   }
 }
 

@@ -51,7 +51,7 @@ describe('the CW margin loss', () => {
   it('untargeted gradient is W[:, runner-up] − W[:, y] for every image', () => {
     const labels = Int32Array.from([0, 2, 1]);
     const input = x();
-    const g = attackGradient(linear, input, labels, false, 'margin');
+    const g = attackGradient(linear, input, labels, false, { loss: 'margin' });
     const got = Array.from(g.dataSync());
     const want = images.flatMap((img, n) => handMargin(img, labels[n], false));
     got.forEach((v, i) => expect(v).toBeCloseTo(want[i], 5));
@@ -63,7 +63,7 @@ describe('the CW margin loss', () => {
   it('targeted gradient is W[:, t] − W[:, strongest other class]', () => {
     const targets = Int32Array.from([2, 0, 0]);
     const input = x();
-    const g = attackGradient(linear, input, targets, true, 'margin');
+    const g = attackGradient(linear, input, targets, true, { loss: 'margin' });
     const got = Array.from(g.dataSync());
     const want = images.flatMap((img, n) => handMargin(img, targets[n], true));
     got.forEach((v, i) => expect(v).toBeCloseTo(want[i], 5));
@@ -75,7 +75,7 @@ describe('the CW margin loss', () => {
     const input = x();
     const eps = 0.1;
     const { raw, clipped } = fgsm(linear, input, labels, { epsilon: eps, loss: 'margin' });
-    const dir = inputGradientSign(linear, input, labels, false, 500, 'margin');
+    const dir = inputGradientSign(linear, input, labels, false, 500, { loss: 'margin' });
     const want = images.flatMap((img, n) => handMargin(img, labels[n], false).map((g, i) => img[i] + eps * Math.sign(g)));
     Array.from(raw.dataSync()).forEach((v, i) => expect(v).toBeCloseTo(want[i], 6));
     const clippedWant = want.map((v) => Math.min(1, Math.max(0, v)));
@@ -89,8 +89,8 @@ describe('the CW margin loss', () => {
     const confident: Model = { bounds: [-1e3, 1e3], logits: (v) => tf.mul(linear.logits(v), 200) };
     const input = tf.tensor4d([0, 0, 0, 1], [1, 2, 2, 1]);
     const labels = Int32Array.from([2]);
-    const ce = attackGradient(confident, input, labels, false, 'ce');
-    const margin = attackGradient(confident, input, labels, false, 'margin');
+    const ce = attackGradient(confident, input, labels, false, { loss: 'ce' });
+    const margin = attackGradient(confident, input, labels, false, { loss: 'margin' });
     expect(Math.max(...Array.from(ce.dataSync()).map(Math.abs))).toBeLessThan(1e-6);
     expect(Math.max(...Array.from(margin.dataSync()).map(Math.abs))).toBeGreaterThan(1);
     tf.dispose([ce, margin, input]);
