@@ -50,19 +50,25 @@ export interface SweepData {
 }
 
 /** The sweep's settings from a campaign's (or the white-box baseline's) config. */
-export function sweepSettings(c: Pick<CampaignConfig, 'attack' | 'epsilons' | 'steps' | 'seed' | 'loss' | 'diversity' | 'diversityScale' | 'tiKernel'>): SweepSettings {
+export function sweepSettings(c: Pick<CampaignConfig, 'attack' | 'epsilons' | 'steps' | 'seed' | 'loss' | 'diversity' | 'diversityScale' | 'diversitySamples' | 'tiKernel'>): SweepSettings {
   return {
     attack: c.attack,
     epsilons: c.epsilons,
     steps: c.steps,
     seed: c.seed,
-    gradient: { loss: c.loss, diversity: c.diversity, diversityScale: c.diversityScale, tiKernel: c.tiKernel },
+    gradient: { loss: c.loss, diversity: c.diversity, diversityScale: c.diversityScale, diversitySamples: c.diversitySamples, tiKernel: c.tiKernel },
   };
 }
 
 export type VictimLabeler = (images: Float32Array, count: number) => Promise<Int32Array>;
 
-export async function sweep(model: Model, data: SweepData, s: SweepSettings, victim: VictimLabeler): Promise<SweepOutcome> {
+export async function sweep(
+  model: Model,
+  data: SweepData,
+  s: SweepSettings,
+  victim: VictimLabeler,
+  modes: readonly AttackMode[] = ['untargeted', 'targeted'],
+): Promise<SweepOutcome> {
   const n = data.truth.length;
   const x = imagesTensor(data.images, n);
   const points: SweepPoint[] = [];
@@ -71,7 +77,7 @@ export async function sweep(model: Model, data: SweepData, s: SweepSettings, vic
   let craftSeconds = 0;
   let measureSeconds = 0;
   try {
-    for (const mode of ['untargeted', 'targeted'] as const) {
+    for (const mode of modes) {
       const targets = mode === 'targeted' ? data.targets : undefined;
       const goal = targets ?? data.craftLabels;
       // FGSM's direction does not depend on ε: one gradient serves the whole sweep.

@@ -55,10 +55,12 @@ export interface AttackOptions {
   diversityScale?: number;
   /** Translation invariance (TI): odd Gaussian kernel size the gradient is smoothed with (default 0, off). */
   tiKernel?: number;
+  /** With DI: average each gradient over this many draws (default 1), so even one FGSM step sees many views. */
+  diversitySamples?: number;
 }
 
 /** What shapes the gradient itself, for the attacks and for a precomputed FGSM direction. */
-export type GradientOptions = Pick<AttackOptions, 'loss' | 'diversity' | 'diversityScale' | 'tiKernel' | 'seed'>;
+export type GradientOptions = Pick<AttackOptions, 'loss' | 'diversity' | 'diversityScale' | 'tiKernel' | 'diversitySamples' | 'seed'>;
 
 export interface AttackResult {
   /** The last step before projection; may lie outside the bounds. */
@@ -91,7 +93,7 @@ function checkBatchSize(batchSize: number): void {
 interface GradientSpec {
   targeted: boolean;
   loss: CraftingLoss;
-  diversity?: DiversityOptions & { rand: () => number };
+  diversity?: DiversityOptions & { rand: () => number; samples: number };
   kernel?: tf.Tensor4D;
 }
 
@@ -105,7 +107,9 @@ function gradientSpec(targeted: boolean, o: GradientOptions, channels: number): 
   const spec: GradientSpec = { targeted, loss };
   const probability = o.diversity ?? 0;
   checkDiversity({ probability, scale: o.diversityScale });
-  if (probability > 0) spec.diversity = { probability, scale: o.diversityScale, rand: () => 0 };
+  const samples = o.diversitySamples ?? 1;
+  if (!Number.isInteger(samples) || samples < 1 || samples > 64) fail(`diversitySamples must be an integer from 1 to 64, got ${samples}`);
+  if (probability > 0) spec.diversity = { probability, scale: o.diversityScale, rand: () => 0, samples };
   const k = o.tiKernel ?? 0;
   checkKernel(k);
   if (k > 1) spec.kernel = gaussianKernel(k, channels);
@@ -127,8 +131,12 @@ function checkLoss(loss: CraftingLoss): void {
  */
 function ascentGradient(model: Model, x: tf.Tensor4D, y: tf.Tensor1D, spec: GradientSpec): tf.Tensor4D {
   const d = spec.diversity;
-  const view = d ? drawDiversity(d, x.shape[1], x.shape[2], d.rand) : (v: tf.Tensor4D) => v;
-  const grad = tf.grad((input: tf.Tensor) => attackObjective(model, view(input as tf.Tensor4D), y, spec.targeted, spec.loss))(x) as tf.Tensor4D;
+  const one = (view: (v: tf.Tensor4D) => tf.Tensor4D) =>
+    tf.grad((input: tf.Tensor) => attackObjective(model, view(input as tf.Tensor4D), y, spec.targeted, spec.loss))(x) as tf.Tensor4D;
+  // Several DI draws are summed, not averaged: the sign, MI's L1 normalisation and TI do not see the scale.
+  const grad = d
+    ? tf.addN(Array.from({ length: d.samples }, () => one(drawDiversity(d, x.shape[1], x.shape[2], d.rand))))
+    : one((v) => v);
   return spec.kernel ? smoothGradient(grad, spec.kernel) : grad;
 }
 

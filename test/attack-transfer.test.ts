@@ -7,6 +7,7 @@ import { buildModel } from '../shared/architectures.js';
 import { imagesTensor, loadMnist, subset } from '../shared/mnist.js';
 import { fromLayers, type Model } from '../shared/model.js';
 import { seedGlobalRandom } from '../shared/random.js';
+import { meanPerturbationL2 } from '../shared/metrics.js';
 
 /** Linear 4-pixel, 3-class members z = x·W: small enough to check an ensemble's gradient exactly. */
 const W1 = [
@@ -129,5 +130,16 @@ describe('input diversity and translation invariance', () => {
     expect(() => runAttack('pgd', model, x, labels, { epsilon: 0.1, diversity: 1.5 })).toThrow(/diversity probability/);
     expect(() => runAttack('pgd', model, x, labels, { epsilon: 0.1, tiKernel: 4 })).toThrow(/odd size/);
     expect(() => runAttack('fgsm', model, x, labels, { epsilon: 0.1, diversityScale: 0 })).toThrow(/diversity scale/);
+  });
+});
+
+describe('the mean L2 norm of the perturbation', () => {
+  it('averages each image\'s ‖x_adv − x‖₂, by hand', () => {
+    // Two 4-pixel images: perturbations (0.3, 0.4, 0, 0) → 0.5 and (0, 0, 0, 0.2) → 0.2.
+    const clean = [0.1, 0.2, 0.3, 0.4, 0.5, 0.5, 0.5, 0.5];
+    const adv = [0.4, 0.6, 0.3, 0.4, 0.5, 0.5, 0.5, 0.3];
+    expect(meanPerturbationL2(adv, clean, 4)).toBeCloseTo(0.35, 9);
+    expect(meanPerturbationL2([], [], 4)).toBeNull();
+    expect(() => meanPerturbationL2(adv, clean, 3)).toThrow(/whole images/);
   });
 });
