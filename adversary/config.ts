@@ -44,6 +44,7 @@ export const campaignSchema = z
     diversity: z.number().min(0).max(1).default(0),
     diversityScale: z.number().gt(0).lte(1).default(0.86),
     diversitySamples: z.number().int().min(1).max(64).default(1),
+    craftTemperature: z.number().gt(0).lte(1000).default(1),
     tiKernel: z.number().int().min(0).max(15).refine((k) => k <= 1 || k % 2 === 1, { message: 'must be 0 (off) or odd' }).default(0),
     craftLabel: z.enum(['substitute', 'oracle']).default('substitute'),
     target: z.union([z.enum(['random', 'next']), z.number().int().min(0).max(9)]).default('random'),

@@ -50,13 +50,13 @@ export interface SweepData {
 }
 
 /** The sweep's settings from a campaign's (or the white-box baseline's) config. */
-export function sweepSettings(c: Pick<CampaignConfig, 'attack' | 'epsilons' | 'steps' | 'seed' | 'loss' | 'diversity' | 'diversityScale' | 'diversitySamples' | 'tiKernel'>): SweepSettings {
+export function sweepSettings(c: Pick<CampaignConfig, 'attack' | 'epsilons' | 'steps' | 'seed' | 'loss' | 'diversity' | 'diversityScale' | 'diversitySamples' | 'tiKernel' | 'craftTemperature'>): SweepSettings {
   return {
     attack: c.attack,
     epsilons: c.epsilons,
     steps: c.steps,
     seed: c.seed,
-    gradient: { loss: c.loss, diversity: c.diversity, diversityScale: c.diversityScale, diversitySamples: c.diversitySamples, tiKernel: c.tiKernel },
+    gradient: { loss: c.loss, diversity: c.diversity, diversityScale: c.diversityScale, diversitySamples: c.diversitySamples, tiKernel: c.tiKernel, temperature: c.craftTemperature },
   };
 }
 

@@ -94,6 +94,8 @@ export interface AttackSetting {
   combine?: EnsembleCombine;
   /** Use only the first k members (default all). */
   members?: number;
+  /** Cross-entropy on logits / T at crafting time (default 1): large T weighs the other classes evenly. */
+  temperature?: number;
 }
 
 export interface LabRow {
@@ -118,7 +120,7 @@ export async function attackTrained(train: string, t: TrainedSubstitutes, a: Att
   const outcome = await sweep(
     model,
     { images: t.evalSet.images, truth: t.evalSet.labels, craftLabels, targets: chooseTargets(craftLabels, 'random', t.config.seed), cleanVictim: t.cleanVictim },
-    { attack: a.attack, epsilons, steps: a.steps ?? 10, seed: t.config.seed, gradient: { loss: a.loss, diversity: a.diversity, diversitySamples: a.diversitySamples, diversityScale: a.diversityScale, tiKernel: a.tiKernel } },
+    { attack: a.attack, epsilons, steps: a.steps ?? 10, seed: t.config.seed, gradient: { loss: a.loss, diversity: a.diversity, diversitySamples: a.diversitySamples, diversityScale: a.diversityScale, tiKernel: a.tiKernel, temperature: a.temperature } },
     (images, count) => oracle.label(images, count, 'measurement'),
     ['untargeted'],
   );

@@ -36,8 +36,9 @@ export function isEnsemble(model: Model): model is EnsembleModel {
 const EXCLUDE = 1e9;
 
 /** The ascent objective of one batch of logits: see the module comment. */
-export function objectiveFromLogits(logits: tf.Tensor2D, y: tf.Tensor1D, targeted: boolean, loss: CraftingLoss): tf.Scalar {
+export function objectiveFromLogits(raw: tf.Tensor2D, y: tf.Tensor1D, targeted: boolean, loss: CraftingLoss, temperature = 1): tf.Scalar {
   return tf.tidy(() => {
+    const logits = temperature === 1 ? raw : tf.div<tf.Tensor2D>(raw, temperature);
     const onehot = tf.cast(tf.oneHot(y, logits.shape[1]), 'float32');
     if (loss === 'margin') {
       const own = tf.sum(tf.mul(onehot, logits), 1);
@@ -49,13 +50,17 @@ export function objectiveFromLogits(logits: tf.Tensor2D, y: tf.Tensor1D, targete
   });
 }
 
-/** The ascent objective of a model on x; an ensemble that combines losses averages its members'. */
-export function attackObjective(model: Model, x: tf.Tensor4D, y: tf.Tensor1D, targeted: boolean, loss: CraftingLoss): tf.Scalar {
+/**
+ * The ascent objective of a model on x; an ensemble that combines losses averages its members'.
+ * `temperature` divides the logits first: for cross-entropy a large T spreads the gradient's weight
+ * evenly over the other classes instead of the few the softmax favours (the margin only changes scale).
+ */
+export function attackObjective(model: Model, x: tf.Tensor4D, y: tf.Tensor1D, targeted: boolean, loss: CraftingLoss, temperature = 1): tf.Scalar {
   if (isEnsemble(model) && model.combine === 'loss') {
-    const parts = model.members.map((m) => objectiveFromLogits(m.logits(x), y, targeted, loss));
+    const parts = model.members.map((m) => objectiveFromLogits(m.logits(x), y, targeted, loss, temperature));
     return tf.div(tf.addN(parts), parts.length) as tf.Scalar;
   }
-  return objectiveFromLogits(model.logits(x), y, targeted, loss);
+  return objectiveFromLogits(model.logits(x), y, targeted, loss, temperature);
 }
 
 /**

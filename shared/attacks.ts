@@ -57,10 +57,12 @@ export interface AttackOptions {
   tiKernel?: number;
   /** With DI: average each gradient over this many draws (default 1), so even one FGSM step sees many views. */
   diversitySamples?: number;
+  /** The loss sees logits / T (default 1). */
+  temperature?: number;
 }
 
 /** What shapes the gradient itself, for the attacks and for a precomputed FGSM direction. */
-export type GradientOptions = Pick<AttackOptions, 'loss' | 'diversity' | 'diversityScale' | 'tiKernel' | 'diversitySamples' | 'seed'>;
+export type GradientOptions = Pick<AttackOptions, 'loss' | 'diversity' | 'diversityScale' | 'tiKernel' | 'diversitySamples' | 'temperature' | 'seed'>;
 
 export interface AttackResult {
   /** The last step before projection; may lie outside the bounds. */
@@ -93,6 +95,7 @@ function checkBatchSize(batchSize: number): void {
 interface GradientSpec {
   targeted: boolean;
   loss: CraftingLoss;
+  temperature: number;
   diversity?: DiversityOptions & { rand: () => number; samples: number };
   kernel?: tf.Tensor4D;
 }
@@ -104,7 +107,9 @@ const DIVERSITY_STREAM = 0xd1;
 function gradientSpec(targeted: boolean, o: GradientOptions, channels: number): GradientSpec {
   const loss = o.loss ?? 'ce';
   checkLoss(loss);
-  const spec: GradientSpec = { targeted, loss };
+  const temperature = o.temperature ?? 1;
+  if (!Number.isFinite(temperature) || temperature <= 0) fail(`temperature must be a finite number > 0, got ${temperature}`);
+  const spec: GradientSpec = { targeted, loss, temperature };
   const probability = o.diversity ?? 0;
   checkDiversity({ probability, scale: o.diversityScale });
   const samples = o.diversitySamples ?? 1;
@@ -132,7 +137,7 @@ function checkLoss(loss: CraftingLoss): void {
 function ascentGradient(model: Model, x: tf.Tensor4D, y: tf.Tensor1D, spec: GradientSpec): tf.Tensor4D {
   const d = spec.diversity;
   const one = (view: (v: tf.Tensor4D) => tf.Tensor4D) =>
-    tf.grad((input: tf.Tensor) => attackObjective(model, view(input as tf.Tensor4D), y, spec.targeted, spec.loss))(x) as tf.Tensor4D;
+    tf.grad((input: tf.Tensor) => attackObjective(model, view(input as tf.Tensor4D), y, spec.targeted, spec.loss, spec.temperature))(x) as tf.Tensor4D;
   // Several DI draws are summed, not averaged: the sign, MI's L1 normalisation and TI do not see the scale.
   const grad = d
     ? tf.addN(Array.from({ length: d.samples }, () => one(drawDiversity(d, x.shape[1], x.shape[2], d.rand))))

@@ -96,6 +96,20 @@ describe('the CW margin loss', () => {
     tf.dispose([ce, margin, input]);
   });
 
+  it('a crafting temperature T is cross-entropy on logits / T (here: the model with W / T)', () => {
+    const labels = Int32Array.from([0, 2, 1]);
+    const input = x();
+    const cooled: Model = { bounds: [0, 1], logits: (v) => tf.div(linear.logits(v), 10) };
+    const got = attackGradient(linear, input, labels, false, { temperature: 10 });
+    const want = attackGradient(cooled, input, labels, false);
+    const plain = attackGradient(linear, input, labels, false);
+    const g = Array.from(got.dataSync());
+    Array.from(want.dataSync()).forEach((v, i) => expect(g[i]).toBeCloseTo(v, 6));
+    expect(Array.from(plain.dataSync()).some((v, i) => Math.abs(v - g[i]) > 1e-3)).toBe(true);
+    expect(() => attackGradient(linear, input, labels, false, { temperature: 0 })).toThrow(/temperature/);
+    tf.dispose([got, want, plain, input]);
+  });
+
   it('an unknown loss is refused with a clear error', () => {
     const input = x();
     expect(() => pgd(linear, input, Int32Array.from([0, 1, 2]), { epsilon: 0.1, loss: 'hinge' as CraftingLoss })).toThrow(TransferlabError);
