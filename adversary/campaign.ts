@@ -110,6 +110,7 @@ export async function runCampaign(
     { images: evalSet.images, truth: evalSet.labels, craftLabels, targets, cleanVictim },
     sweepSettings(config),
     (images, count) => oracle.label(images, count, 'measurement'),
+    config.targeted ? ['untargeted', 'targeted'] : ['untargeted'],
   );
   phases.crafting += outcome.craftSeconds;
   phases.measurement += outcome.measureSeconds;

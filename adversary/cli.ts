@@ -25,7 +25,7 @@ const campaignFlags = {
   'diversity-scale': { type: 'number', describe: 'DI: smallest resize as a share of the image side (default 0.86)' },
   'craft-temperature': { type: 'number', describe: 'the crafting loss sees logits / T; for ce, T > 1 weighs the other classes more evenly (default 1)' },
   'diversity-samples': { type: 'number', describe: 'DI: average each gradient over this many random draws (default 1)' },
-  'ti-kernel': { type: 'number', describe: 'translation invariance (TI): smooth the gradient with a Gaussian of this odd size (default 0 = off)' },
+  'ti-kernel': { type: 'number', describe: 'translation invariance (TI): smooth the gradient with a Gaussian of this odd size (default 5; 0 = off)' },
   target: { type: 'string', describe: 'targeted attacks aim at: random | next | a class 0-9 (default random)' },
   backend: { type: 'string', describe: 'tensorflow | wasm | cpu (default: best available; env TFJS_BACKEND)' },
 } as const;
@@ -66,6 +66,7 @@ export function configFromFlags(a: Flags): Partial<CampaignInput> {
     target: target as CampaignInput['target'],
     evalSize: num(a['eval-size']),
     epsilons: Array.isArray(a.epsilons) ? a.epsilons.map(Number) : undefined,
+    targeted: a.targeted as boolean | undefined,
     ...(a.boundary === false ? { boundary: { enabled: false } } : {}),
     out: a.out as string | undefined,
   };
@@ -76,13 +77,14 @@ export function defaultRunDir(c: CampaignConfig, kind = 'campaign'): string {
   return join('runs', `${stamp}-${kind === 'whitebox' ? 'whitebox' : substituteMembers(c).join('+')}-${c.attack}`);
 }
 
-function buildConfig(a: Flags): CampaignConfig {
+/** `base` sits under the file and the flags: defaults of one command that differ from a campaign's. */
+function buildConfig(a: Flags, base: Partial<CampaignInput> = {}): CampaignConfig {
   if (a.resume) {
     const saved = readJson<CampaignInput>(join(String(a.resume), 'config.json'));
     return resolveConfig({ ...saved, ...(a['api-key'] ? { apiKey: String(a['api-key']) } : {}) });
   }
   const file = a.config ? readConfigFile(String(a.config)) : {};
-  return resolveConfig(mergeConfig(file, configFromFlags(a)));
+  return resolveConfig(mergeConfig({ ...base, ...file }, configFromFlags(a)));
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -115,6 +117,7 @@ export async function main(argv: string[]): Promise<number> {
           'batch-size': { type: 'number', describe: 'substitute batch size (default 128)' },
           'learning-rate': { type: 'number', describe: 'substitute Adam step size (default 0.001)' },
           'craft-label': { type: 'string', describe: 'untargeted attacks push away from: substitute | oracle (default substitute)' },
+          targeted: { type: 'boolean', describe: 'also craft and score targeted attacks (default true; --no-targeted skips them, halving the sweep)' },
           boundary: { type: 'boolean', describe: 'measure the boundary and draw the maps (default true; --no-boundary skips them)' },
           resume: { type: 'string', describe: 'continue an interrupted run folder (its config.json is used)' },
           ...campaignFlags,
@@ -140,7 +143,8 @@ export async function main(argv: string[]): Promise<number> {
           ...campaignFlags,
         }).example('$0 whitebox --model models/victim --epsilons 0.1 0.2 0.3', 'the seed paper\'s sweep'),
       async (a) => {
-        const config = buildConfig(a);
+        // The seed paper's baseline is plain FGSM: TI stays off unless asked for.
+        const config = buildConfig(a, { tiKernel: 0 });
         const out = String(config.out ?? defaultRunDir(config, 'whitebox'));
         assertWritableDir(out, 'the run folder');
         const info = await initBackend(a.backend);

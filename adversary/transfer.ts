@@ -133,7 +133,7 @@ export interface PerClassTable {
 /** Per-class view of every ε: true class × victim label, and the transfer rate per true class. */
 export function perClassTables(epsilons: number[], truth: Int32Array, cleanVictim: Int32Array, outcome: SweepOutcome): PerClassTable[] {
   return (['untargeted', 'targeted'] as const).flatMap((mode) =>
-    epsilons.map((epsilon, i) => {
+    outcome.victimLabels[mode].length === 0 ? [] : epsilons.map((epsilon, i) => {
       const adv = outcome.victimLabels[mode][i];
       return { mode, epsilon, matrix: confusionMatrix(truth, adv), transferRate: perClassTransfer(adv, cleanVictim, truth) };
     }),
