@@ -29,7 +29,7 @@ const paperEpochs = [10, 10, 10, 10, 4, 2];
  * Training settings: each is one Papernot run (4,800 attack queries unless `rounds` says otherwise).
  * An ensemble's first member is trained exactly as the setting named in BASES, whose rounds it reuses.
  */
-export const BASES: Record<string, string> = { 'sub-x3': 'sub', 'paper-x3': 'paper', 'mixed-x3': 'paper' };
+export const BASES: Record<string, string> = { 'sub-x3': 'sub', 'paper-x3': 'paper', 'mixed-x3': 'paper', 'paper-r5': 'paper', 'paper-x3-r5': 'paper' };
 export const TRAININGS: Record<string, CampaignInput> = {
   sub: {},
   'sub-ls0.1': { labelSmoothing: 0.1 },
@@ -40,6 +40,7 @@ export const TRAININGS: Record<string, CampaignInput> = {
   'paper-ls0.1': { substitute: 'paper-cnn', epochs: paperEpochs, labelSmoothing: 0.1 },
   'paper-x3': { substitute: ['paper-cnn', 'paper-cnn', 'paper-cnn'], epochs: paperEpochs },
   'mixed-x3': { substitute: ['paper-cnn', 'substitute-cnn', 'paper-cnn'], epochs: paperEpochs },
+  'paper-r5': { substitute: 'paper-cnn', epochs: paperEpochs, rounds: 5 },
   'paper-x3-r5': { substitute: ['paper-cnn', 'paper-cnn', 'paper-cnn'], epochs: paperEpochs, rounds: 5 },
 };
 
@@ -69,6 +70,7 @@ export const ATTACKS: AttackSetting[] = [
   A('pgd20-margin-ti3', { attack: 'pgd', steps: 20, loss: 'margin', tiKernel: 3 }),
   A('pgd20-di', { attack: 'pgd', steps: 20, diversity: 0.5 }),
   A('pgd20-ti3', { attack: 'pgd', steps: 20, tiKernel: 3 }),
+  A('pgd20-lossavg', { attack: 'pgd', steps: 20, combine: 'loss' }),
   A('pgd20-t10', { attack: 'pgd', steps: 20, temperature: 10 }),
   A('mi-di20', { attack: 'mi-fgsm', steps: 20, diversity: 0.5 }),
   A('pgd10-margin', { attack: 'pgd', steps: 10, loss: 'margin' }),
@@ -123,7 +125,10 @@ export async function main(argv: string[]): Promise<number> {
       const base = BASES[train] ? labDir(a.out, BASES[train]) : undefined;
       if (base && !existsSync(dir) && existsSync(join(base, 'checkpoints'))) {
         // The same rounds, already paid for and trained: start from them (the members are what is new).
-        cpSync(base, dir, { recursive: true, filter: (src) => !src.includes('members') });
+        // With fewer rounds, only those rounds: round r's substitute is the same whatever comes after it.
+        const rounds = TRAININGS[train].rounds ?? 6;
+        const keep = (src: string) => !src.includes('members') && Number(/round-(\d+)/.exec(src)?.[1] ?? 0) <= rounds;
+        cpSync(base, dir, { recursive: true, filter: keep });
       }
       mkdirSync(dir, { recursive: true });
       const oracle = await labOracle({ victim: url, model: a.model, inProcess: a['in-process'] }, dir);

@@ -4,7 +4,7 @@ import type * as tf from '@tensorflow/tfjs';
 import { chooseTargets, type AttackName } from '../shared/attacks.js';
 import { ensembleOf, type CraftingLoss, type EnsembleCombine } from '../shared/attack-losses.js';
 import { agreement, type Rate } from '../shared/metrics.js';
-import { adversarySplit, loadMnist, subset, type Dataset } from '../shared/mnist.js';
+import { IMAGE_SIZE, adversarySplit, loadMnist, subset, type Dataset } from '../shared/mnist.js';
 import { fromLayers, labelImages } from '../shared/model.js';
 import { resolveConfig, type CampaignConfig, type CampaignInput } from '../adversary/config.js';
 import { trainMembers } from '../adversary/ensemble.js';
@@ -59,11 +59,15 @@ export async function trainedSubstitutes(settings: CampaignInput, dir: string, o
     });
   }
   const records = roundRecords(dir);
+  // Rounds taken from a longer run end with the points its next round paid for: keep those trained on.
+  const labelled = records.at(-1)?.substituteSize ?? first.labels.length;
+  const images = first.images.subarray(0, labelled * IMAGE_SIZE);
+  const labels = first.labels.subarray(0, labelled);
   const members = await trainMembers({
     config,
     runDir: dir,
-    images: first.images,
-    labels: first.labels,
+    images,
+    labels,
     roundSizes: records.map((r) => r.substituteSize),
     evaluation: { images: evalSet.images, truth: evalSet.labels, victim: cleanVictim },
     log: (s) => log(`  ${s}`),
@@ -73,7 +77,8 @@ export async function trainedSubstitutes(settings: CampaignInput, dir: string, o
   return {
     config,
     models: [first.model, ...members.models],
-    attackQueries: records.at(-1)?.attackQueries ?? 0,
+    // Every labelled point was one attack query (the seed set and each augmentation).
+    attackQueries: labelled,
     memberAgreement: [records.at(-1)?.agreement ?? null, ...members.records.map((r) => r.agreement)],
     trainSeconds,
     evalSet,
