@@ -49,7 +49,7 @@ export async function runCampaignCommand(config: CampaignConfig, out: string, re
     onRetry: (i) => console.error(`victim: ${i.reason}; retry ${i.attempt} in ${Math.round(i.delayMs)} ms`),
   });
   const info = await oracle.info();
-  console.log(`victim ${config.victim}: ${info.dataset}, labels only, max batch ${info.maxBatch}`);
+  console.log(`victim ${config.victim}: ${info.dataset ?? 'dataset not named'}, ${info.inputShape.join('×')}, ${info.classes} classes, labels only, max batch ${info.maxBatch}`);
   const bar = progressBar('{label} [{bar}] {value}/{total} batches | {stats}');
   // Rounds already on disk when resuming, so the bar names the round actually being trained.
   let round = resume ? roundRecords(out).length : 0;

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import type { Express, Request, RequestHandler, Response } from 'express';
 import { TransferlabError } from '../shared/errors.js';
 import type { DetectorView, ExtractionWatch } from './detection.js';
-import { MIN_KEY_LENGTH } from './keys.js';
+import { MIN_KEY_LENGTH, bearerToken } from './keys.js';
 
 /**
  * The operator's endpoints, behind their own key (never one of the clients' keys, so a watched
@@ -44,10 +44,9 @@ export class AdminKey {
 
   /** Throws 401 unless the request carries this admin key (compared in constant time). */
   authenticate(req: Request): void {
-    const header = req.get('authorization');
-    const match = header ? /^Bearer[ ]+([^\s]+)\s*$/i.exec(header) : null;
-    if (!match) throw new TransferlabError('missing_api_key', 'the admin endpoints need the admin key: send Authorization: Bearer <admin key>', 401);
-    if (!timingSafeEqual(digest(match[1]), this.digest)) {
+    const token = bearerToken(req.rawHeaders);
+    if (token === undefined) throw new TransferlabError('missing_api_key', 'the admin endpoints need the admin key: send Authorization: Bearer <admin key>', 401);
+    if (!timingSafeEqual(digest(token), this.digest)) {
       throw new TransferlabError('invalid_api_key', 'this is not the admin key', 401);
     }
   }

@@ -1,7 +1,7 @@
 import { rmSync } from 'node:fs';
 import { tryPidLock } from '../shared/pid-lock.js';
 import { TransferlabError } from '../shared/errors.js';
-import { AppendLog } from './append-log.js';
+import { JsonlLog } from '../shared/jsonl-log.js';
 import type { Principal } from './keys.js';
 
 /**
@@ -120,7 +120,7 @@ export function usageFromRecords(records: unknown[], path: string): Map<string, 
 
 export interface OpenLedger {
   book: BudgetBook;
-  log: AppendLog;
+  log: JsonlLog;
   usage: Map<string, number>;
   close(): void;
 }
@@ -133,7 +133,7 @@ export function openLedger(path: string, clock?: () => Date): OpenLedger {
   const lockPath = `${path}.lock`;
   takeLock(lockPath, path);
   try {
-    const { log, records } = AppendLog.open(path, { torn: 'drop' });
+    const { log, records } = JsonlLog.open(path, { torn: 'drop' });
     const usage = usageFromRecords(records, path);
     const book = new BudgetBook(log, usage, clock);
     return {
