@@ -58,8 +58,8 @@ export interface AdminOptions {
 }
 
 /** The JSON for GET /v1/admin/detections. */
-export function detectionsView(opts: AdminOptions): DetectorView {
-  return opts.watch?.view() ?? { detector: null, detections: [], clients: [] };
+export async function detectionsView(opts: AdminOptions): Promise<DetectorView> {
+  return (await opts.watch?.view()) ?? { detector: null, detections: [], clients: [] };
 }
 
 /** DELETE /v1/admin/detections/{client}. */
@@ -72,10 +72,10 @@ export async function liftBlock(opts: AdminOptions, client: string): Promise<{ l
 
 /** Register the admin routes; `fail` answers with an API error, `notAllowed` builds a 405 handler. */
 export function mountAdminRoutes(app: Express, opts: AdminOptions, fail: (res: Response, e: unknown) => void, notAllowed: (allow: string) => RequestHandler): void {
-  app.get(ADMIN_DETECTIONS_PATH, (req, res) => {
+  app.get(ADMIN_DETECTIONS_PATH, async (req, res) => {
     try {
       opts.key.authenticate(req);
-      res.json(detectionsView(opts));
+      res.json(await detectionsView(opts));
     } catch (e) {
       fail(res, e);
     }

@@ -13,7 +13,7 @@ import { ExtractionWatch, watchAnswer } from './detection.js';
 import { MemoryIdempotencyStore, parseIdempotencyKey, type IdempotencyStore, type IdempotencyTicket } from './idempotency.js';
 import { binaryBodyLimit, jsonBodyLimit, parseBinaryBatch, parseJsonBatch, parsePixelFormat, type ImageBatch } from './inputs.js';
 import { ANONYMOUS, bearerToken, type KeyRing, type Principal } from './keys.js';
-import type { BudgetBook } from './ledger.js';
+import type { Budgets } from './ledger.js';
 import type { WorkInFlight } from './server.js';
 
 /**
@@ -35,7 +35,7 @@ export interface VictimAppOptions {
   keys?: KeyRing;
   /** Budget of the anonymous principal when there are no keys (null = unlimited). */
   anonymousBudget?: number | null;
-  budgets: BudgetBook;
+  budgets: Budgets;
   audit: AuditSink;
   maxBatch: number;
   /** Requests per second per key (per client IP when open); 0 turns the limit off. */
@@ -234,7 +234,7 @@ export function createApp(opts: VictimAppOptions): express.Express {
       res.locals.principal = principal;
       if (limiter) await run(limiter, req, res);
       const client = ExtractionWatch.clientOf(principal, ipKeyGenerator(req.ip ?? 'unknown'));
-      opts.watch?.check(client); // a blocked client is refused before anything is read or charged
+      await opts.watch?.check(client); // a blocked client is refused before anything is read or charged
       const idempotencyKey = parseIdempotencyKey(req.get(HEADERS.idempotencyKey));
       const kind = mediaType(req);
       const format = kind === 'binary' ? parsePixelFormat(req.get(HEADERS.pixelFormat)) : 'uint8';
@@ -248,7 +248,7 @@ export function createApp(opts: VictimAppOptions): express.Express {
         const outcome = await idempotency.replayOrClaim(principal.id, idempotencyKey, payloadSha256);
         if ('labels' in outcome) {
           await audit('replayed', 200);
-          const answer: LabelResponse = { labels: Array.from(outcome.labels), budget: { used: opts.budgets.used(principal.id), limit: principal.limit } };
+          const answer: LabelResponse = { labels: Array.from(outcome.labels), budget: { used: await opts.budgets.used(principal.id), limit: principal.limit } };
           closeIfDraining(res);
           res.setHeader(HEADERS.idempotentReplayed, 'true'); // as Stripe does: the client can tell nothing was charged
           res.json(answer);
@@ -256,12 +256,12 @@ export function createApp(opts: VictimAppOptions): express.Express {
         }
         ticket = outcome.ticket;
       }
-      const reservation = opts.budgets.reserve(principal, batch.count);
+      const reservation = await opts.budgets.reserve(principal, batch.count);
       let labels: Int32Array;
       try {
         labels = await opts.label(batch.images, batch.count);
       } catch (e) {
-        opts.budgets.release(reservation);
+        await opts.budgets.release(reservation);
         req.log.error({ err: e }, 'model call failed');
         throw new TransferlabError('model_failed', 'the model failed on this batch; nothing was charged — try again', 500);
       }
@@ -271,7 +271,7 @@ export function createApp(opts: VictimAppOptions): express.Express {
       // call all resume in the same turn, so their charges still share a group commit.
       await new Promise<void>((resume) => setImmediate(resume));
       if (req.socket.destroyed || !req.socket.writable) {
-        opts.budgets.release(reservation);
+        await opts.budgets.release(reservation);
         throw new TransferlabError('client_disconnected', 'the client closed the connection before its labels were ready; nothing was charged', 499);
       }
       // Charged from here on (commit counts the charge at once, even when the ledger write fails), so

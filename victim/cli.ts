@@ -10,14 +10,15 @@ import { pixelsPerImage } from '../shared/protocol/index.js';
 import { AdminKey } from './admin.js';
 import { createApp } from './app.js';
 import { FileAuditLog } from './audit.js';
-import { FileIdempotencyStore } from './idempotency-file.js';
+import type { IdempotencyStore } from './idempotency.js';
 import { DETECTOR_ACTIONS, ExtractionWatch, type DetectorAction } from './detection.js';
 import { PradaDetector, PRADA_DEFAULTS } from './prada.js';
 import { MicroBatcher, warmUp } from './batcher.js';
 import { LAYOUTS, type Layout } from './onnx-model.js';
 import { openServedModel, type ServedModel } from './served-model.js';
 import { KeyRing } from './keys.js';
-import { openLedger, type OpenLedger } from './ledger.js';
+import type { Budgets } from './ledger.js';
+import { openVictimState } from './state.js';
 import { startServer, WorkInFlight, type RunningServer } from './server.js';
 import { main as trainMain } from './train-cli.js';
 import { VICTIM_DEFAULTS } from './train.js';
@@ -63,9 +64,9 @@ async function serve(
   args: ServeArgs,
   deps: {
     keys?: KeyRing;
-    ledger: OpenLedger;
+    budgets: Budgets;
     audit: FileAuditLog;
-    idempotency: FileIdempotencyStore;
+    idempotency: IdempotencyStore;
     draining: () => boolean;
     inFlight: WorkInFlight;
     /** The extraction detector for the served model's image size and classes (undefined = off). */
@@ -114,7 +115,7 @@ async function serve(
     model: served.info,
     keys: deps.keys,
     anonymousBudget: deps.keys ? null : (args.budget ?? null),
-    budgets: deps.ledger.book,
+    budgets: deps.budgets,
     audit: deps.audit,
     maxBatch: args['max-batch'],
     rateLimit: args['rate-limit'],
@@ -135,11 +136,6 @@ async function serve(
   return { info, served, batcher, running, watch };
 }
 
-/** runs/victim/ledger.jsonl → runs/victim/ledger.idempotency.jsonl: beside the ledger it belongs to, under its lock. */
-export function idempotencyLogFor(ledgerPath: string): string {
-  return ledgerPath.replace(/(\.jsonl)?$/, '.idempotency.jsonl');
-}
-
 export async function main(argv: string[]): Promise<number> {
   const args = await yargs(argv)
     .scriptName('npm run victim --')
@@ -157,8 +153,10 @@ export async function main(argv: string[]): Promise<number> {
       port: { type: 'number', default: SERVE_DEFAULTS.port, describe: 'TCP port (0 = any free port; the URL is printed)' },
       keys: { type: 'string', describe: 'keys file {"keys":[{"id","key","budget"}]}; without it the service is open' },
       budget: { type: 'number', describe: 'without --keys: images all callers may have labelled together; with --keys: budget of keys that set none' },
-      'audit-log': { type: 'string', default: SERVE_DEFAULTS.auditLog, describe: 'audit log (JSON lines, appended)' },
-      ledger: { type: 'string', default: SERVE_DEFAULTS.ledger, describe: 'query ledger (JSON lines, appended; budgets survive restarts)' },
+      'audit-log': { type: 'string', describe: `audit log (JSON lines, appended) [default: ${SERVE_DEFAULTS.auditLog}; with --store audit-<replica id>.jsonl beside it]` },
+      ledger: { type: 'string', default: SERVE_DEFAULTS.ledger, describe: 'query ledger (JSON lines, appended; budgets survive restarts); unused with --store' },
+      store: { type: 'string', describe: 'shared state for replicas: budgets, idempotency records and detector blocks in Redis (redis://HOST:PORT/DB; run it with appendonly yes, appendfsync always)' },
+      'replica-id': { type: 'string', describe: 'this replica\'s name in its audit log\'s file name, with --store [default: <hostname>-<pid>]' },
       'idempotency-log': { type: 'string', describe: 'Idempotency-Key records (JSON lines; replays survive restarts) [default: the ledger path with .idempotency.jsonl]' },
       'idempotency-ttl': { type: 'number', default: SERVE_DEFAULTS.idempotencyTtlHours, describe: 'hours an Idempotency-Key is remembered after its charge' },
       'max-batch': { type: 'number', default: SERVE_DEFAULTS.maxBatch, describe: 'most images per request' },
@@ -194,31 +192,22 @@ export async function main(argv: string[]): Promise<number> {
   // Checked now with the default image size; built for the model's own once it has loaded.
   if (args.detector === 'prada') new PradaDetector(detectorOptions);
 
-  // The ledger lock and the audit log come first: a second victim on the same ledger, or an
-  // unwritable log, should fail in a second, not after the model has loaded or trained.
-  const ledger = openLedger(args.ledger);
-  const idempotencyPath = args['idempotency-log'] ?? idempotencyLogFor(args.ledger);
-  let opened: ReturnType<typeof FileAuditLog.open>;
-  let remembered: ReturnType<typeof FileIdempotencyStore.open>;
-  try {
-    // Under the ledger's lock: the records only hold for the budgets in that ledger.
-    remembered = FileIdempotencyStore.open(idempotencyPath, { ttlMs: args['idempotency-ttl'] * 3600_000 });
-    try {
-      opened = FileAuditLog.open(args['audit-log']);
-    } catch (e) {
-      void remembered.store.close();
-      throw e;
-    }
-  } catch (e) {
-    ledger.close();
-    throw e;
-  }
-  const idempotency = remembered.store;
-  const { audit, previous: previousAudit, events, tornTail } = opened;
+  const state = await openVictimState({
+    store: args.store,
+    replicaId: args['replica-id'],
+    ledger: args.ledger,
+    auditLog: args['audit-log'],
+    idempotencyLog: args['idempotency-log'],
+    idempotencyTtlMs: args['idempotency-ttl'] * 3600_000,
+    defaultAuditLog: SERVE_DEFAULTS.auditLog,
+  });
+  for (const w of state.warnings) console.error(`warning: ${w}`);
+  const { audit, events, budgets, idempotency } = state;
   let flagged = 0;
   const watchFor = (pixels: number, classes: number) => {
     if (args.detector !== 'prada') return undefined;
-    const watch = new ExtractionWatch(new PradaDetector({ ...detectorOptions, pixels, classes }), args['detector-action'] as DetectorAction, audit);
+    const detector = new PradaDetector({ ...detectorOptions, pixels, classes });
+    const watch = new ExtractionWatch(detector, args['detector-action'] as DetectorAction, audit, undefined, state.shared);
     flagged = watch.restore(events);
     return watch;
   };
@@ -226,16 +215,13 @@ export async function main(argv: string[]): Promise<number> {
   const inFlight = new WorkInFlight();
   let started: Awaited<ReturnType<typeof serve>>;
   try {
-    started = await serve(args, { keys, ledger, audit, idempotency, draining: () => draining, inFlight, watchFor, adminKey });
+    started = await serve(args, { keys, budgets, audit, idempotency, draining: () => draining, inFlight, watchFor, adminKey });
   } catch (e) {
-    audit.close();
-    await idempotency.close();
-    ledger.close();
+    await state.close();
     throw e;
   }
   const { info, served, batcher, running, watch } = started;
 
-  const charged = [...ledger.usage.values()].reduce((a, b) => a + b, 0);
   const who = keys
     ? `${keys.size} API key(s) from ${args.keys}` + (args.budget !== undefined ? ` (default budget ${args.budget})` : '')
     : `open service (no keys), budget ${args.budget ?? 'unlimited'} for all callers together`;
@@ -243,20 +229,13 @@ export async function main(argv: string[]): Promise<number> {
   console.log(`weights sha256 ${served.weightsSha256}${served.metadata ? '' : ' (no metadata.json: computed at start-up, in the audit log\'s start record)'}`);
   console.log(describeBackend(info));
   console.log(`access: ${who}; max ${args['max-batch']} images/request; rate limit ${args['rate-limit'] || 'off'}${args['rate-limit'] ? ' requests/s per key' : ''}`);
-  console.log(`audit log ${resolve(args['audit-log'])} (${previousAudit} earlier entries)`);
-  if (tornTail) console.log(`audit log: its last line was torn by a crash (${tornTail.bytes} bytes); kept as a torn_tail record`);
   console.log(
     watch
       ? `extraction detector: PRADA, δ ${watch.detector.options.delta}, window ${watch.detector.options.window}, action ${watch.action}` +
           ` (${flagged} client(s) flagged earlier)${adminKey ? '; detections at GET /v1/admin/detections' : ''}`
       : 'extraction detector: off',
   );
-  console.log(`ledger ${resolve(args.ledger)} (${charged} images charged so far)`);
-  console.log(
-    `idempotency records ${resolve(idempotencyPath)} (${remembered.restored} kept for ${args['idempotency-ttl']} h` +
-      (remembered.expired ? `, ${remembered.expired} expired dropped` : '') +
-      ')',
-  );
+  for (const line of state.banner) console.log(line);
   // The pid matters because tsx runs the server as a child of its own wrapper process.
   console.log(`pid ${process.pid}`);
   console.log(`listening on ${running.url}`);
@@ -280,9 +259,7 @@ export async function main(argv: string[]): Promise<number> {
   await batcher.idle();
   await inFlight.idle(); // handlers whose client hung up still write their audit lines
   await served.close();
-  audit.close(); // flushes and fsyncs anything still pending
-  await idempotency.close();
-  ledger.close();
+  await state.close(); // flushes and fsyncs anything still pending
   console.log(`stopped: ${batcher.stats.requests} labelled request(s), ${batcher.stats.images} image(s) in ${batcher.stats.modelCalls} model call(s)`);
   // wasm pthread workers would keep the process alive; everything durable is already on disk.
   setTimeout(() => process.exit(process.exitCode ?? 0), 100).unref();
