@@ -3,10 +3,10 @@ import { join } from 'node:path';
 import { chooseTargets } from '../shared/attacks.js';
 import { ensembleOf } from '../shared/attack-losses.js';
 import { accuracy, agreement } from '../shared/metrics.js';
-import { adversarySplit, loadMnist, subset } from '../shared/mnist.js';
+import { summarise } from '../shared/datasets/types.js';
+import { adversarySplit, subset } from '../shared/datasets/images.js';
 import { fromLayers, labelImages } from '../shared/model.js';
 import { provenance } from '../shared/versions.js';
-import { TransferlabError } from '../shared/errors.js';
 import type { TrainOptions } from '../shared/training.js';
 import { substituteMembers, type CampaignConfig } from './config.js';
 import { trainMembers } from './ensemble.js';
@@ -16,6 +16,7 @@ import { trainSubstitute } from './substitute.js';
 import { perClassTables, sweep, sweepSettings } from './transfer.js';
 import { writeResults, type CampaignResults } from './results.js';
 import { measureBoundary } from './boundary-run.js';
+import { attackerDataset } from './dataset-choice.js';
 
 /**
  * One black-box campaign, as a short sequence of named steps:
@@ -41,9 +42,9 @@ export async function runCampaign(
   const { apiKey: _secret, ...saved } = config;
   if (!existsSync(join(runDir, 'config.json'))) writeJson(join(runDir, 'config.json'), saved);
   const info = await oracle.info();
-  if (info.classes !== 10 || info.inputShape.join('x') !== '28x28x1') {
-    throw new TransferlabError('victim_mismatch', `the victim serves ${info.dataset} ${info.inputShape.join('×')} with ${info.classes} classes; this campaign needs MNIST 28×28×1, 10 classes`);
-  }
+  // The substitute is built for what the victim takes and answers; the attacker's images must match it.
+  const dataset = attackerDataset(config.dataset, info, hooks.log);
+  const shape = { inputShape: dataset.shape, classes: info.classes };
   // Totals over the run folder's whole life, so a resumed run reports what the campaign cost in all.
   const paid = () => {
     const now = oracle.counts();
@@ -52,8 +53,8 @@ export async function runCampaign(
   };
 
   // Select: the adversary's own data is a small seed set of test images; the evaluation set is disjoint.
-  const test = loadMnist('test');
-  const split = adversarySplit(config.seed, config.seedSize, config.evalSize);
+  const test = dataset.test;
+  const split = adversarySplit(config.seed, config.seedSize, config.evalSize, test.count);
   const seedSet = subset(test, split.seedSet);
   const evalSet = subset(test, split.evalSet);
 
@@ -78,11 +79,12 @@ export async function runCampaign(
   }
   const { model, images: labelled, labels: answers } = await trainSubstitute({
     config,
+    shape,
     queryAttack: (images, count) => oracle.label(images, count, 'attack'),
     attackQueries: () => paid().attack,
     evaluation: { images: evalSet.images, truth: evalSet.labels, victim: cleanVictim },
     start,
-    checkpoint: (c) => saveCheckpoint(runDir, c, substituteMembers(config)[0]),
+    checkpoint: (c) => saveCheckpoint(runDir, c, substituteMembers(config)[0], dataset.name),
     onBatchEnd: hooks.onBatchEnd,
     onRound: hooks.onRound,
     phases,
@@ -104,7 +106,7 @@ export async function runCampaign(
   // Craft on the substitute, then let the victim judge the crafted images.
   const substituteClean = labelImages(substitute, evalSet.images, evalSet.count);
   const craftLabels = craftFromOracle ? cleanVictim : substituteClean;
-  const targets = chooseTargets(craftLabels, config.target, config.seed);
+  const targets = chooseTargets(craftLabels, config.target, config.seed, info.classes);
   const outcome = await sweep(
     substitute,
     { images: evalSet.images, truth: evalSet.labels, craftLabels, targets, cleanVictim },
@@ -117,7 +119,7 @@ export async function runCampaign(
 
   t = performance.now();
   const boundary = config.boundary.enabled
-    ? await measureBoundary({ config, runDir, substitute, evalSet, cleanVictim, substituteClean, oracle, log: hooks.log })
+    ? await measureBoundary({ config, runDir, substitute, evalSet, classNames: dataset.classNames, cleanVictim, substituteClean, oracle, log: hooks.log })
     : null;
   phases.boundary += (performance.now() - t) / 1000;
 
@@ -127,6 +129,7 @@ export async function runCampaign(
     createdAt: new Date().toISOString(),
     ...provenance(config.seed),
     victim: { url: config.victim, info },
+    dataset: summarise(dataset),
     config,
     queries: paid(),
     victimCleanAccuracy: accuracy(cleanVictim, evalSet.labels),
@@ -136,12 +139,12 @@ export async function runCampaign(
     ...(members.records.length ? { ensemble: { combine: config.combine, members: members.records } } : {}),
     rounds: roundRecords(runDir),
     epsilons: outcome.points,
-    perClass: perClassTables(config.epsilons, evalSet.labels, cleanVictim, outcome),
+    perClass: perClassTables(config.epsilons, evalSet.labels, cleanVictim, outcome, info.classes),
     boundary,
     durationSeconds: (performance.now() - started) / 1000,
     phases,
   };
-  writeResults(runDir, results, { evalSet, outcome, targets, cleanVictim });
+  writeResults(runDir, results, { evalSet, classes: info.classes, outcome, targets, cleanVictim });
   model.dispose();
   for (const m of members.models) m.dispose();
   return results;

@@ -1,6 +1,6 @@
 import { fgsmAlong, inputGradientSign, runAttack, type AttackName, type GradientOptions } from '../shared/attacks.js';
 import { meanPerturbationL2, sweepRow, type SweepRow, confusionMatrix, perClassTransfer, type Rate } from '../shared/metrics.js';
-import { IMAGE_SIZE, imagesTensor, quantise } from '../shared/mnist.js';
+import { imagesTensor, quantise } from '../shared/datasets/images.js';
 import { labelImages, type Model } from '../shared/model.js';
 import type { CampaignConfig } from './config.js';
 
@@ -70,7 +70,7 @@ export async function sweep(
   modes: readonly AttackMode[] = ['untargeted', 'targeted'],
 ): Promise<SweepOutcome> {
   const n = data.truth.length;
-  const x = imagesTensor(data.images, n);
+  const x = imagesTensor(data.images, n, model.inputShape);
   const points: SweepPoint[] = [];
   const victimLabels: SweepOutcome['victimLabels'] = { untargeted: [], targeted: [] };
   const adversarial: SweepOutcome['adversarial'] = { untargeted: [], targeted: [] };
@@ -107,7 +107,7 @@ export async function sweep(
             mode,
             craftModelSuccessRate: mode === 'targeted' ? craftRow.targetedSuccessRate : craftRow.misclassificationRate,
             measurementQueries: n,
-            meanL2: meanPerturbationL2(adv, data.images, IMAGE_SIZE),
+            meanL2: meanPerturbationL2(adv, data.images, data.images.length / n),
           });
           victimLabels[mode].push(labels);
           adversarial[mode].push(adv);
@@ -131,11 +131,11 @@ export interface PerClassTable {
 }
 
 /** Per-class view of every ε: true class × victim label, and the transfer rate per true class. */
-export function perClassTables(epsilons: number[], truth: Int32Array, cleanVictim: Int32Array, outcome: SweepOutcome): PerClassTable[] {
+export function perClassTables(epsilons: number[], truth: Int32Array, cleanVictim: Int32Array, outcome: SweepOutcome, classes: number): PerClassTable[] {
   return (['untargeted', 'targeted'] as const).flatMap((mode) =>
     outcome.victimLabels[mode].length === 0 ? [] : epsilons.map((epsilon, i) => {
       const adv = outcome.victimLabels[mode][i];
-      return { mode, epsilon, matrix: confusionMatrix(truth, adv), transferRate: perClassTransfer(adv, cleanVictim, truth) };
+      return { mode, epsilon, matrix: confusionMatrix(truth, adv, classes), transferRate: perClassTransfer(adv, cleanVictim, truth, classes) };
     }),
   );
 }

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as tf from '@tensorflow/tfjs';
 import { chooseTargets, type AttackName } from '../shared/attacks.js';
+import { MNIST_MODEL } from '../shared/architectures.js';
 import { ensembleOf, type CraftingLoss, type EnsembleCombine } from '../shared/attack-losses.js';
 import { agreement, type Rate } from '../shared/metrics.js';
 import { IMAGE_SIZE, adversarySplit, loadMnist, subset, type Dataset } from '../shared/mnist.js';
@@ -49,11 +50,12 @@ export async function trainedSubstitutes(settings: CampaignInput, dir: string, o
       : { round: 0, images: seedSet.images, labels: await oracle.label(seedSet.images, seedSet.count, 'attack') };
     first = await trainSubstitute({
       config,
+      shape: MNIST_MODEL,
       queryAttack: (images, count) => oracle.label(images, count, 'attack'),
       attackQueries: () => oracle.counts().attack + oracle.priorCounts().attack,
       evaluation: { images: evalSet.images, truth: evalSet.labels, victim: cleanVictim },
       start,
-      checkpoint: (c) => saveCheckpoint(dir, c, String([config.substitute].flat()[0])),
+      checkpoint: (c) => saveCheckpoint(dir, c, String([config.substitute].flat()[0]), 'mnist'),
       onRound: (r) => log(`  round ${r.round}: ${r.substituteSize} points, agreement ${(100 * r.agreement).toFixed(1)}%, ${r.trainSeconds.toFixed(1)} s`),
       phases,
     });

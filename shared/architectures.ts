@@ -1,44 +1,55 @@
 import * as tf from '@tensorflow/tfjs';
+import { MNIST_SHAPE, type ImageShape } from './datasets/types.js';
 import { TransferlabError } from './errors.js';
 
 /**
- * Model architectures by name. Every model ends in a linear dense layer emitting logits:
+ * Model architectures by name, built for any input shape H×W×C and class count (the victim's, as
+ * its dataset or /v1/info gives them). Every model ends in a linear dense layer emitting logits:
  * the softmax lives in the loss, so attacks can differentiate the logits directly.
  */
-type Builder = () => tf.Sequential;
+export interface ModelShape {
+  inputShape: ImageShape;
+  classes: number;
+}
 
-const inputShape = [28, 28, 1];
+export const MNIST_MODEL: ModelShape = { inputShape: MNIST_SHAPE, classes: 10 };
 
-const conv = (filters: number, kernelSize: number, first = false) =>
-  tf.layers.conv2d({ filters, kernelSize, activation: 'relu', ...(first ? { inputShape } : {}) });
+type Builder = (s: ModelShape) => tf.Sequential;
+
+const conv = (filters: number, kernelSize: number, input?: ImageShape) =>
+  tf.layers.conv2d({ filters, kernelSize, activation: 'relu', ...(input ? { inputShape: [...input] } : {}) });
 const pool = () => tf.layers.maxPooling2d({ poolSize: 2 });
 const dense = (units: number, activation: 'relu' | 'linear') => tf.layers.dense({ units, activation });
 
-const BUILDERS: Record<string, { describe: string; build: Builder }> = {
+const BUILDERS: Record<string, { describe: string; minSize: number; build: Builder }> = {
   'paper-cnn': {
-    describe: "the seed paper's simple CNN: conv32 3x3 → pool → conv64 3x3 → pool → dropout 0.5 → dense 10",
-    build: () =>
+    describe: "the seed paper's simple CNN: conv32 3x3 → pool → conv64 3x3 → pool → dropout 0.5 → dense (classes)",
+    minSize: 10,
+    build: (s) =>
       tf.sequential({
-        layers: [conv(32, 3, true), pool(), conv(64, 3), pool(), tf.layers.flatten(), tf.layers.dropout({ rate: 0.5 }), dense(10, 'linear')],
+        layers: [conv(32, 3, s.inputShape), pool(), conv(64, 3), pool(), tf.layers.flatten(), tf.layers.dropout({ rate: 0.5 }), dense(s.classes, 'linear')],
       }),
   },
   lenet: {
-    describe: 'a small, fast CNN for tests and quick runs: conv8 5x5 → pool → conv16 5x5 → pool → dense 10',
-    build: () =>
-      tf.sequential({ layers: [conv(8, 5, true), pool(), conv(16, 5), pool(), tf.layers.flatten(), dense(10, 'linear')] }),
+    describe: 'a small, fast CNN for tests and quick runs: conv8 5x5 → pool → conv16 5x5 → pool → dense (classes)',
+    minSize: 16,
+    build: (s) =>
+      tf.sequential({ layers: [conv(8, 5, s.inputShape), pool(), conv(16, 5), pool(), tf.layers.flatten(), dense(s.classes, 'linear')] }),
   },
   'substitute-cnn': {
-    describe: 'the default substitute: conv32 3x3 → pool → conv64 3x3 → pool → dense 200 → dense 10',
-    build: () =>
+    describe: 'the default substitute: conv32 3x3 → pool → conv64 3x3 → pool → dense 200 → dense (classes)',
+    minSize: 10,
+    build: (s) =>
       tf.sequential({
-        layers: [conv(32, 3, true), pool(), conv(64, 3), pool(), tf.layers.flatten(), dense(200, 'relu'), dense(10, 'linear')],
+        layers: [conv(32, 3, s.inputShape), pool(), conv(64, 3), pool(), tf.layers.flatten(), dense(200, 'relu'), dense(s.classes, 'linear')],
       }),
   },
   'papernot-mlp': {
-    describe: "cleverhans' substitute: 784 → 200 → 200 → 10, ReLU",
-    build: () =>
+    describe: "cleverhans' substitute: H·W·C → 200 → 200 → classes, ReLU",
+    minSize: 1,
+    build: (s) =>
       tf.sequential({
-        layers: [tf.layers.flatten({ inputShape }), dense(200, 'relu'), dense(200, 'relu'), dense(10, 'linear')],
+        layers: [tf.layers.flatten({ inputShape: [...s.inputShape] }), dense(200, 'relu'), dense(200, 'relu'), dense(s.classes, 'linear')],
       }),
   },
 };
@@ -56,8 +67,22 @@ export function describeArchitecture(name: string): string {
   return BUILDERS[name].describe;
 }
 
-/** A fresh, randomly initialised model (seed it with seedGlobalRandom first for repeatability). */
-export function buildModel(name: string): tf.Sequential {
+/** Refuse a shape the architecture cannot take (its convolutions and pools would shrink the image to nothing). */
+export function checkModelShape(name: string, s: ModelShape): void {
   checkArchitecture(name);
-  return BUILDERS[name].build();
+  const [h, w, c] = s.inputShape;
+  const { minSize } = BUILDERS[name];
+  if (![h, w, c].every((d) => Number.isInteger(d) && d > 0)) {
+    throw new TransferlabError('invalid_shape', `input shape ${s.inputShape.join('×')} is not H×W×C with positive integers`);
+  }
+  if (Math.min(h, w) < minSize) {
+    throw new TransferlabError('invalid_shape', `${name} needs images of at least ${minSize}×${minSize}; these are ${h}×${w} (use papernot-mlp, or larger images)`);
+  }
+  if (!Number.isInteger(s.classes) || s.classes < 2) throw new TransferlabError('invalid_shape', `a classifier needs at least 2 classes, got ${s.classes}`);
+}
+
+/** A fresh, randomly initialised model (seed it with seedGlobalRandom first for repeatability). */
+export function buildModel(name: string, shape: ModelShape = MNIST_MODEL): tf.Sequential {
+  checkModelShape(name, shape);
+  return BUILDERS[name].build(shape);
 }

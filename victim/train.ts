@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { buildModel, checkArchitecture } from '../shared/architectures.js';
-import { loadMnist } from '../shared/mnist.js';
+import { DEFAULT_DATASET, loadDataset, pixelCount, summarise, type Dataset } from '../shared/datasets/index.js';
 import { fromLayers, labelImages } from '../shared/model.js';
 import { accuracy } from '../shared/metrics.js';
 import { loadModel, saveModel, type ModelMetadata } from '../shared/model-io.js';
@@ -9,9 +9,11 @@ import { trainClassifier, type TrainOptions } from '../shared/training.js';
 import { provenance } from '../shared/versions.js';
 import { TransferlabError } from '../shared/errors.js';
 
-/** Victim training: the target model trains on the 60,000 MNIST training images only. */
+/** Victim training: the target model trains on its dataset's training images only (MNIST: the 60,000). */
 export interface VictimTrainConfig {
   arch: string;
+  /** A built-in dataset name or a dataset folder (default mnist). */
+  dataset?: string;
   epochs: number;
   batchSize: number;
   learningRate: number;
@@ -35,14 +37,13 @@ export function validateTrainConfig(c: VictimTrainConfig): void {
   if (!Number.isInteger(c.batchSize) || c.batchSize < 1) problems.push(`--batch-size must be a positive integer (got ${c.batchSize})`);
   if (!(c.learningRate > 0)) problems.push(`--learning-rate must be > 0 (got ${c.learningRate})`);
   if (!Number.isInteger(c.seed)) problems.push(`--seed must be an integer (got ${c.seed})`);
-  if (c.limit !== undefined && (!Number.isInteger(c.limit) || c.limit < 1 || c.limit > 60000)) {
-    problems.push(`--limit must be an integer in 1..60000 (got ${c.limit})`);
-  }
+  if (c.limit !== undefined && (!Number.isInteger(c.limit) || c.limit < 1)) problems.push(`--limit must be a positive integer (got ${c.limit})`);
   if (problems.length) throw new TransferlabError('invalid_config', problems.join('; '));
 }
 
-export function evaluateAccuracy(model: tf.LayersModel): number {
-  const test = loadMnist('test');
+/** Accuracy on the dataset's test images (all of them). */
+export function evaluateAccuracy(model: tf.LayersModel, dataset: Dataset = loadDataset(DEFAULT_DATASET)): number {
+  const test = dataset.test;
   return accuracy(labelImages(fromLayers(model), test.images, test.count), test.labels) ?? Number.NaN;
 }
 
@@ -52,14 +53,19 @@ export async function trainVictim(
 ): Promise<ModelMetadata> {
   validateTrainConfig(c);
   seedGlobalRandom(c.seed);
-  const train = loadMnist('train');
+  const dataset = loadDataset(c.dataset ?? DEFAULT_DATASET);
+  const train = dataset.train;
+  if (c.limit !== undefined && c.limit > train.count) {
+    throw new TransferlabError('invalid_config', `--limit ${c.limit} exceeds the ${train.count} training images of ${dataset.name}`);
+  }
   const n = c.limit ?? train.count;
   const start = c.init ? await loadModel(c.init) : undefined;
   if (start && start.metadata.arch !== c.arch) {
     throw new TransferlabError('invalid_config', `--init ${c.init} holds a ${start.metadata.arch}, not a ${c.arch}; pass --arch ${start.metadata.arch}`);
   }
-  const model = start?.model ?? buildModel(c.arch);
-  const summary = trainClassifier(model, train.images.subarray(0, n * 784), train.labels.subarray(0, n), {
+  const shape = { inputShape: dataset.shape, classes: dataset.classes };
+  const model = start?.model ?? buildModel(c.arch, shape);
+  const summary = trainClassifier(model, train.images.subarray(0, n * pixelCount(dataset.shape)), train.labels.subarray(0, n), {
     epochs: c.epochs,
     batchSize: c.batchSize,
     learningRate: c.learningRate,
@@ -67,10 +73,15 @@ export async function trainVictim(
     transformBatch: c.transformBatch,
     ...hooks,
   });
-  const testAccuracy = evaluateAccuracy(model);
+  const testAccuracy = evaluateAccuracy(model, dataset);
+  const { name, ...datasetInfo } = summarise(dataset);
   const metadata = await saveModel(model, c.out, {
     arch: c.arch,
-    dataset: 'mnist',
+    dataset: name,
+    inputShape: datasetInfo.shape,
+    classes: dataset.classes,
+    classNames: dataset.classNames,
+    datasetInfo,
     trainImages: n,
     epochs: c.epochs,
     batchSize: c.batchSize,
