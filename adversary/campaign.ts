@@ -97,6 +97,7 @@ export async function runCampaign(
     images: labelled,
     labels: answers,
     roundSizes: roundRecords(runDir).map((r) => r.substituteSize),
+    shape,
     evaluation: { images: evalSet.images, truth: evalSet.labels, victim: cleanVictim },
     log: hooks.log,
   });

@@ -1,9 +1,10 @@
 import { existsSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as tf from '@tensorflow/tfjs';
-import { buildModel } from '../shared/architectures.js';
+import { buildModel, MNIST_MODEL, type ModelShape } from '../shared/architectures.js';
 import { accuracy, agreement, type Rate } from '../shared/metrics.js';
-import { IMAGE_SIZE, imagesTensor } from '../shared/mnist.js';
+import { imagesTensor } from '../shared/datasets/images.js';
+import { pixelCount } from '../shared/datasets/types.js';
 import { hasModel, loadModel, saveModel } from '../shared/model-io.js';
 import { fromLayers, predictLabels } from '../shared/model.js';
 import { seedGlobalRandom } from '../shared/random.js';
@@ -33,6 +34,8 @@ export interface MemberContext {
   /** Points the first member trained on in each round, in order. */
   roundSizes: number[];
   evaluation: { images: Float32Array; truth: Int32Array; victim: Int32Array };
+  /** The victim's input shape and classes, as the first member was built for (default MNIST). */
+  shape?: ModelShape;
   log?: (line: string) => void;
 }
 
@@ -46,7 +49,9 @@ export async function trainMembers(ctx: MemberContext): Promise<{ models: tf.Lay
   const archs = substituteMembers(c);
   const models: tf.LayersModel[] = [];
   const records: MemberRecord[] = [];
-  const evalX = imagesTensor(ctx.evaluation.images, ctx.evaluation.truth.length);
+  const shape = ctx.shape ?? MNIST_MODEL;
+  const pixels = pixelCount(shape.inputShape);
+  const evalX = imagesTensor(ctx.evaluation.images, ctx.evaluation.truth.length, shape.inputShape);
   try {
     for (let member = 2; member <= archs.length; member++) {
       const arch = archs[member - 1];
@@ -58,10 +63,10 @@ export async function trainMembers(ctx: MemberContext): Promise<{ models: tf.Lay
       } else {
         const t0 = performance.now();
         seedGlobalRandom(memberSeed(c.seed, member, 0));
-        model = buildModel(arch);
+        model = buildModel(arch, shape);
         ctx.roundSizes.forEach((size, round) => {
           seedGlobalRandom(memberSeed(c.seed, member, round));
-          trainClassifier(model, ctx.images.subarray(0, size * IMAGE_SIZE), ctx.labels.subarray(0, size), {
+          trainClassifier(model, ctx.images.subarray(0, size * pixels), ctx.labels.subarray(0, size), {
             epochs: epochsForRound(c, round),
             shift: c.shift,
             batchSize: c.batchSize,
