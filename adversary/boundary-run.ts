@@ -1,4 +1,5 @@
 import { inputGradientSign } from '../shared/attacks.js';
+import { sweepSettings } from './transfer.js';
 import { EPSILON_STEP, flipDistances, planeGrid, type BatchLabeler } from '../shared/boundary.js';
 import { agreement, boundaryGap, type BoundaryGap, type Distance, type Rate } from '../shared/metrics.js';
 import { imagesTensor, subset } from '../shared/datasets/images.js';
@@ -84,7 +85,8 @@ const MAP_SEED_SALT = 0x6d61;
 function directions(ctx: BoundaryContext, rows: number[], craft: Int32Array): Float32Array {
   const part = subset(ctx.evalSet, rows);
   const x = imagesTensor(part.images, part.count, part.shape);
-  const d = inputGradientSign(ctx.substitute, x, Int32Array.from(rows, (i) => craft[i]));
+  // The same gradient as the sweep's FGSM (its loss, DI and TI), so the direction is the attack's own.
+  const d = inputGradientSign(ctx.substitute, x, Int32Array.from(rows, (i) => craft[i]), false, undefined, { ...sweepSettings(ctx.config).gradient, seed: ctx.config.seed });
   const out = d.dataSync() as Float32Array;
   x.dispose();
   d.dispose();

@@ -1,17 +1,19 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { chooseTargets } from '../shared/attacks.js';
-import { accuracy } from '../shared/metrics.js';
+import { ensembleOf } from '../shared/attack-losses.js';
+import { accuracy, agreement } from '../shared/metrics.js';
 import { summarise } from '../shared/datasets/types.js';
 import { adversarySplit, subset } from '../shared/datasets/images.js';
 import { fromLayers, labelImages } from '../shared/model.js';
 import { provenance } from '../shared/versions.js';
 import type { TrainOptions } from '../shared/training.js';
-import type { CampaignConfig } from './config.js';
+import { substituteMembers, type CampaignConfig } from './config.js';
+import { trainMembers } from './ensemble.js';
 import type { CountingOracle } from './oracle-core.js';
 import { latestCheckpoint, roundRecords, saveCheckpoint, writeJson, type RoundRecord } from './run-folder.js';
 import { trainSubstitute } from './substitute.js';
-import { perClassTables, sweep } from './transfer.js';
+import { perClassTables, sweep, sweepSettings } from './transfer.js';
 import { writeResults, type CampaignResults } from './results.js';
 import { measureBoundary } from './boundary-run.js';
 import { attackerDataset } from './dataset-choice.js';
@@ -75,19 +77,32 @@ export async function runCampaign(
     hooks.log(`seed set: ${seedSet.count} images labelled by the victim`);
     start = { round: 0, images: seedSet.images, labels: seedLabels };
   }
-  const { model } = await trainSubstitute({
+  const { model, images: labelled, labels: answers } = await trainSubstitute({
     config,
     shape,
     queryAttack: (images, count) => oracle.label(images, count, 'attack'),
     attackQueries: () => paid().attack,
     evaluation: { images: evalSet.images, truth: evalSet.labels, victim: cleanVictim },
     start,
-    checkpoint: (c) => saveCheckpoint(runDir, c, config.substitute, dataset.name),
+    checkpoint: (c) => saveCheckpoint(runDir, c, substituteMembers(config)[0], dataset.name),
     onBatchEnd: hooks.onBatchEnd,
     onRound: hooks.onRound,
     phases,
   });
-  const substitute = fromLayers(model);
+  // The other members fit the same labelled points: more substitutes, not one more query.
+  t = performance.now();
+  const members = await trainMembers({
+    config,
+    runDir,
+    images: labelled,
+    labels: answers,
+    roundSizes: roundRecords(runDir).map((r) => r.substituteSize),
+    shape,
+    evaluation: { images: evalSet.images, truth: evalSet.labels, victim: cleanVictim },
+    log: hooks.log,
+  });
+  phases.training += (performance.now() - t) / 1000;
+  const substitute = ensembleOf([model, ...members.models].map(fromLayers), config.combine);
 
   // Craft on the substitute, then let the victim judge the crafted images.
   const substituteClean = labelImages(substitute, evalSet.images, evalSet.count);
@@ -96,8 +111,9 @@ export async function runCampaign(
   const outcome = await sweep(
     substitute,
     { images: evalSet.images, truth: evalSet.labels, craftLabels, targets, cleanVictim },
-    { attack: config.attack, epsilons: config.epsilons, steps: config.steps, seed: config.seed },
+    sweepSettings(config),
     (images, count) => oracle.label(images, count, 'measurement'),
+    config.targeted ? ['untargeted', 'targeted'] : ['untargeted'],
   );
   phases.crafting += outcome.craftSeconds;
   phases.measurement += outcome.measureSeconds;
@@ -119,7 +135,9 @@ export async function runCampaign(
     queries: paid(),
     victimCleanAccuracy: accuracy(cleanVictim, evalSet.labels),
     substituteCleanAccuracy: accuracy(substituteClean, evalSet.labels),
-    agreement: roundRecords(runDir).at(-1)?.agreement ?? null,
+    // With several members, the ensemble's labels are what the attack crafts on.
+    agreement: members.models.length ? agreement(substituteClean, cleanVictim) : (roundRecords(runDir).at(-1)?.agreement ?? null),
+    ...(members.records.length ? { ensemble: { combine: config.combine, members: members.records } } : {}),
     rounds: roundRecords(runDir),
     epsilons: outcome.points,
     perClass: perClassTables(config.epsilons, evalSet.labels, cleanVictim, outcome, info.classes),
@@ -129,5 +147,6 @@ export async function runCampaign(
   };
   writeResults(runDir, results, { evalSet, classes: info.classes, outcome, targets, cleanVictim });
   model.dispose();
+  for (const m of members.models) m.dispose();
   return results;
 }

@@ -8,7 +8,7 @@ import { isMain, runMain } from '../shared/cli.js';
 import { TransferlabError } from '../shared/errors.js';
 import { assertWritableDir } from '../shared/fs-checks.js';
 import { readJson } from './run-folder.js';
-import { mergeConfig, readConfigFile, resolveConfig, type CampaignConfig, type CampaignInput } from './config.js';
+import { mergeConfig, readConfigFile, resolveConfig, substituteMembers, type CampaignConfig, type CampaignInput } from './config.js';
 import { runCampaignCommand, runWhiteboxCommand } from './commands.js';
 import { compareRuns, formatTable } from './compare.js';
 import { runStamp } from '../shared/stamp.js';
@@ -27,6 +27,12 @@ const campaignFlags = {
   epsilons: { type: 'array', describe: 'ε sweep (default 0.05 0.1 0.15 0.2 0.25 0.3 0.4 0.5)' },
   attack: { type: 'string', describe: `attack: ${ATTACK_NAMES.join(', ')} (default fgsm)` },
   steps: { type: 'number', describe: 'iterations of bim, pgd and mi-fgsm (default 10)' },
+  loss: { type: 'string', describe: 'crafting loss on the logits: ce (cross-entropy) | margin (Carlini-Wagner) (default ce)' },
+  diversity: { type: 'number', describe: 'input diversity (DI): chance per gradient of a random resize-and-pad of the input; with mi-fgsm, MI-DI-FGSM (default 0 = off)' },
+  'diversity-scale': { type: 'number', describe: 'DI: smallest resize as a share of the image side (default 0.86)' },
+  'craft-temperature': { type: 'number', describe: 'the crafting loss sees logits / T; for ce, T > 1 weighs the other classes more evenly (default 1)' },
+  'diversity-samples': { type: 'number', describe: 'DI: average each gradient over this many random draws (default 1)' },
+  'ti-kernel': { type: 'number', describe: 'translation invariance (TI): smooth the gradient with a Gaussian of this odd size (default 5; 0 = off)' },
   target: { type: 'string', describe: 'targeted attacks aim at: random | next | a class index (default random)' },
   backend: { type: 'string', describe: 'tensorflow | wasm | cpu (default: best available; env TFJS_BACKEND)' },
 } as const;
@@ -48,17 +54,27 @@ export function configFromFlags(a: Flags): Partial<CampaignInput> {
     lambda: num(a.lambda),
     tau: num(a.tau),
     reservoir: num(a.reservoir),
-    substitute: a.substitute as string | undefined,
+    substitute: Array.isArray(a.substitute) ? (a.substitute.length === 1 ? String(a.substitute[0]) : a.substitute.map(String)) : (a.substitute as string | undefined),
+    combine: a.combine as CampaignInput['combine'],
+    labelSmoothing: num(a['label-smoothing']),
+    temperature: num(a.temperature),
     epochs: Array.isArray(a.epochs) ? (a.epochs.length === 1 ? Number(a.epochs[0]) : a.epochs.map(Number)) : undefined,
     shift: num(a.shift),
     batchSize: num(a['batch-size']),
     learningRate: num(a['learning-rate']),
     attack: a.attack as CampaignInput['attack'],
     steps: num(a.steps),
+    loss: a.loss as CampaignInput['loss'],
+    diversity: num(a.diversity),
+    diversityScale: num(a['diversity-scale']),
+    diversitySamples: num(a['diversity-samples']),
+    craftTemperature: num(a['craft-temperature']),
+    tiKernel: num(a['ti-kernel']),
     craftLabel: a['craft-label'] as CampaignInput['craftLabel'],
     target: target as CampaignInput['target'],
     evalSize: num(a['eval-size']),
     epsilons: Array.isArray(a.epsilons) ? a.epsilons.map(Number) : undefined,
+    targeted: a.targeted as boolean | undefined,
     ...(a.boundary === false ? { boundary: { enabled: false } } : {}),
     out: a.out as string | undefined,
   };
@@ -66,16 +82,17 @@ export function configFromFlags(a: Flags): Partial<CampaignInput> {
 
 export function defaultRunDir(c: CampaignConfig, kind = 'campaign'): string {
   const stamp = runStamp();
-  return join('runs', `${stamp}-${kind === 'whitebox' ? 'whitebox' : c.substitute}-${c.attack}`);
+  return join('runs', `${stamp}-${kind === 'whitebox' ? 'whitebox' : substituteMembers(c).join('+')}-${c.attack}`);
 }
 
-function buildConfig(a: Flags): CampaignConfig {
+/** `base` sits under the file and the flags: defaults of one command that differ from a campaign's. */
+function buildConfig(a: Flags, base: Partial<CampaignInput> = {}): CampaignConfig {
   if (a.resume) {
     const saved = readJson<CampaignInput>(join(String(a.resume), 'config.json'));
     return resolveConfig({ ...saved, ...(a['api-key'] ? { apiKey: String(a['api-key']) } : {}) });
   }
   const file = a.config ? readConfigFile(String(a.config)) : {};
-  return resolveConfig(mergeConfig(file, configFromFlags(a)));
+  return resolveConfig(mergeConfig({ ...base, ...file }, configFromFlags(a)));
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -97,12 +114,19 @@ export async function main(argv: string[]): Promise<number> {
             lambda: { type: 'number', describe: 'Jacobian augmentation step λ (default 0.1)' },
             tau: { type: 'number', describe: 'flip λ\'s sign every τ rounds (default 3)' },
             reservoir: { type: 'number', describe: 'reservoir sampling: augment at most κ points a round' },
-            substitute: { type: 'string', describe: `substitute architecture: ${ARCHITECTURES.join(', ')} (default substitute-cnn)` },
+            substitute: {
+              type: 'array',
+              describe: `substitute architecture: ${ARCHITECTURES.join(', ')} (default substitute-cnn); several make an ensemble fitted to the same labels, the first one choosing the points to label`,
+            },
+            combine: { type: 'string', describe: 'an ensemble is attacked on its members\' mean logits | mean losses: logits | loss (default logits)' },
+            'label-smoothing': { type: 'number', describe: 'label smoothing of the substitute\'s training targets (default 0 = off)' },
+            temperature: { type: 'number', describe: 'the substitute\'s training loss sees logits / T (default 1)' },
             epochs: { type: 'array', describe: 'substitute epochs per round: one number, or one per round, the last repeating (default 6 6 6 6 4 2)' },
             shift: { type: 'number', describe: 'train the substitute on its labelled images shifted by up to this many pixels; no extra queries (default 2, 0 = off)' },
             'batch-size': { type: 'number', describe: 'substitute batch size (default 128)' },
             'learning-rate': { type: 'number', describe: 'substitute Adam step size (default 0.001)' },
             'craft-label': { type: 'string', describe: 'untargeted attacks push away from: substitute | oracle (default substitute)' },
+            targeted: { type: 'boolean', describe: 'also craft and score targeted attacks (default true; --no-targeted skips them, halving the sweep)' },
             boundary: { type: 'boolean', describe: 'measure the boundary and draw the maps (default true; --no-boundary skips them)' },
             resume: { type: 'string', describe: 'continue an interrupted run folder (its config.json is used)' },
             ...campaignFlags,
@@ -129,7 +153,8 @@ export async function main(argv: string[]): Promise<number> {
             ...campaignFlags,
           }).example('$0 whitebox --model models/victim --epsilons 0.1 0.2 0.3', 'the seed paper\'s sweep'),
         async (a) => {
-          const config = buildConfig(a);
+          // The seed paper's baseline is plain FGSM: TI stays off unless asked for.
+          const config = buildConfig(a, { tiKernel: 0 });
           const out = String(config.out ?? defaultRunDir(config, 'whitebox'));
           assertWritableDir(out, 'the run folder');
           const info = await initBackend(a.backend);

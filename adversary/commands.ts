@@ -14,9 +14,10 @@ import { runWhitebox } from './whitebox.js';
 const pct = (v: number | null | undefined) => (v === null || v === undefined || Number.isNaN(v) ? '   –  ' : `${(100 * v).toFixed(1).padStart(5)}%`);
 
 export function summaryTable(r: CampaignResults): string {
-  const lines = [`mode        ε      misclass  transfer  targeted`];
+  const lines = [`mode        ε      misclass  transfer  targeted  mean L2`];
   for (const p of r.epsilons) {
-    lines.push(`${p.mode.padEnd(10)}  ${p.epsilon.toFixed(2)}  ${pct(p.misclassificationRate)}    ${pct(p.transferRate)}    ${pct(p.targetedSuccessRate)}`);
+    const l2 = p.meanL2 === undefined || p.meanL2 === null ? '   –' : p.meanL2.toFixed(2).padStart(5);
+    lines.push(`${p.mode.padEnd(10)}  ${p.epsilon.toFixed(2)}  ${pct(p.misclassificationRate)}    ${pct(p.transferRate)}    ${pct(p.targetedSuccessRate)}    ${l2}`);
   }
   return lines.join('\n');
 }

@@ -12,6 +12,9 @@ import { TransferlabError } from '../shared/errors.js';
 const attackNames = ['fgsm', 'bim', 'pgd', 'mi-fgsm'] as const;
 const unit = z.number().gt(0).lte(1);
 const epochCount = z.number().int().min(1).max(200);
+const architecture = z.string().refine((s) => ARCHITECTURES.includes(s), { message: `must be one of ${ARCHITECTURES.join(', ')}` });
+/** Ensembles above this size cost more crafting time than they have been seen to return. */
+export const MAX_MEMBERS = 5;
 
 export const campaignSchema = z
   .object({
@@ -27,7 +30,12 @@ export const campaignSchema = z
     lambda: unit.default(0.1),
     tau: z.number().int().min(1).default(3),
     reservoir: z.number().int().min(1).optional(),
-    substitute: z.string().refine((s) => ARCHITECTURES.includes(s), { message: `must be one of ${ARCHITECTURES.join(', ')}` }).default('substitute-cnn'),
+    // One architecture, or an ensemble: the first member is trained through the Papernot rounds (its
+    // Jacobian picks the points to label); the others are fitted to the same labelled points, no extra query.
+    substitute: z.union([architecture, z.array(architecture).min(1).max(MAX_MEMBERS)]).default('substitute-cnn'),
+    combine: z.enum(['logits', 'loss']).default('logits'),
+    labelSmoothing: z.number().min(0).lt(1).default(0),
+    temperature: z.number().gt(0).lte(100).default(1),
     // One number for every round, or a list per round (the last entry repeats): the early rounds
     // are small and cheap, the last ones hold most of the data and most of the training time.
     epochs: z.union([epochCount, z.array(epochCount).min(1).max(12)]).default([6, 6, 6, 6, 4, 2]),
@@ -36,7 +44,16 @@ export const campaignSchema = z
     learningRate: z.number().gt(0).lt(1).default(0.001),
     attack: z.enum(attackNames).default('fgsm'),
     steps: z.number().int().min(1).max(1000).default(10),
+    loss: z.enum(['ce', 'margin']).default('ce'),
+    diversity: z.number().min(0).max(1).default(0),
+    diversityScale: z.number().gt(0).lte(1).default(0.86),
+    diversitySamples: z.number().int().min(1).max(64).default(1),
+    craftTemperature: z.number().gt(0).lte(1000).default(1),
+    // TI on by default: a 5×5 Gaussian raised FGSM transfer by ~9 points at no query and ~no time (README).
+    tiKernel: z.number().int().min(0).max(15).refine((k) => k <= 1 || k % 2 === 1, { message: 'must be 0 (off) or odd' }).default(5),
     craftLabel: z.enum(['substitute', 'oracle']).default('substitute'),
+    // Targeted crafting doubles the sweep's cost; a search for the best untargeted setting may skip it.
+    targeted: z.boolean().default(true),
     target: z.union([z.enum(['random', 'next']), z.number().int().min(0)]).default('random'),
     evalSize: z.number().int().min(10).max(9000).default(1000),
     epsilons: z.array(z.number().gt(0).lte(1)).min(1).default([0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5]),
@@ -113,4 +130,9 @@ export function lambdaForRound(c: Pick<CampaignConfig, 'lambda' | 'tau'>, round:
 /** Substitute epochs in round r (0-based). */
 export function epochsForRound(c: Pick<CampaignConfig, 'epochs'>, round: number): number {
   return typeof c.epochs === 'number' ? c.epochs : c.epochs[Math.min(round, c.epochs.length - 1)];
+}
+
+/** The substitute's members (one architecture is an ensemble of one). */
+export function substituteMembers(c: Pick<CampaignConfig, 'substitute'>): string[] {
+  return typeof c.substitute === 'string' ? [c.substitute] : c.substitute;
 }

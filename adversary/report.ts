@@ -103,10 +103,10 @@ function summary(r: CampaignResults, wb?: CampaignResults): string {
 
 function sweepTable(r: CampaignResults, wb?: CampaignResults): string {
   const match = (p: SweepPoint) => wb?.epsilons.find((q) => q.mode === p.mode && Math.abs(q.epsilon - p.epsilon) < 1e-9);
-  const head = ['attack', 'ε', 'misclassification', 'transfer', 'targeted success', 'success on crafting model', 'measurement queries'];
+  const head = ['attack', 'ε', 'misclassification', 'transfer', 'targeted success', 'success on crafting model', 'mean L2', 'measurement queries'];
   if (wb) head.push('white-box misclassification', 'white-box transfer', 'white-box targeted');
   const rows = r.epsilons.map((p) => {
-    const row = [esc(p.mode), num(p.epsilon), pct(p.misclassificationRate), pct(p.transferRate), pct(p.targetedSuccessRate), pct(p.craftModelSuccessRate), num(p.measurementQueries)];
+    const row = [esc(p.mode), num(p.epsilon), pct(p.misclassificationRate), pct(p.transferRate), pct(p.targetedSuccessRate), pct(p.craftModelSuccessRate), p.meanL2 === undefined || p.meanL2 === null ? '—' : num(p.meanL2, 2), num(p.measurementQueries)];
     const q = match(p);
     if (wb) row.push(pct(q?.misclassificationRate), pct(q?.transferRate), pct(q?.targetedSuccessRate));
     return row;

@@ -6,6 +6,7 @@ import type { BoundaryResults } from './boundary-run.js';
 import type { CampaignConfig } from './config.js';
 import type { QueryCounts, VictimInfo } from './oracle.js';
 import type { RoundRecord } from './run-folder.js';
+import type { MemberRecord } from './ensemble.js';
 import { writeFileAtomic, writeJson } from './run-folder.js';
 import { writeImageGrids, type ResultExtras } from './pictures.js';
 import type { PerClassTable, SweepPoint } from './transfer.js';
@@ -26,6 +27,8 @@ export type CampaignResults = ReturnType<typeof provenance> & {
   substituteCleanAccuracy: Rate;
   agreement: Rate;
   rounds: RoundRecord[];
+  /** An ensemble's other members (the first is the rounds' substitute) and how they were combined. */
+  ensemble?: { combine: string; members: MemberRecord[] };
   epsilons: SweepPoint[];
   perClass: PerClassTable[];
   boundary: BoundaryResults | null;
@@ -38,7 +41,7 @@ export type CampaignResults = ReturnType<typeof provenance> & {
 const csvCell = (v: unknown) => (v === null || v === undefined ? '' : typeof v === 'number' ? String(Number(v.toFixed(6))) : String(v));
 
 export function resultsCsv(r: CampaignResults): string {
-  const cols = ['mode', 'epsilon', 'misclassificationRate', 'transferRate', 'targetedSuccessRate', 'craftModelSuccessRate', 'measurementQueries'] as const;
+  const cols = ['mode', 'epsilon', 'misclassificationRate', 'transferRate', 'targetedSuccessRate', 'craftModelSuccessRate', 'measurementQueries', 'meanL2'] as const;
   const rows = r.epsilons.map((p) => cols.map((c) => csvCell(p[c])).join(','));
   return [cols.join(','), ...rows].join('\n') + '\n';
 }

@@ -7,7 +7,7 @@ import { fromLayers, predictLabels } from '../shared/model.js';
 import { createRng, seedGlobalRandom } from '../shared/random.js';
 import { trainClassifier, type TrainOptions } from '../shared/training.js';
 import { jacobianStep, pointsToAugment, gatherImages, concatImages, concatLabels } from './augmentation.js';
-import { epochsForRound, lambdaForRound, type CampaignConfig } from './config.js';
+import { epochsForRound, lambdaForRound, substituteMembers, type CampaignConfig } from './config.js';
 import type { Checkpoint, RoundRecord } from './run-folder.js';
 
 /**
@@ -37,7 +37,7 @@ export async function trainSubstitute(ctx: RoundsContext): Promise<{ model: tf.L
   let model = ctx.start.model;
   if (!model) {
     seedGlobalRandom(c.seed);
-    model = buildModel(c.substitute, ctx.shape);
+    model = buildModel(substituteMembers(c)[0], ctx.shape);
   }
   const evalX = imagesTensor(ctx.evaluation.images, ctx.evaluation.truth.length, ctx.shape.inputShape);
   try {
@@ -50,6 +50,8 @@ export async function trainSubstitute(ctx: RoundsContext): Promise<{ model: tf.L
         shift: c.shift,
         batchSize: c.batchSize,
         learningRate: c.learningRate,
+        labelSmoothing: c.labelSmoothing,
+        temperature: c.temperature,
         seed: c.seed * 1000 + round,
         onBatchEnd: ctx.onBatchEnd,
       });

@@ -1,7 +1,8 @@
-import { fgsmAlong, inputGradientSign, runAttack, type AttackName } from '../shared/attacks.js';
-import { sweepRow, type SweepRow, confusionMatrix, perClassTransfer, type Rate } from '../shared/metrics.js';
+import { fgsmAlong, inputGradientSign, runAttack, type AttackName, type GradientOptions } from '../shared/attacks.js';
+import { meanPerturbationL2, sweepRow, type SweepRow, confusionMatrix, perClassTransfer, type Rate } from '../shared/metrics.js';
 import { imagesTensor, quantise } from '../shared/datasets/images.js';
 import { labelImages, type Model } from '../shared/model.js';
+import type { CampaignConfig } from './config.js';
 
 /**
  * The ε sweep: craft adversarial examples on one model (the substitute, or the victim itself in
@@ -14,6 +15,8 @@ export interface SweepSettings {
   epsilons: number[];
   steps: number;
   seed: number;
+  /** Loss, DI and TI of the crafting gradient (defaults: cross-entropy, neither). */
+  gradient?: Omit<GradientOptions, 'seed'>;
 }
 
 export interface SweepPoint extends SweepRow {
@@ -22,6 +25,8 @@ export interface SweepPoint extends SweepRow {
   craftModelSuccessRate: Rate;
   /** Images the victim was asked to label at this ε (answers already in the run's cache included). */
   measurementQueries: number;
+  /** Mean L2 norm of the perturbation actually sent (8-bit), beside the rates. */
+  meanL2?: number | null;
 }
 
 export interface SweepOutcome {
@@ -44,9 +49,26 @@ export interface SweepData {
   cleanVictim: Int32Array;
 }
 
+/** The sweep's settings from a campaign's (or the white-box baseline's) config. */
+export function sweepSettings(c: Pick<CampaignConfig, 'attack' | 'epsilons' | 'steps' | 'seed' | 'loss' | 'diversity' | 'diversityScale' | 'diversitySamples' | 'tiKernel' | 'craftTemperature'>): SweepSettings {
+  return {
+    attack: c.attack,
+    epsilons: c.epsilons,
+    steps: c.steps,
+    seed: c.seed,
+    gradient: { loss: c.loss, diversity: c.diversity, diversityScale: c.diversityScale, diversitySamples: c.diversitySamples, tiKernel: c.tiKernel, temperature: c.craftTemperature },
+  };
+}
+
 export type VictimLabeler = (images: Float32Array, count: number) => Promise<Int32Array>;
 
-export async function sweep(model: Model, data: SweepData, s: SweepSettings, victim: VictimLabeler): Promise<SweepOutcome> {
+export async function sweep(
+  model: Model,
+  data: SweepData,
+  s: SweepSettings,
+  victim: VictimLabeler,
+  modes: readonly AttackMode[] = ['untargeted', 'targeted'],
+): Promise<SweepOutcome> {
   const n = data.truth.length;
   const x = imagesTensor(data.images, n, model.inputShape);
   const points: SweepPoint[] = [];
@@ -55,19 +77,20 @@ export async function sweep(model: Model, data: SweepData, s: SweepSettings, vic
   let craftSeconds = 0;
   let measureSeconds = 0;
   try {
-    for (const mode of ['untargeted', 'targeted'] as const) {
+    for (const mode of modes) {
       const targets = mode === 'targeted' ? data.targets : undefined;
       const goal = targets ?? data.craftLabels;
       // FGSM's direction does not depend on ε: one gradient serves the whole sweep.
       let t0 = performance.now();
-      const direction = s.attack === 'fgsm' ? inputGradientSign(model, x, goal, mode === 'targeted') : null;
+      const gradient = { ...s.gradient, seed: s.seed };
+      const direction = s.attack === 'fgsm' ? inputGradientSign(model, x, goal, mode === 'targeted', undefined, gradient) : null;
       craftSeconds += (performance.now() - t0) / 1000;
       try {
         for (const epsilon of s.epsilons) {
           t0 = performance.now();
           const { raw, clipped } = direction
             ? fgsmAlong(x, direction, epsilon, model.bounds)
-            : runAttack(s.attack, model, x, goal, { epsilon, steps: s.steps, seed: s.seed, targets });
+            : runAttack(s.attack, model, x, goal, { ...gradient, epsilon, steps: s.steps, targets });
           raw.dispose();
           // A real attacker can only send valid 8-bit images: score what is actually sent.
           const adv = quantise(clipped.dataSync() as Float32Array);
@@ -84,6 +107,7 @@ export async function sweep(model: Model, data: SweepData, s: SweepSettings, vic
             mode,
             craftModelSuccessRate: mode === 'targeted' ? craftRow.targetedSuccessRate : craftRow.misclassificationRate,
             measurementQueries: n,
+            meanL2: meanPerturbationL2(adv, data.images, data.images.length / n),
           });
           victimLabels[mode].push(labels);
           adversarial[mode].push(adv);
@@ -109,7 +133,7 @@ export interface PerClassTable {
 /** Per-class view of every ε: true class × victim label, and the transfer rate per true class. */
 export function perClassTables(epsilons: number[], truth: Int32Array, cleanVictim: Int32Array, outcome: SweepOutcome, classes: number): PerClassTable[] {
   return (['untargeted', 'targeted'] as const).flatMap((mode) =>
-    epsilons.map((epsilon, i) => {
+    outcome.victimLabels[mode].length === 0 ? [] : epsilons.map((epsilon, i) => {
       const adv = outcome.victimLabels[mode][i];
       return { mode, epsilon, matrix: confusionMatrix(truth, adv, classes), transferRate: perClassTransfer(adv, cleanVictim, truth, classes) };
     }),

@@ -11,7 +11,7 @@ import type { CampaignConfig } from './config.js';
 import { writeResults, type CampaignResults } from './results.js';
 import { writeJson } from './run-folder.js';
 import { join } from 'node:path';
-import { perClassTables, sweep } from './transfer.js';
+import { perClassTables, sweep, sweepSettings } from './transfer.js';
 
 /**
  * The white-box baseline (the seed paper's setting, ATLAS AML.T0043.000): the attacker holds
@@ -47,7 +47,7 @@ export async function runWhitebox(config: CampaignConfig, modelDir: string, runD
   const outcome = await sweep(
     victim,
     { images: evalSet.images, truth: evalSet.labels, craftLabels: evalSet.labels, targets, cleanVictim },
-    { attack: config.attack, epsilons: config.epsilons, steps: config.steps, seed: config.seed },
+    sweepSettings(config),
     async (images, count) => labelImages(victim, images, count),
   );
   const results: CampaignResults = {

@@ -2,8 +2,9 @@
  * L∞ gradient-sign attacks as pure functions over a differentiable `Model` (foolbox style).
  *
  * Semantics, fixed here once:
- * - Loss: softmax cross-entropy computed from logits via logSoftmax (numerically stable), summed over
- *   the batch so that each image's gradient does not depend on how many images share its batch.
+ * - Loss (`loss`, see attack-losses.ts): softmax cross-entropy from logits via logSoftmax (default), or
+ *   the CW margin on logits; summed over the batch so that each image's gradient does not depend on how
+ *   many images share its batch.
  * - Untargeted steps go up the loss of the true label: x + α·sign(∇x J(x, y)).
  *   Targeted steps go down the loss of the target:   x − α·sign(∇x J(x, y_target)).
  * - Every iterate is projected onto the L∞ ball of radius ε around x intersected with `model.bounds`.
@@ -23,6 +24,8 @@ import * as tf from '@tensorflow/tfjs';
 import { TransferlabError } from './errors.js';
 import type { Model } from './model.js';
 import { createRng } from './random.js';
+import { attackObjective, CRAFTING_LOSSES, type CraftingLoss } from './attack-losses.js';
+import { checkDiversity, checkKernel, drawDiversity, gaussianKernel, smoothGradient, type DiversityOptions } from './attack-transforms.js';
 
 export type AttackName = 'fgsm' | 'bim' | 'pgd' | 'mi-fgsm';
 export const ATTACK_NAMES: readonly AttackName[] = ['fgsm', 'bim', 'pgd', 'mi-fgsm'];
@@ -44,7 +47,22 @@ export interface AttackOptions {
   seed?: number;
   /** Images per internal batch, to bound memory (default 500). */
   batchSize?: number;
+  /** The objective climbed: 'ce' (default) or the CW 'margin' on logits. */
+  loss?: CraftingLoss;
+  /** Input diversity (DI): chance per gradient of a random resize-and-pad of the input (default 0, off). */
+  diversity?: number;
+  /** DI's smallest resize as a share of the image side (default 0.86). */
+  diversityScale?: number;
+  /** Translation invariance (TI): odd Gaussian kernel size the gradient is smoothed with (default 0, off). */
+  tiKernel?: number;
+  /** With DI: average each gradient over this many draws (default 1), so even one FGSM step sees many views. */
+  diversitySamples?: number;
+  /** The loss sees logits / T (default 1). */
+  temperature?: number;
 }
+
+/** What shapes the gradient itself, for the attacks and for a precomputed FGSM direction. */
+export type GradientOptions = Pick<AttackOptions, 'loss' | 'diversity' | 'diversityScale' | 'tiKernel' | 'diversitySamples' | 'temperature' | 'seed'>;
 
 export interface AttackResult {
   /** The last step before projection; may lie outside the bounds. */
@@ -73,18 +91,70 @@ function checkBatchSize(batchSize: number): void {
   if (!Number.isInteger(batchSize) || batchSize < 1) fail(`batchSize must be a positive integer, got ${batchSize}`);
 }
 
+/** What a gradient is taken of: the target's or the label's objective, which loss, and DI/TI. */
+interface GradientSpec {
+  targeted: boolean;
+  loss: CraftingLoss;
+  temperature: number;
+  diversity?: DiversityOptions & { rand: () => number; samples: number };
+  kernel?: tf.Tensor4D;
+}
+
+/** DI and TI draw seeded from their own stream, restarted per chunk so results do not depend on batchSize. */
+const DIVERSITY_STREAM = 0xd1;
+
+/** Validates the gradient options; the caller disposes `kernel` (created outside any tidy). */
+function gradientSpec(targeted: boolean, o: GradientOptions, channels: number): GradientSpec {
+  const loss = o.loss ?? 'ce';
+  checkLoss(loss);
+  const temperature = o.temperature ?? 1;
+  if (!Number.isFinite(temperature) || temperature <= 0) fail(`temperature must be a finite number > 0, got ${temperature}`);
+  const spec: GradientSpec = { targeted, loss, temperature };
+  const probability = o.diversity ?? 0;
+  checkDiversity({ probability, scale: o.diversityScale });
+  const samples = o.diversitySamples ?? 1;
+  if (!Number.isInteger(samples) || samples < 1 || samples > 64) fail(`diversitySamples must be an integer from 1 to 64, got ${samples}`);
+  if (probability > 0) spec.diversity = { probability, scale: o.diversityScale, rand: () => 0, samples };
+  const k = o.tiKernel ?? 0;
+  checkKernel(k);
+  if (k > 1) spec.kernel = gaussianKernel(k, channels);
+  return spec;
+}
+
+/** The spec for one chunk: a fresh DI stream from the seed. */
+function forChunk(spec: GradientSpec, seed: number): GradientSpec {
+  return spec.diversity ? { ...spec, diversity: { ...spec.diversity, rand: createRng(seed * 7919 + DIVERSITY_STREAM) } } : spec;
+}
+
+function checkLoss(loss: CraftingLoss): void {
+  if (!CRAFTING_LOSSES.includes(loss)) fail(`unknown loss '${String(loss)}'; use one of ${CRAFTING_LOSSES.join(', ')}`);
+}
+
 /**
  * Gradient of the objective the attacker ascends: J(x, y) untargeted, −J(x, y_target) targeted.
  * Taking the targeted sign here lets every attack simply step along +sign.
  */
-function ascentGradient(model: Model, x: tf.Tensor4D, y: tf.Tensor1D, targeted: boolean): tf.Tensor4D {
-  const objective = (input: tf.Tensor): tf.Scalar => {
-    const logits = model.logits(input as tf.Tensor4D);
-    const onehot = tf.cast(tf.oneHot(y, logits.shape[1]), 'float32');
-    const ce = tf.neg(tf.sum(tf.mul(onehot, tf.logSoftmax(logits))));
-    return (targeted ? tf.neg(ce) : ce) as tf.Scalar;
-  };
-  return tf.grad(objective)(x) as tf.Tensor4D;
+function ascentGradient(model: Model, x: tf.Tensor4D, y: tf.Tensor1D, spec: GradientSpec): tf.Tensor4D {
+  const d = spec.diversity;
+  const one = (view: (v: tf.Tensor4D) => tf.Tensor4D) =>
+    tf.grad((input: tf.Tensor) => attackObjective(model, view(input as tf.Tensor4D), y, spec.targeted, spec.loss, spec.temperature))(x) as tf.Tensor4D;
+  // Several DI draws are summed, not averaged: the sign, MI's L1 normalisation and TI do not see the scale.
+  const grad = d
+    ? tf.addN(Array.from({ length: d.samples }, () => one(drawDiversity(d, x.shape[1], x.shape[2], d.rand))))
+    : one((v) => v);
+  return spec.kernel ? smoothGradient(grad, spec.kernel) : grad;
+}
+
+/** The raw ascent gradient (not its sign) of one batch: what every attack steps along. */
+export function attackGradient(model: Model, x: tf.Tensor4D, labels: Int32Array, targeted = false, opts: GradientOptions = {}): tf.Tensor4D {
+  checkLabels(targeted ? 'targets' : 'labels', labels, x.shape[0]);
+  const spec = gradientSpec(targeted, opts, x.shape[3]);
+  try {
+    checkClassRange(model, x, targeted ? 'targets' : 'labels', labels);
+    return tf.tidy(() => ascentGradient(model, x, tf.tensor1d(labels, 'int32'), forChunk(spec, opts.seed ?? 0)));
+  } finally {
+    spec.kernel?.dispose();
+  }
 }
 
 /**
@@ -136,16 +206,22 @@ export function inputGradientSign(
   labels: Int32Array,
   targeted = false,
   batchSize = DEFAULT_BATCH,
+  opts: GradientOptions = {},
 ): tf.Tensor4D {
   checkLabels(targeted ? 'targets' : 'labels', labels, x.shape[0]);
   checkBatchSize(batchSize);
-  checkClassRange(model, x, targeted ? 'targets' : 'labels', labels);
-  return mapChunks(x, batchSize, (chunk, start, size) => [
-    tf.tidy(() => {
-      const y = tf.tensor1d(labels.subarray(start, start + size), 'int32');
-      return tf.sign(ascentGradient(model, chunk, y, targeted));
-    }),
-  ])[0];
+  const spec = gradientSpec(targeted, opts, x.shape[3]);
+  try {
+    checkClassRange(model, x, targeted ? 'targets' : 'labels', labels);
+    return mapChunks(x, batchSize, (chunk, start, size) => [
+      tf.tidy(() => {
+        const y = tf.tensor1d(labels.subarray(start, start + size), 'int32');
+        return tf.sign(ascentGradient(model, chunk, y, forChunk(spec, opts.seed ?? 0)));
+      }),
+    ])[0];
+  } finally {
+    spec.kernel?.dispose();
+  }
 }
 
 interface Plan {
@@ -173,11 +249,13 @@ function iterate(model: Model, x: tf.Tensor4D, labels: Int32Array, opts: AttackO
   checkClassRange(model, x, targeted ? 'targets' : 'labels', goal);
   const batchSize = opts.batchSize ?? DEFAULT_BATCH;
   checkBatchSize(batchSize);
+  const spec = gradientSpec(targeted, opts, x.shape[3]);
   const [lo, hi] = model.bounds;
 
   const noise = plan.randomStart ? tf.randomUniform(x.shape, -eps, eps, 'float32', opts.seed ?? 0) : null;
   try {
     const [raw, clipped] = mapChunks(x, batchSize, (chunk, start, size) => {
+      const chunkSpec = forChunk(spec, opts.seed ?? 0);
       const y = tf.tensor1d(goal.subarray(start, start + size), 'int32');
       // The ball and the box intersect into one per-pixel interval; clipping to it projects onto both.
       const [lower, upper] = tf.tidy(() => [tf.maximum(tf.sub(chunk, eps), lo), tf.minimum(tf.add(chunk, eps), hi)]);
@@ -192,7 +270,7 @@ function iterate(model: Model, x: tf.Tensor4D, labels: Int32Array, opts: AttackO
           const velocity = momentum;
           // [step before projection, projected iterate, momentum (MI-FGSM only)]
           const out = tf.tidy((): tf.Tensor4D[] => {
-            const grad = ascentGradient(model, current, y, targeted);
+            const grad = ascentGradient(model, current, y, chunkSpec);
             let next: tf.Tensor4D | null = null;
             if (velocity !== null && plan.decay !== null) {
               const l1 = tf.maximum(tf.sum(tf.abs(grad), [1, 2, 3], true), L1_FLOOR);
@@ -220,6 +298,7 @@ function iterate(model: Model, x: tf.Tensor4D, labels: Int32Array, opts: AttackO
     return { raw, clipped };
   } finally {
     noise?.dispose();
+    spec.kernel?.dispose();
   }
 }
 

@@ -148,6 +148,27 @@ export function sweepRow(
   };
 }
 
+/**
+ * Mean L2 norm of the perturbation, ‖x_adv − x‖₂ per image averaged over the images (in the images'
+ * own units, [0, 1] pixels; of what is actually sent, so after 8-bit quantisation). Transfer methods can
+ * win partly by spending more L2 under the same L∞ bound: report it beside every rate. null for no images.
+ */
+export function meanPerturbationL2(adversarial: ArrayLike<number>, clean: ArrayLike<number>, pixelsPerImage: number): number | null {
+  sameLength(adversarial, clean);
+  if (!Number.isInteger(pixelsPerImage) || pixelsPerImage < 1 || clean.length % pixelsPerImage !== 0) {
+    throw new TransferlabError('length_mismatch', `${clean.length} values are not whole images of ${pixelsPerImage} pixels`);
+  }
+  const n = clean.length / pixelsPerImage;
+  if (n === 0) return null;
+  let total = 0;
+  for (let i = 0; i < n; i++) {
+    let sq = 0;
+    for (let j = i * pixelsPerImage; j < (i + 1) * pixelsPerImage; j++) sq += (adversarial[j] - clean[j]) ** 2;
+    total += Math.sqrt(sq);
+  }
+  return total / n;
+}
+
 /** Pearson's linear correlation; null with fewer than two points or when either side is constant. */
 export function pearson(x: ArrayLike<number>, y: ArrayLike<number>): number | null {
   const n = sameLength(x, y);

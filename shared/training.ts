@@ -20,6 +20,10 @@ export interface TrainOptions {
    * class when shifted a little, so this enlarges a small labelled set without asking anyone for labels.
    */
   shift?: number;
+  /** Label smoothing of the cross-entropy targets (0 = off): softer targets, smoother input gradients. */
+  labelSmoothing?: number;
+  /** The loss sees logits / T (default 1): T > 1 trains larger logits, as distillation does. */
+  temperature?: number;
   /**
    * Optional per-batch input transform (adversarial training swaps in attacked images here). It may
    * also return a different batch with its own labels (e.g. clean and attacked copies side by side).
@@ -57,6 +61,10 @@ export function trainClassifier(
   const shift = opts.shift ?? 0;
   const maxShift = Math.floor((Math.min(height, width) - 1) / 2);
   if (!Number.isInteger(shift) || shift < 0 || shift > maxShift) throw new TransferlabError('invalid_config', `shift must be an integer in 0..${maxShift}, got ${shift}`);
+  const smoothing = opts.labelSmoothing ?? 0;
+  if (!(smoothing >= 0 && smoothing < 1)) throw new TransferlabError('invalid_config', `labelSmoothing must be in [0, 1), got ${smoothing}`);
+  const temperature = opts.temperature ?? 1;
+  if (!(temperature > 0 && Number.isFinite(temperature))) throw new TransferlabError('invalid_config', `temperature must be a finite number > 0, got ${temperature}`);
   const batches = Math.ceil(count / opts.batchSize);
   const xBuf = new Float32Array(opts.batchSize * px);
   const yBuf = new Int32Array(opts.batchSize);
@@ -91,7 +99,8 @@ export function trainClassifier(
         const l = optimizer.minimize(() => {
           const logits = model.apply(x, { training: true }) as tf.Tensor2D;
           batchHits = tf.keep(tf.equal(logits.argMax(1), y).sum() as tf.Scalar);
-          return tf.losses.softmaxCrossEntropy(oneHot, logits) as tf.Scalar;
+          const scaled = temperature === 1 ? logits : tf.div(logits, temperature);
+          return tf.losses.softmaxCrossEntropy(oneHot, scaled, undefined, smoothing) as tf.Scalar;
         }, true) as tf.Scalar;
         return [l, batchHits as tf.Scalar];
       });

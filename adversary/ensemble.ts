@@ -1,0 +1,96 @@
+import { existsSync, renameSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type * as tf from '@tensorflow/tfjs';
+import { buildModel, MNIST_MODEL, type ModelShape } from '../shared/architectures.js';
+import { accuracy, agreement, type Rate } from '../shared/metrics.js';
+import { imagesTensor } from '../shared/datasets/images.js';
+import { pixelCount } from '../shared/datasets/types.js';
+import { hasModel, loadModel, saveModel } from '../shared/model-io.js';
+import { fromLayers, predictLabels } from '../shared/model.js';
+import { seedGlobalRandom } from '../shared/random.js';
+import { trainClassifier } from '../shared/training.js';
+import { epochsForRound, substituteMembers, type CampaignConfig } from './config.js';
+
+/**
+ * The ensemble's other members. Only the first member chose which points to label (its Jacobian);
+ * the others are fitted to the same labelled points — not one extra query — replaying the first
+ * member's schedule: round r's epochs on the first |S_r| points (S_r is a prefix of the final set,
+ * since each round only appends). Each member has its own initialisation and shuffles, and is saved
+ * under checkpoints/members/ so that a resumed run does not train it again.
+ */
+export interface MemberRecord {
+  member: number;
+  arch: string;
+  substituteAccuracy: Rate;
+  agreement: Rate;
+  trainSeconds: number;
+}
+
+export interface MemberContext {
+  config: CampaignConfig;
+  runDir: string;
+  images: Float32Array;
+  labels: Int32Array;
+  /** Points the first member trained on in each round, in order. */
+  roundSizes: number[];
+  evaluation: { images: Float32Array; truth: Int32Array; victim: Int32Array };
+  /** The victim's input shape and classes, as the first member was built for (default MNIST). */
+  shape?: ModelShape;
+  log?: (line: string) => void;
+}
+
+/** Seeds of member m (≥ 2) in round r: apart from the first member's (seed·1000 + r, r < 12). */
+const memberSeed = (seed: number, member: number, round: number) => seed * 1000 + 500 + 20 * member + round;
+
+export const memberDir = (runDir: string, member: number) => join(runDir, 'checkpoints', 'members', `member-${member}`);
+
+export async function trainMembers(ctx: MemberContext): Promise<{ models: tf.LayersModel[]; records: MemberRecord[] }> {
+  const c = ctx.config;
+  const archs = substituteMembers(c);
+  const models: tf.LayersModel[] = [];
+  const records: MemberRecord[] = [];
+  const shape = ctx.shape ?? MNIST_MODEL;
+  const pixels = pixelCount(shape.inputShape);
+  const evalX = imagesTensor(ctx.evaluation.images, ctx.evaluation.truth.length, shape.inputShape);
+  try {
+    for (let member = 2; member <= archs.length; member++) {
+      const arch = archs[member - 1];
+      const dir = memberDir(ctx.runDir, member);
+      let model: tf.LayersModel;
+      let trainSeconds = 0;
+      if (hasModel(dir)) {
+        model = (await loadModel(dir)).model;
+      } else {
+        const t0 = performance.now();
+        seedGlobalRandom(memberSeed(c.seed, member, 0));
+        model = buildModel(arch, shape);
+        ctx.roundSizes.forEach((size, round) => {
+          seedGlobalRandom(memberSeed(c.seed, member, round));
+          trainClassifier(model, ctx.images.subarray(0, size * pixels), ctx.labels.subarray(0, size), {
+            epochs: epochsForRound(c, round),
+            shift: c.shift,
+            batchSize: c.batchSize,
+            learningRate: c.learningRate,
+            labelSmoothing: c.labelSmoothing,
+            temperature: c.temperature,
+            seed: memberSeed(c.seed, member, round),
+          });
+        });
+        trainSeconds = (performance.now() - t0) / 1000;
+        const tmp = `${dir}.partial`;
+        rmSync(tmp, { recursive: true, force: true });
+        await saveModel(model, tmp, { arch, dataset: 'mnist', round: ctx.roundSizes.length });
+        if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
+        renameSync(tmp, dir);
+      }
+      const pred = predictLabels(fromLayers(model), evalX);
+      const record = { member, arch, substituteAccuracy: accuracy(pred, ctx.evaluation.truth), agreement: agreement(pred, ctx.evaluation.victim), trainSeconds };
+      ctx.log?.(`ensemble member ${member} (${arch}): agreement with victim ${((record.agreement ?? NaN) * 100).toFixed(1)}%, ${trainSeconds.toFixed(1)} s`);
+      models.push(model);
+      records.push(record);
+    }
+  } finally {
+    evalX.dispose();
+  }
+  return { models, records };
+}

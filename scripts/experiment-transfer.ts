@@ -1,0 +1,158 @@
+/**
+ * Experiment: what raises transfer from the same labelled points — substitute ensembles, label
+ * smoothing / temperature / epochs of the substitute's training, the crafting loss (cross-entropy or CW
+ * margin), input diversity (DI), translation invariance (TI), momentum (MI-DI-FGSM).
+ *
+ * Each training setting is trained once (runs/experiment-transfer/substitutes/<name>/, resumable); every
+ * attack setting is then crafted on the saved substitutes and scored by the victim (untargeted, 1,000
+ * evaluation images). Writes transfer.json, transfer.csv and transfer.md (a Markdown table).
+ *
+ *   npm run experiment:transfer -- [--victim URL | --model DIR [--in-process]] [--train NAME…] [--attacks NAME…]
+ */
+import { cpSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import yargs from 'yargs';
+import { describeBackend, initBackend } from '../shared/backend.js';
+import { isMain, runMain } from '../shared/cli.js';
+import { TransferlabError } from '../shared/errors.js';
+import { loadModel } from '../shared/model-io.js';
+import { fromLayers, labelImages } from '../shared/model.js';
+import { provenance } from '../shared/versions.js';
+import type { CampaignInput } from '../adversary/config.js';
+import { createHttpOracle } from '../adversary/oracle-client.js';
+import { oracleFromLabeler, type CountingOracle } from '../adversary/oracle-core.js';
+import { spawnVictim, type VictimProcess } from '../victim/spawn.js';
+import { attackTrained, labDir, labTable, trainedSubstitutes, type AttackSetting, type LabRow } from './transfer-lab.js';
+
+const paperEpochs = [10, 10, 10, 10, 4, 2];
+/**
+ * Training settings: each is one Papernot run (4,800 attack queries unless `rounds` says otherwise).
+ * An ensemble's first member is trained exactly as the setting named in BASES, whose rounds it reuses.
+ */
+export const BASES: Record<string, string> = { 'sub-x3': 'sub', 'paper-x3': 'paper', 'mixed-x3': 'paper', 'paper-r5': 'paper', 'paper-x3-r5': 'paper' };
+export const TRAININGS: Record<string, CampaignInput> = {
+  sub: {},
+  'sub-ls0.1': { labelSmoothing: 0.1 },
+  'sub-t4': { temperature: 4 },
+  'sub-e10': { epochs: paperEpochs },
+  'sub-x3': { substitute: ['substitute-cnn', 'substitute-cnn', 'substitute-cnn'] },
+  paper: { substitute: 'paper-cnn', epochs: paperEpochs },
+  'paper-ls0.1': { substitute: 'paper-cnn', epochs: paperEpochs, labelSmoothing: 0.1 },
+  'paper-x3': { substitute: ['paper-cnn', 'paper-cnn', 'paper-cnn'], epochs: paperEpochs },
+  'mixed-x3': { substitute: ['paper-cnn', 'substitute-cnn', 'paper-cnn'], epochs: paperEpochs },
+  'paper-r5': { substitute: 'paper-cnn', epochs: paperEpochs, rounds: 5 },
+  'paper-x3-r5': { substitute: ['paper-cnn', 'paper-cnn', 'paper-cnn'], epochs: paperEpochs, rounds: 5 },
+};
+
+const A = (name: string, a: Omit<AttackSetting, 'name'>): AttackSetting => ({ name, ...a });
+export const ATTACKS: AttackSetting[] = [
+  A('fgsm', { attack: 'fgsm' }),
+  A('fgsm-margin', { attack: 'fgsm', loss: 'margin' }),
+  A('fgsm-ti5', { attack: 'fgsm', tiKernel: 5 }),
+  A('fgsm-ti7', { attack: 'fgsm', tiKernel: 7 }),
+  A('fgsm-ti9', { attack: 'fgsm', tiKernel: 9 }),
+  A('fgsm-margin-ti7', { attack: 'fgsm', loss: 'margin', tiKernel: 7 }),
+  A('fgsm-margin-ti9', { attack: 'fgsm', loss: 'margin', tiKernel: 9 }),
+  A('fgsm-margin-ti3', { attack: 'fgsm', loss: 'margin', tiKernel: 3 }),
+  A('fgsm-t10', { attack: 'fgsm', temperature: 10 }),
+  A('fgsm-t100', { attack: 'fgsm', temperature: 100 }),
+  A('fgsm-t10-ti5', { attack: 'fgsm', temperature: 10, tiKernel: 5 }),
+  A('fgsm-di8', { attack: 'fgsm', diversity: 1, diversitySamples: 8 }),
+  A('fgsm-di8-ti5', { attack: 'fgsm', diversity: 1, diversitySamples: 8, tiKernel: 5 }),
+  A('fgsm-di8s70-ti5', { attack: 'fgsm', diversity: 1, diversitySamples: 8, diversityScale: 0.7, tiKernel: 5 }),
+  A('fgsm-margin-ti5', { attack: 'fgsm', loss: 'margin', tiKernel: 5 }),
+  A('fgsm-margin-m1', { attack: 'fgsm', loss: 'margin', members: 1 }),
+  A('fgsm-margin-lossavg', { attack: 'fgsm', loss: 'margin', combine: 'loss' }),
+  A('pgd20', { attack: 'pgd', steps: 20 }),
+  A('pgd20-margin', { attack: 'pgd', steps: 20, loss: 'margin' }),
+  A('pgd20-margin-lossavg', { attack: 'pgd', steps: 20, loss: 'margin', combine: 'loss' }),
+  A('pgd20-margin-di', { attack: 'pgd', steps: 20, loss: 'margin', diversity: 0.5 }),
+  A('pgd20-margin-ti3', { attack: 'pgd', steps: 20, loss: 'margin', tiKernel: 3 }),
+  A('pgd20-di', { attack: 'pgd', steps: 20, diversity: 0.5 }),
+  A('pgd20-ti3', { attack: 'pgd', steps: 20, tiKernel: 3 }),
+  A('pgd20-lossavg', { attack: 'pgd', steps: 20, combine: 'loss' }),
+  A('pgd20-t10', { attack: 'pgd', steps: 20, temperature: 10 }),
+  A('mi-di20', { attack: 'mi-fgsm', steps: 20, diversity: 0.5 }),
+  A('pgd10-margin', { attack: 'pgd', steps: 10, loss: 'margin' }),
+  A('mi-di10-margin', { attack: 'mi-fgsm', steps: 10, loss: 'margin', diversity: 0.5 }),
+  A('mi-di20-margin', { attack: 'mi-fgsm', steps: 20, loss: 'margin', diversity: 0.5 }),
+];
+
+async function labOracle(a: { victim?: string; model: string; inProcess: boolean }, cacheDir: string): Promise<CountingOracle> {
+  if (a.inProcess) {
+    // The victim's own model answering in-process: the same labels as over HTTP (same model, same
+    // 8-bit decoding), faster to explore with. Full figures are confirmed with campaigns over HTTP.
+    const victim = fromLayers((await loadModel(a.model)).model);
+    return oracleFromLabeler((images, count) => labelImages(victim, images, count), { dataset: 'mnist' }, { cacheDir });
+  }
+  if (!a.victim) throw new TransferlabError('invalid_arguments', 'no victim URL');
+  return createHttpOracle({ url: a.victim, cacheDir });
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const a = await yargs(argv)
+    .options({
+      victim: { type: 'string', describe: 'URL of a running victim (default: start one from --model)' },
+      model: { type: 'string', default: 'models/victim', describe: 'victim model folder' },
+      'in-process': { type: 'boolean', default: false, describe: 'label with the victim model in this process instead of over HTTP (exploration only)' },
+      out: { type: 'string', default: join('runs', 'experiment-transfer'), describe: 'experiment folder' },
+      train: { type: 'array', describe: `training settings to run (default all): ${Object.keys(TRAININGS).join(', ')}` },
+      attacks: { type: 'array', describe: `attack settings to run (default all): ${ATTACKS.map((x) => x.name).join(', ')}` },
+      epsilons: { type: 'array', default: [0.3], describe: 'ε values to score (default 0.3)' },
+      backend: { type: 'string', describe: 'tensorflow | wasm | cpu' },
+    })
+    .strict()
+    .help()
+    .parseAsync();
+  const trains = (a.train ?? Object.keys(TRAININGS)).map(String);
+  const attacks = (a.attacks ?? ATTACKS.map((x) => x.name)).map(String);
+  const unknown = [...trains.filter((t) => !(t in TRAININGS)), ...attacks.filter((n) => !ATTACKS.some((x) => x.name === n))];
+  if (unknown.length) throw new TransferlabError('invalid_arguments', `unknown setting(s): ${unknown.join(', ')}`);
+  const epsilons = a.epsilons.map(Number);
+  const info = await initBackend(a.backend);
+  console.log(`experiment transfer on ${describeBackend(info)} → ${a.out}`);
+  let victim: VictimProcess | undefined;
+  const rows: LabRow[] = [];
+  try {
+    let url = a.victim;
+    if (!url && !a['in-process']) {
+      victim = await spawnVictim({ args: ['--model', a.model, '--port', '0', '--rate-limit', '100000'], stdio: 'inherit' });
+      url = victim.url;
+    }
+    for (const train of trains) {
+      console.log(`\n== ${train} ==`);
+      const dir = labDir(a.out, train);
+      const base = BASES[train] ? labDir(a.out, BASES[train]) : undefined;
+      if (base && !existsSync(dir) && existsSync(join(base, 'checkpoints'))) {
+        // The same rounds, already paid for and trained: start from them (the members are what is new).
+        // With fewer rounds, only those rounds: round r's substitute is the same whatever comes after it.
+        const rounds = TRAININGS[train].rounds ?? 6;
+        const keep = (src: string) => !src.includes('members') && Number(/round-(\d+)/.exec(src)?.[1] ?? 0) <= rounds;
+        cpSync(base, dir, { recursive: true, filter: keep });
+      }
+      mkdirSync(dir, { recursive: true });
+      const oracle = await labOracle({ victim: url, model: a.model, inProcess: a['in-process'] }, dir);
+      try {
+        const t = await trainedSubstitutes(TRAININGS[train], dir, oracle, (s) => console.log(s));
+        for (const name of attacks) {
+          const setting = ATTACKS.find((x) => x.name === name) as AttackSetting;
+          const got = await attackTrained(train, t, setting, epsilons, oracle);
+          for (const r of got) console.log(`  ${name} ε ${r.epsilon}: misclassification ${r.misclassificationRate?.toFixed(3)}, L2 ${r.meanL2?.toFixed(2)}, ${r.craftSeconds.toFixed(1)} s`);
+          rows.push(...got);
+        }
+        for (const m of t.models) m.dispose();
+      } finally {
+        await oracle.close();
+      }
+    }
+  } finally {
+    await victim?.stop();
+  }
+  const stamp = `${new Date().toISOString().replace(/[:.]/g, '-')}`;
+  writeFileSync(join(a.out, `transfer-${stamp}.json`), JSON.stringify({ ...provenance(1), inProcess: a['in-process'], rows }, null, 2) + '\n');
+  writeFileSync(join(a.out, `transfer-${stamp}.md`), labTable(rows));
+  console.log(`\n${labTable(rows)}\nwrote ${join(a.out, `transfer-${stamp}.md`)}`);
+  return 0;
+}
+
+if (isMain(import.meta.url)) runMain(main);
