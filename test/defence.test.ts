@@ -24,7 +24,7 @@ beforeAll(async () => {
   await initBackend();
   dir = mkdtempSync(join(tmpdir(), 'transferlab-defence-'));
   await trainVictim({ ...BASE, out: join(dir, 'plain') });
-  const defence = adversarialTraining('fgsm', 0.2, 0.5, 1);
+  const defence = adversarialTraining({ recipe: 'fgsm', epsilon: 0.2, mix: 0.5 });
   await trainVictim({ ...BASE, out: join(dir, 'hardened'), defence: defence.metadata, transformBatch: defence.transformBatch });
   const opts = { count: 500, epsilons: [0.2], pgdSteps: 5, seed: 1 };
   plain = await evaluateModel(join(dir, 'plain'), opts);
@@ -65,7 +65,7 @@ describe('adversarial training', () => {
 
 describe('fine-tuning (--init)', () => {
   it('continues from a saved model and counts its epochs and time in the total', async () => {
-    const defence = adversarialTraining('fgsm', 0.2, 0.5, 1);
+    const defence = adversarialTraining({ recipe: 'fgsm', epsilon: 0.2, mix: 0.5 });
     const meta = await trainVictim({ ...BASE, epochs: 1, init: join(dir, 'plain'), out: join(dir, 'tuned'), defence: defence.metadata, transformBatch: defence.transformBatch });
     const from = readMetadata(join(dir, 'plain'));
     expect(meta.initialisedFrom).toEqual({ model: join(dir, 'plain'), weightsSha256: from.weightsSha256, epochs: 2, defence: null });
@@ -77,11 +77,11 @@ describe('fine-tuning (--init)', () => {
 
 describe('keeping the clean originals (--keep-clean)', () => {
   it('trains on the clean batch plus its adversarial copies, under the same labels', async () => {
-    const defence = adversarialTraining('fgsm', 0.2, 0.5, 1, true);
+    const defence = adversarialTraining({ recipe: 'fgsm', epsilon: 0.2, mix: 0.5, keepClean: true });
     const model = buildModel('lenet');
     const x = tf.randomUniform([8, 28, 28, 1]) as tf.Tensor4D;
     const y = tf.tensor1d([0, 1, 2, 3, 4, 5, 6, 7], 'int32');
-    const out = defence.transformBatch(x, y, model);
+    const out = defence.transformBatch(x, y, model, 0);
     if (out instanceof tf.Tensor) throw new Error('expected a batch with its own labels');
     expect(out.x.shape).toEqual([12, 28, 28, 1]);
     expect(Array.from(out.labels.dataSync())).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3]);
