@@ -7,8 +7,9 @@ import { buildModel } from '../shared/architectures.js';
 import { initBackend } from '../shared/backend.js';
 import { readMetadata } from '../shared/model-io.js';
 import { adversarialTraining, defenceFromArgs } from '../victim/defence.js';
-import { main as evaluateMain } from '../victim/evaluate-cli.js';
-import { describeDefence, evaluateModel, evaluationRows, formatTable, type ModelEvaluation } from '../victim/evaluate.js';
+import { main as evaluateMain } from '../scripts/lab/evaluate-cli.js';
+import { evaluateModel, type ModelEvaluation } from '../scripts/lab/evaluate.js';
+import { describeDefence, evaluationRows, formatTable } from '../scripts/lab/evaluate-table.js';
 import { trainVictim, type VictimTrainConfig } from '../victim/train.js';
 
 /**
@@ -26,7 +27,7 @@ beforeAll(async () => {
   await trainVictim({ ...BASE, out: join(dir, 'plain') });
   const defence = adversarialTraining({ recipe: 'fgsm', epsilon: 0.2, mix: 0.5 });
   await trainVictim({ ...BASE, out: join(dir, 'hardened'), defence: defence.metadata, transformBatch: defence.transformBatch });
-  const opts = { count: 500, epsilons: [0.2], pgdSteps: 5, seed: 1 };
+  const opts = { count: 500, epsilons: [0.2], pgdSteps: 5, pgdStepSize: 0.1, restarts: 1, marginRestarts: 1, seed: 1 };
   plain = await evaluateModel(join(dir, 'plain'), opts);
   hardened = await evaluateModel(join(dir, 'hardened'), opts);
 });
@@ -56,8 +57,10 @@ describe('adversarial training', () => {
   });
 
   it('tabulates the models side by side', () => {
-    const table = formatTable(evaluationRows([plain, hardened], [0.2]));
-    expect(table).toMatch(/white-box fgsm accuracy ε 0\.2\s+0\.\d{4}\s+0\.\d{4}/);
+    const table = formatTable(evaluationRows([plain, hardened], [0.2], { pgdSteps: 5, restarts: 1, marginRestarts: 1 }));
+    expect(table).toMatch(/white-box FGSM accuracy ε 0\.2\s+0\.\d{4}\s+0\.\d{4}/);
+    expect(table).toMatch(/white-box PGD-5 accuracy ε 0\.2/);
+    expect(table).toMatch(/masking check\s+/);
     expect(table).toMatch(/defence\s+none\s+fgsm ε 0\.2 mix 0\.5/);
     expect(table).not.toMatch(/transfer rate/); // no campaign was run
   });
