@@ -50,7 +50,7 @@ export const VICTIM_DEFAULTS = { arch: 'paper-cnn', epochs: 8, batchSize: 128, l
  * with a one-cycle rate peaking at 5e-3, 10 epochs) on a wider net than theirs, because robustness to
  * the whole ε-ball needs capacity that paper-cnn (no hidden dense layer) lacks.
  */
-export const ROBUST_DEFAULTS = { arch: 'wong-cnn', epochs: 6, batchSize: 100, learningRate: 0.005, schedule: 'one-cycle' as ScheduleName, epsilonWarmup: 1 };
+export const ROBUST_DEFAULTS = { arch: 'wong-wide', epochs: 4, batchSize: 100, learningRate: 0.005, schedule: 'one-cycle' as ScheduleName, epsilonWarmup: 0.5 };
 
 export function validateTrainConfig(c: VictimTrainConfig): void {
   checkArchitecture(c.arch);
