@@ -1,4 +1,6 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { createReadStream, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -81,6 +83,26 @@ describe('FGSM-RS', () => {
     expect(guard.readings.map((r) => r.epoch)).toEqual([0.5, 1, 1.5, 2, 2.5, 3]);
     expect(guard.kept).not.toBeNull();
     expect(meta.testAccuracy as number).toBeGreaterThan(0.8);
+  });
+
+  it('saves a standard TF.js layers model: tf.loadLayersModel over HTTP gives the same predictions', async () => {
+    const folder = join(dir, 'fgsm-rs');
+    // A static file server, as a browser or any TF.js client would fetch the model from.
+    const server = createServer((req, res) => createReadStream(join(folder, String(req.url).replace(/^\/+/, ''))).on('error', () => res.writeHead(404).end()).pipe(res));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/model.json`;
+      const elsewhere = await tf.loadLayersModel(url);
+      const { model } = await loadModel(folder);
+      const test = loadMnist('test');
+      const a = labelImages(fromLayers(elsewhere), test.images, 200);
+      const b = labelImages(fromLayers(model), test.images, 200);
+      expect(Array.from(a)).toEqual(Array.from(b));
+      elsewhere.dispose();
+      model.dispose();
+    } finally {
+      server.close();
+    }
   });
 
   it('one-cycle rate rises to its peak at 2/5 of the run and falls back to 0', () => {
