@@ -101,7 +101,12 @@ describe('defence settings', () => {
   it('are validated before any training', () => {
     expect(defenceFromArgs({ adversarial: 'none' })).toBeUndefined();
     expect(() => defenceFromArgs({ adversarial: 'fgsm', eps: 0, mix: 2 })).toThrow(/--eps must be in \(0, 1\].*--mix must be in \(0, 1\]/);
-    expect(defenceFromArgs({ adversarial: 'pgd', eps: 0.3, mix: 0.5, 'pgd-steps': 7 })?.metadata).toEqual({ kind: 'adversarial-training', attack: 'pgd', epsilon: 0.3, mix: 0.5, steps: 7 });
+    expect(defenceFromArgs({ adversarial: 'pgd', eps: 0.3, mix: 0.5, 'pgd-steps': 7 })?.metadata).toEqual({
+      kind: 'adversarial-training', attack: 'pgd', epsilon: 0.3, mix: 0.5, steps: 7, alpha: (2.5 * 0.3) / 7, randomStart: 'uniform in the ε-ball',
+    });
+    expect(defenceFromArgs({ adversarial: 'fgsm-rs', eps: 0.3 })?.metadata).toMatchObject({ attack: 'fgsm-rs', alpha: 0.375, mix: 1 });
+    expect(() => defenceFromArgs({ adversarial: 'fgsm-rs', eps: 0.3, alpha: -1 })).toThrow(/--alpha must be in \(0, 2\]/);
+    expect(() => defenceFromArgs({ adversarial: 'bogus' })).toThrow(/--adversarial must be one of none, fgsm, fgsm-rs, pgd/);
   });
 
   it('the evaluation command refuses missing models and bad budgets in one message', async () => {
