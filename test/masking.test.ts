@@ -40,6 +40,15 @@ describe('maskingCheck', () => {
     expect(describeVerdict(v)).toBe('no sign of gradient masking');
   });
 
+  it('notes, but does not count, FGSM far above PGD on a model known to be undefended', () => {
+    const figures = { cleanAccuracyOnSample: 0.99, campaign: null, whitebox: points({ fgsm: [0.896, 0.502, 0.088], pgd: [0.734, 0.003, 0] }) };
+    expect(maskingCheck(figures).suspected).toBe(true);
+    const v = maskingCheck({ ...figures, undefended: true });
+    expect(v.suspected).toBe(false);
+    expect(v.notes).toContain("FGSM accuracy 0.896 exceeds PGD's 0.734 by 16 points at ε 0.1");
+    expect(describeVerdict(v)).toMatch(/^no sign of gradient masking \(undefended model, not counted: /);
+  });
+
   it('tolerates a one-point wobble from sampling noise but not more', () => {
     const base = { cleanAccuracyOnSample: 0.99, campaign: null };
     expect(maskingCheck({ ...base, whitebox: points({ pgd: [0.9, 0.905, 0.8] }) }).suspected).toBe(false);

@@ -73,6 +73,8 @@ export interface ModelEvaluation {
   whiteboxSeconds: number;
   campaign: { runDir: string; attackQueries: number; agreement: Rate; points: CampaignPoint[]; durationSeconds: number } | null;
   masking: MaskingVerdict;
+  /** metadata.json says the model was trained without any defence. */
+  undefended: boolean;
   /** The overfitting guard's readings during training, when it ran (metadata.json). */
   guardReadings: { epoch: number; robustAccuracy: number; cleanAccuracy: number; event?: string }[] | null;
 }
@@ -142,6 +144,7 @@ export async function evaluateModel(dir: string, opts: EvaluationOptions, onPoin
     }
     const evaluation: Omit<ModelEvaluation, 'masking'> = {
       model: dir,
+      undefended: 'defence' in metadata && metadata.defence === null,
       arch: metadata.arch,
       defence: metadata.defence ?? null,
       // A fine-tuned model's training time includes the model it started from.

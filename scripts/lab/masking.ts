@@ -11,7 +11,9 @@ import type { ModelEvaluation, WhiteboxPoint } from './evaluate.js';
  * 3. a black-box attack, crafted on a substitute that never saw the weights, succeeding more often than
  *    the white-box attacks on the model itself at some ε.
  * Passing proves nothing (an adaptive attack may still win); failing means the figures cannot be taken
- * as robustness.
+ * as robustness. Rule 1 is about claimed robustness: on a model known to be undefended FGSM is weaker
+ * than PGD simply because its loss is far from linear over the ball, so there it is reported as a note,
+ * not counted.
  */
 export const FGSM_GAP = 0.1;
 export const MONOTONE_SLACK = 0.01;
@@ -19,12 +21,15 @@ export const MONOTONE_SLACK = 0.01;
 export interface MaskingVerdict {
   suspected: boolean;
   reasons: string[];
+  /** Observations that do not count towards the verdict (rule 1 on an undefended model). */
+  notes?: string[];
 }
 
 const f3 = (v: number) => v.toFixed(3);
 
-export function maskingCheck(e: Pick<ModelEvaluation, 'whitebox' | 'campaign' | 'cleanAccuracyOnSample'>): MaskingVerdict {
+export function maskingCheck(e: Pick<ModelEvaluation, 'whitebox' | 'campaign' | 'cleanAccuracyOnSample'> & { undefended?: boolean }): MaskingVerdict {
   const reasons: string[] = [];
+  const notes: string[] = [];
   const epsilons = [...new Set(e.whitebox.map((p) => p.epsilon))].sort((a, b) => a - b);
   const at = (attack: WhiteboxPoint['attack'], eps: number) => e.whitebox.find((p) => p.attack === attack && p.epsilon === eps);
   const strongestPgd = (eps: number) => {
@@ -35,7 +40,7 @@ export function maskingCheck(e: Pick<ModelEvaluation, 'whitebox' | 'campaign' | 
     const f = at('fgsm', eps)?.accuracy;
     const p = strongestPgd(eps);
     if (f != null && p && f - (p.accuracy as number) > FGSM_GAP) {
-      reasons.push(`FGSM accuracy ${f3(f)} exceeds ${p.attack === 'pgd' ? 'PGD' : 'margin-PGD'}'s ${f3(p.accuracy as number)} by ${Math.round((f - (p.accuracy as number)) * 100)} points at ε ${eps}`);
+      (e.undefended ? notes : reasons).push(`FGSM accuracy ${f3(f)} exceeds ${p.attack === 'pgd' ? 'PGD' : 'margin-PGD'}'s ${f3(p.accuracy as number)} by ${Math.round((f - (p.accuracy as number)) * 100)} points at ε ${eps}`);
     }
   }
   for (const attack of ['fgsm', 'pgd', 'pgd-margin', 'worst'] as const) {
@@ -55,9 +60,10 @@ export function maskingCheck(e: Pick<ModelEvaluation, 'whitebox' | 'campaign' | 
       reasons.push(`black-box transfer ${f3(c.transferRate)} exceeds the white-box success ${f3(w.successRate)} at ε ${c.epsilon}`);
     }
   }
-  return { suspected: reasons.length > 0, reasons };
+  return { suspected: reasons.length > 0, reasons, ...(notes.length ? { notes } : {}) };
 }
 
 export function describeVerdict(v: MaskingVerdict): string {
-  return v.suspected ? `gradient masking suspected: ${v.reasons.join('; ')}` : 'no sign of gradient masking';
+  const note = v.notes?.length ? ` (undefended model, not counted: ${v.notes.join('; ')})` : '';
+  return (v.suspected ? `gradient masking suspected: ${v.reasons.join('; ')}` : 'no sign of gradient masking') + note;
 }
