@@ -88,7 +88,7 @@ export async function main(argv: string[]): Promise<number> {
   const settings = { epsilons, images: args.images, pgdSteps: opts.pgdSteps, pgdStepSize: opts.pgdStepSize, restarts: opts.restarts, marginRestarts: opts.marginRestarts, campaign: args.campaign, campaignConfig: args['campaign-config'] ?? null };
   writeFileSync(join(out, 'evaluation.json'), JSON.stringify({ kind: 'evaluation', createdAt: new Date().toISOString(), ...provenance(args.seed), settings, models: evals }, null, 2) + '\n');
   writeFileSync(join(out, 'evaluation.csv'), toCsv(rows));
-  await writeEvaluationReport(join(out, 'evaluation.html'), evals, rows, out);
+  await writeEvaluationReport(join(out, 'evaluation.html'), evals, rows, out, opts);
   console.log(`\nwrote ${join(out, 'evaluation.json')}, ${join(out, 'evaluation.csv')} and ${join(out, 'evaluation.html')}`);
   return 0;
 }

@@ -31,8 +31,13 @@ function lines(values: object[], x: string, y: string, xTitle: string, yTitle: s
   } as TopLevelSpec;
 }
 
-export async function writeEvaluationReport(path: string, evals: ModelEvaluation[], rows: string[][], out: string): Promise<void> {
-  const o = { pgdSteps: 50, restarts: 10, marginRestarts: 1 };
+export async function writeEvaluationReport(
+  path: string,
+  evals: ModelEvaluation[],
+  rows: string[][],
+  out: string,
+  o: { pgdSteps: number; restarts: number; marginRestarts: number },
+): Promise<void> {
   const acc = evals.flatMap((e) => [
     ...['fgsm', 'pgd', 'pgd-margin', 'worst'].map((a) => ({ model: e.model, series: attackLabel(a as 'fgsm', o).replace(/-\d+/, ''), epsilon: 0, accuracy: e.cleanAccuracyOnSample })),
     ...e.whitebox.map((p) => ({ model: e.model, series: attackLabel(p.attack, o).replace(/-\d+/, ''), epsilon: p.epsilon, accuracy: p.accuracy })),

@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs';
 import { runCampaign } from '../../adversary/campaign.js';
 import { resolveConfig, type CampaignInput } from '../../adversary/config.js';
 import { createHttpOracle } from '../../adversary/oracle-client.js';
+import { writeReport } from '../../adversary/report.js';
 import { pgdWithRestarts } from '../../shared/attack-restarts.js';
 import { fgsm } from '../../shared/attacks.js';
 import { accuracy, transferRate, type Rate } from '../../shared/metrics.js';
@@ -181,6 +182,8 @@ export async function campaignAgainst(
     const oracle = await createHttpOracle({ url: victim.url, cacheDir: runDir });
     try {
       const results = await runCampaign(config, runDir, oracle, { log: opts.log ?? (() => {}) });
+      // The campaign's own report (curves, grids, rounds) beside its results, linked from evaluation.html.
+      await writeReport(runDir, results);
       return {
         runDir,
         attackQueries: results.queries.attack,
