@@ -3,8 +3,9 @@
  *
  * answers.jsonl — the answer cache. One line per image the victim was paid to label:
  *   {"h":"<sha256 hex of the wire format tag + the image's exact bytes>","l":<label>,"p":"attack"|"measurement"}
- *   Appended synchronously after each batch answer and before the answer is returned, so a
- *   kill -9 at any point loses at most the batch in flight (which the victim may have charged).
+ *   Appended (written and fsync'd, shared/jsonl-log.ts) after each batch answer and before the
+ *   answer is returned, so a kill -9 or a power cut at any point loses at most the batch in flight
+ *   (which the victim may have charged; its Idempotency-Key makes the resumed run's retry free).
  *   Each image appears once: the file is also the record of every image paid for in this run
  *   folder, split by the purpose of the query that paid for it.
  *
@@ -15,9 +16,9 @@
  *    "status":"ok"|"cached"|"<error code>","http":<status, when one came back>,"attempts":<n>,
  *    "ms":<duration>,"budget":{"used":<n>,"limit":<n|null>},"error":"<message, on failure>"}
  */
-import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { TransferlabError } from '../shared/errors.js';
+import { JsonlLog } from '../shared/jsonl-log.js';
 import type { QueryPurpose } from './oracle.js';
 
 export const ANSWER_CACHE_FILE = 'answers.jsonl';
@@ -53,83 +54,34 @@ function isAnswer(v: unknown): v is CachedAnswer {
   );
 }
 
-/**
- * The file's text up to its last newline. A kill -9 can only tear the last line; it is cut off
- * so the next append starts a clean line.
- */
-function readWholeLines(path: string): string {
-  const text = readFileSync(path, 'utf8');
-  const end = text.lastIndexOf('\n') + 1;
-  if (end < text.length) {
-    const fd = openSync(path, 'r+');
-    try {
-      ftruncateSync(fd, Buffer.byteLength(text.slice(0, end)));
-    } finally {
-      closeSync(fd);
-    }
-  }
-  return text.slice(0, end);
-}
-
-/** Append-only file opened once; each append is one write(2), whole lines only. */
-class AppendFile {
-  private fd: number | null;
-  constructor(readonly path: string) {
-    this.fd = openSync(path, 'a');
-  }
-  append(lines: string): void {
-    if (this.fd === null) throw new TransferlabError('oracle_closed', `${this.path} is closed`, 500);
-    // Loop: a write(2) may be short; the line must be whole on disk before the answer is used.
-    const buf = Buffer.from(lines, 'utf8');
-    let off = 0;
-    while (off < buf.length) off += writeSync(this.fd, buf, off, buf.length - off);
-  }
-  close(): void {
-    if (this.fd !== null) closeSync(this.fd);
-    this.fd = null;
-  }
-}
-
 export class AnswerCache {
   private readonly answers = new Map<string, number>();
   /** Images paid for in this run folder before this process opened it, by purpose. */
   readonly prior = { attack: 0, measurement: 0 };
-  private readonly file: AppendFile | null;
+  private readonly file: JsonlLog | null;
 
-  /** In memory only when `dir` is undefined; otherwise loads and then appends to dir/answers.jsonl. */
+  /**
+   * In memory only when `dir` is undefined; otherwise loads and then appends to dir/answers.jsonl.
+   * A torn last line (a kill -9 mid-write) is dropped: that batch's answer was never used.
+   */
   constructor(dir?: string) {
     if (dir === undefined) {
       this.file = null;
       return;
     }
-    mkdirSync(dir, { recursive: true });
     const path = join(dir, ANSWER_CACHE_FILE);
-    if (existsSync(path)) this.load(path);
-    this.file = new AppendFile(path);
-  }
-
-  private load(path: string): void {
-    const text = readWholeLines(path);
-    const lines = text.split('\n');
-    for (let i = 0; i < lines.length; i++) {
-      if (lines[i] === '') continue;
-      let v: unknown;
-      try {
-        v = JSON.parse(lines[i]);
-      } catch {
-        v = undefined;
-      }
+    const hint = 'move the file away to start the cache afresh (its images will be paid again)';
+    const { log, records, lines } = JsonlLog.open(path, { torn: 'drop', corruptCode: 'answer_cache_corrupt', corruptHint: hint });
+    records.forEach((v, i) => {
       if (!isAnswer(v)) {
-        throw new TransferlabError(
-          'answer_cache_corrupt',
-          `${path} line ${i + 1} is not a cached answer {h,l,p}; move the file away to start the cache afresh (its images will be paid again)`,
-          500,
-        );
+        log.close();
+        throw new TransferlabError('answer_cache_corrupt', `${path} line ${lines[i]} is not a cached answer {h,l,p}; ${hint}`, 500);
       }
-      if (this.answers.has(v.h)) continue;
+      if (this.answers.has(v.h)) return;
       this.answers.set(v.h, v.l);
       this.prior[v.p]++;
-    }
+    });
+    this.file = log;
   }
 
   get size(): number {
@@ -142,13 +94,13 @@ export class AnswerCache {
 
   /** Record freshly paid answers; on disk before this returns. */
   add(entries: CachedAnswer[]): void {
-    let lines = '';
+    const fresh: CachedAnswer[] = [];
     for (const e of entries) {
       if (this.answers.has(e.h)) continue;
       this.answers.set(e.h, e.l);
-      lines += JSON.stringify(e) + '\n';
+      fresh.push(e);
     }
-    if (this.file && lines !== '') this.file.append(lines);
+    this.file?.appendNow(fresh); // one write + one fsync for the batch
   }
 
   close(): void {
@@ -157,19 +109,18 @@ export class AnswerCache {
 }
 
 export class QueryLedger {
-  private readonly file: AppendFile | null;
+  private readonly file: JsonlLog | null;
   constructor(dir?: string) {
     if (dir === undefined) {
       this.file = null;
       return;
     }
-    mkdirSync(dir, { recursive: true });
     const path = join(dir, QUERY_LEDGER_FILE);
-    if (existsSync(path)) readWholeLines(path);
-    this.file = new AppendFile(path);
+    this.file = JsonlLog.open(path, { torn: 'drop', corruptHint: 'move it aside (it only records queries; the answer cache keeps what was paid for)' }).log;
   }
+  /** On disk (written and fsync'd) before this returns, like every line of this module's files. */
   record(entry: LedgerEntry): void {
-    this.file?.append(JSON.stringify(entry) + '\n');
+    this.file?.appendNow([entry]);
   }
   close(): void {
     this.file?.close();

@@ -11,6 +11,7 @@ import { mergeConfig, readConfigFile, resolveConfig, type CampaignConfig, type C
 import { runCampaignCommand, runWhiteboxCommand } from './commands.js';
 import { compareRuns, formatTable } from './compare.js';
 import { runStamp } from '../shared/stamp.js';
+import { sweepCommands } from './sweep-cli.js';
 
 const campaignFlags = {
   config: { type: 'string', describe: 'YAML or JSON file with campaign settings (flags override it)' },
@@ -72,78 +73,80 @@ function buildConfig(a: Flags): CampaignConfig {
 
 export async function main(argv: string[]): Promise<number> {
   let code = 0;
-  await yargs(argv)
-    .scriptName('npm run adversary --')
-    .usage('$0 <command> [options]\n\nThe adversary: knows only the victim\'s label API.')
-    .command(
-      'run',
-      'black-box campaign: train a substitute from the victim\'s labels, attack it, measure transfer',
-      (y) =>
-        y.options({
-          victim: { type: 'string', describe: 'victim base URL (default http://127.0.0.1:8080)' },
-          'api-key': { type: 'string', describe: 'API key for the victim (env TRANSFERLAB_API_KEY)' },
-          format: { type: 'string', describe: 'wire format: uint8 | float32 (default uint8)' },
-          'seed-size': { type: 'number', describe: 'seed set size (default 150)' },
-          rounds: { type: 'number', describe: 'substitute rounds ρ (default 6)' },
-          lambda: { type: 'number', describe: 'Jacobian augmentation step λ (default 0.1)' },
-          tau: { type: 'number', describe: 'flip λ\'s sign every τ rounds (default 3)' },
-          reservoir: { type: 'number', describe: 'reservoir sampling: augment at most κ points a round' },
-          substitute: { type: 'string', describe: `substitute architecture: ${ARCHITECTURES.join(', ')} (default substitute-cnn)` },
-          epochs: { type: 'array', describe: 'substitute epochs per round: one number, or one per round, the last repeating (default 6 6 6 6 4 2)' },
-          shift: { type: 'number', describe: 'train the substitute on its labelled images shifted by up to this many pixels; no extra queries (default 2, 0 = off)' },
-          'batch-size': { type: 'number', describe: 'substitute batch size (default 128)' },
-          'learning-rate': { type: 'number', describe: 'substitute Adam step size (default 0.001)' },
-          'craft-label': { type: 'string', describe: 'untargeted attacks push away from: substitute | oracle (default substitute)' },
-          boundary: { type: 'boolean', describe: 'measure the boundary and draw the maps (default true; --no-boundary skips them)' },
-          resume: { type: 'string', describe: 'continue an interrupted run folder (its config.json is used)' },
-          ...campaignFlags,
-        })
-          .example('$0 run --victim http://127.0.0.1:8080', 'the default Papernot campaign')
-          .example('$0 run --config experiments/mi-fgsm.yaml --out runs/mi', 'settings from a file')
-          .example('$0 run --resume runs/20261127-101500-substitute-cnn-fgsm', 'finish an interrupted run'),
-      async (a) => {
-        const config = buildConfig({ ...a, 'api-key': a['api-key'] ?? process.env.TRANSFERLAB_API_KEY });
-        const out = String(a.resume ?? config.out ?? defaultRunDir(config));
-        assertWritableDir(out, 'the run folder');
-        const info = await initBackend(a.backend);
-        console.log(`adversary on ${describeBackend(info)}`);
-        code = await runCampaignCommand({ ...config, out }, out, Boolean(a.resume));
-      },
-    )
-    .command(
-      'whitebox',
-      'white-box baseline: attack the victim model directly, reading its files (the seed paper\'s setting)',
-      (y) =>
-        y.options({
-          model: { type: 'string', default: 'models/victim', describe: 'victim model folder' },
-          ...campaignFlags,
-        }).example('$0 whitebox --model models/victim --epsilons 0.1 0.2 0.3', 'the seed paper\'s sweep'),
-      async (a) => {
-        const config = buildConfig(a);
-        const out = String(config.out ?? defaultRunDir(config, 'whitebox'));
-        assertWritableDir(out, 'the run folder');
-        const info = await initBackend(a.backend);
-        console.log(`white-box baseline on ${describeBackend(info)}`);
-        code = await runWhiteboxCommand({ ...config, out }, String(a.model), out);
-      },
-    )
-    .command(
-      'compare <dirs..>',
-      'compare finished runs: key figures, differing settings, curves on shared axes',
-      (y) =>
-        y
-          .positional('dirs', { type: 'string', array: true, describe: 'run folders' })
-          .option('out', { type: 'string', describe: 'folder for compare.csv and compare.html' })
-          .example('$0 compare runs/a runs/b --out runs/compare-ab', 'two campaigns side by side'),
-      async (a) => {
-        const dirs = (a.dirs ?? []) as string[];
-        if (dirs.length < 1) throw new TransferlabError('invalid_arguments', 'compare needs at least one run folder');
-        const table = await compareRuns(dirs, a.out);
-        console.log(formatTable(table.rows));
-        console.log(`\nwrote ${table.csvPath} and ${table.htmlPath}`);
-      },
-    )
-    .demandCommand(1, 'name a command: run, whitebox or compare')
+  await sweepCommands(
+    yargs(argv)
+      .scriptName('npm run adversary --')
+      .usage('$0 <command> [options]\n\nThe adversary: knows only the victim\'s label API.')
+      .command(
+        'run',
+        'black-box campaign: train a substitute from the victim\'s labels, attack it, measure transfer',
+        (y) =>
+          y.options({
+            victim: { type: 'string', describe: 'victim base URL (default http://127.0.0.1:8080)' },
+            'api-key': { type: 'string', describe: 'API key for the victim (env TRANSFERLAB_API_KEY)' },
+            format: { type: 'string', describe: 'wire format: uint8 | float32 (default uint8)' },
+            'seed-size': { type: 'number', describe: 'seed set size (default 150)' },
+            rounds: { type: 'number', describe: 'substitute rounds ρ (default 6)' },
+            lambda: { type: 'number', describe: 'Jacobian augmentation step λ (default 0.1)' },
+            tau: { type: 'number', describe: 'flip λ\'s sign every τ rounds (default 3)' },
+            reservoir: { type: 'number', describe: 'reservoir sampling: augment at most κ points a round' },
+            substitute: { type: 'string', describe: `substitute architecture: ${ARCHITECTURES.join(', ')} (default substitute-cnn)` },
+            epochs: { type: 'array', describe: 'substitute epochs per round: one number, or one per round, the last repeating (default 6 6 6 6 4 2)' },
+            shift: { type: 'number', describe: 'train the substitute on its labelled images shifted by up to this many pixels; no extra queries (default 2, 0 = off)' },
+            'batch-size': { type: 'number', describe: 'substitute batch size (default 128)' },
+            'learning-rate': { type: 'number', describe: 'substitute Adam step size (default 0.001)' },
+            'craft-label': { type: 'string', describe: 'untargeted attacks push away from: substitute | oracle (default substitute)' },
+            boundary: { type: 'boolean', describe: 'measure the boundary and draw the maps (default true; --no-boundary skips them)' },
+            resume: { type: 'string', describe: 'continue an interrupted run folder (its config.json is used)' },
+            ...campaignFlags,
+          })
+            .example('$0 run --victim http://127.0.0.1:8080', 'the default Papernot campaign')
+            .example('$0 run --config experiments/mi-fgsm.yaml --out runs/mi', 'settings from a file')
+            .example('$0 run --resume runs/20261127-101500-substitute-cnn-fgsm', 'finish an interrupted run'),
+        async (a) => {
+          const config = buildConfig({ ...a, 'api-key': a['api-key'] ?? process.env.TRANSFERLAB_API_KEY });
+          const out = String(a.resume ?? config.out ?? defaultRunDir(config));
+          assertWritableDir(out, 'the run folder');
+          const info = await initBackend(a.backend);
+          console.log(`adversary on ${describeBackend(info)}`);
+          code = await runCampaignCommand({ ...config, out }, out, Boolean(a.resume));
+        },
+      )
+      .command(
+        'whitebox',
+        'white-box baseline: attack the victim model directly, reading its files (the seed paper\'s setting)',
+        (y) =>
+          y.options({
+            model: { type: 'string', default: 'models/victim', describe: 'victim model folder' },
+            ...campaignFlags,
+          }).example('$0 whitebox --model models/victim --epsilons 0.1 0.2 0.3', 'the seed paper\'s sweep'),
+        async (a) => {
+          const config = buildConfig(a);
+          const out = String(config.out ?? defaultRunDir(config, 'whitebox'));
+          assertWritableDir(out, 'the run folder');
+          const info = await initBackend(a.backend);
+          console.log(`white-box baseline on ${describeBackend(info)}`);
+          code = await runWhiteboxCommand({ ...config, out }, String(a.model), out);
+        },
+      )
+      .command(
+        'compare <dirs..>',
+        'compare finished runs: key figures, differing settings, curves on shared axes',
+        (y) =>
+          y
+            .positional('dirs', { type: 'string', array: true, describe: 'run folders' })
+            .option('out', { type: 'string', describe: 'folder for compare.csv and compare.html' })
+            .example('$0 compare runs/a runs/b --out runs/compare-ab', 'two campaigns side by side'),
+        async (a) => {
+          const dirs = (a.dirs ?? []) as string[];
+          if (dirs.length < 1) throw new TransferlabError('invalid_arguments', 'compare needs at least one run folder');
+          const table = await compareRuns(dirs, a.out);
+          console.log(formatTable(table.rows));
+          console.log(`\nwrote ${table.csvPath} and ${table.htmlPath}`);
+        },
+    ),
+  )
+    .demandCommand(1, 'name a command: run, whitebox, compare, sweep or worker')
     .strict()
     .help()
     .fail((msg, err) => {

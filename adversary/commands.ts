@@ -7,7 +7,7 @@ import { epochsForRound, type CampaignConfig } from './config.js';
 import { createHttpOracle } from './oracle-client.js';
 import { writeReport } from './report.js';
 import type { CampaignResults } from './results.js';
-import { readJson, roundRecords } from './run-folder.js';
+import { readJson, roundRecords, type RoundRecord } from './run-folder.js';
 import { runWhitebox } from './whitebox.js';
 
 /** The CLI's side of a campaign: files, terminal output, the report. The logic lives in campaign.ts. */
@@ -34,7 +34,10 @@ export function stoppedMessage(e: TransferlabError, out: string): string {
   return `${e.message}\nThe run folder ${out} keeps every answer and finished round; continue with: ${resume}`;
 }
 
-export async function runCampaignCommand(config: CampaignConfig, out: string, resume: boolean): Promise<number> {
+/** Called after each finished substitute round (a sweep's worker reports it as the job's progress). */
+export type RoundObserver = (r: RoundRecord, rounds: number) => void;
+
+export async function runCampaignCommand(config: CampaignConfig, out: string, resume: boolean, onRound?: RoundObserver): Promise<number> {
   const configPath = join(out, 'config.json');
   if (resume && !existsSync(configPath)) throw new TransferlabError('run_missing', `${out} is not a run folder (no config.json)`);
   if (!resume && existsSync(join(out, 'results.json'))) {
@@ -48,7 +51,7 @@ export async function runCampaignCommand(config: CampaignConfig, out: string, re
     onRetry: (i) => console.error(`victim: ${i.reason}; retry ${i.attempt} in ${Math.round(i.delayMs)} ms`),
   });
   const info = await oracle.info();
-  console.log(`victim ${config.victim}: ${info.dataset}, labels only, max batch ${info.maxBatch}`);
+  console.log(`victim ${config.victim}: ${info.dataset ?? 'dataset not named'}, ${info.inputShape.join('×')}, ${info.classes} classes, labels only, max batch ${info.maxBatch}`);
   const bar = progressBar('{label} [{bar}] {value}/{total} batches | {stats}');
   // Rounds already on disk when resuming, so the bar names the round actually being trained.
   let round = resume ? roundRecords(out).length : 0;
@@ -63,6 +66,7 @@ export async function runCampaignCommand(config: CampaignConfig, out: string, re
       },
       onRound: (r) => {
         round = r.round;
+        onRound?.(r, config.rounds);
         console.log(
           `round ${r.round}: substitute trained on ${r.substituteSize} points, ${r.attackQueries} attack queries, ` +
             `accuracy ${pct(r.substituteAccuracy).trim()}, agreement with victim ${pct(r.agreement).trim()}`,

@@ -10,6 +10,7 @@ import https from 'node:https';
 import axios, { isAxiosError, type AxiosInstance, type AxiosRequestConfig } from 'axios';
 import { z } from 'zod';
 import { TransferlabError } from '../shared/errors.js';
+import { HEADERS, MEDIA_TYPES, PATHS, anyErrorBodySchema, budgetSchema, victimInfoSchema } from '../shared/protocol/index.js';
 import type { VictimInfo } from './oracle.js';
 import { buildOracle, imageKey, VictimError, type CountingOracle, type PixelFormat, type SendBatch } from './oracle-core.js';
 
@@ -51,21 +52,14 @@ export interface HttpOracleOptions {
   timeoutMs?: number;
 }
 
-const infoSchema = z.object({
-  dataset: z.string(),
-  inputShape: z.array(z.number().int().positive()).min(1),
-  classes: z.number().int().min(2),
-  inputRange: z.tuple([z.number(), z.number()]),
-  maxBatch: z.number().int().positive(),
-  output: z.literal('label'),
-});
-
+/**
+ * Labels are checked against the victim's class count by the oracle core (with a clearer message
+ * than a schema's), and the budget may be absent from an older or foreign label service.
+ */
 const labelSchema = z.object({
   labels: z.array(z.number()),
-  budget: z.object({ used: z.number(), limit: z.number().nullable() }).optional(),
+  budget: budgetSchema.optional(),
 });
-
-const errorSchema = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
 
 /** Errors worth waiting out: the victim restarting, a dropped socket, a slow answer. */
 const TRANSIENT_NET = new Set([
@@ -132,7 +126,7 @@ export class VictimHttp {
     this.client = axios.create({
       baseURL: url,
       timeout: opts.timeoutMs ?? 30_000,
-      headers: opts.apiKey ? { Authorization: `Bearer ${opts.apiKey}` } : {},
+      headers: opts.apiKey ? { [HEADERS.authorization]: `Bearer ${opts.apiKey}` } : {},
       httpAgent: this.agents[0],
       httpsAgent: this.agents[1],
       // Every status comes back as a response; classify() decides what is final.
@@ -163,11 +157,11 @@ export class VictimHttp {
     }
     const body = parseJson(res.data);
     if (res.status >= 200 && res.status < 300) return { kind: 'ok', status: res.status, body };
-    const env = errorSchema.safeParse(body);
+    const env = anyErrorBodySchema.safeParse(body);
     const code = env.success ? env.data.error.code : `victim_http_${res.status}`;
     const message = env.success ? env.data.error.message : String(res.data).slice(0, 200);
     if (res.status >= 500 || (res.status === 429 && code !== 'budget_exhausted')) {
-      return { kind: 'retry', reason: `HTTP ${res.status} ${code}: ${message}`, retryAfterMs: retryAfterMs(res.headers['retry-after']) };
+      return { kind: 'retry', reason: `HTTP ${res.status} ${code}: ${message}`, retryAfterMs: retryAfterMs(res.headers[HEADERS.retryAfter.toLowerCase()]) };
     }
     // Final: the campaign stops with the victim's own code and words.
     return { kind: 'final', code, message: `victim at ${this.url} refused ${where} (HTTP ${res.status} ${code}): ${message}`, status: res.status, http: res.status };
@@ -202,18 +196,18 @@ export class VictimHttp {
   async info(): Promise<VictimInfo> {
     let res;
     try {
-      res = await this.request({ method: 'GET', url: '/v1/info' });
+      res = await this.request({ method: 'GET', url: PATHS.info });
     } catch (e) {
       if (e instanceof TransferlabError && e.status === 404) {
-        throw new TransferlabError('bad_victim_url', `${this.url}/v1/info does not exist (HTTP 404): is ${this.url} a transferlab victim (API v1)?`, 404);
+        throw new TransferlabError('bad_victim_url', `${this.url}${PATHS.info} does not exist (HTTP 404): is ${this.url} a transferlab victim (API v1)?`, 404);
       }
       throw e;
     }
-    const parsed = infoSchema.safeParse(res.body);
+    const parsed = victimInfoSchema.safeParse(res.body);
     if (!parsed.success) {
       throw new TransferlabError(
         'victim_info_invalid',
-        `${this.url}/v1/info did not answer a victim description (API v1): ${z.prettifyError(parsed.error)}`,
+        `${this.url}${PATHS.info} did not answer a victim description (API v1): ${z.prettifyError(parsed.error)}`,
         502,
       );
     }
@@ -224,19 +218,19 @@ export class VictimHttp {
     const data = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
     const res = await this.request({
       method: 'POST',
-      url: '/v1/label',
+      url: PATHS.label,
       data,
       headers: {
-        'Content-Type': 'application/octet-stream',
-        ...(format === 'float32' ? { 'X-Pixel-Format': 'float32' } : {}),
+        'Content-Type': MEDIA_TYPES.binary,
+        ...(format === 'float32' ? { [HEADERS.pixelFormat]: 'float32' } : {}),
         // Same bytes, same key, on every retry and after a resume: lets a victim that honours it
         // avoid charging twice for a batch whose answer was lost in transit (ignored otherwise).
-        'Idempotency-Key': imageKey(body, format),
+        [HEADERS.idempotencyKey]: imageKey(body, format),
       },
     });
     const parsed = labelSchema.safeParse(res.body);
     if (!parsed.success) {
-      throw new TransferlabError('victim_bad_response', `${this.url}/v1/label answered no {labels,budget}: ${z.prettifyError(parsed.error)}`, 502);
+      throw new TransferlabError('victim_bad_response', `${this.url}${PATHS.label} answered no {labels,budget}: ${z.prettifyError(parsed.error)}`, 502);
     }
     return { labels: parsed.data.labels, budget: parsed.data.budget, http: res.status, attempts: res.attempts };
   };

@@ -7,14 +7,11 @@
 import { createHash } from 'node:crypto';
 import { TransferlabError } from '../shared/errors.js';
 import { AnswerCache, QueryLedger, type CachedAnswer } from './answer-cache.js';
+import { bytesPerImage as wireBytes, pixelsPerImage as imagePixels, type BudgetStatus, type PixelFormat } from '../shared/protocol/index.js';
 import type { LabelOracle, QueryCounts, QueryPurpose, VictimInfo } from './oracle.js';
 
-export type PixelFormat = 'uint8' | 'float32';
-
-export interface Budget {
-  used: number;
-  limit: number | null;
-}
+export type { PixelFormat };
+export type Budget = BudgetStatus;
 
 export interface BatchAnswer {
   labels: readonly number[] | Int32Array;
@@ -49,11 +46,11 @@ export class VictimError extends TransferlabError {
 }
 
 export function pixelsPerImage(info: VictimInfo): number {
-  return info.inputShape.reduce((a, b) => a * b, 1);
+  return imagePixels(info.inputShape);
 }
 
 export function bytesPerImage(info: VictimInfo, format: PixelFormat): number {
-  return pixelsPerImage(info) * (format === 'uint8' ? 1 : 4);
+  return wireBytes(info.inputShape, format);
 }
 
 /**

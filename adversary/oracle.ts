@@ -12,19 +12,14 @@ export interface QueryCounts {
   cached: number;
 }
 
-export interface VictimInfo {
-  dataset: string;
-  inputShape: number[];
-  classes: number;
-  inputRange: [number, number];
-  maxBatch: number;
-  output: string;
-}
+import type { VictimInfo } from '../shared/protocol/index.js';
+
+export type { VictimInfo };
 
 export interface LabelOracle {
   info(): Promise<VictimInfo>;
   /**
-   * Labels for `count` images given as float32 in [0,1], row-major count×784. Images are sent
+   * Labels for `count` images given as float32 in [0,1], row-major count×H×W×C (info().inputShape). Images are sent
    * quantised to 8 bits unless the oracle was built for float32.
    */
   label(images: Float32Array, count: number, purpose: QueryPurpose): Promise<Int32Array>;

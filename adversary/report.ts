@@ -78,7 +78,7 @@ function summary(r: CampaignResults, wb?: CampaignResults): string {
     card(best ? pct(best.rate) : '—', `best targeted success${best ? ` (ε ${num(best.epsilon)})` : ''}`),
   ];
   const v = r.victim;
-  const victim = [v.url, v.model, v.arch, v.info ? `${v.info.dataset}, ${v.info.classes} classes, input ${v.info.inputShape.join('×')}` : '']
+  const victim = [v.url, v.model, v.arch, v.info ? `${v.info.dataset ?? 'dataset not named'}, ${v.info.classes} classes, input ${v.info.inputShape.join('×')}` : '']
     .filter(Boolean)
     .map((x) => esc(x))
     .join('<br>');

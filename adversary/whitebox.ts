@@ -2,8 +2,9 @@ import { mkdirSync } from 'node:fs';
 import { chooseTargets } from '../shared/attacks.js';
 import { accuracy } from '../shared/metrics.js';
 import { adversarySplit, loadMnist, subset } from '../shared/mnist.js';
-import { loadModel } from '../shared/model-io.js';
-import { fromLayers, labelImages } from '../shared/model.js';
+import { TransferlabError } from '../shared/errors.js';
+import { loadWhiteboxModel } from '../shared/whitebox-model.js';
+import { labelImages } from '../shared/model.js';
 import { provenance } from '../shared/versions.js';
 import type { CampaignConfig } from './config.js';
 import { writeResults, type CampaignResults } from './results.js';
@@ -18,12 +19,18 @@ import { perClassTables, sweep } from './transfer.js';
  */
 export async function runWhitebox(config: CampaignConfig, modelDir: string, runDir: string): Promise<CampaignResults> {
   const started = performance.now();
+  // The model first: one that cannot be attacked white-box leaves no run folder behind.
+  const loaded = await loadWhiteboxModel(modelDir);
+  const victim = loaded.logits;
+  if (loaded.inputShape.join('x') !== '28x28x1' || loaded.classes !== 10) {
+    loaded.dispose();
+    throw new TransferlabError('victim_mismatch', `${modelDir} takes ${loaded.inputShape.join('×')} images with ${loaded.classes} classes; the white-box baseline's MNIST evaluation set needs 28×28×1 and 10 classes`);
+  }
   mkdirSync(runDir, { recursive: true });
   // As a campaign does: the resolved config goes with the run, the API key never does.
   const { apiKey: _key, ...saved } = config;
   writeJson(join(runDir, 'config.json'), { ...saved, mode: 'whitebox', model: modelDir });
-  const { model, metadata } = await loadModel(modelDir);
-  const victim = fromLayers(model);
+  if (loaded.softmaxStripped) console.log(`${modelDir}: softmax last layer stripped; gradients are taken of the logits below it`);
   const test = loadMnist('test');
   const evalSet = subset(test, adversarySplit(config.seed, config.seedSize, config.evalSize).evalSet);
   const cleanVictim = labelImages(victim, evalSet.images, evalSet.count);
@@ -40,7 +47,7 @@ export async function runWhitebox(config: CampaignConfig, modelDir: string, runD
     name: runDir.split('/').filter(Boolean).at(-1) ?? 'whitebox',
     createdAt: new Date().toISOString(),
     ...provenance(config.seed),
-    victim: { model: modelDir, arch: metadata.arch },
+    victim: { model: modelDir, arch: typeof loaded.metadata?.arch === 'string' ? loaded.metadata.arch : `user TF.js model (weights sha256 ${loaded.weightsSha256.slice(0, 12)}…)` },
     config: { ...config, mode: 'whitebox', model: modelDir },
     queries: { attack: 0, measurement: 0, cached: 0 },
     victimCleanAccuracy: accuracy(cleanVictim, evalSet.labels),
@@ -54,6 +61,6 @@ export async function runWhitebox(config: CampaignConfig, modelDir: string, runD
     phases: { crafting: outcome.craftSeconds, measurement: outcome.measureSeconds },
   };
   writeResults(runDir, results, { evalSet, outcome, targets, cleanVictim });
-  model.dispose();
+  loaded.dispose();
   return results;
 }

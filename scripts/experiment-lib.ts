@@ -5,12 +5,15 @@ import { describeBackend, initBackend } from '../shared/backend.js';
 import { resolveConfig, type CampaignInput } from '../adversary/config.js';
 import { runCampaignCommand } from '../adversary/commands.js';
 import { compareRuns, formatTable } from '../adversary/compare.js';
+import { enqueueAndReport, queueFlags } from '../adversary/sweep-cli.js';
+import { TransferlabError } from '../shared/errors.js';
 import { spawnVictim, type VictimProcess } from '../victim/spawn.js';
 
 /**
  * Shared driver of the scripted experiments: start (or reuse) a victim, run one campaign per
  * variant into its own run folder, then compare them all. A finished variant is skipped and an
- * interrupted one resumed, so re-running an experiment pays nothing twice.
+ * interrupted one resumed, so re-running an experiment pays nothing twice. With --queue the
+ * campaigns go to a Redis job queue instead, one job per variant, for `adversary worker`s to run.
  */
 export interface Variant {
   name: string;
@@ -25,12 +28,27 @@ export async function runExperiment(title: string, argv: string[], variants: (qu
       out: { type: 'string', describe: `experiment folder (default runs/experiment-${title})` },
       quick: { type: 'boolean', default: false, describe: 'smaller campaigns for a fast look' },
       backend: { type: 'string', describe: 'tensorflow | wasm | cpu' },
+      ...queueFlags,
+      queue: { type: 'string', describe: 'enqueue the campaigns on this Redis job queue (redis://HOST:PORT/DB) instead of running them; needs --victim' },
     })
     .strict()
     .help()
     .parseAsync();
+  const sweep = `experiment-${title}${a.quick ? '-quick' : ''}`;
+  if (a.queue) {
+    // Workers on other machines run the campaigns, so the victim must be one they can all reach.
+    if (!a.victim) throw new TransferlabError('invalid_arguments', '--queue needs --victim URL: a victim every worker can reach');
+    if (a.out) throw new TransferlabError('invalid_arguments', `with --queue the run folders go to --runs (here ${a.runs}/${sweep}/<variant>), not --out`);
+    const jobs = variants(a.quick).map((v) => ({ sweep, name: v.name, runDir: join(sweep, v.name), config: { ...v.settings, victim: a.victim } }));
+    return enqueueAndReport(a.queue, jobs, {
+      runs: a.runs,
+      wait: a.wait,
+      retry: { attempts: a.attempts, backoffSeconds: a['backoff-seconds'] },
+      log: (s) => console.log(s),
+    });
+  }
   const info = await initBackend(a.backend);
-  const out = a.out ?? join('runs', `experiment-${title}${a.quick ? '-quick' : ''}`);
+  const out = a.out ?? join(a.runs, sweep);
   console.log(`experiment ${title} on ${describeBackend(info)} → ${out}`);
   let victim: VictimProcess | undefined;
   const stop = () => victim?.child.kill('SIGTERM');

@@ -5,14 +5,14 @@
  * - latency p50 / p99 of single-image requests from 8 concurrent clients;
  * - images/s, p50 and p99 for every mix of batch 1 / 100, uint8 / JSON bodies, 1 / 8 clients.
  *
- *   npx tsx scripts/victim-load.ts [--model DIR] [--quick] [--backend wasm] [--json FILE]
+ *   npx tsx scripts/victim-load.ts [--model DIR|model.onnx] [--quick] [--backend wasm] [--json FILE]
  *
  * The victim runs as its own process (as in production); the clients run here, on the same cores.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import yargs from 'yargs';
 import { backendInfo, describeBackend, initBackend } from '../shared/backend.js';
@@ -20,6 +20,8 @@ import { isMain, runMain } from '../shared/cli.js';
 import { fromLayers, predictLabels } from '../shared/model.js';
 import { hasModel, loadModel, readMetadata } from '../shared/model-io.js';
 import { IMAGE_SIZE, imagesTensor, loadMnist } from '../shared/mnist.js';
+import { TransferlabError } from '../shared/errors.js';
+import { openServedModel } from '../victim/served-model.js';
 import { spawnVictim } from '../victim/spawn.js';
 import { trainVictim, VICTIM_DEFAULTS } from '../victim/train.js';
 import { quantile } from '../shared/metrics.js';
@@ -122,20 +124,30 @@ async function measureCell(url: URL, pixels: Uint8Array, batch: number, encoding
 export async function measureHttp(o: { model?: string; quick: boolean; log: (line: string) => void }): Promise<HttpFigures> {
   const info = await initBackend();
   const modelDir = o.model ?? (await benchVictimModel(o.log));
-  const arch = readMetadata(modelDir).arch;
+  // The project's own folders, or a user's ONNX / TF.js layers model (an MNIST-shaped one: the load uses MNIST images).
+  const own = hasModel(modelDir);
+  const arch = own ? readMetadata(modelDir).arch : basename(modelDir);
   const test = loadMnist('test');
   const images = o.quick ? 1000 : 4000;
 
   // In-process: the same model and backend, labelling the same batches of 100 one after another.
-  const { model } = await loadModel(modelDir);
-  const m = fromLayers(model);
+  const model = own ? (await loadModel(modelDir)).model : undefined;
+  const served = own ? undefined : await openServedModel(modelDir);
+  if (served && served.info.inputShape.join('x') !== '28x28x1') {
+    await served.close();
+    throw new TransferlabError('victim_mismatch', `${modelDir} takes ${served.info.inputShape.join('×')} images; the load test sends MNIST 28×28×1`);
+  }
+  const m = model ? fromLayers(model) : undefined;
   const x = imagesTensor(test.images.subarray(0, images * IMAGE_SIZE), images);
-  const inProcess = (batch: number) => {
+  const inProcess = async (batch: number) => {
     const t0 = performance.now();
-    for (let s = 0; s < images; s += batch) tf.tidy(() => void predictLabels(m, x.slice([s, 0, 0, 0], [batch, -1, -1, -1]), batch));
+    for (let s = 0; s < images; s += batch) {
+      if (m) tf.tidy(() => void predictLabels(m, x.slice([s, 0, 0, 0], [batch, -1, -1, -1]), batch));
+      else await served?.label(test.images.subarray(s * IMAGE_SIZE, (s + batch) * IMAGE_SIZE), batch);
+    }
     return images / ((performance.now() - t0) / 1000);
   };
-  inProcess(BATCH); // warm-up
+  await inProcess(BATCH); // warm-up
 
   const dir = mkdtempSync(join(tmpdir(), 'transferlab-load-'));
   const victim = await spawnVictim({
@@ -163,7 +175,7 @@ export async function measureHttp(o: { model?: string; quick: boolean; log: (lin
     // hits both sides of each ratio alike; the median round is reported.
     const rounds: { inProcess: number; large: number; http: number }[] = [];
     for (let r = 0; r < (o.quick ? 1 : 3); r++) {
-      const round = { inProcess: inProcess(BATCH), large: inProcess(1000), http: await overHttp() };
+      const round = { inProcess: await inProcess(BATCH), large: await inProcess(1000), http: await overHttp() };
       rounds.push(round);
       o.log(
         `round ${r + 1}: in-process ${Math.round(round.inProcess)} images/s (batches of ${BATCH}), ${Math.round(round.large)} (batches of 1000); ` +
@@ -171,7 +183,8 @@ export async function measureHttp(o: { model?: string; quick: boolean; log: (lin
       );
     }
     x.dispose();
-    model.dispose();
+    model?.dispose();
+    await served?.close();
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
     const ratio = median(rounds.map((r) => r.http / r.inProcess));
     const ratioToLargeBatch = median(rounds.map((r) => r.http / r.large));
@@ -223,7 +236,7 @@ export async function main(argv: string[]): Promise<number> {
   const a = await yargs(argv)
     .scriptName('npx tsx scripts/victim-load.ts')
     .options({
-      model: { type: 'string', describe: `model folder (default ${VICTIM_DEFAULTS.out}, else a quick paper-cnn in ${BENCH_MODEL})` },
+      model: { type: 'string', describe: `model folder, .onnx file or TF.js layers folder of a 28×28×1 classifier (default ${VICTIM_DEFAULTS.out}, else a quick paper-cnn in ${BENCH_MODEL})` },
       quick: { type: 'boolean', default: false, describe: 'fewer requests' },
       backend: { type: 'string', describe: 'tensorflow | wasm | cpu' },
       json: { type: 'string', describe: 'also write the figures to this JSON file' },

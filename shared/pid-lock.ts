@@ -4,13 +4,31 @@ import { dirname } from 'node:path';
 /**
  * A lock file holding its owner's pid. A lock whose owner has died is taken over, so a crash
  * never needs a hand-deleted file; a live owner keeps it.
+ *
+ * "Died" includes a zombie: where nothing reaps a killed process (a container whose PID 1 does not
+ * wait for its children), it stays in the process table and kill(pid, 0) still succeeds, yet it
+ * holds nothing and will never run again. Linux shows that state in /proc/<pid>/stat.
  */
 export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  return processState(pid) !== 'Z';
+}
+
+/**
+ * The one-letter state of a process from /proc/<pid>/stat (R, S, D, Z, …), or undefined where there
+ * is no /proc (not Linux) or the process is gone. The name field may hold spaces and parentheses,
+ * so the state is read after the last ')'.
+ */
+export function processState(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return /^\s*(\S)/.exec(stat.slice(stat.lastIndexOf(')') + 1))?.[1];
+  } catch {
+    return undefined;
   }
 }
 

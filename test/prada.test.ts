@@ -4,7 +4,7 @@ import { adversarySplit, IMAGE_SIZE, loadMnist } from '../shared/mnist.js';
 import { fromLayers, type Model } from '../shared/model.js';
 import { loadModel } from '../shared/model-io.js';
 import { createRng, permutation } from '../shared/random.js';
-import { IdempotencyCache, parseIdempotencyKey } from '../victim/idempotency.js';
+import { MemoryIdempotencyStore, parseIdempotencyKey } from '../victim/idempotency.js';
 import { DistanceKernel, ImageSet, bruteForceNearest } from '../victim/nearest.js';
 import { PradaDetector } from '../victim/prada.js';
 import { normalQuantile, shapiroWilk, shapiroWilkSorted, swCoefficients } from '../victim/shapiro-wilk.js';
@@ -88,6 +88,29 @@ describe('nearest-image distances (wasm SIMD)', () => {
     expect(new ImageSet(kernel).nearest(image(1))).toBe(Infinity);
   });
 
+  it('equal the brute-force scan for any image size (8×8×1, 12×10×3, 32×32×3), reused slabs included', () => {
+    for (const pixels of [64, 360, 3072]) {
+      const kernel = new DistanceKernel(20, pixels);
+      const rng = createRng(pixels);
+      const img = () => Uint8Array.from({ length: pixels }, () => Math.floor(rng() * 256));
+      const first = new ImageSet(kernel);
+      for (let k = 0; k < 20; k++) first.add(img());
+      first.release(); // its slab, full of other images, is handed to the next set
+      const set = new ImageSet(kernel);
+      const points = new Uint8Array(20 * pixels);
+      for (let k = 0; k < 20; k++) {
+        const p = k === 0 ? new Uint8Array(pixels).fill(255) : img();
+        set.add(p);
+        points.set(p, k * pixels);
+      }
+      for (let t = 0; t < 5; t++) {
+        const q = img();
+        expect(set.nearest(q)).toBe(bruteForceNearest(q, points, 20, pixels));
+      }
+      expect(set.nearest(points.subarray(5 * pixels, 6 * pixels))).toBe(0);
+    }
+  });
+
   it('reuses a released slab instead of growing', () => {
     const kernel = new DistanceKernel(300);
     const sets = Array.from({ length: 10 }, () => new ImageSet(kernel));
@@ -104,6 +127,23 @@ describe('nearest-image distances (wasm SIMD)', () => {
 
 describe('PRADA detector bounds', () => {
   const test = loadMnist('test');
+
+  it('works on colour images and any class count, and refuses images its integer sums cannot hold', () => {
+    const pixels = 12 * 10 * 3;
+    const det = new PradaDetector({ pixels, classes: 5, classCap: 50 });
+    const rng = createRng(3);
+    const n = 400;
+    const images = Float32Array.from({ length: n * pixels }, () => Math.round(rng() * 255) / 255);
+    const labels = Int32Array.from({ length: n }, () => Math.floor(rng() * 5));
+    det.observe('rgb', images, labels);
+    const [summary] = det.summaries();
+    expect(summary.classSetSizes).toHaveLength(5);
+    expect(summary.queries).toBe(n);
+    // Uniform noise images are all far apart: roughly normal distances, W computed, not flagged.
+    expect(summary.w).not.toBeNull();
+    expect(det.isFlagged('rgb')).toBe(false);
+    expect(() => new PradaDetector({ pixels: 224 * 224 * 3 })).toThrow(/1\.\.33025 values/);
+  });
 
   it('keeps class sets within classCap, tracks at most maxClients, and keeps flags of forgotten clients', () => {
     const det = new PradaDetector({ classCap: 20, maxClients: 3, window: 150 });
@@ -125,14 +165,14 @@ describe('PRADA detector bounds', () => {
   });
 });
 
-describe('idempotency cache', () => {
-  const ticketOf = (c: ReturnType<IdempotencyCache['claim']>) => {
+describe('idempotency store (memory)', () => {
+  const ticketOf = (c: ReturnType<MemoryIdempotencyStore['claim']>) => {
     if (!('ticket' in c)) throw new Error('expected a ticket');
     return c.ticket;
   };
 
   it('replays charged labels, refuses a different body, waits for one in flight, forgets failures', async () => {
-    const cache = new IdempotencyCache(2);
+    const cache = new MemoryIdempotencyStore({ capacity: 2 });
     const t = ticketOf(cache.claim('alice', 'k1', 'body'));
     // A repeat while the first is in flight waits for it rather than claiming the key too.
     const waiting = cache.replayOrClaim('alice', 'k1', 'body');

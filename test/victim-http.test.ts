@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../shared/backend.js';
-import { API_ERRORS } from '../shared/label-api.js';
+import { API_ERRORS } from '../shared/protocol/index.js';
 import { fromLayers, predictLabels } from '../shared/model.js';
 import { loadModel } from '../shared/model-io.js';
 import { createRng } from '../shared/random.js';
@@ -144,7 +144,8 @@ const MALFORMED: [string, string, RequestInit, number, string][] = [
   ['inputs an object', '/v1/label', json('{"inputs":{"0":[]}}'), 400, 'inputs_not_array'],
   ['empty batch (JSON)', '/v1/label', json('{"inputs":[]}'), 400, 'empty_batch'],
   ['short image', '/v1/label', json(inputs([0.5, 0.5])), 400, 'invalid_image_length'],
-  ['28×28 nested image', '/v1/label', json(inputs(Array.from({ length: 28 }, () => new Array(28).fill(0)))), 400, 'invalid_image_length'],
+  ['nested image 27 wide', '/v1/label', json(inputs(Array.from({ length: 28 }, () => new Array(27).fill(0)))), 400, 'invalid_image_length'],
+  ['nested image, 2 channels', '/v1/label', json(inputs(Array.from({ length: 28 }, () => Array.from({ length: 28 }, () => [0, 0])))), 400, 'invalid_image_length'],
   ['image not an array', '/v1/label', json(inputs('x')), 400, 'invalid_image'],
   ['string pixel', '/v1/label', json(inputs(image('0.5', 3))), 400, 'invalid_pixel'],
   ['null pixel', '/v1/label', json(inputs(image(null, 5))), 400, 'invalid_pixel'],

@@ -7,7 +7,8 @@ import { buildModel } from '../shared/architectures.js';
 import { initBackend } from '../shared/backend.js';
 import { IMAGE_SIZE } from '../shared/mnist.js';
 import { fromLayers } from '../shared/model.js';
-import { AppendLog } from '../victim/append-log.js';
+import { JsonlLog } from '../shared/jsonl-log.js';
+import type { InputShape } from '../shared/protocol/index.js';
 import { createApp } from '../victim/app.js';
 import { MemoryAuditLog } from '../victim/audit.js';
 import { MicroBatcher, modelLabeler } from '../victim/batcher.js';
@@ -16,6 +17,8 @@ import { KeyRing } from '../victim/keys.js';
 import { BudgetBook, type LedgerRecord } from '../victim/ledger.js';
 import { startServer } from '../victim/server.js';
 import { bearer, call, labelUint8 } from './victim-client.js';
+
+const MNIST: InputShape = [28, 28, 1];
 
 /** In-process checks of the victim's parts, with fakes where a real model would only slow things down. */
 let dir: string;
@@ -57,25 +60,45 @@ describe('budgets', () => {
 describe('append-only logs', () => {
   it('group-commits appends from one turn and replays them', async () => {
     const path = join(dir, 'group.jsonl');
-    const { log } = AppendLog.open(path, { torn: 'drop' });
+    const { log } = JsonlLog.open(path, { torn: 'drop' });
     await Promise.all(Array.from({ length: 50 }, (_, i) => log.append({ i })));
     log.close();
-    expect(AppendLog.open(path, { torn: 'drop' }).records).toHaveLength(50);
+    expect(JsonlLog.open(path, { torn: 'drop' }).records).toHaveLength(50);
   });
 
-  it('drops (ledger) or keeps (audit) a torn last line, and refuses a corrupt middle line', () => {
-    for (const torn of ['drop', 'keep'] as const) {
-      const path = join(dir, `torn-${torn}.jsonl`);
+  it('drops (ledger) or marks (audit) a torn last line the same way on every open, and refuses a corrupt middle line', () => {
+    const mark = (fragment: Buffer) => ({ event: 'torn_tail', fragment: fragment.toString('utf8') });
+    for (const torn of ['drop', mark] as const) {
+      const path = join(dir, `torn-${torn === 'drop' ? 'drop' : 'mark'}.jsonl`);
       writeFileSync(path, '{"a":1}\n{"a":2}\n{"a":');
-      const { log, records, tornTail } = AppendLog.open(path, { torn });
-      log.close();
-      expect(records).toEqual([{ a: 1 }, { a: 2 }]);
-      expect(tornTail).toBe('{"a":');
-      expect(readFileSync(path, 'utf8')).toBe(torn === 'drop' ? '{"a":1}\n{"a":2}\n' : '{"a":1}\n{"a":2}\n{"a":\n');
+      const first = JsonlLog.open(path, { torn });
+      first.log.close();
+      expect(first.records).toEqual([{ a: 1 }, { a: 2 }]);
+      expect(first.tornTail?.toString('utf8')).toBe('{"a":');
+      const repaired = torn === 'drop' ? '{"a":1}\n{"a":2}\n' : '{"a":1}\n{"a":2}\n{"event":"torn_tail","fragment":"{\\"a\\":"}\n';
+      expect(readFileSync(path, 'utf8')).toBe(repaired);
+      // The repaired file opens cleanly again and again.
+      for (let i = 0; i < 2; i++) {
+        const again = JsonlLog.open(path, { torn });
+        again.log.close();
+        expect(again.tornTail).toBeUndefined();
+      }
+      expect(readFileSync(path, 'utf8')).toBe(repaired);
     }
     const bad = join(dir, 'bad.jsonl');
     writeFileSync(bad, '{"a":1}\nnot json\n{"a":2}\n');
-    expect(() => AppendLog.open(bad, { torn: 'drop' })).toThrow(expect.objectContaining({ code: 'log_corrupt' }));
+    expect(() => JsonlLog.open(bad, { torn: 'drop' })).toThrow(expect.objectContaining({ code: 'log_corrupt' }));
+  });
+
+  it('appendNow is on disk when it returns, together with pending appends', async () => {
+    const path = join(dir, 'now.jsonl');
+    const { log } = JsonlLog.open(path, { torn: 'drop' });
+    const pending = log.append({ i: 0 });
+    log.appendNow([{ i: 1 }, { i: 2 }]);
+    expect(readFileSync(path, 'utf8')).toBe('{"i":0}\n{"i":1}\n{"i":2}\n');
+    await pending;
+    log.close();
+    expect(() => log.appendNow([{ i: 3 }])).toThrow(expect.objectContaining({ code: 'log_closed' }));
   });
 });
 
@@ -114,13 +137,33 @@ describe('input parsing', () => {
   it('reads JSON, uint8 and float32 bodies into the same pixels', () => {
     const px = Uint8Array.from({ length: 2 * IMAGE_SIZE }, (_, i) => (i * 7) % 256);
     const floats = Float32Array.from(px, (p) => p / 255);
-    const fromJson = parseJsonBatch(Buffer.from(JSON.stringify({ inputs: [Array.from(floats.subarray(0, IMAGE_SIZE)), Array.from(floats.subarray(IMAGE_SIZE))] })), 10);
-    const fromU8 = parseBinaryBatch(Buffer.from(px), 'uint8', 10);
-    const fromF32 = parseBinaryBatch(Buffer.from(floats.buffer), 'float32', 10);
+    const fromJson = parseJsonBatch(Buffer.from(JSON.stringify({ inputs: [Array.from(floats.subarray(0, IMAGE_SIZE)), Array.from(floats.subarray(IMAGE_SIZE))] })), MNIST, 10);
+    const fromU8 = parseBinaryBatch(Buffer.from(px), 'uint8', MNIST, 10);
+    const fromF32 = parseBinaryBatch(Buffer.from(floats.buffer), 'float32', MNIST, 10);
     for (const b of [fromJson, fromU8, fromF32]) {
       expect(b.count).toBe(2);
       expect(b.images).toEqual(floats);
     }
+  });
+
+  it('reads an RGB image flat, nested [h][w][c] and as uint8 bytes, all row-major HWC', () => {
+    const shape: InputShape = [2, 3, 3];
+    const px = Uint8Array.from({ length: 18 }, (_, i) => i * 13);
+    const floats = Float32Array.from(px, (p) => p / 255);
+    const nested = [0, 1].map((y) => [0, 1, 2].map((x) => [0, 1, 2].map((k) => floats[(y * 3 + x) * 3 + k])));
+    const flat = parseJsonBatch(Buffer.from(JSON.stringify({ inputs: [Array.from(floats)] })), shape, 4);
+    const deep = parseJsonBatch(Buffer.from(JSON.stringify({ inputs: [nested] })), shape, 4);
+    const bytes = parseBinaryBatch(Buffer.from(px), 'uint8', shape, 4);
+    for (const b of [flat, deep, bytes]) expect(b.images).toEqual(floats);
+    // A nested image of the wrong width names where it went wrong.
+    expect(() => parseJsonBatch(Buffer.from(JSON.stringify({ inputs: [[nested[0], nested[1].slice(1)]] })), shape, 4)).toThrow(/inputs\[0\]\[1\] is an array of 2/);
+    expect(() => parseBinaryBatch(Buffer.alloc(17), 'uint8', shape, 4)).toThrow(/one uint8 image is 18 bytes, 2×3×3/);
+  });
+
+  it('reads a grey-scale image nested [h][w]', () => {
+    const floats = Float32Array.from({ length: IMAGE_SIZE }, (_, i) => (i % 256) / 255);
+    const rows = Array.from({ length: 28 }, (_, y) => Array.from(floats.subarray(y * 28, y * 28 + 28)));
+    expect(parseJsonBatch(Buffer.from(JSON.stringify({ inputs: [rows] })), MNIST, 1).images).toEqual(floats);
   });
 });
 

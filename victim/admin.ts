@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import type { Express, Request, RequestHandler, Response } from 'express';
 import { TransferlabError } from '../shared/errors.js';
 import type { DetectorView, ExtractionWatch } from './detection.js';
-import { MIN_KEY_LENGTH } from './keys.js';
+import { MIN_KEY_LENGTH, bearerToken } from './keys.js';
 
 /**
  * The operator's endpoints, behind their own key (never one of the clients' keys, so a watched
@@ -44,10 +44,9 @@ export class AdminKey {
 
   /** Throws 401 unless the request carries this admin key (compared in constant time). */
   authenticate(req: Request): void {
-    const header = req.get('authorization');
-    const match = header ? /^Bearer[ ]+([^\s]+)\s*$/i.exec(header) : null;
-    if (!match) throw new TransferlabError('missing_api_key', 'the admin endpoints need the admin key: send Authorization: Bearer <admin key>', 401);
-    if (!timingSafeEqual(digest(match[1]), this.digest)) {
+    const token = bearerToken(req.rawHeaders);
+    if (token === undefined) throw new TransferlabError('missing_api_key', 'the admin endpoints need the admin key: send Authorization: Bearer <admin key>', 401);
+    if (!timingSafeEqual(digest(token), this.digest)) {
       throw new TransferlabError('invalid_api_key', 'this is not the admin key', 401);
     }
   }
@@ -59,8 +58,8 @@ export interface AdminOptions {
 }
 
 /** The JSON for GET /v1/admin/detections. */
-export function detectionsView(opts: AdminOptions): DetectorView {
-  return opts.watch?.view() ?? { detector: null, detections: [], clients: [] };
+export async function detectionsView(opts: AdminOptions): Promise<DetectorView> {
+  return (await opts.watch?.view()) ?? { detector: null, detections: [], clients: [] };
 }
 
 /** DELETE /v1/admin/detections/{client}. */
@@ -73,10 +72,10 @@ export async function liftBlock(opts: AdminOptions, client: string): Promise<{ l
 
 /** Register the admin routes; `fail` answers with an API error, `notAllowed` builds a 405 handler. */
 export function mountAdminRoutes(app: Express, opts: AdminOptions, fail: (res: Response, e: unknown) => void, notAllowed: (allow: string) => RequestHandler): void {
-  app.get(ADMIN_DETECTIONS_PATH, (req, res) => {
+  app.get(ADMIN_DETECTIONS_PATH, async (req, res) => {
     try {
       opts.key.authenticate(req);
-      res.json(detectionsView(opts));
+      res.json(await detectionsView(opts));
     } catch (e) {
       fail(res, e);
     }

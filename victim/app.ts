@@ -5,38 +5,37 @@ import helmet from 'helmet';
 import { pino, type Logger } from 'pino';
 import { pinoHttp } from 'pino-http';
 import { TransferlabError, isTransferlabError } from '../shared/errors.js';
-import {
-  HEALTH_PATH,
-  INFO_PATH,
-  LABEL_PATH,
-  OPENAPI_PATH,
-  PIXEL_FORMAT_HEADER,
-  type LabelResponse,
-  type VictimInfo,
-} from '../shared/label-api.js';
+import { HEADERS, PATHS, openApiDocument, type LabelResponse, type VictimInfo } from '../shared/protocol/index.js';
 import { CLASSES } from '../shared/mnist.js';
 import { mountAdminRoutes, type AdminKey } from './admin.js';
 import type { AuditSink, AuditOutcome } from './audit.js';
 import { ExtractionWatch, watchAnswer } from './detection.js';
-import { IDEMPOTENCY_HEADER, IdempotencyCache, parseIdempotencyKey, type IdempotencyTicket } from './idempotency.js';
+import { MemoryIdempotencyStore, parseIdempotencyKey, type IdempotencyStore, type IdempotencyTicket } from './idempotency.js';
 import { binaryBodyLimit, jsonBodyLimit, parseBinaryBatch, parseJsonBatch, parsePixelFormat, type ImageBatch } from './inputs.js';
-import { ANONYMOUS, type KeyRing, type Principal } from './keys.js';
-import type { BudgetBook } from './ledger.js';
-import { openApiDocument } from './openapi.js';
+import { ANONYMOUS, bearerToken, type KeyRing, type Principal } from './keys.js';
+import type { Budgets } from './ledger.js';
+import type { WorkInFlight } from './server.js';
 
 /**
  * The victim's HTTP surface (DESIGN.md "Victim HTTP API"), as a pure function of its collaborators
  * so tests can run it in-process with a fake model, memory audit log or frozen clock. Only labels
  * and budget figures ever leave: no probabilities, logits, architecture or weights.
  */
+/** What /v1/info says of the served model (maxBatch, inputRange and output come from the service). */
+export type ServedModelInfo = Pick<VictimInfo, 'dataset' | 'inputShape' | 'classes' | 'classNames'>;
+
+export const MNIST_MODEL_INFO: ServedModelInfo = { dataset: 'mnist', inputShape: [28, 28, 1], classes: CLASSES };
+
 export interface VictimAppOptions {
-  /** Labels for `count` images (the micro-batcher in production). */
+  /** Labels for `count` images of model.inputShape (the micro-batcher in production). */
   label: (images: Float32Array, count: number) => Promise<Int32Array>;
+  /** The served model's input and classes (default: an MNIST classifier). */
+  model?: ServedModelInfo;
   /** undefined = open service; every caller is the principal "anonymous". */
   keys?: KeyRing;
   /** Budget of the anonymous principal when there are no keys (null = unlimited). */
   anonymousBudget?: number | null;
-  budgets: BudgetBook;
+  budgets: Budgets;
   audit: AuditSink;
   maxBatch: number;
   /** Requests per second per key (per client IP when open); 0 turns the limit off. */
@@ -50,8 +49,10 @@ export interface VictimAppOptions {
   watch?: ExtractionWatch;
   /** Key of the admin endpoints; undefined = no admin endpoints. */
   adminKey?: AdminKey;
-  /** Idempotency-Key replays (default: an in-memory LRU of 10,000 entries). */
-  idempotency?: IdempotencyCache;
+  /** Label requests still being handled, for a shutdown that waits for them. */
+  inFlight?: WorkInFlight;
+  /** Idempotency-Key replays (default: in memory only, an LRU of 10,000 entries). */
+  idempotency?: IdempotencyStore;
 }
 
 /** Once shutdown began, every response tells its client to reconnect elsewhere, so connections drain. */
@@ -119,7 +120,7 @@ export function createApp(opts: VictimAppOptions): express.Express {
       // made to collide; the client learns its id from the X-Request-Id response header.
       genReqId: (_req, res) => {
         const id = randomUUID();
-        res.setHeader('X-Request-Id', id);
+        res.setHeader(HEADERS.requestId, id);
         return id;
       },
       // No headers (Authorization carries the key), no query string, no body.
@@ -142,14 +143,24 @@ export function createApp(opts: VictimAppOptions): express.Express {
     next();
   });
 
-  const info: VictimInfo = { dataset: 'mnist', inputShape: [28, 28, 1], classes: CLASSES, inputRange: [0, 1], maxBatch: opts.maxBatch, output: 'label' };
-  const openapi = openApiDocument({ maxBatch: opts.maxBatch, authenticated: opts.keys !== undefined });
-  app.get(HEALTH_PATH, (_req, res) => void res.json({ status: 'ok' }));
-  app.all(HEALTH_PATH, methodNotAllowed('GET, HEAD'));
-  app.get(INFO_PATH, (_req, res) => void res.json(info));
-  app.all(INFO_PATH, methodNotAllowed('GET, HEAD'));
-  app.get(OPENAPI_PATH, (_req, res) => void res.json(openapi));
-  app.all(OPENAPI_PATH, methodNotAllowed('GET, HEAD'));
+  const model = opts.model ?? MNIST_MODEL_INFO;
+  const info: VictimInfo = {
+    dataset: model.dataset,
+    inputShape: model.inputShape,
+    classes: model.classes,
+    ...(model.classNames ? { classNames: model.classNames } : {}),
+    inputRange: [0, 1],
+    maxBatch: opts.maxBatch,
+    output: 'label',
+  };
+  const shape = info.inputShape;
+  const openapi = openApiDocument({ info, authenticated: opts.keys !== undefined });
+  app.get(PATHS.health, (_req, res) => void res.json({ status: 'ok' }));
+  app.all(PATHS.health, methodNotAllowed('GET, HEAD'));
+  app.get(PATHS.info, (_req, res) => void res.json(info));
+  app.all(PATHS.info, methodNotAllowed('GET, HEAD'));
+  app.get(PATHS.openapi, (_req, res) => void res.json(openapi));
+  app.all(PATHS.openapi, methodNotAllowed('GET, HEAD'));
 
   const limiter =
     opts.rateLimit > 0
@@ -165,23 +176,22 @@ export function createApp(opts: VictimAppOptions): express.Express {
           handler: (req, res, next) => {
             const reset = (req as Request & { rateLimit?: { resetTime?: Date } }).rateLimit?.resetTime;
             const seconds = Math.max(1, Math.ceil(((reset?.getTime() ?? Date.now() + 1000) - Date.now()) / 1000));
-            res.setHeader('Retry-After', String(seconds));
+            res.setHeader(HEADERS.retryAfter, String(seconds));
             next(new TransferlabError('rate_limited', `more than ${opts.rateLimit} requests per second for this key; retry after ${seconds} s`, 429));
           },
         })
       : undefined;
-  const readJson = express.raw({ type: () => true, limit: jsonBodyLimit(opts.maxBatch) });
-  const readBinary = express.raw({ type: () => true, limit: binaryBodyLimit(opts.maxBatch) });
+  const readJson = express.raw({ type: () => true, limit: jsonBodyLimit(shape, opts.maxBatch) });
+  const readBinary = express.raw({ type: () => true, limit: binaryBodyLimit(shape, opts.maxBatch) });
 
-  const idempotency = opts.idempotency ?? new IdempotencyCache();
+  const idempotency = opts.idempotency ?? new MemoryIdempotencyStore();
   if (opts.adminKey) mountAdminRoutes(app, { key: opts.adminKey, watch: opts.watch }, (res, e) => sendError(res, toApiError(e)), methodNotAllowed);
 
   const authenticate = (req: Request): Principal => {
+    const token = bearerToken(req.rawHeaders); // refuses repeated Authorization headers, even on an open service
     if (!opts.keys) return { id: ANONYMOUS, limit: opts.anonymousBudget ?? null };
-    const header = req.get('authorization');
-    const match = header ? /^Bearer[ ]+([^\s]+)\s*$/i.exec(header) : null;
-    if (!match) throw new TransferlabError('missing_api_key', 'this service needs an API key: send the header Authorization: Bearer <key>', 401);
-    const who = opts.keys.authenticate(match[1]);
+    if (token === undefined) throw new TransferlabError('missing_api_key', 'this service needs an API key: send the header Authorization: Bearer <key>', 401);
+    const who = opts.keys.authenticate(token);
     if (!who) throw new TransferlabError('invalid_api_key', 'the API key is not valid; check the key you were issued', 401);
     return who;
   };
@@ -201,7 +211,7 @@ export function createApp(opts: VictimAppOptions): express.Express {
     throw new TransferlabError('unsupported_media_type', `Content-Type ${type.slice(0, 60)} is not supported; send application/json or application/octet-stream`, 415);
   };
 
-  app.post(LABEL_PATH, async (req, res) => {
+  const labelRoute = async (req: Request, res: Response) => {
     const started = performance.now();
     let principal: Principal | undefined;
     let payloadSha256: string | null = null;
@@ -224,45 +234,57 @@ export function createApp(opts: VictimAppOptions): express.Express {
       res.locals.principal = principal;
       if (limiter) await run(limiter, req, res);
       const client = ExtractionWatch.clientOf(principal, ipKeyGenerator(req.ip ?? 'unknown'));
-      opts.watch?.check(client); // a blocked client is refused before anything is read or charged
-      const idempotencyKey = parseIdempotencyKey(req.get(IDEMPOTENCY_HEADER));
+      await opts.watch?.check(client); // a blocked client is refused before anything is read or charged
+      const idempotencyKey = parseIdempotencyKey(req.get(HEADERS.idempotencyKey));
       const kind = mediaType(req);
-      const format = kind === 'binary' ? parsePixelFormat(req.get(PIXEL_FORMAT_HEADER)) : 'uint8';
+      const format = kind === 'binary' ? parsePixelFormat(req.get(HEADERS.pixelFormat)) : 'uint8';
       await run(kind === 'json' ? readJson : readBinary, req, res);
       const body: Buffer = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
       payloadSha256 = createHash('sha256').update(body).digest('hex');
-      const batch: ImageBatch = kind === 'json' ? parseJsonBatch(body, opts.maxBatch) : parseBinaryBatch(body, format, opts.maxBatch);
+      const batch: ImageBatch = kind === 'json' ? parseJsonBatch(body, shape, opts.maxBatch) : parseBinaryBatch(body, format, shape, opts.maxBatch);
       images = batch.count;
       if (idempotencyKey !== undefined) {
         // A repeat of a request already charged: the same labels again, charged nothing, not re-watched.
         const outcome = await idempotency.replayOrClaim(principal.id, idempotencyKey, payloadSha256);
         if ('labels' in outcome) {
           await audit('replayed', 200);
-          const answer: LabelResponse = { labels: Array.from(outcome.labels), budget: { used: opts.budgets.used(principal.id), limit: principal.limit } };
+          const answer: LabelResponse = { labels: Array.from(outcome.labels), budget: { used: await opts.budgets.used(principal.id), limit: principal.limit } };
           closeIfDraining(res);
-          res.setHeader('Idempotent-Replayed', 'true'); // as Stripe does: the client can tell nothing was charged
+          res.setHeader(HEADERS.idempotentReplayed, 'true'); // as Stripe does: the client can tell nothing was charged
           res.json(answer);
           return;
         }
         ticket = outcome.ticket;
       }
-      const reservation = opts.budgets.reserve(principal, batch.count);
+      const reservation = await opts.budgets.reserve(principal, batch.count);
       let labels: Int32Array;
       try {
         labels = await opts.label(batch.images, batch.count);
       } catch (e) {
-        opts.budgets.release(reservation);
+        await opts.budgets.release(reservation);
         req.log.error({ err: e }, 'model call failed');
         throw new TransferlabError('model_failed', 'the model failed on this batch; nothing was charged — try again', 500);
       }
-      let used: number;
-      try {
-        used = await opts.budgets.commit(reservation);
-      } finally {
-        // Charged from here on (commit counts the charge even when the ledger write fails), so a
-        // retry with the same Idempotency-Key must get these labels rather than pay again.
-        if (ticket) idempotency.finish(ticket, labels);
+      // The model call may have kept the event loop busy while the client hung up (or timed out): let
+      // it look at the connection once more. Nobody can receive these labels then, so they are not
+      // charged (a retry with the same Idempotency-Key is served normally). The requests of one model
+      // call all resume in the same turn, so their charges still share a group commit.
+      await new Promise<void>((resume) => setImmediate(resume));
+      if (req.socket.destroyed || !req.socket.writable) {
+        await opts.budgets.release(reservation);
+        throw new TransferlabError('client_disconnected', 'the client closed the connection before its labels were ready; nothing was charged', 499);
       }
+      // Charged from here on (commit counts the charge at once, even when the ledger write fails), so
+      // a retry with the same Idempotency-Key must get these labels rather than pay again. Both
+      // records are written in the same turn, so they share the group commit.
+      const committing = opts.budgets.commit(reservation);
+      const remembered = ticket
+        ? idempotency.finish(ticket, labels).catch((e: unknown) => {
+            // The charge stands and a repeat to this process is still free; only a restart forgets it.
+            req.log.error({ err: e }, 'idempotency record write failed');
+          })
+        : undefined;
+      const used = await committing;
       if (opts.watch) await watchAnswer(opts.watch, req, principal.id, client, batch.images, labels);
       try {
         await audit('answered', 200);
@@ -271,27 +293,29 @@ export function createApp(opts: VictimAppOptions): express.Express {
         req.log.error({ err: e }, 'audit log write failed');
         throw new TransferlabError('audit_unavailable', 'the audit log cannot be written; try again later', 503);
       }
+      await remembered;
       const answer: LabelResponse = { labels: Array.from(labels), budget: { used, limit: principal.limit } };
       closeIfDraining(res);
       res.json(answer);
     } catch (e) {
-      if (ticket) idempotency.abandon(ticket); // no-op once charged
+      if (ticket) await idempotency.abandon(ticket).catch(() => {}); // no-op once charged
       const err = toApiError(e);
       if (err.status >= 500 && err.code === 'internal_error') req.log.error({ err: e }, 'unexpected error');
       if (err.status === 401) res.setHeader('WWW-Authenticate', 'Bearer realm="transferlab"');
       try {
-        await audit(err.status >= 500 ? 'failed' : 'rejected', err.status, err.code);
+        await audit(err.code === 'client_disconnected' ? 'abandoned' : err.status >= 500 ? 'failed' : 'rejected', err.status, err.code);
       } catch (auditError) {
         // Refusing to answer because the refusal could not be audited would help nobody; log loudly.
         req.log.error({ err: auditError }, 'audit log write failed');
       }
       sendError(res, err);
     }
-  });
-  app.all(LABEL_PATH, methodNotAllowed('POST'));
+  };
+  app.post(PATHS.label, (req, res) => void (opts.inFlight ? opts.inFlight.track(labelRoute(req, res)) : labelRoute(req, res)));
+  app.all(PATHS.label, methodNotAllowed('POST'));
 
   app.use((req, res) => {
-    sendError(res, new TransferlabError('not_found', `no route ${req.method} ${req.path.slice(0, 100)}; see GET ${OPENAPI_PATH}`, 404));
+    sendError(res, new TransferlabError('not_found', `no route ${req.method} ${req.path.slice(0, 100)}; see GET ${PATHS.openapi}`, 404));
   });
   // Errors from middleware outside the label route (e.g. a malformed URL): never a stack trace.
   app.use((e: unknown, req: Request, res: Response, _next: NextFunction) => {

@@ -1,4 +1,4 @@
-import { AppendLog } from './append-log.js';
+import { JsonlLog } from '../shared/jsonl-log.js';
 
 /**
  * The audit log: one JSON line per /v1/label request, answered or refused, made durable (write +
@@ -6,7 +6,8 @@ import { AppendLog } from './append-log.js';
  * to. It records who asked, how much and a hash of exactly what was sent — never the key or the
  * payload itself.
  */
-export type AuditOutcome = 'answered' | 'rejected' | 'failed' | 'replayed';
+/** abandoned: labelled, but the client had hung up, so nothing was charged or sent. */
+export type AuditOutcome = 'answered' | 'rejected' | 'failed' | 'replayed' | 'abandoned';
 
 export interface AuditEntry {
   time: string;
@@ -41,30 +42,58 @@ export interface AuditEvent {
   action?: 'log' | 'block';
 }
 
+/**
+ * First line of every start of the service: which model answered the requests that follow, by the
+ * sha256 of its weights, so an answer can always be traced to the exact model that gave it.
+ */
+export interface AuditStart {
+  time: string;
+  event: 'service_started';
+  model: { path: string; format: string; weightsSha256: string; inputShape: number[]; classes: number; dataset: string | null };
+  pid: number;
+}
+
 export function isAuditEvent(r: unknown): r is AuditEvent {
   const e = r as Partial<AuditEvent> | null;
   return !!e && typeof e === 'object' && (e.event === 'extraction_suspected' || e.event === 'block_lifted') && typeof e.client === 'string';
 }
 
+/**
+ * Where a crash tore the last line of the log: the fragment (as text, so an operator can read what
+ * was being written) replaces the torn line, so every later start reads whole lines. The torn write's
+ * fsync never returned, so no answer was sent from it.
+ */
+export interface AuditTornTail {
+  time: string;
+  event: 'torn_tail';
+  bytes: number;
+  fragment: string;
+}
+
+export function tornTailRecord(fragment: Buffer, clock: () => Date = () => new Date()): AuditTornTail {
+  return { time: clock().toISOString(), event: 'torn_tail', bytes: fragment.length, fragment: fragment.toString('utf8') };
+}
+
 /** What the HTTP layer needs; tests can pass an in-memory one. */
 export interface AuditSink {
-  record(entry: AuditEntry | AuditEvent): Promise<void>;
+  record(entry: AuditEntry | AuditEvent | AuditStart): Promise<void>;
 }
 
 export class FileAuditLog implements AuditSink {
-  private constructor(private readonly log: AppendLog) {}
+  private constructor(private readonly log: JsonlLog) {}
 
-  /** Open for appending; a torn last line from a crash is kept (newline-terminated) as evidence. */
-  static open(path: string): { audit: FileAuditLog; previous: number; events: AuditEvent[] } {
-    const { log, records } = AppendLog.open(path, { torn: 'keep' });
-    return { audit: new FileAuditLog(log), previous: records.length, events: records.filter(isAuditEvent) };
+  /** Open for appending; a torn last line from a crash is replaced by a torn_tail record holding it. */
+  static open(path: string, clock?: () => Date): { audit: FileAuditLog; previous: number; events: AuditEvent[]; tornTail?: AuditTornTail } {
+    let torn: AuditTornTail | undefined;
+    const { log, records } = JsonlLog.open(path, { torn: (fragment) => (torn = tornTailRecord(fragment, clock)) });
+    return { audit: new FileAuditLog(log), previous: records.length, events: records.filter(isAuditEvent), tornTail: torn };
   }
 
   get path(): string {
     return this.log.path;
   }
 
-  record(entry: AuditEntry | AuditEvent): Promise<void> {
+  record(entry: AuditEntry | AuditEvent | AuditStart): Promise<void> {
     return this.log.append(entry);
   }
 
@@ -76,8 +105,10 @@ export class FileAuditLog implements AuditSink {
 export class MemoryAuditLog implements AuditSink {
   readonly entries: AuditEntry[] = [];
   readonly events: AuditEvent[] = [];
-  async record(entry: AuditEntry | AuditEvent): Promise<void> {
-    if ('event' in entry) this.events.push(entry);
+  readonly starts: AuditStart[] = [];
+  async record(entry: AuditEntry | AuditEvent | AuditStart): Promise<void> {
+    if ('event' in entry && entry.event === 'service_started') this.starts.push(entry);
+    else if ('event' in entry) this.events.push(entry);
     else this.entries.push(entry);
   }
 }

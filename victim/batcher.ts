@@ -18,6 +18,8 @@ export interface BatcherOptions {
   maxImages: number;
   /** Wait this long for company before a flush (0 = only what arrived in the same loop turn). */
   maxDelayMs: number;
+  /** Values per image, H·W·C (default 784, an MNIST image). */
+  pixelsPerImage?: number;
 }
 
 interface Job {
@@ -85,15 +87,16 @@ export class MicroBatcher {
     if (jobs.length === 0) return this.settle();
     this.running = true;
     const total = jobs.reduce((s, j) => s + j.count, 0);
+    const per = this.opts.pixelsPerImage ?? IMAGE_SIZE;
     try {
       let input: Float32Array;
       if (jobs.length === 1) input = jobs[0].images;
       else {
-        input = new Float32Array(total * IMAGE_SIZE);
+        input = new Float32Array(total * per);
         let off = 0;
         for (const j of jobs) {
-          input.set(j.images.subarray(0, j.count * IMAGE_SIZE), off);
-          off += j.count * IMAGE_SIZE;
+          input.set(j.images.subarray(0, j.count * per), off);
+          off += j.count * per;
         }
       }
       const labels = await this.run(input, total);
@@ -126,6 +129,8 @@ export function modelLabeler(model: Model, batchSize = 1024): (images: Float32Ar
 }
 
 /** Run the model once so the first client does not pay for kernel set-up. */
-export function warmUp(label: (images: Float32Array, count: number) => Int32Array): void {
-  tf.tidy(() => label(new Float32Array(IMAGE_SIZE), 1));
+export async function warmUp(label: LabelFn, pixelsPerImage = IMAGE_SIZE): Promise<void> {
+  const before = tf.memory().numTensors;
+  await label(new Float32Array(pixelsPerImage), 1);
+  if (tf.memory().numTensors > before) throw new Error(`the labeller leaked ${tf.memory().numTensors - before} tensor(s)`);
 }

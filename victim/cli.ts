@@ -1,20 +1,25 @@
+import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pino } from 'pino';
 import yargs from 'yargs';
 import { describeBackend, initBackend, type BackendInfo } from '../shared/backend.js';
 import { isMain, runMain } from '../shared/cli.js';
 import { TransferlabError } from '../shared/errors.js';
-import { fromLayers } from '../shared/model.js';
-import { hasModel, loadModel, type ModelMetadata } from '../shared/model-io.js';
+import { isLayersFolder } from '../shared/layers-folder.js';
+import { pixelsPerImage } from '../shared/protocol/index.js';
 import { AdminKey } from './admin.js';
 import { createApp } from './app.js';
 import { FileAuditLog } from './audit.js';
+import type { IdempotencyStore } from './idempotency.js';
 import { DETECTOR_ACTIONS, ExtractionWatch, type DetectorAction } from './detection.js';
 import { PradaDetector, PRADA_DEFAULTS } from './prada.js';
-import { MicroBatcher, modelLabeler, warmUp } from './batcher.js';
+import { MicroBatcher, warmUp } from './batcher.js';
+import { LAYOUTS, type Layout } from './onnx-model.js';
+import { openServedModel, type ServedModel } from './served-model.js';
 import { KeyRing } from './keys.js';
-import { openLedger, type OpenLedger } from './ledger.js';
-import { startServer, type RunningServer } from './server.js';
+import type { Budgets } from './ledger.js';
+import { openVictimState } from './state.js';
+import { startServer, WorkInFlight, type RunningServer } from './server.js';
 import { main as trainMain } from './train-cli.js';
 import { VICTIM_DEFAULTS } from './train.js';
 
@@ -29,6 +34,8 @@ export const SERVE_DEFAULTS = {
   port: 8080,
   auditLog: 'runs/victim/audit.jsonl',
   ledger: 'runs/victim/ledger.jsonl',
+  /** Hours an Idempotency-Key is remembered after its charge. */
+  idempotencyTtlHours: 24,
   maxBatch: 1000,
   rateLimit: 100,
 };
@@ -39,6 +46,9 @@ function check(ok: boolean, message: string): void {
 
 interface ServeArgs {
   model: string;
+  layout?: string;
+  classes?: string;
+  dataset?: string;
   train: boolean;
   backend?: string;
   host: string;
@@ -52,11 +62,21 @@ interface ServeArgs {
 /** Backend, model (trained first when the default one is missing), batcher, app and listening server. */
 async function serve(
   args: ServeArgs,
-  deps: { keys?: KeyRing; ledger: OpenLedger; audit: FileAuditLog; draining: () => boolean; watch?: ExtractionWatch; adminKey?: AdminKey },
-): Promise<{ info: BackendInfo; metadata: ModelMetadata; batcher: MicroBatcher; running: RunningServer }> {
+  deps: {
+    keys?: KeyRing;
+    budgets: Budgets;
+    audit: FileAuditLog;
+    idempotency: IdempotencyStore;
+    draining: () => boolean;
+    inFlight: WorkInFlight;
+    /** The extraction detector for the served model's image size and classes (undefined = off). */
+    watchFor: (pixels: number, classes: number) => ExtractionWatch | undefined;
+    adminKey?: AdminKey;
+  },
+): Promise<{ info: BackendInfo; served: ServedModel; batcher: MicroBatcher; running: RunningServer; watch?: ExtractionWatch }> {
   const info = await initBackend(args.backend);
   const modelDir = args.model;
-  if (!hasModel(modelDir)) {
+  if (!existsSync(modelDir) || (statSync(modelDir).isDirectory() && !isLayersFolder(modelDir))) {
     const isDefault = resolve(modelDir) === resolve(SERVE_DEFAULTS.model);
     if (!isDefault || !args.train) {
       throw new TransferlabError(
@@ -68,26 +88,52 @@ async function serve(
     console.log(`no model in ${modelDir}: training the default ${VICTIM_DEFAULTS.arch} first (once; it is saved there)`);
     await trainMain(['--out', modelDir, ...(args.backend ? ['--backend', args.backend] : [])]);
   }
-  const { model, metadata } = await loadModel(modelDir);
-  const label = modelLabeler(fromLayers(model));
-  warmUp(label);
-  const batcher = new MicroBatcher(label, { maxImages: Math.max(1024, args['max-batch']), maxDelayMs: 0 });
+  const served = await openServedModel(modelDir, { layout: args.layout as Layout | undefined, classesFile: args.classes, dataset: args.dataset });
+  const pixels = pixelsPerImage(served.info.inputShape);
+  const batcher = new MicroBatcher((images, count) => served.label(images, count), {
+    maxImages: Math.max(1024, args['max-batch']),
+    maxDelayMs: 0,
+    pixelsPerImage: pixels,
+  });
+  let watch: ExtractionWatch | undefined;
+  try {
+    await warmUp((images, count) => served.label(images, count), pixels);
+    watch = deps.watchFor(pixels, served.info.classes);
+  } catch (e) {
+    await served.close();
+    throw e;
+  }
   const logger = pino({ level: args['log-level'], base: { service: 'victim' } }, pino.destination({ fd: 2, sync: true }));
+  await deps.audit.record({
+    time: new Date().toISOString(),
+    event: 'service_started',
+    model: { path: resolve(modelDir), format: served.format, weightsSha256: served.weightsSha256, ...served.info },
+    pid: process.pid,
+  });
   const app = createApp({
     label: (images, count) => batcher.label(images, count),
+    model: served.info,
     keys: deps.keys,
     anonymousBudget: deps.keys ? null : (args.budget ?? null),
-    budgets: deps.ledger.book,
+    budgets: deps.budgets,
     audit: deps.audit,
     maxBatch: args['max-batch'],
     rateLimit: args['rate-limit'],
     logger,
     draining: deps.draining,
-    watch: deps.watch,
+    inFlight: deps.inFlight,
+    watch,
     adminKey: deps.adminKey,
+    idempotency: deps.idempotency,
   });
-  const running = await startServer(app, args.host, args.port);
-  return { info, metadata, batcher, running };
+  let running: RunningServer;
+  try {
+    running = await startServer(app, args.host, args.port);
+  } catch (e) {
+    await served.close();
+    throw e;
+  }
+  return { info, served, batcher, running, watch };
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -95,13 +141,24 @@ export async function main(argv: string[]): Promise<number> {
     .scriptName('npm run victim --')
     .usage('$0 [options]\n\nServe the victim model: label-only HTTP API with API keys, query budgets and an audit log.')
     .options({
-      model: { type: 'string', default: SERVE_DEFAULTS.model, describe: 'model folder (model.json, weights.bin, metadata.json)' },
+      model: {
+        type: 'string',
+        default: SERVE_DEFAULTS.model,
+        describe: 'the model: an ONNX file (.onnx), a TF.js layers folder (model.json + its weight files, as tensorflowjs_converter writes it), or a transferlab model folder',
+      },
+      layout: { type: 'string', choices: LAYOUTS, describe: "ONNX only: the input's layout when the model cannot tell (nchw: PyTorch; nhwc: Keras/TensorFlow)" },
+      classes: { type: 'string', describe: 'class names file: one name per line (class 0 first) or a JSON array; served in /v1/info' },
+      dataset: { type: 'string', describe: 'name of the dataset the model was trained on, for /v1/info (default: metadata.json\'s, else none)' },
       host: { type: 'string', default: SERVE_DEFAULTS.host, describe: 'address to listen on' },
       port: { type: 'number', default: SERVE_DEFAULTS.port, describe: 'TCP port (0 = any free port; the URL is printed)' },
       keys: { type: 'string', describe: 'keys file {"keys":[{"id","key","budget"}]}; without it the service is open' },
       budget: { type: 'number', describe: 'without --keys: images all callers may have labelled together; with --keys: budget of keys that set none' },
-      'audit-log': { type: 'string', default: SERVE_DEFAULTS.auditLog, describe: 'audit log (JSON lines, appended)' },
-      ledger: { type: 'string', default: SERVE_DEFAULTS.ledger, describe: 'query ledger (JSON lines, appended; budgets survive restarts)' },
+      'audit-log': { type: 'string', describe: `audit log (JSON lines, appended) [default: ${SERVE_DEFAULTS.auditLog}; with --store audit-<replica id>.jsonl beside it]` },
+      ledger: { type: 'string', default: SERVE_DEFAULTS.ledger, describe: 'query ledger (JSON lines, appended; budgets survive restarts); unused with --store' },
+      store: { type: 'string', describe: 'shared state for replicas: budgets, idempotency records and detector blocks in Redis (redis://HOST:PORT/DB; run it with appendonly yes, appendfsync always)' },
+      'replica-id': { type: 'string', describe: 'this replica\'s name in its audit log\'s file name, with --store [default: <hostname>-<pid>]' },
+      'idempotency-log': { type: 'string', describe: 'Idempotency-Key records (JSON lines; replays survive restarts) [default: the ledger path with .idempotency.jsonl]' },
+      'idempotency-ttl': { type: 'number', default: SERVE_DEFAULTS.idempotencyTtlHours, describe: 'hours an Idempotency-Key is remembered after its charge' },
       'max-batch': { type: 'number', default: SERVE_DEFAULTS.maxBatch, describe: 'most images per request' },
       'rate-limit': { type: 'number', default: SERVE_DEFAULTS.rateLimit, describe: 'requests per second per key (per client IP when open); 0 = off' },
       train: { type: 'boolean', default: true, describe: `train the default ${VICTIM_DEFAULTS.arch} when the default model folder is empty (--no-train: error instead)` },
@@ -115,6 +172,8 @@ export async function main(argv: string[]): Promise<number> {
     })
     .example('$0', `serve ${SERVE_DEFAULTS.model} on http://127.0.0.1:8080 (training it first if missing)`)
     .example('$0 --keys keys.json --port 0', 'keys and budgets from keys.json, any free port')
+    .example('$0 --model model.onnx --classes classes.txt', 'serve an ONNX classifier (e.g. from torch.onnx.export), class names from classes.txt')
+    .example('$0 --model web_model/', 'serve a Keras model converted with tensorflowjs_converter --input_format keras')
     .example('$0 --keys keys.json --detector prada --detector-action block --admin-key-file admin.key', 'refuse keys flagged as extraction attacks')
     .strict()
     .help()
@@ -123,54 +182,60 @@ export async function main(argv: string[]): Promise<number> {
   check(Number.isInteger(args.port) && args.port >= 0 && args.port <= 65535, `--port must be an integer in 0..65535 (got ${args.port})`);
   check(Number.isInteger(args['max-batch']) && args['max-batch'] >= 1 && args['max-batch'] <= 10_000, `--max-batch must be an integer in 1..10000 (got ${args['max-batch']})`);
   check(args['rate-limit'] >= 0 && Number.isFinite(args['rate-limit']), `--rate-limit must be ≥ 0 requests/s (got ${args['rate-limit']})`);
+  check(args['idempotency-ttl'] > 0 && Number.isFinite(args['idempotency-ttl']), `--idempotency-ttl must be a positive number of hours (got ${args['idempotency-ttl']})`);
   check(args.budget === undefined || (Number.isInteger(args.budget) && args.budget >= 0), `--budget must be a non-negative integer (got ${args.budget})`);
   check(args.detector === 'prada' || (args['detector-delta'] === PRADA_DEFAULTS.delta && args['detector-action'] === 'log' && args['detector-window'] === PRADA_DEFAULTS.window), '--detector-delta, --detector-action and --detector-window need --detector prada');
   // Fail on a bad keys file (or detector setting) before minutes of training.
   const keys = args.keys ? KeyRing.fromFile(args.keys, args.budget ?? null) : undefined;
   const adminKey = args['admin-key-file'] ? AdminKey.fromFile(args['admin-key-file']) : undefined;
-  const detector =
-    args.detector === 'prada' ? new PradaDetector({ delta: args['detector-delta'], window: args['detector-window'] }) : undefined;
+  const detectorOptions = { delta: args['detector-delta'], window: args['detector-window'] };
+  // Checked now with the default image size; built for the model's own once it has loaded.
+  if (args.detector === 'prada') new PradaDetector(detectorOptions);
 
-  // The ledger lock and the audit log come first: a second victim on the same ledger, or an
-  // unwritable log, should fail in a second, not after the model has loaded or trained.
-  const ledger = openLedger(args.ledger);
-  let opened: ReturnType<typeof FileAuditLog.open>;
-  try {
-    opened = FileAuditLog.open(args['audit-log']);
-  } catch (e) {
-    ledger.close();
-    throw e;
-  }
-  const { audit, previous: previousAudit, events } = opened;
-  const watch = detector ? new ExtractionWatch(detector, args['detector-action'] as DetectorAction, audit) : undefined;
-  const flagged = watch?.restore(events) ?? 0;
+  const state = await openVictimState({
+    store: args.store,
+    replicaId: args['replica-id'],
+    ledger: args.ledger,
+    auditLog: args['audit-log'],
+    idempotencyLog: args['idempotency-log'],
+    idempotencyTtlMs: args['idempotency-ttl'] * 3600_000,
+    defaultAuditLog: SERVE_DEFAULTS.auditLog,
+  });
+  for (const w of state.warnings) console.error(`warning: ${w}`);
+  const { audit, events, budgets, idempotency } = state;
+  let flagged = 0;
+  const watchFor = (pixels: number, classes: number) => {
+    if (args.detector !== 'prada') return undefined;
+    const detector = new PradaDetector({ ...detectorOptions, pixels, classes });
+    const watch = new ExtractionWatch(detector, args['detector-action'] as DetectorAction, audit, undefined, state.shared);
+    flagged = watch.restore(events);
+    return watch;
+  };
   let draining = false;
+  const inFlight = new WorkInFlight();
   let started: Awaited<ReturnType<typeof serve>>;
   try {
-    started = await serve(args, { keys, ledger, audit, draining: () => draining, watch, adminKey });
+    started = await serve(args, { keys, budgets, audit, idempotency, draining: () => draining, inFlight, watchFor, adminKey });
   } catch (e) {
-    audit.close();
-    ledger.close();
+    await state.close();
     throw e;
   }
-  const { info, metadata, batcher, running } = started;
+  const { info, served, batcher, running, watch } = started;
 
-  const charged = [...ledger.usage.values()].reduce((a, b) => a + b, 0);
-  const accuracy = typeof metadata.testAccuracy === 'number' ? metadata.testAccuracy.toFixed(4) : 'unknown';
   const who = keys
     ? `${keys.size} API key(s) from ${args.keys}` + (args.budget !== undefined ? ` (default budget ${args.budget})` : '')
     : `open service (no keys), budget ${args.budget ?? 'unlimited'} for all callers together`;
-  console.log(`model ${args.model}: ${metadata.arch}, test accuracy ${accuracy}, weights sha256 ${metadata.weightsSha256.slice(0, 12)}…`);
+  console.log(`model ${served.describe}`);
+  console.log(`weights sha256 ${served.weightsSha256}${served.metadata ? '' : ' (no metadata.json: computed at start-up, in the audit log\'s start record)'}`);
   console.log(describeBackend(info));
   console.log(`access: ${who}; max ${args['max-batch']} images/request; rate limit ${args['rate-limit'] || 'off'}${args['rate-limit'] ? ' requests/s per key' : ''}`);
-  console.log(`audit log ${resolve(args['audit-log'])} (${previousAudit} earlier entries)`);
   console.log(
     watch
-      ? `extraction detector: PRADA, δ ${detector?.options.delta}, window ${detector?.options.window}, action ${watch.action}` +
+      ? `extraction detector: PRADA, δ ${watch.detector.options.delta}, window ${watch.detector.options.window}, action ${watch.action}` +
           ` (${flagged} client(s) flagged earlier)${adminKey ? '; detections at GET /v1/admin/detections' : ''}`
       : 'extraction detector: off',
   );
-  console.log(`ledger ${resolve(args.ledger)} (${charged} images charged so far)`);
+  for (const line of state.banner) console.log(line);
   // The pid matters because tsx runs the server as a child of its own wrapper process.
   console.log(`pid ${process.pid}`);
   console.log(`listening on ${running.url}`);
@@ -192,8 +257,9 @@ export async function main(argv: string[]): Promise<number> {
   });
   await server.close();
   await batcher.idle();
-  audit.close(); // flushes and fsyncs anything still pending
-  ledger.close();
+  await inFlight.idle(); // handlers whose client hung up still write their audit lines
+  await served.close();
+  await state.close(); // flushes and fsyncs anything still pending
   console.log(`stopped: ${batcher.stats.requests} labelled request(s), ${batcher.stats.images} image(s) in ${batcher.stats.modelCalls} model call(s)`);
   // wasm pthread workers would keep the process alive; everything durable is already on disk.
   setTimeout(() => process.exit(process.exitCode ?? 0), 100).unref();

@@ -32,6 +32,14 @@ export interface DetectorView {
   clients: ClientSummary[];
 }
 
+/** Detections shared by victim replicas (the Redis store): a block set by one is enforced by all. */
+export interface SharedDetections {
+  detection(client: string): Promise<DetectionRecord | undefined>;
+  putDetection(record: DetectionRecord): Promise<void>;
+  deleteDetection(client: string): Promise<boolean>;
+  detections(): Promise<DetectionRecord[]>;
+}
+
 export class ExtractionWatch {
   private readonly records = new Map<string, DetectionRecord>();
 
@@ -40,6 +48,7 @@ export class ExtractionWatch {
     readonly action: DetectorAction,
     private readonly audit: AuditSink,
     private readonly clock: () => Date = () => new Date(),
+    private readonly shared?: SharedDetections,
   ) {}
 
   /** Whom the detector watches: the API key, or each client address on an open service. */
@@ -47,9 +56,10 @@ export class ExtractionWatch {
     return principal.id === ANONYMOUS ? `${ANONYMOUS}@${ip}` : principal.id;
   }
 
-  /** Refuse a blocked client before anything is read or charged. */
-  check(client: string): void {
-    if (this.action === 'block' && this.records.has(client)) {
+  /** Refuse a blocked client before anything is read or charged (asking the shared store when there is one). */
+  async check(client: string): Promise<void> {
+    if (this.action !== 'block') return;
+    if (this.shared ? await this.shared.detection(client) : this.records.has(client)) {
       throw new TransferlabError(
         'extraction_suspected',
         'the queries sent with this API key were flagged as a model-extraction attack, so it may not query this service any more; ' +
@@ -77,6 +87,7 @@ export class ExtractionWatch {
       action: this.action,
     };
     this.records.set(client, record);
+    await this.shared?.putDetection(record);
     const event: AuditEvent = { event: 'extraction_suspected', ...record };
     await this.audit.record(event);
     return record;
@@ -108,15 +119,17 @@ export class ExtractionWatch {
 
   /** Lift a client's flag (and block): its detector state starts afresh. False when it was not flagged. */
   async lift(client: string): Promise<boolean> {
-    const record = this.records.get(client);
+    const record = this.records.get(client) ?? (await this.shared?.detection(client));
     if (!record) return false;
+    await this.shared?.deleteDetection(client);
     await this.audit.record({ time: this.clock().toISOString(), event: 'block_lifted', keyId: record.keyId, client });
     this.records.delete(client);
     this.detector.forget(client);
     return true;
   }
 
-  view(): DetectorView {
+  async view(): Promise<DetectorView> {
+    const detections = this.shared ? await this.shared.detections() : [...this.records.values()];
     return {
       detector: {
         kind: 'prada',
@@ -125,7 +138,7 @@ export class ExtractionWatch {
         trackedClients: this.detector.summaries().length,
         memoryBytes: this.detector.memoryBytes,
       },
-      detections: [...this.records.values()],
+      detections,
       clients: this.detector.summaries(),
     };
   }

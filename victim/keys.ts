@@ -12,6 +12,26 @@ export const ANONYMOUS = 'anonymous';
 /** Short keys are guessable; refuse them rather than run a "careful" service with a weak secret. */
 export const MIN_KEY_LENGTH = 16;
 
+/**
+ * The bearer token of a request's one Authorization header; undefined when there is none or it is not
+ * `Bearer <token>`. Node keeps only the first of repeated Authorization headers, while a proxy in front
+ * may read the last: a request with more than one is refused (400) before either is looked at, so the
+ * victim and a proxy can never disagree about who is asking.
+ */
+export function bearerToken(rawHeaders: readonly string[]): string | undefined {
+  let header: string | undefined;
+  let count = 0;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    if (rawHeaders[i].toLowerCase() !== 'authorization') continue;
+    count++;
+    header = rawHeaders[i + 1];
+  }
+  if (count > 1) {
+    throw new TransferlabError('bad_request', `the request has ${count} Authorization headers; send exactly one: Authorization: Bearer <key>`, 400);
+  }
+  return header ? /^Bearer[ ]+([^\s]+)\s*$/i.exec(header)?.[1] : undefined;
+}
+
 export interface Principal {
   id: string;
   /** Images this caller may have labelled in total; null = unlimited. */

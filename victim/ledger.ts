@@ -1,7 +1,7 @@
 import { rmSync } from 'node:fs';
 import { tryPidLock } from '../shared/pid-lock.js';
 import { TransferlabError } from '../shared/errors.js';
-import { AppendLog } from './append-log.js';
+import { JsonlLog } from '../shared/jsonl-log.js';
 import type { Principal } from './keys.js';
 
 /**
@@ -17,6 +17,33 @@ export interface Reservation {
   readonly keyId: string;
   readonly images: number;
   settled: boolean;
+  /** The shared store's name for this hold (victim/redis-store.ts); unused by the file ledger. */
+  readonly id?: string;
+}
+
+/**
+ * What the HTTP layer needs of budgets. The file ledger (BudgetBook, one victim process) answers
+ * at once; the Redis store (victim/redis-store.ts, any number of replicas) asks Redis, atomically.
+ */
+export interface Budgets {
+  /** Hold `images` of the caller's budget, or throw budget_exhausted (429) when they do not fit. */
+  reserve(who: Principal, images: number): Reservation | Promise<Reservation>;
+  /** Give a reservation back: nothing is charged. */
+  release(r: Reservation): void | Promise<void>;
+  /** Charge a reservation, durably; resolves to the caller's usage after this charge. */
+  commit(r: Reservation): Promise<number>;
+  used(keyId: string): number | Promise<number>;
+}
+
+export function budgetExhausted(images: number, used: number, limit: number, reserved: number): TransferlabError {
+  const left = Math.max(0, limit - used - reserved);
+  return new TransferlabError(
+    'budget_exhausted',
+    `this batch of ${images} image(s) would exceed the query budget (${used} of ${limit} used` +
+      (reserved ? `, ${reserved} in flight` : '') +
+      `, ${left} left); nothing was charged — send at most ${left} image(s)`,
+    429,
+  );
 }
 
 interface Account {
@@ -35,7 +62,7 @@ export interface ChargeStore {
   append(record: LedgerRecord): Promise<void>;
 }
 
-export class BudgetBook {
+export class BudgetBook implements Budgets {
   private readonly accounts = new Map<string, Account>();
 
   constructor(
@@ -62,16 +89,7 @@ export class BudgetBook {
   /** Check and hold `images` of the caller's budget, synchronously; throws budget_exhausted (429) when they do not fit. */
   reserve(who: Principal, images: number): Reservation {
     const a = this.account(who.id);
-    if (who.limit !== null && a.used + a.reserved + images > who.limit) {
-      const left = Math.max(0, who.limit - a.used - a.reserved);
-      throw new TransferlabError(
-        'budget_exhausted',
-        `this batch of ${images} image(s) would exceed the query budget (${a.used} of ${who.limit} used` +
-          (a.reserved ? `, ${a.reserved} in flight` : '') +
-          `, ${left} left); nothing was charged — send at most ${left} image(s)`,
-        429,
-      );
-    }
+    if (who.limit !== null && a.used + a.reserved + images > who.limit) throw budgetExhausted(images, a.used, who.limit, a.reserved);
     a.reserved += images;
     return { keyId: who.id, images, settled: false };
   }
@@ -120,7 +138,7 @@ export function usageFromRecords(records: unknown[], path: string): Map<string, 
 
 export interface OpenLedger {
   book: BudgetBook;
-  log: AppendLog;
+  log: JsonlLog;
   usage: Map<string, number>;
   close(): void;
 }
@@ -133,7 +151,7 @@ export function openLedger(path: string, clock?: () => Date): OpenLedger {
   const lockPath = `${path}.lock`;
   takeLock(lockPath, path);
   try {
-    const { log, records } = AppendLog.open(path, { torn: 'drop' });
+    const { log, records } = JsonlLog.open(path, { torn: 'drop' });
     const usage = usageFromRecords(records, path);
     const book = new BudgetBook(log, usage, clock);
     return {

@@ -15,7 +15,8 @@
  * whose sets and pool grow without limit):
  * - G_c holds at most `classCap` points (default 300); once full it stops growing and later queries are
  *   still measured against it. Points are kept as 8-bit pixels (the wire format; float32 queries are
- *   rounded to 8 bits for the detector only): at most classes × classCap × 784 B = 2.35 MB per client.
+ *   rounded to 8 bits for the detector only): at most classes × classCap × H·W·C bytes per client (2.35 MB
+ *   for MNIST; 9.2 MB for 32×32×3 and 10 classes).
  * - The pool is a sliding window of the last `window` distances (default 250), kept sorted incrementally,
  *   so W costs O(window) per query with no sort (Royston's coefficients are cached per n).
  * - At most `maxClients` clients (default 100, so ≤ 235 MB of class sets) are tracked; the least
@@ -46,6 +47,10 @@ export interface PradaOptions {
   classCap: number;
   /** Most clients tracked at once (default 100). */
   maxClients: number;
+  /** Values per image, H·W·C of the served model (default 784, MNIST). */
+  pixels: number;
+  /** Classes of the served model (default 10). */
+  classes: number;
 }
 
 /** A class's distances join the pool once it has this many (reference implementation). */
@@ -53,7 +58,10 @@ const CLASS_MIN_DISTANCES = 10;
 /** Pooled distances this many standard deviations from the mean are left out of W (reference implementation). */
 const OUTLIER_STD = 3;
 
-export const PRADA_DEFAULTS: PradaOptions = { delta: 0.9, minDistances: 100, window: 250, classCap: 300, maxClients: 100 };
+/** Largest H·W·C whose squared distance fits the kernel's 31-bit sums: ⌊(2³¹ − 1) / 255²⌋. */
+export const MAX_PIXELS = Math.floor(0x7fffffff / (255 * 255));
+
+export const PRADA_DEFAULTS: PradaOptions = { delta: 0.9, minDistances: 100, window: 250, classCap: 300, maxClients: 100, pixels: IMAGE_SIZE, classes: CLASSES };
 
 export interface Detection {
   clientId: string;
@@ -117,8 +125,8 @@ class ClientState {
   tested = 0;
 
   constructor(readonly id: string, private readonly opts: PradaOptions, kernel: DistanceKernel) {
-    this.sets = Array.from({ length: CLASSES }, () => new ClassSet(kernel));
-    this.pending = Array.from({ length: CLASSES }, () => []);
+    this.sets = Array.from({ length: opts.classes }, () => new ClassSet(kernel));
+    this.pending = Array.from({ length: opts.classes }, () => []);
     this.pool = new SortedWindow(opts.window);
   }
 
@@ -187,7 +195,7 @@ export class PradaDetector {
   /** Insertion order = recency (re-inserted on every observation), for LRU eviction. */
   private readonly clients = new Map<string, ClientState>();
   private readonly flags = new Map<string, Detection>();
-  private readonly pixels = new Uint8Array(IMAGE_SIZE);
+  private readonly pixels: Uint8Array;
   private readonly kernel: DistanceKernel;
 
   constructor(options: Partial<PradaOptions> = {}) {
@@ -199,8 +207,14 @@ export class PradaDetector {
     if (!Number.isInteger(o.window) || o.window <= o.minDistances || o.window > 5000) problems.push(`window must be an integer in (minDistances, 5000] (got ${o.window})`);
     if (!Number.isInteger(o.classCap) || o.classCap < 1 || o.classCap > 5000) problems.push(`classCap must be an integer in 1..5000 (got ${o.classCap})`);
     if (!Number.isInteger(o.maxClients) || o.maxClients < 1) problems.push(`maxClients must be a positive integer (got ${o.maxClients})`);
+    // The kernel sums squared 8-bit differences in 32-bit integers: 255² per value must not overflow.
+    if (!Number.isInteger(o.pixels) || o.pixels < 1 || o.pixels > MAX_PIXELS) {
+      problems.push(`images must have 1..${MAX_PIXELS} values (H·W·C, e.g. up to 104×104×3) for the distance kernel; got ${o.pixels}`);
+    }
+    if (!Number.isInteger(o.classes) || o.classes < 2) problems.push(`classes must be an integer ≥ 2 (got ${o.classes})`);
     if (problems.length) throw new TransferlabError('invalid_config', `PRADA detector: ${problems.join('; ')}`);
-    this.kernel = new DistanceKernel(o.classCap);
+    this.kernel = new DistanceKernel(o.classCap, o.pixels);
+    this.pixels = new Uint8Array(o.pixels);
   }
 
   private client(id: string): ClientState {
@@ -231,17 +245,18 @@ export class PradaDetector {
   }
 
   /**
-   * Feed one request's images (count × 784, [0, 1]) with the labels the victim answered. Returns the
+   * Feed one request's images (count × pixels, [0, 1]) with the labels the victim answered. Returns the
    * detection when this request made the client cross δ for the first time, else null.
    */
   observe(clientId: string, images: Float32Array, labels: ArrayLike<number>): Detection | null {
     const c = this.client(clientId);
     const q = this.pixels;
     let detection: Detection | null = null;
+    const pixels = this.options.pixels;
     for (let i = 0; i < labels.length; i++) {
-      const off = i * IMAGE_SIZE;
+      const off = i * pixels;
       // The detector works on 8-bit pixels: exact for the uint8 wire format, ≤ 0.5/255 per pixel otherwise.
-      for (let j = 0; j < IMAGE_SIZE; j++) q[j] = Math.round(images[off + j] * 255);
+      for (let j = 0; j < pixels; j++) q[j] = Math.round(images[off + j] * 255);
       const w = c.observe(q, labels[i]);
       if (w !== null && w < this.options.delta && !this.flags.has(clientId)) {
         detection = { clientId, w, queries: c.queries, distances: c.tested };

@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Express } from 'express';
 import { TransferlabError } from '../shared/errors.js';
+import { answerClientErrorsInOrder } from './client-errors.js';
 
 /**
  * Listening and graceful shutdown, kept apart from the app so tests can drive the app in-process.
@@ -15,8 +16,30 @@ export interface RunningServer {
   close(graceMs?: number): Promise<void>;
 }
 
+/**
+ * Request handlers still running. A handler can outlive its connection (the client hung up while
+ * its batch was labelled) and still has to write its audit line, so shutdown waits for these too
+ * before the logs are closed.
+ */
+export class WorkInFlight {
+  private running = 0;
+  private waiters: (() => void)[] = [];
+
+  track<T>(work: Promise<T>): Promise<T> {
+    this.running++;
+    return work.finally(() => {
+      if (--this.running === 0) for (const w of this.waiters.splice(0)) w();
+    });
+  }
+
+  idle(): Promise<void> {
+    return this.running === 0 ? Promise.resolve() : new Promise((resolve) => this.waiters.push(resolve));
+  }
+}
+
 export async function startServer(app: Express, host: string, port: number): Promise<RunningServer> {
   const server = createServer(app);
+  answerClientErrorsInOrder(server);
   // Bound slow-loris style clients: whole request in 60 s, headers in 10 s.
   server.requestTimeout = 60_000;
   server.headersTimeout = 10_000;

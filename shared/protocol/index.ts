@@ -1,0 +1,2 @@
+export * from './contract.js';
+export { openApiDocument, type OpenApiOptions } from './openapi.js';
