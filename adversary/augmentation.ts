@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
-import { IMAGE_SIZE } from '../shared/mnist.js';
+import { imagesTensor } from '../shared/datasets/images.js';
+import { pixelCount } from '../shared/datasets/types.js';
 import type { Model } from '../shared/model.js';
 import { reservoirSample, type Rng } from '../shared/random.js';
 
@@ -12,18 +13,22 @@ import { reservoirSample, type Rng } from '../shared/random.js';
  */
 export function jacobianStep(model: Model, images: Float32Array, labels: Int32Array, lambda: number, chunk = 256): Float32Array {
   const count = labels.length;
-  const out = new Float32Array(count * IMAGE_SIZE);
+  const size = pixelCount(model.inputShape);
+  const out = new Float32Array(count * size);
   const [lo, hi] = model.bounds;
   for (let start = 0; start < count; start += chunk) {
-    const size = Math.min(chunk, count - start);
+    const n = Math.min(chunk, count - start);
     const next = tf.tidy(() => {
-      const x = tf.tensor4d(images.subarray(start * IMAGE_SIZE, (start + size) * IMAGE_SIZE), [size, 28, 28, 1]);
-      const mask = tf.oneHot(tf.tensor1d(labels.subarray(start, start + size), 'int32'), 10);
+      const x = imagesTensor(images.subarray(start * size, (start + n) * size), n, model.inputShape);
+      const picked = tf.tensor1d(labels.subarray(start, start + n), 'int32');
       // Summing the selected logits of independent images gives each image its own gradient.
-      const grad = tf.grad((input: tf.Tensor) => tf.sum(tf.mul(model.logits(input as tf.Tensor4D), mask)));
+      const grad = tf.grad((input: tf.Tensor) => {
+        const logits = model.logits(input as tf.Tensor4D);
+        return tf.sum(tf.mul(logits, tf.oneHot(picked, logits.shape[1])));
+      });
       return tf.clipByValue(tf.add(x, tf.mul(tf.sign(grad(x)), lambda)), lo, hi);
     });
-    out.set(next.dataSync() as Float32Array, start * IMAGE_SIZE);
+    out.set(next.dataSync() as Float32Array, start * size);
     next.dispose();
   }
   return out;
@@ -38,10 +43,10 @@ export function pointsToAugment(setSize: number, reservoir: number | undefined, 
   return reservoirSample(setSize, reservoir, rng);
 }
 
-/** Gather rows of a count×784 image array. */
-export function gatherImages(images: Float32Array, indices: Int32Array): Float32Array {
-  const out = new Float32Array(indices.length * IMAGE_SIZE);
-  indices.forEach((j, i) => out.set(images.subarray(j * IMAGE_SIZE, (j + 1) * IMAGE_SIZE), i * IMAGE_SIZE));
+/** Gather images (of `size` values each) from a flat image array. */
+export function gatherImages(images: Float32Array, indices: Int32Array, size: number): Float32Array {
+  const out = new Float32Array(indices.length * size);
+  indices.forEach((j, i) => out.set(images.subarray(j * size, (j + 1) * size), i * size));
   return out;
 }
 

@@ -1,7 +1,8 @@
 import { inputGradientSign } from '../shared/attacks.js';
 import { EPSILON_STEP, flipDistances, planeGrid, type BatchLabeler } from '../shared/boundary.js';
 import { agreement, boundaryGap, type BoundaryGap, type Distance, type Rate } from '../shared/metrics.js';
-import { IMAGE_SIZE, imagesTensor, subset, type Dataset } from '../shared/mnist.js';
+import { imagesTensor, subset } from '../shared/datasets/images.js';
+import { pixelCount, type ImageSet } from '../shared/datasets/types.js';
 import { labelImages, type Model } from '../shared/model.js';
 import { createRng } from '../shared/random.js';
 import type { CampaignConfig } from './config.js';
@@ -62,7 +63,9 @@ export interface BoundaryContext {
   config: CampaignConfig;
   runDir: string;
   substitute: Model;
-  evalSet: Dataset;
+  evalSet: ImageSet;
+  /** Class names, for captions (index strings when the dataset has none). */
+  classNames: string[];
   cleanVictim: Int32Array;
   substituteClean: Int32Array;
   oracle: LabelOracle;
@@ -77,7 +80,7 @@ const MAP_SEED_SALT = 0x6d61;
 /** The substitute's FGSM sign direction for the given rows of the evaluation set. */
 function directions(ctx: BoundaryContext, rows: number[], craft: Int32Array): Float32Array {
   const part = subset(ctx.evalSet, rows);
-  const x = imagesTensor(part.images, part.count);
+  const x = imagesTensor(part.images, part.count, part.shape);
   const d = inputGradientSign(ctx.substitute, x, Int32Array.from(rows, (i) => craft[i]));
   const out = d.dataSync() as Float32Array;
   x.dispose();
@@ -120,7 +123,8 @@ export async function measureBoundary(ctx: BoundaryContext): Promise<BoundaryRes
   const pooled: { substitute: number[]; victim: number[] } = { substitute: [], victim: [] };
   before = paid();
   for (const [k, index] of chosen.entries()) {
-    const image = ctx.evalSet.images.slice(index * IMAGE_SIZE, (index + 1) * IMAGE_SIZE);
+    const size = pixelCount(ctx.evalSet.shape);
+    const image = ctx.evalSet.images.slice(index * size, (index + 1) * size);
     const d1 = directions(ctx, [index], craft);
     const plane = planeGrid(image, d1, {
       size: config.boundary.grid,
@@ -150,13 +154,15 @@ export async function measureBoundary(ctx: BoundaryContext): Promise<BoundaryRes
     const path = writeBoundaryMap(ctx.runDir, `boundary-map-${k + 1}.png`, {
       ...map,
       image,
+      shape: ctx.evalSet.shape,
+      classes: ctx.classNames.length,
       size: plane.size,
       substitute: substituteLabels,
       victim: victimLabels,
     });
-    const caption = `evaluation image ${index} (digit ${map.trueLabel}): substitute | victim | where they differ`;
+    const caption = `evaluation image ${index} (class ${map.trueLabel}, ${ctx.classNames[map.trueLabel] ?? map.trueLabel}): substitute | victim | where they differ`;
     maps.push({ ...map, image: path, caption });
-    log(`boundary map ${k + 1}/${chosen.length} (image ${index}, digit ${map.trueLabel}): agreement ${fmt(agree)}, ${queries} victim queries`);
+    log(`boundary map ${k + 1}/${chosen.length} (image ${index}, class ${map.trueLabel}): agreement ${fmt(agree)}, ${queries} victim queries`);
   }
 
   return {

@@ -2,10 +2,10 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { chooseTargets } from '../shared/attacks.js';
 import { accuracy } from '../shared/metrics.js';
-import { adversarySplit, loadMnist, subset } from '../shared/mnist.js';
+import { summarise } from '../shared/datasets/types.js';
+import { adversarySplit, subset } from '../shared/datasets/images.js';
 import { fromLayers, labelImages } from '../shared/model.js';
 import { provenance } from '../shared/versions.js';
-import { TransferlabError } from '../shared/errors.js';
 import type { TrainOptions } from '../shared/training.js';
 import type { CampaignConfig } from './config.js';
 import type { CountingOracle } from './oracle-core.js';
@@ -14,6 +14,7 @@ import { trainSubstitute } from './substitute.js';
 import { perClassTables, sweep } from './transfer.js';
 import { writeResults, type CampaignResults } from './results.js';
 import { measureBoundary } from './boundary-run.js';
+import { attackerDataset } from './dataset-choice.js';
 
 /**
  * One black-box campaign, as a short sequence of named steps:
@@ -39,9 +40,9 @@ export async function runCampaign(
   const { apiKey: _secret, ...saved } = config;
   if (!existsSync(join(runDir, 'config.json'))) writeJson(join(runDir, 'config.json'), saved);
   const info = await oracle.info();
-  if (info.classes !== 10 || info.inputShape.join('x') !== '28x28x1') {
-    throw new TransferlabError('victim_mismatch', `the victim serves ${info.dataset} ${info.inputShape.join('×')} with ${info.classes} classes; this campaign needs MNIST 28×28×1, 10 classes`);
-  }
+  // The substitute is built for what the victim takes and answers; the attacker's images must match it.
+  const dataset = attackerDataset(config.dataset, info, hooks.log);
+  const shape = { inputShape: dataset.shape, classes: info.classes };
   // Totals over the run folder's whole life, so a resumed run reports what the campaign cost in all.
   const paid = () => {
     const now = oracle.counts();
@@ -50,8 +51,8 @@ export async function runCampaign(
   };
 
   // Select: the adversary's own data is a small seed set of test images; the evaluation set is disjoint.
-  const test = loadMnist('test');
-  const split = adversarySplit(config.seed, config.seedSize, config.evalSize);
+  const test = dataset.test;
+  const split = adversarySplit(config.seed, config.seedSize, config.evalSize, test.count);
   const seedSet = subset(test, split.seedSet);
   const evalSet = subset(test, split.evalSet);
 
@@ -76,11 +77,12 @@ export async function runCampaign(
   }
   const { model } = await trainSubstitute({
     config,
+    shape,
     queryAttack: (images, count) => oracle.label(images, count, 'attack'),
     attackQueries: () => paid().attack,
     evaluation: { images: evalSet.images, truth: evalSet.labels, victim: cleanVictim },
     start,
-    checkpoint: (c) => saveCheckpoint(runDir, c, config.substitute),
+    checkpoint: (c) => saveCheckpoint(runDir, c, config.substitute, dataset.name),
     onBatchEnd: hooks.onBatchEnd,
     onRound: hooks.onRound,
     phases,
@@ -90,7 +92,7 @@ export async function runCampaign(
   // Craft on the substitute, then let the victim judge the crafted images.
   const substituteClean = labelImages(substitute, evalSet.images, evalSet.count);
   const craftLabels = craftFromOracle ? cleanVictim : substituteClean;
-  const targets = chooseTargets(craftLabels, config.target, config.seed);
+  const targets = chooseTargets(craftLabels, config.target, config.seed, info.classes);
   const outcome = await sweep(
     substitute,
     { images: evalSet.images, truth: evalSet.labels, craftLabels, targets, cleanVictim },
@@ -102,7 +104,7 @@ export async function runCampaign(
 
   t = performance.now();
   const boundary = config.boundary.enabled
-    ? await measureBoundary({ config, runDir, substitute, evalSet, cleanVictim, substituteClean, oracle, log: hooks.log })
+    ? await measureBoundary({ config, runDir, substitute, evalSet, classNames: dataset.classNames, cleanVictim, substituteClean, oracle, log: hooks.log })
     : null;
   phases.boundary += (performance.now() - t) / 1000;
 
@@ -112,6 +114,7 @@ export async function runCampaign(
     createdAt: new Date().toISOString(),
     ...provenance(config.seed),
     victim: { url: config.victim, info },
+    dataset: summarise(dataset),
     config,
     queries: paid(),
     victimCleanAccuracy: accuracy(cleanVictim, evalSet.labels),
@@ -119,12 +122,12 @@ export async function runCampaign(
     agreement: roundRecords(runDir).at(-1)?.agreement ?? null,
     rounds: roundRecords(runDir),
     epsilons: outcome.points,
-    perClass: perClassTables(config.epsilons, evalSet.labels, cleanVictim, outcome),
+    perClass: perClassTables(config.epsilons, evalSet.labels, cleanVictim, outcome, info.classes),
     boundary,
     durationSeconds: (performance.now() - started) / 1000,
     phases,
   };
-  writeResults(runDir, results, { evalSet, outcome, targets, cleanVictim });
+  writeResults(runDir, results, { evalSet, classes: info.classes, outcome, targets, cleanVictim });
   model.dispose();
   return results;
 }

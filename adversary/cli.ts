@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import yargs from 'yargs';
 import { ATTACK_NAMES } from '../shared/attacks.js';
 import { ARCHITECTURES } from '../shared/architectures.js';
+import { BUILTIN_NAMES } from '../shared/datasets/index.js';
 import { describeBackend, initBackend } from '../shared/backend.js';
 import { isMain, runMain } from '../shared/cli.js';
 import { TransferlabError } from '../shared/errors.js';
@@ -16,12 +17,16 @@ import { sweepCommands } from './sweep-cli.js';
 const campaignFlags = {
   config: { type: 'string', describe: 'YAML or JSON file with campaign settings (flags override it)' },
   out: { type: 'string', describe: 'run folder (default runs/<time>-<substitute>-<attack>)' },
+  dataset: {
+    type: 'string',
+    describe: `where the seed and evaluation images come from (its test part): ${BUILTIN_NAMES.join(' | ')} | a folder of IDX files | an ImageFolder tree of PNGs (default: the victim's dataset when it is built in, else mnist)`,
+  },
   seed: { type: 'number', describe: 'seed for splits, initialisation, shuffles and targets (default 1)' },
   'eval-size': { type: 'number', describe: 'held-out test images to measure on (default 1000)' },
   epsilons: { type: 'array', describe: 'ε sweep (default 0.05 0.1 0.15 0.2 0.25 0.3 0.4 0.5)' },
   attack: { type: 'string', describe: `attack: ${ATTACK_NAMES.join(', ')} (default fgsm)` },
   steps: { type: 'number', describe: 'iterations of bim, pgd and mi-fgsm (default 10)' },
-  target: { type: 'string', describe: 'targeted attacks aim at: random | next | a class 0-9 (default random)' },
+  target: { type: 'string', describe: 'targeted attacks aim at: random | next | a class index (default random)' },
   backend: { type: 'string', describe: 'tensorflow | wasm | cpu (default: best available; env TFJS_BACKEND)' },
 } as const;
 
@@ -35,6 +40,7 @@ export function configFromFlags(a: Flags): Partial<CampaignInput> {
     victim: a.victim as string | undefined,
     apiKey: a['api-key'] as string | undefined,
     format: a.format as CampaignInput['format'],
+    dataset: a.dataset as string | undefined,
     seed: num(a.seed),
     seedSize: num(a['seed-size']),
     rounds: num(a.rounds),
@@ -101,6 +107,7 @@ export async function main(argv: string[]): Promise<number> {
             ...campaignFlags,
           })
             .example('$0 run --victim http://127.0.0.1:8080', 'the default Papernot campaign')
+            .example('$0 run --victim http://127.0.0.1:8080 --dataset fashion-mnist', 'seed and evaluation images from Fashion-MNIST')
             .example('$0 run --config experiments/mi-fgsm.yaml --out runs/mi', 'settings from a file')
             .example('$0 run --resume runs/20261127-101500-substitute-cnn-fgsm', 'finish an interrupted run'),
         async (a) => {
@@ -117,7 +124,7 @@ export async function main(argv: string[]): Promise<number> {
         'white-box baseline: attack the victim model directly, reading its files (the seed paper\'s setting)',
         (y) =>
           y.options({
-            model: { type: 'string', default: 'models/victim', describe: 'victim model folder' },
+            model: { type: 'string', default: 'models/victim', describe: 'victim model folder (its metadata names the dataset; --dataset overrides it)' },
             ...campaignFlags,
           }).example('$0 whitebox --model models/victim --epsilons 0.1 0.2 0.3', 'the seed paper\'s sweep'),
         async (a) => {

@@ -2,6 +2,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ARCHITECTURES } from '../shared/architectures.js';
+import { isBuiltinDataset } from '../shared/datasets/index.js';
 import { TransferlabError } from '../shared/errors.js';
 
 /**
@@ -17,6 +18,9 @@ export const campaignSchema = z
     victim: z.string().url().default('http://127.0.0.1:8080'),
     apiKey: z.string().min(1).optional(),
     format: z.enum(['uint8', 'float32']).default('uint8'),
+    // Where the seed and evaluation images come from (its test part): a built-in name or a folder.
+    // Unset: the victim's dataset when /v1/info names a built-in one, else mnist.
+    dataset: z.string().min(1).optional(),
     seed: z.number().int().min(0).default(1),
     seedSize: z.number().int().min(10).max(5000).default(150),
     rounds: z.number().int().min(1).max(12).default(6),
@@ -33,7 +37,7 @@ export const campaignSchema = z
     attack: z.enum(attackNames).default('fgsm'),
     steps: z.number().int().min(1).max(1000).default(10),
     craftLabel: z.enum(['substitute', 'oracle']).default('substitute'),
-    target: z.union([z.enum(['random', 'next']), z.number().int().min(0).max(9)]).default('random'),
+    target: z.union([z.enum(['random', 'next']), z.number().int().min(0)]).default('random'),
     evalSize: z.number().int().min(10).max(9000).default(1000),
     epsilons: z.array(z.number().gt(0).lte(1)).min(1).default([0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5]),
     boundary: z
@@ -49,7 +53,9 @@ export const campaignSchema = z
   })
   .strict()
   .superRefine((c, ctx) => {
-    if (c.seedSize + c.evalSize > 10_000) {
+    // The built-in datasets hold 10,000 test images; a folder's count is checked when it is loaded,
+    // still before any query is sent.
+    if ((c.dataset === undefined || isBuiltinDataset(c.dataset)) && c.seedSize + c.evalSize > 10_000) {
       ctx.addIssue({ code: 'custom', path: ['evalSize'], message: `seedSize + evalSize must be ≤ 10000 test images (got ${c.seedSize + c.evalSize})` });
     }
   });

@@ -1,15 +1,16 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { IMAGE_SIZE } from '../shared/mnist.js';
+import { pixelCount, type ImageShape } from '../shared/datasets/types.js';
 import type { ResultExtras } from './results.js';
 import { writeFileAtomic } from './run-folder.js';
-import { CLASS_COLOURS, DARK, GREY, RED, Raster, WHITE, BLACK, contrastOn, drawLegend, textWidth, type Rgb } from './raster.js';
+import { DARK, GREY, RED, Raster, WHITE, BLACK, classColour, contrastOn, drawLegend, imageScale, legendRows, textWidth, type Rgb } from './raster.js';
 import type { AttackMode } from './transfer.js';
 
 /**
  * The run's PNG pictures (all under <runDir>/images/, paths recorded relative to the run folder):
  * - boundary maps: the substitute's and the victim's labels over a 2-D slice of input space;
- * - image grids: clean vs adversarial digits with the victim's labels (the seed paper's figures 4–6).
+ * - image grids: clean vs adversarial images with the victim's labels (the seed paper's figures 4–6).
+ * Images of any H×W×C are drawn at about 84 px across, greyscale as grey and RGB as RGB.
  * Layouts are described at each writer. Every picture carries its own legend, so it reads on its own.
  */
 export const IMAGES_DIR = 'images';
@@ -25,8 +26,10 @@ function save(runDir: string, name: string, r: Raster): string {
 }
 
 export interface BoundaryMapPicture {
-  /** The clean image (784 values in [0, 1]). */
+  /** The clean image (H·W·C values in [0, 1]). */
   image: Float32Array;
+  shape: ImageShape;
+  classes: number;
   index: number;
   trueLabel: number;
   substituteLabel: number;
@@ -41,7 +44,7 @@ export interface BoundaryMapPicture {
 }
 
 /**
- * Layout, left to right: the clean digit (×3) with its true / substitute / victim labels under it;
+ * Layout, left to right: the clean image (about 84 px across) with its true / substitute / victim labels under it;
  * then three square panels of equal size — the substitute's labels, the victim's labels (class colours)
  * and where they differ (dark = differ, light = agree). A black-and-white square marks the original
  * image (the origin of the plane) on every panel. Under the panels: agreement %, the victim queries
@@ -51,23 +54,26 @@ export function writeBoundaryMap(runDir: string, name: string, m: BoundaryMapPic
   const cell = Math.max(2, Math.floor(200 / m.size));
   const panel = cell * m.size;
   const gap = 12;
-  const digitW = 28 * 3;
+  const scale = imageScale(m.shape);
+  const digitW = Math.max(m.shape[1] * scale, textWidth('TRUE 00', FONT));
+  const imageH = m.shape[0] * scale;
   const panelX = (k: number) => M + digitW + gap + k * (panel + gap);
   const top = M + LINE + 6;
   const width = panelX(3) - gap + M;
-  const height = top + panel + 8 + LINE + 6 + 7 + 8 + 16 + M;
+  const legendH = legendRows(m.classes, 16, width - panelX(0) - M) * 20 - 4;
+  const height = Math.max(top + panel + 8 + LINE + 6 + 7 + 8 + legendH, top + imageH + 6 + 3 * (LINE + 4)) + M;
   const r = new Raster(width, height);
 
   r.text(M, M, 'CLEAN', FONT, BLACK);
   ['SUBSTITUTE', 'VICTIM', 'DIFFER'].forEach((t, k) => r.text(panelX(k), M, t, FONT, BLACK));
-  r.digit(M, top, m.image, 0, 3);
+  r.image(M, top, m.image, 0, m.shape, scale);
   [`TRUE ${m.trueLabel}`, `SUB ${m.substituteLabel}`, `VIC ${m.victimLabel}`].forEach((t, k) =>
-    r.text(M, top + digitW + 6 + k * (LINE + 4), t, FONT, DARK),
+    r.text(M, top + imageH + 6 + k * (LINE + 4), t, FONT, DARK),
   );
 
   const panels: ((i: number) => Rgb)[] = [
-    (i) => CLASS_COLOURS[m.substitute[i]] ?? GREY,
-    (i) => CLASS_COLOURS[m.victim[i]] ?? GREY,
+    (i) => classColour(m.substitute[i]),
+    (i) => classColour(m.victim[i]),
     (i) => (m.substitute[i] === m.victim[i] ? [235, 235, 235] : [40, 40, 40]),
   ];
   panels.forEach((colourOf, k) => {
@@ -89,14 +95,14 @@ export function writeBoundaryMap(runDir: string, name: string, m: BoundaryMapPic
   y += LINE + 6;
   r.text(panelX(0), y, `RIGHT: +FGSM SIGN  UP: +RANDOM ORTHOGONAL SIGN  ±${m.extent}  IMAGE ${m.index}`, 1, DARK);
   y += 7 + 8;
-  drawLegend(r, panelX(0), y, 16);
+  drawLegend(r, panelX(0), y, 16, m.classes, width - panelX(0) - M);
   return save(runDir, name, r);
 }
 
 export interface GridOptions {
   /** ε columns wanted; the nearest ε of the run is used for each (default 0.1, 0.2, 0.3). */
   epsilons?: number[];
-  /** Rows (images), chosen one per true class in turn (default 10). */
+  /** Rows (images), chosen one per true class in turn (default: one per class, at most 10). */
   rows?: number;
 }
 
@@ -113,7 +119,7 @@ export function pickEpsilons(available: number[], wanted: number[]): number[] {
   return [...picked].sort((a, b) => a - b);
 }
 
-/** Up to `rows` images, cycling through the true classes so every digit appears; `usable` filters. */
+/** Up to `rows` images, cycling through the true classes so every class appears; `usable` filters. */
 export function chooseRows(truth: Int32Array, rows: number, usable: (i: number) => boolean): number[] {
   const byClass = new Map<number, number[]>();
   truth.forEach((t, i) => {
@@ -137,9 +143,9 @@ export function chooseRows(truth: Int32Array, rows: number, usable: (i: number) 
 
 /**
  * Layout of one attack mode's grid: a title row; a header row (CLEAN, then one column per ε); one row
- * per chosen image: its true label (targeted: true>target) at the left, then the clean digit and
- * its adversarial versions, each ×3, each with a bar under it in the colour of the victim's label and
- * the label's digit; a red frame marks the adversarial images that worked on the victim (untargeted:
+ * per chosen image: its true label (targeted: true>target) at the left, then the clean image and
+ * its adversarial versions, each about 84 px across, each with a bar under it in the colour of the
+ * victim's label and the label's index; a red frame marks the adversarial images that worked on the victim (untargeted:
  * label ≠ truth; targeted: label = target). The class-colour legend closes the picture.
  * The clean bar shows the victim's clean label when `extras.cleanVictim` is given, else the true label.
  */
@@ -150,21 +156,27 @@ function drawGrid(extras: ResultExtras, mode: AttackMode, opts: GridOptions): Ra
   if (columns.length === 0 || outcome.adversarial[mode].length === 0) return null;
   const truth = evalSet.labels;
   const clean = extras.cleanVictim ?? truth;
-  const rows = chooseRows(truth, opts.rows ?? 10, (i) =>
+  const shape = evalSet.shape;
+  const classes = extras.classes;
+  const rows = chooseRows(truth, opts.rows ?? Math.min(10, classes), (i) =>
     mode === 'targeted' ? targets[i] !== truth[i] : clean[i] === truth[i],
   );
   if (rows.length === 0) return null;
 
-  const img = 28 * 3 + 4; // digit plus its 2-px frame
+  const scale = imageScale(shape);
+  const img = Math.max(shape[1] * scale, textWidth('ε 0.00', FONT)) + 4; // image plus its 2-px frame
+  const imgH = shape[0] * scale + 4;
   const bar = LINE + 2;
   const gap = 10;
-  const labelW = textWidth('0>0', FONT) + 6;
+  const widest = String(classes - 1);
+  const labelW = textWidth(`${widest}>${widest}`, FONT) + 6;
   const colX = (k: number) => M + labelW + k * (img + gap);
-  const rowH = img + bar + gap;
+  const rowH = imgH + bar + gap;
   const head = M + LINE + 8;
   const top = head + LINE + 6;
-  const width = colX(columns.length + 1) - gap + M;
-  const height = top + rows.length * rowH + 7 + 8 + 16 + M;
+  const width = Math.max(colX(columns.length + 1) - gap + M, textWidth('BAR: VICTIM LABEL   RED FRAME: ATTACK WORKED ON THE VICTIM', 1) + 2 * M);
+  const legendH = legendRows(classes, 16, width - 2 * M) * 20 - 4;
+  const height = top + rows.length * rowH + 7 + 8 + legendH + M;
   const r = new Raster(width, height);
 
   const title = mode === 'targeted' ? 'TARGETED  ROW: TRUE>TARGET' : 'UNTARGETED  ROW: TRUE LABEL';
@@ -172,17 +184,18 @@ function drawGrid(extras: ResultExtras, mode: AttackMode, opts: GridOptions): Ra
   r.text(colX(0), head, 'CLEAN', FONT, BLACK);
   columns.forEach((e, k) => r.text(colX(k + 1), head, `ε ${epsilons[e].toFixed(2)}`, FONT, BLACK));
 
+  const size = pixelCount(shape);
   const cellAt = (x: number, y: number, pixels: Float32Array, i: number, label: number, worked: boolean) => {
-    r.frame(x, y, img, img, 2, worked ? RED : GREY);
-    r.digit(x + 2, y + 2, pixels, i * IMAGE_SIZE, 3);
-    const colour = CLASS_COLOURS[label] ?? GREY;
-    r.fill(x, y + img, img, bar, colour);
-    r.text(x + (img - 5 * FONT) / 2, y + img + 1, String(label), FONT, contrastOn(colour));
+    r.frame(x, y, img, imgH, 2, worked ? RED : GREY);
+    r.image(x + 2 + Math.floor((img - 4 - shape[1] * scale) / 2), y + 2, pixels, i * size, shape, scale);
+    const colour = classColour(label);
+    r.fill(x, y + imgH, img, bar, colour);
+    r.text(x + (img - textWidth(String(label), FONT) + FONT) / 2, y + imgH + 1, String(label), FONT, contrastOn(colour));
   };
   rows.forEach((i, k) => {
     const y = top + k * rowH;
     const rowLabel = mode === 'targeted' ? `${truth[i]}>${targets[i]}` : String(truth[i]);
-    r.text(M, y + img / 2 - LINE / 2, rowLabel, FONT, BLACK);
+    r.text(M, y + imgH / 2 - LINE / 2, rowLabel, FONT, BLACK);
     cellAt(colX(0), y, evalSet.images, i, clean[i], false);
     columns.forEach((e, c) => {
       const label = outcome.victimLabels[mode][e][i];
@@ -192,7 +205,7 @@ function drawGrid(extras: ResultExtras, mode: AttackMode, opts: GridOptions): Ra
   });
   const y = top + rows.length * rowH;
   r.text(M, y, 'BAR: VICTIM LABEL   RED FRAME: ATTACK WORKED ON THE VICTIM', 1, DARK);
-  drawLegend(r, M, y + 7 + 8, 16);
+  drawLegend(r, M, y + 7 + 8, 16, classes, width - 2 * M);
   return r;
 }
 

@@ -1,7 +1,7 @@
 import { PNG } from 'pngjs';
 
 /**
- * A tiny RGB drawing surface over pngjs: filled boxes, frames, 28×28 digits and a 5×7 pixel font,
+ * A tiny RGB drawing surface over pngjs: filled boxes, frames, images of any H×W×C and a 5×7 pixel font,
  * enough for the boundary maps and image grids without a canvas dependency.
  */
 export type Rgb = readonly [number, number, number];
@@ -21,8 +21,23 @@ export const CLASS_COLOURS: readonly Rgb[] = [
   [237, 201, 72], [176, 122, 161], [255, 157, 167], [156, 117, 95], [186, 176, 172],
 ];
 
+/**
+ * The colour of class c: Tableau 10 for the first ten, then hues spaced by the golden angle, so a
+ * dataset with many classes (EMNIST has 47) still gets distinct, stable colours.
+ */
+export function classColour(c: number): Rgb {
+  if (c < CLASS_COLOURS.length) return CLASS_COLOURS[c];
+  const hue = ((c * 137.508) % 360) / 60;
+  const light = c % 2 === 0 ? 0.55 : 0.4;
+  const chroma = (1 - Math.abs(2 * light - 1)) * 0.65;
+  const x = chroma * (1 - Math.abs((hue % 2) - 1));
+  const [r, g, b] = hue < 1 ? [chroma, x, 0] : hue < 2 ? [x, chroma, 0] : hue < 3 ? [0, chroma, x] : hue < 4 ? [0, x, chroma] : hue < 5 ? [x, 0, chroma] : [chroma, 0, x];
+  const m = light - chroma / 2;
+  return [r, g, b].map((v) => Math.round((v + m) * 255)) as unknown as Rgb;
+}
+
 export const classColourHex = (c: number): string =>
-  '#' + CLASS_COLOURS[c].map((v) => v.toString(16).padStart(2, '0')).join('');
+  '#' + classColour(c).map((v) => v.toString(16).padStart(2, '0')).join('');
 
 /** Black or white, whichever reads better on `bg` (relative luminance, Rec. 709 weights). */
 export const contrastOn = (bg: Rgb): Rgb => (0.2126 * bg[0] + 0.7152 * bg[1] + 0.0722 * bg[2] > 150 ? BLACK : WHITE);
@@ -82,12 +97,19 @@ export class Raster {
     this.fill(x + w - t, y, t, h, c);
   }
 
-  /** One 28×28 greyscale image from values in [0, 1] (0 black), each pixel as a scale × scale block. */
-  digit(x: number, y: number, image: ArrayLike<number>, offset: number, scale: number): void {
-    for (let r = 0; r < 28; r++) {
-      for (let c = 0; c < 28; c++) {
-        const v = Math.round(Math.min(1, Math.max(0, image[offset + r * 28 + c])) * 255);
-        this.fill(x + c * scale, y + r * scale, scale, scale, [v, v, v]);
+  /**
+   * One H×W×C image (row-major HWC, values in [0, 1], 0 black) from `offset`, each pixel as a
+   * scale × scale block: one channel draws as grey, three as RGB (further channels are not drawn).
+   */
+  image(x: number, y: number, data: ArrayLike<number>, offset: number, shape: readonly [number, number, number], scale: number): void {
+    const [h, w, ch] = shape;
+    const byte = (i: number) => Math.round(Math.min(1, Math.max(0, data[i])) * 255);
+    for (let r = 0; r < h; r++) {
+      for (let c = 0; c < w; c++) {
+        const at = offset + (r * w + c) * ch;
+        const grey = byte(at);
+        const rgb: Rgb = ch >= 3 ? [grey, byte(at + 1), byte(at + 2)] : [grey, grey, grey];
+        this.fill(x + c * scale, y + r * scale, scale, scale, rgb);
       }
     }
   }
@@ -114,12 +136,24 @@ export class Raster {
 /** Width of `s` in the 5×7 font at `scale` (6 columns per character including the gap). */
 export const textWidth = (s: string, scale: number): number => [...s].length * 6 * scale;
 
-/** A row of the ten class colours with their digits: the legend every picture carries. */
-export function drawLegend(r: Raster, x: number, y: number, box: number): void {
-  CLASS_COLOURS.forEach((colour, k) => {
-    const bx = x + k * (box + 4);
-    r.fill(bx, y, box, box, colour);
-    const scale = Math.max(1, Math.floor((box - 2) / 8));
-    r.text(bx + Math.floor((box - 5 * scale) / 2), y + Math.floor((box - 7 * scale) / 2), String(k), scale, contrastOn(colour));
-  });
+/** Scale that draws an H×W image about `target` pixels across (never below 1). */
+export const imageScale = (shape: readonly [number, number, number], target = 84): number => Math.max(1, Math.round(target / Math.max(shape[0], shape[1])));
+
+/** Rows of the legend for `classes` boxes within `width` pixels. */
+export const legendRows = (classes: number, box: number, width: number): number =>
+  Math.ceil(classes / Math.max(1, Math.floor((width + 4) / (box + 4))));
+
+/** The class colours with their indices, wrapped to `width`: the legend every picture carries. Returns its height. */
+export function drawLegend(r: Raster, x: number, y: number, box: number, classes: number, width = r.width - x): number {
+  const perRow = Math.max(1, Math.floor((width + 4) / (box + 4)));
+  for (let k = 0; k < classes; k++) {
+    const colour = classColour(k);
+    const bx = x + (k % perRow) * (box + 4);
+    const by = y + Math.floor(k / perRow) * (box + 4);
+    r.fill(bx, by, box, box, colour);
+    const label = String(k);
+    const scale = Math.max(1, Math.floor((box - 2) / (6 * label.length + 2)));
+    r.text(bx + Math.floor((box - textWidth(label, scale) + scale) / 2), by + Math.floor((box - 7 * scale) / 2), label, scale, contrastOn(colour));
+  }
+  return legendRows(classes, box, width) * (box + 4) - 4;
 }

@@ -3,7 +3,7 @@ import { isAbsolute, join, relative } from 'node:path';
 import type { DistanceSummary } from '../shared/metrics.js';
 import type { BoundaryMap, BoundaryResults } from './boundary-run.js';
 import { distanceCharts, svgOf } from './charts.js';
-import { CLASS_COLOURS, classColourHex } from './raster.js';
+import { classColourHex } from './raster.js';
 import { esc, num, pct, pngDataUri, table } from './report-html.js';
 import type { CampaignResults } from './results.js';
 
@@ -29,8 +29,8 @@ export function pictureHtml(runDir: string, ref: PictureRef): string {
 }
 
 const GRID_CAPTIONS: Record<string, string> = {
-  'grid-untargeted.png': 'Untargeted attack: clean digits and their adversarial versions at several ε, with the victim’s labels (red frame: the victim was fooled).',
-  'grid-targeted.png': 'Targeted attack: clean digits and their adversarial versions at several ε, with the victim’s labels (red frame: the victim chose the target).',
+  'grid-untargeted.png': 'Untargeted attack: clean images and their adversarial versions at several ε, with the victim’s labels (red frame: the victim was fooled).',
+  'grid-targeted.png': 'Targeted attack: clean images and their adversarial versions at several ε, with the victim’s labels (red frame: the victim chose the target).',
 };
 
 /**
@@ -68,10 +68,10 @@ function summaryTable(s: { substitute?: DistanceSummary; victim?: DistanceSummar
   );
 }
 
-function classLegend(): string {
+function classLegend(classes: number): string {
   const chip = (c: number) =>
     `<span style="display:inline-block;margin-right:10px"><span style="display:inline-block;width:12px;height:12px;background:${classColourHex(c)};vertical-align:-1px"></span> ${c}</span>`;
-  return `<p>Class colours: ${CLASS_COLOURS.map((_, c) => chip(c)).join('')}</p>`;
+  return `<p>Class colours: ${Array.from({ length: classes }, (_, c) => chip(c)).join('')}</p>`;
 }
 
 function mapCaption(m: BoundaryMap): string {
@@ -79,7 +79,7 @@ function mapCaption(m: BoundaryMap): string {
     `${m.grid}×${m.grid} grid over ±${m.extent}; agreement ${pct(m.agreement)}; ${num(m.queries)} victim queries`;
 }
 
-export async function boundarySection(runDir: string, b: BoundaryResults | null | undefined): Promise<string> {
+export async function boundarySection(runDir: string, b: BoundaryResults | null | undefined, classes: number): Promise<string> {
   if (!b) {
     return '<p class="note">The boundary was not measured in this run (boundary.enabled was off, or the run is a white-box baseline).</p>';
   }
@@ -132,7 +132,7 @@ export async function boundarySection(runDir: string, b: BoundaryResults | null 
       `<p>Each map labels a grid over the plane spanned by the substitute’s sign-gradient direction (→) and a random orthogonal ` +
         `sign direction (↑), centred on the original image (the framed square). Panels: the substitute’s labels, the victim’s labels, ` +
         `and where they differ (dark). Agreement over all ${esc(maps.length)} maps: <b>${pct(b.mapAgreement)}</b>.</p>`,
-      classLegend(),
+      classLegend(classes),
       maps.map((m) => pictureHtml(runDir, { path: m.image, caption: mapCaption(m) })).join('\n'),
     );
   }

@@ -38,6 +38,9 @@ export function atlasTechniques(r: CampaignResults, withBaseline = false): (type
 
 const cfg = (r: CampaignResults, key: string): unknown => (r.config as Record<string, unknown>)[key];
 
+/** The victim's class count, from what the run recorded (older runs lack the dataset summary). */
+export const classesOf = (r: CampaignResults): number => r.victim.info?.classes ?? r.dataset?.classes ?? r.perClass[0]?.transferRate.length ?? 0;
+
 const SERIES = { blackbox: 'black-box: crafted on the substitute', whitebox: 'white-box: crafted on the victim' };
 
 export function curvePoints(points: SweepPoint[], series: string): CurvePoint[] {
@@ -84,6 +87,7 @@ function summary(r: CampaignResults, wb?: CampaignResults): string {
     .join('<br>');
   const rows: [string, string][] = [
     ['victim', victim || '—'],
+    ['dataset', r.dataset ? `${esc(r.dataset.name)} (${esc(r.dataset.kind)}): seed and evaluation images from its ${num(r.dataset.testImages)} test images, ${esc(r.dataset.shape.join('×'))}, ${num(r.dataset.classes)} classes` : '—'],
     ['substitute', isWb ? 'none: the white-box baseline crafts on the victim itself' : esc(cfg(r, 'substitute') ?? '—')],
     ['attack', `${esc(cfg(r, 'attack') ?? '—')} (steps ${esc(cfg(r, 'steps') ?? '—')}, target ${esc(cfg(r, 'target') ?? '—')})`],
     ['queries', `${num(r.queries.attack)} attack, ${num(r.queries.measurement)} measurement, ${num(r.queries.cached)} answered from cache`],
@@ -147,7 +151,9 @@ async function perClassSection(r: CampaignResults): Promise<string> {
     parts.push(`<div class="row">${chart(heat)}${chart(bars, esc(note))}</div>`);
   }
   const head = ['true class', ...tables.map((t) => `transfer, ${esc(t.mode)} ε ${esc(num(t.epsilon))}`)];
-  const rows = Array.from({ length: Math.max(...tables.map((t) => t.transferRate.length)) }, (_, c) => [String(c), ...tables.map((t) => pct(t.transferRate[c]))]);
+  const names = r.dataset?.classNames ?? r.victim.info?.classNames;
+  const className = (c: number) => (names?.[c] && names[c] !== String(c) ? `${c} ${esc(names[c])}` : String(c));
+  const rows = Array.from({ length: Math.max(...tables.map((t) => t.transferRate.length)) }, (_, c) => [className(c), ...tables.map((t) => pct(t.transferRate[c]))]);
   return parts.join('\n') + table(head, rows);
 }
 
@@ -177,7 +183,7 @@ export async function buildReport(runDir: string, r: CampaignResults, opts: Repo
     ['epsilon', 'Attack success against ε', await epsilonSection(r, wb)],
     ['rounds', 'Substitute training', await roundsSection(r)],
     ['perclass', 'Per-class transfer', await perClassSection(r)],
-    ['boundary', 'Decision boundary: victim vs substitute', await boundarySection(runDir, r.boundary)],
+    ['boundary', 'Decision boundary: victim vs substitute', await boundarySection(runDir, r.boundary, classesOf(r))],
     ['images', 'Image grids', gridSection(runDir, r)],
     ['config', 'Configuration', `<pre>${esc(toYaml(redact(r.config)))}</pre>`],
     ['atlas', 'MITRE ATLAS', atlasSection(r, wb !== undefined)],

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { Rate } from '../shared/metrics.js';
-import type { Dataset } from '../shared/mnist.js';
+import type { DatasetSummary, ImageSet } from '../shared/datasets/types.js';
 import type { provenance } from '../shared/versions.js';
 import type { BoundaryResults } from './boundary-run.js';
 import type { CampaignConfig } from './config.js';
@@ -16,6 +16,8 @@ export type CampaignResults = ReturnType<typeof provenance> & {
   name: string;
   createdAt: string;
   victim: { url?: string; model?: string; info?: VictimInfo; arch?: string };
+  /** The images the seed and evaluation sets were drawn from (their test part). */
+  dataset?: DatasetSummary;
   config: CampaignConfig | Record<string, unknown>;
   queries: QueryCounts;
   victimCleanAccuracy: Rate;
@@ -32,7 +34,9 @@ export type CampaignResults = ReturnType<typeof provenance> & {
 };
 
 export interface ResultExtras {
-  evalSet: Dataset;
+  evalSet: ImageSet;
+  /** Class count of the victim's output (legends, per-class rows). */
+  classes: number;
   outcome: SweepOutcome;
   targets: Int32Array;
   /** The victim's labels of the clean evaluation images (the image grids show them under the clean digits). */

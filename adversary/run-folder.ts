@@ -44,12 +44,13 @@ export function readJson<T>(path: string): T {
 
 const roundDir = (run: string, round: number) => join(run, 'checkpoints', `round-${String(round).padStart(2, '0')}`);
 
-export async function saveCheckpoint(run: string, c: Checkpoint, arch: string): Promise<void> {
+/** `dataset`: the attacker's dataset, whose images the substitute was trained on (labelled by the victim). */
+export async function saveCheckpoint(run: string, c: Checkpoint, arch: string, dataset: string): Promise<void> {
   const dir = roundDir(run, c.record.round);
   const tmp = `${dir}.partial`;
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
-  await saveModel(c.model, join(tmp, 'substitute'), { arch, dataset: 'mnist', round: c.record.round });
+  await saveModel(c.model, join(tmp, 'substitute'), { arch, dataset, round: c.record.round });
   writeFileSync(join(tmp, 'images.f32'), new Uint8Array(c.images.buffer, c.images.byteOffset, c.images.byteLength));
   writeFileSync(join(tmp, 'labels.i32'), new Uint8Array(c.labels.buffer, c.labels.byteOffset, c.labels.byteLength));
   writeFileSync(join(tmp, 'round.json'), JSON.stringify(c.record, null, 2) + '\n');

@@ -1,7 +1,8 @@
 import type * as tf from '@tensorflow/tfjs';
-import { buildModel } from '../shared/architectures.js';
+import { buildModel, type ModelShape } from '../shared/architectures.js';
+import { pixelCount } from '../shared/datasets/types.js';
 import { accuracy, agreement } from '../shared/metrics.js';
-import { imagesTensor, quantise } from '../shared/mnist.js';
+import { imagesTensor, quantise } from '../shared/datasets/images.js';
 import { fromLayers, predictLabels } from '../shared/model.js';
 import { createRng, seedGlobalRandom } from '../shared/random.js';
 import { trainClassifier, type TrainOptions } from '../shared/training.js';
@@ -16,6 +17,8 @@ import type { Checkpoint, RoundRecord } from './run-folder.js';
  */
 export interface RoundsContext {
   config: CampaignConfig;
+  /** The victim's input shape and class count (from /v1/info): the substitute is built for them. */
+  shape: ModelShape;
   /** Labels from the victim, paid as attack queries. */
   queryAttack: (images: Float32Array, count: number) => Promise<Int32Array>;
   attackQueries: () => number;
@@ -34,9 +37,9 @@ export async function trainSubstitute(ctx: RoundsContext): Promise<{ model: tf.L
   let model = ctx.start.model;
   if (!model) {
     seedGlobalRandom(c.seed);
-    model = buildModel(c.substitute);
+    model = buildModel(c.substitute, ctx.shape);
   }
-  const evalX = imagesTensor(ctx.evaluation.images, ctx.evaluation.truth.length);
+  const evalX = imagesTensor(ctx.evaluation.images, ctx.evaluation.truth.length, ctx.shape.inputShape);
   try {
     for (let round = ctx.start.round; round < c.rounds; round++) {
       // Re-seeding per round keeps a resumed run identical to an uninterrupted one.
@@ -62,7 +65,7 @@ export async function trainSubstitute(ctx: RoundsContext): Promise<{ model: tf.L
         const t1 = performance.now();
         const chosen = pointsToAugment(labels.length, c.reservoir, createRng(c.seed * 7919 + round));
         // What the victim labels is the 8-bit image that is actually sent: keep exactly that.
-        const fresh = quantise(jacobianStep(fromLayers(model), gatherImages(images, chosen), Int32Array.from(chosen, (i) => labels[i]), lambda));
+        const fresh = quantise(jacobianStep(fromLayers(model), gatherImages(images, chosen, pixelCount(ctx.shape.inputShape)), Int32Array.from(chosen, (i) => labels[i]), lambda));
         augmentSeconds = (performance.now() - t1) / 1000;
         ctx.phases.augmentation += augmentSeconds;
         const t2 = performance.now();

@@ -1,6 +1,6 @@
 import { fgsmAlong, inputGradientSign, runAttack, type AttackName } from '../shared/attacks.js';
 import { sweepRow, type SweepRow, confusionMatrix, perClassTransfer, type Rate } from '../shared/metrics.js';
-import { imagesTensor, quantise } from '../shared/mnist.js';
+import { imagesTensor, quantise } from '../shared/datasets/images.js';
 import { labelImages, type Model } from '../shared/model.js';
 
 /**
@@ -48,7 +48,7 @@ export type VictimLabeler = (images: Float32Array, count: number) => Promise<Int
 
 export async function sweep(model: Model, data: SweepData, s: SweepSettings, victim: VictimLabeler): Promise<SweepOutcome> {
   const n = data.truth.length;
-  const x = imagesTensor(data.images, n);
+  const x = imagesTensor(data.images, n, model.inputShape);
   const points: SweepPoint[] = [];
   const victimLabels: SweepOutcome['victimLabels'] = { untargeted: [], targeted: [] };
   const adversarial: SweepOutcome['adversarial'] = { untargeted: [], targeted: [] };
@@ -107,11 +107,11 @@ export interface PerClassTable {
 }
 
 /** Per-class view of every ε: true class × victim label, and the transfer rate per true class. */
-export function perClassTables(epsilons: number[], truth: Int32Array, cleanVictim: Int32Array, outcome: SweepOutcome): PerClassTable[] {
+export function perClassTables(epsilons: number[], truth: Int32Array, cleanVictim: Int32Array, outcome: SweepOutcome, classes: number): PerClassTable[] {
   return (['untargeted', 'targeted'] as const).flatMap((mode) =>
     epsilons.map((epsilon, i) => {
       const adv = outcome.victimLabels[mode][i];
-      return { mode, epsilon, matrix: confusionMatrix(truth, adv), transferRate: perClassTransfer(adv, cleanVictim, truth) };
+      return { mode, epsilon, matrix: confusionMatrix(truth, adv, classes), transferRate: perClassTransfer(adv, cleanVictim, truth, classes) };
     }),
   );
 }

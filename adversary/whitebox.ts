@@ -1,8 +1,9 @@
 import { mkdirSync } from 'node:fs';
 import { chooseTargets } from '../shared/attacks.js';
 import { accuracy } from '../shared/metrics.js';
-import { adversarySplit, loadMnist, subset } from '../shared/mnist.js';
-import { TransferlabError } from '../shared/errors.js';
+import { summarise } from '../shared/datasets/types.js';
+import { adversarySplit, subset } from '../shared/datasets/images.js';
+import { attackerDataset } from './dataset-choice.js';
 import { loadWhiteboxModel } from '../shared/whitebox-model.js';
 import { labelImages } from '../shared/model.js';
 import { provenance } from '../shared/versions.js';
@@ -19,23 +20,30 @@ import { perClassTables, sweep } from './transfer.js';
  */
 export async function runWhitebox(config: CampaignConfig, modelDir: string, runDir: string): Promise<CampaignResults> {
   const started = performance.now();
-  // The model first: one that cannot be attacked white-box leaves no run folder behind.
+  // The model and its images first: a model that cannot be attacked white-box, or a dataset that does
+  // not fit it, leaves no run folder behind.
   const loaded = await loadWhiteboxModel(modelDir);
   const victim = loaded.logits;
-  if (loaded.inputShape.join('x') !== '28x28x1' || loaded.classes !== 10) {
+  const classes = loaded.classes;
+  // The same images a campaign on this victim would draw: the dataset the model says it was trained on, unless one is chosen.
+  const trainedOn = typeof loaded.metadata?.dataset === 'string' ? loaded.metadata.dataset : null;
+  let dataset;
+  try {
+    dataset = attackerDataset(config.dataset, { dataset: trainedOn, inputShape: loaded.inputShape, classes, inputRange: [0, 1], maxBatch: 1, output: 'label' });
+  } catch (e) {
     loaded.dispose();
-    throw new TransferlabError('victim_mismatch', `${modelDir} takes ${loaded.inputShape.join('×')} images with ${loaded.classes} classes; the white-box baseline's MNIST evaluation set needs 28×28×1 and 10 classes`);
+    throw e;
   }
   mkdirSync(runDir, { recursive: true });
   // As a campaign does: the resolved config goes with the run, the API key never does.
   const { apiKey: _key, ...saved } = config;
   writeJson(join(runDir, 'config.json'), { ...saved, mode: 'whitebox', model: modelDir });
   if (loaded.softmaxStripped) console.log(`${modelDir}: softmax last layer stripped; gradients are taken of the logits below it`);
-  const test = loadMnist('test');
-  const evalSet = subset(test, adversarySplit(config.seed, config.seedSize, config.evalSize).evalSet);
+  const test = dataset.test;
+  const evalSet = subset(test, adversarySplit(config.seed, config.seedSize, config.evalSize, test.count).evalSet);
   const cleanVictim = labelImages(victim, evalSet.images, evalSet.count);
   // With the weights in hand the attacker also has the true labels, as in the seed paper.
-  const targets = chooseTargets(evalSet.labels, config.target, config.seed);
+  const targets = chooseTargets(evalSet.labels, config.target, config.seed, classes);
   const outcome = await sweep(
     victim,
     { images: evalSet.images, truth: evalSet.labels, craftLabels: evalSet.labels, targets, cleanVictim },
@@ -48,6 +56,7 @@ export async function runWhitebox(config: CampaignConfig, modelDir: string, runD
     createdAt: new Date().toISOString(),
     ...provenance(config.seed),
     victim: { model: modelDir, arch: typeof loaded.metadata?.arch === 'string' ? loaded.metadata.arch : `user TF.js model (weights sha256 ${loaded.weightsSha256.slice(0, 12)}…)` },
+    dataset: summarise(dataset),
     config: { ...config, mode: 'whitebox', model: modelDir },
     queries: { attack: 0, measurement: 0, cached: 0 },
     victimCleanAccuracy: accuracy(cleanVictim, evalSet.labels),
@@ -55,12 +64,12 @@ export async function runWhitebox(config: CampaignConfig, modelDir: string, runD
     agreement: null,
     rounds: [],
     epsilons: outcome.points,
-    perClass: perClassTables(config.epsilons, evalSet.labels, cleanVictim, outcome),
+    perClass: perClassTables(config.epsilons, evalSet.labels, cleanVictim, outcome, classes),
     boundary: null,
     durationSeconds: (performance.now() - started) / 1000,
     phases: { crafting: outcome.craftSeconds, measurement: outcome.measureSeconds },
   };
-  writeResults(runDir, results, { evalSet, outcome, targets, cleanVictim });
+  writeResults(runDir, results, { evalSet, classes, outcome, targets, cleanVictim });
   loaded.dispose();
   return results;
 }

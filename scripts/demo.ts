@@ -3,12 +3,20 @@
  * process, run the white-box baseline and the default black-box campaign against it over HTTP,
  * stop the victim, print a summary and the report's path.
  *
- *   npm run demo -- [--out DIR] [--model DIR] [--port N] [--quick]
+ *   npm run demo -- [--out DIR] [--model PATH] [--dataset NAME|PATH] [--port N] [--quick]
+ *
+ * --model takes any model the victim serves (the project's folders, TF.js layers folders, ONNX files);
+ * --dataset names the images the attacker draws its seed and evaluation sets from. With --dataset and
+ * no --model, a default victim is trained on that dataset first (models/victim-<name>).
  */
 import { join } from 'node:path';
 import yargs from 'yargs';
 import { describeBackend, initBackend } from '../shared/backend.js';
 import { isMain, runMain } from '../shared/cli.js';
+import { DATASET_HELP, DEFAULT_DATASET, loadDataset } from '../shared/datasets/index.js';
+import { isTransferlabError } from '../shared/errors.js';
+import { hasModel } from '../shared/model-io.js';
+import { trainVictim, VICTIM_DEFAULTS } from '../victim/train.js';
 import { resolveConfig } from '../adversary/config.js';
 import { runCampaignCommand, runWhiteboxCommand } from '../adversary/commands.js';
 import { spawnVictim, type VictimProcess } from '../victim/spawn.js';
@@ -18,7 +26,8 @@ export async function main(argv: string[]): Promise<number> {
   const a = await yargs(argv)
     .scriptName('npm run demo --')
     .options({
-      model: { type: 'string', default: 'models/victim', describe: 'victim model folder (trained here when empty)' },
+      model: { type: 'string', describe: 'the model to serve: a model folder (the project\'s or a TF.js layers folder) or an ONNX file (default models/victim, trained here when empty)' },
+      dataset: { type: 'string', describe: `the attacker's images (seed and evaluation sets): ${DATASET_HELP.replace(/^image dataset: /, '')}` },
       out: { type: 'string', describe: 'run folder (default runs/demo-<time>)' },
       port: { type: 'number', default: 0, describe: 'victim port (0: any free port)' },
       quick: { type: 'boolean', default: false, describe: 'a smaller campaign (fewer rounds and images) for a fast look' },
@@ -32,6 +41,14 @@ export async function main(argv: string[]): Promise<number> {
   const out = a.out ?? join('runs', `demo-${stamp}`);
   const info = await initBackend(a.backend);
   console.log(`transferlab demo on ${describeBackend(info)}; run folder ${out}`);
+  // Without --model, the demo's own victim: the default one, or one trained on --dataset.
+  const dataset = a.dataset ? loadDataset(a.dataset) : undefined;
+  const model = a.model ?? (dataset && dataset.name !== DEFAULT_DATASET ? join('models', `victim-${dataset.name}`) : VICTIM_DEFAULTS.out);
+  if (!a.model && dataset && dataset.name !== DEFAULT_DATASET && !hasModel(model)) {
+    console.log(`\n== 0. no victim for ${dataset.name} yet: training the default ${VICTIM_DEFAULTS.arch} on it into ${model} (once) ==`);
+    const meta = await trainVictim({ ...VICTIM_DEFAULTS, dataset: a.dataset, out: model });
+    console.log(`test accuracy ${Number(meta.testAccuracy).toFixed(4)} in ${meta.durationSeconds} s`);
+  }
 
   let victim: VictimProcess | undefined;
   // Ctrl-C at any point: take the victim down with us, never leave it orphaned.
@@ -49,7 +66,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     console.log('\n== 1. victim: load (or train) and start as its own process ==');
     victim = await spawnVictim({
-      args: ['--model', a.model, '--port', String(a.port), '--log-level', 'warn', '--audit-log', join(out, 'victim', 'audit.jsonl'), '--ledger', join(out, 'victim', 'ledger.jsonl'), ...(a.backend ? ['--backend', a.backend] : [])],
+      args: ['--model', model, '--port', String(a.port), '--log-level', 'warn', '--audit-log', join(out, 'victim', 'audit.jsonl'), '--ledger', join(out, 'victim', 'ledger.jsonl'), ...(a.backend ? ['--backend', a.backend] : [])],
       env: { TFJS_BACKEND: a.backend ?? process.env.TFJS_BACKEND ?? '' },
       stdio: 'inherit',
       onLine: (line) => console.log(`  [victim] ${line}`),
@@ -57,11 +74,18 @@ export async function main(argv: string[]): Promise<number> {
     const t1 = performance.now();
     const config = resolveConfig({
       victim: victim.url,
+      ...(a.dataset ? { dataset: a.dataset } : {}),
       ...(a.quick ? { rounds: 4, evalSize: 300, epochs: 5, boundary: { images: 60, maps: 2, grid: 21 } } : {}),
     });
 
     console.log('\n== 2. white-box baseline (reads the victim model directly) ==');
-    await runWhiteboxCommand(config, a.model, join(out, 'whitebox'));
+    try {
+      await runWhiteboxCommand(config, model, join(out, 'whitebox'));
+    } catch (e) {
+      // An ONNX model has no gradients to give: say so and go on with the black-box campaign.
+      if (!isTransferlabError(e) || e.code !== 'whitebox_unsupported') throw e;
+      console.log(`skipped: ${e.message}`);
+    }
 
     console.log('\n== 3. black-box campaign over HTTP (labels only) ==');
     await runCampaignCommand({ ...config, out }, out, false);

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import yargs from 'yargs';
 import { describeBackend, initBackend } from '../shared/backend.js';
+import { DATASET_HELP } from '../shared/datasets/index.js';
 import { resolveConfig, type CampaignInput } from '../adversary/config.js';
 import { runCampaignCommand } from '../adversary/commands.js';
 import { compareRuns, formatTable } from '../adversary/compare.js';
@@ -27,6 +28,7 @@ export async function runExperiment(title: string, argv: string[], variants: (qu
       model: { type: 'string', default: 'models/victim', describe: 'victim model folder when starting one' },
       out: { type: 'string', describe: `experiment folder (default runs/experiment-${title})` },
       quick: { type: 'boolean', default: false, describe: 'smaller campaigns for a fast look' },
+      dataset: { type: 'string', describe: `the attacker's images: ${DATASET_HELP.replace(/^image dataset: /, '')}; default: the victim's` },
       backend: { type: 'string', describe: 'tensorflow | wasm | cpu' },
       ...queueFlags,
       queue: { type: 'string', describe: 'enqueue the campaigns on this Redis job queue (redis://HOST:PORT/DB) instead of running them; needs --victim' },
@@ -71,7 +73,7 @@ export async function runExperiment(title: string, argv: string[], variants: (qu
         continue;
       }
       console.log(`\n== ${v.name} ==`);
-      const config = resolveConfig({ ...v.settings, victim: url, out: dir });
+      const config = resolveConfig({ ...v.settings, ...(a.dataset ? { dataset: a.dataset } : {}), victim: url, out: dir });
       await runCampaignCommand(config, dir, existsSync(join(dir, 'config.json')));
     }
     const table = await compareRuns(dirs, join(out, 'compare'));

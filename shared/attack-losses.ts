@@ -70,6 +70,7 @@ export function ensembleOf(members: readonly Model[], combine: EnsembleCombine =
   }
   return {
     bounds: [lo, hi],
+    inputShape: members[0].inputShape,
     members,
     combine,
     logits: (x) => (members.length === 1 ? members[0].logits(x) : (tf.div(tf.addN(members.map((m) => m.logits(x))), members.length) as tf.Tensor2D)),

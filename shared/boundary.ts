@@ -1,5 +1,5 @@
 /**
- * Boundary maths, pure over Float32Arrays (row-major count × 784, values in [0, 1]):
+ * Boundary maths, pure over Float32Arrays (count images of any H×W×C, row-major, values in [0, 1]):
  * - flipDistances: how far along a fixed direction each image must move before a classifier's label
  *   changes, by batched bisection, so one routine measures the local substitute and the paid victim;
  * - planeGrid: the images of a 2-D slice through input space, for boundary maps.
@@ -10,7 +10,7 @@
  * on exactly the same images.
  */
 import { TransferlabError } from './errors.js';
-import { IMAGE_SIZE, quantise } from './mnist.js';
+import { quantise } from './datasets/images.js';
 import type { Rng } from './random.js';
 
 /** Labels for `count` images; one call = one batch (for the victim, `count` paid queries). */
@@ -49,18 +49,23 @@ function fail(message: string): never {
   throw new TransferlabError('bad_boundary_input', message);
 }
 
-function checkImages(name: string, a: Float32Array, count: number): void {
+/** Values per image, read off the arrays: every array of one call holds `count` images of one size. */
+function imageSize(count: number, ...arrays: [string, Float32Array][]): number {
   if (!Number.isInteger(count) || count < 0) fail(`count must be an integer ≥ 0, got ${count}`);
-  if (a.length !== count * IMAGE_SIZE) fail(`${name} holds ${a.length} values; expected ${count} × ${IMAGE_SIZE}`);
+  const [first, a] = arrays[0];
+  const size = count === 0 ? 0 : a.length / count;
+  if (!Number.isInteger(size) || (count > 0 && size === 0)) fail(`${first} holds ${a.length} values, not a whole number of values for each of ${count} images`);
+  for (const [name, b] of arrays) if (b.length !== count * size) fail(`${name} holds ${b.length} values; expected ${count} × ${size}`);
+  return size;
 }
 
 /** The quantised images x_i + (k_i/255)·d_i for the chosen rows, packed into one batch. */
-function probes(images: Float32Array, directions: Float32Array, rows: number[], steps: number[]): Float32Array {
-  const out = new Float32Array(rows.length * IMAGE_SIZE);
+function probes(images: Float32Array, directions: Float32Array, rows: number[], steps: number[], size: number): Float32Array {
+  const out = new Float32Array(rows.length * size);
   rows.forEach((row, j) => {
     const eps = steps[j] * EPSILON_STEP;
-    const base = row * IMAGE_SIZE;
-    for (let p = 0; p < IMAGE_SIZE; p++) out[j * IMAGE_SIZE + p] = images[base + p] + eps * directions[base + p];
+    const base = row * size;
+    for (let p = 0; p < size; p++) out[j * size + p] = images[base + p] + eps * directions[base + p];
   });
   return quantise(out);
 }
@@ -77,8 +82,7 @@ export async function flipDistances(
   label: BatchLabeler,
   opts: FlipOptions = {},
 ): Promise<FlipSearch> {
-  checkImages('images', images, count);
-  checkImages('directions', directions, count);
+  const size = imageSize(count, ['images', images], ['directions', directions]);
   const epsilonMax = opts.epsilonMax ?? 1;
   if (!(epsilonMax > 0 && epsilonMax <= 1)) fail(`epsilonMax must be in (0, 1], got ${epsilonMax}`);
   // The 1e-9 keeps e.g. 0.3 (= 76.5/255 in floating point) from losing a step to rounding.
@@ -93,7 +97,7 @@ export async function flipDistances(
   const ask = async (rows: number[], steps: number[]): Promise<Int32Array> => {
     calls++;
     labelled += rows.length;
-    const got = await label(probes(images, directions, rows, steps), rows.length);
+    const got = await label(probes(images, directions, rows, steps, size), rows.length);
     if (got.length !== rows.length) fail(`labeler returned ${got.length} labels for ${rows.length} images`);
     return got;
   };
@@ -183,21 +187,20 @@ export interface PlaneGrid {
 
 /** The images clip(x + a·d1 + b·d2) on a square grid, quantised to 8 bits. */
 export function planeGrid(x: Float32Array, d1: Float32Array, opts: PlaneOptions): PlaneGrid {
-  checkImages('x', x, 1);
-  checkImages('d1', d1, 1);
+  const pixels = imageSize(1, ['x', x], ['d1', d1]);
   const size = opts.size ?? 33;
   const extent = opts.extent ?? 0.5;
   if (!Number.isInteger(size) || size < 2) fail(`grid size must be an integer ≥ 2, got ${size}`);
   if (!(extent > 0 && extent <= 1)) fail(`extent must be in (0, 1], got ${extent}`);
   const d2 = orthogonalSignDirection(d1, opts.rng);
   const coords = Array.from({ length: size }, (_, j) => -extent + (2 * extent * j) / (size - 1));
-  const raw = new Float32Array(size * size * IMAGE_SIZE);
+  const raw = new Float32Array(size * size * pixels);
   for (let r = 0; r < size; r++) {
     const b = coords[size - 1 - r];
     for (let c = 0; c < size; c++) {
       const a = coords[c];
-      const base = (r * size + c) * IMAGE_SIZE;
-      for (let p = 0; p < IMAGE_SIZE; p++) raw[base + p] = x[p] + a * d1[p] + b * d2[p];
+      const base = (r * size + c) * pixels;
+      for (let p = 0; p < pixels; p++) raw[base + p] = x[p] + a * d1[p] + b * d2[p];
     }
   }
   return { size, extent, coords, d2, points: quantise(raw) };

@@ -179,7 +179,7 @@ export async function loadLayersFolder(dir: string): Promise<LayersFolder> {
     const logitsLayers = below ?? model;
     return {
       model,
-      logits: { bounds: [0, 1], logits: (x) => logitsLayers.apply(x, { training: false }) as tf.Tensor2D },
+      logits: { bounds: [0, 1], inputShape, logits: (x) => logitsLayers.apply(x, { training: false }) as tf.Tensor2D },
       softmaxStripped: below !== undefined,
       inputShape,
       classes,

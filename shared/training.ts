@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { IMAGE_SIZE, CLASSES } from './mnist.js';
+import { layersClasses, layersInputShape } from './model.js';
 import { TransferlabError } from './errors.js';
 import { createRng, permutation } from './random.js';
 
@@ -68,14 +68,22 @@ export function trainClassifier(
   opts: TrainOptions,
 ): TrainSummary {
   const count = labels.length;
+  // The model says what it takes: images of its input shape, labels among its output classes.
+  const [height, width, channels] = layersInputShape(model);
+  const classes = layersClasses(model);
+  const px = height * width * channels;
+  if (images.length < count * px) {
+    throw new TransferlabError('invalid_training_data', `${images.length} pixel values for ${count} images of ${height}×${width}×${channels}`);
+  }
   const optimizer = tf.train.adam(opts.learningRate);
   const rng = createRng(opts.seed);
   // Its own stream, so turning shifts on or off leaves the shuffles unchanged.
   const shiftRng = createRng(opts.seed + 0x5eed);
   const shift = opts.shift ?? 0;
-  if (!Number.isInteger(shift) || shift < 0 || shift > 13) throw new TransferlabError('invalid_config', `shift must be an integer in 0..13, got ${shift}`);
+  const maxShift = Math.floor((Math.min(height, width) - 1) / 2);
+  if (!Number.isInteger(shift) || shift < 0 || shift > maxShift) throw new TransferlabError('invalid_config', `shift must be an integer in 0..${maxShift}, got ${shift}`);
   const batches = Math.ceil(count / opts.batchSize);
-  const xBuf = new Float32Array(opts.batchSize * IMAGE_SIZE);
+  const xBuf = new Float32Array(opts.batchSize * px);
   const yBuf = new Int32Array(opts.batchSize);
   const started = performance.now();
   let summary: TrainSummary = { epochs: 0, loss: NaN, accuracy: NaN, stoppedEarly: false, imagesPerSecond: 0, durationSeconds: 0 };
@@ -100,20 +108,20 @@ export function trainClassifier(
       const dx = shift ? Math.floor(shiftRng() * (2 * shift + 1)) - shift : 0;
       for (let i = 0; i < size; i++) {
         const j = order[b * opts.batchSize + i];
-        translateInto(xBuf, i * IMAGE_SIZE, images, j * IMAGE_SIZE, dy, dx);
+        translateInto(xBuf, i * px, images, j * px, dy, dx, [height, width, channels]);
         yBuf[i] = labels[j];
       }
       // Images this step trains on: the batch, or what transformBatch made of it.
       let stepImages = size;
       const sampleClean = opts.transformBatch !== undefined && b % cleanEvery === 0;
       const [loss, hits, cleanBatchHits] = tf.tidy(() => {
-        const clean = tf.tensor4d(xBuf.subarray(0, size * IMAGE_SIZE), [size, 28, 28, 1]);
+        const clean = tf.tensor4d(xBuf.subarray(0, size * px), [size, height, width, channels]);
         const given = tf.tensor1d(yBuf.subarray(0, size), 'int32');
         const cleanCount = sampleClean ? (tf.equal((model.predict(clean) as tf.Tensor2D).argMax(1), given).sum() as tf.Scalar) : tf.scalar(0);
         const batch = opts.transformBatch ? opts.transformBatch(clean, given, model, epoch * batches + b) : clean;
         const { x, labels: y } = batch instanceof tf.Tensor ? { x: batch, labels: given } : batch;
         stepImages = y.shape[0];
-        const oneHot = tf.oneHot(y, CLASSES);
+        const oneHot = tf.oneHot(y, classes);
         let batchHits: tf.Scalar | undefined;
         const l = optimizer.minimize(() => {
           const logits = model.apply(x, { training: true }) as tf.Tensor2D;
@@ -153,15 +161,18 @@ export function trainClassifier(
  * dst(r, c) = src(r + dy, c + dx), 0 outside the image: a pad-and-crop shift, done while the batch is
  * copied (as tensor ops on every step it cost ~10% of a training step).
  */
-function translateInto(dst: Float32Array, at: number, src: Float32Array, from: number, dy: number, dx: number): void {
+function translateInto(dst: Float32Array, at: number, src: Float32Array, from: number, dy: number, dx: number, shape: readonly [number, number, number]): void {
+  const [h, w, ch] = shape;
+  const size = h * w * ch;
   if (dy === 0 && dx === 0) {
-    dst.set(src.subarray(from, from + IMAGE_SIZE), at);
+    dst.set(src.subarray(from, from + size), at);
     return;
   }
-  dst.fill(0, at, at + IMAGE_SIZE);
-  const c0 = Math.max(0, -dx), c1 = Math.min(28, 28 - dx);
-  for (let r = Math.max(0, -dy); r < Math.min(28, 28 - dy); r++) {
-    const row = from + (r + dy) * 28;
-    dst.set(src.subarray(row + c0 + dx, row + c1 + dx), at + r * 28 + c0);
+  dst.fill(0, at, at + size);
+  // Rows are contiguous runs of w·ch values in HWC order: a column shift moves whole pixels.
+  const c0 = Math.max(0, -dx), c1 = Math.min(w, w - dx);
+  for (let r = Math.max(0, -dy); r < Math.min(h, h - dy); r++) {
+    const row = from + (r + dy) * w * ch;
+    dst.set(src.subarray(row + (c0 + dx) * ch, row + (c1 + dx) * ch), at + (r * w + c0) * ch);
   }
 }

@@ -14,6 +14,7 @@ const W = [
 ];
 const linear: Model = {
   bounds: [0, 1],
+  inputShape: [2, 2, 1],
   logits: (x) => tf.matMul(tf.reshape(x, [x.shape[0], 4]), tf.tensor2d(W)),
 };
 const logitsOf = (x: number[]): number[] => [0, 1, 2].map((k) => x.reduce((s, xi, i) => s + xi * W[i][k], 0));
@@ -86,7 +87,7 @@ describe('the CW margin loss', () => {
 
   it('keeps a usable gradient where cross-entropy saturates', () => {
     // Scaled far out along class 2's direction the softmax is certain: CE's gradient underflows, the margin's does not.
-    const confident: Model = { bounds: [-1e3, 1e3], logits: (v) => tf.mul(linear.logits(v), 200) };
+    const confident: Model = { bounds: [-1e3, 1e3], inputShape: [2, 2, 1], logits: (v) => tf.mul(linear.logits(v), 200) };
     const input = tf.tensor4d([0, 0, 0, 1], [1, 2, 2, 1]);
     const labels = Int32Array.from([2]);
     const ce = attackGradient(confident, input, labels, false, { loss: 'ce' });

@@ -21,7 +21,7 @@ const W2 = [
   [-0.8, 1.2, 0.1],
   [0.3, 0.2, -1.1],
 ];
-const linear = (w: number[][]): Model => ({ bounds: [0, 1], logits: (x) => tf.matMul(tf.reshape(x, [x.shape[0], 4]), tf.tensor2d(w)) });
+const linear = (w: number[][]): Model => ({ bounds: [0, 1], inputShape: [2, 2, 1], logits: (x) => tf.matMul(tf.reshape(x, [x.shape[0], 4]), tf.tensor2d(w)) });
 const meanW = W1.map((row, i) => row.map((v, k) => (v + W2[i][k]) / 2));
 
 const values = (t: tf.Tensor): number[] => {

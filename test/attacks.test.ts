@@ -47,6 +47,7 @@ const W = [
 ];
 const linear: Model = {
   bounds: [0, 1],
+  inputShape: [2, 2, 1],
   logits: (x) => tf.matMul(tf.reshape(x, [x.shape[0], 4]), tf.tensor2d(W)),
 };
 

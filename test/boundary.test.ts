@@ -90,7 +90,7 @@ describe('flipDistances', () => {
     }
     const empty = await flipDistances(new Float32Array(0), new Float32Array(0), 0, counted.label);
     expect(empty.calls).toBe(0);
-    await expect(flipDistances(x, d, n - 1, counted.label)).rejects.toThrow(/expected 11/);
+    await expect(flipDistances(x, d, n - 1, counted.label)).rejects.toThrow(/not a whole number of values for each of 11 images/);
   });
 });
 
@@ -154,7 +154,7 @@ describe('pictures and the boundary run', () => {
     const size = 33;
     const labels = Array.from({ length: size * size }, (_, i) => i % 10);
     const rel = writeBoundaryMap(dir, 'map.png', {
-      image: randomImages(1, 5), index: 0, trueLabel: 3, substituteLabel: 3, victimLabel: 3,
+      image: randomImages(1, 5), shape: [28, 28, 1], classes: 10, index: 0, trueLabel: 3, substituteLabel: 3, victimLabel: 3,
       size, extent: 0.5, substitute: labels, victim: labels.map((l) => (l + 1) % 10), agreement: 0, queries: size * size,
     });
     const png = PNG.sync.read(readFileSync(join(dir, rel)));
@@ -171,7 +171,8 @@ describe('pictures and the boundary run', () => {
     const advs = epsilons.map((_, k) => randomImages(n, 10 + k));
     const victimLabels = epsilons.map((_, k) => labels.map((l) => (l + k) % 10));
     const paths = writeImageGrids(dir, {
-      evalSet: { images: randomImages(n, 6), pixels: new Uint8Array(n * P), labels, count: n },
+      evalSet: { images: randomImages(n, 6), pixels: new Uint8Array(n * P), labels, count: n, shape: [28, 28, 1] },
+      classes: 10,
       outcome: {
         points: (['untargeted', 'targeted'] as const).flatMap((mode) => epsilons.map((epsilon) => ({
           mode, epsilon, misclassificationRate: null, transferRate: null, targetedSuccessRate: null,
@@ -197,7 +198,7 @@ describe('pictures and the boundary run', () => {
     // Two linear "models" that share most of their weights: related but not identical boundaries.
     const w = tf.randomNormal([P, 10], 0, 0.1, 'float32', 11);
     const w2 = tf.add(w, tf.randomNormal([P, 10], 0, 0.03, 'float32', 12));
-    const linear = (m: tf.Tensor): Model => ({ bounds: [0, 1], logits: (x) => tf.matMul(x.reshape([x.shape[0], P]), m) as tf.Tensor2D });
+    const linear = (m: tf.Tensor): Model => ({ bounds: [0, 1], inputShape: [28, 28, 1], logits: (x) => tf.matMul(x.reshape([x.shape[0], P]), m) as tf.Tensor2D });
     const substitute = linear(w);
     const victimModel = linear(w2);
     const counts: QueryCounts = { attack: 0, measurement: 0, cached: 0 };
@@ -215,13 +216,13 @@ describe('pictures and the boundary run', () => {
     };
     const n = 16;
     const images = randomImages(n, 7);
-    const evalSet = { images, pixels: new Uint8Array(n * P), labels: Int32Array.from({ length: n }, (_, i) => i % 10), count: n };
+    const evalSet = { images, pixels: new Uint8Array(n * P), labels: Int32Array.from({ length: n }, (_, i) => i % 10), count: n, shape: [28, 28, 1] as const };
     const x = tf.tensor4d(images, [n, 28, 28, 1]);
     const cleanVictim = predictLabels(victimModel, x);
     const substituteClean = predictLabels(substitute, x);
     const config = resolveConfig({ boundary: { images: 10, maps: 2, grid: 9, extent: 0.5 } });
     const logs: string[] = [];
-    const r = await measureBoundary({ config, runDir: dir, substitute, evalSet, cleanVictim, substituteClean, oracle, log: (l) => logs.push(l) });
+    const r = await measureBoundary({ config, runDir: dir, substitute, evalSet, classNames: Array.from({ length: 10 }, (_, i) => String(i)), cleanVictim, substituteClean, oracle, log: (l) => logs.push(l) });
     expect(r.images).toBe(10);
     expect(r.substituteDistances).toHaveLength(10);
     expect(r.queries.distances + r.queries.maps).toBe(counts.measurement);

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { initBackend } from '../shared/backend.js';
 import { hasModel } from '../shared/model-io.js';
 import { tryPidLock } from '../shared/pid-lock.js';
-import { trainVictim } from '../victim/train.js';
+import { trainVictim, type VictimTrainConfig } from '../victim/train.js';
 
 /**
  * Shared test fixtures. Suites need a REAL trained model, but paper-cnn takes minutes to train, so
@@ -12,15 +12,19 @@ import { trainVictim } from '../victim/train.js';
  * Bump the folder's version suffix when the recipe changes so stale caches are not reused.
  */
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-export const TEST_VICTIM_DIR = resolve(ROOT, '.cache/test-models/lenet-v1');
+// v2: metadata.json records the dataset's shape and class names.
+export const TEST_VICTIM_DIR = resolve(ROOT, '.cache/test-models/lenet-v2');
 const RECIPE = { arch: 'lenet', epochs: 2, batchSize: 64, learningRate: 0.002, seed: 7, limit: 6000 };
+/** The Fashion-MNIST test victim: the same lenet recipe on 4,000 Fashion-MNIST training images. */
+export const FASHION_VICTIM_DIR = resolve(ROOT, '.cache/test-models/lenet-fashion-v1');
+const FASHION_RECIPE = { ...RECIPE, dataset: 'fashion-mnist', epochs: 3, limit: 4000 };
 
 /**
  * The test victim's model folder, training it first when it is not cached. Safe when several test
  * files (or processes) call it at once: one trains under a lock file, the others wait for the
  * atomically renamed folder to appear.
  */
-export async function ensureTestVictim(dir = TEST_VICTIM_DIR): Promise<string> {
+export async function ensureTestVictim(dir = TEST_VICTIM_DIR, recipe: Omit<VictimTrainConfig, 'out'> = RECIPE): Promise<string> {
   if (hasModel(dir)) return dir;
   mkdirSync(dirname(dir), { recursive: true });
   const lock = `${dir}.lock`;
@@ -32,10 +36,12 @@ export async function ensureTestVictim(dir = TEST_VICTIM_DIR): Promise<string> {
   try {
     if (!hasModel(dir)) {
       await initBackend();
-      await trainVictim({ ...RECIPE, out: dir });
+      await trainVictim({ ...recipe, out: dir });
     }
   } finally {
     if (existsSync(lock)) rmSync(lock, { force: true });
   }
   return dir;
 }
+
+export const ensureFashionVictim = (): Promise<string> => ensureTestVictim(FASHION_VICTIM_DIR, FASHION_RECIPE);

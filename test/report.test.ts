@@ -192,7 +192,7 @@ describe('run report and comparison', () => {
     expect(html).not.toContain('AML.T0043.000');
     expect(html).toContain('data:image/png;base64,');
     expect(html).toContain('agreement 87.0 %');
-    expect(html).toContain('Untargeted attack: clean digits');
+    expect(html).toContain('Untargeted attack: clean images');
   });
 
   it('a white-box run names AML.T0043.000 and renders without rounds or boundary', async () => {

@@ -93,7 +93,7 @@ describe('victim over HTTP: labels equal in-process predictions', () => {
     expect(r.headers.get('x-content-type-options')).toBe('nosniff');
     expect(r.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/); // minted by the server, never taken from the client
     const info = await call(`${victim.url}/v1/info`);
-    expect(info.body).toEqual({ dataset: 'mnist', inputShape: [28, 28, 1], classes: 10, inputRange: [0, 1], maxBatch: MAX_BATCH, output: 'label' });
+    expect(info.body).toEqual({ dataset: 'mnist', inputShape: [28, 28, 1], classes: 10, classNames: ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'], inputRange: [0, 1], maxBatch: MAX_BATCH, output: 'label' });
     expect((await call(`${victim.url}/healthz`)).body).toEqual({ status: 'ok' });
     const spec = (await call(`${victim.url}/v1/openapi.json`)).body as unknown as { openapi: string; paths: Record<string, unknown> };
     expect(spec.openapi).toMatch(/^3\./);

@@ -120,7 +120,8 @@ export async function openServedModel(path: string, opts: ServeModelOptions = {}
     const recorded = folder.metadata?.dataset as unknown;
     const summary = recorded && typeof recorded === 'object' ? (recorded as { name?: unknown; classNames?: unknown }) : undefined;
     const dataset = opts.dataset ?? (typeof recorded === 'string' ? recorded : typeof summary?.name === 'string' ? summary.name : null);
-    const known = summary?.classNames;
+    // victim:train records the names beside the dataset's name (metadata.classNames).
+    const known = summary?.classNames ?? folder.metadata?.classNames;
     const datasetNames =
       !opts.classesFile && Array.isArray(known) && known.length === folder.classes && known.every((n) => typeof n === 'string') ? { classNames: known as string[] } : {};
     const info: ServedModelInfo = { dataset, inputShape: folder.inputShape, classes: folder.classes, ...datasetNames, ...names(folder.classes) };

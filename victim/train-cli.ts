@@ -1,5 +1,6 @@
 import yargs from 'yargs';
 import { ARCHITECTURES } from '../shared/architectures.js';
+import { DATASET_HELP, DEFAULT_DATASET, loadDataset } from '../shared/datasets/index.js';
 import { initBackend, describeBackend } from '../shared/backend.js';
 import { isMain, runMain } from '../shared/cli.js';
 import { assertWritableDir } from '../shared/fs-checks.js';
@@ -16,7 +17,7 @@ export async function main(argv: string[]): Promise<number> {
   const args = await yargs(argv)
     .scriptName('npm run victim:train --')
     .usage(
-      '$0 [options]\n\nTrain the victim (target) model on the 60,000 MNIST training images and save it.\n\n' +
+      '$0 [options]\n\nTrain the victim (target) model on its dataset\'s training images (MNIST: the 60,000) and save it.\n\n' +
         `With --adversarial fgsm-rs or pgd the defaults change to the robust recipe: --arch ${ROBUST_DEFAULTS.arch}, ` +
         `--epochs ${ROBUST_DEFAULTS.epochs}, --eps-warmup ${ROBUST_DEFAULTS.epsilonWarmup}, --batch-size ${ROBUST_DEFAULTS.batchSize}, --learning-rate ${ROBUST_DEFAULTS.learningRate} (the peak of a ` +
         `${ROBUST_DEFAULTS.schedule} schedule), and the catastrophic-overfitting guard on (PGD on ${GUARD_DEFAULTS.images} held-back training images, ` +
@@ -24,6 +25,7 @@ export async function main(argv: string[]): Promise<number> {
     )
     .options({
       arch: { type: 'string', describe: `architecture: ${ARCHITECTURES.join(', ')} (${both(VICTIM_DEFAULTS.arch, ROBUST_DEFAULTS.arch)})` },
+      dataset: { type: 'string', default: DEFAULT_DATASET, describe: DATASET_HELP },
       epochs: { type: 'number', describe: `passes over the training set (${both(VICTIM_DEFAULTS.epochs, ROBUST_DEFAULTS.epochs)})` },
       'batch-size': { type: 'number', describe: both(VICTIM_DEFAULTS.batchSize, ROBUST_DEFAULTS.batchSize) },
       'learning-rate': { type: 'number', describe: `Adam step size, the peak of a one-cycle schedule (${both(VICTIM_DEFAULTS.learningRate, ROBUST_DEFAULTS.learningRate)})` },
@@ -43,10 +45,14 @@ export async function main(argv: string[]): Promise<number> {
     .example('$0 --arch paper-cnn --epochs 8 --seed 1 --out models/victim', 'the default (undefended) victim')
     .example('$0 --adversarial fgsm-rs --eps 0.3 --out models/victim-robust', 'the robust victim: fast adversarial training, wong-wide')
     .example('$0 --adversarial pgd --pgd-steps 7 --eps 0.3 --out models/victim-pgd', 'Madry et al.\'s PGD training (K+1 gradients a step)')
+    .example('$0 --dataset fashion-mnist --out models/victim-fashion', 'a victim on Fashion-MNIST')
+    .example('$0 --dataset ./my-images --arch lenet --out models/mine', 'a victim on an ImageFolder tree of PNGs')
     .strict()
     .help()
     .parseAsync();
 
+  // A dataset that cannot be read fails here, before the backend starts or anything is trained.
+  const dataset = loadDataset(args.dataset);
   const info = await initBackend(args.backend);
   const robust = args.adversarial === 'fgsm-rs' || args.adversarial === 'pgd';
   const base = robust ? { ...VICTIM_DEFAULTS, ...ROBUST_DEFAULTS } : VICTIM_DEFAULTS;
@@ -54,6 +60,7 @@ export async function main(argv: string[]): Promise<number> {
   const guardOn = args.guard ?? robust;
   const config: VictimTrainConfig = {
     arch: args.arch ?? base.arch,
+    dataset: args.dataset,
     epochs: args.epochs ?? base.epochs,
     batchSize: args['batch-size'] ?? base.batchSize,
     learningRate: args['learning-rate'] ?? base.learningRate,
@@ -73,7 +80,8 @@ export async function main(argv: string[]): Promise<number> {
   validateTrainConfig(config);
   assertWritableDir(config.out, 'the model');
   console.log(
-    `training ${config.arch} for ${config.epochs} epoch(s), ${defence ? `${args.adversarial} ε ${args.eps} α ${defence.stepSize().toFixed(4)}` : 'no defence'}, ` +
+    `training ${config.arch} on ${dataset.name} (${Math.min(config.limit ?? Infinity, dataset.train.count)} images of ${dataset.shape.join('×')}, ${dataset.classes} classes) ` +
+      `for ${config.epochs} epoch(s), ${defence ? `${args.adversarial} ε ${args.eps} α ${defence.stepSize().toFixed(4)}` : 'no defence'}, ` +
       `${config.schedule} lr ${config.learningRate}, batch ${config.batchSize}${config.guard ? ', overfitting guard on' : ''}, on ${describeBackend(info)}`,
   );
   const bar = progressBar('{label} [{bar}] {value}/{total} batches | {stats} | ETA {eta_formatted}');

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { pgd } from '../shared/attacks.js';
-import { imagesTensor } from '../shared/mnist.js';
+import { imagesTensor } from '../shared/datasets/images.js';
+import { MNIST_SHAPE, type ImageShape } from '../shared/datasets/types.js';
 import { fromLayers } from '../shared/model.js';
 
 /**
@@ -54,8 +55,9 @@ export class OverfitGuard {
     readonly settings: GuardSettings,
     images: Float32Array,
     private readonly labels: Int32Array,
+    shape: ImageShape = MNIST_SHAPE,
   ) {
-    this.x = imagesTensor(images, labels.length);
+    this.x = imagesTensor(images, labels.length, shape);
   }
 
   /** PGD and clean accuracy of `model` on the guard batch, same start every time so readings compare. */

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { buildModel, checkArchitecture } from '../shared/architectures.js';
-import { loadMnist } from '../shared/mnist.js';
+import { DEFAULT_DATASET, loadDataset, pixelCount, summarise, type Dataset } from '../shared/datasets/index.js';
 import { fromLayers, labelImages } from '../shared/model.js';
 import { accuracy } from '../shared/metrics.js';
 import { loadModel, saveModel, type ModelMetadata } from '../shared/model-io.js';
@@ -12,9 +12,11 @@ import type { Defence } from './defence.js';
 import { checkpointsOf, GUARD_DEFAULTS, OverfitGuard, type GuardReading, type GuardSettings } from './train-guard.js';
 import { scheduleOf, SCHEDULES, type ScheduleName } from './train-schedule.js';
 
-/** Victim training: the target model trains on the 60,000 MNIST training images only. */
+/** Victim training: the target model trains on its dataset's training images only (MNIST: the 60,000). */
 export interface VictimTrainConfig {
   arch: string;
+  /** A built-in dataset name or a dataset folder (default mnist). */
+  dataset?: string;
   epochs: number;
   batchSize: number;
   learningRate: number;
@@ -68,9 +70,7 @@ export function validateTrainConfig(c: VictimTrainConfig): void {
     if (!Number.isInteger(g.checksPerEpoch) || g.checksPerEpoch < 1) problems.push(`--guard-checks must be a positive integer (got ${g.checksPerEpoch})`);
     if (!(g.collapseDrop > 0 && g.collapseDrop < 1)) problems.push(`--guard-drop must be in (0, 1) (got ${g.collapseDrop})`);
   }
-  if (c.limit !== undefined && (!Number.isInteger(c.limit) || c.limit < 1 || c.limit > 60000)) {
-    problems.push(`--limit must be an integer in 1..60000 (got ${c.limit})`);
-  }
+  if (c.limit !== undefined && (!Number.isInteger(c.limit) || c.limit < 1)) problems.push(`--limit must be a positive integer (got ${c.limit})`);
   if (problems.length) throw new TransferlabError('invalid_config', problems.join('; '));
 }
 
@@ -80,8 +80,9 @@ function describeSchedule(name: ScheduleName, peak: number): Record<string, unkn
     : { kind: 'constant', rate: peak };
 }
 
-export function evaluateAccuracy(model: tf.LayersModel): number {
-  const test = loadMnist('test');
+/** Accuracy on the dataset's test images (all of them). */
+export function evaluateAccuracy(model: tf.LayersModel, dataset: Dataset = loadDataset(DEFAULT_DATASET)): number {
+  const test = dataset.test;
   return accuracy(labelImages(fromLayers(model), test.images, test.count), test.labels) ?? Number.NaN;
 }
 
@@ -91,26 +92,32 @@ export async function trainVictim(
 ): Promise<ModelMetadata> {
   validateTrainConfig(c);
   seedGlobalRandom(c.seed);
-  const train = loadMnist('train');
+  const dataset = loadDataset(c.dataset ?? DEFAULT_DATASET);
+  const train = dataset.train;
+  if (c.limit !== undefined && c.limit > train.count) {
+    throw new TransferlabError('invalid_config', `--limit ${c.limit} exceeds the ${train.count} training images of ${dataset.name}`);
+  }
   const n = c.limit ?? train.count;
+  const px = pixelCount(dataset.shape);
   const start = c.init ? await loadModel(c.init) : undefined;
   if (start && start.metadata.arch !== c.arch) {
     throw new TransferlabError('invalid_config', `--init ${c.init} holds a ${start.metadata.arch}, not a ${c.arch}; pass --arch ${start.metadata.arch}`);
   }
-  const model = start?.model ?? buildModel(c.arch);
+  const shape = { inputShape: dataset.shape, classes: dataset.classes };
+  const model = start?.model ?? buildModel(c.arch, shape);
   // The guard's images are the last ones of the training range, and training never sees them.
   const guardSettings: GuardSettings | null = c.guard ? { ...GUARD_DEFAULTS, ...c.guard } : null;
   const held = guardSettings ? Math.min(guardSettings.images, Math.floor(n / 5)) : 0;
   const trainCount = n - held;
   const guard = guardSettings
-    ? new OverfitGuard(guardSettings, train.images.subarray(trainCount * 784, n * 784), train.labels.subarray(trainCount, n))
+    ? new OverfitGuard(guardSettings, train.images.subarray(trainCount * px, n * px), train.labels.subarray(trainCount, n), dataset.shape)
     : null;
   const schedule = scheduleOf(c.schedule ?? 'constant', c.learningRate);
   let learningRate = c.learningRate;
   const checkpoints = guard ? checkpointsOf(Math.ceil(trainCount / c.batchSize), guardSettings!.checksPerEpoch) : new Set<number>();
   let summary;
   try {
-    summary = trainClassifier(model, train.images.subarray(0, trainCount * 784), train.labels.subarray(0, trainCount), {
+    summary = trainClassifier(model, train.images.subarray(0, trainCount * px), train.labels.subarray(0, trainCount), {
       epochs: c.epochs,
       batchSize: c.batchSize,
       learningRate: c.learningRate,
@@ -149,10 +156,15 @@ export async function trainVictim(
       }
     : null;
   guard?.dispose();
-  const testAccuracy = evaluateAccuracy(model);
+  const testAccuracy = evaluateAccuracy(model, dataset);
+  const { name, ...datasetInfo } = summarise(dataset);
   const metadata = await saveModel(model, c.out, {
     arch: c.arch,
-    dataset: 'mnist',
+    dataset: name,
+    inputShape: datasetInfo.shape,
+    classes: dataset.classes,
+    classNames: dataset.classNames,
+    datasetInfo,
     trainImages: trainCount,
     epochs: c.epochs,
     ...(summary.stoppedEarly ? { epochsTrained: Number(summary.epochs.toFixed(3)) } : {}),
