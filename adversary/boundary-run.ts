@@ -8,6 +8,7 @@ import { createRng } from '../shared/random.js';
 import type { CampaignConfig } from './config.js';
 import type { LabelOracle } from './oracle.js';
 import { chooseRows, writeBoundaryMap } from './pictures.js';
+import { nearestBoundaries, type NearestBoundary } from './boundary-nearest.js';
 
 /**
  * Where the victim's decision boundary lies relative to the substitute's (issue 5), measured on
@@ -53,8 +54,10 @@ export interface BoundaryResults {
   maps: BoundaryMap[];
   /** Agreement over all map points pooled (null without maps). */
   mapAgreement: Rate;
+  /** Each model's own nearest L∞ boundary found by RayS on the first images (absent in older runs). */
+  nearest?: NearestBoundary | null;
   /** Victim queries paid, by use. */
-  queries: { distances: number; maps: number };
+  queries: { distances: number; maps: number; nearest?: number };
   /** Images asked of the victim, by use (exceeds `queries` by the answers the cache served). */
   probes: { distances: number; maps: number };
 }
@@ -104,7 +107,7 @@ export async function measureBoundary(ctx: BoundaryContext): Promise<BoundaryRes
   const rows = Array.from({ length: n }, (_, i) => i);
   const part = subset(ctx.evalSet, rows);
   const d = n > 0 ? directions(ctx, rows, craft) : new Float32Array(0);
-  log(`boundary: bisecting ${n} images along the substitute's FGSM direction (to 1/255, ε ≤ ${EPSILON_MAX})`);
+  log(`boundary: first flip of ${n} images along the substitute's FGSM direction (coarse scan + bisection, to 1/255, ε ≤ ${EPSILON_MAX})`);
   const sub = await flipDistances(part.images, d, n, local, { epsilonMax: EPSILON_MAX, reference: ctx.substituteClean.slice(0, n) });
   let before = paid();
   const vic = await flipDistances(part.images, d, n, victim, { epsilonMax: EPSILON_MAX, reference: ctx.cleanVictim.slice(0, n) });
@@ -116,6 +119,32 @@ export async function measureBoundary(ctx: BoundaryContext): Promise<BoundaryRes
     `boundary: median flip ε substitute ${fmt(stats.substitute.median)}, victim ${fmt(stats.victim.median)}, ` +
       `gap ${fmt(stats.medianGap)}, r ${fmt(stats.pearson)}; ${distanceQueries} victim queries in ${vic.calls} batches`,
   );
+
+  // Each model's own nearest boundary, label-only (RayS), on the first images.
+  const nr = Math.min(config.boundary.rays.images, ctx.evalSet.count);
+  let nearest: NearestBoundary | null = null;
+  if (nr > 0) {
+    const rows2 = Array.from({ length: nr }, (_, i) => i);
+    const few = subset(ctx.evalSet, rows2);
+    log(`boundary: nearest L∞ boundary of ${nr} images by RayS, ≤ ${config.boundary.rays.queries} queries each, on the victim and the substitute`);
+    nearest = await nearestBoundaries({
+      images: few.images,
+      count: nr,
+      truth: few.labels,
+      cleanVictim: ctx.cleanVictim.slice(0, nr),
+      substituteClean: ctx.substituteClean.slice(0, nr),
+      substitute: ctx.substitute,
+      victim,
+      paid,
+      seed: config.seed,
+      queriesPerImage: config.boundary.rays.queries,
+    });
+    log(
+      `boundary: nearest L∞ boundary median substitute ${fmt(nearest.substituteSummary.median)}, victim ${fmt(nearest.victimSummary.median)}, ` +
+        `r ${fmt(nearest.pearson)}, median cosine ${fmt(nearest.medianCosine)}; ${nearest.queries} victim queries`,
+    );
+  }
+  const nearestProbes = nearest?.probes ?? 0;
 
   // Maps: one image per class in turn, each in the plane of its attack direction and a random orthogonal one.
   const chosen = chooseRows(ctx.evalSet.labels, config.boundary.maps, () => true);
@@ -179,7 +208,8 @@ export async function measureBoundary(ctx: BoundaryContext): Promise<BoundaryRes
     stats,
     maps,
     mapAgreement: agreement(pooled.substitute, pooled.victim),
-    queries: { distances: distanceQueries, maps: paid() - before },
-    probes: { distances: distanceProbes, maps: sent - distanceProbes },
+    nearest,
+    queries: { distances: distanceQueries, maps: paid() - before, nearest: nearest?.queries ?? 0 },
+    probes: { distances: distanceProbes, maps: sent - distanceProbes - nearestProbes },
   };
 }

@@ -13,6 +13,7 @@ import { runCampaignCommand, runWhiteboxCommand } from './commands.js';
 import { compareRuns, formatTable } from './compare.js';
 import { runStamp } from '../shared/stamp.js';
 import { sweepCommands } from './sweep-cli.js';
+import { queryAttackCommand } from './query-attack-cli.js';
 
 const campaignFlags = {
   config: { type: 'string', describe: 'YAML or JSON file with campaign settings (flags override it)' },
@@ -136,6 +137,7 @@ export async function main(argv: string[]): Promise<number> {
           code = await runWhiteboxCommand({ ...config, out }, String(a.model), out);
         },
       )
+      .command(queryAttackCommand((c) => (code = c)))
       .command(
         'compare <dirs..>',
         'compare finished runs: key figures, differing settings, curves on shared axes',
@@ -153,7 +155,7 @@ export async function main(argv: string[]): Promise<number> {
         },
     ),
   )
-    .demandCommand(1, 'name a command: run, whitebox, compare, sweep or worker')
+    .demandCommand(1, 'name a command: run, whitebox, query-attack, compare, sweep or worker')
     .strict()
     .help()
     .fail((msg, err) => {

@@ -47,6 +47,13 @@ export const campaignSchema = z
         maps: z.number().int().min(0).max(20).default(4),
         grid: z.number().int().min(3).max(101).default(33),
         extent: z.number().gt(0).lte(1).default(0.5),
+        // Each model's own nearest L∞ boundary by RayS: on the victim (paid, measurement) and the substitute.
+        rays: z
+          .object({
+            images: z.number().int().min(0).max(5000).default(100),
+            queries: z.number().int().min(1).max(100_000).default(200),
+          })
+          .prefault({}),
       })
       .prefault({}),
     out: z.string().optional(),

@@ -6,6 +6,7 @@ import { distanceCharts, svgOf } from './charts.js';
 import { classColourHex } from './raster.js';
 import { esc, num, pct, pngDataUri, table } from './report-html.js';
 import type { CampaignResults } from './results.js';
+import { nearestSection } from './report-nearest.js';
 
 /**
  * The report's boundary section and its pictures. results.json files outlive the code that wrote
@@ -88,7 +89,8 @@ export async function boundarySection(runDir: string, b: BoundaryResults | null 
   const parts: string[] = [
     `<p>For each of the first ${esc(num(b.images))} evaluation images: the smallest ε (to ${esc(num(b.precision, 3))} = 1/255, searched up to ` +
       `${esc(num(b.epsilonMax))}) at which the substitute’s label flips and the smallest at which the victim’s does, both along ` +
-      `the substitute’s FGSM sign direction (crafted from the ${esc(b.craftLabel)}’s labels), on the same 8-bit probes. ` +
+      `the substitute’s FGSM sign direction (crafted from the ${esc(b.craftLabel)}’s labels), on the same 8-bit probes: ` +
+      'a coarse scan in steps of 16/255 up to the first step whose label differs, then a bisection inside that interval (at most 20 probes per image). ' +
       'A positive gap means the victim’s boundary lies farther out than the substitute’s.</p>',
   ];
   if (s) {
@@ -122,8 +124,10 @@ export async function boundarySection(runDir: string, b: BoundaryResults | null 
     table(['victim queries (measurement)', 'paid', 'asked (incl. cache hits)'], [
       ['boundary distances', num(q.distances), num(b.probes?.distances)],
       ['boundary maps', num(q.maps), num(b.probes?.maps)],
+      ...(b.nearest ? [['nearest boundary (RayS)', num(b.nearest.queries), num(b.nearest.probes)]] : []),
     ]),
   );
+  parts.push(nearestSection(b.nearest, s));
 
   const maps = Array.isArray(b.maps) ? b.maps : [];
   if (maps.length) {

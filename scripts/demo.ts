@@ -75,7 +75,7 @@ export async function main(argv: string[]): Promise<number> {
     const config = resolveConfig({
       victim: victim.url,
       ...(a.dataset ? { dataset: a.dataset } : {}),
-      ...(a.quick ? { rounds: 4, evalSize: 300, epochs: 5, boundary: { images: 60, maps: 2, grid: 21 } } : {}),
+      ...(a.quick ? { rounds: 4, evalSize: 300, epochs: 5, boundary: { images: 60, maps: 2, grid: 21, rays: { images: 30, queries: 100 } } } : {}),
     });
 
     console.log('\n== 2. white-box baseline (reads the victim model directly) ==');

@@ -1,7 +1,8 @@
 /**
  * Boundary maths, pure over Float32Arrays (count images of any H×W×C, row-major, values in [0, 1]):
  * - flipDistances: how far along a fixed direction each image must move before a classifier's label
- *   changes, by batched bisection, so one routine measures the local substitute and the paid victim;
+ *   first changes, by a batched coarse scan and a bisection inside the first interval whose far end
+ *   flips, so one routine measures the local substitute and the paid victim;
  * - planeGrid: the images of a 2-D slice through input space, for boundary maps.
  * Statistics over the distances live in metrics.ts (distanceSummary, boundaryGap).
  *
@@ -24,22 +25,33 @@ export interface FlipOptions {
   epsilonMax?: number;
   /** The labeler's labels at ε = 0 when already known (saves one call of `count` images). */
   reference?: Int32Array;
+  /**
+   * 'first' (default): scan ε in coarse steps of `scanStep`/255 until the label first differs, then
+   * bisect inside that interval. 'bisect': bisect between 0 and ε_max (cheaper, but it can miss a
+   * label that changes and changes back before ε_max, and can land on a later crossing).
+   */
+  search?: 'first' | 'bisect';
+  /** Coarse scan step in 8-bit steps (default 16: 16 probes to ε 1, then 4 bisection probes). */
+  scanStep?: number;
 }
 
 export interface FlipSearch {
   /**
-   * Per image: the flip ε = k/255, the first step whose label differs from the reference while the
-   * step before it still has the reference label; null when the label at epsilonMax is still the
-   * reference (no flip found — the boundary is farther away, or absent along this ray).
-   * Bisection assumes the label changes once along the ray; if it changes back and forth the
-   * result is one crossing, not necessarily the first.
+   * Per image: the flip ε = k/255, a step whose label differs from the reference while the step
+   * before it still has the reference label; null when no probed step differs (no flip found).
+   * With 'first' it lies in the first coarse interval whose far end differs, so it is the first
+   * crossing unless the label changes and changes back within one coarse step; with 'bisect' it is
+   * one crossing, not necessarily the first, and a label that returns by ε_max is missed.
    */
   epsilons: (number | null)[];
   /** Per image: the label just past the flip, null when it never flips. */
   flippedTo: (number | null)[];
   /** The labels at ε = 0 (as given, or as asked for). */
   reference: Int32Array;
-  /** Labeler calls made: at most 1 (reference) + 1 (at epsilonMax) + ⌈log2 kMax⌉. */
+  /**
+   * Labeler calls made: 'bisect' at most 1 (reference) + 1 (at epsilonMax) + ⌈log2 kMax⌉; 'first' at
+   * most 1 + ⌈kMax/scanStep⌉ + ⌈log2 scanStep⌉, and an image stops scanning at its first flip.
+   */
   calls: number;
   /** Images sent to the labeler in total. */
   labelled: number;
@@ -71,9 +83,11 @@ function probes(images: Float32Array, directions: Float32Array, rows: number[], 
 }
 
 /**
- * Smallest ε (to 1/255) at which `label` changes along x + ε·d, for all images at once: one batched
- * call per step with every image still being bisected, so a victim pays at most
- * count × (1 + ⌈log2 kMax⌉) queries (plus count more without `reference`).
+ * The first ε (to 1/255) at which `label` changes along x + ε·d, for all images at once: one batched
+ * call per step with every image still being scanned or bisected. A victim pays per image at most
+ * ⌈kMax/scanStep⌉ + ⌈log2 scanStep⌉ queries with 'first' (20 for ε_max 1 and step 16; an image whose
+ * label flips early stops scanning early), 1 + ⌈log2 kMax⌉ (9) with 'bisect'; plus one more
+ * without `reference`.
  */
 export async function flipDistances(
   images: Float32Array,
@@ -108,12 +122,33 @@ export async function flipDistances(
   const flippedTo: (number | null)[] = new Array<number | null>(count).fill(null);
   if (count === 0) return { epsilons, flippedTo, reference, calls, labelled };
 
-  // Invariant for every active image: label(lo) = reference, label(hi) ≠ reference.
+  // Invariant for every image being bisected: label(lo) = reference, label(hi) ≠ reference.
   const lo = new Int32Array(count);
   const hi = new Int32Array(count).fill(kMax);
-  const far = await ask(all, all.map(() => kMax));
-  let active = all.filter((i) => far[i] !== reference[i]);
-  for (const i of active) flippedTo[i] = far[i];
+  let active: number[];
+  if ((opts.search ?? 'first') === 'bisect') {
+    const far = await ask(all, all.map(() => kMax));
+    active = all.filter((i) => far[i] !== reference[i]);
+    for (const i of active) flippedTo[i] = far[i];
+  } else {
+    const step = opts.scanStep ?? 16;
+    if (!Number.isInteger(step) || step < 1) fail(`scanStep must be an integer ≥ 1, got ${step}`);
+    active = [];
+    let scanning = all;
+    for (let k = Math.min(step, kMax); scanning.length > 0; k = Math.min(k + step, kMax)) {
+      const got = await ask(scanning, scanning.map(() => k));
+      const still: number[] = [];
+      scanning.forEach((i, j) => {
+        if (got[j] !== reference[i]) {
+          lo[i] = Math.max(0, k - step);
+          hi[i] = k;
+          flippedTo[i] = got[j];
+          active.push(i);
+        } else if (k < kMax) still.push(i);
+      });
+      scanning = still;
+    }
+  }
   for (;;) {
     active = active.filter((i) => hi[i] - lo[i] > 1);
     if (active.length === 0) break;

@@ -54,13 +54,14 @@ describe('flipDistances', () => {
   const rng = createRng(2);
   const d = Float32Array.from({ length: n * P }, () => (rng() < 0.9 ? 1 : 0));
 
-  it('finds the exact flip step of a known threshold in at most 9 batched calls', async () => {
-    for (const t of [0.25, 0.5, 0.77]) {
+  it('finds the exact flip step of a known threshold: ≤ 21 batched calls scanning first, ≤ 9 bisecting', async () => {
+    for (const [t, search] of [[0.25, 'first'], [0.5, 'first'], [0.77, 'first'], [0.25, 'bisect'], [0.5, 'bisect'], [0.77, 'bisect']] as const) {
       const { label } = meanThreshold(t);
       const reference = new Int32Array(n); // every image's mean is below 0.25 at ε = 0
       const counted = meanThreshold(t);
-      const got = await flipDistances(x, d, n, counted.label, { reference });
-      expect(counted.calls.length).toBeLessThanOrEqual(9);
+      const got = await flipDistances(x, d, n, counted.label, { reference, search });
+      expect(counted.calls.length).toBeLessThanOrEqual(search === 'first' ? 21 : 9);
+      expect(got.labelled).toBeLessThanOrEqual(n * (search === 'first' ? 20 : 9));
       expect(got.calls).toBe(counted.calls.length);
       expect(got.labelled).toBe(counted.calls.reduce((a, b) => a + b, 0));
       for (let i = 0; i < n; i++) {
@@ -78,7 +79,28 @@ describe('flipDistances', () => {
     expect(got.epsilons).toEqual(new Array(n).fill(null));
     expect(got.flippedTo).toEqual(new Array(n).fill(null));
     expect(Array.from(got.reference)).toEqual(new Array(n).fill(0));
-    expect(counted.calls).toEqual([n, n]); // reference + the check at εmax, no bisection
+    expect(counted.calls).toEqual([n, ...new Array(16).fill(n)]); // reference + the 16 coarse steps, no bisection
+    const bisect = meanThreshold(2);
+    await flipDistances(x, d, n, bisect.label, { search: 'bisect' });
+    expect(bisect.calls).toEqual([n, n]); // reference + the check at εmax
+  });
+
+  it('finds the first crossing of a label that changes and changes back, which bisection misses', async () => {
+    // label 1 only while the mean lies in a band: it flips, then returns before ε = 1.
+    const band: BatchLabeler = async (images, count) =>
+      Int32Array.from({ length: count }, (_, i) => {
+        let s = 0;
+        for (let p = 0; p < P; p++) s += images[i * P + p];
+        return s / P > 0.35 && s / P < 0.6 ? 1 : 0;
+      });
+    const reference = new Int32Array(n);
+    const first = await flipDistances(x, d, n, band, { reference });
+    const bisect = await flipDistances(x, d, n, band, { reference, search: 'bisect' });
+    const exact = meanThreshold(0.35).label;
+    for (let i = 0; i < n; i++) {
+      expect(first.epsilons[i]).toBeCloseTo((await scan(x, d, i, exact)) as number, 12);
+      expect(bisect.epsilons[i]).toBeNull(); // the label at ε = 1 is the reference again
+    }
   });
 
   it('honours epsilonMax and handles empty input', async () => {
@@ -220,14 +242,19 @@ describe('pictures and the boundary run', () => {
     const x = tf.tensor4d(images, [n, 28, 28, 1]);
     const cleanVictim = predictLabels(victimModel, x);
     const substituteClean = predictLabels(substitute, x);
-    const config = resolveConfig({ boundary: { images: 10, maps: 2, grid: 9, extent: 0.5 } });
+    const config = resolveConfig({ boundary: { images: 10, maps: 2, grid: 9, extent: 0.5, rays: { images: 4, queries: 50 } } });
     const logs: string[] = [];
     const r = await measureBoundary({ config, runDir: dir, substitute, evalSet, classNames: Array.from({ length: 10 }, (_, i) => String(i)), cleanVictim, substituteClean, oracle, log: (l) => logs.push(l) });
     expect(r.images).toBe(10);
     expect(r.substituteDistances).toHaveLength(10);
-    expect(r.queries.distances + r.queries.maps).toBe(counts.measurement);
+    expect(r.queries.distances + r.queries.maps + (r.queries.nearest ?? 0)).toBe(counts.measurement);
     expect(r.queries.maps).toBe(2 * 81);
-    expect(r.queries.distances).toBeLessThanOrEqual(10 * 9);
+    expect(r.queries.distances).toBeLessThanOrEqual(10 * 20); // first flip: ≤ 16 scan + 4 bisection probes each
+    // Each model's own nearest boundary by RayS on the first 4 images, ≤ 50 victim queries each.
+    expect(r.nearest?.victim).toHaveLength(4);
+    expect(r.queries.nearest).toBeGreaterThan(0);
+    expect(r.queries.nearest).toBeLessThanOrEqual(4 * 50);
+    expect(r.nearest!.adbd.victim).toHaveLength(10);
     expect(r.maps.map((m) => m.image)).toEqual(['images/boundary-map-1.png', 'images/boundary-map-2.png']);
     expect(r.maps[0].victimLabels).toHaveLength(81);
     expect(r.stats.substitute.images).toBe(10);

@@ -24,7 +24,7 @@ const SMALL: CampaignInput = {
   substitute: 'papernot-mlp',
   evalSize: 120,
   epsilons: [0.1, 0.3],
-  boundary: { images: 20, maps: 1, grid: 5 },
+  boundary: { images: 20, maps: 1, grid: 5, rays: { images: 10, queries: 60 } },
 };
 const KEYS = [
   { id: 'straight', key: 'k-straight-0123456789', budget: 20_000 },
@@ -80,6 +80,13 @@ describe('black-box campaign against a real victim process', () => {
     expect(straight.victimCleanAccuracy!).toBeGreaterThan(0.7);
     expect(straight.backend).toBeTruthy();
     for (const f of ['config.json', 'results.json', 'results.csv', 'queries.jsonl']) expect(existsSync(join(out, f))).toBe(true);
+    // Each model's own nearest boundary (RayS) on the first 10 images, its victim queries counted as measurement.
+    const nearest = straight.boundary?.nearest;
+    expect(nearest?.victim).toHaveLength(10);
+    expect(nearest!.queries).toBeGreaterThan(0);
+    expect(nearest!.queries).toBeLessThanOrEqual(10 * 60);
+    expect(nearest!.victimSummary.flipped).toBeGreaterThan(5);
+    expect(straight.boundary?.queries.nearest).toBe(nearest!.queries);
     // The adversary's total equals the victim's own count for the key.
     expect(await victimCount(KEYS[0].key)).toBe(straight.queries.attack + straight.queries.measurement);
   });
@@ -89,7 +96,7 @@ describe('black-box campaign against a real victim process', () => {
     const args = ['adversary/cli.ts', 'run', '--victim', victim.url, '--out', out];
     const flags = ['--seed', '3', '--seed-size', '40', '--rounds', '3', '--epochs', '3', '--substitute', 'papernot-mlp', '--eval-size', '120', '--epsilons', '0.1', '0.3'];
     const cfg = join(dir, 'small.yaml');
-    writeFileSync(cfg, `boundary:\n  images: 20\n  maps: 1\n  grid: 5\n`);
+    writeFileSync(cfg, `boundary:\n  images: 20\n  maps: 1\n  grid: 5\n  rays:\n    images: 10\n    queries: 60\n`);
     const env = { ...process.env, TRANSFERLAB_API_KEY: KEYS[1].key, TRANSFERLAB_QUIET: '1' };
     const child = spawn(NODE_TS[0], [...NODE_TS.slice(1), ...args, ...flags, '--config', cfg], { cwd: ROOT, env, stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';

@@ -16,6 +16,7 @@ import { createApp } from '../victim/app.js';
 import { MemoryAuditLog, type AuditEntry, type AuditEvent } from '../victim/audit.js';
 import { modelLabeler } from '../victim/batcher.js';
 import { ExtractionWatch, type DetectorView } from '../victim/detection.js';
+import { detectorSet } from '../victim/detectors.js';
 import { KeyRing } from '../victim/keys.js';
 import { BudgetBook } from '../victim/ledger.js';
 import { PradaDetector } from '../victim/prada.js';
@@ -166,7 +167,7 @@ describe('log mode', () => {
     const { model } = await loadModel(modelDir);
     const net = fromLayers(model);
     const audit = new MemoryAuditLog();
-    const watch = new ExtractionWatch(new PradaDetector(), 'log', audit);
+    const watch = new ExtractionWatch(detectorSet({ prada: new PradaDetector() }), 'log', audit);
     const app = createApp({
       label: async (images, count) => modelLabeler(net)(images, count),
       keys: new KeyRing([{ id: 'mallory', key: KEYS.mallory }]),

@@ -40,6 +40,9 @@ export interface AuditEvent {
   queries?: number;
   distances?: number;
   action?: 'log' | 'block';
+  /** Which detector flagged the client (absent: PRADA), and Blacklight's matched-query count. */
+  by?: 'prada' | 'blacklight';
+  matches?: number;
 }
 
 /**

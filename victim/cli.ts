@@ -13,6 +13,8 @@ import { FileAuditLog } from './audit.js';
 import type { IdempotencyStore } from './idempotency.js';
 import { DETECTOR_ACTIONS, ExtractionWatch, type DetectorAction } from './detection.js';
 import { PradaDetector, PRADA_DEFAULTS } from './prada.js';
+import { BlacklightDetector, BLACKLIGHT_DEFAULTS } from './blacklight.js';
+import { detectorSet } from './detectors.js';
 import { MicroBatcher, warmUp } from './batcher.js';
 import { LAYOUTS, type Layout } from './onnx-model.js';
 import { openServedModel, type ServedModel } from './served-model.js';
@@ -164,7 +166,9 @@ export async function main(argv: string[]): Promise<number> {
       train: { type: 'boolean', default: true, describe: `train the default ${VICTIM_DEFAULTS.arch} when the default model folder is empty (--no-train: error instead)` },
       backend: { type: 'string', describe: 'tensorflow | wasm | cpu (default: best available; env TFJS_BACKEND)' },
       'log-level': { type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'silent'], describe: 'request log level (stderr)' },
-      detector: { type: 'string', default: 'none', choices: ['none', 'prada'], describe: 'extraction detection on every query (PRADA)' },
+      detector: { type: 'string', array: true, default: ['none'], choices: ['none', 'prada', 'blacklight'], describe: 'detection on every query: prada (model extraction), blacklight (query-based attacks), or both: --detector prada blacklight' },
+      'blacklight-threshold': { type: 'number', default: BLACKLIGHT_DEFAULTS.threshold, describe: `Blacklight: hashes (of ${BLACKLIGHT_DEFAULTS.hashes}) a query must share with one earlier query to match` },
+      'blacklight-matches': { type: 'number', default: BLACKLIGHT_DEFAULTS.minMatches, describe: 'Blacklight: matched queries that flag a client' },
       'detector-delta': { type: 'number', default: PRADA_DEFAULTS.delta, describe: 'flag a client when the Shapiro–Wilk W of its query distances falls below this' },
       'detector-action': { type: 'string', default: 'log', choices: DETECTOR_ACTIONS, describe: 'log: audit and admin endpoint only; block: also refuse the client\'s later queries (403)' },
       'detector-window': { type: 'number', default: PRADA_DEFAULTS.window, describe: 'distances W is computed over (the last N per client)' },
@@ -184,13 +188,18 @@ export async function main(argv: string[]): Promise<number> {
   check(args['rate-limit'] >= 0 && Number.isFinite(args['rate-limit']), `--rate-limit must be ≥ 0 requests/s (got ${args['rate-limit']})`);
   check(args['idempotency-ttl'] > 0 && Number.isFinite(args['idempotency-ttl']), `--idempotency-ttl must be a positive number of hours (got ${args['idempotency-ttl']})`);
   check(args.budget === undefined || (Number.isInteger(args.budget) && args.budget >= 0), `--budget must be a non-negative integer (got ${args.budget})`);
-  check(args.detector === 'prada' || (args['detector-delta'] === PRADA_DEFAULTS.delta && args['detector-action'] === 'log' && args['detector-window'] === PRADA_DEFAULTS.window), '--detector-delta, --detector-action and --detector-window need --detector prada');
+  const kinds = new Set(args.detector.filter((d) => d !== 'none'));
+  check(kinds.has('blacklight') || (args['blacklight-threshold'] === BLACKLIGHT_DEFAULTS.threshold && args['blacklight-matches'] === BLACKLIGHT_DEFAULTS.minMatches), '--blacklight-threshold and --blacklight-matches need --detector blacklight');
+  check(kinds.size > 0 || args['detector-action'] === 'log', '--detector-action needs --detector');
+  check(kinds.has('prada') || (args['detector-delta'] === PRADA_DEFAULTS.delta && args['detector-window'] === PRADA_DEFAULTS.window), '--detector-delta and --detector-window need --detector prada');
   // Fail on a bad keys file (or detector setting) before minutes of training.
   const keys = args.keys ? KeyRing.fromFile(args.keys, args.budget ?? null) : undefined;
   const adminKey = args['admin-key-file'] ? AdminKey.fromFile(args['admin-key-file']) : undefined;
   const detectorOptions = { delta: args['detector-delta'], window: args['detector-window'] };
+  const blacklightOptions = { threshold: args['blacklight-threshold'], minMatches: args['blacklight-matches'] };
   // Checked now with the default image size; built for the model's own once it has loaded.
-  if (args.detector === 'prada') new PradaDetector(detectorOptions);
+  if (kinds.has('prada')) new PradaDetector(detectorOptions);
+  if (kinds.has('blacklight')) new BlacklightDetector(blacklightOptions);
 
   const state = await openVictimState({
     store: args.store,
@@ -205,9 +214,10 @@ export async function main(argv: string[]): Promise<number> {
   const { audit, events, budgets, idempotency } = state;
   let flagged = 0;
   const watchFor = (pixels: number, classes: number) => {
-    if (args.detector !== 'prada') return undefined;
-    const detector = new PradaDetector({ ...detectorOptions, pixels, classes });
-    const watch = new ExtractionWatch(detector, args['detector-action'] as DetectorAction, audit, undefined, state.shared);
+    if (kinds.size === 0) return undefined;
+    const prada = kinds.has('prada') ? new PradaDetector({ ...detectorOptions, pixels, classes }) : undefined;
+    const blacklight = kinds.has('blacklight') ? new BlacklightDetector(blacklightOptions) : undefined;
+    const watch = new ExtractionWatch(detectorSet({ prada, blacklight }), args['detector-action'] as DetectorAction, audit, undefined, state.shared);
     flagged = watch.restore(events);
     return watch;
   };
@@ -231,7 +241,12 @@ export async function main(argv: string[]): Promise<number> {
   console.log(`access: ${who}; max ${args['max-batch']} images/request; rate limit ${args['rate-limit'] || 'off'}${args['rate-limit'] ? ' requests/s per key' : ''}`);
   console.log(
     watch
-      ? `extraction detector: PRADA, δ ${watch.detector.options.delta}, window ${watch.detector.options.window}, action ${watch.action}` +
+      ? `extraction detector: ${[
+          watch.detector.settings.prada ? `PRADA, δ ${watch.detector.settings.prada.delta}, window ${watch.detector.settings.prada.window}` : '',
+          watch.detector.settings.blacklight
+            ? `Blacklight, ${watch.detector.settings.blacklight.threshold}/${watch.detector.settings.blacklight.hashes} shared hashes, ${watch.detector.settings.blacklight.minMatches} matches`
+            : '',
+        ].filter(Boolean).join('; ')}; action ${watch.action}` +
           ` (${flagged} client(s) flagged earlier)${adminKey ? '; detections at GET /v1/admin/detections' : ''}`
       : 'extraction detector: off',
   );

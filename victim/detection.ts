@@ -2,7 +2,8 @@ import type { Request } from 'express';
 import { TransferlabError } from '../shared/errors.js';
 import type { AuditEvent, AuditSink } from './audit.js';
 import { ANONYMOUS, type Principal } from './keys.js';
-import type { ClientSummary, PradaDetector, PradaOptions } from './prada.js';
+import type { QueryDetector } from './detectors.js';
+import type { ClientSummary } from './prada.js';
 
 /**
  * The victim's side of extraction detection (AML.M0015): feeds every answered image to the PRADA
@@ -24,10 +25,22 @@ export interface DetectionRecord {
   queries: number;
   distances: number;
   action: DetectorAction;
+  /** Which detector flagged the client, and (Blacklight) its matched queries. */
+  by?: 'prada' | 'blacklight';
+  matches?: number;
 }
 
 export interface DetectorView {
-  detector: (PradaOptions & { kind: 'prada'; action: DetectorAction; trackedClients: number; memoryBytes: number }) | null;
+  detector:
+    | (Partial<QueryDetector['settings']['prada']> & {
+        kind: string;
+        kinds: QueryDetector['kinds'];
+        settings: QueryDetector['settings'];
+        action: DetectorAction;
+        trackedClients: number;
+        memoryBytes: number;
+      })
+    | null;
   detections: DetectionRecord[];
   clients: ClientSummary[];
 }
@@ -44,7 +57,7 @@ export class ExtractionWatch {
   private readonly records = new Map<string, DetectionRecord>();
 
   constructor(
-    readonly detector: PradaDetector,
+    readonly detector: QueryDetector,
     readonly action: DetectorAction,
     private readonly audit: AuditSink,
     private readonly clock: () => Date = () => new Date(),
@@ -85,6 +98,8 @@ export class ExtractionWatch {
       queries: d.queries,
       distances: d.distances,
       action: this.action,
+      ...(d.by ? { by: d.by } : {}),
+      ...(d.matches !== undefined ? { matches: d.matches } : {}),
     };
     this.records.set(client, record);
     await this.shared?.putDetection(record);
@@ -110,9 +125,11 @@ export class ExtractionWatch {
         queries: e.queries ?? 0,
         distances: e.distances ?? 0,
         action: e.action ?? 'log',
+        ...(e.by ? { by: e.by } : {}),
+        ...(e.matches !== undefined ? { matches: e.matches } : {}),
       };
       this.records.set(e.client, record);
-      this.detector.restoreFlag({ clientId: e.client, w: record.w, queries: record.queries, distances: record.distances });
+      this.detector.restoreFlag({ clientId: e.client, w: record.w, queries: record.queries, distances: record.distances, by: record.by, matches: record.matches });
     }
     return this.records.size;
   }
@@ -132,8 +149,11 @@ export class ExtractionWatch {
     const detections = this.shared ? await this.shared.detections() : [...this.records.values()];
     return {
       detector: {
-        kind: 'prada',
-        ...this.detector.options,
+        // PRADA's settings stay at the top level, where clients of this endpoint already read them.
+        ...(this.detector.settings.prada ?? {}),
+        kind: this.detector.kinds.join('+'),
+        kinds: this.detector.kinds,
+        settings: this.detector.settings,
         action: this.action,
         trackedClients: this.detector.summaries().length,
         memoryBytes: this.detector.memoryBytes,

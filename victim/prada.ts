@@ -71,6 +71,10 @@ export interface Detection {
   queries: number;
   /** Distances in the window W was computed over. */
   distances: number;
+  /** Which detector flagged the client (absent: PRADA, as in records from before there were several). */
+  by?: 'prada' | 'blacklight';
+  /** Blacklight: matched queries when the client was flagged. */
+  matches?: number;
 }
 
 export interface ClientSummary {

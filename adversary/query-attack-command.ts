@@ -1,0 +1,70 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { TransferlabError } from '../shared/errors.js';
+import { createHttpOracle } from './oracle-client.js';
+import { resolveQueryAttackConfig, queryAttackSummary, runQueryAttackCampaign, type QueryAttackInput } from './query-attack-run.js';
+import { readJson } from './run-folder.js';
+
+/** The CLI's side of `query-attack`: settings, the run folder, the victim connection, the summary. */
+export interface QueryAttackFlags {
+  victim?: string;
+  apiKey?: string;
+  format?: string;
+  attack?: string;
+  norm?: string;
+  targeted?: boolean;
+  images?: number;
+  queriesPerImage?: number;
+  seed?: number;
+  stopAt?: number;
+  matchRate?: number;
+  epsilons?: number[];
+  resume?: string;
+  out?: string;
+}
+
+export async function runQueryAttackCommand(flags: QueryAttackFlags, defaultOut: () => string): Promise<number> {
+  const resume = flags.resume !== undefined;
+  const out = flags.resume ?? flags.out ?? defaultOut();
+  const configPath = join(out, 'config.json');
+  let input: QueryAttackInput;
+  if (resume) {
+    if (!existsSync(configPath)) throw new TransferlabError('run_missing', `${out} is not a run folder (no config.json)`);
+    const { kind, ...saved } = readJson<QueryAttackInput & { kind?: string }>(configPath);
+    if (kind !== 'query-attack') throw new TransferlabError('run_mismatch', `${out} holds a ${kind ?? 'campaign'} run, not a query attack; resume it with its own command`);
+    input = { ...saved, ...(flags.apiKey ? { apiKey: flags.apiKey } : {}) };
+  } else {
+    if (existsSync(join(out, 'results.json')) || existsSync(configPath)) {
+      throw new TransferlabError('run_exists', `${out} already holds a run; choose another --out or --resume it`);
+    }
+    const { resume: _r, out: _o, ...rest } = flags;
+    input = Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined)) as QueryAttackInput;
+  }
+  const config = resolveQueryAttackConfig(input);
+  const oracle = await createHttpOracle({
+    url: config.victim,
+    apiKey: config.apiKey,
+    format: config.format,
+    cacheDir: out,
+    onRetry: (i) => console.error(`victim: ${i.reason}; retry ${i.attempt} in ${Math.round(i.delayMs)} ms`),
+  });
+  try {
+    const r = await runQueryAttackCampaign(config, out, oracle, (l) => console.log(l));
+    console.log(`\n${queryAttackSummary(r)}`);
+    console.log(
+      `\nqueries: ${r.queries.attack} attack (${r.queries.cleanLabels} clean labels, ${r.queries.startingPool} starting pool, ` +
+        `${r.queries.probes} probes this process), ${r.queries.cached} from the answer cache; median ${r.medianQueriesPerImage} per image; ` +
+        `${r.durationSeconds.toFixed(1)} s`,
+    );
+    if (r.stopped) console.log(`stopped early: the key's budget ran out. Continue with more budget: npm run adversary -- query-attack --resume ${out}`);
+    console.log(`results: ${join(out, 'results.json')}`);
+    return 0;
+  } catch (e) {
+    if (e instanceof TransferlabError) {
+      throw new TransferlabError(e.code, `${e.message}\nThe run folder ${out} keeps every answer paid for; continue with: npm run adversary -- query-attack --resume ${out}`, e.status);
+    }
+    throw e;
+  } finally {
+    await oracle.close();
+  }
+}

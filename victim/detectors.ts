@@ -1,0 +1,54 @@
+import type { BlacklightDetector, BlacklightOptions } from './blacklight.js';
+import type { ClientSummary, Detection, PradaDetector, PradaOptions } from './prada.js';
+
+/**
+ * One or more extraction / query-attack detectors behind the single interface the service's watch
+ * uses: every answered image goes to each; the first to flag a client decides its detection (a
+ * client is flagged once, whoever saw it first), and a restored or lifted flag goes to all of them.
+ */
+export const DETECTOR_KINDS = ['prada', 'blacklight'] as const;
+export type DetectorKind = (typeof DETECTOR_KINDS)[number];
+
+export interface QueryDetector {
+  readonly kinds: DetectorKind[];
+  readonly settings: { prada?: PradaOptions; blacklight?: BlacklightOptions };
+  observe(clientId: string, images: Float32Array, labels: ArrayLike<number>): Detection | null;
+  restoreFlag(d: Detection): void;
+  forget(clientId: string): void;
+  readonly memoryBytes: number;
+  summaries(): (ClientSummary & { detector: DetectorKind })[];
+}
+
+export function detectorSet(parts: { prada?: PradaDetector; blacklight?: BlacklightDetector }): QueryDetector {
+  const list: [DetectorKind, PradaDetector | BlacklightDetector][] = [];
+  if (parts.prada) list.push(['prada', parts.prada]);
+  if (parts.blacklight) list.push(['blacklight', parts.blacklight]);
+  const flagged = new Set<string>();
+  return {
+    kinds: list.map(([k]) => k),
+    settings: { prada: parts.prada?.options, blacklight: parts.blacklight?.options },
+    observe(clientId, images, labels) {
+      let first: Detection | null = null;
+      for (const [kind, d] of list) {
+        const found = d.observe(clientId, images, labels);
+        if (found && !first && !flagged.has(clientId)) first = { ...found, by: kind };
+      }
+      if (first) flagged.add(clientId);
+      return first;
+    },
+    restoreFlag(d) {
+      flagged.add(d.clientId);
+      for (const [, det] of list) det.restoreFlag(d);
+    },
+    forget(clientId) {
+      flagged.delete(clientId);
+      for (const [, det] of list) det.forget(clientId);
+    },
+    get memoryBytes() {
+      return list.reduce((s, [, d]) => s + d.memoryBytes, 0);
+    },
+    summaries() {
+      return list.flatMap(([kind, d]) => d.summaries().map((c) => ({ ...c, detector: kind })));
+    },
+  };
+}
