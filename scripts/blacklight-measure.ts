@@ -22,7 +22,7 @@ import { adversarySplit, IMAGE_SIZE, loadMnist, subset } from '../shared/mnist.j
 import { fromLayers, labelImages, type Model } from '../shared/model.js';
 import { loadModel } from '../shared/model-io.js';
 import { createRng, permutation } from '../shared/random.js';
-import { papernotStream } from '../test/papernot-stream.js';
+import { papernotStream } from './papernot-stream.js';
 import { BlacklightDetector, type BlacklightOptions } from '../victim/blacklight.js';
 import { PradaDetector } from '../victim/prada.js';
 

@@ -21,7 +21,7 @@ import { IMAGE_SIZE, loadMnist } from '../shared/mnist.js';
 import { spawnVictim, type VictimProcess } from '../victim/spawn.js';
 import { RedisIdempotencyStore } from '../victim/idempotency-redis.js';
 import { RedisVictimStore } from '../victim/redis-store.js';
-import { startRedis } from '../test/redis-server.js';
+import { startRedis } from './redis-server.js';
 
 const CLIENTS = 8;
 const BATCH = 100;

@@ -20,6 +20,9 @@ const conv = (filters: number, kernelSize: number, input?: ImageShape) =>
   tf.layers.conv2d({ filters, kernelSize, activation: 'relu', ...(input ? { inputShape: [...input] } : {}) });
 const pool = () => tf.layers.maxPooling2d({ poolSize: 2 });
 const dense = (units: number, activation: 'relu' | 'linear') => tf.layers.dense({ units, activation });
+/** A 4x4 stride-2 'same' convolution: 28 → 14 → 7, the downsampling Wong et al.'s MNIST nets use instead of pooling. */
+const down = (filters: number, input?: ImageShape) =>
+  tf.layers.conv2d({ filters, kernelSize: 4, strides: 2, padding: 'same', activation: 'relu', ...(input ? { inputShape: [...input] } : {}) });
 
 const BUILDERS: Record<string, { describe: string; minSize: number; build: Builder }> = {
   'paper-cnn': {
@@ -42,6 +45,29 @@ const BUILDERS: Record<string, { describe: string; minSize: number; build: Build
     build: (s) =>
       tf.sequential({
         layers: [conv(32, 3, s.inputShape), pool(), conv(64, 3), pool(), tf.layers.flatten(), dense(200, 'relu'), dense(s.classes, 'linear')],
+      }),
+  },
+  // Robust training needs capacity: a model must fit the whole ε-ball around each digit, not just the digit.
+  'wong-cnn': {
+    describe: "Wong, Rice & Kolter's MNIST net for fast adversarial training: conv16 4x4 s2 → conv32 4x4 s2 → dense 100 → dense (classes)",
+    minSize: 8,
+    build: (s) => tf.sequential({ layers: [down(16, s.inputShape), down(32), tf.layers.flatten(), dense(100, 'relu'), dense(s.classes, 'linear')] }),
+  },
+  'wong-wide': {
+    describe: 'the default for adversarial training: Wong et al.\'s net with twice the filters and a wider dense layer: conv32 4x4 s2 → conv64 4x4 s2 → dense 256 → dense (classes)',
+    minSize: 8,
+    build: (s) => tf.sequential({ layers: [down(32, s.inputShape), down(64), tf.layers.flatten(), dense(256, 'relu'), dense(s.classes, 'linear')] }),
+  },
+  'madry-cnn': {
+    describe: "Madry et al.'s MNIST net: conv32 5x5 same → pool → conv64 5x5 same → pool → dense 1024 → dense (classes)",
+    minSize: 8,
+    build: (s) =>
+      tf.sequential({
+        layers: [
+          tf.layers.conv2d({ filters: 32, kernelSize: 5, padding: 'same', activation: 'relu', inputShape: [...s.inputShape] }), pool(),
+          tf.layers.conv2d({ filters: 64, kernelSize: 5, padding: 'same', activation: 'relu' }), pool(),
+          tf.layers.flatten(), dense(1024, 'relu'), dense(s.classes, 'linear'),
+        ],
       }),
   },
   'papernot-mlp': {

@@ -13,7 +13,7 @@ export interface TrainOptions {
   learningRate: number;
   seed: number;
   /** Called after every batch with running means for the epoch. */
-  onBatchEnd?: (info: { epoch: number; batch: number; batches: number; loss: number; accuracy: number }) => void;
+  onBatchEnd?: (info: BatchInfo) => void;
   onEpochEnd?: (info: { epoch: number; loss: number; accuracy: number; imagesPerSecond: number }) => void;
   /**
    * Translate each batch by a random offset of up to this many pixels (zero-filled). Digits keep their
@@ -28,13 +28,38 @@ export interface TrainOptions {
    * Optional per-batch input transform (adversarial training swaps in attacked images here). It may
    * also return a different batch with its own labels (e.g. clean and attacked copies side by side).
    */
-  transformBatch?: (x: tf.Tensor4D, labels: tf.Tensor1D, model: tf.LayersModel) => tf.Tensor4D | { x: tf.Tensor4D; labels: tf.Tensor1D };
+  transformBatch?: (x: tf.Tensor4D, labels: tf.Tensor1D, model: tf.LayersModel, step: number) => tf.Tensor4D | { x: tf.Tensor4D; labels: tf.Tensor1D };
+  /**
+   * Learning rate at `progress` ∈ [0, 1] of the whole run (epochs done + fraction of this one), set
+   * before every step; constant `learningRate` without it.
+   */
+  schedule?: (progress: number) => number;
+  /**
+   * Called after every step with the model; returning 'stop' ends training there (the robust-overfitting
+   * guard uses it to check, restore weights and stop).
+   */
+  afterBatch?: (info: BatchInfo & { progress: number }) => 'stop' | void;
+  /** With transformBatch: measure clean accuracy on every Nth batch too (an extra forward pass; default 10). */
+  cleanEvery?: number;
+}
+
+export interface BatchInfo {
+  epoch: number;
+  batch: number;
+  batches: number;
+  /** Running means over the epoch, on the images trained on (the attacked ones under adversarial training). */
+  loss: number;
+  accuracy: number;
+  /** Under adversarial training: running clean accuracy over the sampled batches. */
+  cleanAccuracy?: number;
 }
 
 export interface TrainSummary {
   epochs: number;
   loss: number;
   accuracy: number;
+  /** True when afterBatch ended training before the last epoch. */
+  stoppedEarly: boolean;
   /** Steady-state throughput: the last epoch's images per second. */
   imagesPerSecond: number;
   durationSeconds: number;
@@ -69,14 +94,22 @@ export function trainClassifier(
   const xBuf = new Float32Array(opts.batchSize * px);
   const yBuf = new Int32Array(opts.batchSize);
   const started = performance.now();
-  let summary: TrainSummary = { epochs: 0, loss: NaN, accuracy: NaN, imagesPerSecond: 0, durationSeconds: 0 };
-  for (let epoch = 0; epoch < opts.epochs; epoch++) {
+  let summary: TrainSummary = { epochs: 0, loss: NaN, accuracy: NaN, stoppedEarly: false, imagesPerSecond: 0, durationSeconds: 0 };
+  const cleanEvery = opts.cleanEvery ?? 10;
+  // The optimizer reads its rate on every update, so a schedule can move it between steps.
+  const rate = optimizer as unknown as { learningRate: number };
+  let stop = false;
+  for (let epoch = 0; epoch < opts.epochs && !stop; epoch++) {
     const order = permutation(count, rng);
     const epochStart = performance.now();
     let lossSum = 0;
     let correct = 0;
     let seen = 0;
-    for (let b = 0; b < batches; b++) {
+    let cleanHits = 0;
+    let cleanSeen = 0;
+    let b = 0;
+    for (; b < batches && !stop; b++) {
+      if (opts.schedule) rate.learningRate = opts.schedule((epoch + (b + 1) / batches) / opts.epochs);
       const size = Math.min(opts.batchSize, count - b * opts.batchSize);
       // The whole batch is cropped at one random offset in [-shift, shift]^2 (0 when shifts are off).
       const dy = shift ? Math.floor(shiftRng() * (2 * shift + 1)) - shift : 0;
@@ -88,10 +121,12 @@ export function trainClassifier(
       }
       // Images this step trains on: the batch, or what transformBatch made of it.
       let stepImages = size;
-      const [loss, hits] = tf.tidy(() => {
+      const sampleClean = opts.transformBatch !== undefined && b % cleanEvery === 0;
+      const [loss, hits, cleanBatchHits] = tf.tidy(() => {
         const clean = tf.tensor4d(xBuf.subarray(0, size * px), [size, height, width, channels]);
         const given = tf.tensor1d(yBuf.subarray(0, size), 'int32');
-        const batch = opts.transformBatch ? opts.transformBatch(clean, given, model) : clean;
+        const cleanCount = sampleClean ? (tf.equal((model.predict(clean) as tf.Tensor2D).argMax(1), given).sum() as tf.Scalar) : tf.scalar(0);
+        const batch = opts.transformBatch ? opts.transformBatch(clean, given, model, epoch * batches + b) : clean;
         const { x, labels: y } = batch instanceof tf.Tensor ? { x: batch, labels: given } : batch;
         stepImages = y.shape[0];
         const oneHot = tf.oneHot(y, classes);
@@ -102,21 +137,27 @@ export function trainClassifier(
           const scaled = temperature === 1 ? logits : tf.div(logits, temperature);
           return tf.losses.softmaxCrossEntropy(oneHot, scaled, undefined, smoothing) as tf.Scalar;
         }, true) as tf.Scalar;
-        return [l, batchHits as tf.Scalar];
+        return [l, batchHits as tf.Scalar, cleanCount];
       });
       lossSum += loss.dataSync()[0] * stepImages;
       correct += hits.dataSync()[0];
       seen += stepImages;
-      loss.dispose();
-      hits.dispose();
-      opts.onBatchEnd?.({ epoch, batch: b + 1, batches, loss: lossSum / seen, accuracy: correct / seen });
+      if (sampleClean) {
+        cleanHits += cleanBatchHits.dataSync()[0];
+        cleanSeen += size;
+      }
+      tf.dispose([loss, hits, cleanBatchHits]);
+      const info: BatchInfo = { epoch, batch: b + 1, batches, loss: lossSum / seen, accuracy: correct / seen, ...(cleanSeen ? { cleanAccuracy: cleanHits / cleanSeen } : {}) };
+      opts.onBatchEnd?.(info);
+      if (opts.afterBatch?.({ ...info, progress: (epoch + (b + 1) / batches) / opts.epochs }) === 'stop') stop = true;
     }
     const seconds = (performance.now() - epochStart) / 1000;
     summary = {
-      epochs: epoch + 1,
+      epochs: epoch + b / batches,
       loss: lossSum / seen,
       accuracy: correct / seen,
-      imagesPerSecond: count / seconds,
+      stoppedEarly: stop,
+      imagesPerSecond: Math.min(count, b * opts.batchSize) / seconds,
       durationSeconds: (performance.now() - started) / 1000,
     };
     opts.onEpochEnd?.({ epoch, loss: summary.loss, accuracy: summary.accuracy, imagesPerSecond: summary.imagesPerSecond });

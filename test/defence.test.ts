@@ -7,8 +7,9 @@ import { buildModel } from '../shared/architectures.js';
 import { initBackend } from '../shared/backend.js';
 import { readMetadata } from '../shared/model-io.js';
 import { adversarialTraining, defenceFromArgs } from '../victim/defence.js';
-import { main as evaluateMain } from '../victim/evaluate-cli.js';
-import { describeDefence, evaluateModel, evaluationRows, formatTable, type ModelEvaluation } from '../victim/evaluate.js';
+import { main as evaluateMain } from '../scripts/lab/evaluate-cli.js';
+import { evaluateModel, type ModelEvaluation } from '../scripts/lab/evaluate.js';
+import { describeDefence, evaluationRows, formatTable } from '../scripts/lab/evaluate-table.js';
 import { trainVictim, type VictimTrainConfig } from '../victim/train.js';
 
 /**
@@ -24,9 +25,9 @@ beforeAll(async () => {
   await initBackend();
   dir = mkdtempSync(join(tmpdir(), 'transferlab-defence-'));
   await trainVictim({ ...BASE, out: join(dir, 'plain') });
-  const defence = adversarialTraining('fgsm', 0.2, 0.5, 1);
+  const defence = adversarialTraining({ recipe: 'fgsm', epsilon: 0.2, mix: 0.5 });
   await trainVictim({ ...BASE, out: join(dir, 'hardened'), defence: defence.metadata, transformBatch: defence.transformBatch });
-  const opts = { count: 500, epsilons: [0.2], pgdSteps: 5, seed: 1 };
+  const opts = { count: 500, epsilons: [0.2], pgdSteps: 5, pgdStepSize: 0.1, restarts: 1, marginRestarts: 1, seed: 1 };
   plain = await evaluateModel(join(dir, 'plain'), opts);
   hardened = await evaluateModel(join(dir, 'hardened'), opts);
 });
@@ -56,8 +57,10 @@ describe('adversarial training', () => {
   });
 
   it('tabulates the models side by side', () => {
-    const table = formatTable(evaluationRows([plain, hardened], [0.2]));
-    expect(table).toMatch(/white-box fgsm accuracy ε 0\.2\s+0\.\d{4}\s+0\.\d{4}/);
+    const table = formatTable(evaluationRows([plain, hardened], [0.2], { pgdSteps: 5, restarts: 1, marginRestarts: 1 }));
+    expect(table).toMatch(/white-box FGSM accuracy ε 0\.2\s+0\.\d{4}\s+0\.\d{4}/);
+    expect(table).toMatch(/white-box PGD-5 accuracy ε 0\.2/);
+    expect(table).toMatch(/masking check\s+/);
     expect(table).toMatch(/defence\s+none\s+fgsm ε 0\.2 mix 0\.5/);
     expect(table).not.toMatch(/transfer rate/); // no campaign was run
   });
@@ -65,7 +68,7 @@ describe('adversarial training', () => {
 
 describe('fine-tuning (--init)', () => {
   it('continues from a saved model and counts its epochs and time in the total', async () => {
-    const defence = adversarialTraining('fgsm', 0.2, 0.5, 1);
+    const defence = adversarialTraining({ recipe: 'fgsm', epsilon: 0.2, mix: 0.5 });
     const meta = await trainVictim({ ...BASE, epochs: 1, init: join(dir, 'plain'), out: join(dir, 'tuned'), defence: defence.metadata, transformBatch: defence.transformBatch });
     const from = readMetadata(join(dir, 'plain'));
     expect(meta.initialisedFrom).toEqual({ model: join(dir, 'plain'), weightsSha256: from.weightsSha256, epochs: 2, defence: null });
@@ -77,11 +80,11 @@ describe('fine-tuning (--init)', () => {
 
 describe('keeping the clean originals (--keep-clean)', () => {
   it('trains on the clean batch plus its adversarial copies, under the same labels', async () => {
-    const defence = adversarialTraining('fgsm', 0.2, 0.5, 1, true);
+    const defence = adversarialTraining({ recipe: 'fgsm', epsilon: 0.2, mix: 0.5, keepClean: true });
     const model = buildModel('lenet');
     const x = tf.randomUniform([8, 28, 28, 1]) as tf.Tensor4D;
     const y = tf.tensor1d([0, 1, 2, 3, 4, 5, 6, 7], 'int32');
-    const out = defence.transformBatch(x, y, model);
+    const out = defence.transformBatch(x, y, model, 0);
     if (out instanceof tf.Tensor) throw new Error('expected a batch with its own labels');
     expect(out.x.shape).toEqual([12, 28, 28, 1]);
     expect(Array.from(out.labels.dataSync())).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3]);
@@ -98,7 +101,12 @@ describe('defence settings', () => {
   it('are validated before any training', () => {
     expect(defenceFromArgs({ adversarial: 'none' })).toBeUndefined();
     expect(() => defenceFromArgs({ adversarial: 'fgsm', eps: 0, mix: 2 })).toThrow(/--eps must be in \(0, 1\].*--mix must be in \(0, 1\]/);
-    expect(defenceFromArgs({ adversarial: 'pgd', eps: 0.3, mix: 0.5, 'pgd-steps': 7 })?.metadata).toEqual({ kind: 'adversarial-training', attack: 'pgd', epsilon: 0.3, mix: 0.5, steps: 7 });
+    expect(defenceFromArgs({ adversarial: 'pgd', eps: 0.3, mix: 0.5, 'pgd-steps': 7 })?.metadata).toEqual({
+      kind: 'adversarial-training', attack: 'pgd', epsilon: 0.3, mix: 0.5, steps: 7, alpha: (2.5 * 0.3) / 7, randomStart: 'uniform in the ε-ball',
+    });
+    expect(defenceFromArgs({ adversarial: 'fgsm-rs', eps: 0.3 })?.metadata).toMatchObject({ attack: 'fgsm-rs', alpha: 0.375, mix: 1 });
+    expect(() => defenceFromArgs({ adversarial: 'fgsm-rs', eps: 0.3, alpha: -1 })).toThrow(/--alpha must be in \(0, 2\]/);
+    expect(() => defenceFromArgs({ adversarial: 'bogus' })).toThrow(/--adversarial must be one of none, fgsm, fgsm-rs, pgd/);
   });
 
   it('the evaluation command refuses missing models and bad budgets in one message', async () => {

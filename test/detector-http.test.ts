@@ -22,7 +22,7 @@ import { BudgetBook } from '../victim/ledger.js';
 import { PradaDetector } from '../victim/prada.js';
 import { startServer } from '../victim/server.js';
 import { ensureTestVictim } from './fixtures.js';
-import { papernotStream, streamPixels, type QueryStream } from './papernot-stream.js';
+import { papernotStream, streamPixels, type QueryStream } from '../scripts/papernot-stream.js';
 import { bearer, call, labelUint8, ledgerTotal, readJsonl, startVictim, type TestVictim } from './victim-client.js';
 
 /**

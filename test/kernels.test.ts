@@ -97,6 +97,8 @@ describe('GEMM convolutions (im2col + 4x8 tiles, two threads) match cpu', () => 
     [3, 13, 13, 32, 64, 3, 1, 'valid'], [40, 13, 13, 32, 16, 3, 1, 'valid'], [5, 28, 28, 1, 32, 3, 1, 'valid'],
     [2, 11, 10, 3, 8, 5, 2, 'same'], [2, 9, 12, 8, 16, 3, 2, [[0, 0], [2, 0], [1, 1], [0, 0]]], [3, 7, 7, 4, 8, 1, 1, 'valid'],
     [3, 9, 9, 1, 8, 3, 1, 'valid'], [2, 7, 9, 1, 16, 3, 1, 'same'], // one channel: panels that wrap rows, partial panels
+    // The robust nets' 4x4 stride-2 'same' layers (28 → 14 → 7, padding split 1/1): wong-cnn's and wong-wide's.
+    [3, 28, 28, 1, 16, 4, 2, 'same'], [3, 14, 14, 16, 32, 4, 2, 'same'], [2, 28, 28, 1, 32, 4, 2, 'same'], [1, 14, 14, 32, 64, 4, 2, 'same'],
   ];
   it.each(cases)('b%i %ix%i cin %i cout %i k%i s%i %j', async (b, h, w, ci, co, k, s, pad) => {
     const xv = randoms(b * h * w * ci, 21), fv = randoms(k * k * ci * co, 22), bv = randoms(co, 23);

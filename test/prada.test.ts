@@ -9,7 +9,7 @@ import { DistanceKernel, ImageSet, bruteForceNearest } from '../victim/nearest.j
 import { PradaDetector } from '../victim/prada.js';
 import { normalQuantile, shapiroWilk, shapiroWilkSorted, swCoefficients } from '../victim/shapiro-wilk.js';
 import { ensureTestVictim } from './fixtures.js';
-import { naturalStream, papernotStream, type QueryStream } from './papernot-stream.js';
+import { naturalStream, papernotStream, type QueryStream } from '../scripts/papernot-stream.js';
 
 /** The detector's parts, without a model: the normality test, the distance kernel, bounds, idempotency. */
 

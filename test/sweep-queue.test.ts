@@ -9,7 +9,7 @@ import { enqueueCampaigns, openQueue, sweepStatus, type CampaignJob, type JobSta
 import { processAlive } from '../shared/pid-lock.js';
 import { NODE_TS, ROOT, spawnVictim, type VictimProcess } from '../victim/spawn.js';
 import { ensureTestVictim } from './fixtures.js';
-import { REDIS_SERVER, haveRedis, startRedis, type TestRedis } from './redis-server.js';
+import { REDIS_SERVER, haveRedis, startRedis, type TestRedis } from '../scripts/redis-server.js';
 
 /**
  * Sweeps on a real BullMQ queue: a private redis-server, a real victim process, two real worker

@@ -6,7 +6,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditEntry } from '../victim/audit.js';
 import { ensureTestVictim } from './fixtures.js';
-import { REDIS_SERVER, haveRedis, startRedis, type TestRedis } from './redis-server.js';
+import { REDIS_SERVER, haveRedis, startRedis, type TestRedis } from '../scripts/redis-server.js';
 import { startVictim, type TestVictim } from './victim-client.js';
 
 /**

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 /**
- * A private redis-server for one test file: Debian's binary, a free loopback port, a temporary
+ * A private redis-server for a test file or a load script: Debian's binary, a free loopback port, a temporary
  * working folder, never the system service. `durable` turns on AOF with fsync on every write,
  * the setting the victim's shared store needs.
  */

@@ -1,0 +1,154 @@
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { runCampaign } from '../../adversary/campaign.js';
+import { resolveConfig, type CampaignInput } from '../../adversary/config.js';
+import { createHttpOracle } from '../../adversary/oracle-client.js';
+import { writeReport } from '../../adversary/report.js';
+import { pgdWithRestarts } from '../../shared/attack-restarts.js';
+import { fgsm } from '../../shared/attacks.js';
+import { accuracy, transferRate } from '../../shared/metrics.js';
+import { adversarySplit, imagesTensor, loadMnist, quantise, subset } from '../../shared/mnist.js';
+import { loadModel } from '../../shared/model-io.js';
+import { fromLayers, labelImages, type Model } from '../../shared/model.js';
+import { spawnVictim } from '../../victim/spawn.js';
+import { maskingCheck } from './masking.js';
+import { EVALUATION_DEFAULTS, WHITEBOX_ATTACKS, type CampaignPoint, type EvaluationOptions, type ModelEvaluation, type WhiteboxAttack, type WhiteboxPoint } from './evaluation-types.js';
+
+export { EVALUATION_DEFAULTS, WHITEBOX_ATTACKS };
+export type { CampaignPoint, EvaluationOptions, ModelEvaluation, WhiteboxAttack, WhiteboxPoint };
+
+/**
+ * What a defence buys and costs, measured the same way for every victim model (undefended and
+ * defended side by side, `npm run victim:evaluate`), with attacks strong enough that a masked
+ * gradient cannot pass for robustness:
+ * - clean accuracy on all 10,000 test images;
+ * - white-box accuracy per ε on `count` test images (the campaign's evaluation set: the same seeded
+ *   split, so black-box and white-box figures are over the same images), the attacker holding the
+ *   weights and the true labels: FGSM; PGD on cross-entropy with `restarts` random starts, worst case
+ *   per image; PGD on the CW margin loss; and the worst case per image over all of them. Every crafted
+ *   image is quantised to 8 bits, as any client must send it, before it is judged;
+ * - the masking check (masking.ts) on those figures;
+ * - training time and defence settings from metadata.json;
+ * - optionally the black-box transfer of a fresh default campaign against the model served as a real
+ *   victim process (boundary measures off, the same ε list).
+ */
+/** Labels of 8-bit-quantised adversarial images. */
+function labelsOf(model: Model, adv: tf.Tensor4D, count: number): Int32Array {
+  const pixels = quantise(adv.dataSync() as Float32Array);
+  return labelImages(model, pixels, count);
+}
+
+/** Per-image predictions under each white-box attack at one ε. */
+export function whiteboxPredictions(model: Model, images: Float32Array, truth: Int32Array, epsilon: number, opts: EvaluationOptions): Record<Exclude<WhiteboxAttack, 'worst'>, { pred: Int32Array; seconds: number }> {
+  const n = truth.length;
+  const x = imagesTensor(images, n);
+  const timed = (f: () => Int32Array) => {
+    const t = performance.now();
+    const pred = f();
+    return { pred, seconds: (performance.now() - t) / 1000 };
+  };
+  try {
+    const restartsOf = (restarts: number, loss: 'ce' | 'margin') => () => {
+      const r = pgdWithRestarts(model, x, truth, { epsilon, steps: opts.pgdSteps, stepSize: opts.pgdStepSize, restarts, loss, seed: opts.seed, finish: quantise });
+      r.raw.dispose();
+      // The images were quantised before they were judged; label them once more as the verdict.
+      const pred = labelImages(model, r.clipped.dataSync() as Float32Array, n);
+      r.clipped.dispose();
+      return pred;
+    };
+    return {
+      fgsm: timed(() => {
+        const { raw, clipped } = fgsm(model, x, truth, { epsilon });
+        raw.dispose();
+        const pred = labelsOf(model, clipped, n);
+        clipped.dispose();
+        return pred;
+      }),
+      pgd: timed(restartsOf(opts.restarts, 'ce')),
+      'pgd-margin': timed(restartsOf(opts.marginRestarts, 'margin')),
+    };
+  } finally {
+    x.dispose();
+  }
+}
+
+export async function evaluateModel(dir: string, opts: EvaluationOptions, onPoint?: (p: WhiteboxPoint) => void): Promise<ModelEvaluation> {
+  const { model, metadata } = await loadModel(dir);
+  try {
+    const net = fromLayers(model);
+    const test = loadMnist('test');
+    const cleanAccuracy = accuracy(labelImages(net, test.images, test.count), test.labels);
+    const sample = subset(test, adversarySplit(opts.seed, 150, opts.count).evalSet);
+    const cleanPred = labelImages(net, sample.images, sample.count);
+    const started = performance.now();
+    const whitebox: WhiteboxPoint[] = [];
+    const point = (attack: WhiteboxAttack, epsilon: number, pred: Int32Array, seconds: number) => {
+      const p: WhiteboxPoint = { attack, epsilon, accuracy: accuracy(pred, sample.labels), successRate: transferRate(pred, cleanPred, sample.labels), seconds: Number(seconds.toFixed(1)) };
+      whitebox.push(p);
+      onPoint?.(p);
+    };
+    for (const epsilon of opts.epsilons) {
+      const byAttack = whiteboxPredictions(net, sample.images, sample.labels, epsilon, opts);
+      for (const [attack, r] of Object.entries(byAttack)) point(attack as WhiteboxAttack, epsilon, r.pred, r.seconds);
+      // Worst case per image: wrong under any attack counts as wrong.
+      const runs = Object.values(byAttack);
+      const worst = Int32Array.from(sample.labels, (y, i) => runs.find((r) => r.pred[i] !== y)?.pred[i] ?? y);
+      point('worst', epsilon, worst, runs.reduce((s, r) => s + r.seconds, 0));
+    }
+    const evaluation: Omit<ModelEvaluation, 'masking'> = {
+      model: dir,
+      undefended: 'defence' in metadata && metadata.defence === null,
+      arch: metadata.arch,
+      defence: metadata.defence ?? null,
+      // A fine-tuned model's training time includes the model it started from.
+      trainSeconds: typeof metadata.totalDurationSeconds === 'number' ? metadata.totalDurationSeconds : typeof metadata.durationSeconds === 'number' ? metadata.durationSeconds : null,
+      cleanAccuracy,
+      cleanAccuracyOnSample: accuracy(cleanPred, sample.labels),
+      whitebox,
+      whiteboxSeconds: (performance.now() - started) / 1000,
+      campaign: null,
+      guardReadings: ((metadata.guard as { readings?: ModelEvaluation['guardReadings'] } | null | undefined)?.readings ?? null),
+    };
+    return { ...evaluation, masking: maskingCheck(evaluation) };
+  } finally {
+    model.dispose();
+  }
+}
+
+/**
+ * A fresh default campaign (plus `overrides`) against `dir` served as its own victim process on
+ * loopback, with its own audit log and ledger in the run folder. Boundary measures are off.
+ */
+export async function campaignAgainst(
+  dir: string,
+  runDir: string,
+  opts: { epsilons: number[]; seed: number; overrides?: CampaignInput; log?: (line: string) => void },
+): Promise<NonNullable<ModelEvaluation['campaign']>> {
+  const victim = await spawnVictim({
+    args: ['--model', dir, '--port', '0', '--no-train', '--rate-limit', '0', '--log-level', 'warn',
+      '--audit-log', join(runDir, 'victim', 'audit.jsonl'), '--ledger', join(runDir, 'victim', 'ledger.jsonl')],
+    timeoutMs: 120_000,
+  });
+  try {
+    const config = resolveConfig({ seed: opts.seed, epsilons: opts.epsilons, ...opts.overrides, victim: victim.url, boundary: { enabled: false } });
+    const oracle = await createHttpOracle({ url: victim.url, cacheDir: runDir });
+    try {
+      const results = await runCampaign(config, runDir, oracle, { log: opts.log ?? (() => {}) });
+      // The campaign's own report (curves, grids, rounds) beside its results, linked from evaluation.html.
+      await writeReport(runDir, results);
+      return {
+        runDir,
+        attackQueries: results.queries.attack,
+        agreement: results.agreement,
+        points: results.epsilons
+          .filter((p) => p.mode === 'untargeted')
+          .map((p) => ({ epsilon: p.epsilon, misclassificationRate: p.misclassificationRate, transferRate: p.transferRate })),
+        durationSeconds: results.durationSeconds,
+      };
+    } finally {
+      await oracle.close();
+    }
+  } finally {
+    await victim.stop();
+  }
+}
