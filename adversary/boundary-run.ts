@@ -12,7 +12,7 @@ import { chooseRows, writeBoundaryMap } from './pictures.js';
 import { nearestBoundaries, type NearestBoundary } from './boundary-nearest.js';
 
 /**
- * Where the victim's decision boundary lies relative to the substitute's (issue 5), measured on
+ * Where the victim's decision boundary lies relative to the substitute's, measured on
  * the evaluation images along the direction the attack actually uses: the substitute's FGSM sign
  * direction for the crafting label (config.craftLabel), as in transfer.ts. All victim queries are
  * tagged 'measurement'; what they cost is read off the oracle's ledger (cache hits are free).

@@ -1,7 +1,7 @@
 /**
  * What the adversary knows of the victim: its label API, and nothing else. Every image sent
  * is paid for; the purpose tag keeps what the adversary pays to build its substitute apart
- * from what the simulator spends to score the attack (DESIGN.md "Campaign").
+ * from what the simulator spends to score the attack (ARCHITECTURE.md).
  */
 export type QueryPurpose = 'attack' | 'measurement';
 

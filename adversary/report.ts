@@ -16,7 +16,7 @@ export interface ReportOptions {
   whitebox?: CampaignResults;
 }
 
-/** MITRE ATLAS IDs and names as in ANCHORS.md. */
+/** MITRE ATLAS IDs and names of the techniques and mitigations this simulator exercises. */
 const ATLAS = {
   api: ['AML.T0040', 'ML Model Inference API Access'],
   proxy: ['AML.T0005.001', 'Create Proxy ML Model: Train Proxy via Replication'],

@@ -10,7 +10,7 @@
  * - the same attacks batched: one key attacking `--batched` images at once (lock-step rounds);
  * - the Papernot campaign's stream (seed set 150, two augmentation rounds) under one key.
  *
- *   npx tsx scripts/blacklight-measure.ts [--model /work/models/victim] [--json FILE]
+ *   npx tsx scripts/blacklight-measure.ts [--model models/victim] [--json FILE]
  */
 import { writeFileSync } from 'node:fs';
 import yargs from 'yargs';

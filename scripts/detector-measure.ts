@@ -1,5 +1,5 @@
 /**
- * Figures for the extraction detector (issue 6), not part of `npm test`:
+ * Figures for the extraction detector , not part of `npm test`:
  * - false positives: 10 benign clients (one API key each) × 2,000 natural test images, each client its
  *   own shuffle of the test set, against a victim with --detector prada --detector-action log;
  * - detector overhead: label throughput of that traffic with and without the detector (same model,

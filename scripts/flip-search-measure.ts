@@ -5,7 +5,7 @@
  * Both models answer in-process (the victim's model gives the labels its API would); the cost of
  * each search is counted as labeller images per image, what a victim would charge.
  *
- *   npx tsx scripts/flip-search-measure.ts --run runs/<campaign> --victim-model /work/models/victim [--images 1000] [--json FILE]
+ *   npx tsx scripts/flip-search-measure.ts --run runs/<campaign> --victim-model models/victim [--images 1000] [--json FILE]
  */
 import { writeFileSync } from 'node:fs';
 import yargs from 'yargs';

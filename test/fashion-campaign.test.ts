@@ -10,7 +10,9 @@ import type { CampaignResults } from '../adversary/results.js';
 import { initBackend } from '../shared/backend.js';
 import { loadDataset } from '../shared/datasets/index.js';
 import { spawnVictim, type VictimProcess } from '../victim/spawn.js';
+import { evaluateModel } from '../scripts/lab/evaluate.js';
 import { ensureFashionVictim } from './fixtures.js';
+import { writeShapesTree } from './shapes-tree.js';
 
 /**
  * A Fashion-MNIST campaign end to end over HTTP: a small lenet victim trained on Fashion-MNIST,
@@ -75,5 +77,19 @@ describe('a Fashion-MNIST campaign against a real victim process', () => {
     await expect(runCampaign(config, out, oracle, { log: () => {} })).rejects.toThrow(/takes 28×28×1 images in 10 classes.*holds 8×8×3 images in 3 classes/);
     expect(oracle.counts().attack + oracle.counts().measurement).toBe(0);
     await oracle.close();
+  });
+});
+
+describe('the defence evaluation on a Fashion-MNIST model', () => {
+  it("attacks the test images of the model's own dataset, or refuses a dataset of another shape", async () => {
+    const model = await ensureFashionVictim();
+    const opts = { count: 40, epsilons: [0.1], pgdSteps: 2, pgdStepSize: 0.05, restarts: 1, marginRestarts: 1, seed: 1 };
+    const e = await evaluateModel(model, opts);
+    expect(e.dataset).toBe('fashion-mnist');
+    // Read with MNIST's digits, a Fashion model would score near chance; on its own test images far above it.
+    expect(e.cleanAccuracy).toBeGreaterThan(0.5);
+    const shapes = join(dir, 'rgb-tree');
+    writeShapesTree(shapes, { size: 8, perClass: 4 });
+    await expect(evaluateModel(model, { ...opts, dataset: shapes })).rejects.toThrow(/takes 28×28×1 images but dataset/);
   });
 });

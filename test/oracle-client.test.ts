@@ -1,6 +1,6 @@
 /**
- * The oracle client against a tiny express server that speaks the victim contract (DESIGN.md
- * "Victim HTTP API"): a test of the client's wire format, retries, counting and cache, not of
+ * The oracle client against a tiny express server that speaks the victim contract (shared/protocol/,
+ * the victim API): a test of the client's wire format, retries, counting and cache, not of
  * the attack. Label of an image = its first pixel byte mod 10, so answers are checkable.
  */
 import { mkdtempSync, readFileSync, appendFileSync, rmSync } from 'node:fs';

@@ -17,7 +17,7 @@ import type { Budgets } from './ledger.js';
 import type { WorkInFlight } from './server.js';
 
 /**
- * The victim's HTTP surface (DESIGN.md "Victim HTTP API"), as a pure function of its collaborators
+ * The victim's HTTP surface (README "The victim's HTTP API"), as a pure function of its collaborators
  * so tests can run it in-process with a fake model, memory audit log or frozen clock. Only labels
  * and budget figures ever leave: no probabilities, logits, architecture or weights.
  */

@@ -5,6 +5,7 @@ import { readConfigFile, type CampaignInput } from '../../adversary/config.js';
 import { describeBackend, initBackend } from '../../shared/backend.js';
 import { isMain, runMain } from '../../shared/cli.js';
 import { TransferlabError } from '../../shared/errors.js';
+import { DATASET_HELP } from '../../shared/datasets/index.js';
 import { assertWritableDir } from '../../shared/fs-checks.js';
 import { hasModel } from '../../shared/model-io.js';
 import { runStamp } from '../../shared/stamp.js';
@@ -35,6 +36,7 @@ export async function main(argv: string[]): Promise<number> {
       'pgd-step-size': { type: 'number', default: d.pgdStepSize, describe: 'PGD step size' },
       restarts: { type: 'number', default: d.restarts, describe: 'random starts of PGD on cross-entropy; an image counts as robust only if all fail' },
       'margin-restarts': { type: 'number', default: d.marginRestarts, describe: 'random starts of PGD on the CW margin loss' },
+      dataset: { type: 'string', describe: `test images to attack: ${DATASET_HELP}; default: the dataset each model's metadata names` },
       seed: { type: 'number', default: d.seed, describe: 'seed of the test-image split, PGD starts and the campaign' },
       campaign: { type: 'boolean', default: false, describe: 'also run a fresh default black-box campaign against each model (served as its own victim process)' },
       'campaign-config': { type: 'string', describe: 'YAML/JSON campaign settings overriding the defaults (with --campaign), e.g. scripts/configs/strongest.yaml' },
@@ -65,7 +67,7 @@ export async function main(argv: string[]): Promise<number> {
   mkdirSync(out, { recursive: true });
 
   const info = await initBackend(args.backend);
-  const opts = { count: args.images, epsilons, pgdSteps: args['pgd-steps'], pgdStepSize: args['pgd-step-size'], restarts: args.restarts, marginRestarts: args['margin-restarts'], seed: args.seed };
+  const opts = { count: args.images, epsilons, pgdSteps: args['pgd-steps'], pgdStepSize: args['pgd-step-size'], restarts: args.restarts, marginRestarts: args['margin-restarts'], seed: args.seed, ...(args.dataset ? { dataset: args.dataset } : {}) };
   console.log(`evaluating ${models.length} model(s) on ${describeBackend(info)}`);
   const evals: ModelEvaluation[] = [];
   for (const [i, dir] of models.entries()) {
@@ -76,7 +78,7 @@ export async function main(argv: string[]): Promise<number> {
     if (args.campaign) {
       const runDir = join(out, `campaign-${i + 1}`);
       console.log(`  black-box campaign against ${dir} (run folder ${runDir})`);
-      e.campaign = await campaignAgainst(dir, runDir, { epsilons, seed: args.seed, overrides, log: (line) => console.log(`    ${line}`) });
+      e.campaign = await campaignAgainst(dir, runDir, { epsilons, seed: args.seed, dataset: args.dataset, overrides, log: (line) => console.log(`    ${line}`) });
       e.masking = maskingCheck(e);
     }
     console.log(`  ${describeVerdict(e.masking)}`);

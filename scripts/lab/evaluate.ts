@@ -7,7 +7,8 @@ import { writeReport } from '../../adversary/report.js';
 import { pgdWithRestarts } from '../../shared/attack-restarts.js';
 import { fgsm } from '../../shared/attacks.js';
 import { accuracy, transferRate } from '../../shared/metrics.js';
-import { adversarySplit, imagesTensor, loadMnist, quantise, subset } from '../../shared/mnist.js';
+import { adversarySplit, DEFAULT_DATASET, imagesTensor, loadDataset, quantise, subset, type ImageShape } from '../../shared/datasets/index.js';
+import { TransferlabError } from '../../shared/errors.js';
 import { loadModel } from '../../shared/model-io.js';
 import { fromLayers, labelImages, type Model } from '../../shared/model.js';
 import { spawnVictim } from '../../victim/spawn.js';
@@ -39,9 +40,9 @@ function labelsOf(model: Model, adv: tf.Tensor4D, count: number): Int32Array {
 }
 
 /** Per-image predictions under each white-box attack at one ε. */
-export function whiteboxPredictions(model: Model, images: Float32Array, truth: Int32Array, epsilon: number, opts: EvaluationOptions): Record<Exclude<WhiteboxAttack, 'worst'>, { pred: Int32Array; seconds: number }> {
+export function whiteboxPredictions(model: Model, images: Float32Array, shape: ImageShape, truth: Int32Array, epsilon: number, opts: EvaluationOptions): Record<Exclude<WhiteboxAttack, 'worst'>, { pred: Int32Array; seconds: number }> {
   const n = truth.length;
-  const x = imagesTensor(images, n);
+  const x = imagesTensor(images, n, shape);
   const timed = (f: () => Int32Array) => {
     const t = performance.now();
     const pred = f();
@@ -76,9 +77,15 @@ export async function evaluateModel(dir: string, opts: EvaluationOptions, onPoin
   const { model, metadata } = await loadModel(dir);
   try {
     const net = fromLayers(model);
-    const test = loadMnist('test');
+    // The model's own dataset (metadata.json) unless one is chosen, as the white-box baseline does.
+    const dataset = opts.dataset ?? (typeof metadata.dataset === 'string' ? metadata.dataset : DEFAULT_DATASET);
+    const test = loadDataset(dataset).test;
+    const wants = model.inputs[0].shape.slice(1).join('×');
+    if (wants !== test.shape.join('×')) {
+      throw new TransferlabError('dataset_mismatch', `${dir} takes ${wants} images but dataset ${dataset} has ${test.shape.join('×')}; pass the model's dataset with --dataset`);
+    }
     const cleanAccuracy = accuracy(labelImages(net, test.images, test.count), test.labels);
-    const sample = subset(test, adversarySplit(opts.seed, 150, opts.count).evalSet);
+    const sample = subset(test, adversarySplit(opts.seed, 150, opts.count, test.count).evalSet);
     const cleanPred = labelImages(net, sample.images, sample.count);
     const started = performance.now();
     const whitebox: WhiteboxPoint[] = [];
@@ -88,7 +95,7 @@ export async function evaluateModel(dir: string, opts: EvaluationOptions, onPoin
       onPoint?.(p);
     };
     for (const epsilon of opts.epsilons) {
-      const byAttack = whiteboxPredictions(net, sample.images, sample.labels, epsilon, opts);
+      const byAttack = whiteboxPredictions(net, sample.images, sample.shape, sample.labels, epsilon, opts);
       for (const [attack, r] of Object.entries(byAttack)) point(attack as WhiteboxAttack, epsilon, r.pred, r.seconds);
       // Worst case per image: wrong under any attack counts as wrong.
       const runs = Object.values(byAttack);
@@ -97,6 +104,7 @@ export async function evaluateModel(dir: string, opts: EvaluationOptions, onPoin
     }
     const evaluation: Omit<ModelEvaluation, 'masking'> = {
       model: dir,
+      dataset,
       undefended: 'defence' in metadata && metadata.defence === null,
       arch: metadata.arch,
       defence: metadata.defence ?? null,
@@ -122,7 +130,7 @@ export async function evaluateModel(dir: string, opts: EvaluationOptions, onPoin
 export async function campaignAgainst(
   dir: string,
   runDir: string,
-  opts: { epsilons: number[]; seed: number; overrides?: CampaignInput; log?: (line: string) => void },
+  opts: { epsilons: number[]; seed: number; dataset?: string; overrides?: CampaignInput; log?: (line: string) => void },
 ): Promise<NonNullable<ModelEvaluation['campaign']>> {
   const victim = await spawnVictim({
     args: ['--model', dir, '--port', '0', '--no-train', '--rate-limit', '0', '--log-level', 'warn',
@@ -130,7 +138,7 @@ export async function campaignAgainst(
     timeoutMs: 120_000,
   });
   try {
-    const config = resolveConfig({ seed: opts.seed, epsilons: opts.epsilons, ...opts.overrides, victim: victim.url, boundary: { enabled: false } });
+    const config = resolveConfig({ seed: opts.seed, epsilons: opts.epsilons, ...(opts.dataset ? { dataset: opts.dataset } : {}), ...opts.overrides, victim: victim.url, boundary: { enabled: false } });
     const oracle = await createHttpOracle({ url: victim.url, cacheDir: runDir });
     try {
       const results = await runCampaign(config, runDir, oracle, { log: opts.log ?? (() => {}) });

@@ -16,6 +16,8 @@ export interface EvaluationOptions {
   /** Random starts of PGD on the margin loss (default 1). */
   marginRestarts: number;
   seed: number;
+  /** The test images' dataset (`--dataset`); default: the one the model's metadata names, else MNIST. */
+  dataset?: string;
 }
 
 export const EVALUATION_DEFAULTS = { count: 1000, epsilons: [0.1, 0.2, 0.3], pgdSteps: 50, pgdStepSize: 0.01, restarts: 10, marginRestarts: 1, seed: 1 };
@@ -37,6 +39,8 @@ export interface CampaignPoint {
 
 export interface ModelEvaluation {
   model: string;
+  /** The dataset whose test images were attacked. */
+  dataset: string;
   arch: string;
   defence: unknown;
   trainSeconds: number | null;
