@@ -4,7 +4,7 @@ import { TransferlabError } from '../shared/errors.js';
 import { progressBar } from '../shared/progress.js';
 import { runCampaign } from './campaign.js';
 import { epochsForRound, type CampaignConfig } from './config.js';
-import { createHttpOracle } from './oracle-client.js';
+import { createRunOracle } from './oracle-client.js';
 import { writeReport } from './report.js';
 import type { CampaignResults } from './results.js';
 import { readJson, roundRecords, type RoundRecord } from './run-folder.js';
@@ -44,13 +44,7 @@ export async function runCampaignCommand(config: CampaignConfig, out: string, re
   if (!resume && existsSync(join(out, 'results.json'))) {
     throw new TransferlabError('run_exists', `${out} already holds a finished run; choose another --out or --resume it`);
   }
-  const oracle = await createHttpOracle({
-    url: config.victim,
-    apiKey: config.apiKey,
-    format: config.format,
-    cacheDir: out,
-    onRetry: (i) => console.error(`victim: ${i.reason}; retry ${i.attempt} in ${Math.round(i.delayMs)} ms`),
-  });
+  const oracle = await createRunOracle(config, out);
   const info = await oracle.info();
   console.log(`victim ${config.victim}: ${info.dataset ?? 'dataset not named'}, ${info.inputShape.join('×')}, ${info.classes} classes, labels only, max batch ${info.maxBatch}`);
   const bar = progressBar('{label} [{bar}] {value}/{total} batches | {stats}');

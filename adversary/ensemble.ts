@@ -9,7 +9,8 @@ import { hasModel, loadModel, saveModel } from '../shared/model-io.js';
 import { fromLayers, predictLabels } from '../shared/model.js';
 import { seedGlobalRandom } from '../shared/random.js';
 import { trainClassifier } from '../shared/training.js';
-import { epochsForRound, substituteMembers, type CampaignConfig } from './config.js';
+import { substituteMembers, type CampaignConfig } from './config.js';
+import { roundTraining } from './substitute.js';
 
 /**
  * The ensemble's other members. Only the first member chose which points to label (its Jacobian);
@@ -66,15 +67,7 @@ export async function trainMembers(ctx: MemberContext): Promise<{ models: tf.Lay
         model = buildModel(arch, shape);
         ctx.roundSizes.forEach((size, round) => {
           seedGlobalRandom(memberSeed(c.seed, member, round));
-          trainClassifier(model, ctx.images.subarray(0, size * pixels), ctx.labels.subarray(0, size), {
-            epochs: epochsForRound(c, round),
-            shift: c.shift,
-            batchSize: c.batchSize,
-            learningRate: c.learningRate,
-            labelSmoothing: c.labelSmoothing,
-            temperature: c.temperature,
-            seed: memberSeed(c.seed, member, round),
-          });
+          trainClassifier(model, ctx.images.subarray(0, size * pixels), ctx.labels.subarray(0, size), roundTraining(c, round, memberSeed(c.seed, member, round)));
         });
         trainSeconds = (performance.now() - t0) / 1000;
         const tmp = `${dir}.partial`;

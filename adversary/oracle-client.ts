@@ -244,6 +244,17 @@ export class VictimHttp {
  * Connect to a victim: reads /v1/info once (retrying while the victim comes up), loads the run
  * folder's answer cache, and returns an oracle that pays only for images never answered before.
  */
+/** The oracle of a command-line run: its answers cached in the run folder, retries reported on stderr. */
+export function createRunOracle(run: { victim: string; apiKey?: string; format?: PixelFormat }, out: string): Promise<CountingOracle> {
+  return createHttpOracle({
+    url: run.victim,
+    apiKey: run.apiKey,
+    format: run.format,
+    cacheDir: out,
+    onRetry: (i) => console.error(`victim: ${i.reason}; retry ${i.attempt} in ${Math.round(i.delayMs)} ms`),
+  });
+}
+
 export async function createHttpOracle(opts: HttpOracleOptions): Promise<CountingOracle> {
   const url = normaliseUrl(opts.url);
   const victim = new VictimHttp(url, opts);

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { TransferlabError } from '../shared/errors.js';
-import { createHttpOracle } from './oracle-client.js';
+import { createRunOracle } from './oracle-client.js';
 import { resolveQueryAttackConfig, queryAttackSummary, runQueryAttackCampaign, type QueryAttackInput } from './query-attack-run.js';
 import { readJson } from './run-folder.js';
 
@@ -41,13 +41,7 @@ export async function runQueryAttackCommand(flags: QueryAttackFlags, defaultOut:
     input = Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined)) as QueryAttackInput;
   }
   const config = resolveQueryAttackConfig(input);
-  const oracle = await createHttpOracle({
-    url: config.victim,
-    apiKey: config.apiKey,
-    format: config.format,
-    cacheDir: out,
-    onRetry: (i) => console.error(`victim: ${i.reason}; retry ${i.attempt} in ${Math.round(i.delayMs)} ms`),
-  });
+  const oracle = await createRunOracle(config, out);
   try {
     const r = await runQueryAttackCampaign(config, out, oracle, (l) => console.log(l));
     console.log(`\n${queryAttackSummary(r)}`);

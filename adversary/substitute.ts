@@ -15,6 +15,11 @@ import type { Checkpoint, RoundRecord } from './run-folder.js';
  * fit the substitute to the oracle's labels of S_r, then grow S_r along the substitute's
  * Jacobian and ask the oracle to label the new points. The substitute never sees a true label.
  */
+/** How the substitute trains in one round; every member of an ensemble trains the same way. */
+export function roundTraining(c: CampaignConfig, round: number, seed: number): TrainOptions {
+  return { epochs: epochsForRound(c, round), shift: c.shift, batchSize: c.batchSize, learningRate: c.learningRate, labelSmoothing: c.labelSmoothing, temperature: c.temperature, seed };
+}
+
 export interface RoundsContext {
   config: CampaignConfig;
   /** The victim's input shape and class count (from /v1/info): the substitute is built for them. */
@@ -45,16 +50,7 @@ export async function trainSubstitute(ctx: RoundsContext): Promise<{ model: tf.L
       // Re-seeding per round keeps a resumed run identical to an uninterrupted one.
       seedGlobalRandom(c.seed * 1000 + round);
       const t0 = performance.now();
-      trainClassifier(model, images, labels, {
-        epochs: epochsForRound(c, round),
-        shift: c.shift,
-        batchSize: c.batchSize,
-        learningRate: c.learningRate,
-        labelSmoothing: c.labelSmoothing,
-        temperature: c.temperature,
-        seed: c.seed * 1000 + round,
-        onBatchEnd: ctx.onBatchEnd,
-      });
+      trainClassifier(model, images, labels, { ...roundTraining(c, round, c.seed * 1000 + round), onBatchEnd: ctx.onBatchEnd });
       const pred = predictLabels(fromLayers(model), evalX);
       const trainSeconds = (performance.now() - t0) / 1000;
       ctx.phases.training += trainSeconds;
