@@ -16,6 +16,8 @@
  *    "status":"ok"|"cached"|"<error code>","http":<status, when one came back>,"attempts":<n>,
  *    "ms":<duration>,"budget":{"used":<n>,"limit":<n|null>},"error":"<message, on failure>"}
  */
+import { randomUUID } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { TransferlabError } from '../shared/errors.js';
 import { JsonlLog } from '../shared/jsonl-log.js';
@@ -23,6 +25,26 @@ import type { QueryPurpose } from './oracle.js';
 
 export const ANSWER_CACHE_FILE = 'answers.jsonl';
 export const QUERY_LEDGER_FILE = 'queries.jsonl';
+export const RUN_ID_FILE = 'oracle-id';
+
+/**
+ * The run folder's identity, made once and kept across resumes (without a folder, one per process).
+ * It scopes the Idempotency-Key the client sends: a retry or a resumed run re-sending a batch is the
+ * same logical request and must not pay again, but another run that happens to send the same images
+ * asks anew and pays for its answer, so each run's reported queries equal what the victim charged it.
+ */
+export function runIdentity(cacheDir?: string): string {
+  if (!cacheDir) return randomUUID();
+  const path = join(cacheDir, RUN_ID_FILE);
+  try {
+    writeFileSync(path, `${randomUUID()}\n`, { flag: 'wx' });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+  }
+  const id = readFileSync(path, 'utf8').trim();
+  if (!/^[0-9a-f-]{36}$/.test(id)) throw new TransferlabError('run_corrupt', `${path} does not hold a run id; delete it to start a new one`);
+  return id;
+}
 
 export interface CachedAnswer {
   h: string;

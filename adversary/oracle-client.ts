@@ -9,7 +9,9 @@ import http from 'node:http';
 import https from 'node:https';
 import axios, { isAxiosError, type AxiosInstance, type AxiosRequestConfig } from 'axios';
 import { z } from 'zod';
+import { mkdirSync } from 'node:fs';
 import { TransferlabError } from '../shared/errors.js';
+import { runIdentity } from './answer-cache.js';
 import { HEADERS, MEDIA_TYPES, PATHS, anyErrorBodySchema, budgetSchema, victimInfoSchema } from '../shared/protocol/index.js';
 import type { VictimInfo } from './oracle.js';
 import { buildOracle, imageKey, VictimError, type CountingOracle, type PixelFormat, type SendBatch } from './oracle-core.js';
@@ -214,7 +216,7 @@ export class VictimHttp {
     return parsed.data;
   }
 
-  readonly send = (format: PixelFormat): SendBatch => async (body) => {
+  readonly send = (format: PixelFormat, scope: string): SendBatch => async (body) => {
     const data = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
     const res = await this.request({
       method: 'POST',
@@ -223,9 +225,9 @@ export class VictimHttp {
       headers: {
         'Content-Type': MEDIA_TYPES.binary,
         ...(format === 'float32' ? { [HEADERS.pixelFormat]: 'float32' } : {}),
-        // Same bytes, same key, on every retry and after a resume: lets a victim that honours it
-        // avoid charging twice for a batch whose answer was lost in transit (ignored otherwise).
-        [HEADERS.idempotencyKey]: imageKey(body, format),
+        // Same run and bytes, same key, on every retry and after a resume: lets a victim that honours
+        // it avoid charging twice for a batch whose answer was lost in transit (ignored otherwise).
+        [HEADERS.idempotencyKey]: `${scope}.${imageKey(body, format)}`,
       },
     });
     const parsed = labelSchema.safeParse(res.body);
@@ -266,5 +268,13 @@ export async function createHttpOracle(opts: HttpOracleOptions): Promise<Countin
     throw e;
   }
   const format = opts.format ?? 'uint8';
-  return buildOracle({ info, format, send: victim.send(format), cacheDir: opts.cacheDir, onClose: () => victim.close() });
+  let scope: string;
+  try {
+    if (opts.cacheDir) mkdirSync(opts.cacheDir, { recursive: true });
+    scope = runIdentity(opts.cacheDir);
+  } catch (e) {
+    victim.close();
+    throw e;
+  }
+  return buildOracle({ info, format, send: victim.send(format, scope), cacheDir: opts.cacheDir, onClose: () => victim.close() });
 }

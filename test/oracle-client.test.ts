@@ -136,7 +136,7 @@ describe('HTTP oracle client', () => {
     expect(o.counts()).toEqual({ attack: 0, measurement: 3, cached: 0 });
     expect(v.state.keys).toHaveLength(4);
     expect(new Set(v.state.keys).size).toBe(1); // the same key on every retry of the batch
-    expect(v.state.keys[0]).toMatch(/^[0-9a-f]{64}$/);
+    expect(v.state.keys[0]).toMatch(/^[0-9a-f-]{36}\.[0-9a-f]{64}$/); // the run's id, then the body's hash
     const ledger = readFileSync(join(dir, QUERY_LEDGER_FILE), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     expect(ledger).toMatchObject([{ purpose: 'measurement', sent: 3, cached: 0, status: 'ok', http: 200, attempts: 4 }]);
   });

@@ -18,8 +18,8 @@ import { REDIS_SERVER, haveRedis, startRedis, type TestRedis } from '../scripts/
  * campaign then finishes exactly once, the victim's own count equals what the campaigns report
  * (nothing paid twice), and twin campaigns (same settings) give the same figures.
  */
-// Twins use different keys: the victim answers a batch it has seen from the same key (same
-// Idempotency-Key, the body's hash) without charging it again, so twins on one key would pay once.
+// Twins use different keys so that each key's count can be held against its own three campaigns; the
+// campaigns under one key pay separately even for identical batches (each run scopes its Idempotency-Key).
 const KEYS = { a: { id: 'twin-a', key: 'k-twin-a-0123456789', budget: 1_000_000 }, b: { id: 'twin-b', key: 'k-twin-b-0123456789', budget: 1_000_000 } };
 const SMALL: CampaignInput = {
   seedSize: 40,
