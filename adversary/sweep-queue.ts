@@ -120,13 +120,17 @@ export async function sweepStatus(queue: Queue<CampaignJob, CampaignJobResult>, 
     (j): j is Job<CampaignJob, CampaignJobResult> => j !== undefined && (sweep === undefined || j.data.sweep === sweep),
   );
   const rows: JobStatus[] = [];
-  for (const j of jobs) {
+  for (const listed of jobs) {
+    const state = await listed.getState();
+    // The listing may predate the job's finish: once its state says finished, read the job again, so
+    // the row's result or error is the finished one (BullMQ writes both in the same step as the state).
+    const j = state === 'completed' || state === 'failed' ? ((await queue.getJob(String(listed.id))) ?? listed) : listed;
     rows.push({
       id: String(j.id),
       sweep: j.data.sweep,
       name: j.data.name,
       runDir: j.data.runDir,
-      state: await j.getState(),
+      state,
       attemptsMade: j.attemptsMade,
       progress: j.progress,
       ...(j.returnvalue ? { result: j.returnvalue } : {}),
