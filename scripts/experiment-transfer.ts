@@ -26,10 +26,31 @@ import { attackTrained, labDir, labTable, trainedSubstitutes, type AttackSetting
 
 const paperEpochs = [10, 10, 10, 10, 4, 2];
 /**
+ * What an unset field means in TRAININGS: the campaign defaults of before paper-cnn and label smoothing
+ * became the default, so that every setting keeps the meaning its measured figures were taken with.
+ */
+export const LAB_DEFAULTS: CampaignInput = { substitute: 'substitute-cnn', labelSmoothing: 0 };
+export const trainingSettings = (train: string): CampaignInput => ({ ...LAB_DEFAULTS, ...TRAININGS[train] });
+/**
  * Training settings: each is one Papernot run (4,800 attack queries unless `rounds` says otherwise).
  * An ensemble's first member is trained exactly as the setting named in BASES, whose rounds it reuses.
  */
-export const BASES: Record<string, string> = { 'sub-x3': 'sub', 'paper-x3': 'paper', 'mixed-x3': 'paper', 'paper-r5': 'paper', 'paper-x3-r5': 'paper' };
+export const BASES: Record<string, string> = {
+  'sub-x3': 'sub',
+  'paper-x3': 'paper',
+  'mixed-x3': 'paper',
+  'paper-r5': 'paper',
+  'paper-x3-r5': 'paper',
+  'paper-x5': 'paper-x3',
+  'paper-mix5': 'paper-x3',
+  'paper-x5-r5': 'paper-x3-r5',
+  'paper-mix5-r5': 'paper-x3-r5',
+  'paper-sub4': 'paper-mix5',
+  'paper-ls0.1-x3': 'paper-ls0.1',
+  'paper-ls0.1-x5': 'paper-ls0.1-x3',
+  'paper-ls0.1-r5': 'paper-ls0.1',
+  'paper-ls0.1-x3-r5': 'paper-ls0.1',
+};
 export const TRAININGS: Record<string, CampaignInput> = {
   sub: {},
   'sub-ls0.1': { labelSmoothing: 0.1 },
@@ -42,6 +63,28 @@ export const TRAININGS: Record<string, CampaignInput> = {
   'mixed-x3': { substitute: ['paper-cnn', 'substitute-cnn', 'paper-cnn'], epochs: paperEpochs },
   'paper-r5': { substitute: 'paper-cnn', epochs: paperEpochs, rounds: 5 },
   'paper-x3-r5': { substitute: ['paper-cnn', 'paper-cnn', 'paper-cnn'], epochs: paperEpochs, rounds: 5 },
+  'paper-e6': { substitute: 'paper-cnn' },
+  'paper-ls0.2': { substitute: 'paper-cnn', epochs: paperEpochs, labelSmoothing: 0.2 },
+  'paper-ls0.1-e6': { substitute: 'paper-cnn', labelSmoothing: 0.1 },
+  'paper-ls0.1-x3': { substitute: ['paper-cnn', 'paper-cnn', 'paper-cnn'], epochs: paperEpochs, labelSmoothing: 0.1 },
+  'paper-ls0.1-x5': { substitute: ['paper-cnn', 'paper-cnn', 'paper-cnn', 'paper-cnn', 'paper-cnn'], epochs: paperEpochs, labelSmoothing: 0.1 },
+  'paper-ls0.1-r5': { substitute: 'paper-cnn', epochs: paperEpochs, labelSmoothing: 0.1, rounds: 5 },
+  'paper-ls0.1-x3-r5': { substitute: ['paper-cnn', 'paper-cnn', 'paper-cnn'], epochs: paperEpochs, labelSmoothing: 0.1, rounds: 5 },
+  'paper-t4': { substitute: 'paper-cnn', epochs: paperEpochs, temperature: 4 },
+  'paper-early': { substitute: 'paper-cnn', epochs: [30, 20, 15, 10, 4, 2] },
+  // Five members on the same labelled points: the first three are paper-x3's (the same seeds).
+  'paper-x5': { substitute: ['paper-cnn', 'paper-cnn', 'paper-cnn', 'paper-cnn', 'paper-cnn'], epochs: paperEpochs },
+  'paper-mix5': { substitute: ['paper-cnn', 'paper-cnn', 'paper-cnn', 'substitute-cnn', 'wong-cnn'], epochs: paperEpochs },
+  // paper-cnn's rounds, then three substitute-cnn fitted to its labelled points (the last one paper-mix5's).
+  'paper-sub4': { substitute: ['paper-cnn', 'substitute-cnn', 'substitute-cnn', 'substitute-cnn'], epochs: paperEpochs },
+  // The same 4,800 (or 2,400) answers from a larger seed set and fewer rounds: more real digits, fewer
+  // Jacobian points. A stronger adversary (more unlabelled data), and its evaluation images differ (the
+  // evaluation set follows the seed set in the split).
+  'paper-s600-r4': { substitute: 'paper-cnn', epochs: [10, 10, 4, 2], seedSize: 600, rounds: 4 },
+  'paper-s4800-r1': { substitute: 'paper-cnn', epochs: 10, seedSize: 4800, rounds: 1 },
+  'paper-s300-r4': { substitute: 'paper-cnn', epochs: [10, 10, 4, 2], seedSize: 300, rounds: 4 },
+  'paper-x5-r5': { substitute: ['paper-cnn', 'paper-cnn', 'paper-cnn', 'paper-cnn', 'paper-cnn'], epochs: paperEpochs, rounds: 5 },
+  'paper-mix5-r5': { substitute: ['paper-cnn', 'paper-cnn', 'paper-cnn', 'substitute-cnn', 'wong-cnn'], epochs: paperEpochs, rounds: 5 },
 };
 
 const A = (name: string, a: Omit<AttackSetting, 'name'>): AttackSetting => ({ name, ...a });
@@ -76,7 +119,52 @@ export const ATTACKS: AttackSetting[] = [
   A('pgd10-margin', { attack: 'pgd', steps: 10, loss: 'margin' }),
   A('mi-di10-margin', { attack: 'mi-fgsm', steps: 10, loss: 'margin', diversity: 0.5 }),
   A('mi-di20-margin', { attack: 'mi-fgsm', steps: 20, loss: 'margin', diversity: 0.5 }),
+  A('mi-di20-ti3', { attack: 'mi-fgsm', steps: 20, diversity: 0.5, tiKernel: 3 }),
+  A('mi-di20-ti5', { attack: 'mi-fgsm', steps: 20, diversity: 0.5, tiKernel: 5 }),
+  A('mi-ti20', { attack: 'mi-fgsm', steps: 20, tiKernel: 3 }),
+  A('pgd10', { attack: 'pgd', steps: 10 }),
+  A('pgd40', { attack: 'pgd', steps: 40 }),
+  A('fgsm-ti5-lossavg', { attack: 'fgsm', tiKernel: 5, combine: 'loss' }),
+  A('fgsm-margin-ti5-lossavg', { attack: 'fgsm', loss: 'margin', tiKernel: 5, combine: 'loss' }),
+  A('fgsm-t10-ti5-lossavg', { attack: 'fgsm', temperature: 10, tiKernel: 5, combine: 'loss' }),
+  // Mixed ensembles on paper-mix5 (1–3 paper-cnn, 4 substitute-cnn, 5 wong-cnn): which members to attack.
+  A('fgsm-ti5-p14', { attack: 'fgsm', tiKernel: 5, pick: [1, 4] }),
+  A('fgsm-ti5-p145', { attack: 'fgsm', tiKernel: 5, pick: [1, 4, 5] }),
+  A('fgsm-ti5-p15', { attack: 'fgsm', tiKernel: 5, pick: [1, 5] }),
+  A('fgsm-ti5-p124', { attack: 'fgsm', tiKernel: 5, pick: [1, 2, 4] }),
+  A('fgsm-t10-ti5-p145', { attack: 'fgsm', temperature: 10, tiKernel: 5, pick: [1, 4, 5] }),
+  A('fgsm-ti5-p4', { attack: 'fgsm', tiKernel: 5, pick: [4] }),
+  A('fgsm-margin-ti5-p14', { attack: 'fgsm', loss: 'margin', tiKernel: 5, pick: [1, 4] }),
+  A('fgsm-t10-ti5-p14', { attack: 'fgsm', temperature: 10, tiKernel: 5, pick: [1, 4] }),
+  A('fgsm-ti5-lossavg-p14', { attack: 'fgsm', tiKernel: 5, combine: 'loss', pick: [1, 4] }),
+  A('fgsm-ti5-p134', { attack: 'fgsm', tiKernel: 5, pick: [1, 3, 4] }),
+  A('fgsm-ti5-p1234', { attack: 'fgsm', tiKernel: 5, pick: [1, 2, 3, 4] }),
+  // On paper-sub4 (1 paper-cnn, 2–4 substitute-cnn).
+  A('fgsm-ti5-p12', { attack: 'fgsm', tiKernel: 5, pick: [1, 2] }),
+  A('fgsm-ti5-p123', { attack: 'fgsm', tiKernel: 5, pick: [1, 2, 3] }),
+  A('fgsm-ti5-p234', { attack: 'fgsm', tiKernel: 5, pick: [2, 3, 4] }),
+  A('fgsm-ti5-m1', { attack: 'fgsm', tiKernel: 5, members: 1 }),
+  A('pgd20-m1', { attack: 'pgd', steps: 20, members: 1 }),
+  A('pgd20-p14', { attack: 'pgd', steps: 20, pick: [1, 4] }),
+  A('pgd20-p145', { attack: 'pgd', steps: 20, pick: [1, 4, 5] }),
+  A('pgd20-p1234', { attack: 'pgd', steps: 20, pick: [1, 2, 3, 4] }),
+  A('pgd10-p145', { attack: 'pgd', steps: 10, pick: [1, 4, 5] }),
 ];
+
+const membersOf = (name: string) => [trainingSettings(name).substitute ?? []].flat();
+
+/**
+ * Members (numbered from 2) of the base's ensemble that `train` can take over unchanged: the same
+ * architecture at the same place, fitted to the same rounds (a member's seeds depend only on its place).
+ */
+export function reusableMembers(base: string, train: string): number[] {
+  const [from, to] = [membersOf(base), membersOf(train)];
+  const rest = (name: string) => JSON.stringify({ ...trainingSettings(name), substitute: undefined });
+  if (rest(base) !== rest(train)) return [];
+  const out: number[] = [];
+  for (let m = 2; m <= Math.min(from.length, to.length); m++) if (from[m - 1] === to[m - 1]) out.push(m);
+  return out;
+}
 
 async function labOracle(a: { victim?: string; model: string; inProcess: boolean }, cacheDir: string): Promise<CountingOracle> {
   if (a.inProcess) {
@@ -127,13 +215,18 @@ export async function main(argv: string[]): Promise<number> {
         // The same rounds, already paid for and trained: start from them (the members are what is new).
         // With fewer rounds, only those rounds: round r's substitute is the same whatever comes after it.
         const rounds = TRAININGS[train].rounds ?? 6;
-        const keep = (src: string) => !src.includes('members') && Number(/round-(\d+)/.exec(src)?.[1] ?? 0) <= rounds;
+        const reused = reusableMembers(BASES[train], train);
+        const keep = (src: string) => {
+          const member = /member-(\d+)/.exec(src)?.[1];
+          if (member) return reused.includes(Number(member));
+          return src.includes('members') ? reused.length > 0 : Number(/round-(\d+)/.exec(src)?.[1] ?? 0) <= rounds;
+        };
         cpSync(base, dir, { recursive: true, filter: keep });
       }
       mkdirSync(dir, { recursive: true });
       const oracle = await labOracle({ victim: url, model: a.model, inProcess: a['in-process'] }, dir);
       try {
-        const t = await trainedSubstitutes(TRAININGS[train], dir, oracle, (s) => console.log(s));
+        const t = await trainedSubstitutes(trainingSettings(train), dir, oracle, (s) => console.log(s));
         for (const name of attacks) {
           const setting = ATTACKS.find((x) => x.name === name) as AttackSetting;
           const got = await attackTrained(train, t, setting, epsilons, oracle);

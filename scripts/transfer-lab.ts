@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type * as tf from '@tensorflow/tfjs';
 import { chooseTargets, type AttackName } from '../shared/attacks.js';
 import { MNIST_MODEL } from '../shared/architectures.js';
+import { TransferlabError } from '../shared/errors.js';
 import { ensembleOf, type CraftingLoss, type EnsembleCombine } from '../shared/attack-losses.js';
 import { agreement, type Rate } from '../shared/metrics.js';
 import { IMAGE_SIZE, adversarySplit, loadMnist, subset, type Dataset } from '../shared/mnist.js';
@@ -101,6 +102,8 @@ export interface AttackSetting {
   combine?: EnsembleCombine;
   /** Use only the first k members (default all). */
   members?: number;
+  /** Use only these members, numbered from 1 (the rounds' substitute); overrides `members`. */
+  pick?: number[];
   /** Cross-entropy on logits / T at crafting time (default 1): large T weighs the other classes evenly. */
   temperature?: number;
 }
@@ -119,10 +122,19 @@ export interface LabRow {
   trainSeconds: number;
 }
 
+/** The members an attack setting crafts on: `pick` (numbered from 1), else the first `members`, else all. */
+export function chooseMembers<M>(models: readonly M[], a: Pick<AttackSetting, 'name' | 'members' | 'pick'>, train: string): M[] {
+  if (!a.pick) return models.slice(0, a.members ?? models.length);
+  const bad = a.pick.filter((m) => !Number.isInteger(m) || m < 1 || m > models.length);
+  if (bad.length || a.pick.length === 0) throw new TransferlabError('invalid_arguments', `${a.name}: ${train} has ${models.length} member(s), cannot pick [${a.pick.join(', ')}]`);
+  return a.pick.map((m) => models[m - 1]);
+}
+
 /** Untargeted transfer of one attack setting at each ε, scored by the victim through the oracle. */
 export async function attackTrained(train: string, t: TrainedSubstitutes, a: AttackSetting, epsilons: number[], oracle: CountingOracle): Promise<LabRow[]> {
-  const k = Math.min(a.members ?? t.models.length, t.models.length);
-  const model = ensembleOf(t.models.slice(0, k).map(fromLayers), a.combine ?? 'logits');
+  const chosen = chooseMembers(t.models, a, train);
+  const k = chosen.length;
+  const model = ensembleOf(chosen.map(fromLayers), a.combine ?? 'logits');
   const craftLabels = labelImages(model, t.evalSet.images, t.evalSet.count);
   const outcome = await sweep(
     model,
