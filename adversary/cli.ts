@@ -116,10 +116,10 @@ export async function main(argv: string[]): Promise<number> {
             reservoir: { type: 'number', describe: 'reservoir sampling: augment at most κ points a round' },
             substitute: {
               type: 'array',
-              describe: `substitute architecture: ${ARCHITECTURES.join(', ')} (default substitute-cnn); several make an ensemble fitted to the same labels, the first one choosing the points to label`,
+              describe: `substitute architecture: ${ARCHITECTURES.join(', ')} (default paper-cnn); several make an ensemble fitted to the same labels, the first one choosing the points to label`,
             },
             combine: { type: 'string', describe: 'an ensemble is attacked on its members\' mean logits | mean losses: logits | loss (default logits)' },
-            'label-smoothing': { type: 'number', describe: 'label smoothing of the substitute\'s training targets (default 0 = off)' },
+            'label-smoothing': { type: 'number', describe: 'label smoothing of the substitute\'s training targets (default 0.1; 0 = off)' },
             temperature: { type: 'number', describe: 'the substitute\'s training loss sees logits / T (default 1)' },
             epochs: { type: 'array', describe: 'substitute epochs per round: one number, or one per round, the last repeating (default 6 6 6 6 4 2)' },
             shift: { type: 'number', describe: 'train the substitute on its labelled images shifted by up to this many pixels; no extra queries (default 2, 0 = off)' },

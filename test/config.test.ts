@@ -9,7 +9,7 @@ import { TransferlabError } from '../shared/errors.js';
 describe('campaign settings', () => {
   it('fills the Papernot defaults', () => {
     const c = resolveConfig({});
-    expect(c).toMatchObject({ seedSize: 150, rounds: 6, lambda: 0.1, tau: 3, substitute: 'substitute-cnn', attack: 'fgsm', evalSize: 1000 });
+    expect(c).toMatchObject({ seedSize: 150, rounds: 6, lambda: 0.1, tau: 3, substitute: 'paper-cnn', labelSmoothing: 0.1, attack: 'fgsm', evalSize: 1000 });
     expect(c.epsilons).toEqual([0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5]);
   });
 

@@ -6,7 +6,7 @@ import { TransferlabError } from '../shared/errors.js';
 
 describe('transfer settings', () => {
   it('a substitute list is an ensemble; one name an ensemble of one', () => {
-    expect(substituteMembers(resolveConfig({}))).toEqual(['substitute-cnn']);
+    expect(substituteMembers(resolveConfig({}))).toEqual(['paper-cnn']);
     const c = resolveConfig({ substitute: ['paper-cnn', 'substitute-cnn'], combine: 'loss' });
     expect(substituteMembers(c)).toEqual(['paper-cnn', 'substitute-cnn']);
     expect(c.combine).toBe('loss');
