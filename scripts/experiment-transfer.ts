@@ -50,6 +50,7 @@ export const BASES: Record<string, string> = {
   'paper-ls0.1-x5': 'paper-ls0.1-x3',
   'paper-ls0.1-r5': 'paper-ls0.1',
   'paper-ls0.1-x3-r5': 'paper-ls0.1',
+  'paper-ls0.2-r5': 'paper-ls0.2',
 };
 export const TRAININGS: Record<string, CampaignInput> = {
   sub: {},
@@ -65,6 +66,7 @@ export const TRAININGS: Record<string, CampaignInput> = {
   'paper-x3-r5': { substitute: ['paper-cnn', 'paper-cnn', 'paper-cnn'], epochs: paperEpochs, rounds: 5 },
   'paper-e6': { substitute: 'paper-cnn' },
   'paper-ls0.2': { substitute: 'paper-cnn', epochs: paperEpochs, labelSmoothing: 0.2 },
+  'paper-ls0.2-r5': { substitute: 'paper-cnn', epochs: paperEpochs, labelSmoothing: 0.2, rounds: 5 },
   'paper-ls0.1-e6': { substitute: 'paper-cnn', labelSmoothing: 0.1 },
   'paper-ls0.1-x3': { substitute: ['paper-cnn', 'paper-cnn', 'paper-cnn'], epochs: paperEpochs, labelSmoothing: 0.1 },
   'paper-ls0.1-x5': { substitute: ['paper-cnn', 'paper-cnn', 'paper-cnn', 'paper-cnn', 'paper-cnn'], epochs: paperEpochs, labelSmoothing: 0.1 },
