@@ -7,7 +7,7 @@ import { describeBackend, initBackend } from '../shared/backend.js';
 import { isMain, runMain } from '../shared/cli.js';
 import { TransferlabError } from '../shared/errors.js';
 import { assertWritableDir } from '../shared/fs-checks.js';
-import { readJson } from './run-folder.js';
+import { readJson } from './run-store.js';
 import { mergeConfig, readConfigFile, resolveConfig, substituteMembers, type CampaignConfig, type CampaignInput } from './config.js';
 import { runCampaignCommand, runWhiteboxCommand } from './commands.js';
 import { compareRuns, formatTable } from './compare.js';

@@ -247,7 +247,7 @@ export class VictimHttp {
  * folder's answer cache, and returns an oracle that pays only for images never answered before.
  */
 /** The oracle of a command-line run: its answers cached in the run folder, retries reported on stderr. */
-export function createRunOracle(run: { victim: string; apiKey?: string; format?: PixelFormat }, out: string): Promise<CountingOracle> {
+export function createRunOracle(run: { victim: string; apiKey?: string; format?: PixelFormat }, out: string | undefined): Promise<CountingOracle> {
   return createHttpOracle({
     url: run.victim,
     apiKey: run.apiKey,

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { TransferlabError } from '../shared/errors.js';
 import { createRunOracle } from './oracle-client.js';
 import { resolveQueryAttackConfig, queryAttackSummary, runQueryAttackCampaign, type QueryAttackInput } from './query-attack-run.js';
-import { readJson } from './run-folder.js';
+import { readJson } from './run-store.js';
 
 /** The CLI's side of `query-attack`: settings, the run folder, the victim connection, the summary. */
 export interface QueryAttackFlags {

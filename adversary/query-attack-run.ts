@@ -19,7 +19,7 @@ import type { CountingOracle } from './oracle-core.js';
 import type { VictimInfo } from './oracle.js';
 import { QUERY_ATTACKS, runQueryAttack, type AttackTargets } from './query-attack.js';
 import { budgetCurve, CURVE_EPSILONS, epsilonSummaries, queriesForRate, type BudgetPoint, type EpsilonSummary } from './query-curves.js';
-import { writeFileAtomic, writeJson } from './run-folder.js';
+import { writeFileAtomic, writeJson } from './run-store.js';
 
 export const queryAttackSchema = z
   .object({

@@ -7,7 +7,7 @@ import { initBackend } from '../shared/backend.js';
 import { runCampaign } from '../adversary/campaign.js';
 import { resolveConfig, type CampaignInput } from '../adversary/config.js';
 import { main } from '../adversary/cli.js';
-import { memberDir } from '../adversary/ensemble.js';
+import { memberPath } from '../adversary/checkpoints.js';
 import { createHttpOracle } from '../adversary/oracle-client.js';
 import type { CampaignResults } from '../adversary/results.js';
 import { spawnVictim, type VictimProcess } from '../victim/spawn.js';
@@ -80,7 +80,7 @@ describe('a substitute ensemble campaign over HTTP', () => {
     // A second initialisation fitted to the same 160 labels: it learnt them (well above chance), differently.
     expect(ensemble.ensemble?.members[0].agreement).toBeGreaterThan(0.4);
     expect(ensemble.ensemble?.members[0].agreement).not.toBe(single.agreement);
-    expect(existsSync(join(memberDir(out, 2), 'model.json'))).toBe(true);
+    expect(existsSync(join(out, memberPath(2), 'model.json'))).toBe(true);
     const point = ensemble.epsilons.find((p) => p.mode === 'untargeted');
     expect(point?.meanL2).toBeGreaterThan(0);
     // An L∞ ε of 0.3 bounds the L2 norm of a 784-pixel perturbation by 0.3·√784 = 8.4.
