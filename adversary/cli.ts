@@ -3,7 +3,7 @@ import yargs from 'yargs';
 import { ATTACK_NAMES } from '../shared/attacks.js';
 import { ARCHITECTURES } from '../shared/architectures.js';
 import { BUILTIN_NAMES } from '../shared/datasets/index.js';
-import { describeBackend, initBackend } from '../shared/backend.js';
+import { describeBackend, initBackend } from '../shared/engine/backend.js';
 import { isMain, runMain } from '../shared/cli.js';
 import { TransferlabError } from '../shared/errors.js';
 import { assertWritableDir } from '../shared/fs-checks.js';

@@ -10,7 +10,7 @@
 import { writeFileSync } from 'node:fs';
 import yargs from 'yargs';
 import { inputGradientSign } from '../shared/attacks.js';
-import { describeBackend, initBackend } from '../shared/backend.js';
+import { describeBackend, initBackend } from '../shared/engine/backend.js';
 import { EPSILON_STEP, flipDistances, type BatchLabeler } from '../shared/boundary.js';
 import { isMain, runMain } from '../shared/cli.js';
 import { adversarySplit, imagesTensor, IMAGE_SIZE, loadMnist, quantise, subset } from '../shared/mnist.js';

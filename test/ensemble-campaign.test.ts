@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import axios from 'axios';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initBackend } from '../shared/backend.js';
+import { initBackend } from '../shared/engine/backend.js';
 import { runCampaign } from '../adversary/campaign.js';
 import { resolveConfig, type CampaignInput } from '../adversary/config.js';
 import { main } from '../adversary/cli.js';

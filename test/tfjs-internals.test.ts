@@ -1,5 +1,5 @@
 /**
- * The project's wasm kernels reach into tfjs-backend-wasm beyond its public API (shared/wasm-threads.ts,
+ * The project's wasm kernels reach into tfjs-backend-wasm beyond its public API (shared/engine/wasm-threads.ts,
  * wasm-pool.ts). These checks fail, each with a message saying which workaround to revisit, when an
  * upgrade changes one of those internals; package.json pins the versions they were written against.
  */
@@ -10,9 +10,9 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { BUNDLE_REQUIRES } from '../shared/wasm-threads.js';
-import { prepareWasm, registerWasmKernels, wasmThreads } from '../shared/wasm-kernels.js';
-import { poolFor } from '../shared/wasm-pool.js';
+import { BUNDLE_REQUIRES } from '../shared/engine/wasm-threads.js';
+import { prepareWasm, registerWasmKernels, wasmThreads } from '../shared/engine/wasm-kernels.js';
+import { poolFor } from '../shared/engine/wasm-pool.js';
 
 const require = createRequire(import.meta.url);
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
@@ -41,7 +41,7 @@ describe('the tfjs packages the kernels rely on', () => {
 describe('tfjs-backend-wasm internals the workarounds depend on', () => {
   it('the Node bundle hoists exactly the require$$N names the pthread bootstrap defines', () => {
     const declared = Object.fromEntries([...BUNDLE.matchAll(/var (require\$\$\d+) = require\('([\w:/]+)'\);/g)].map((m) => [m[1], m[2]]));
-    expect(declared, 'the bundle\'s hoisted requires changed: update BUNDLE_REQUIRES in shared/wasm-threads.ts').toEqual(BUNDLE_REQUIRES);
+    expect(declared, 'the bundle\'s hoisted requires changed: update BUNDLE_REQUIRES in shared/engine/wasm-threads.ts').toEqual(BUNDLE_REQUIRES);
     contains('the rollup `commonjsGlobal` name the bootstrap defines', 'commonjsGlobal');
   });
 

@@ -2,7 +2,7 @@ import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pino } from 'pino';
 import yargs from 'yargs';
-import { describeBackend, initBackend, type BackendInfo } from '../shared/backend.js';
+import { describeBackend, initBackend, type BackendInfo } from '../shared/engine/backend.js';
 import { isMain, runMain } from '../shared/cli.js';
 import { TransferlabError } from '../shared/errors.js';
 import { isLayersFolder } from '../shared/layers-folder.js';

@@ -1,7 +1,7 @@
 import yargs from 'yargs';
 import { ARCHITECTURES } from '../shared/architectures.js';
 import { DATASET_HELP, DEFAULT_DATASET, loadDataset } from '../shared/datasets/index.js';
-import { initBackend, describeBackend } from '../shared/backend.js';
+import { initBackend, describeBackend } from '../shared/engine/backend.js';
 import { isMain, runMain } from '../shared/cli.js';
 import { assertWritableDir } from '../shared/fs-checks.js';
 import { progressBar } from '../shared/progress.js';

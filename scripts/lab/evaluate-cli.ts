@@ -2,7 +2,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import yargs from 'yargs';
 import { readConfigFile, type CampaignInput } from '../../adversary/config.js';
-import { describeBackend, initBackend } from '../../shared/backend.js';
+import { describeBackend, initBackend } from '../../shared/engine/backend.js';
 import { isMain, runMain } from '../../shared/cli.js';
 import { TransferlabError } from '../../shared/errors.js';
 import { DATASET_HELP } from '../../shared/datasets/index.js';
