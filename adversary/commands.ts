@@ -43,7 +43,7 @@ export async function runCampaignCommand(config: CampaignConfig, out: string, re
   if (!resume && store.exists('results.json')) {
     throw new TransferlabError('run_exists', `${out} already holds a finished run; choose another --out or --resume it`);
   }
-  const oracle = await createRunOracle(config, store.folder);
+  const oracle = await createRunOracle(config, store);
   const info = await oracle.info();
   console.log(`victim ${config.victim}: ${info.dataset ?? 'dataset not named'}, ${info.inputShape.join('×')}, ${info.classes} classes, labels only, max batch ${info.maxBatch}`);
   const bar = progressBar('{label} [{bar}] {value}/{total} batches | {stats}');

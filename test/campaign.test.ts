@@ -10,7 +10,7 @@ import { resolveConfig, type CampaignInput } from '../adversary/config.js';
 import { createHttpOracle } from '../adversary/oracle-client.js';
 import type { CampaignResults } from '../adversary/results.js';
 import { memoryRunStore } from '../adversary/run-store.js';
-import { ANSWER_CACHE_FILE, QUERY_LEDGER_FILE, RUN_ID_FILE } from '../adversary/answer-cache.js';
+import { ANSWER_CACHE_FILE } from '../adversary/answer-cache.js';
 import { NODE_TS, spawnVictim, ROOT, type VictimProcess } from '../victim/spawn.js';
 import { ensureTestVictim } from './fixtures.js';
 
@@ -139,20 +139,21 @@ describe('black-box campaign against a real victim process', () => {
     expect(await victimCount(KEYS[1].key)).toBe(results.queries.attack + results.queries.measurement);
   });
 
-  it('runs in a store in memory with the results and files of the run folder, and writes no file', async () => {
+  it('runs in a store in memory with the results, files and paid answers of the run folder, and writes no file', async () => {
     const before = filesUnder(dir);
     const store = memoryRunStore('memory');
-    const oracle = await createHttpOracle({ url: victim.url, apiKey: KEYS[2].key });
+    const oracle = await createHttpOracle({ url: victim.url, apiKey: KEYS[2].key, store });
     const r = await runCampaign(resolveConfig({ ...SMALL, victim: victim.url }), store, oracle, { log: () => {} });
     await oracle.close();
 
     const seconds = { trainSeconds: expect.any(Number), augmentSeconds: expect.any(Number) };
     expect(r.rounds).toEqual(straight.rounds.map((x) => ({ ...x, ...seconds })));
     for (const key of ['queries', 'epsilons', 'perClass', 'boundary', 'images', 'victimCleanAccuracy', 'agreement'] as const) expect(r[key]).toEqual(straight[key]);
-    // The run folder's files, but for the oracle's own (its answer cache, ledger and id: in memory here).
+    // The run folder's files, the oracle's answer cache, ledger and id included, and the same answers paid for.
     const folder = join(dir, 'straight');
-    const oracleFiles: string[] = [ANSWER_CACHE_FILE, QUERY_LEDGER_FILE, RUN_ID_FILE];
-    expect(store.files()).toEqual(filesUnder(folder).filter((f) => !oracleFiles.includes(f)));
+    expect(store.files()).toEqual(filesUnder(folder));
+    const answers = (b: Uint8Array | Buffer) => new TextDecoder().decode(b).trim().split('\n').map((l) => JSON.parse(l) as unknown).sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)));
+    expect(answers(store.read(ANSWER_CACHE_FILE)!)).toEqual(answers(readFileSync(join(folder, ANSWER_CACHE_FILE))));
     for (const f of ['results.csv', ...r.images!.grids, ...r.images!.maps]) expect(Buffer.from(store.read(f)!).equals(readFileSync(join(folder, f)))).toBe(true);
     // Nothing was written outside the store (the victim's own logs aside).
     const victimLogs = ['audit.jsonl', 'ledger.jsonl'];
