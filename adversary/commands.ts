@@ -9,7 +9,7 @@ import { roundRecords, type RoundRecord } from './checkpoints.js';
 import { fileRunStore, getJson } from './run-store.js';
 import { runWhitebox } from './whitebox.js';
 
-/** The CLI's side of a campaign: files, terminal output, the report. The logic lives in campaign.ts. */
+/** The CLI's side of a campaign: its run folder, terminal output, the report. The steps live in campaign-steps.ts. */
 const pct = (v: number | null | undefined) => (v === null || v === undefined || Number.isNaN(v) ? '   –  ' : `${(100 * v).toFixed(1).padStart(5)}%`);
 
 export function summaryTable(r: CampaignResults): string {
