@@ -1,3 +1,4 @@
+import http from 'node:http';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -36,9 +37,13 @@ const KEY = { id: 'ens', key: 'k-ensemble-0123456789', budget: 20_000 };
 let victim: VictimProcess;
 let dir: string;
 
+/**
+ * A fresh connection per probe: a kept-alive socket left idle while a slow campaign runs in this process
+ * is closed by the victim (keepAliveTimeout 5 s), and reusing it as the close arrives hangs up.
+ */
 async function victimCount(): Promise<number> {
   const image = Array.from({ length: 784 }, (_, i) => ((i * 41) % 255) / 255);
-  const res = await axios.post(`${victim.url}/v1/label`, { inputs: [image] }, { headers: { Authorization: `Bearer ${KEY.key}` } });
+  const res = await axios.post(`${victim.url}/v1/label`, { inputs: [image] }, { headers: { Authorization: `Bearer ${KEY.key}` }, httpAgent: new http.Agent({ keepAlive: false }) });
   return (res.data as { budget: { used: number } }).budget.used - 1;
 }
 
