@@ -184,7 +184,7 @@ export function createApp(opts: VictimAppOptions): express.Express {
   const readJson = express.raw({ type: () => true, limit: jsonBodyLimit(shape, opts.maxBatch) });
   const readBinary = express.raw({ type: () => true, limit: binaryBodyLimit(shape, opts.maxBatch) });
 
-  const idempotency = opts.idempotency ?? new MemoryIdempotencyStore();
+  const idempotency: IdempotencyStore = opts.idempotency ?? new MemoryIdempotencyStore();
   if (opts.adminKey) mountAdminRoutes(app, { key: opts.adminKey, watch: opts.watch }, (res, e) => sendError(res, toApiError(e)), methodNotAllowed);
 
   const authenticate = (req: Request): Principal => {
@@ -275,15 +275,18 @@ export function createApp(opts: VictimAppOptions): express.Express {
         throw new TransferlabError('client_disconnected', 'the client closed the connection before its labels were ready; nothing was charged', 499);
       }
       // Charged from here on (commit counts the charge at once, even when the ledger write fails), so
-      // a retry with the same Idempotency-Key must get these labels rather than pay again. Both
-      // records are written in the same turn, so they share the group commit.
-      const committing = opts.budgets.commit(reservation);
-      const remembered = ticket
-        ? idempotency.finish(ticket, labels).catch((e: unknown) => {
-            // The charge stands and a repeat to this process is still free; only a restart forgets it.
-            req.log.error({ err: e }, 'idempotency record write failed');
-          })
-        : undefined;
+      // a retry with the same Idempotency-Key must get these labels rather than pay again. A store
+      // that can writes the record in the same atomic step as the charge (Redis); otherwise both
+      // records are written in the same turn, so they share the group commit (files).
+      const record = ticket && opts.budgets.commitWithRecord ? idempotency.recordFor?.(ticket, labels) : undefined;
+      const committing = record ? opts.budgets.commitWithRecord!(reservation, record) : opts.budgets.commit(reservation);
+      const remembered =
+        ticket && !record
+          ? idempotency.finish(ticket, labels).catch((e: unknown) => {
+              // The charge stands and a repeat to this process is still free; only a restart forgets it.
+              req.log.error({ err: e }, 'idempotency record write failed');
+            })
+          : undefined;
       const used = await committing;
       if (opts.watch) await watchAnswer(opts.watch, req, principal.id, client, batch.images, labels);
       try {
