@@ -5,12 +5,12 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IMAGE_SIZE, loadMnist } from '../shared/mnist.js';
-import { createRng } from '../shared/random.js';
 import type { AuditEntry, AuditEvent } from '../victim/audit.js';
 import { BlacklightDetector } from '../victim/blacklight.js';
 import type { DetectionRecord } from '../victim/detection.js';
 import { detectorSet } from '../victim/detectors.js';
 import { PradaDetector } from '../victim/prada.js';
+import { signAugmentedStream } from './extraction-stream.js';
 import { ensureTestVictim } from './fixtures.js';
 import { REDIS_SERVER, haveRedis, startRedis, type TestRedis } from '../scripts/redis-server.js';
 import { startCutProxy, type CutProxy } from './redis-cut-proxy.js';
@@ -198,14 +198,7 @@ describe.skipIf(!haveRedis)('victim replicas on a shared Redis store', () => {
   }
 
   it('an extraction stream spread over two replicas is flagged at the same query as on one (PRADA)', async () => {
-    // A Papernot-like stream: 150 natural images, then each moved by λ = 26/255 along a seeded ±1 sign
-    // pattern (what x + λ·sign(∇) looks like to PRADA: a cluster of small distances).
-    const test = loadMnist('test');
-    const seeds = 150;
-    const rng = createRng(5);
-    const stream = new Uint8Array(2 * seeds * IMAGE_SIZE);
-    stream.set(test.pixels.subarray(0, seeds * IMAGE_SIZE));
-    for (let i = 0; i < seeds * IMAGE_SIZE; i++) stream[seeds * IMAGE_SIZE + i] = Math.max(0, Math.min(255, test.pixels[i] + (rng() < 0.5 ? -26 : 26)));
+    const stream = signAugmentedStream().pixels; // labels: the replicas'
     await expectFlaggedAsByOne(KEYS[3], stream, 25, 'prada');
   });
 
