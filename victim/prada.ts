@@ -24,6 +24,10 @@
  * Per query: one SIMD scan of at most classCap images (victim/nearest.ts) plus O(window) for W; about
  * 40-50 µs on the project's 2-core machines.
  *
+ * Replicas on a shared store: `observe` can journal what each query did to the client's state and
+ * `replay` takes those steps on another replica's detector without measuring again
+ * (victim/prada-client.ts, victim/shared-detector-state.ts).
+ *
  * Why a window of 250: it still holds the seed set and most of the first augmentation round of a
  * Papernot campaign when 1,000 natural images were labelled first by the same key, so that campaign is
  * flagged within its first round (a window of 500 took until the second); on natural test images W
