@@ -34,6 +34,7 @@ export async function main(argv: string[]): Promise<number> {
       out: { type: 'string', default: VICTIM_DEFAULTS.out, describe: 'output folder (model.json, weights.bin, metadata.json)' },
       limit: { type: 'number', describe: 'train on the first N training images only (quick runs)' },
       init: { type: 'string', describe: 'start from the weights of this saved model (fine-tuning, e.g. more adversarial epochs at a lower rate)' },
+      resume: { type: 'boolean', default: false, describe: 'continue an interrupted run from its checkpoint (<out>.training, written at every guard check or 3 times an epoch); same settings required, same weights at the end as an uninterrupted run' },
       backend: { type: 'string', describe: 'tensorflow | wasm | cpu (default: best available; env TFJS_BACKEND)' },
       ...DEFENCE_OPTIONS,
       'eps-warmup': { type: 'number', describe: `epochs over which ε and α grow linearly from 0 to full size (${both(0, ROBUST_DEFAULTS.epsilonWarmup)})` },
@@ -70,6 +71,7 @@ export async function main(argv: string[]): Promise<number> {
     out: args.out,
     limit: args.limit,
     init: args.init,
+    resume: args.resume,
     defence: defence?.metadata,
     transformBatch: defence?.transformBatch,
     attack: defence,
@@ -84,10 +86,12 @@ export async function main(argv: string[]): Promise<number> {
       `for ${config.epochs} epoch(s), ${defence ? `${args.adversarial} ε ${args.eps} α ${defence.stepSize().toFixed(4)}` : 'no defence'}, ` +
       `${config.schedule} lr ${config.learningRate}, batch ${config.batchSize}${config.guard ? ', overfitting guard on' : ''}, on ${describeBackend(info)}`,
   );
+  let barOpen = false;
   const bar = progressBar('{label} [{bar}] {value}/{total} batches | {stats} | ETA {eta_formatted}');
   const metadata = await trainVictim(
     {
       ...config,
+      onResume: ({ epoch, batch, batches }) => console.log(`resuming from the checkpoint at epoch ${epoch + 1}, batch ${batch} of ${batches}`),
       onGuard: (r) =>
         console.log(
           `  guard at epoch ${r.epoch.toFixed(2)}: PGD accuracy ${pct(r.robustAccuracy)}, clean ${pct(r.cleanAccuracy)}` +
@@ -96,10 +100,15 @@ export async function main(argv: string[]): Promise<number> {
     },
     {
       onBatchEnd: ({ epoch, batch, batches, loss, accuracy, cleanAccuracy }) => {
-        if (batch === 1) bar.start(batches, `epoch ${epoch + 1}/${config.epochs}`);
+        // A resumed run starts mid-epoch: its first batch opens the bar too.
+        if (!barOpen) bar.start(batches, `epoch ${epoch + 1}/${config.epochs}`);
+        barOpen = true;
         const robustPart = defence ? `clean ${cleanAccuracy === undefined ? '–' : pct(cleanAccuracy)} adversarial ${pct(accuracy)}` : `acc ${pct(accuracy)}`;
         if (batch % 10 === 0 || batch === batches) bar.update(batch, { stats: `loss ${loss.toFixed(4)} ${robustPart}` });
-        if (batch === batches) bar.stop();
+        if (batch === batches) {
+          bar.stop();
+          barOpen = false;
+        }
       },
       onEpochEnd: ({ epoch, loss, accuracy, imagesPerSecond }) =>
         console.log(`epoch ${epoch + 1}: loss ${loss.toFixed(4)}, train accuracy${defence ? ' (on the attacked batches)' : ''} ${pct(accuracy)}, ${Math.round(imagesPerSecond)} images/s`),
