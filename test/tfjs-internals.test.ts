@@ -13,6 +13,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { BUNDLE_REQUIRES } from '../shared/engine/wasm-threads.js';
 import { prepareWasm, registerWasmKernels, wasmThreads } from '../shared/engine/wasm-kernels.js';
 import { poolFor } from '../shared/engine/wasm-pool.js';
+import { restoreAdam, snapshotAdam } from '../shared/optimizer-state.js';
 
 const require = createRequire(import.meta.url);
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
@@ -93,4 +94,23 @@ describe('tfjs-backend-wasm internals the workarounds depend on', () => {
 // The bundle the checks above read is the one Node loads.
 it('reads the bundle Node resolves', () => {
   expect(path.basename(require.resolve('@tensorflow/tfjs-backend-wasm'))).toBe('tf-backend-wasm.node.js');
+});
+
+// The training checkpoint copies Adam's state out of tfjs-core's private fields (shared/optimizer-state.ts).
+it("Adam's state survives a snapshot and restore exactly: the next step matches the uninterrupted optimizer's", async () => {
+  const run = (opt: tf.Optimizer, v: tf.Variable) => opt.minimize(() => tf.sum(tf.square(tf.sub(v, tf.tensor1d([3, -1, 0.5])))));
+  const v = tf.variable(tf.tensor1d([0.2, 0.1, -0.3]));
+  const a = tf.train.adam(0.1);
+  for (let i = 0; i < 5; i++) run(a, v);
+  const state = snapshotAdam(a);
+  expect(state.iterations, "AdamOptimizer.iterations_ is not where snapshotAdam reads it").toBe(5);
+  expect(state.moments.length, 'AdamOptimizer.accumulatedFirstMoment / SecondMoment changed').toBe(2);
+  const w = tf.variable(v.clone());
+  const b = await restoreAdam(0.1, state);
+  run(a, v);
+  run(b, w);
+  expect(Array.from(w.dataSync())).toEqual(Array.from(v.dataSync()));
+  tf.dispose([v, w]);
+  a.dispose();
+  b.dispose();
 });
