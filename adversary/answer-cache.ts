@@ -17,11 +17,9 @@
  *    "ms":<duration>,"budget":{"used":<n>,"limit":<n|null>},"error":"<message, on failure>"}
  */
 import { randomUUID } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { TransferlabError } from '../shared/errors.js';
-import { JsonlLog } from '../shared/jsonl-log.js';
 import type { QueryPurpose } from './oracle.js';
+import type { RunLog, RunStore } from './run-store.js';
 
 export const ANSWER_CACHE_FILE = 'answers.jsonl';
 export const QUERY_LEDGER_FILE = 'queries.jsonl';
@@ -33,16 +31,10 @@ export const RUN_ID_FILE = 'oracle-id';
  * same logical request and must not pay again, but another run that happens to send the same images
  * asks anew and pays for its answer, so each run's reported queries equal what the victim charged it.
  */
-export function runIdentity(cacheDir?: string): string {
-  if (!cacheDir) return randomUUID();
-  const path = join(cacheDir, RUN_ID_FILE);
-  try {
-    writeFileSync(path, `${randomUUID()}\n`, { flag: 'wx' });
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-  }
-  const id = readFileSync(path, 'utf8').trim();
-  if (!/^[0-9a-f-]{36}$/.test(id)) throw new TransferlabError('run_corrupt', `${path} does not hold a run id; delete it to start a new one`);
+export function runIdentity(store?: RunStore): string {
+  if (!store) return randomUUID();
+  const id = new TextDecoder().decode(store.createOnce(RUN_ID_FILE, `${randomUUID()}\n`)).trim();
+  if (!/^[0-9a-f-]{36}$/.test(id)) throw new TransferlabError('run_corrupt', `${store.where(RUN_ID_FILE)} does not hold a run id; delete it to start a new one`);
   return id;
 }
 
@@ -80,20 +72,20 @@ export class AnswerCache {
   private readonly answers = new Map<string, number>();
   /** Images paid for in this run folder before this process opened it, by purpose. */
   readonly prior = { attack: 0, measurement: 0 };
-  private readonly file: JsonlLog | null;
+  private readonly file: RunLog | null;
 
   /**
-   * In memory only when `dir` is undefined; otherwise loads and then appends to dir/answers.jsonl.
+   * In memory only without a store; otherwise loads and then appends to the run's answers.jsonl.
    * A torn last line (a kill -9 mid-write) is dropped: that batch's answer was never used.
    */
-  constructor(dir?: string) {
-    if (dir === undefined) {
+  constructor(store?: RunStore) {
+    if (store === undefined) {
       this.file = null;
       return;
     }
-    const path = join(dir, ANSWER_CACHE_FILE);
+    const path = store.where(ANSWER_CACHE_FILE);
     const hint = 'move the file away to start the cache afresh (its images will be paid again)';
-    const { log, records, lines } = JsonlLog.open(path, { torn: 'drop', corruptCode: 'answer_cache_corrupt', corruptHint: hint });
+    const { log, records, lines } = store.openLog(ANSWER_CACHE_FILE, { torn: 'drop', corruptCode: 'answer_cache_corrupt', corruptHint: hint });
     records.forEach((v, i) => {
       if (!isAnswer(v)) {
         log.close();
@@ -131,14 +123,13 @@ export class AnswerCache {
 }
 
 export class QueryLedger {
-  private readonly file: JsonlLog | null;
-  constructor(dir?: string) {
-    if (dir === undefined) {
+  private readonly file: RunLog | null;
+  constructor(store?: RunStore) {
+    if (store === undefined) {
       this.file = null;
       return;
     }
-    const path = join(dir, QUERY_LEDGER_FILE);
-    this.file = JsonlLog.open(path, { torn: 'drop', corruptHint: 'move it aside (it only records queries; the answer cache keeps what was paid for)' }).log;
+    this.file = store.openLog(QUERY_LEDGER_FILE, { torn: 'drop', corruptHint: 'move it aside (it only records queries; the answer cache keeps what was paid for)' }).log;
   }
   /** On disk (written and fsync'd) before this returns, like every line of this module's files. */
   record(entry: LedgerEntry): void {

@@ -8,7 +8,7 @@ import { labelImages, type Model } from '../shared/model.js';
 import { createRng } from '../shared/random.js';
 import type { CampaignConfig } from './config.js';
 import type { LabelOracle } from './oracle.js';
-import { chooseRows, writeBoundaryMap } from './pictures.js';
+import { chooseRows } from './pictures.js';
 import { nearestBoundaries, type NearestBoundary } from './boundary-nearest.js';
 
 /**
@@ -16,6 +16,7 @@ import { nearestBoundaries, type NearestBoundary } from './boundary-nearest.js';
  * the evaluation images along the direction the attack actually uses: the substitute's FGSM sign
  * direction for the crafting label (config.craftLabel), as in transfer.ts. All victim queries are
  * tagged 'measurement'; what they cost is read off the oracle's ledger (cache hits are free).
+ * It returns data only: the campaign's report step draws the maps (run-pictures.ts).
  */
 export interface BoundaryMap {
   /** Position of the image in the evaluation set. */
@@ -36,6 +37,11 @@ export interface BoundaryMap {
   image: string;
   caption: string;
 }
+
+/** A map as measured, before its picture is drawn. */
+export type MeasuredMap = Omit<BoundaryMap, 'image'>;
+/** What measureBoundary finds; the report step adds each map's picture to make BoundaryResults. */
+export type MeasuredBoundary = Omit<BoundaryResults, 'maps'> & { maps: MeasuredMap[] };
 
 export interface BoundaryResults {
   direction: 'substitute-fgsm-sign';
@@ -65,7 +71,6 @@ export interface BoundaryResults {
 
 export interface BoundaryContext {
   config: CampaignConfig;
-  runDir: string;
   substitute: Model;
   evalSet: ImageSet;
   /** Class names, for captions (index strings when the dataset has none). */
@@ -93,7 +98,7 @@ function directions(ctx: BoundaryContext, rows: number[], craft: Int32Array): Fl
   return out;
 }
 
-export async function measureBoundary(ctx: BoundaryContext): Promise<BoundaryResults> {
+export async function measureBoundary(ctx: BoundaryContext): Promise<MeasuredBoundary> {
   const { config, oracle, log } = ctx;
   const craft = config.craftLabel === 'oracle' ? ctx.cleanVictim : ctx.substituteClean;
   const local: BatchLabeler = async (images, count) => labelImages(ctx.substitute, images, count);
@@ -150,7 +155,7 @@ export async function measureBoundary(ctx: BoundaryContext): Promise<BoundaryRes
 
   // Maps: one image per class in turn, each in the plane of its attack direction and a random orthogonal one.
   const chosen = chooseRows(ctx.evalSet.labels, config.boundary.maps, () => true);
-  const maps: BoundaryMap[] = [];
+  const maps: MeasuredMap[] = [];
   const pooled: { substitute: number[]; victim: number[] } = { substitute: [], victim: [] };
   before = paid();
   for (const [k, index] of chosen.entries()) {
@@ -182,17 +187,8 @@ export async function measureBoundary(ctx: BoundaryContext): Promise<BoundaryRes
       agreement: agree,
       queries,
     };
-    const path = writeBoundaryMap(ctx.runDir, `boundary-map-${k + 1}.png`, {
-      ...map,
-      image,
-      shape: ctx.evalSet.shape,
-      classes: ctx.classNames.length,
-      size: plane.size,
-      substitute: substituteLabels,
-      victim: victimLabels,
-    });
     const caption = `evaluation image ${index} (class ${map.trueLabel}, ${ctx.classNames[map.trueLabel] ?? map.trueLabel}): substitute | victim | where they differ`;
-    maps.push({ ...map, image: path, caption });
+    maps.push({ ...map, caption });
     log(`boundary map ${k + 1}/${chosen.length} (image ${index}, class ${map.trueLabel}): agreement ${fmt(agree)}, ${queries} victim queries`);
   }
 

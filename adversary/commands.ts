@@ -1,5 +1,3 @@
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { TransferlabError } from '../shared/errors.js';
 import { progressBar } from '../shared/progress.js';
 import { runCampaign } from './campaign.js';
@@ -7,10 +5,11 @@ import { epochsForRound, type CampaignConfig } from './config.js';
 import { createRunOracle } from './oracle-client.js';
 import { writeReport } from './report.js';
 import type { CampaignResults } from './results.js';
-import { readJson, roundRecords, type RoundRecord } from './run-folder.js';
+import { roundRecords, type RoundRecord } from './checkpoints.js';
+import { fileRunStore, getJson } from './run-store.js';
 import { runWhitebox } from './whitebox.js';
 
-/** The CLI's side of a campaign: files, terminal output, the report. The logic lives in campaign.ts. */
+/** The CLI's side of a campaign: its run folder, terminal output, the report. The steps live in campaign-steps.ts. */
 const pct = (v: number | null | undefined) => (v === null || v === undefined || Number.isNaN(v) ? '   –  ' : `${(100 * v).toFixed(1).padStart(5)}%`);
 
 export function summaryTable(r: CampaignResults): string {
@@ -39,19 +38,19 @@ export function stoppedMessage(e: TransferlabError, out: string): string {
 export type RoundObserver = (r: RoundRecord, rounds: number) => void;
 
 export async function runCampaignCommand(config: CampaignConfig, out: string, resume: boolean, onRound?: RoundObserver): Promise<number> {
-  const configPath = join(out, 'config.json');
-  if (resume && !existsSync(configPath)) throw new TransferlabError('run_missing', `${out} is not a run folder (no config.json)`);
-  if (!resume && existsSync(join(out, 'results.json'))) {
+  const store = fileRunStore(out);
+  if (resume && !store.exists('config.json')) throw new TransferlabError('run_missing', `${out} is not a run folder (no config.json)`);
+  if (!resume && store.exists('results.json')) {
     throw new TransferlabError('run_exists', `${out} already holds a finished run; choose another --out or --resume it`);
   }
-  const oracle = await createRunOracle(config, out);
+  const oracle = await createRunOracle(config, store);
   const info = await oracle.info();
   console.log(`victim ${config.victim}: ${info.dataset ?? 'dataset not named'}, ${info.inputShape.join('×')}, ${info.classes} classes, labels only, max batch ${info.maxBatch}`);
   const bar = progressBar('{label} [{bar}] {value}/{total} batches | {stats}');
   // Rounds already on disk when resuming, so the bar names the round actually being trained.
-  let round = resume ? roundRecords(out).length : 0;
+  let round = resume ? roundRecords(store).length : 0;
   try {
-    const results = await runCampaign(config, out, oracle, {
+    const results = await runCampaign(config, store, oracle, {
       log: (line) => console.log(line),
       onBatchEnd: ({ epoch, batch, batches, loss }) => {
         const epochs = epochsForRound(config, round);
@@ -68,14 +67,14 @@ export async function runCampaignCommand(config: CampaignConfig, out: string, re
         );
       },
     });
-    const whiteboxPath = join(out, 'whitebox', 'results.json');
-    const report = await writeReport(out, results, existsSync(whiteboxPath) ? { whitebox: readJson<CampaignResults>(whiteboxPath) } : undefined);
+    const whitebox = 'whitebox/results.json';
+    const report = await writeReport(store, results, store.exists(whitebox) ? { whitebox: getJson<CampaignResults>(store, whitebox) } : undefined);
     console.log(`\n${summaryTable(results)}`);
     console.log(
       `\nqueries: ${results.queries.attack} attack, ${results.queries.measurement} measurement; ` +
         `victim clean accuracy ${pct(results.victimCleanAccuracy).trim()}; ${results.durationSeconds.toFixed(1)} s`,
     );
-    console.log(`results: ${join(out, 'results.json')}\nreport:  ${report}`);
+    console.log(`results: ${store.where('results.json')}\nreport:  ${report}`);
     return 0;
   } catch (e) {
     // Whatever stopped the campaign, nothing paid for is lost: say how to continue.
@@ -90,9 +89,10 @@ export async function runCampaignCommand(config: CampaignConfig, out: string, re
 }
 
 export async function runWhiteboxCommand(config: CampaignConfig, modelDir: string, out: string): Promise<number> {
-  const results = await runWhitebox(config, modelDir, out);
-  const report = await writeReport(out, results);
+  const store = fileRunStore(out);
+  const results = await runWhitebox(config, modelDir, store);
+  const report = await writeReport(store, results);
   console.log(`\n${summaryTable(results)}\n\nvictim clean accuracy ${pct(results.victimCleanAccuracy).trim()}`);
-  console.log(`results: ${join(out, 'results.json')}\nreport:  ${report}`);
+  console.log(`results: ${store.where('results.json')}\nreport:  ${report}`);
   return 0;
 }

@@ -5,7 +5,7 @@ import { epsilonCurves, roundsChart, svgOf } from './charts.js';
 import { curvePoints, roundPoints } from './report.js';
 import { bestTargeted, esc, num, page, pct, pointNear, SECRET_KEYS, seconds, table } from './report-html.js';
 import type { CampaignResults } from './results.js';
-import { writeFileAtomic } from './run-folder.js';
+import { writeFileAtomic } from './run-store.js';
 import { runStamp } from '../shared/stamp.js';
 
 /**

@@ -1,16 +1,15 @@
-import { existsSync, renameSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
 import type * as tf from '@tensorflow/tfjs';
 import { buildModel, MNIST_MODEL, type ModelShape } from '../shared/architectures.js';
 import { accuracy, agreement, type Rate } from '../shared/metrics.js';
 import { imagesTensor } from '../shared/datasets/images.js';
 import { pixelCount } from '../shared/datasets/types.js';
-import { hasModel, loadModel, saveModel } from '../shared/model-io.js';
 import { fromLayers, predictLabels } from '../shared/model.js';
 import { seedGlobalRandom } from '../shared/random.js';
 import { trainClassifier } from '../shared/training.js';
 import { substituteMembers, type CampaignConfig } from './config.js';
 import { roundTraining } from './substitute.js';
+import { loadMember, saveMember } from './checkpoints.js';
+import type { RunStore } from './run-store.js';
 
 /**
  * The ensemble's other members. Only the first member chose which points to label (its Jacobian);
@@ -29,7 +28,7 @@ export interface MemberRecord {
 
 export interface MemberContext {
   config: CampaignConfig;
-  runDir: string;
+  store: RunStore;
   images: Float32Array;
   labels: Int32Array;
   /** Points the first member trained on in each round, in order. */
@@ -43,8 +42,6 @@ export interface MemberContext {
 /** Seeds of member m (≥ 2) in round r: apart from the first member's (seed·1000 + r, r < 12). */
 const memberSeed = (seed: number, member: number, round: number) => seed * 1000 + 500 + 20 * member + round;
 
-export const memberDir = (runDir: string, member: number) => join(runDir, 'checkpoints', 'members', `member-${member}`);
-
 export async function trainMembers(ctx: MemberContext): Promise<{ models: tf.LayersModel[]; records: MemberRecord[] }> {
   const c = ctx.config;
   const archs = substituteMembers(c);
@@ -56,25 +53,19 @@ export async function trainMembers(ctx: MemberContext): Promise<{ models: tf.Lay
   try {
     for (let member = 2; member <= archs.length; member++) {
       const arch = archs[member - 1];
-      const dir = memberDir(ctx.runDir, member);
-      let model: tf.LayersModel;
+      let model = await loadMember(ctx.store, member);
       let trainSeconds = 0;
-      if (hasModel(dir)) {
-        model = (await loadModel(dir)).model;
-      } else {
+      if (!model) {
         const t0 = performance.now();
         seedGlobalRandom(memberSeed(c.seed, member, 0));
-        model = buildModel(arch, shape);
+        const fresh = buildModel(arch, shape);
         ctx.roundSizes.forEach((size, round) => {
           seedGlobalRandom(memberSeed(c.seed, member, round));
-          trainClassifier(model, ctx.images.subarray(0, size * pixels), ctx.labels.subarray(0, size), roundTraining(c, round, memberSeed(c.seed, member, round)));
+          trainClassifier(fresh, ctx.images.subarray(0, size * pixels), ctx.labels.subarray(0, size), roundTraining(c, round, memberSeed(c.seed, member, round)));
         });
         trainSeconds = (performance.now() - t0) / 1000;
-        const tmp = `${dir}.partial`;
-        rmSync(tmp, { recursive: true, force: true });
-        await saveModel(model, tmp, { arch, dataset: 'mnist', round: ctx.roundSizes.length });
-        if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
-        renameSync(tmp, dir);
+        await saveMember(ctx.store, member, fresh, { arch, dataset: 'mnist', round: ctx.roundSizes.length });
+        model = fresh;
       }
       const pred = predictLabels(fromLayers(model), evalX);
       const record = { member, arch, substituteAccuracy: accuracy(pred, ctx.evaluation.truth), agreement: agreement(pred, ctx.evaluation.victim), trainSeconds };

@@ -9,12 +9,12 @@ import http from 'node:http';
 import https from 'node:https';
 import axios, { isAxiosError, type AxiosInstance, type AxiosRequestConfig } from 'axios';
 import { z } from 'zod';
-import { mkdirSync } from 'node:fs';
 import { TransferlabError } from '../shared/errors.js';
 import { runIdentity } from './answer-cache.js';
 import { HEADERS, MEDIA_TYPES, PATHS, anyErrorBodySchema, budgetSchema, victimInfoSchema } from '../shared/protocol/index.js';
 import type { VictimInfo } from './oracle.js';
-import { buildOracle, imageKey, VictimError, type CountingOracle, type PixelFormat, type SendBatch } from './oracle-core.js';
+import { buildOracle, imageKey, oracleStore, VictimError, type CountingOracle, type PixelFormat, type SendBatch } from './oracle-core.js';
+import { runStore, type RunStore } from './run-store.js';
 
 export { oracleFromLabeler, VictimError, type CountingOracle, type PixelFormat } from './oracle-core.js';
 export { ANSWER_CACHE_FILE, QUERY_LEDGER_FILE } from './answer-cache.js';
@@ -44,8 +44,10 @@ export interface HttpOracleOptions {
   apiKey?: string;
   /** Wire format: 'uint8' (default; what a real attacker can send) or 'float32'. */
   format?: PixelFormat;
-  /** Run folder: answers.jsonl and queries.jsonl live here. Without it the cache is in memory only. */
+  /** Run folder: answers.jsonl and queries.jsonl live here. Without it (or a store) the cache is in memory only. */
   cacheDir?: string;
+  /** The run's store, instead of a folder: the cache and ledger are kept through it. */
+  store?: RunStore;
   retries?: RetryOptions;
   onRetry?: (info: RetryInfo) => void;
   /** Source of jitter in [0,1) (default Math.random); inject a seeded one for repeatable waits. */
@@ -242,21 +244,21 @@ export class VictimHttp {
   }
 }
 
-/**
- * Connect to a victim: reads /v1/info once (retrying while the victim comes up), loads the run
- * folder's answer cache, and returns an oracle that pays only for images never answered before.
- */
-/** The oracle of a command-line run: its answers cached in the run folder, retries reported on stderr. */
-export function createRunOracle(run: { victim: string; apiKey?: string; format?: PixelFormat }, out: string): Promise<CountingOracle> {
+/** The oracle of a command-line run: its answers cached in the run's store, retries reported on stderr. */
+export function createRunOracle(run: { victim: string; apiKey?: string; format?: PixelFormat }, out: RunStore | string): Promise<CountingOracle> {
   return createHttpOracle({
     url: run.victim,
     apiKey: run.apiKey,
     format: run.format,
-    cacheDir: out,
+    store: runStore(out),
     onRetry: (i) => console.error(`victim: ${i.reason}; retry ${i.attempt} in ${Math.round(i.delayMs)} ms`),
   });
 }
 
+/**
+ * Connect to a victim: reads /v1/info once (retrying while the victim comes up), loads the run's
+ * answer cache, and returns an oracle that pays only for images never answered before.
+ */
 export async function createHttpOracle(opts: HttpOracleOptions): Promise<CountingOracle> {
   const url = normaliseUrl(opts.url);
   const victim = new VictimHttp(url, opts);
@@ -268,13 +270,13 @@ export async function createHttpOracle(opts: HttpOracleOptions): Promise<Countin
     throw e;
   }
   const format = opts.format ?? 'uint8';
+  const store = oracleStore(opts);
   let scope: string;
   try {
-    if (opts.cacheDir) mkdirSync(opts.cacheDir, { recursive: true });
-    scope = runIdentity(opts.cacheDir);
+    scope = runIdentity(store);
   } catch (e) {
     victim.close();
     throw e;
   }
-  return buildOracle({ info, format, send: victim.send(format, scope), cacheDir: opts.cacheDir, onClose: () => victim.close() });
+  return buildOracle({ info, format, send: victim.send(format, scope), store, onClose: () => victim.close() });
 }

@@ -9,6 +9,7 @@ import { TransferlabError } from '../shared/errors.js';
 import { AnswerCache, QueryLedger, type CachedAnswer } from './answer-cache.js';
 import { bytesPerImage as wireBytes, pixelsPerImage as imagePixels, type BudgetStatus, type PixelFormat } from '../shared/protocol/index.js';
 import type { LabelOracle, QueryCounts, QueryPurpose, VictimInfo } from './oracle.js';
+import { fileRunStore, type RunStore } from './run-store.js';
 
 export type { PixelFormat };
 export type Budget = BudgetStatus;
@@ -100,16 +101,20 @@ export interface OracleCoreOptions {
   info: VictimInfo;
   format: PixelFormat;
   send: SendBatch;
-  cacheDir?: string;
+  /** The run whose answer cache and ledger the oracle keeps (none: in memory only). */
+  store?: RunStore;
   onClose?: () => Promise<void> | void;
 }
+
+/** The store of a run given as a folder (cacheDir) or as a store; undefined for neither. */
+export const oracleStore = (o: { cacheDir?: string; store?: RunStore }): RunStore | undefined => o.store ?? (o.cacheDir ? fileRunStore(o.cacheDir) : undefined);
 
 export function buildOracle(opts: OracleCoreOptions): CountingOracle {
   const { info, format, send } = opts;
   const pixels = pixelsPerImage(info);
   const stride = bytesPerImage(info, format);
-  const cache = new AnswerCache(opts.cacheDir);
-  const ledger = new QueryLedger(opts.cacheDir);
+  const cache = new AnswerCache(opts.store);
+  const ledger = new QueryLedger(opts.store);
   const counts: QueryCounts = { attack: 0, measurement: 0, cached: 0 };
   let budget: Budget | null = null;
   let closed = false;
@@ -226,7 +231,7 @@ const DEFAULT_INFO: VictimInfo = {
 export function oracleFromLabeler(
   fn: (images: Float32Array, count: number) => Promise<Int32Array> | Int32Array,
   info?: Partial<VictimInfo>,
-  opts: { format?: PixelFormat; cacheDir?: string } = {},
+  opts: { format?: PixelFormat; cacheDir?: string; store?: RunStore } = {},
 ): CountingOracle {
   const full: VictimInfo = { ...DEFAULT_INFO, ...info };
   const format = opts.format ?? 'uint8';
@@ -238,5 +243,5 @@ export function oracleFromLabeler(
           new Float32Array(body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength));
     return { labels: await fn(decoded, count) };
   };
-  return buildOracle({ info: full, format, send, cacheDir: opts.cacheDir });
+  return buildOracle({ info: full, format, send, store: oracleStore(opts) });
 }

@@ -1,7 +1,4 @@
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { pixelCount, type ImageSet, type ImageShape } from '../shared/datasets/types.js';
-import { writeFileAtomic } from './run-folder.js';
 import { DARK, GREY, RED, Raster, WHITE, BLACK, classColour, contrastOn, drawLegend, imageScale, legendRows, textWidth, type Rgb } from './raster.js';
 import type { AttackMode, SweepOutcome } from './transfer.js';
 
@@ -17,7 +14,7 @@ export interface ResultExtras {
 }
 
 /**
- * The run's PNG pictures (all under <runDir>/images/, paths recorded relative to the run folder):
+ * The run's PNG pictures, drawn from data (run-pictures.ts files them under images/ in the run store):
  * - boundary maps: the substitute's and the victim's labels over a 2-D slice of input space;
  * - image grids: clean vs adversarial images with the victim's labels (the seed paper's figures 4–6).
  * Images of any H×W×C are drawn at about 84 px across, greyscale as grey and RGB as RGB.
@@ -27,13 +24,6 @@ export const IMAGES_DIR = 'images';
 const M = 10; // outer margin
 const FONT = 2; // text scale: 10 × 14 px characters
 const LINE = 7 * FONT;
-
-function save(runDir: string, name: string, r: Raster): string {
-  mkdirSync(join(runDir, IMAGES_DIR), { recursive: true });
-  const rel = `${IMAGES_DIR}/${name}`;
-  writeFileAtomic(join(runDir, rel), r.encode());
-  return rel;
-}
 
 export interface BoundaryMapPicture {
   /** The clean image (H·W·C values in [0, 1]). */
@@ -58,9 +48,9 @@ export interface BoundaryMapPicture {
  * then three square panels of equal size — the substitute's labels, the victim's labels (class colours)
  * and where they differ (dark = differ, light = agree). A black-and-white square marks the original
  * image (the origin of the plane) on every panel. Under the panels: agreement %, the victim queries
- * the map cost, the axes, and the class-colour legend. Returns the path relative to runDir.
+ * the map cost, the axes, and the class-colour legend. Returns the PNG's bytes.
  */
-export function writeBoundaryMap(runDir: string, name: string, m: BoundaryMapPicture): string {
+export function boundaryMapPng(m: BoundaryMapPicture): Uint8Array {
   const cell = Math.max(2, Math.floor(200 / m.size));
   const panel = cell * m.size;
   const gap = 12;
@@ -106,7 +96,7 @@ export function writeBoundaryMap(runDir: string, name: string, m: BoundaryMapPic
   r.text(panelX(0), y, `RIGHT: +FGSM SIGN  UP: +RANDOM ORTHOGONAL SIGN  ±${m.extent}  IMAGE ${m.index}`, 1, DARK);
   y += 7 + 8;
   drawLegend(r, panelX(0), y, 16, m.classes, width - panelX(0) - M);
-  return save(runDir, name, r);
+  return r.encode();
 }
 
 export interface GridOptions {
@@ -219,12 +209,12 @@ function drawGrid(extras: ResultExtras, mode: AttackMode, opts: GridOptions): Ra
   return r;
 }
 
-/** Write grid-untargeted.png and grid-targeted.png; returns their paths relative to runDir. */
-export function writeImageGrids(runDir: string, extras: ResultExtras, opts: GridOptions = {}): string[] {
-  const paths: string[] = [];
+/** grid-untargeted.png and grid-targeted.png (either left out when it has no image to show), by name. */
+export function imageGridPngs(extras: ResultExtras, opts: GridOptions = {}): { name: string; png: Uint8Array }[] {
+  const out: { name: string; png: Uint8Array }[] = [];
   for (const mode of ['untargeted', 'targeted'] as const) {
     const r = drawGrid(extras, mode, opts);
-    if (r) paths.push(save(runDir, `grid-${mode}.png`, r));
+    if (r) out.push({ name: `grid-${mode}.png`, png: r.encode() });
   }
-  return paths;
+  return out;
 }

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { CommandModule } from 'yargs';
-import { describeBackend, initBackend } from '../shared/backend.js';
+import { describeBackend, initBackend } from '../shared/engine/backend.js';
 import { assertWritableDir } from '../shared/fs-checks.js';
 import { runStamp } from '../shared/stamp.js';
 import { QUERY_ATTACKS } from './query-attack.js';

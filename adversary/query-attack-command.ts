@@ -1,9 +1,7 @@
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { TransferlabError } from '../shared/errors.js';
 import { createRunOracle } from './oracle-client.js';
 import { resolveQueryAttackConfig, queryAttackSummary, runQueryAttackCampaign, type QueryAttackInput } from './query-attack-run.js';
-import { readJson } from './run-folder.js';
+import { fileRunStore, getJson } from './run-store.js';
 
 /** The CLI's side of `query-attack`: settings, the run folder, the victim connection, the summary. */
 export interface QueryAttackFlags {
@@ -26,24 +24,24 @@ export interface QueryAttackFlags {
 export async function runQueryAttackCommand(flags: QueryAttackFlags, defaultOut: () => string): Promise<number> {
   const resume = flags.resume !== undefined;
   const out = flags.resume ?? flags.out ?? defaultOut();
-  const configPath = join(out, 'config.json');
+  const store = fileRunStore(out);
   let input: QueryAttackInput;
   if (resume) {
-    if (!existsSync(configPath)) throw new TransferlabError('run_missing', `${out} is not a run folder (no config.json)`);
-    const { kind, ...saved } = readJson<QueryAttackInput & { kind?: string }>(configPath);
+    if (!store.exists('config.json')) throw new TransferlabError('run_missing', `${out} is not a run folder (no config.json)`);
+    const { kind, ...saved } = getJson<QueryAttackInput & { kind?: string }>(store, 'config.json');
     if (kind !== 'query-attack') throw new TransferlabError('run_mismatch', `${out} holds a ${kind ?? 'campaign'} run, not a query attack; resume it with its own command`);
     input = { ...saved, ...(flags.apiKey ? { apiKey: flags.apiKey } : {}) };
   } else {
-    if (existsSync(join(out, 'results.json')) || existsSync(configPath)) {
+    if (store.exists('results.json') || store.exists('config.json')) {
       throw new TransferlabError('run_exists', `${out} already holds a run; choose another --out or --resume it`);
     }
     const { resume: _r, out: _o, ...rest } = flags;
     input = Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined)) as QueryAttackInput;
   }
   const config = resolveQueryAttackConfig(input);
-  const oracle = await createRunOracle(config, out);
+  const oracle = await createRunOracle(config, store);
   try {
-    const r = await runQueryAttackCampaign(config, out, oracle, (l) => console.log(l));
+    const r = await runQueryAttackCampaign(config, store, oracle, (l) => console.log(l));
     console.log(`\n${queryAttackSummary(r)}`);
     console.log(
       `\nqueries: ${r.queries.attack} attack (${r.queries.cleanLabels} clean labels, ${r.queries.startingPool} starting pool, ` +
@@ -51,7 +49,7 @@ export async function runQueryAttackCommand(flags: QueryAttackFlags, defaultOut:
         `${r.durationSeconds.toFixed(1)} s`,
     );
     if (r.stopped) console.log(`stopped early: the key's budget ran out. Continue with more budget: npm run adversary -- query-attack --resume ${out}`);
-    console.log(`results: ${join(out, 'results.json')}`);
+    console.log(`results: ${store.where('results.json')}`);
     return 0;
   } catch (e) {
     if (e instanceof TransferlabError) {

@@ -7,8 +7,6 @@
  * Resuming replays the seeded searches over the answer cache: every probe already paid for is
  * answered from it for free, so the run continues where it stopped without paying twice.
  */
-import { existsSync, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { z } from 'zod';
 import { TransferlabError } from '../shared/errors.js';
 import { accuracy } from '../shared/metrics.js';
@@ -19,7 +17,7 @@ import type { CountingOracle } from './oracle-core.js';
 import type { VictimInfo } from './oracle.js';
 import { QUERY_ATTACKS, runQueryAttack, type AttackTargets } from './query-attack.js';
 import { budgetCurve, CURVE_EPSILONS, epsilonSummaries, queriesForRate, type BudgetPoint, type EpsilonSummary } from './query-curves.js';
-import { writeFileAtomic, writeJson } from './run-folder.js';
+import { putJson, runStore, type RunStore } from './run-store.js';
 
 export const queryAttackSchema = z
   .object({
@@ -109,11 +107,11 @@ function chooseTargets(seed: number, clean: Int32Array, poolImages: Float32Array
   return { targets, starts };
 }
 
-export async function runQueryAttackCampaign(config: QueryAttackConfig, runDir: string, oracle: CountingOracle, log: (line: string) => void): Promise<QueryAttackResults> {
+export async function runQueryAttackCampaign(config: QueryAttackConfig, folder: RunStore | string, oracle: CountingOracle, log: (line: string) => void): Promise<QueryAttackResults> {
+  const store = runStore(folder);
   const started = performance.now();
-  mkdirSync(runDir, { recursive: true });
   const { apiKey: _secret, ...saved } = config;
-  if (!existsSync(join(runDir, 'config.json'))) writeJson(join(runDir, 'config.json'), { kind: 'query-attack', ...saved });
+  if (!store.exists('config.json')) putJson(store, 'config.json', { kind: 'query-attack', ...saved });
   const info = await oracle.info();
   if (info.classes !== 10 || info.inputShape.join('x') !== '28x28x1') {
     throw new TransferlabError('victim_mismatch', `the victim serves ${info.dataset} ${info.inputShape.join('×')} with ${info.classes} classes; this attack needs MNIST 28×28×1, 10 classes`);
@@ -168,8 +166,8 @@ export async function runQueryAttackCampaign(config: QueryAttackConfig, runDir: 
   }));
   const adversarial = new Uint8Array(evalSet.count * pixels);
   run.outcomes.forEach((o, i) => o.image && adversarial.set(toPixels(o.image), i * pixels));
-  writeFileAtomic(join(runDir, 'adversarial.u8'), adversarial);
-  writeJson(join(runDir, 'images.json'), records);
+  store.write('adversarial.u8', adversarial);
+  putJson(store, 'images.json', records);
 
   const curveInput = { outcomes: run.outcomes, truth: evalSet.labels, clean, queriesPerImage: config.queriesPerImage };
   const sorted = run.outcomes.map((o) => o.queries).sort((a, b) => a - b);
@@ -179,7 +177,7 @@ export async function runQueryAttackCampaign(config: QueryAttackConfig, runDir: 
   const matchQ = config.matchRate === undefined ? null : queriesForRate(curveInput, matchEps, config.matchRate);
   const results: QueryAttackResults = {
     kind: 'query-attack',
-    name: runDir.split('/').filter(Boolean).at(-1) ?? 'run',
+    name: store.name,
     createdAt: new Date().toISOString(),
     ...provenance(config.seed),
     victim: { url: config.victim, info },
@@ -198,7 +196,7 @@ export async function runQueryAttackCampaign(config: QueryAttackConfig, runDir: 
     rounds: run.rounds,
     durationSeconds: (performance.now() - started) / 1000,
   };
-  writeJson(join(runDir, 'results.json'), results);
+  putJson(store, 'results.json', results);
   return results;
 }
 

@@ -1,5 +1,3 @@
-import { existsSync, readdirSync } from 'node:fs';
-import { isAbsolute, join, relative } from 'node:path';
 import type { DistanceSummary } from '../shared/metrics.js';
 import type { BoundaryMap, BoundaryResults } from './boundary-run.js';
 import { distanceCharts, svgOf } from './charts.js';
@@ -7,6 +5,7 @@ import { classColourHex } from './raster.js';
 import { esc, num, pct, pngDataUri, table } from './report-html.js';
 import type { CampaignResults } from './results.js';
 import { nearestSection } from './report-nearest.js';
+import type { RunStore } from './run-store.js';
 
 /**
  * The report's boundary section and its pictures. results.json files outlive the code that wrote
@@ -20,11 +19,9 @@ export interface PictureRef {
   caption: string;
 }
 
-const resolvePng = (runDir: string, p: string) => (isAbsolute(p) ? p : join(runDir, p));
-
 /** A <figure> with the PNG inlined as a data URI, or a note when the file is gone. */
-export function pictureHtml(runDir: string, ref: PictureRef): string {
-  const uri = pngDataUri(resolvePng(runDir, ref.path));
+export function pictureHtml(store: RunStore, ref: PictureRef): string {
+  const uri = pngDataUri(store.read(ref.path));
   if (!uri) return `<figure><p class="note">missing picture: ${esc(ref.path)}</p><figcaption>${esc(ref.caption)}</figcaption></figure>`;
   return `<figure><img class="pic" src="${uri}" alt="${esc(ref.caption)}"><figcaption>${esc(ref.caption)}</figcaption></figure>`;
 }
@@ -38,15 +35,12 @@ const GRID_CAPTIONS: Record<string, string> = {
  * The image grids: those results.json names, then any other PNG left in images/ that is neither
  * a grid nor a boundary map (older runs recorded no paths; a picture on disk should not vanish).
  */
-export function gridPictures(runDir: string, r: CampaignResults): PictureRef[] {
+export function gridPictures(store: RunStore, r: CampaignResults): PictureRef[] {
   const caption = (p: string) => GRID_CAPTIONS[p.split('/').at(-1) ?? ''] ?? p.split('/').at(-1)?.replace(/\.png$/i, '').replace(/[-_]+/g, ' ') ?? p;
   const refs = (r.images?.grids ?? []).map((path) => ({ path, caption: caption(path) }));
-  const known = new Set([...refs.map((x) => x.path), ...(r.images?.maps ?? []), ...(r.boundary?.maps ?? []).map((m) => m.image)].map((p) => resolvePng(runDir, p)));
-  const dir = join(runDir, 'images');
-  if (existsSync(dir)) {
-    for (const f of readdirSync(dir).filter((x) => /\.png$/i.test(x) && !/^boundary-map/i.test(x)).sort()) {
-      if (!known.has(join(dir, f))) refs.push({ path: relative(runDir, join(dir, f)), caption: caption(f) });
-    }
+  const known = new Set([...refs.map((x) => x.path), ...(r.images?.maps ?? []), ...(r.boundary?.maps ?? []).map((m) => m.image)].map((p) => store.where(p)));
+  for (const f of store.list('images').filter((x) => /\.png$/i.test(x) && !/^boundary-map/i.test(x))) {
+    if (!known.has(store.where(`images/${f}`))) refs.push({ path: `images/${f}`, caption: caption(f) });
   }
   return refs;
 }
@@ -80,7 +74,7 @@ function mapCaption(m: BoundaryMap): string {
     `${m.grid}×${m.grid} grid over ±${m.extent}; agreement ${pct(m.agreement)}; ${num(m.queries)} victim queries`;
 }
 
-export async function boundarySection(runDir: string, b: BoundaryResults | null | undefined, classes: number): Promise<string> {
+export async function boundarySection(store: RunStore, b: BoundaryResults | null | undefined, classes: number): Promise<string> {
   if (!b) {
     return '<p class="note">The boundary was not measured in this run (boundary.enabled was off, or the run is a white-box baseline).</p>';
   }
@@ -137,7 +131,7 @@ export async function boundarySection(runDir: string, b: BoundaryResults | null 
         `sign direction (↑), centred on the original image (the framed square). Panels: the substitute’s labels, the victim’s labels, ` +
         `and where they differ (dark). Agreement over all ${esc(maps.length)} maps: <b>${pct(b.mapAgreement)}</b>.</p>`,
       classLegend(classes),
-      maps.map((m) => pictureHtml(runDir, { path: m.image, caption: mapCaption(m) })).join('\n'),
+      maps.map((m) => pictureHtml(store, { path: m.image, caption: mapCaption(m) })).join('\n'),
     );
   }
   return parts.join('\n');

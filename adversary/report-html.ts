@@ -1,4 +1,3 @@
-import { existsSync, readFileSync } from 'node:fs';
 import type { Rate } from '../shared/metrics.js';
 import type { SweepPoint } from './transfer.js';
 
@@ -47,9 +46,9 @@ export function kvTable(rows: [string, string][]): string {
 }
 
 /** A PNG as a data URI, so the page carries its pictures with it; undefined when the file is missing. */
-export function pngDataUri(path: string): string | undefined {
-  if (!existsSync(path)) return undefined;
-  return `data:image/png;base64,${readFileSync(path).toString('base64')}`;
+export function pngDataUri(png: Uint8Array | undefined): string | undefined {
+  if (!png) return undefined;
+  return `data:image/png;base64,${Buffer.from(png.buffer, png.byteOffset, png.byteLength).toString('base64')}`;
 }
 
 /**

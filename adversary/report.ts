@@ -1,10 +1,9 @@
-import { join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { confusionHeatmap, epsilonCurves, perClassBars, roundsChart, svgOf, type CurvePoint, type RoundPoint } from './charts.js';
 import { boundarySection, gridPictures, pictureHtml } from './report-boundary.js';
 import { bestTargeted, esc, kvTable, num, page, pct, pointNear, redact, seconds, table } from './report-html.js';
 import type { CampaignResults } from './results.js';
-import { writeFileAtomic } from './run-folder.js';
+import { runStore, type RunStore } from './run-store.js';
 import type { SweepPoint } from './transfer.js';
 
 /**
@@ -157,10 +156,10 @@ async function perClassSection(r: CampaignResults): Promise<string> {
   return parts.join('\n') + table(head, rows);
 }
 
-function gridSection(runDir: string, r: CampaignResults): string {
-  const refs = gridPictures(runDir, r);
+function gridSection(store: RunStore, r: CampaignResults): string {
+  const refs = gridPictures(store, r);
   if (refs.length === 0) return '<p class="note">No image grids in this run.</p>';
-  return refs.map((p) => pictureHtml(runDir, p)).join('\n');
+  return refs.map((p) => pictureHtml(store, p)).join('\n');
 }
 
 function atlasSection(r: CampaignResults, withBaseline: boolean): string {
@@ -176,15 +175,16 @@ function atlasSection(r: CampaignResults, withBaseline: boolean): string {
   return `<p>${esc(why)}</p>` + table(['technique', 'name'], rows);
 }
 
-export async function buildReport(runDir: string, r: CampaignResults, opts: ReportOptions = {}): Promise<string> {
+/** The page for a run; its pictures are read from the run's store. */
+export async function buildReport(store: RunStore, r: CampaignResults, opts: ReportOptions = {}): Promise<string> {
   const wb = opts.whitebox;
   const sections: [string, string, string][] = [
     ['summary', 'Summary', summary(r, wb)],
     ['epsilon', 'Attack success against ε', await epsilonSection(r, wb)],
     ['rounds', 'Substitute training', await roundsSection(r)],
     ['perclass', 'Per-class transfer', await perClassSection(r)],
-    ['boundary', 'Decision boundary: victim vs substitute', await boundarySection(runDir, r.boundary, classesOf(r))],
-    ['images', 'Image grids', gridSection(runDir, r)],
+    ['boundary', 'Decision boundary: victim vs substitute', await boundarySection(store, r.boundary, classesOf(r))],
+    ['images', 'Image grids', gridSection(store, r)],
     ['config', 'Configuration', `<pre>${esc(toYaml(redact(r.config)))}</pre>`],
     ['atlas', 'MITRE ATLAS', atlasSection(r, wb !== undefined)],
   ];
@@ -198,9 +198,9 @@ export async function buildReport(runDir: string, r: CampaignResults, opts: Repo
   return page(`transferlab: ${r.name}`, body);
 }
 
-/** Write `<runDir>/report.html` and return its path. */
-export async function writeReport(runDir: string, results: CampaignResults, opts: ReportOptions = {}): Promise<string> {
-  const path = join(runDir, 'report.html');
-  writeFileAtomic(path, await buildReport(runDir, results, opts));
-  return path;
+/** Write report.html into the run (a store, or a run folder's path) and return where it is. */
+export async function writeReport(run: RunStore | string, results: CampaignResults, opts: ReportOptions = {}): Promise<string> {
+  const store = runStore(run);
+  store.write('report.html', await buildReport(store, results, opts));
+  return store.where('report.html');
 }

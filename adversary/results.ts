@@ -1,14 +1,14 @@
-import { join } from 'node:path';
 import type { Rate } from '../shared/metrics.js';
 import type { DatasetSummary } from '../shared/datasets/types.js';
 import type { provenance } from '../shared/versions.js';
 import type { BoundaryResults } from './boundary-run.js';
 import type { CampaignConfig } from './config.js';
 import type { QueryCounts, VictimInfo } from './oracle.js';
-import type { RoundRecord } from './run-folder.js';
+import type { RoundRecord } from './checkpoints.js';
 import type { MemberRecord } from './ensemble.js';
-import { writeFileAtomic, writeJson } from './run-folder.js';
-import { writeImageGrids, type ResultExtras } from './pictures.js';
+import { putJson, type RunStore } from './run-store.js';
+import type { ResultExtras } from './pictures.js';
+import { writeImageGrids } from './run-pictures.js';
 import type { PerClassTable, SweepPoint } from './transfer.js';
 
 export type { ResultExtras } from './pictures.js';
@@ -47,9 +47,9 @@ export function resultsCsv(r: CampaignResults): string {
 }
 
 /** Writes results.json and results.csv; with extras, first the image grids, whose paths it records in `results.images`. */
-export function writeResults(runDir: string, results: CampaignResults, extras?: ResultExtras): void {
-  const grids = extras ? writeImageGrids(runDir, extras) : (results.images?.grids ?? []);
+export function writeResults(store: RunStore, results: CampaignResults, extras?: ResultExtras): void {
+  const grids = extras ? writeImageGrids(store, extras) : (results.images?.grids ?? []);
   results.images = { grids, maps: results.boundary?.maps.map((m) => m.image) ?? [] };
-  writeJson(join(runDir, 'results.json'), results);
-  writeFileAtomic(join(runDir, 'results.csv'), resultsCsv(results));
+  putJson(store, 'results.json', results);
+  store.write('results.csv', resultsCsv(results));
 }

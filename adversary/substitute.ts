@@ -8,7 +8,7 @@ import { createRng, seedGlobalRandom } from '../shared/random.js';
 import { trainClassifier, type TrainOptions } from '../shared/training.js';
 import { jacobianStep, pointsToAugment, gatherImages, concatImages, concatLabels } from './augmentation.js';
 import { epochsForRound, lambdaForRound, substituteMembers, type CampaignConfig } from './config.js';
-import type { Checkpoint, RoundRecord } from './run-folder.js';
+import type { Checkpoint, RoundRecord } from './checkpoints.js';
 
 /**
  * Papernot's substitute training, read as select → query → fit, round after round:

@@ -14,7 +14,7 @@
 import { existsSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { join } from 'node:path';
-import { describeBackend, initBackend } from '../shared/backend.js';
+import { describeBackend, initBackend } from '../shared/engine/backend.js';
 import { isTransferlabError } from '../shared/errors.js';
 import { runCampaignCommand } from './commands.js';
 import { resolveConfig, type CampaignInput } from './config.js';

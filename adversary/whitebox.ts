@@ -1,4 +1,3 @@
-import { mkdirSync } from 'node:fs';
 import { chooseTargets } from '../shared/attacks.js';
 import { accuracy } from '../shared/metrics.js';
 import { summarise } from '../shared/datasets/types.js';
@@ -9,8 +8,7 @@ import { labelImages } from '../shared/model.js';
 import { provenance } from '../shared/versions.js';
 import type { CampaignConfig } from './config.js';
 import { writeResults, type CampaignResults } from './results.js';
-import { writeJson } from './run-folder.js';
-import { join } from 'node:path';
+import { putJson, runStore, type RunStore } from './run-store.js';
 import { perClassTables, sweep, sweepSettings } from './transfer.js';
 
 /**
@@ -18,7 +16,8 @@ import { perClassTables, sweep, sweepSettings } from './transfer.js';
  * the victim's weights and crafts on the victim itself. Explicitly a separate mode: it reads
  * the victim's files, which a black-box campaign never does. Same split, sweep and measures.
  */
-export async function runWhitebox(config: CampaignConfig, modelDir: string, runDir: string): Promise<CampaignResults> {
+export async function runWhitebox(config: CampaignConfig, modelDir: string, run: RunStore | string): Promise<CampaignResults> {
+  const store = runStore(run);
   const started = performance.now();
   // The model and its images first: a model that cannot be attacked white-box, or a dataset that does
   // not fit it, leaves no run folder behind.
@@ -34,10 +33,9 @@ export async function runWhitebox(config: CampaignConfig, modelDir: string, runD
     loaded.dispose();
     throw e;
   }
-  mkdirSync(runDir, { recursive: true });
   // As a campaign does: the resolved config goes with the run, the API key never does.
   const { apiKey: _key, ...saved } = config;
-  writeJson(join(runDir, 'config.json'), { ...saved, mode: 'whitebox', model: modelDir });
+  putJson(store, 'config.json', { ...saved, mode: 'whitebox', model: modelDir });
   if (loaded.softmaxStripped) console.log(`${modelDir}: softmax last layer stripped; gradients are taken of the logits below it`);
   const test = dataset.test;
   const evalSet = subset(test, adversarySplit(config.seed, config.seedSize, config.evalSize, test.count).evalSet);
@@ -52,7 +50,7 @@ export async function runWhitebox(config: CampaignConfig, modelDir: string, runD
   );
   const results: CampaignResults = {
     kind: 'whitebox',
-    name: runDir.split('/').filter(Boolean).at(-1) ?? 'whitebox',
+    name: store.name,
     createdAt: new Date().toISOString(),
     ...provenance(config.seed),
     victim: { model: modelDir, arch: typeof loaded.metadata?.arch === 'string' ? loaded.metadata.arch : `user TF.js model (weights sha256 ${loaded.weightsSha256.slice(0, 12)}…)` },
@@ -69,7 +67,7 @@ export async function runWhitebox(config: CampaignConfig, modelDir: string, runD
     durationSeconds: (performance.now() - started) / 1000,
     phases: { crafting: outcome.craftSeconds, measurement: outcome.measureSeconds },
   };
-  writeResults(runDir, results, { evalSet, classes, outcome, targets, cleanVictim });
+  writeResults(store, results, { evalSet, classes, outcome, targets, cleanVictim });
   loaded.dispose();
   return results;
 }

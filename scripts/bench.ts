@@ -10,7 +10,7 @@ import * as tf from '@tensorflow/tfjs';
 import yargs from 'yargs';
 import { inputGradientSign } from '../shared/attacks.js';
 import { ARCHITECTURES, buildModel } from '../shared/architectures.js';
-import { describeBackend, initBackend } from '../shared/backend.js';
+import { describeBackend, initBackend } from '../shared/engine/backend.js';
 import { isMain, runMain } from '../shared/cli.js';
 import { fromLayers, predictLabels } from '../shared/model.js';
 import { loadMnist } from '../shared/mnist.js';

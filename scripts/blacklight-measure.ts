@@ -15,7 +15,7 @@
 import { writeFileSync } from 'node:fs';
 import yargs from 'yargs';
 import { runQueryAttack, type QueryAttackName } from '../adversary/query-attack.js';
-import { describeBackend, initBackend } from '../shared/backend.js';
+import { describeBackend, initBackend } from '../shared/engine/backend.js';
 import { isMain, runMain } from '../shared/cli.js';
 import { median } from '../shared/metrics.js';
 import { adversarySplit, IMAGE_SIZE, loadMnist, subset } from '../shared/mnist.js';

@@ -1,6 +1,6 @@
 /**
  * Assembles the project's WebAssembly kernels from their text (.wat) with wabt, into the binaries the
- * code loads: shared/kernels/*.wat into shared/kernels/wasm/, victim/nearest.wat into victim/nearest.wasm.
+ * code loads: shared/engine/kernels/*.wat into shared/engine/kernels/wasm/, victim/nearest.wat into victim/nearest.wasm.
  *
  *   npm run build:kernels            write the binaries
  *   npm run build:kernels -- --check  fail if a committed binary differs from what its .wat assembles to
@@ -15,7 +15,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import wabtInit from 'wabt';
 import { isMain, runMain } from '../shared/cli.js';
-import { KERNEL_MODULES, type KernelModule } from '../shared/wasm-modules.js';
+import { KERNEL_MODULES, type KernelModule } from '../shared/engine/wasm-modules.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const FEATURES = { simd: true, threads: true, relaxed_simd: true };
@@ -24,9 +24,9 @@ const SHARED_MEMORY = '(memory 1 65536 shared)';
 export interface Variant { shared: boolean; fma: boolean }
 export interface Binary { source: string; file: string; bytes: Uint8Array }
 
-/** Where a kernel module's binary lives, relative to the repository (as shared/wasm-modules.ts loads it). */
+/** Where a kernel module's binary lives, relative to the repository (as shared/engine/wasm-modules.ts loads it). */
 const kernelBinaryPath = (name: KernelModule, v: Variant): string =>
-  `shared/kernels/wasm/${name}${name === 'gemm' && v.fma ? '.fma' : ''}${v.shared ? '.shared' : ''}.wasm`;
+  `shared/engine/kernels/wasm/${name}${name === 'gemm' && v.fma ? '.fma' : ''}${v.shared ? '.shared' : ''}.wasm`;
 
 /** `text` with its one shared memory import made unshared. */
 function unshared(text: string, source: string): string {
@@ -66,7 +66,7 @@ export async function buildKernels(): Promise<Binary[]> {
   const wabt = await wabtInit();
   const out: Binary[] = [];
   for (const name of KERNEL_MODULES) {
-    const source = `shared/kernels/${name}.wat`;
+    const source = `shared/engine/kernels/${name}.wat`;
     const text = readFileSync(path.join(ROOT, source), 'utf8');
     for (const shared of [true, false]) {
       for (const fma of name === 'gemm' ? [true, false] : [false]) {

@@ -11,7 +11,7 @@
  */
 import { join } from 'node:path';
 import yargs from 'yargs';
-import { describeBackend, initBackend } from '../shared/backend.js';
+import { describeBackend, initBackend } from '../shared/engine/backend.js';
 import { isMain, runMain } from '../shared/cli.js';
 import { DATASET_HELP, DEFAULT_DATASET, loadDataset } from '../shared/datasets/index.js';
 import { isTransferlabError } from '../shared/errors.js';

@@ -17,7 +17,7 @@ import yargs from 'yargs';
 import { runCampaign } from '../adversary/campaign.js';
 import { resolveConfig } from '../adversary/config.js';
 import { createHttpOracle } from '../adversary/oracle-client.js';
-import { describeBackend, initBackend } from '../shared/backend.js';
+import { describeBackend, initBackend } from '../shared/engine/backend.js';
 import { isMain, runMain } from '../shared/cli.js';
 import { IMAGE_SIZE, loadMnist } from '../shared/mnist.js';
 import { createRng, permutation } from '../shared/random.js';

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import yargs from 'yargs';
-import { describeBackend, initBackend } from '../shared/backend.js';
+import { describeBackend, initBackend } from '../shared/engine/backend.js';
 import { DATASET_HELP } from '../shared/datasets/index.js';
 import { resolveConfig, type CampaignInput } from '../adversary/config.js';
 import { runCampaignCommand } from '../adversary/commands.js';

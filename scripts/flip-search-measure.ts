@@ -10,13 +10,14 @@
 import { writeFileSync } from 'node:fs';
 import yargs from 'yargs';
 import { inputGradientSign } from '../shared/attacks.js';
-import { describeBackend, initBackend } from '../shared/backend.js';
+import { describeBackend, initBackend } from '../shared/engine/backend.js';
 import { EPSILON_STEP, flipDistances, type BatchLabeler } from '../shared/boundary.js';
 import { isMain, runMain } from '../shared/cli.js';
 import { adversarySplit, imagesTensor, IMAGE_SIZE, loadMnist, quantise, subset } from '../shared/mnist.js';
 import { fromLayers, labelImages, type Model } from '../shared/model.js';
 import { loadModel } from '../shared/model-io.js';
-import { latestCheckpoint } from '../adversary/run-folder.js';
+import { latestCheckpoint } from '../adversary/checkpoints.js';
+import { fileRunStore } from '../adversary/run-store.js';
 
 /** Every step k = 1..255 for every image: the first k whose label differs from the clean label. */
 function fullScan(model: Model, x: Float32Array, d: Float32Array, n: number, reference: Int32Array): (number | null)[] {
@@ -42,7 +43,7 @@ export async function main(argv: string[]): Promise<number> {
     .strict()
     .parseAsync();
   console.log(describeBackend(await initBackend()));
-  const checkpoint = await latestCheckpoint(a.run);
+  const checkpoint = await latestCheckpoint(fileRunStore(a.run));
   if (!checkpoint) throw new Error(`${a.run} has no substitute checkpoint`);
   const substitute = fromLayers(checkpoint.model);
   const victim = fromLayers((await loadModel(a['victim-model'])).model);

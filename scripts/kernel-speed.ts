@@ -7,7 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import os from 'node:os';
-import { prepareWasm, registerWasmKernels, wasmHelpersReady, wasmThreads } from '../shared/wasm-kernels.js';
+import { prepareWasm, registerWasmKernels, wasmHelpersReady, wasmThreads } from '../shared/engine/wasm-kernels.js';
 import { buildModel as buildArchitecture, checkArchitecture } from '../shared/architectures.js';
 
 const arg = (name: string, def: number): number => {

@@ -6,7 +6,10 @@
  *
  * Layers, bottom up: shared/ (imports no other folder), then victim/ and adversary/ (peers: neither
  * imports the other), then scripts/ (the lab: demo, bench, experiments), then test/. A file may import
- * its own folder and the layers below it. test/layers.test.ts enforces this and that there is no cycle.
+ * its own folder and the layers below it. Inside shared/, its sub-folders are its bottom: engine/ (backend
+ * and kernels), protocol/ (the API contract) and datasets/ each import only themselves and shared/'s two leaf
+ * helpers (errors, random), so each can be read, tested and replaced without the rest of shared/.
+ * test/layers.test.ts enforces this and that there is no cycle.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -16,6 +19,10 @@ import { isMain, runMain } from '../shared/cli.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const LAYERS: Record<string, number> = { shared: 0, victim: 1, adversary: 1, scripts: 2, test: 3 };
+
+/** shared/'s sub-folders (each its own part: no import of another part or of the rest of shared/, bar the leaves). */
+export const SHARED_PARTS = ['engine', 'protocol', 'datasets'];
+export const SHARED_LEAVES = ['shared/errors.ts', 'shared/random.ts'];
 
 /**
  * Imports allowed to break the layers, each with the reason beside it. Empty: keep it that way, and move a
@@ -75,6 +82,11 @@ export function violations(graph: Graph, allowed = ALLOWED): Violation[] {
   for (const [from, deps] of graph) {
     for (const to of deps) {
       const [a, b] = [folder(from), folder(to)];
+      const part = a === 'shared' ? SHARED_PARTS.find((p) => from.startsWith(`shared/${p}/`)) : undefined;
+      if (part && b === 'shared' && !to.startsWith(`shared/${part}/`) && !SHARED_LEAVES.includes(to)) {
+        out.push({ from, to, why: `shared/${part}/ may import only itself and ${SHARED_LEAVES.join(', ')}` });
+        continue;
+      }
       if (a === b || !(a in LAYERS) || !(b in LAYERS)) continue;
       if (LAYERS[b] < LAYERS[a]) continue;
       if (allowed.some(([f, t]) => f === from && t === b)) continue;

@@ -5,7 +5,8 @@
  * and how long the store's own operations take per request (reservation, charge, Idempotency-Key
  * claim and record) on the same Redis under the same load.
  *
- *   npx tsx scripts/replica-load.ts [--model DIR] [--replicas 3] [--requests 400] [--json FILE]
+ *   npx tsx scripts/replica-load.ts [--model DIR] [--replicas 3] [--requests 400] [--detector prada]
+ *     [--setups files redis replicas store] [--json FILE]
  *
  * Starts its own redis-server (AOF, fsync always) on a free loopback port in a temporary folder.
  */
@@ -35,7 +36,7 @@ export interface LoadCell {
   p99Ms: number;
 }
 
-function post(agent: Agent, url: URL, body: Uint8Array, key: string): Promise<void> {
+function post(agent: Agent, url: URL, body: Uint8Array, key: string, retried = false): Promise<void> {
   return new Promise((resolve, reject) => {
     const req = request(
       {
@@ -51,7 +52,12 @@ function post(agent: Agent, url: URL, body: Uint8Array, key: string): Promise<vo
         res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`HTTP ${res.statusCode}`))));
       },
     );
-    req.on('error', reject);
+    req.on('error', (e: NodeJS.ErrnoException) => {
+      // A kept-alive socket the victim closed just as it was reused (its keep-alive timeout): send
+      // again, once, on a fresh one — the Idempotency-Key makes that safe (Node's documented remedy).
+      if (req.reusedSocket && e.code === 'ECONNRESET' && !retried) post(agent, url, body, key, true).then(resolve, reject);
+      else reject(e);
+    });
     req.end(body);
   });
 }
@@ -94,7 +100,8 @@ async function storeLatency(url: string, requests: number): Promise<{ p50Ms: num
         const t = performance.now();
         const claim = await idem.replayOrClaim(who.id, randomUUID(), 'x'.repeat(64));
         const r = await store.reserve(who, BATCH);
-        await Promise.all([store.commit(r), 'ticket' in claim ? idem.finish(claim.ticket, labels) : undefined]);
+        // The charge and the Idempotency-Key record in one script, as the victim does.
+        await ('ticket' in claim ? store.commitWithRecord(r, idem.recordFor(claim.ticket, labels)) : store.commit(r));
         times.push(performance.now() - t);
       }
     }),
@@ -109,6 +116,8 @@ export async function main(argv: string[]): Promise<number> {
       model: { type: 'string', default: 'models/victim', describe: 'victim model folder' },
       replicas: { type: 'number', default: 3, describe: 'replicas in the last setup' },
       requests: { type: 'number', default: 400, describe: 'timed requests (of 100 images) per setup' },
+      detector: { type: 'string', array: true, default: ['none'], choices: ['none', 'prada', 'blacklight'], describe: 'extraction detectors on every victim (with the store: their state shared in Redis)' },
+      setups: { type: 'string', array: true, default: ['files', 'redis', 'replicas', 'store'], choices: ['files', 'redis', 'replicas', 'store'], describe: 'which setups to measure: 1 replica on files, 1 on Redis, --replicas on Redis, the store operations alone' },
       json: { type: 'string', describe: 'also write the figures to this file' },
     })
     .strict()
@@ -129,22 +138,33 @@ export async function main(argv: string[]): Promise<number> {
   };
   const cells: LoadCell[] = [];
   try {
-    const files = await victim(['--ledger', join(dir, 'ledger.jsonl'), '--audit-log', join(dir, 'audit.jsonl')]);
-    cells.push(await measure('files', [files], pixels, a.requests));
-    await stopAll();
-    const one = await victim(['--store', redis.url, '--replica-id', 'solo', '--audit-log', join(dir, 'audit-solo.jsonl')]);
-    cells.push(await measure('redis', [one], pixels, a.requests));
-    await stopAll();
-    const urls = await Promise.all(Array.from({ length: a.replicas }, (_, i) => victim(['--store', redis.url, '--replica-id', `r${i}`, '--audit-log', join(dir, `audit-r${i}.jsonl`)])));
-    cells.push(await measure('redis', urls, pixels, a.requests));
-    const store = await storeLatency(redis.url, a.requests);
-    for (const c of cells) console.log(`${c.replicas} replica(s) on ${c.setup}: ${c.imagesPerSecond} labels/s, p50 ${c.p50Ms.toFixed(1)} ms, p99 ${c.p99Ms.toFixed(1)} ms`);
-    const redisOne = cells[1];
-    console.log(
-      `store operations per request (reserve + charge + Idempotency-Key claim + record, 8 at a time): p50 ${store.p50Ms.toFixed(2)} ms, p99 ${store.p99Ms.toFixed(2)} ms` +
-        ` = ${((100 * store.p50Ms) / redisOne.p50Ms).toFixed(1)} % of a request's p50 on one Redis replica`,
-    );
-    if (a.json) writeFileSync(a.json, JSON.stringify({ date: new Date().toISOString(), clients: CLIENTS, batch: BATCH, cells, store }, null, 2) + '\n');
+    const want = new Set(a.setups);
+    const detector = a.detector.some((d) => d !== 'none') ? ['--detector', ...a.detector.filter((d) => d !== 'none')] : [];
+    if (want.has('files')) {
+      const files = await victim(['--ledger', join(dir, 'ledger.jsonl'), '--audit-log', join(dir, 'audit.jsonl'), ...detector]);
+      cells.push(await measure('files', [files], pixels, a.requests));
+      await stopAll();
+    }
+    if (want.has('redis')) {
+      const one = await victim(['--store', redis.url, '--replica-id', 'solo', '--audit-log', join(dir, 'audit-solo.jsonl'), ...detector]);
+      cells.push(await measure('redis', [one], pixels, a.requests));
+      await stopAll();
+    }
+    if (want.has('replicas')) {
+      const urls = await Promise.all(Array.from({ length: a.replicas }, (_, i) => victim(['--store', redis.url, '--replica-id', `r${i}`, '--audit-log', join(dir, `audit-r${i}.jsonl`), ...detector])));
+      cells.push(await measure('redis', urls, pixels, a.requests));
+      await stopAll();
+    }
+    for (const c of cells) console.log(`${c.replicas} replica(s) on ${c.setup}${detector.length ? ` (${detector.slice(1).join('+')})` : ''}: ${c.imagesPerSecond} labels/s, p50 ${c.p50Ms.toFixed(1)} ms, p99 ${c.p99Ms.toFixed(1)} ms`);
+    const store = want.has('store') ? await storeLatency(redis.url, a.requests) : undefined;
+    const redisOne = cells.find((c) => c.setup === 'redis' && c.replicas === 1);
+    if (store) {
+      console.log(
+        `store operations per request (reserve + charge with its Idempotency-Key record + claim, 8 at a time): p50 ${store.p50Ms.toFixed(2)} ms, p99 ${store.p99Ms.toFixed(2)} ms` +
+          (redisOne ? ` = ${((100 * store.p50Ms) / redisOne.p50Ms).toFixed(1)} % of a request's p50 on one Redis replica` : ''),
+      );
+    }
+    if (a.json) writeFileSync(a.json, JSON.stringify({ date: new Date().toISOString(), clients: CLIENTS, batch: BATCH, detector: a.detector, cells, store }, null, 2) + '\n');
     return 0;
   } finally {
     await stopAll();

@@ -11,7 +11,8 @@ import { fromLayers, labelImages } from '../shared/model.js';
 import { resolveConfig, type CampaignConfig, type CampaignInput } from '../adversary/config.js';
 import { trainMembers } from '../adversary/ensemble.js';
 import type { CountingOracle } from '../adversary/oracle-core.js';
-import { latestCheckpoint, roundRecords, saveCheckpoint } from '../adversary/run-folder.js';
+import { latestCheckpoint, roundRecords, saveCheckpoint } from '../adversary/checkpoints.js';
+import { fileRunStore } from '../adversary/run-store.js';
 import { trainSubstitute } from '../adversary/substitute.js';
 import { sweep } from '../adversary/transfer.js';
 
@@ -39,7 +40,7 @@ export async function trainedSubstitutes(settings: CampaignInput, dir: string, o
   const seedSet = subset(test, split.seedSet);
   const evalSet = subset(test, split.evalSet);
   const cleanVictim = await oracle.label(evalSet.images, evalSet.count, 'measurement');
-  const resumed = await latestCheckpoint(dir);
+  const resumed = await latestCheckpoint(fileRunStore(dir));
   const phases = { training: 0, augmentation: 0, labelling: 0 };
   const t0 = performance.now();
   let first: { model: tf.LayersModel; images: Float32Array; labels: Int32Array };
@@ -56,19 +57,19 @@ export async function trainedSubstitutes(settings: CampaignInput, dir: string, o
       attackQueries: () => oracle.counts().attack + oracle.priorCounts().attack,
       evaluation: { images: evalSet.images, truth: evalSet.labels, victim: cleanVictim },
       start,
-      checkpoint: (c) => saveCheckpoint(dir, c, String([config.substitute].flat()[0]), 'mnist'),
+      checkpoint: (c) => saveCheckpoint(fileRunStore(dir), c, String([config.substitute].flat()[0]), 'mnist'),
       onRound: (r) => log(`  round ${r.round}: ${r.substituteSize} points, agreement ${(100 * r.agreement).toFixed(1)}%, ${r.trainSeconds.toFixed(1)} s`),
       phases,
     });
   }
-  const records = roundRecords(dir);
+  const records = roundRecords(fileRunStore(dir));
   // Rounds taken from a longer run end with the points its next round paid for: keep those trained on.
   const labelled = records.at(-1)?.substituteSize ?? first.labels.length;
   const images = first.images.subarray(0, labelled * IMAGE_SIZE);
   const labels = first.labels.subarray(0, labelled);
   const members = await trainMembers({
     config,
-    runDir: dir,
+    store: fileRunStore(dir),
     images,
     labels,
     roundSizes: records.map((r) => r.substituteSize),

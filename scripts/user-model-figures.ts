@@ -14,7 +14,7 @@ import { join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import * as ort from 'onnxruntime-node';
 import yargs from 'yargs';
-import { describeBackend, initBackend } from '../shared/backend.js';
+import { describeBackend, initBackend } from '../shared/engine/backend.js';
 import { isMain, runMain } from '../shared/cli.js';
 import { loadLayersFolder } from '../shared/layers-folder.js';
 import { IMAGE_SIZE, loadMnist } from '../shared/mnist.js';

@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import yargs from 'yargs';
-import { backendInfo, describeBackend, initBackend } from '../shared/backend.js';
+import { backendInfo, describeBackend, initBackend } from '../shared/engine/backend.js';
 import { isMain, runMain } from '../shared/cli.js';
 import { fromLayers, predictLabels } from '../shared/model.js';
 import { hasModel, loadModel, readMetadata } from '../shared/model-io.js';

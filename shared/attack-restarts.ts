@@ -20,6 +20,8 @@ export interface RestartOptions extends AttackOptions {
   restarts?: number;
   /** Applied to each run's in-bounds images before judging them (default: none). */
   finish?: (images: Float32Array) => Float32Array;
+  /** After each run: how many images no run has fooled yet (a long evaluation reports its progress). */
+  onRun?: (run: number, standing: number) => void;
 }
 
 export interface RestartResult extends AttackResult {
@@ -74,6 +76,7 @@ export function pgdWithRestarts(model: Model, x: tf.Tensor4D, labels: Int32Array
       bestAdv.set(adv.subarray(k * size, (k + 1) * size), i * size);
       if (scores[k] > 0) fooledBy[i] = r;
     });
+    opts.onRun?.(r + 1, fooledBy.reduce((s, f) => s + (f < 0 ? 1 : 0), 0));
   }
   const shape = x.shape;
   return { raw: tf.tensor4d(bestRaw, shape), clipped: tf.tensor4d(bestAdv, shape), fooledBy, runs };

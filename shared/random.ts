@@ -16,9 +16,26 @@ export function createRng(seed: number): Rng {
   };
 }
 
-/** Replace Math.random with a seeded generator (TF.js weight init, dropout). Call once at start-up. */
-export function seedGlobalRandom(seed: number): void {
-  Math.random = createRng(seed ^ 0x5bd1e995);
+let globalDraws = 0;
+
+/**
+ * Replace Math.random with a seeded generator (TF.js weight init, dropout). Call once at start-up.
+ * `skip` fast-forwards past that many draws, so an interrupted run resumes on the exact stream it
+ * was on (globalRandomDraws() says how far that was).
+ */
+export function seedGlobalRandom(seed: number, skip = 0): void {
+  const rng = createRng(seed ^ 0x5bd1e995);
+  for (let i = 0; i < skip; i++) rng();
+  globalDraws = skip;
+  Math.random = () => {
+    globalDraws++;
+    return rng();
+  };
+}
+
+/** Draws taken from the seeded Math.random since seedGlobalRandom. */
+export function globalRandomDraws(): number {
+  return globalDraws;
 }
 
 /** Fisher–Yates permutation of 0..n-1. */

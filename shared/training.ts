@@ -41,6 +41,27 @@ export interface TrainOptions {
   afterBatch?: (info: BatchInfo & { progress: number }) => 'stop' | void;
   /** With transformBatch: measure clean accuracy on every Nth batch too (an extra forward pass; default 10). */
   cleanEvery?: number;
+  /**
+   * Continue an interrupted run: training starts at `position` with `optimizer` (restored from the
+   * checkpoint), and the shuffle and shift streams are replayed up to there, so the run goes on exactly
+   * as it would have. The caller restores the model's weights and the global random stream.
+   */
+  resume?: { position: TrainPosition; optimizer: tf.Optimizer };
+  /** After afterBatch, at the batches `at` names (1-based within the epoch): hand over what a resume needs. */
+  checkpoint?: { at: (batch: number, batches: number) => boolean; save: (position: TrainPosition, optimizer: tf.Optimizer) => void };
+}
+
+/** Where a run stands between two steps: all a resume needs besides weights and optimizer. */
+export interface TrainPosition {
+  /** The epoch under way (0-based) and how many of its batches are trained. */
+  epoch: number;
+  batch: number;
+  /** That epoch's running sums, so its means come out as in an uninterrupted run. */
+  sums: { loss: number; correct: number; seen: number; cleanHits: number; cleanSeen: number };
+  /** Training time before this position (the resumed run adds its own). */
+  elapsedSeconds: number;
+  /** The last finished epoch's summary (when the position is at an epoch's start). */
+  summary: TrainSummary;
 }
 
 export interface BatchInfo {
@@ -79,7 +100,8 @@ export function trainClassifier(
   if (images.length < count * px) {
     throw new TransferlabError('invalid_training_data', `${images.length} pixel values for ${count} images of ${height}×${width}×${channels}`);
   }
-  const optimizer = tf.train.adam(opts.learningRate);
+  const optimizer = opts.resume?.optimizer ?? tf.train.adam(opts.learningRate);
+  const from = opts.resume?.position;
   const rng = createRng(opts.seed);
   // Its own stream, so turning shifts on or off leaves the shuffles unchanged.
   const shiftRng = createRng(opts.seed + 0x5eed);
@@ -93,21 +115,29 @@ export function trainClassifier(
   const batches = Math.ceil(count / opts.batchSize);
   const xBuf = new Float32Array(opts.batchSize * px);
   const yBuf = new Int32Array(opts.batchSize);
-  const started = performance.now();
-  let summary: TrainSummary = { epochs: 0, loss: NaN, accuracy: NaN, stoppedEarly: false, imagesPerSecond: 0, durationSeconds: 0 };
+  const started = performance.now() - (from?.elapsedSeconds ?? 0) * 1000;
+  let summary: TrainSummary = from?.summary ?? { epochs: 0, loss: NaN, accuracy: NaN, stoppedEarly: false, imagesPerSecond: 0, durationSeconds: 0 };
+  // Replay the streams of the epochs (and batches) already trained: each epoch draws one shuffle, each batch two shifts.
+  for (let e = 0; e < (from?.epoch ?? 0); e++) {
+    permutation(count, rng);
+    if (shift) for (let k = 0; k < 2 * batches; k++) shiftRng();
+  }
   const cleanEvery = opts.cleanEvery ?? 10;
   // The optimizer reads its rate on every update, so a schedule can move it between steps.
   const rate = optimizer as unknown as { learningRate: number };
   let stop = false;
-  for (let epoch = 0; epoch < opts.epochs && !stop; epoch++) {
+  for (let epoch = from?.epoch ?? 0; epoch < opts.epochs && !stop; epoch++) {
     const order = permutation(count, rng);
+    const resumed = from && epoch === from.epoch ? from : null;
+    if (resumed && shift) for (let k = 0; k < 2 * resumed.batch; k++) shiftRng();
     const epochStart = performance.now();
-    let lossSum = 0;
-    let correct = 0;
-    let seen = 0;
-    let cleanHits = 0;
-    let cleanSeen = 0;
-    let b = 0;
+    let lossSum = resumed?.sums.loss ?? 0;
+    let correct = resumed?.sums.correct ?? 0;
+    let seen = resumed?.sums.seen ?? 0;
+    let cleanHits = resumed?.sums.cleanHits ?? 0;
+    let cleanSeen = resumed?.sums.cleanSeen ?? 0;
+    let b = resumed?.batch ?? 0;
+    const firstBatch = b;
     for (; b < batches && !stop; b++) {
       if (opts.schedule) rate.learningRate = opts.schedule((epoch + (b + 1) / batches) / opts.epochs);
       const size = Math.min(opts.batchSize, count - b * opts.batchSize);
@@ -150,6 +180,10 @@ export function trainClassifier(
       const info: BatchInfo = { epoch, batch: b + 1, batches, loss: lossSum / seen, accuracy: correct / seen, ...(cleanSeen ? { cleanAccuracy: cleanHits / cleanSeen } : {}) };
       opts.onBatchEnd?.(info);
       if (opts.afterBatch?.({ ...info, progress: (epoch + (b + 1) / batches) / opts.epochs }) === 'stop') stop = true;
+      if (!stop && b + 1 < batches && opts.checkpoint?.at(b + 1, batches)) {
+        const sums = { loss: lossSum, correct, seen, cleanHits, cleanSeen };
+        opts.checkpoint.save({ epoch, batch: b + 1, sums, elapsedSeconds: (performance.now() - started) / 1000, summary }, optimizer);
+      }
     }
     const seconds = (performance.now() - epochStart) / 1000;
     summary = {
@@ -157,10 +191,15 @@ export function trainClassifier(
       loss: lossSum / seen,
       accuracy: correct / seen,
       stoppedEarly: stop,
-      imagesPerSecond: Math.min(count, b * opts.batchSize) / seconds,
+      imagesPerSecond: (Math.min(count, b * opts.batchSize) - firstBatch * opts.batchSize) / seconds,
       durationSeconds: (performance.now() - started) / 1000,
     };
     opts.onEpochEnd?.({ epoch, loss: summary.loss, accuracy: summary.accuracy, imagesPerSecond: summary.imagesPerSecond });
+    // An epoch's end is saved as the next one's start (after onEpochEnd, which the edge prints).
+    if (!stop && epoch + 1 < opts.epochs && opts.checkpoint?.at(batches, batches)) {
+      const sums = { loss: 0, correct: 0, seen: 0, cleanHits: 0, cleanSeen: 0 };
+      opts.checkpoint.save({ epoch: epoch + 1, batch: 0, sums, elapsedSeconds: (performance.now() - started) / 1000, summary }, optimizer);
+    }
   }
   optimizer.dispose();
   return summary;

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { jacobianStep } from '../adversary/augmentation.js';
 import { ARCHITECTURES, buildModel } from '../shared/architectures.js';
-import { initBackend } from '../shared/backend.js';
+import { initBackend } from '../shared/engine/backend.js';
 import { flipDistances, planeGrid } from '../shared/boundary.js';
 import { fromLayers, labelImages } from '../shared/model.js';
 import { createRng, seedGlobalRandom, uniformSigned } from '../shared/random.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { initBackend } from '../shared/backend.js';
+import { initBackend } from '../shared/engine/backend.js';
 import { runBench } from '../scripts/bench.js';
 import { ensureTestVictim } from './fixtures.js';
 

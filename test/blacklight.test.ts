@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runQueryAttackCommand } from '../adversary/query-attack-command.js';
-import { initBackend } from '../shared/backend.js';
+import { initBackend } from '../shared/engine/backend.js';
 import { IMAGE_SIZE, loadMnist } from '../shared/mnist.js';
 import { createRng, permutation } from '../shared/random.js';
 import { BlacklightDetector } from '../victim/blacklight.js';

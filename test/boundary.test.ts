@@ -1,13 +1,12 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { PNG } from 'pngjs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { measureBoundary } from '../adversary/boundary-run.js';
 import { resolveConfig } from '../adversary/config.js';
 import type { LabelOracle, QueryCounts } from '../adversary/oracle.js';
-import { chooseRows, pickEpsilons, writeBoundaryMap, writeImageGrids } from '../adversary/pictures.js';
+import { boundaryMapPng, chooseRows, pickEpsilons } from '../adversary/pictures.js';
+import { writeBoundaryMaps, writeImageGrids } from '../adversary/run-pictures.js';
+import { memoryRunStore } from '../adversary/run-store.js';
 import { CLASS_COLOURS } from '../adversary/raster.js';
 import { flipDistances, orthogonalSignDirection, planeGrid, type BatchLabeler } from '../shared/boundary.js';
 import { boundaryGap, distanceSummary, quantile } from '../shared/metrics.js';
@@ -166,20 +165,19 @@ describe('boundary statistics', () => {
 });
 
 describe('pictures and the boundary run', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'transferlab-boundary-'));
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const store = memoryRunStore('boundary');
   beforeAll(async () => {
     await tf.setBackend('cpu');
   });
 
-  it('writes a decodable boundary map of the documented size with class colours in the panels', () => {
+  it('draws a decodable boundary map of the documented size with class colours in the panels', () => {
     const size = 33;
     const labels = Array.from({ length: size * size }, (_, i) => i % 10);
-    const rel = writeBoundaryMap(dir, 'map.png', {
+    const drawn = boundaryMapPng({
       image: randomImages(1, 5), shape: [28, 28, 1], classes: 10, index: 0, trueLabel: 3, substituteLabel: 3, victimLabel: 3,
       size, extent: 0.5, substitute: labels, victim: labels.map((l) => (l + 1) % 10), agreement: 0, queries: size * size,
     });
-    const png = PNG.sync.read(readFileSync(join(dir, rel)));
+    const png = PNG.sync.read(Buffer.from(drawn));
     expect([png.width, png.height]).toEqual([734, 297]);
     // Top-left cell of the substitute panel (x = 10 + 84 + 12, y = 30) holds label 0's colour.
     const o = (31 * png.width + 107) * 4;
@@ -192,7 +190,7 @@ describe('pictures and the boundary run', () => {
     const epsilons = [0.05, 0.1, 0.2, 0.3, 0.5];
     const advs = epsilons.map((_, k) => randomImages(n, 10 + k));
     const victimLabels = epsilons.map((_, k) => labels.map((l) => (l + k) % 10));
-    const paths = writeImageGrids(dir, {
+    const paths = writeImageGrids(store, {
       evalSet: { images: randomImages(n, 6), pixels: new Uint8Array(n * P), labels, count: n, shape: [28, 28, 1] },
       classes: 10,
       outcome: {
@@ -209,7 +207,7 @@ describe('pictures and the boundary run', () => {
     });
     expect(paths).toEqual(['images/grid-untargeted.png', 'images/grid-targeted.png']);
     for (const p of paths) {
-      const png = PNG.sync.read(readFileSync(join(dir, p)));
+      const png = PNG.sync.read(Buffer.from(store.read(p)!));
       expect([png.width, png.height]).toEqual([444, 1233]);
     }
     expect(pickEpsilons(epsilons, [0.1, 0.2, 0.3])).toEqual([1, 2, 3]);
@@ -244,7 +242,7 @@ describe('pictures and the boundary run', () => {
     const substituteClean = predictLabels(substitute, x);
     const config = resolveConfig({ boundary: { images: 10, maps: 2, grid: 9, extent: 0.5, rays: { images: 4, queries: 50 } } });
     const logs: string[] = [];
-    const r = await measureBoundary({ config, runDir: dir, substitute, evalSet, classNames: Array.from({ length: 10 }, (_, i) => String(i)), cleanVictim, substituteClean, oracle, log: (l) => logs.push(l) });
+    const r = await measureBoundary({ config, substitute, evalSet, classNames: Array.from({ length: 10 }, (_, i) => String(i)), cleanVictim, substituteClean, oracle, log: (l) => logs.push(l) });
     expect(r.images).toBe(10);
     expect(r.substituteDistances).toHaveLength(10);
     expect(r.queries.distances + r.queries.maps + (r.queries.nearest ?? 0)).toBe(counts.measurement);
@@ -255,7 +253,13 @@ describe('pictures and the boundary run', () => {
     expect(r.queries.nearest).toBeGreaterThan(0);
     expect(r.queries.nearest).toBeLessThanOrEqual(4 * 50);
     expect(r.nearest!.adbd.victim).toHaveLength(10);
-    expect(r.maps.map((m) => m.image)).toEqual(['images/boundary-map-1.png', 'images/boundary-map-2.png']);
+    // Measuring draws nothing; the report step files each map's picture in the run store.
+    const run = memoryRunStore('measured');
+    const drawn = writeBoundaryMaps(run, r, evalSet, 10);
+    expect(run.files()).toEqual(['images/boundary-map-1.png', 'images/boundary-map-2.png']);
+    expect(drawn.maps.map((m) => m.image)).toEqual(['images/boundary-map-1.png', 'images/boundary-map-2.png']);
+    expect(drawn.maps.map((m) => m.caption)).toEqual(r.maps.map((m) => m.caption));
+    for (const m of drawn.maps) expect(PNG.sync.read(Buffer.from(run.read(m.image)!)).width).toBeGreaterThan(0);
     expect(r.maps[0].victimLabels).toHaveLength(81);
     expect(r.stats.substitute.images).toBe(10);
     expect(logs.length).toBeGreaterThanOrEqual(3);

@@ -1,20 +1,23 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import axios from 'axios';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initBackend } from '../shared/backend.js';
+import { initBackend } from '../shared/engine/backend.js';
 import { runCampaign } from '../adversary/campaign.js';
 import { resolveConfig, type CampaignInput } from '../adversary/config.js';
 import { createHttpOracle } from '../adversary/oracle-client.js';
 import type { CampaignResults } from '../adversary/results.js';
+import { memoryRunStore } from '../adversary/run-store.js';
+import { ANSWER_CACHE_FILE } from '../adversary/answer-cache.js';
 import { NODE_TS, spawnVictim, ROOT, type VictimProcess } from '../victim/spawn.js';
 import { ensureTestVictim } from './fixtures.js';
 
 /**
  * The attack end to end against a REAL victim process on loopback: a short campaign, then the
- * same campaign killed mid-run and resumed, checked against the victim's own query count.
+ * same campaign killed mid-run and resumed, checked against the victim's own query count; and
+ * the same campaign again in a run store in memory, which must give what the run folder holds.
  */
 const SMALL: CampaignInput = {
   seed: 3,
@@ -29,7 +32,14 @@ const SMALL: CampaignInput = {
 const KEYS = [
   { id: 'straight', key: 'k-straight-0123456789', budget: 20_000 },
   { id: 'resumed', key: 'k-resumed-0123456789', budget: 20_000 },
+  { id: 'memory', key: 'k-memory-01234567890', budget: 20_000 },
 ];
+
+/** Every file under a folder, relative to it, sorted. */
+const filesUnder = (root: string, prefix = ''): string[] =>
+  readdirSync(join(root, prefix), { withFileTypes: true })
+    .flatMap((e) => (e.isDirectory() ? filesUnder(root, `${prefix}${e.name}/`) : [`${prefix}${e.name}`]))
+    .sort();
 
 let victim: VictimProcess;
 let dir: string;
@@ -127,5 +137,27 @@ describe('black-box campaign against a real victim process', () => {
     expect(results.queries.attack).toBe(straight.queries.attack);
     expect(results.queries.measurement).toBe(straight.queries.measurement);
     expect(await victimCount(KEYS[1].key)).toBe(results.queries.attack + results.queries.measurement);
+  });
+
+  it('runs in a store in memory with the results, files and paid answers of the run folder, and writes no file', async () => {
+    const before = filesUnder(dir);
+    const store = memoryRunStore('memory');
+    const oracle = await createHttpOracle({ url: victim.url, apiKey: KEYS[2].key, store });
+    const r = await runCampaign(resolveConfig({ ...SMALL, victim: victim.url }), store, oracle, { log: () => {} });
+    await oracle.close();
+
+    const seconds = { trainSeconds: expect.any(Number), augmentSeconds: expect.any(Number) };
+    expect(r.rounds).toEqual(straight.rounds.map((x) => ({ ...x, ...seconds })));
+    for (const key of ['queries', 'epsilons', 'perClass', 'boundary', 'images', 'victimCleanAccuracy', 'agreement'] as const) expect(r[key]).toEqual(straight[key]);
+    // The run folder's files, the oracle's answer cache, ledger and id included, and the same answers paid for.
+    const folder = join(dir, 'straight');
+    expect(store.files()).toEqual(filesUnder(folder));
+    const answers = (b: Uint8Array | Buffer) => new TextDecoder().decode(b).trim().split('\n').map((l) => JSON.parse(l) as unknown).sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)));
+    expect(answers(store.read(ANSWER_CACHE_FILE)!)).toEqual(answers(readFileSync(join(folder, ANSWER_CACHE_FILE))));
+    for (const f of ['results.csv', ...r.images!.grids, ...r.images!.maps]) expect(Buffer.from(store.read(f)!).equals(readFileSync(join(folder, f)))).toBe(true);
+    // Nothing was written outside the store (the victim's own logs aside).
+    const victimLogs = ['audit.jsonl', 'ledger.jsonl'];
+    expect(filesUnder(dir).filter((f) => !victimLogs.includes(f))).toEqual(before.filter((f) => !victimLogs.includes(f)));
+    expect(await victimCount(KEYS[2].key)).toBe(r.queries.attack + r.queries.measurement);
   });
 });

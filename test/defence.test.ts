@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildModel } from '../shared/architectures.js';
-import { initBackend } from '../shared/backend.js';
+import { initBackend } from '../shared/engine/backend.js';
 import { readMetadata } from '../shared/model-io.js';
 import { adversarialTraining, defenceFromArgs } from '../victim/defence.js';
 import { main as evaluateMain } from '../scripts/lab/evaluate-cli.js';

@@ -7,7 +7,7 @@ import { runCampaign } from '../adversary/campaign.js';
 import { stoppedMessage } from '../adversary/commands.js';
 import { resolveConfig } from '../adversary/config.js';
 import { createHttpOracle } from '../adversary/oracle-client.js';
-import { initBackend } from '../shared/backend.js';
+import { initBackend } from '../shared/engine/backend.js';
 import type { TransferlabError } from '../shared/errors.js';
 import { IMAGE_SIZE, imagesTensor, loadMnist } from '../shared/mnist.js';
 import { fromLayers, predictLabels } from '../shared/model.js';

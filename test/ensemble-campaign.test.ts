@@ -1,13 +1,14 @@
+import http from 'node:http';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import axios from 'axios';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initBackend } from '../shared/backend.js';
+import { initBackend } from '../shared/engine/backend.js';
 import { runCampaign } from '../adversary/campaign.js';
 import { resolveConfig, type CampaignInput } from '../adversary/config.js';
 import { main } from '../adversary/cli.js';
-import { memberDir } from '../adversary/ensemble.js';
+import { memberPath } from '../adversary/checkpoints.js';
 import { createHttpOracle } from '../adversary/oracle-client.js';
 import type { CampaignResults } from '../adversary/results.js';
 import { spawnVictim, type VictimProcess } from '../victim/spawn.js';
@@ -36,9 +37,13 @@ const KEY = { id: 'ens', key: 'k-ensemble-0123456789', budget: 20_000 };
 let victim: VictimProcess;
 let dir: string;
 
+/**
+ * A fresh connection per probe: a kept-alive socket left idle while a slow campaign runs in this process
+ * is closed by the victim (keepAliveTimeout 5 s), and reusing it as the close arrives hangs up.
+ */
 async function victimCount(): Promise<number> {
   const image = Array.from({ length: 784 }, (_, i) => ((i * 41) % 255) / 255);
-  const res = await axios.post(`${victim.url}/v1/label`, { inputs: [image] }, { headers: { Authorization: `Bearer ${KEY.key}` } });
+  const res = await axios.post(`${victim.url}/v1/label`, { inputs: [image] }, { headers: { Authorization: `Bearer ${KEY.key}` }, httpAgent: new http.Agent({ keepAlive: false }) });
   return (res.data as { budget: { used: number } }).budget.used - 1;
 }
 
@@ -80,7 +85,7 @@ describe('a substitute ensemble campaign over HTTP', () => {
     // A second initialisation fitted to the same 160 labels: it learnt them (well above chance), differently.
     expect(ensemble.ensemble?.members[0].agreement).toBeGreaterThan(0.4);
     expect(ensemble.ensemble?.members[0].agreement).not.toBe(single.agreement);
-    expect(existsSync(join(memberDir(out, 2), 'model.json'))).toBe(true);
+    expect(existsSync(join(out, memberPath(2), 'model.json'))).toBe(true);
     const point = ensemble.epsilons.find((p) => p.mode === 'untargeted');
     expect(point?.meanL2).toBeGreaterThan(0);
     // An L∞ ε of 0.3 bounds the L2 norm of a 784-pixel perturbation by 0.3·√784 = 8.4.

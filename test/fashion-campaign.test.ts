@@ -7,7 +7,7 @@ import { resolveConfig } from '../adversary/config.js';
 import { createHttpOracle } from '../adversary/oracle-client.js';
 import { writeReport } from '../adversary/report.js';
 import type { CampaignResults } from '../adversary/results.js';
-import { initBackend } from '../shared/backend.js';
+import { initBackend } from '../shared/engine/backend.js';
 import { loadDataset } from '../shared/datasets/index.js';
 import { spawnVictim, type VictimProcess } from '../victim/spawn.js';
 import { evaluateModel } from '../scripts/lab/evaluate.js';

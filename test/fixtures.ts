@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { initBackend } from '../shared/backend.js';
+import { initBackend } from '../shared/engine/backend.js';
 import { hasModel } from '../shared/model-io.js';
 import { tryPidLock } from '../shared/pid-lock.js';
 import { trainVictim, type VictimTrainConfig } from '../victim/train.js';

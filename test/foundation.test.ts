@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ARCHITECTURES, buildModel } from '../shared/architectures.js';
-import { initBackend } from '../shared/backend.js';
+import { initBackend } from '../shared/engine/backend.js';
 import { adversarySplit, loadMnist, mnistDir } from '../shared/mnist.js';
 import { loadModel } from '../shared/model-io.js';
 import { seedGlobalRandom } from '../shared/random.js';

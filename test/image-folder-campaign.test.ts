@@ -6,7 +6,7 @@ import axios from 'axios';
 import { PNG } from 'pngjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CampaignResults } from '../adversary/results.js';
-import { initBackend } from '../shared/backend.js';
+import { initBackend } from '../shared/engine/backend.js';
 import { NODE_TS, ROOT, spawnVictim, type VictimProcess } from '../victim/spawn.js';
 import { trainVictim } from '../victim/train.js';
 import { SHAPE_CLASSES, writeShapesTree } from './shapes-tree.js';

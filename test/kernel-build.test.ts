@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { staleKernels } from '../scripts/build-kernels.js';
-import { KERNEL_MODULES, KERNEL_NAMES, PARAMS, kernelBinary, kernelCall, type KernelArgs } from '../shared/wasm-modules.js';
+import { KERNEL_MODULES, KERNEL_NAMES, PARAMS, kernelBinary, kernelCall, type KernelArgs } from '../shared/engine/wasm-modules.js';
 
 /** Exported function name -> its parameter names, read from a .wat file's text. */
 function declared(file: string): Map<string, string[]> {
@@ -24,7 +24,7 @@ describe('kernel build', () => {
 
   it('the callers name each parameter as the .wat declares it, and every export is known', () => {
     const all = new Map<string, string[]>();
-    for (const m of KERNEL_MODULES) for (const [k, v] of declared(`shared/kernels/${m}.wat`)) all.set(k, v);
+    for (const m of KERNEL_MODULES) for (const [k, v] of declared(`shared/engine/kernels/${m}.wat`)) all.set(k, v);
     expect([...all.keys()].sort()).toEqual([...KERNEL_NAMES].sort());
     for (const name of KERNEL_NAMES) expect(all.get(name), name).toEqual([...PARAMS[name]]);
   });

@@ -1,12 +1,12 @@
 /**
- * Every kernel shared/wasm-kernels.ts registers for `wasm` is checked against the `cpu` backend on
+ * Every kernel shared/engine/wasm-kernels.ts registers for `wasm` is checked against the `cpu` backend on
  * random inputs, plus whole training steps (loss, gradients, Adam update) of a small CNN and an MLP.
  */
 import os from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { prepareWasm, registerWasmKernels, wasmThreads } from '../shared/wasm-kernels.js';
-import { poolFor, poolReady, useHelperThread } from '../shared/wasm-pool.js';
+import { prepareWasm, registerWasmKernels, wasmThreads } from '../shared/engine/wasm-kernels.js';
+import { poolFor, poolReady, useHelperThread } from '../shared/engine/wasm-pool.js';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { uniformSigned } from '../shared/random.js';
 

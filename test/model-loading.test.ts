@@ -5,7 +5,7 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { saveKerasLayout } from '../scripts/keras-layout.js';
 import { encodeModel, floatTensor, layersToOnnx, valueInfo } from '../scripts/onnx-export.js';
-import { initBackend } from '../shared/backend.js';
+import { initBackend } from '../shared/engine/backend.js';
 import { saveModel } from '../shared/model-io.js';
 import { loadWhiteboxModel } from '../shared/whitebox-model.js';
 import { openServedModel, readClassNames } from '../victim/served-model.js';

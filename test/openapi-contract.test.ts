@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initBackend } from '../shared/backend.js';
+import { initBackend } from '../shared/engine/backend.js';
 import { IMAGE_SIZE, loadMnist } from '../shared/mnist.js';
 import { API_ERRORS, HEADERS, PATHS, type ApiErrorCode } from '../shared/protocol/index.js';
 import { ensureTestVictim } from './fixtures.js';

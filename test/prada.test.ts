@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { initBackend } from '../shared/backend.js';
+import { initBackend } from '../shared/engine/backend.js';
 import { adversarySplit, IMAGE_SIZE, loadMnist } from '../shared/mnist.js';
 import { fromLayers, type Model } from '../shared/model.js';
 import { loadModel } from '../shared/model-io.js';

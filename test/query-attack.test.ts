@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHttpOracle } from '../adversary/oracle-client.js';
 import { runQueryAttackCommand } from '../adversary/query-attack-command.js';
 import type { ImageRecord, QueryAttackResults } from '../adversary/query-attack-run.js';
-import { initBackend } from '../shared/backend.js';
+import { initBackend } from '../shared/engine/backend.js';
 import { ensureTestVictim } from './fixtures.js';
 import { ledgerTotal, startVictim, type TestVictim } from './victim-client.js';
 

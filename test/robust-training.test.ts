@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pgdWithRestarts } from '../shared/attack-restarts.js';
 import { pgd } from '../shared/attacks.js';
-import { initBackend } from '../shared/backend.js';
+import { initBackend } from '../shared/engine/backend.js';
 import { imagesTensor, loadMnist } from '../shared/mnist.js';
 import { loadModel, readMetadata } from '../shared/model-io.js';
 import { fromLayers, labelImages } from '../shared/model.js';

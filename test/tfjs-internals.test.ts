@@ -1,5 +1,5 @@
 /**
- * The project's wasm kernels reach into tfjs-backend-wasm beyond its public API (shared/wasm-threads.ts,
+ * The project's wasm kernels reach into tfjs-backend-wasm beyond its public API (shared/engine/wasm-threads.ts,
  * wasm-pool.ts). These checks fail, each with a message saying which workaround to revisit, when an
  * upgrade changes one of those internals; package.json pins the versions they were written against.
  */
@@ -10,9 +10,10 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { BUNDLE_REQUIRES } from '../shared/wasm-threads.js';
-import { prepareWasm, registerWasmKernels, wasmThreads } from '../shared/wasm-kernels.js';
-import { poolFor } from '../shared/wasm-pool.js';
+import { BUNDLE_REQUIRES } from '../shared/engine/wasm-threads.js';
+import { prepareWasm, registerWasmKernels, wasmThreads } from '../shared/engine/wasm-kernels.js';
+import { poolFor } from '../shared/engine/wasm-pool.js';
+import { restoreAdam, snapshotAdam } from '../shared/optimizer-state.js';
 
 const require = createRequire(import.meta.url);
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
@@ -41,7 +42,7 @@ describe('the tfjs packages the kernels rely on', () => {
 describe('tfjs-backend-wasm internals the workarounds depend on', () => {
   it('the Node bundle hoists exactly the require$$N names the pthread bootstrap defines', () => {
     const declared = Object.fromEntries([...BUNDLE.matchAll(/var (require\$\$\d+) = require\('([\w:/]+)'\);/g)].map((m) => [m[1], m[2]]));
-    expect(declared, 'the bundle\'s hoisted requires changed: update BUNDLE_REQUIRES in shared/wasm-threads.ts').toEqual(BUNDLE_REQUIRES);
+    expect(declared, 'the bundle\'s hoisted requires changed: update BUNDLE_REQUIRES in shared/engine/wasm-threads.ts').toEqual(BUNDLE_REQUIRES);
     contains('the rollup `commonjsGlobal` name the bootstrap defines', 'commonjsGlobal');
   });
 
@@ -93,4 +94,23 @@ describe('tfjs-backend-wasm internals the workarounds depend on', () => {
 // The bundle the checks above read is the one Node loads.
 it('reads the bundle Node resolves', () => {
   expect(path.basename(require.resolve('@tensorflow/tfjs-backend-wasm'))).toBe('tf-backend-wasm.node.js');
+});
+
+// The training checkpoint copies Adam's state out of tfjs-core's private fields (shared/optimizer-state.ts).
+it("Adam's state survives a snapshot and restore exactly: the next step matches the uninterrupted optimizer's", async () => {
+  const run = (opt: tf.Optimizer, v: tf.Variable) => opt.minimize(() => tf.sum(tf.square(tf.sub(v, tf.tensor1d([3, -1, 0.5])))));
+  const v = tf.variable(tf.tensor1d([0.2, 0.1, -0.3]));
+  const a = tf.train.adam(0.1);
+  for (let i = 0; i < 5; i++) run(a, v);
+  const state = snapshotAdam(a);
+  expect(state.iterations, "AdamOptimizer.iterations_ is not where snapshotAdam reads it").toBe(5);
+  expect(state.moments.length, 'AdamOptimizer.accumulatedFirstMoment / SecondMoment changed').toBe(2);
+  const w = tf.variable(v.clone());
+  const b = await restoreAdam(0.1, state);
+  run(a, v);
+  run(b, w);
+  expect(Array.from(w.dataSync())).toEqual(Array.from(v.dataSync()));
+  tf.dispose([v, w]);
+  a.dispose();
+  b.dispose();
 });

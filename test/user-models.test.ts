@@ -8,7 +8,7 @@ import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { layersToOnnx } from '../scripts/onnx-export.js';
 import { saveKerasLayout } from '../scripts/keras-layout.js';
-import { initBackend } from '../shared/backend.js';
+import { initBackend } from '../shared/engine/backend.js';
 import { createRng } from '../shared/random.js';
 import { spawnVictim } from '../victim/spawn.js';
 import { bytes, call, readJsonl, startVictim, type TestVictim } from './victim-client.js';

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initBackend } from '../shared/backend.js';
+import { initBackend } from '../shared/engine/backend.js';
 import { API_ERRORS } from '../shared/protocol/index.js';
 import { fromLayers, predictLabels } from '../shared/model.js';
 import { loadModel } from '../shared/model-io.js';

@@ -4,26 +4,40 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AuditEntry } from '../victim/audit.js';
+import { IMAGE_SIZE, loadMnist } from '../shared/mnist.js';
+import type { AuditEntry, AuditEvent } from '../victim/audit.js';
+import { BlacklightDetector } from '../victim/blacklight.js';
+import type { DetectionRecord } from '../victim/detection.js';
+import { detectorSet } from '../victim/detectors.js';
+import { PradaDetector } from '../victim/prada.js';
+import { signAugmentedStream } from './extraction-stream.js';
 import { ensureTestVictim } from './fixtures.js';
 import { REDIS_SERVER, haveRedis, startRedis, type TestRedis } from '../scripts/redis-server.js';
+import { startCutProxy, type CutProxy } from './redis-cut-proxy.js';
 import { startVictim, type TestVictim } from './victim-client.js';
 
 /**
  * Three real victim replicas on one real Redis (AOF, fsync always): budgets, Idempotency-Key
- * records and charges are shared, each replica keeps its own audit log. 16 clients race one
- * budget through all three; a replica is SIGKILLed under load; one Idempotency-Key is sent to two
- * replicas. Redis's count, the audit logs and the clients' own tally must agree.
+ * records, charges and the extraction detectors' state (PRADA and Blacklight, block mode) are
+ * shared, each replica keeps its own audit log. 16 clients race one budget through all three; a
+ * replica is SIGKILLed under load; one Idempotency-Key is sent to two replicas; an extraction
+ * stream spread over two replicas is flagged exactly where one detector seeing it all flags it.
+ * Redis's count, the audit logs and the clients' own tally must agree.
  */
 const KEYS = [
   { id: 'racer', key: 'k-racer-0123456789', budget: 1000 },
   { id: 'steady', key: 'k-steady-0123456789', budget: 1_000_000 },
   { id: 'twice', key: 'k-twice-0123456789', budget: 1000 },
+  { id: 'spread', key: 'k-spread-0123456789', budget: 100_000 },
+  { id: 'probe', key: 'k-probe-0123456789', budget: 100_000 },
+  { id: 'cut', key: 'k-cut-0123456789', budget: 1000 },
 ];
 const BATCH = 7;
 const CLIENTS = 16;
 
 let redis: TestRedis;
+/** Replica r2 reaches Redis through it, so the last test can cut it off right after its charge. */
+let proxy: CutProxy;
 let db: Redis;
 let dir: string;
 const replicas: TestVictim[] = [];
@@ -33,6 +47,7 @@ interface Sent {
   requestId: string | null;
   replayed: boolean;
   code?: string;
+  labels?: number[];
 }
 
 async function send(url: string, key: string, body: Buffer, idempotencyKey?: string): Promise<Sent> {
@@ -45,23 +60,24 @@ async function send(url: string, key: string, body: Buffer, idempotencyKey?: str
     },
     body: new Uint8Array(body),
   });
-  const json = (await res.json()) as { error?: { code: string } };
-  return { status: res.status, requestId: res.headers.get('x-request-id'), replayed: res.headers.get('idempotent-replayed') === 'true', code: json.error?.code };
+  const json = (await res.json()) as { error?: { code: string }; labels?: number[] };
+  return { status: res.status, requestId: res.headers.get('x-request-id'), replayed: res.headers.get('idempotent-replayed') === 'true', code: json.error?.code, labels: json.labels };
 }
 
 const images = (n: number) => randomBytes(n * 784);
 
-function auditEntries(): AuditEntry[] {
+function auditLines(): unknown[] {
   return replicas.flatMap((_, i) => {
     const path = join(dir, `audit-r${i}.jsonl`);
     if (!existsSync(path)) return [];
     return readFileSync(path, 'utf8')
       .split('\n')
       .filter((l) => l.trim())
-      .map((l) => JSON.parse(l) as AuditEntry)
-      .filter((e) => 'requestId' in e);
+      .map((l) => JSON.parse(l) as unknown);
   });
 }
+const auditEntries = () => auditLines().filter((e): e is AuditEntry => 'requestId' in (e as object) && !('event' in (e as object)));
+const auditEvents = () => auditLines().filter((e): e is AuditEvent => 'event' in (e as object));
 
 const charged = async (keyId: string) => Number((await db.get(`tl:used:${keyId}`)) ?? 0);
 
@@ -74,11 +90,13 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'transferlab-replicas-'));
   redis = await startRedis({ durable: true });
   db = new Redis(redis.url);
+  proxy = await startCutProxy(redis.port);
   writeFileSync(join(dir, 'keys.json'), JSON.stringify({ keys: KEYS }));
   const started = await Promise.all(
     [0, 1, 2].map((i) =>
       startVictim(
-        ['--model', model, '--keys', join(dir, 'keys.json'), '--store', redis.url, '--replica-id', `r${i}`, '--audit-log', join(dir, `audit-r${i}.jsonl`), '--rate-limit', '0', '--log-level', 'warn'],
+        ['--model', model, '--keys', join(dir, 'keys.json'), '--store', i === 2 ? proxy.url : redis.url, '--replica-id', `r${i}`, '--audit-log', join(dir, `audit-r${i}.jsonl`), '--rate-limit', '0', '--log-level', 'warn',
+          '--detector', 'prada', 'blacklight', '--detector-action', 'block'],
         'wasm',
       ),
     ),
@@ -89,6 +107,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all(replicas.map((r) => r.stop()));
   db?.disconnect();
+  await proxy?.close();
   await redis?.stop();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
@@ -138,6 +157,60 @@ describe.skipIf(!haveRedis)('victim replicas on a shared Redis store', () => {
     expect(race.map((r) => r.status)).toEqual([200, 200]);
     expect(race.filter((r) => r.replayed)).toHaveLength(1);
     expect(await charged(key.id)).toBe(2 * BATCH);
+  });
+
+  /**
+   * Send `stream` (uint8 images) in requests of `batch`, in turn to `targets`, until the key is refused;
+   * feed the same requests, with the labels the replicas answered, to one in-process detector set
+   * with the replicas' settings: where it flags is where one replica seeing every query flags.
+   */
+  async function spreadUntilRefused(key: (typeof KEYS)[number], stream: Uint8Array, batch: number, targets: TestVictim[]) {
+    const reference = detectorSet({ prada: new PradaDetector(), blacklight: new BlacklightDetector() });
+    let expected: { queries: number; w: number; by?: string; matches?: number; answered: number } | undefined;
+    let answered = 0;
+    for (let at = 0, n = 0; at * IMAGE_SIZE < stream.length; at += batch, n++) {
+      const body = Buffer.from(stream.subarray(at * IMAGE_SIZE, (at + batch) * IMAGE_SIZE));
+      const r = await send(targets[n % targets.length].url, key.key, body);
+      if (r.status !== 200) return { refused: r, answered, requests: n, expected };
+      answered += body.length / IMAGE_SIZE;
+      const found = reference.observe(key.id, Float32Array.from(body, (v) => v / 255), Int32Array.from(r.labels ?? []));
+      if (found && !expected) expected = { ...found, answered };
+    }
+    return { refused: undefined, answered, requests: Math.ceil(stream.length / IMAGE_SIZE / batch), expected };
+  }
+
+  async function expectFlaggedAsByOne(key: (typeof KEYS)[number], stream: Uint8Array, batch: number, by: string) {
+    const run = await spreadUntilRefused(key, stream, batch, [replicas[0], replicas[2]]);
+    expect(run.refused).toMatchObject({ status: 403, code: 'extraction_suspected' });
+    expect(run.expected?.by).toBe(by);
+    // Refused right after the request that made the lone detector flag the key…
+    expect(run.answered).toBe(run.expected!.answered);
+    const record = JSON.parse((await db.hget('tl:detections', key.id)) ?? '{}') as DetectionRecord;
+    // …with its evidence: the queries it counted, its W (PRADA) or matches (Blacklight).
+    expect(record).toMatchObject({ keyId: key.id, by, queries: run.expected!.queries, action: 'block' });
+    if (by === 'prada') expect(record.w).toBeCloseTo(run.expected!.w, 5);
+    else expect(record.matches).toBe(run.expected!.matches);
+    // More queries than either replica was sent: a replica watching only its own would not have had them.
+    expect(record.queries).toBeGreaterThan(Math.ceil(run.requests / 2) * batch);
+    const events = auditEvents().filter((e) => e.event === 'extraction_suspected' && e.keyId === key.id);
+    expect(events).toHaveLength(1); // recorded once, by the replica whose request crossed the threshold
+    expect(await charged(key.id)).toBe(run.answered); // the refusal charged nothing
+  }
+
+  it('an extraction stream spread over two replicas is flagged at the same query as on one (PRADA)', async () => {
+    const stream = signAugmentedStream().pixels; // labels: the replicas'
+    await expectFlaggedAsByOne(KEYS[3], stream, 25, 'prada');
+  });
+
+  it('near-duplicate probes spread over two replicas are flagged at the same query as on one (Blacklight)', async () => {
+    const image = loadMnist('test').pixels.subarray(500 * IMAGE_SIZE, 501 * IMAGE_SIZE);
+    const stream = new Uint8Array(8 * IMAGE_SIZE);
+    for (let i = 0; i < 8; i++) {
+      stream.set(image, i * IMAGE_SIZE);
+      const p = i * IMAGE_SIZE + 300 + i; // one pixel nudged: the same fingerprint, a new query
+      stream[p] = stream[p] === 255 ? 254 : stream[p] + 1;
+    }
+    await expectFlaggedAsByOne(KEYS[4], stream, 1, 'blacklight');
   });
 
   it('a replica SIGKILLed under load: the others serve on, every answer is audited, nothing is charged twice', async () => {
@@ -193,5 +266,28 @@ describe.skipIf(!haveRedis)('victim replicas on a shared Redis store', () => {
     // Only a batch the killed replica charged but had not yet audited may be missing from the logs.
     expect(inRedis - auditedImages).toBeGreaterThanOrEqual(0);
     expect(inRedis - auditedImages).toBeLessThanOrEqual(CLIENTS * BATCH);
+  });
+
+  it('a replica killed the moment its charge reached Redis: a retry on another replica is a free replay', async () => {
+    // Had the charge and the Idempotency-Key record been two commands, the record would be lost with
+    // the replica: the retry would wait out the dead replica's claim and then be charged again.
+    const key = KEYS[5];
+    const killed = replicas[2];
+    const body = images(BATCH);
+    let scripts = 0;
+    // The second script naming the key's budget is the charge (the first is the reservation).
+    proxy.arm(
+      (args) => /^eval/i.test(args[0] ?? '') && args.includes(`tl:used:${key.id}`) && ++scripts === 2,
+      () => process.kill(killed.pid, 'SIGKILL'),
+    );
+    await expect(send(killed.url, key.key, body, 'cut-request')).rejects.toThrow(); // no answer came back
+    for (let i = 0; (await charged(key.id)) === 0 && i < 100; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(await charged(key.id)).toBe(BATCH);
+    const retry = await send(replicas[0].url, key.key, body, 'cut-request');
+    expect(retry).toMatchObject({ status: 200, replayed: true });
+    expect(retry.labels).toHaveLength(BATCH);
+    expect(await charged(key.id)).toBe(BATCH);
+    // The replica died before auditing its answer; the replay is audited on the replica that served it.
+    expect(auditEntries().filter((e) => e.keyId === key.id).map((e) => e.outcome)).toEqual(['replayed']);
   });
 });

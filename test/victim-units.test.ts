@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildModel } from '../shared/architectures.js';
-import { initBackend } from '../shared/backend.js';
+import { initBackend } from '../shared/engine/backend.js';
 import { IMAGE_SIZE } from '../shared/mnist.js';
 import { fromLayers } from '../shared/model.js';
 import { JsonlLog } from '../shared/jsonl-log.js';

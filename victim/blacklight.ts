@@ -18,6 +18,7 @@
  * pass over the pixels to hash, and `hashes` index look-ups.
  */
 import { TransferlabError } from '../shared/errors.js';
+import type { JournalReader, JournalWriter } from './detector-journal.js';
 import type { ClientSummary, Detection } from './prada.js';
 
 export interface BlacklightOptions {
@@ -154,23 +155,54 @@ export class BlacklightDetector {
     return best;
   }
 
-  /** Feed one request's images (count × pixels, [0, 1]); returns the detection if this request flagged the client. */
-  observe(clientId: string, images: Float32Array, labels: ArrayLike<number>): Detection | null {
+  /**
+   * Feed one request's images (count × pixels, [0, 1]); returns the detection if this request flagged
+   * the client. With a journal, the fingerprints are written to it (for the replicas sharing a store).
+   */
+  observe(clientId: string, images: Float32Array, labels: ArrayLike<number>, journal?: JournalWriter): Detection | null {
     const c = this.client(clientId);
     const count = labels.length;
     const pixels = count === 0 ? 0 : images.length / count;
     let detection: Detection | null = null;
+    journal?.u32(count);
     for (let i = 0; i < count; i++) {
-      const shared = this.observeOne(c, this.fingerprint(images, i * pixels, pixels));
-      if (shared > c.bestShared) c.bestShared = shared;
-      if (shared < this.options.threshold) continue;
-      c.matches++;
-      if (c.matches >= this.options.minMatches && !this.flags.has(clientId)) {
-        detection = { clientId, w: Number.NaN, queries: c.queries, distances: 0, by: 'blacklight', matches: c.matches };
-        this.flags.set(clientId, detection);
+      const print = this.fingerprint(images, i * pixels, pixels);
+      if (journal) {
+        journal.u32(print.length);
+        journal.bytes(new Uint8Array(print.buffer, print.byteOffset, print.byteLength));
       }
+      detection = this.take(c, print) ?? detection;
     }
     return detection;
+  }
+
+  /** Take a request another replica observed, from its journal (the fingerprints): the same state change and flag. */
+  replay(clientId: string, journal: JournalReader): Detection | null {
+    const c = this.client(clientId);
+    let detection: Detection | null = null;
+    for (let i = journal.u32(); i > 0; i--) {
+      const n = journal.u32();
+      // Copied: the ring keeps the fingerprint, the journal's buffer is not ours to hold.
+      const print = new Uint32Array(n);
+      new Uint8Array(print.buffer).set(journal.bytes(n * 4));
+      detection = this.take(c, print) ?? detection;
+    }
+    return detection;
+  }
+
+  private take(c: ClientPrints, print: Uint32Array): Detection | null {
+    const shared = this.observeOne(c, print);
+    if (shared > c.bestShared) c.bestShared = shared;
+    if (shared < this.options.threshold) return null;
+    c.matches++;
+    if (c.matches < this.options.minMatches || this.flags.has(c.id)) return null;
+    const detection: Detection = { clientId: c.id, w: Number.NaN, queries: c.queries, distances: 0, by: 'blacklight', matches: c.matches };
+    this.flags.set(c.id, detection);
+    return detection;
+  }
+
+  tracks(clientId: string): boolean {
+    return this.clients.has(clientId);
   }
 
   restoreFlag(d: Detection): void {

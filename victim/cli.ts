@@ -2,7 +2,7 @@ import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pino } from 'pino';
 import yargs from 'yargs';
-import { describeBackend, initBackend, type BackendInfo } from '../shared/backend.js';
+import { describeBackend, initBackend, type BackendInfo } from '../shared/engine/backend.js';
 import { isMain, runMain } from '../shared/cli.js';
 import { TransferlabError } from '../shared/errors.js';
 import { isLayersFolder } from '../shared/layers-folder.js';
@@ -157,7 +157,7 @@ export async function main(argv: string[]): Promise<number> {
       budget: { type: 'number', describe: 'without --keys: images all callers may have labelled together; with --keys: budget of keys that set none' },
       'audit-log': { type: 'string', describe: `audit log (JSON lines, appended) [default: ${SERVE_DEFAULTS.auditLog}; with --store audit-<replica id>.jsonl beside it]` },
       ledger: { type: 'string', default: SERVE_DEFAULTS.ledger, describe: 'query ledger (JSON lines, appended; budgets survive restarts); unused with --store' },
-      store: { type: 'string', describe: 'shared state for replicas: budgets, idempotency records and detector blocks in Redis (redis://HOST:PORT/DB; run it with appendonly yes, appendfsync always)' },
+      store: { type: 'string', describe: 'shared state for replicas: budgets, idempotency records, detector state and blocks in Redis (redis://HOST:PORT/DB; run it with appendonly yes, appendfsync always)' },
       'replica-id': { type: 'string', describe: 'this replica\'s name in its audit log\'s file name, with --store [default: <hostname>-<pid>]' },
       'idempotency-log': { type: 'string', describe: 'Idempotency-Key records (JSON lines; replays survive restarts) [default: the ledger path with .idempotency.jsonl]' },
       'idempotency-ttl': { type: 'number', default: SERVE_DEFAULTS.idempotencyTtlHours, describe: 'hours an Idempotency-Key is remembered after its charge' },
@@ -217,7 +217,8 @@ export async function main(argv: string[]): Promise<number> {
     if (kinds.size === 0) return undefined;
     const prada = kinds.has('prada') ? new PradaDetector({ ...detectorOptions, pixels, classes }) : undefined;
     const blacklight = kinds.has('blacklight') ? new BlacklightDetector(blacklightOptions) : undefined;
-    const watch = new ExtractionWatch(detectorSet({ prada, blacklight }), args['detector-action'] as DetectorAction, audit, undefined, state.shared);
+    const detector = detectorSet({ prada, blacklight });
+    const watch = new ExtractionWatch(detector, args['detector-action'] as DetectorAction, audit, undefined, state.shared, state.sharedDetectorState?.(detector));
     flagged = watch.restore(events);
     return watch;
   };

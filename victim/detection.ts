@@ -4,6 +4,7 @@ import type { AuditEvent, AuditSink } from './audit.js';
 import { ANONYMOUS, type Principal } from './keys.js';
 import type { QueryDetector } from './detectors.js';
 import type { ClientSummary } from './prada.js';
+import type { SharedDetectorState } from './shared-detector-state.js';
 
 /**
  * The victim's side of extraction detection (AML.M0015): feeds every answered image to the PRADA
@@ -62,6 +63,8 @@ export class ExtractionWatch {
     private readonly audit: AuditSink,
     private readonly clock: () => Date = () => new Date(),
     private readonly shared?: SharedDetections,
+    /** Replicas on a shared store: the detectors' per-client state in Redis, so each sees every query. */
+    private readonly sharedState?: SharedDetectorState,
   ) {}
 
   /** Whom the detector watches: the API key, or each client address on an open service. */
@@ -87,7 +90,7 @@ export class ExtractionWatch {
    * detection is recorded and written to the audit log (before the answer leaves, like every line).
    */
   async observe(keyId: string, client: string, requestId: string, images: Float32Array, labels: Int32Array): Promise<DetectionRecord | null> {
-    const d = this.detector.observe(client, images, labels);
+    const d = this.sharedState ? await this.sharedState.observe(this.detector, client, images, labels) : this.detector.observe(client, images, labels);
     if (!d) return null;
     const record: DetectionRecord = {
       time: this.clock().toISOString(),
@@ -139,6 +142,7 @@ export class ExtractionWatch {
     const record = this.records.get(client) ?? (await this.shared?.detection(client));
     if (!record) return false;
     await this.shared?.deleteDetection(client);
+    await this.sharedState?.reset(client);
     await this.audit.record({ time: this.clock().toISOString(), event: 'block_lifted', keyId: record.keyId, client });
     this.records.delete(client);
     this.detector.forget(client);

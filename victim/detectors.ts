@@ -1,4 +1,5 @@
 import type { BlacklightDetector, BlacklightOptions } from './blacklight.js';
+import { JournalWriter, type JournalReader } from './detector-journal.js';
 import type { ClientSummary, Detection, PradaDetector, PradaOptions } from './prada.js';
 
 /**
@@ -12,7 +13,12 @@ export type DetectorKind = (typeof DETECTOR_KINDS)[number];
 export interface QueryDetector {
   readonly kinds: DetectorKind[];
   readonly settings: { prada?: PradaOptions; blacklight?: BlacklightOptions };
-  observe(clientId: string, images: Float32Array, labels: ArrayLike<number>): Detection | null;
+  /** With a journal, each detector's journal of the request is written to it, one chunk each, in `kinds` order. */
+  observe(clientId: string, images: Float32Array, labels: ArrayLike<number>, journal?: JournalWriter): Detection | null;
+  /** A request another replica observed, from its journal: the same state changes and flags; returns its detection. */
+  replay(clientId: string, journal: JournalReader): Detection | null;
+  /** Whether every detector holds state for the client (each forgets clients to make room). */
+  tracks(clientId: string): boolean;
   restoreFlag(d: Detection): void;
   forget(clientId: string): void;
   readonly memoryBytes: number;
@@ -27,14 +33,28 @@ export function detectorSet(parts: { prada?: PradaDetector; blacklight?: Blackli
   return {
     kinds: list.map(([k]) => k),
     settings: { prada: parts.prada?.options, blacklight: parts.blacklight?.options },
-    observe(clientId, images, labels) {
+    observe(clientId, images, labels, journal) {
       let first: Detection | null = null;
       for (const [kind, d] of list) {
-        const found = d.observe(clientId, images, labels);
+        const part = journal ? new JournalWriter() : undefined;
+        const found = d.observe(clientId, images, labels, part);
+        if (journal && part) journal.chunk(part);
         if (found && !first && !flagged.has(clientId)) first = { ...found, by: kind };
       }
       if (first) flagged.add(clientId);
       return first;
+    },
+    replay(clientId, journal) {
+      let first: Detection | null = null;
+      for (const [kind, d] of list) {
+        const found = d.replay(clientId, journal.chunk());
+        if (found && !first && !flagged.has(clientId)) first = { ...found, by: kind };
+      }
+      if (first) flagged.add(clientId);
+      return first;
+    },
+    tracks(clientId) {
+      return list.every(([, d]) => d.tracks(clientId));
     },
     restoreFlag(d) {
       flagged.add(d.clientId);

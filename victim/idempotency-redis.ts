@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { TransferlabError } from '../shared/errors.js';
-import { IDEMPOTENCY_TTL_MS, keyReused, type IdempotencyClaim, type IdempotencyStore, type IdempotencyTicket } from './idempotency.js';
+import { IDEMPOTENCY_TTL_MS, keyReused, type IdempotencyClaim, type IdempotencyRecordWrite, type IdempotencyStore, type IdempotencyTicket } from './idempotency.js';
 
 /**
  * Idempotency-Key records shared by every victim replica, in the Redis store: the same key sent to
@@ -9,7 +9,9 @@ import { IDEMPOTENCY_TTL_MS, keyReused, type IdempotencyClaim, type IdempotencyS
  * requests on two replicas exactly one gets the claim); the claim lasts CLAIM_MS, so a replica
  * killed in the middle of a request never blocks the key for long. Once charged, the record holds
  * the labels and expires after the TTL (Redis's own expiry). A repeat that finds a claim in flight
- * waits for its outcome.
+ * waits for its outcome. The victim writes the finished record in the same Lua script as the charge
+ * (`recordFor`, RedisVictimStore.commitWithRecord), so a replica killed at any moment leaves either
+ * both or neither: never a charge whose retry is charged again.
  */
 const PREFIX = 'tl:idem:';
 /** How long a claim in flight blocks its key: well above a model call, below a client's patience. */
@@ -71,9 +73,14 @@ export class RedisIdempotencyStore implements IdempotencyStore {
     }
   }
 
-  async finish(t: IdempotencyTicket, labels: Int32Array): Promise<void> {
+  recordFor(t: IdempotencyTicket, labels: Int32Array): IdempotencyRecordWrite {
     const done: Held = { sha: t.payloadSha256, state: 'done', labels: Array.from(labels) };
-    await this.redis.set(RedisIdempotencyStore.key(t.keyId, t.key), JSON.stringify(done), 'PX', this.ttlMs);
+    return { key: RedisIdempotencyStore.key(t.keyId, t.key), value: JSON.stringify(done), ttlMs: this.ttlMs };
+  }
+
+  async finish(t: IdempotencyTicket, labels: Int32Array): Promise<void> {
+    const r = this.recordFor(t, labels);
+    await this.redis.set(r.key, r.value, 'PX', r.ttlMs);
   }
 
   async abandon(t: IdempotencyTicket): Promise<void> {

@@ -43,7 +43,19 @@ export interface IdempotencyStore {
   finish(ticket: IdempotencyTicket, labels: Int32Array): Promise<void>;
   /** Nothing was charged: release the key so a retry is served (and charged) normally. No-op after finish. */
   abandon(ticket: IdempotencyTicket): Promise<void>;
+  /**
+   * The record `finish` would write, for a budget store in the same database that writes it in the
+   * same atomic step as the charge (Budgets.commitWithRecord); only the Redis store has one.
+   */
+  recordFor?(ticket: IdempotencyTicket, labels: Int32Array): IdempotencyRecordWrite;
   close(): Promise<void>;
+}
+
+/** A finished Idempotency-Key record as a key/value with its expiry, for a store that writes it itself. */
+export interface IdempotencyRecordWrite {
+  key: string;
+  value: string;
+  ttlMs: number;
 }
 
 /** The header's value, validated; undefined when absent. */

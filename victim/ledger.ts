@@ -2,6 +2,7 @@ import { rmSync } from 'node:fs';
 import { tryPidLock } from '../shared/pid-lock.js';
 import { TransferlabError } from '../shared/errors.js';
 import { JsonlLog } from '../shared/jsonl-log.js';
+import type { IdempotencyRecordWrite } from './idempotency.js';
 import type { Principal } from './keys.js';
 
 /**
@@ -32,6 +33,12 @@ export interface Budgets {
   release(r: Reservation): void | Promise<void>;
   /** Charge a reservation, durably; resolves to the caller's usage after this charge. */
   commit(r: Reservation): Promise<number>;
+  /**
+   * The same, and write the request's Idempotency-Key record in the same atomic step (the Redis
+   * store): charged and recorded, or neither. Absent for the file ledger, whose records are written
+   * beside the charge in the same turn (IdempotencyStore.finish).
+   */
+  commitWithRecord?(r: Reservation, record: IdempotencyRecordWrite): Promise<number>;
   used(keyId: string): number | Promise<number>;
 }
 

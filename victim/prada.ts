@@ -24,6 +24,10 @@
  * Per query: one SIMD scan of at most classCap images (victim/nearest.ts) plus O(window) for W; about
  * 40-50 µs on the project's 2-core machines.
  *
+ * Replicas on a shared store: `observe` can journal what each query did to the client's state and
+ * `replay` takes those steps on another replica's detector without measuring again
+ * (victim/prada-client.ts, victim/shared-detector-state.ts).
+ *
  * Why a window of 250: it still holds the seed set and most of the first augmentation round of a
  * Papernot campaign when 1,000 natural images were labelled first by the same key, so that campaign is
  * flagged within its first round (a window of 500 took until the second); on natural test images W
@@ -32,9 +36,9 @@
  */
 import { TransferlabError } from '../shared/errors.js';
 import { IMAGE_SIZE, CLASSES } from '../shared/mnist.js';
-import { DistanceKernel, ImageSet } from './nearest.js';
-import { shapiroWilkSorted } from './shapiro-wilk.js';
-import { SortedWindow } from './sorted-window.js';
+import type { JournalReader, JournalWriter } from './detector-journal.js';
+import { DistanceKernel } from './nearest.js';
+import { ClientState } from './prada-client.js';
 
 export interface PradaOptions {
   /** Flag when W < delta (default 0.9). */
@@ -52,11 +56,6 @@ export interface PradaOptions {
   /** Classes of the served model (default 10). */
   classes: number;
 }
-
-/** A class's distances join the pool once it has this many (reference implementation). */
-const CLASS_MIN_DISTANCES = 10;
-/** Pooled distances this many standard deviations from the mean are left out of W (reference implementation). */
-const OUTLIER_STD = 3;
 
 /** Largest H·W·C whose squared distance fits the kernel's 31-bit sums: ⌊(2³¹ − 1) / 255²⌋. */
 export const MAX_PIXELS = Math.floor(0x7fffffff / (255 * 255));
@@ -86,112 +85,6 @@ export interface ClientSummary {
   minW: number | null;
   classSetSizes: number[];
   flagged: boolean;
-}
-
-/** G_c with its threshold: running mean/variance (Welford) of the distances of the points that joined. */
-class ClassSet {
-  readonly images: ImageSet;
-  threshold = 0;
-  private n = 0;
-  private mean = 0;
-  private m2 = 0;
-
-  constructor(kernel: DistanceKernel) {
-    this.images = new ImageSet(kernel);
-  }
-
-  get count(): number {
-    return this.images.count;
-  }
-
-  add(q: Uint8Array, distance: number): void {
-    if (this.images.full) return;
-    this.images.add(q);
-    this.n++;
-    const delta = distance - this.mean;
-    this.mean += delta / this.n;
-    this.m2 += delta * (distance - this.mean);
-    const std = Math.sqrt(this.m2 / this.n);
-    this.threshold = Math.max(this.threshold, this.mean - std);
-  }
-}
-
-class ClientState {
-  readonly sets: ClassSet[];
-  readonly pool: SortedWindow;
-  /** Distances of classes with fewer than CLASS_MIN_DISTANCES so far, held back from the pool. */
-  private readonly pending: (number[] | null)[];
-  queries = 0;
-  distances = 0;
-  w: number | null = null;
-  minW: number | null = null;
-  /** Values W was last computed over (after outlier rejection). */
-  tested = 0;
-
-  constructor(readonly id: string, private readonly opts: PradaOptions, kernel: DistanceKernel) {
-    this.sets = Array.from({ length: opts.classes }, () => new ClassSet(kernel));
-    this.pending = Array.from({ length: opts.classes }, () => []);
-    this.pool = new SortedWindow(opts.window);
-  }
-
-  /** Give the class sets' memory back (the client is being forgotten). */
-  release(): void {
-    for (const s of this.sets) s.images.release();
-  }
-
-  /** One query; returns W when it was evaluated. */
-  observe(q: Uint8Array, label: number): number | null {
-    this.queries++;
-    const set = this.sets[label];
-    if (!set) return null; // a label outside 0..classes-1 cannot come from the model; ignore rather than crash
-    if (set.count === 0) {
-      // The authors' reference implementation seeds D_c with a 0 for the first point, which keeps
-      // T_c low while the set is young so that G_c grows to cover the class.
-      set.add(q, 0);
-      return null;
-    }
-    const squared = set.images.nearest(q);
-    // An exact repeat of an image already in G_c tells nothing about how the client explores the
-    // input space (a retried request, a popular image); pooling its 0 would fake a cluster.
-    if (squared === 0) return null;
-    const distance = Math.sqrt(squared) / 255;
-    if (distance > set.threshold) set.add(q, distance);
-    this.distances++;
-    // As in the reference implementation, a class's distances enter the pool only once it has
-    // CLASS_MIN_DISTANCES of them: the first few, against a tiny G_c, are not yet typical.
-    const held = this.pending[label];
-    if (held) {
-      held.push(distance);
-      if (held.length < CLASS_MIN_DISTANCES) return null;
-      for (const d of held) this.pool.push(d);
-      this.pending[label] = null;
-    } else {
-      this.pool.push(distance);
-    }
-    return this.evaluate();
-  }
-
-  /** W over the pool without its outliers (|d − mean| ≥ 3·std, as in the reference implementation). */
-  private evaluate(): number | null {
-    const { sorted, count } = this.pool;
-    if (count <= this.opts.minDistances) return null;
-    let sum = 0;
-    for (let i = 0; i < count; i++) sum += sorted[i];
-    const mean = sum / count;
-    let ss = 0;
-    for (let i = 0; i < count; i++) ss += (sorted[i] - mean) ** 2;
-    const band = OUTLIER_STD * Math.sqrt(ss / count);
-    let lo = 0;
-    while (lo < count && !(sorted[lo] > mean - band)) lo++;
-    let hi = count;
-    while (hi > lo && !(sorted[hi - 1] < mean + band)) hi--;
-    this.tested = hi - lo;
-    if (this.tested <= this.opts.minDistances) return null;
-    const { w } = shapiroWilkSorted(sorted.subarray(lo, hi));
-    this.w = w;
-    this.minW = this.minW === null ? w : Math.min(this.minW, w);
-    return w;
-  }
 }
 
 export class PradaDetector {
@@ -250,24 +143,45 @@ export class PradaDetector {
 
   /**
    * Feed one request's images (count × pixels, [0, 1]) with the labels the victim answered. Returns the
-   * detection when this request made the client cross δ for the first time, else null.
+   * detection when this request made the client cross δ for the first time, else null. With a
+   * journal, what each image did is written to it (for the replicas sharing a store).
    */
-  observe(clientId: string, images: Float32Array, labels: ArrayLike<number>): Detection | null {
+  observe(clientId: string, images: Float32Array, labels: ArrayLike<number>, journal?: JournalWriter): Detection | null {
     const c = this.client(clientId);
     const q = this.pixels;
     let detection: Detection | null = null;
     const pixels = this.options.pixels;
+    journal?.u32(labels.length);
     for (let i = 0; i < labels.length; i++) {
       const off = i * pixels;
       // The detector works on 8-bit pixels: exact for the uint8 wire format, ≤ 0.5/255 per pixel otherwise.
       for (let j = 0; j < pixels; j++) q[j] = Math.round(images[off + j] * 255);
-      const w = c.observe(q, labels[i]);
-      if (w !== null && w < this.options.delta && !this.flags.has(clientId)) {
-        detection = { clientId, w, queries: c.queries, distances: c.tested };
-        this.flags.set(clientId, detection);
-      }
+      detection = this.judge(c, c.observe(q, labels[i], journal)) ?? detection;
     }
     return detection;
+  }
+
+  /**
+   * Take a request another replica observed, from its journal: the same state change, and the same
+   * flag, as observing it here. Returns the detection it made (already recorded by that replica).
+   */
+  replay(clientId: string, journal: JournalReader): Detection | null {
+    const c = this.client(clientId);
+    let detection: Detection | null = null;
+    for (let i = journal.u32(); i > 0; i--) detection = this.judge(c, c.replay(journal)) ?? detection;
+    return detection;
+  }
+
+  private judge(c: ClientState, w: number | null): Detection | null {
+    if (w === null || !(w < this.options.delta) || this.flags.has(c.id)) return null;
+    const detection = { clientId: c.id, w, queries: c.queries, distances: c.tested };
+    this.flags.set(c.id, detection);
+    return detection;
+  }
+
+  /** Whether this detector holds state for the client (it may have been forgotten to make room). */
+  tracks(clientId: string): boolean {
+    return this.clients.has(clientId);
   }
 
   isFlagged(clientId: string): boolean {

@@ -3,6 +3,7 @@ import { Redis } from 'ioredis';
 import { TransferlabError } from '../shared/errors.js';
 import { parseRedisUrl } from '../shared/redis-url.js';
 import type { DetectionRecord } from './detection.js';
+import type { IdempotencyRecordWrite } from './idempotency.js';
 import type { Principal } from './keys.js';
 import { budgetExhausted, type Budgets, type Reservation } from './ledger.js';
 
@@ -15,6 +16,10 @@ import { budgetExhausted, type Budgets, type Reservation } from './ledger.js';
  * Keys (prefix tl:): used:<key id> — images charged; held:<key id> — a sorted set of reservations
  * "<id>:<images>" scored by their expiry (ms), so a replica killed with a batch in flight holds that
  * budget only until the hold expires, never for good; detections — a hash client → detection.
+ *
+ * A charge and the request's Idempotency-Key record are one script (commitWithRecord): Redis runs a
+ * script whole and logs its writes to the append-only file together, so no crash of a replica or of
+ * Redis separates them.
  *
  * Durability: a charge is acknowledged by Redis before the answer leaves; it survives a Redis crash
  * only with the append-only file fsync'd on every write (appendonly yes, appendfsync always), which
@@ -47,6 +52,15 @@ redis.call('ZREM', KEYS[2], ARGV[2] .. ':' .. ARGV[1])
 return redis.call('INCRBY', KEYS[1], ARGV[1])
 `;
 
+// KEYS: used, held, idempotency record. ARGV: images, hold id, record, record ttl ms. → used after the
+// charge. The charge and the request's Idempotency-Key record in one script, which Redis runs (and
+// writes to the append-only file) as one: a replica killed at any point leaves both or neither.
+const COMMIT_RECORDING = `
+redis.call('ZREM', KEYS[2], ARGV[2] .. ':' .. ARGV[1])
+redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4])
+return redis.call('INCRBY', KEYS[1], ARGV[1])
+`;
+
 export interface StoreDurability {
   appendonly: string;
   appendfsync: string;
@@ -69,6 +83,7 @@ export class RedisVictimStore implements Budgets {
   ) {
     redis.defineCommand('tlReserve', { numberOfKeys: 2, lua: RESERVE });
     redis.defineCommand('tlCommit', { numberOfKeys: 2, lua: COMMIT });
+    redis.defineCommand('tlCommitRecording', { numberOfKeys: 3, lua: COMMIT_RECORDING });
   }
 
   /** Connect and check the server answers (a clear error now beats retries on every request). */
@@ -132,6 +147,17 @@ export class RedisVictimStore implements Budgets {
     }
   }
 
+  async commitWithRecord(r: Reservation, record: IdempotencyRecordWrite): Promise<number> {
+    if (r.settled) throw new TransferlabError('reservation_settled', 'reservation already settled', 500);
+    r.settled = true;
+    try {
+      const keys = [`${PREFIX}used:${r.keyId}`, `${PREFIX}held:${r.keyId}`, record.key] as const;
+      return Number(await (this.redis as unknown as Scripts).tlCommitRecording(...keys, r.images, r.id ?? '', record.value, record.ttlMs));
+    } catch (e) {
+      throw new TransferlabError('ledger_unavailable', `the shared budget store cannot record the charge (${(e as Error).message}); try again later`, 503);
+    }
+  }
+
   async used(keyId: string): Promise<number> {
     return Number((await this.redis.get(`${PREFIX}used:${keyId}`)) ?? 0);
   }
@@ -169,4 +195,5 @@ export class RedisVictimStore implements Budgets {
 interface Scripts {
   tlReserve(used: string, held: string, images: number, limit: number, id: string, holdMs: number): Promise<unknown>;
   tlCommit(used: string, held: string, images: number, id: string): Promise<unknown>;
+  tlCommitRecording(used: string, held: string, record: string, images: number, id: string, value: string, ttlMs: number): Promise<unknown>;
 }

@@ -3,18 +3,21 @@ import { resolve } from 'node:path';
 import { TransferlabError } from '../shared/errors.js';
 import { FileAuditLog, type AuditEvent } from './audit.js';
 import type { SharedDetections } from './detection.js';
+import type { QueryDetector } from './detectors.js';
 import { FileIdempotencyStore } from './idempotency-file.js';
 import { RedisIdempotencyStore } from './idempotency-redis.js';
 import type { IdempotencyStore } from './idempotency.js';
 import { openLedger, type Budgets } from './ledger.js';
 import { RedisVictimStore, durabilityWarning } from './redis-store.js';
+import { SharedDetectorState, detectorNamespace } from './shared-detector-state.js';
 
 /**
  * Where a victim keeps what must outlive a request: budgets and charges, Idempotency-Key records,
  * detector blocks, and the audit log. Two layouts:
  * - files (the default, one process): the ledger under its lock, the idempotency log beside it;
  * - a shared Redis store (`--store`, any number of replicas): budgets, idempotency records and
- *   blocks in Redis; each replica keeps its own fsync'd audit log, named by its replica id.
+ *   blocks and the detectors' per-client state in Redis; each replica keeps its own fsync'd audit
+ *   log, named by its replica id.
  */
 export interface StateOptions {
   store?: string;
@@ -34,6 +37,8 @@ export interface VictimState {
   /** Detection events in this process's audit log (replayed at start-up). */
   events: AuditEvent[];
   shared?: SharedDetections;
+  /** With a shared store: the detectors' per-client state kept in it, for this detector set. */
+  sharedDetectorState?: (detector: QueryDetector) => SharedDetectorState;
   /** Start-up banner lines (and warnings) describing where state lives. */
   banner: string[];
   warnings: string[];
@@ -111,13 +116,14 @@ export async function openVictimState(o: StateOptions): Promise<VictimState> {
     const warning = durabilityWarning(await store.durability());
     if (warning) warnings.push(warning);
     const opened = openAudit(o.auditLog ?? replicaAuditLog(o.defaultAuditLog, replica), banner);
-    banner.push(`shared store ${store.shown}, replica ${replica}: budgets, idempotency records (kept ${o.idempotencyTtlMs / 3600_000} h) and detector blocks (${await store.totalCharged()} images charged so far)`);
+    banner.push(`shared store ${store.shown}, replica ${replica}: budgets, idempotency records (kept ${o.idempotencyTtlMs / 3600_000} h), detector state and blocks (${await store.totalCharged()} images charged so far)`);
     return {
       budgets: store,
       idempotency: new RedisIdempotencyStore(store.redis, o.idempotencyTtlMs),
       audit: opened.audit,
       events: opened.events,
       shared: store,
+      sharedDetectorState: (detector) => new SharedDetectorState(store.redis, detectorNamespace(detector)),
       banner,
       warnings,
       close: async () => {

@@ -110,6 +110,21 @@ export class OverfitGuard {
     return best;
   }
 
+  /** Everything a resumed run needs to judge later readings exactly as this one would. */
+  state(): { readings: GuardReading[]; collapses: number; best: { reading: GuardReading; weights: { shape: number[]; values: Float32Array }[] } | null } {
+    const best = this.best && { reading: this.best.reading, weights: this.best.weights.map((w) => ({ shape: w.shape, values: Float32Array.from(w.dataSync() as Float32Array) })) };
+    return { readings: this.readings.map((r) => ({ ...r })), collapses: this.collapses, best };
+  }
+
+  restore(s: ReturnType<OverfitGuard['state']>): void {
+    this.readings.splice(0, this.readings.length, ...s.readings);
+    this.collapses = s.collapses;
+    tf.dispose(this.best?.weights ?? []);
+    // The best reading is the same object as its entry in the readings, as in a run never interrupted.
+    const reading = s.best ? (this.readings.find((r) => JSON.stringify(r) === JSON.stringify(s.best!.reading)) ?? s.best.reading) : null;
+    this.best = s.best && reading ? { reading, weights: s.best.weights.map((w) => tf.tensor(w.values, w.shape)) } : null;
+  }
+
   dispose(): void {
     tf.dispose([this.x, ...(this.best?.weights ?? [])]);
     this.best = null;

@@ -2,7 +2,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import yargs from 'yargs';
 import { readConfigFile, type CampaignInput } from '../../adversary/config.js';
-import { describeBackend, initBackend } from '../../shared/backend.js';
+import { describeBackend, initBackend } from '../../shared/engine/backend.js';
 import { isMain, runMain } from '../../shared/cli.js';
 import { TransferlabError } from '../../shared/errors.js';
 import { DATASET_HELP } from '../../shared/datasets/index.js';
@@ -72,7 +72,12 @@ export async function main(argv: string[]): Promise<number> {
   const evals: ModelEvaluation[] = [];
   for (const [i, dir] of models.entries()) {
     console.log(`\n${dir}: clean accuracy and white-box attacks on ${args.images} test images`);
-    const e = await evaluateModel(dir, opts, (p) =>
+    const progress = {
+      ...opts,
+      onRestart: ({ epsilon, loss, run, runs, standing, total }: { epsilon: number; loss: string; run: number; runs: number; standing: number; total: number }) =>
+        console.log(`    PGD-${opts.pgdSteps}${loss === 'margin' ? ' (margin)' : ''} ε ${epsilon}: start ${run}/${runs}, ${standing} of ${total} images still robust`),
+    };
+    const e = await evaluateModel(dir, progress, (p) =>
       console.log(`  ${attackLabel(p.attack, opts).padEnd(28)} ε ${p.epsilon}: accuracy ${p.accuracy === null ? '–' : p.accuracy.toFixed(4)} (${p.seconds} s)`),
     );
     if (args.campaign) {

@@ -50,7 +50,8 @@ export function whiteboxPredictions(model: Model, images: Float32Array, shape: I
   };
   try {
     const restartsOf = (restarts: number, loss: 'ce' | 'margin') => () => {
-      const r = pgdWithRestarts(model, x, truth, { epsilon, steps: opts.pgdSteps, stepSize: opts.pgdStepSize, restarts, loss, seed: opts.seed, finish: quantise });
+      const onRun = opts.onRestart && ((run: number, standing: number) => opts.onRestart!({ epsilon, loss, run, runs: restarts, standing, total: n }));
+      const r = pgdWithRestarts(model, x, truth, { epsilon, steps: opts.pgdSteps, stepSize: opts.pgdStepSize, restarts, loss, seed: opts.seed, finish: quantise, onRun });
       r.raw.dispose();
       // The images were quantised before they were judged; label them once more as the verdict.
       const pred = labelImages(model, r.clipped.dataSync() as Float32Array, n);

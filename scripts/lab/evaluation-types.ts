@@ -18,6 +18,8 @@ export interface EvaluationOptions {
   seed: number;
   /** The test images' dataset (`--dataset`); default: the one the model's metadata names, else MNIST. */
   dataset?: string;
+  /** After each restart of a PGD attack: the images still standing (progress of a long evaluation). */
+  onRestart?: (at: { epsilon: number; loss: 'ce' | 'margin'; run: number; runs: number; standing: number; total: number }) => void;
 }
 
 export const EVALUATION_DEFAULTS = { count: 1000, epsilons: [0.1, 0.2, 0.3], pgdSteps: 50, pgdStepSize: 0.01, restarts: 10, marginRestarts: 1, seed: 1 };

@@ -1,6 +1,6 @@
 /**
  * Add, Sub, Multiply, RealDiv, Relu, Step, Square and Sqrt on float32 through the SIMD lanes of
- * shared/kernels/lanes.wat, split over the pool's two threads; shapes they do not cover (other broadcasts, odd
+ * shared/engine/kernels/lanes.wat, split over the pool's two threads; shapes they do not cover (other broadcasts, odd
  * lengths, small tensors, other dtypes) go to the stock kernel.
  */
 import * as tf from '@tensorflow/tfjs';

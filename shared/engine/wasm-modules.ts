@@ -1,5 +1,5 @@
 /**
- * The project's wasm kernels as the code calls them: the binaries assembled from shared/kernels/*.wat
+ * The project's wasm kernels as the code calls them: the binaries assembled from shared/engine/kernels/*.wat
  * (scripts/build-kernels.ts), each function's parameters by name, and calls built from named arguments.
  * test/kernel-build.test.ts checks these parameter lists against the .wat files.
  */
@@ -59,7 +59,7 @@ export function kernelCall<K extends KernelName>(name: K, args: KernelArgs<K>): 
   return [KERNEL_NAMES.indexOf(name), ...values];
 }
 
-/** The modules of shared/kernels/, in load order (scripts/build-kernels.ts builds the same list). */
+/** The modules of shared/engine/kernels/, in load order (scripts/build-kernels.ts builds the same list). */
 export const KERNEL_MODULES = ['gemm', 'patches', 'windows', 'lanes'] as const;
 export type KernelModule = (typeof KERNEL_MODULES)[number];
 

@@ -1,5 +1,5 @@
 /**
- * Convolutions and their gradients on the wasm backend as im2col + GEMM (shared/kernels/patches.wat, gemm.wat), run by the
+ * Convolutions and their gradients on the wasm backend as im2col + GEMM (shared/engine/kernels/patches.wat, gemm.wat), run by the
  * pool (wasm-pool.ts). The batch is cut into two fixed parts, one per thread; fixed, so results do not
  * depend on how many threads ran them. Each part goes through chunks whose packed patches fit in L2
  * while the product reads them.

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { TransferlabError } from './errors.js';
+import { TransferlabError } from '../errors.js';
 
 /**
  * Compute-backend selection, done once per process at start-up (README "Compute backend"):

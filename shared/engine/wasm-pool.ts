@@ -1,5 +1,5 @@
 /**
- * The project's SIMD kernels (shared/kernels/*.wat, loaded by wasm-modules.ts) bound to the backend's
+ * The project's SIMD kernels (shared/engine/kernels/*.wat, loaded by wasm-modules.ts) bound to the backend's
  * memory, and a helper thread that runs the same modules on the same (shared) memory: a kernel cuts its
  * work into two fixed parts, runs one here and hands the other over (Atomics, no copies). Fixed parts,
  * so results never depend on whether the helper is up.

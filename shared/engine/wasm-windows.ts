@@ -1,6 +1,6 @@
 /**
  * Max pooling, its gradient and sums over leading axes (bias gradients) on the wasm backend, through
- * shared/kernels/windows.wat on the pool's two threads. The cpu kernel's semantics, in a fixed order of operations.
+ * shared/engine/kernels/windows.wat on the pool's two threads. The cpu kernel's semantics, in a fixed order of operations.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';

@@ -1,0 +1,98 @@
+/**
+ * A detector's journal of one request: what each of its images did to the client's state (PRADA:
+ * the class, the distance and, for a point that joined its class set, the pixels; Blacklight: the
+ * fingerprint), in a compact binary form. Replicas sharing a Redis store append every request's
+ * journal to the client's log, and each replica replays the others' journals into its own detector,
+ * so every replica's state is the one a single process would have after the same requests in the
+ * same order (victim/shared-detector-state.ts).
+ */
+export class JournalWriter {
+  private buf = Buffer.alloc(256);
+  private at = 0;
+
+  private room(n: number): void {
+    if (this.at + n <= this.buf.length) return;
+    const grown = Buffer.alloc(Math.max(this.buf.length * 2, this.at + n));
+    this.buf.copy(grown, 0, 0, this.at);
+    this.buf = grown;
+  }
+
+  u8(v: number): void {
+    this.room(1);
+    this.buf.writeUInt8(v, this.at);
+    this.at += 1;
+  }
+
+  u32(v: number): void {
+    this.room(4);
+    this.buf.writeUInt32LE(v >>> 0, this.at);
+    this.at += 4;
+  }
+
+  /** A distance exactly as computed (float64), so a replay takes the same branches. */
+  f64(v: number): void {
+    this.room(8);
+    this.buf.writeDoubleLE(v, this.at);
+    this.at += 8;
+  }
+
+  bytes(b: Uint8Array): void {
+    this.room(b.length);
+    this.buf.set(b, this.at);
+    this.at += b.length;
+  }
+
+  /** Another journal, length-prefixed (one per detector of a set). */
+  chunk(w: JournalWriter): void {
+    const b = w.finish();
+    this.u32(b.length);
+    this.bytes(b);
+  }
+
+  finish(): Buffer {
+    return this.buf.subarray(0, this.at);
+  }
+}
+
+export class JournalReader {
+  private at = 0;
+
+  constructor(private readonly buf: Buffer) {}
+
+  private need(n: number): void {
+    if (this.at + n > this.buf.length) throw new Error(`detector journal truncated (${this.buf.length} bytes, wanted ${this.at + n})`);
+  }
+
+  u8(): number {
+    this.need(1);
+    return this.buf.readUInt8(this.at++);
+  }
+
+  u32(): number {
+    this.need(4);
+    const v = this.buf.readUInt32LE(this.at);
+    this.at += 4;
+    return v;
+  }
+
+  f64(): number {
+    this.need(8);
+    const v = this.buf.readDoubleLE(this.at);
+    this.at += 8;
+    return v;
+  }
+
+  /** A view of the next n bytes (valid while the journal is). */
+  bytes(n: number): Uint8Array {
+    this.need(n);
+    const v = new Uint8Array(this.buf.buffer, this.buf.byteOffset + this.at, n);
+    this.at += n;
+    return v;
+  }
+
+  chunk(): JournalReader {
+    const n = this.u32();
+    const v = this.bytes(n);
+    return new JournalReader(Buffer.from(v.buffer, v.byteOffset, v.byteLength));
+  }
+}
