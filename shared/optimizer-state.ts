@@ -11,13 +11,21 @@ import { TransferlabError } from './errors.js';
  * bias-correction powers β^t as they were: setWeights recomputes them with pow(), which differs in the
  * last bits from the running product a step keeps, and the resumed run would drift from the original.
  */
+/** A tensor's values copied out of the backend, with its shape: what a checkpoint stores. */
+export interface Array32 {
+  shape: number[];
+  values: Float32Array;
+}
+
+export const arrayOf = (t: tf.Tensor): Array32 => ({ shape: t.shape, values: Float32Array.from(t.dataSync() as Float32Array) });
+
 export interface OptimizerState {
   iterations: number;
   /** The running products β₁^(t+1) and β₂^(t+1) the next step's bias correction uses. */
   accBeta1: number;
   accBeta2: number;
   /** Moments in the optimizer's own order (the trainable variables' order): first all m, then all v. */
-  moments: { name: string; shape: number[]; values: Float32Array }[];
+  moments: ({ name: string } & Array32)[];
 }
 
 interface AdamFields {
@@ -33,11 +41,7 @@ export function snapshotAdam(optimizer: tf.Optimizer): OptimizerState {
   if (!(optimizer instanceof tf.AdamOptimizer) || !Array.isArray(f.accumulatedFirstMoment) || !Array.isArray(f.accumulatedSecondMoment) || !f.accBeta1 || !f.accBeta2) {
     throw new TransferlabError('internal', 'cannot read the optimizer state: not a tfjs AdamOptimizer with the fields this version was written against');
   }
-  const moments = [...f.accumulatedFirstMoment, ...f.accumulatedSecondMoment].map((m) => ({
-    name: m.originalName,
-    shape: m.variable.shape,
-    values: Float32Array.from(m.variable.dataSync() as Float32Array),
-  }));
+  const moments = [...f.accumulatedFirstMoment, ...f.accumulatedSecondMoment].map((m) => ({ name: m.originalName, ...arrayOf(m.variable) }));
   return { iterations: f.iterations_ ?? 0, accBeta1: f.accBeta1.dataSync()[0], accBeta2: f.accBeta2.dataSync()[0], moments };
 }
 

@@ -126,6 +126,8 @@ export function trainClassifier(
   // The optimizer reads its rate on every update, so a schedule can move it between steps.
   const rate = optimizer as unknown as { learningRate: number };
   let stop = false;
+  const saveAt = (epoch: number, batch: number, sums: TrainPosition['sums']) =>
+    opts.checkpoint!.save({ epoch, batch, sums, elapsedSeconds: (performance.now() - started) / 1000, summary }, optimizer);
   for (let epoch = from?.epoch ?? 0; epoch < opts.epochs && !stop; epoch++) {
     const order = permutation(count, rng);
     const resumed = from && epoch === from.epoch ? from : null;
@@ -180,10 +182,7 @@ export function trainClassifier(
       const info: BatchInfo = { epoch, batch: b + 1, batches, loss: lossSum / seen, accuracy: correct / seen, ...(cleanSeen ? { cleanAccuracy: cleanHits / cleanSeen } : {}) };
       opts.onBatchEnd?.(info);
       if (opts.afterBatch?.({ ...info, progress: (epoch + (b + 1) / batches) / opts.epochs }) === 'stop') stop = true;
-      if (!stop && b + 1 < batches && opts.checkpoint?.at(b + 1, batches)) {
-        const sums = { loss: lossSum, correct, seen, cleanHits, cleanSeen };
-        opts.checkpoint.save({ epoch, batch: b + 1, sums, elapsedSeconds: (performance.now() - started) / 1000, summary }, optimizer);
-      }
+      if (!stop && b + 1 < batches && opts.checkpoint?.at(b + 1, batches)) saveAt(epoch, b + 1, { loss: lossSum, correct, seen, cleanHits, cleanSeen });
     }
     const seconds = (performance.now() - epochStart) / 1000;
     summary = {
@@ -196,10 +195,7 @@ export function trainClassifier(
     };
     opts.onEpochEnd?.({ epoch, loss: summary.loss, accuracy: summary.accuracy, imagesPerSecond: summary.imagesPerSecond });
     // An epoch's end is saved as the next one's start (after onEpochEnd, which the edge prints).
-    if (!stop && epoch + 1 < opts.epochs && opts.checkpoint?.at(batches, batches)) {
-      const sums = { loss: 0, correct: 0, seen: 0, cleanHits: 0, cleanSeen: 0 };
-      opts.checkpoint.save({ epoch: epoch + 1, batch: 0, sums, elapsedSeconds: (performance.now() - started) / 1000, summary }, optimizer);
-    }
+    if (!stop && epoch + 1 < opts.epochs && opts.checkpoint?.at(batches, batches)) saveAt(epoch + 1, 0, { loss: 0, correct: 0, seen: 0, cleanHits: 0, cleanSeen: 0 });
   }
   optimizer.dispose();
   return summary;

@@ -1,9 +1,9 @@
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { TransferlabError } from '../shared/errors.js';
-import type { OptimizerState } from '../shared/optimizer-state.js';
+import type { Array32, OptimizerState } from '../shared/optimizer-state.js';
 import type { TrainPosition } from '../shared/training.js';
-import type { GuardReading } from './train-guard.js';
+import type { GuardState } from './train-guard.js';
 
 /**
  * The checkpoint of a victim training run in progress: a folder `<out>.training` beside the model
@@ -14,17 +14,6 @@ import type { GuardReading } from './train-guard.js';
  * The arrays go to one binary file, everything else to state.json; a run resumes only under the
  * settings that made the checkpoint (the fingerprint).
  */
-export interface Array32 {
-  shape: number[];
-  values: Float32Array;
-}
-
-export interface GuardState {
-  readings: GuardReading[];
-  collapses: number;
-  best: { reading: GuardReading; weights: Array32[] } | null;
-}
-
 export interface TrainingCheckpoint {
   fingerprint: Record<string, unknown>;
   position: TrainPosition;

@@ -3,6 +3,7 @@ import { pgd } from '../shared/attacks.js';
 import { imagesTensor } from '../shared/datasets/images.js';
 import { MNIST_SHAPE, type ImageShape } from '../shared/datasets/types.js';
 import { fromLayers } from '../shared/model.js';
+import { arrayOf, type Array32 } from '../shared/optimizer-state.js';
 
 /**
  * The catastrophic-overfitting guard (Wong, Rice & Kolter 2020; Rice et al. 2020). Single-step
@@ -44,6 +45,13 @@ export interface GuardReading {
 }
 
 export type GuardVerdict = 'ok' | 'collapse' | 'stop';
+
+/** What a training checkpoint keeps of the guard, so a resumed run judges later readings the same way. */
+export interface GuardState {
+  readings: GuardReading[];
+  collapses: number;
+  best: { reading: GuardReading; weights: Array32[] } | null;
+}
 
 export class OverfitGuard {
   readonly readings: GuardReading[] = [];
@@ -111,18 +119,16 @@ export class OverfitGuard {
   }
 
   /** Everything a resumed run needs to judge later readings exactly as this one would. */
-  state(): { readings: GuardReading[]; collapses: number; best: { reading: GuardReading; weights: { shape: number[]; values: Float32Array }[] } | null } {
-    const best = this.best && { reading: this.best.reading, weights: this.best.weights.map((w) => ({ shape: w.shape, values: Float32Array.from(w.dataSync() as Float32Array) })) };
+  state(): GuardState {
+    const best = this.best && { reading: this.best.reading, weights: this.best.weights.map(arrayOf) };
     return { readings: this.readings.map((r) => ({ ...r })), collapses: this.collapses, best };
   }
 
-  restore(s: ReturnType<OverfitGuard['state']>): void {
+  restore(s: GuardState): void {
     this.readings.splice(0, this.readings.length, ...s.readings);
     this.collapses = s.collapses;
     tf.dispose(this.best?.weights ?? []);
-    // The best reading is the same object as its entry in the readings, as in a run never interrupted.
-    const reading = s.best ? (this.readings.find((r) => JSON.stringify(r) === JSON.stringify(s.best!.reading)) ?? s.best.reading) : null;
-    this.best = s.best && reading ? { reading, weights: s.best.weights.map((w) => tf.tensor(w.values, w.shape)) } : null;
+    this.best = s.best && { reading: s.best.reading, weights: s.best.weights.map((w) => tf.tensor(w.values, w.shape)) };
   }
 
   dispose(): void {

@@ -5,7 +5,7 @@ import { DEFAULT_DATASET, loadDataset, pixelCount, summarise, type Dataset } fro
 import { fromLayers, labelImages } from '../shared/model.js';
 import { accuracy } from '../shared/metrics.js';
 import { loadModel, saveModel, type ModelMetadata } from '../shared/model-io.js';
-import { restoreAdam, snapshotAdam } from '../shared/optimizer-state.js';
+import { arrayOf, restoreAdam, snapshotAdam } from '../shared/optimizer-state.js';
 import { globalRandomDraws, seedGlobalRandom } from '../shared/random.js';
 import { trainClassifier, type TrainOptions } from '../shared/training.js';
 import { provenance } from '../shared/versions.js';
@@ -138,12 +138,12 @@ export async function trainVictim(
   const fingerprint = fingerprintOf(c);
   let resume: { position: TrainingCheckpoint['position']; optimizer: tf.Optimizer } | undefined;
   if (hasCheckpoint(cpDir)) {
-    const at = () => `epoch ${saved.position.epoch + 1} of ${c.epochs}, batch ${saved.position.batch} of ${batches}`;
     const saved = readCheckpoint(cpDir);
+    const at = `epoch ${saved.position.epoch + 1} of ${c.epochs}, batch ${saved.position.batch} of ${batches}`;
     if (!c.resume) {
       model.dispose();
       guard?.dispose();
-      throw new TransferlabError('checkpoint_exists', `an interrupted training of ${c.out} left a checkpoint in ${cpDir} (${at()}); continue it with --resume, or delete that folder to start over`);
+      throw new TransferlabError('checkpoint_exists', `an interrupted training of ${c.out} left a checkpoint in ${cpDir} (${at}); continue it with --resume, or delete that folder to start over`);
     }
     const diff = fingerprintDifferences(saved.fingerprint, fingerprint);
     if (diff.length) {
@@ -164,7 +164,7 @@ export async function trainVictim(
       position,
       randomDraws: globalRandomDraws(),
       stepSize: c.attack?.stepSize() ?? null,
-      weights: model.getWeights().map((w) => ({ shape: w.shape, values: Float32Array.from(w.dataSync() as Float32Array) })),
+      weights: model.getWeights().map(arrayOf),
       optimizer: snapshotAdam(optimizer),
       guard: guard?.state() ?? null,
     });

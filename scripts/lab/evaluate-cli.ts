@@ -10,7 +10,7 @@ import { assertWritableDir } from '../../shared/fs-checks.js';
 import { hasModel } from '../../shared/model-io.js';
 import { runStamp } from '../../shared/stamp.js';
 import { provenance } from '../../shared/versions.js';
-import { campaignAgainst, EVALUATION_DEFAULTS, evaluateModel, type ModelEvaluation } from './evaluate.js';
+import { campaignAgainst, EVALUATION_DEFAULTS, evaluateModel, type EvaluationOptions, type ModelEvaluation } from './evaluate.js';
 import { writeEvaluationReport } from './evaluate-report.js';
 import { attackLabel, evaluationRows, formatTable, toCsv } from './evaluate-table.js';
 import { describeVerdict, maskingCheck } from './masking.js';
@@ -72,9 +72,9 @@ export async function main(argv: string[]): Promise<number> {
   const evals: ModelEvaluation[] = [];
   for (const [i, dir] of models.entries()) {
     console.log(`\n${dir}: clean accuracy and white-box attacks on ${args.images} test images`);
-    const progress = {
+    const progress: EvaluationOptions = {
       ...opts,
-      onRestart: ({ epsilon, loss, run, runs, standing, total }: { epsilon: number; loss: string; run: number; runs: number; standing: number; total: number }) =>
+      onRestart: ({ epsilon, loss, run, runs, standing, total }) =>
         console.log(`    PGD-${opts.pgdSteps}${loss === 'margin' ? ' (margin)' : ''} ε ${epsilon}: start ${run}/${runs}, ${standing} of ${total} images still robust`),
     };
     const e = await evaluateModel(dir, progress, (p) =>
