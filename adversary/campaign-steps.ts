@@ -13,7 +13,7 @@ import { measureBoundary, type MeasuredBoundary } from './boundary-run.js';
 import { latestCheckpoint, roundRecords, saveCheckpoint, type RoundRecord } from './checkpoints.js';
 import { substituteMembers, type CampaignConfig } from './config.js';
 import { attackerDataset } from './dataset-choice.js';
-import { trainMembers, type MemberRecord } from './ensemble.js';
+import { snapshotMembers, trainMembers, type MemberRecord } from './ensemble.js';
 import type { CountingOracle } from './oracle-core.js';
 import type { QueryCounts, VictimInfo } from './oracle.js';
 import { writeResults, type CampaignResults } from './results.js';
@@ -170,8 +170,14 @@ export const ensemble: Step<Fitted, Combined> = async (s, store) => {
     log: s.hooks.log,
   });
   s.phases.training += since(t);
-  const substitute = ensembleOf([s.model, ...members.models].map(fromLayers), s.config.combine);
-  return { ...s, members, substitute, substituteClean: labelImages(substitute, s.evalSet.images, s.evalSet.count) };
+  const snapshots = await snapshotMembers({ config: s.config, store, shape: s.shape, evaluation: { images: s.evalSet.images, truth: s.evalSet.labels, victim: s.cleanVictim } });
+  const substitute = ensembleOf([s.model, ...members.models, ...snapshots.models].map(fromLayers), s.config.combine);
+  return {
+    ...s,
+    members: { models: [...members.models, ...snapshots.models], records: [...members.records, ...snapshots.records] },
+    substitute,
+    substituteClean: labelImages(substitute, s.evalSet.images, s.evalSet.count),
+  };
 };
 
 /** Craft on the substitute, then let the victim judge the crafted images. */

@@ -71,6 +71,13 @@ export function roundRecords(store: RunStore): RoundRecord[] {
   return finishedRounds(store).map((d) => getJson<RoundRecord>(store, `${CHECKPOINTS}/${d}/round.json`));
 }
 
+/** The first member's substitute as it was after `round` (1-based), from that round's checkpoint. */
+export async function loadRoundSubstitute(store: RunStore, round: number): Promise<tf.LayersModel> {
+  const dir = `${roundPath(round)}/substitute`;
+  if (!store.exists(`${roundPath(round)}/round.json`)) throw new TransferlabError('run_incomplete', `${store.where(roundPath(round))}: no finished round ${round} to take a snapshot from`);
+  return (await modelFromFiles((name) => store.read(`${dir}/${name}`), store.where(dir))).model;
+}
+
 /** An ensemble member trained in an earlier process, or undefined. */
 export async function loadMember(store: RunStore, member: number): Promise<tf.LayersModel | undefined> {
   if (!MODEL_FILE_NAMES.every((name) => store.exists(`${memberPath(member)}/${name}`))) return undefined;

@@ -37,6 +37,9 @@ export const campaignSchema = z
     // together +11 points of FGSM transfer at the same queries (README, "what each change did").
     substitute: z.union([architecture, z.array(architecture).min(1).max(MAX_MEMBERS)]).default('paper-cnn'),
     combine: z.enum(['logits', 'loss']).default('logits'),
+    // Earlier rounds' substitutes of the first member (round numbers, 1-based) join the ensemble: their
+    // checkpoints are saved anyway, so they cost neither a query nor any training, only crafting time.
+    snapshots: z.array(z.number().int().min(1)).max(MAX_MEMBERS).default([]),
     labelSmoothing: z.number().min(0).lt(1).default(0.1),
     temperature: z.number().gt(0).lte(100).default(1),
     // One number for every round, or a list per round (the last entry repeats): the early rounds
@@ -80,6 +83,11 @@ export const campaignSchema = z
   })
   .strict()
   .superRefine((c, ctx) => {
+    const late = c.snapshots.filter((r) => r >= c.rounds);
+    if (late.length) ctx.addIssue({ code: 'custom', path: ['snapshots'], message: `must be earlier rounds than the last (1..${c.rounds - 1}); got ${late.join(', ')}` });
+    if (new Set(c.snapshots).size !== c.snapshots.length) ctx.addIssue({ code: 'custom', path: ['snapshots'], message: 'must not repeat a round' });
+    const size = substituteMembers(c).length + c.snapshots.length;
+    if (size > MAX_MEMBERS) ctx.addIssue({ code: 'custom', path: ['snapshots'], message: `members and snapshots together must be ≤ ${MAX_MEMBERS} (got ${size})` });
     // The built-in datasets hold 10,000 test images; a folder's count is checked when it is loaded,
     // still before any query is sent.
     if ((c.dataset === undefined || isBuiltinDataset(c.dataset)) && c.seedSize + c.evalSize > 10_000) {

@@ -8,7 +8,7 @@ import { seedGlobalRandom } from '../shared/random.js';
 import { trainClassifier } from '../shared/training.js';
 import { substituteMembers, type CampaignConfig } from './config.js';
 import { roundTraining } from './substitute.js';
-import { loadMember, saveMember } from './checkpoints.js';
+import { loadMember, loadRoundSubstitute, saveMember } from './checkpoints.js';
 import type { RunStore } from './run-store.js';
 
 /**
@@ -21,6 +21,8 @@ import type { RunStore } from './run-store.js';
 export interface MemberRecord {
   member: number;
   arch: string;
+  /** A snapshot: the first member as it was after this round (not trained again). */
+  round?: number;
   substituteAccuracy: Rate;
   agreement: Rate;
   trainSeconds: number;
@@ -72,6 +74,31 @@ export async function trainMembers(ctx: MemberContext): Promise<{ models: tf.Lay
       ctx.log?.(`ensemble member ${member} (${arch}): agreement with victim ${((record.agreement ?? NaN) * 100).toFixed(1)}%, ${trainSeconds.toFixed(1)} s`);
       models.push(model);
       records.push(record);
+    }
+  } finally {
+    evalX.dispose();
+  }
+  return { models, records };
+}
+
+/**
+ * The first member's earlier rounds (`config.snapshots`) as further members, numbered after the trained
+ * ones: read from their round checkpoints, so they cost no training. A snapshot is a weaker substitute
+ * than the last round's, but a different one, and the mean of the two transfers better than either.
+ */
+export async function snapshotMembers(ctx: Pick<MemberContext, 'config' | 'store' | 'evaluation' | 'shape'>): Promise<{ models: tf.LayersModel[]; records: MemberRecord[] }> {
+  const c = ctx.config;
+  const arch = substituteMembers(c)[0];
+  const shape = ctx.shape ?? MNIST_MODEL;
+  const models: tf.LayersModel[] = [];
+  const records: MemberRecord[] = [];
+  const evalX = imagesTensor(ctx.evaluation.images, ctx.evaluation.truth.length, shape.inputShape);
+  try {
+    for (const [i, round] of c.snapshots.entries()) {
+      const model = await loadRoundSubstitute(ctx.store, round);
+      const pred = predictLabels(fromLayers(model), evalX);
+      models.push(model);
+      records.push({ member: substituteMembers(c).length + i + 1, arch, round, substituteAccuracy: accuracy(pred, ctx.evaluation.truth), agreement: agreement(pred, ctx.evaluation.victim), trainSeconds: 0 });
     }
   } finally {
     evalX.dispose();

@@ -17,6 +17,10 @@ export interface SweepSettings {
   seed: number;
   /** Loss, DI and TI of the crafting gradient (defaults: cross-entropy, neither). */
   gradient?: Omit<GradientOptions, 'seed'>;
+  /** Each iterative step as a fraction of ε (default: the attack's own, e.g. 2.5/steps for pgd). */
+  relativeStep?: number;
+  /** Uniform random start in the ε-ball (default: the attack's own: on for pgd only). */
+  randomStart?: boolean;
 }
 
 export interface SweepPoint extends SweepRow {
@@ -90,7 +94,7 @@ export async function sweep(
           t0 = performance.now();
           const { raw, clipped } = direction
             ? fgsmAlong(x, direction, epsilon, model.bounds)
-            : runAttack(s.attack, model, x, goal, { ...gradient, epsilon, steps: s.steps, targets });
+            : runAttack(s.attack, model, x, goal, { ...gradient, epsilon, steps: s.steps, targets, stepSize: s.relativeStep === undefined ? undefined : s.relativeStep * epsilon, randomStart: s.randomStart });
           raw.dispose();
           // A real attacker can only send valid 8-bit images: score what is actually sent.
           const adv = quantise(clipped.dataSync() as Float32Array);

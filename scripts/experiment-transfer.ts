@@ -51,6 +51,12 @@ export const BASES: Record<string, string> = {
   'paper-ls0.1-r5': 'paper-ls0.1',
   'paper-ls0.1-x3-r5': 'paper-ls0.1',
   'paper-ls0.2-r5': 'paper-ls0.2',
+  'paper-ls0.2-x3': 'paper-ls0.2',
+  'paper-ls0.1-e6-x3': 'paper-ls0.1-e6',
+  'paper-ls0.1-r5snap': 'paper-ls0.1-x3',
+  'paper-ls0.1-x2-r5snap': 'paper-ls0.1-x3',
+  'paper-ls0.1-x3-r5snap': 'paper-ls0.1-x3',
+  'paper-ls0.1-r5-r4snap': 'paper-ls0.1-x3',
 };
 export const TRAININGS: Record<string, CampaignInput> = {
   sub: {},
@@ -72,6 +78,18 @@ export const TRAININGS: Record<string, CampaignInput> = {
   'paper-ls0.1-x5': { substitute: ['paper-cnn', 'paper-cnn', 'paper-cnn', 'paper-cnn', 'paper-cnn'], epochs: paperEpochs, labelSmoothing: 0.1 },
   'paper-ls0.1-r5': { substitute: 'paper-cnn', epochs: paperEpochs, labelSmoothing: 0.1, rounds: 5 },
   'paper-ls0.1-x3-r5': { substitute: ['paper-cnn', 'paper-cnn', 'paper-cnn'], epochs: paperEpochs, labelSmoothing: 0.1, rounds: 5 },
+  'paper-ls0.2-x3': { substitute: ['paper-cnn', 'paper-cnn', 'paper-cnn'], epochs: paperEpochs, labelSmoothing: 0.2 },
+  // The same epochs in smaller batches (more optimiser steps: round 1 has only 150 points) or at a larger rate.
+  'paper-ls0.1-b64': { substitute: 'paper-cnn', epochs: paperEpochs, labelSmoothing: 0.1, batchSize: 64 },
+  'paper-ls0.1-b32': { substitute: 'paper-cnn', epochs: paperEpochs, labelSmoothing: 0.1, batchSize: 32 },
+  'paper-ls0.1-lr2': { substitute: 'paper-cnn', epochs: paperEpochs, labelSmoothing: 0.1, learningRate: 0.002 },
+  'paper-ls0.1-b64-lr2': { substitute: 'paper-cnn', epochs: paperEpochs, labelSmoothing: 0.1, batchSize: 64, learningRate: 0.002 },
+  'paper-ls0.1-e6-x3': { substitute: ['paper-cnn', 'paper-cnn', 'paper-cnn'], labelSmoothing: 0.1 },
+  // The first member's round-5 substitute (from its checkpoint) as one more member: no training.
+  'paper-ls0.1-r5snap': { substitute: 'paper-cnn', epochs: paperEpochs, labelSmoothing: 0.1, snapshots: [5] },
+  'paper-ls0.1-x2-r5snap': { substitute: ['paper-cnn', 'paper-cnn'], epochs: paperEpochs, labelSmoothing: 0.1, snapshots: [5] },
+  'paper-ls0.1-x3-r5snap': { substitute: ['paper-cnn', 'paper-cnn', 'paper-cnn'], epochs: paperEpochs, labelSmoothing: 0.1, snapshots: [5] },
+  'paper-ls0.1-r5-r4snap': { substitute: 'paper-cnn', epochs: paperEpochs, labelSmoothing: 0.1, rounds: 5, snapshots: [4] },
   'paper-t4': { substitute: 'paper-cnn', epochs: paperEpochs, temperature: 4 },
   'paper-early': { substitute: 'paper-cnn', epochs: [30, 20, 15, 10, 4, 2] },
   // Five members on the same labelled points: the first three are paper-x3's (the same seeds).
@@ -150,6 +168,23 @@ export const ATTACKS: AttackSetting[] = [
   A('pgd20-p14', { attack: 'pgd', steps: 20, pick: [1, 4] }),
   A('pgd20-p145', { attack: 'pgd', steps: 20, pick: [1, 4, 5] }),
   A('pgd20-p1234', { attack: 'pgd', steps: 20, pick: [1, 2, 3, 4] }),
+  A('pgd20-m2', { attack: 'pgd', steps: 20, members: 2 }),
+  A('pgd10-m2', { attack: 'pgd', steps: 10, members: 2 }),
+  A('pgd20-step0.05', { attack: 'pgd', steps: 20, relativeStep: 0.05 }),
+  A('pgd20-step0.25', { attack: 'pgd', steps: 20, relativeStep: 0.25 }),
+  A('pgd10-step0.25', { attack: 'pgd', steps: 10, relativeStep: 0.25 }),
+  A('pgd20-nostart', { attack: 'pgd', steps: 20, randomStart: false }),
+  A('pgd40-m2', { attack: 'pgd', steps: 40, members: 2 }),
+  A('pgd40-m1', { attack: 'pgd', steps: 40, members: 1 }),
+  A('pgd60-m2', { attack: 'pgd', steps: 60, members: 2 }),
+  A('pgd30-m2', { attack: 'pgd', steps: 30, members: 2 }),
+  A('pgd40-step0.125', { attack: 'pgd', steps: 40, relativeStep: 0.125 }),
+  A('pgd30', { attack: 'pgd', steps: 30 }),
+  // Momentum with PGD's step (2.5/steps of ε) instead of MI-FGSM's ε/steps, with and without PGD's random start.
+  A('mi20-s0.125', { attack: 'mi-fgsm', steps: 20, relativeStep: 0.125 }),
+  A('mi20-s0.125-rs', { attack: 'mi-fgsm', steps: 20, relativeStep: 0.125, randomStart: true }),
+  A('mi20-s0.125-rs-m2', { attack: 'mi-fgsm', steps: 20, relativeStep: 0.125, randomStart: true, members: 2 }),
+  A('mi40-s0.0625-rs-m2', { attack: 'mi-fgsm', steps: 40, relativeStep: 0.0625, randomStart: true, members: 2 }),
   A('pgd10-p145', { attack: 'pgd', steps: 10, pick: [1, 4, 5] }),
 ];
 
@@ -161,7 +196,8 @@ const membersOf = (name: string) => [trainingSettings(name).substitute ?? []].fl
  */
 export function reusableMembers(base: string, train: string): number[] {
   const [from, to] = [membersOf(base), membersOf(train)];
-  const rest = (name: string) => JSON.stringify({ ...trainingSettings(name), substitute: undefined });
+  // Snapshots are read from the rounds' checkpoints: they change no member's training.
+  const rest = (name: string) => JSON.stringify({ ...trainingSettings(name), substitute: undefined, snapshots: undefined });
   if (rest(base) !== rest(train)) return [];
   const out: number[] = [];
   for (let m = 2; m <= Math.min(from.length, to.length); m++) if (from[m - 1] === to[m - 1]) out.push(m);

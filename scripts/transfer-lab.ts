@@ -9,7 +9,7 @@ import { agreement, type Rate } from '../shared/metrics.js';
 import { IMAGE_SIZE, adversarySplit, loadMnist, subset, type Dataset } from '../shared/mnist.js';
 import { fromLayers, labelImages } from '../shared/model.js';
 import { resolveConfig, type CampaignConfig, type CampaignInput } from '../adversary/config.js';
-import { trainMembers } from '../adversary/ensemble.js';
+import { snapshotMembers, trainMembers } from '../adversary/ensemble.js';
 import type { CountingOracle } from '../adversary/oracle-core.js';
 import { latestCheckpoint, roundRecords, saveCheckpoint } from '../adversary/checkpoints.js';
 import { fileRunStore } from '../adversary/run-store.js';
@@ -76,14 +76,15 @@ export async function trainedSubstitutes(settings: CampaignInput, dir: string, o
     evaluation: { images: evalSet.images, truth: evalSet.labels, victim: cleanVictim },
     log: (s) => log(`  ${s}`),
   });
+  const snapshots = await snapshotMembers({ config, store: fileRunStore(dir), evaluation: { images: evalSet.images, truth: evalSet.labels, victim: cleanVictim } });
   const trainSeconds = records.reduce((s, r) => s + r.trainSeconds, 0) + members.records.reduce((s, r) => s + r.trainSeconds, 0);
   log(`  trained in ${((performance.now() - t0) / 1000).toFixed(1)} s now (${trainSeconds.toFixed(1)} s of training recorded)`);
   return {
     config,
-    models: [first.model, ...members.models],
+    models: [first.model, ...members.models, ...snapshots.models],
     // Every labelled point was one attack query (the seed set and each augmentation).
     attackQueries: labelled,
-    memberAgreement: [records.at(-1)?.agreement ?? null, ...members.records.map((r) => r.agreement)],
+    memberAgreement: [records.at(-1)?.agreement ?? null, ...[...members.records, ...snapshots.records].map((r) => r.agreement)],
     trainSeconds,
     evalSet,
     cleanVictim,
@@ -107,6 +108,9 @@ export interface AttackSetting {
   pick?: number[];
   /** Cross-entropy on logits / T at crafting time (default 1): large T weighs the other classes evenly. */
   temperature?: number;
+  /** Each iterative step as a fraction of ε (default: the attack's own). */
+  relativeStep?: number;
+  randomStart?: boolean;
 }
 
 export interface LabRow {
@@ -140,7 +144,7 @@ export async function attackTrained(train: string, t: TrainedSubstitutes, a: Att
   const outcome = await sweep(
     model,
     { images: t.evalSet.images, truth: t.evalSet.labels, craftLabels, targets: chooseTargets(craftLabels, 'random', t.config.seed), cleanVictim: t.cleanVictim },
-    { attack: a.attack, epsilons, steps: a.steps ?? 10, seed: t.config.seed, gradient: { loss: a.loss, diversity: a.diversity, diversitySamples: a.diversitySamples, diversityScale: a.diversityScale, tiKernel: a.tiKernel, temperature: a.temperature } },
+    { attack: a.attack, epsilons, steps: a.steps ?? 10, seed: t.config.seed, gradient: { loss: a.loss, diversity: a.diversity, diversitySamples: a.diversitySamples, diversityScale: a.diversityScale, tiKernel: a.tiKernel, temperature: a.temperature }, relativeStep: a.relativeStep, randomStart: a.randomStart },
     (images, count) => oracle.label(images, count, 'measurement'),
     ['untargeted'],
   );

@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -43,6 +43,21 @@ describe('campaign settings', () => {
     expect(resolveConfig(configFromFlags({ boundary: false })).boundary.enabled).toBe(false);
   });
 
+  it('accepts every configuration the repository ships', () => {
+    const dir = join(import.meta.dirname, '..', 'scripts', 'configs');
+    const files = readdirSync(dir).filter((f) => f.endsWith('.yaml'));
+    expect(files.length).toBeGreaterThan(0);
+    for (const f of files) expect(() => resolveConfig(readConfigFile(join(dir, f))), f).not.toThrow();
+  });
+
+  it('takes snapshots only of earlier rounds, each once, within the ensemble size', () => {
+    expect(resolveConfig({ rounds: 6, snapshots: [5, 4] }).snapshots).toEqual([5, 4]);
+    expect(() => resolveConfig({ rounds: 6, snapshots: [6] })).toThrow(/snapshots.*earlier rounds/);
+    expect(() => resolveConfig({ snapshots: [3, 3] })).toThrow(/snapshots.*repeat/);
+    expect(() => resolveConfig({ substitute: ['paper-cnn', 'paper-cnn', 'paper-cnn', 'paper-cnn'], snapshots: [4, 5] })).toThrow(/snapshots.*≤ 5/);
+    expect(() => resolveConfig({ snapshots: [0] })).toThrow(/snapshots/);
+  });
+
   it('takes one epoch count or one per round, the last repeating', () => {
     expect(epochsForRound({ epochs: 7 }, 4)).toBe(7);
     expect([0, 1, 2, 3].map((r) => epochsForRound({ epochs: [5, 3] }, r))).toEqual([5, 3, 3, 3]);
@@ -59,6 +74,7 @@ describe('campaign settings', () => {
   it('refuses bad flags before contacting any victim', async () => {
     // Port 9 (discard) is never a victim: reaching the network would fail differently and slowly.
     await expect(main(['run', '--victim', 'http://127.0.0.1:9', '--rounds', '0', '--substitute', 'nope'])).rejects.toThrow(/rounds[\s\S]*substitute/);
+    await expect(main(['run', '--victim', 'http://127.0.0.1:9', '--rounds', '4', '--snapshots', '4'])).rejects.toThrow(/snapshots/);
     await expect(main(['frobnicate'])).rejects.toThrow(TransferlabError);
   });
 });

@@ -101,6 +101,16 @@ describe('a substitute ensemble campaign over HTTP', () => {
     expect((await victimCount()) - before).toBe(1);
   });
 
+  it('adds an earlier round of the first substitute as a member: no query, no training, its round\'s agreement', async () => {
+    const out = join(dir, 'snapshot');
+    const withSnapshot = await campaign(out, { ...SMALL, substitute: 'papernot-mlp', snapshots: [2] });
+    expect(withSnapshot.queries.attack).toBe(160);
+    expect(withSnapshot.ensemble?.members).toEqual([expect.objectContaining({ member: 2, arch: 'papernot-mlp', round: 2, trainSeconds: 0 })]);
+    // The snapshot is the round-2 substitute itself: the same labels on the same evaluation images.
+    expect(withSnapshot.ensemble?.members[0].agreement).toBe(withSnapshot.rounds[1].agreement);
+    expect(existsSync(join(out, memberPath(2)))).toBe(false);
+  });
+
   it('rejects bad transfer options, all at once, before any query', async () => {
     const before = await victimCount();
     const out = join(dir, 'bad');
