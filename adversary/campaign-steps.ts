@@ -170,7 +170,7 @@ export const ensemble: Step<Fitted, Combined> = async (s, store) => {
     log: s.hooks.log,
   });
   s.phases.training += since(t);
-  const snapshots = await snapshotMembers({ config: s.config, store, shape: s.shape, evaluation: { images: s.evalSet.images, truth: s.evalSet.labels, victim: s.cleanVictim } });
+  const snapshots = await snapshotMembers({ config: s.config, store, shape: s.shape, evaluation: { images: s.evalSet.images, truth: s.evalSet.labels, victim: s.cleanVictim }, log: s.hooks.log });
   const substitute = ensembleOf([s.model, ...members.models, ...snapshots.models].map(fromLayers), s.config.combine);
   return {
     ...s,

@@ -86,7 +86,7 @@ export async function trainMembers(ctx: MemberContext): Promise<{ models: tf.Lay
  * ones: read from their round checkpoints, so they cost no training. A snapshot is a weaker substitute
  * than the last round's, but a different one, and the mean of the two transfers better than either.
  */
-export async function snapshotMembers(ctx: Pick<MemberContext, 'config' | 'store' | 'evaluation' | 'shape'>): Promise<{ models: tf.LayersModel[]; records: MemberRecord[] }> {
+export async function snapshotMembers(ctx: Pick<MemberContext, 'config' | 'store' | 'evaluation' | 'shape' | 'log'>): Promise<{ models: tf.LayersModel[]; records: MemberRecord[] }> {
   const c = ctx.config;
   const arch = substituteMembers(c)[0];
   const shape = ctx.shape ?? MNIST_MODEL;
@@ -97,8 +97,10 @@ export async function snapshotMembers(ctx: Pick<MemberContext, 'config' | 'store
     for (const [i, round] of c.snapshots.entries()) {
       const model = await loadRoundSubstitute(ctx.store, round);
       const pred = predictLabels(fromLayers(model), evalX);
+      const record = { member: substituteMembers(c).length + i + 1, arch, round, substituteAccuracy: accuracy(pred, ctx.evaluation.truth), agreement: agreement(pred, ctx.evaluation.victim), trainSeconds: 0 };
+      ctx.log?.(`ensemble member ${record.member} (${arch}, the first one after round ${round}): agreement with victim ${((record.agreement ?? NaN) * 100).toFixed(1)}%`);
       models.push(model);
-      records.push({ member: substituteMembers(c).length + i + 1, arch, round, substituteAccuracy: accuracy(pred, ctx.evaluation.truth), agreement: agreement(pred, ctx.evaluation.victim), trainSeconds: 0 });
+      records.push(record);
     }
   } finally {
     evalX.dispose();
