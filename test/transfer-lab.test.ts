@@ -14,6 +14,9 @@ describe('transfer lab settings', () => {
     expect(reusableMembers('paper', 'paper-x3')).toEqual([]);
     // A member's seeds depend on its place: mixed-x3's member 2 is a substitute-cnn, its member 3 paper-x3's.
     expect(reusableMembers('paper-x3', 'mixed-x3')).toEqual([3]);
+    // Snapshots are read back, not trained: adding one changes no member.
+    expect(reusableMembers('paper-ls0.1-x3', 'paper-ls0.1-x3-r5snap')).toEqual([2, 3]);
+    expect(reusableMembers('paper-ls0.1-x3', 'paper-ls0.1-x2-r5snap')).toEqual([2]);
   });
 
   it('an unset field keeps the meaning it was measured with, whatever the campaign default is now', () => {
