@@ -14,6 +14,7 @@ import { latestCheckpoint, roundRecords, saveCheckpoint, type RoundRecord } from
 import { substituteMembers, type CampaignConfig } from './config.js';
 import { attackerDataset } from './dataset-choice.js';
 import { snapshotMembers, trainMembers, type MemberRecord } from './ensemble.js';
+import { startCraftSplit } from './craft-split.js';
 import type { CountingOracle } from './oracle-core.js';
 import type { QueryCounts, VictimInfo } from './oracle.js';
 import { writeResults, type CampaignResults } from './results.js';
@@ -185,13 +186,20 @@ export const transfer: Step<Combined, Transferred> = async (s) => {
   const { config, evalSet, cleanVictim } = s;
   const craftLabels = config.craftLabel === 'oracle' ? cleanVictim : s.substituteClean;
   const targets = chooseTargets(craftLabels, config.target, config.seed, s.info.classes);
-  const outcome = await sweep(
-    s.substitute,
-    { images: evalSet.images, truth: evalSet.labels, craftLabels, targets, cleanVictim },
-    sweepSettings(config),
-    (images, count) => s.oracle.label(images, count, 'measurement'),
-    config.targeted ? ['untargeted', 'targeted'] : ['untargeted'],
-  );
+  const split = config.craftThreads === 2 && config.attack !== 'fgsm' ? await startCraftSplit(s.substitute, [s.model, ...s.members.models], config.combine) : null;
+  let outcome;
+  try {
+    outcome = await sweep(
+      s.substitute,
+      { images: evalSet.images, truth: evalSet.labels, craftLabels, targets, cleanVictim },
+      sweepSettings(config),
+      (images, count) => s.oracle.label(images, count, 'measurement'),
+      config.targeted ? ['untargeted', 'targeted'] : ['untargeted'],
+      split,
+    );
+  } finally {
+    await split?.close();
+  }
   s.phases.crafting += outcome.craftSeconds;
   s.phases.measurement += outcome.measureSeconds;
   return { ...s, targets, outcome };

@@ -58,6 +58,9 @@ export const campaignSchema = z
     // TI on by default: a 5×5 Gaussian raised FGSM transfer by ~9 points at no query and ~no time (README).
     tiKernel: z.number().int().min(0).max(15).refine((k) => k <= 1 || k % 2 === 1, { message: 'must be 0 (off) or odd' }).default(5),
     craftLabel: z.enum(['substitute', 'oracle']).default('substitute'),
+    // 2: the iterative attacks craft half the images in a worker thread, both threads single-threaded
+    // (the same images, faster on 2 cores: README, "The last points, and the time"). 1: one process.
+    craftThreads: z.union([z.literal(1), z.literal(2)]).default(1),
     // Targeted crafting doubles the sweep's cost; a search for the best untargeted setting may skip it.
     targeted: z.boolean().default(true),
     target: z.union([z.enum(['random', 'next']), z.number().int().min(0)]).default('random'),

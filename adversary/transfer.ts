@@ -1,8 +1,9 @@
-import { fgsmAlong, inputGradientSign, runAttack, type AttackName, type GradientOptions } from '../shared/attacks.js';
+import { fgsmAlong, inputGradientSign, runAttack, type AttackName, type AttackResult, type GradientOptions } from '../shared/attacks.js';
 import { meanPerturbationL2, sweepRow, type SweepRow, confusionMatrix, perClassTransfer, type Rate } from '../shared/metrics.js';
 import { imagesTensor, quantise } from '../shared/datasets/images.js';
 import { labelImages, type Model } from '../shared/model.js';
 import type { CampaignConfig } from './config.js';
+import type { CraftSplit } from './craft-split.js';
 
 /**
  * The ε sweep: craft adversarial examples on one model (the substitute, or the victim itself in
@@ -66,12 +67,22 @@ export function sweepSettings(c: Pick<CampaignConfig, 'attack' | 'epsilons' | 's
 
 export type VictimLabeler = (images: Float32Array, count: number) => Promise<Int32Array>;
 
+/** The projected images of an attack's result, its tensors released. */
+function projected({ raw, clipped }: AttackResult): Float32Array {
+  raw.dispose();
+  const data = clipped.dataSync() as Float32Array;
+  clipped.dispose();
+  return data;
+}
+
 export async function sweep(
   model: Model,
   data: SweepData,
   s: SweepSettings,
   victim: VictimLabeler,
   modes: readonly AttackMode[] = ['untargeted', 'targeted'],
+  /** Crafts the iterative attacks on two threads (craft-split.ts); the same images as without it. */
+  split?: CraftSplit | null,
 ): Promise<SweepOutcome> {
   const n = data.truth.length;
   const x = imagesTensor(data.images, n, model.inputShape);
@@ -92,13 +103,14 @@ export async function sweep(
       try {
         for (const epsilon of s.epsilons) {
           t0 = performance.now();
-          const { raw, clipped } = direction
-            ? fgsmAlong(x, direction, epsilon, model.bounds)
-            : runAttack(s.attack, model, x, goal, { ...gradient, epsilon, steps: s.steps, targets, stepSize: s.relativeStep === undefined ? undefined : s.relativeStep * epsilon, randomStart: s.randomStart });
-          raw.dispose();
+          const options = { ...gradient, epsilon, steps: s.steps, targets, stepSize: s.relativeStep === undefined ? undefined : s.relativeStep * epsilon, randomStart: s.randomStart };
+          const crafted = direction
+            ? projected(fgsmAlong(x, direction, epsilon, model.bounds))
+            : split
+              ? await split.craft(s.attack, x, goal, options)
+              : projected(runAttack(s.attack, model, x, goal, options));
           // A real attacker can only send valid 8-bit images: score what is actually sent.
-          const adv = quantise(clipped.dataSync() as Float32Array);
-          clipped.dispose();
+          const adv = quantise(crafted);
           const craftPred = labelImages(model, adv, n);
           craftSeconds += (performance.now() - t0) / 1000;
           const t1 = performance.now();

@@ -20,6 +20,12 @@ export interface AttackOptions extends GradientOptions {
   decay?: number;
   /** Uniform random start in the ε-ball (default: true for pgd, false otherwise). */
   randomStart?: boolean;
+  /**
+   * The random start's offsets, one per pixel of x (default: randomStartOffsets(x's shape, ε, seed)). A
+   * caller that attacks a batch in parts passes each part its slice of the whole batch's offsets, so
+   * that the parts together give exactly what the whole batch gives.
+   */
+  startOffsets?: tf.Tensor4D;
   /** Images per internal batch, to bound memory (default 500). */
   batchSize?: number;
 }
@@ -32,6 +38,10 @@ export interface AttackResult {
 }
 
 export const DEFAULT_STEPS = 10;
+
+/** The random start's offsets: uniform in [−ε, ε] per pixel, drawn from `seed`. */
+export const randomStartOffsets = (shape: [number, number, number, number], epsilon: number, seed: number): tf.Tensor4D =>
+  tf.randomUniform(shape, -epsilon, epsilon, 'float32', seed);
 /** Keeps the per-image L1 normalisation of MI-FGSM finite when a gradient vanishes. */
 const L1_FLOOR = 1e-12;
 
@@ -68,7 +78,8 @@ export function iterate(model: Model, x: tf.Tensor4D, labels: Int32Array, opts: 
   const spec = gradientSpec(targeted, opts, x.shape[3]);
   const [lo, hi] = model.bounds;
 
-  const noise = plan.randomStart ? tf.randomUniform(x.shape, -eps, eps, 'float32', opts.seed ?? 0) : null;
+  if (opts.startOffsets && !opts.startOffsets.shape.every((d, i) => d === x.shape[i])) fail(`startOffsets must have the shape of x [${x.shape.join(', ')}]`);
+  const noise = plan.randomStart ? (opts.startOffsets ?? randomStartOffsets(x.shape, eps, opts.seed ?? 0)) : null;
   try {
     const [raw, clipped] = mapChunks(x, batchSize, (chunk, start, size) => {
       const chunkSpec = forChunk(spec, opts.seed ?? 0);
@@ -113,7 +124,7 @@ export function iterate(model: Model, x: tf.Tensor4D, labels: Int32Array, opts: 
     });
     return { raw, clipped };
   } finally {
-    noise?.dispose();
+    if (noise !== opts.startOffsets) noise?.dispose();
     spec.kernel?.dispose();
   }
 }

@@ -32,6 +32,7 @@ import { fgsm } from './attack-fgsm.js';
 
 export { attackGradient, inputGradientSign, type GradientOptions } from './attack-gradient.js';
 export type { AttackOptions, AttackResult } from './attack-iterative.js';
+export { randomStartOffsets } from './attack-iterative.js';
 export { fgsm, fgsmAlong } from './attack-fgsm.js';
 
 export type AttackName = 'fgsm' | 'bim' | 'pgd' | 'mi-fgsm';

@@ -56,6 +56,7 @@ describe('campaign settings', () => {
     expect(() => resolveConfig({ snapshots: [3, 3] })).toThrow(/snapshots.*repeat/);
     expect(() => resolveConfig({ substitute: ['paper-cnn', 'paper-cnn', 'paper-cnn', 'paper-cnn'], snapshots: [4, 5] })).toThrow(/snapshots.*≤ 5/);
     expect(() => resolveConfig({ snapshots: [0] })).toThrow(/snapshots/);
+    expect(() => resolveConfig({ craftThreads: 3 as 2 })).toThrow(/craftThreads/);
   });
 
   it('takes one epoch count or one per round, the last repeating', () => {

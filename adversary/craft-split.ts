@@ -1,0 +1,120 @@
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import * as tf from '@tensorflow/tfjs';
+import { randomStartOffsets, runAttack, type AttackName, type AttackOptions } from '../shared/attacks.js';
+import type { EnsembleCombine } from '../shared/attack-losses.js';
+import { backendInfo } from '../shared/engine/backend.js';
+import { useHelperThread } from '../shared/engine/wasm-pool.js';
+import { modelFiles } from '../shared/model-io.js';
+import type { Model } from '../shared/model.js';
+import type { CraftRequest } from './craft-worker.js';
+
+/**
+ * Iterative crafting on two threads that share nothing: this one and a worker, each single-threaded,
+ * each attacking its half of the images. On a 2-core machine two single-threaded computations side by
+ * side keep their full speed, while the backend's own two threads gain much less (README, "The last
+ * points, and the time"). The halves are whole internal batches, and each gets its slice of the whole
+ * batch's random start, so the images come out exactly as from one thread.
+ */
+export interface CraftSplit {
+  /** The attack's projected images for all of x, as runAttack(...).clipped would hold them. */
+  craft(attack: AttackName, x: tf.Tensor4D, goal: Int32Array, options: AttackOptions): Promise<Float32Array>;
+  close(): Promise<void>;
+}
+
+const DEFAULT_BATCH = 500;
+/** tsx's ESM API (its `tsx/esm/api` export), as a URL an eval'd worker can import. */
+const TSX_API = pathToFileURL(join(dirname(createRequire(import.meta.url).resolve('tsx/package.json')), 'dist', 'esm', 'api', 'index.mjs')).href;
+
+type Reply = { kind: 'ready' } | { kind: 'crafted'; images: Float32Array } | { kind: 'error'; message: string };
+
+/**
+ * Starts the worker with copies of `members` (combined as `combine`, as `model` combines them here);
+ * null where the split does not apply (not on wasm).
+ */
+export async function startCraftSplit(model: Model, members: tf.LayersModel[], combine: EnsembleCombine): Promise<CraftSplit | null> {
+  if (backendInfo().backend !== 'wasm') return null;
+  const files = await Promise.all(members.map(async (m) => (await modelFiles(m, { arch: 'substitute', dataset: 'crafting' })).files));
+  // The worker runs this repository's TypeScript as the main thread does: through tsx, registered in it.
+  const worker = new Worker(
+    `import(${JSON.stringify(TSX_API)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(new URL('./craft-worker.ts', import.meta.url).href)}); });`,
+    { eval: true, env: { ...process.env, TRANSFERLAB_THREADS: '1' } },
+  );
+  const next = () =>
+    new Promise<Reply>((resolve, reject) => {
+      const onError = (e: Error) => reject(e);
+      worker.once('error', onError);
+      worker.once('message', (m: Reply) => {
+        worker.off('error', onError);
+        if (m.kind === 'error') reject(new Error(`craft worker: ${m.message}`));
+        else resolve(m);
+      });
+    });
+  const ready = next();
+  worker.postMessage({ kind: 'models', files, combine });
+  await ready;
+  return {
+    async craft(attack, x, goal, options) {
+      const [n, h, w, c] = x.shape;
+      const batch = options.batchSize ?? DEFAULT_BATCH;
+      const mid = batch * Math.ceil(Math.ceil(n / 2) / batch);
+      const pixels = h * w * c;
+      if (mid >= n) {
+        const { raw, clipped } = runAttack(attack, model, x, goal, options);
+        raw.dispose();
+        return takeData(clipped);
+      }
+      const all = x.dataSync() as Float32Array;
+      const request: CraftRequest = {
+        attack,
+        images: all.slice(mid * pixels),
+        count: n - mid,
+        from: mid,
+        total: n,
+        shape: [h, w, c],
+        goal: goal.slice(mid),
+        targets: options.targets?.slice(mid),
+        options: withoutTensors(options),
+      };
+      const answer = next();
+      // Should this thread's half fail first, the worker's answer is still awaited by no one: mark it handled.
+      answer.catch(() => {});
+      worker.postMessage({ kind: 'craft', request });
+      const head = x.slice([0, 0, 0, 0], [mid, -1, -1, -1]);
+      const offsets = tf.tidy(() => randomStartOffsets([n, h, w, c], options.epsilon, options.seed ?? 0).slice([0, 0, 0, 0], [mid, -1, -1, -1]));
+      const out = new Float32Array(n * pixels);
+      useHelperThread(false);
+      try {
+        const { raw, clipped } = runAttack(attack, model, head, goal.subarray(0, mid), { ...options, targets: options.targets?.subarray(0, mid), startOffsets: offsets });
+        raw.dispose();
+        out.set(takeData(clipped), 0);
+      } finally {
+        useHelperThread(true);
+        tf.dispose([head, offsets]);
+      }
+      const reply = await answer;
+      if (reply.kind !== 'crafted') throw new Error('craft worker: unexpected reply');
+      out.set(reply.images, mid * pixels);
+      return out;
+    },
+    async close() {
+      await worker.terminate();
+    },
+  };
+}
+
+function takeData(t: tf.Tensor): Float32Array {
+  const d = t.dataSync() as Float32Array;
+  t.dispose();
+  return d;
+}
+
+/** The options a worker can be sent: the per-image targets travel on their own, tensors not at all. */
+function withoutTensors(o: AttackOptions): CraftRequest['options'] {
+  const copy: AttackOptions = { ...o };
+  delete copy.targets;
+  delete copy.startOffsets;
+  return copy;
+}

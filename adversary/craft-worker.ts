@@ -1,0 +1,63 @@
+/**
+ * A second crafting thread (see craft-split.ts): its own single-threaded wasm backend and its own copy
+ * of the substitute's models, attacking the images it is sent. Messages: `models` (load them, answer
+ * `ready`), `craft` (attack, answer the projected images), anything failing answers `error`.
+ */
+import { parentPort } from 'node:worker_threads';
+import * as tf from '@tensorflow/tfjs';
+import { ensembleOf, type EnsembleCombine } from '../shared/attack-losses.js';
+import { randomStartOffsets, runAttack, type AttackName, type AttackOptions } from '../shared/attacks.js';
+import { initBackend } from '../shared/engine/backend.js';
+import { modelFromFiles, type ModelFiles } from '../shared/model-io.js';
+import { fromLayers, type Model } from '../shared/model.js';
+
+export interface CraftRequest {
+  attack: AttackName;
+  images: Float32Array;
+  count: number;
+  /** Where these images start in the whole batch, and its size: for the random start's offsets. */
+  from: number;
+  total: number;
+  shape: [number, number, number];
+  goal: Int32Array;
+  targets?: Int32Array;
+  options: Omit<AttackOptions, 'targets' | 'startOffsets'>;
+}
+
+let model: Model | undefined;
+
+async function load(files: ModelFiles[], combine: EnsembleCombine): Promise<void> {
+  await initBackend('wasm', 1);
+  const bytes = (v: Uint8Array | string | undefined) => (typeof v === 'string' ? new TextEncoder().encode(v) : v);
+  const models = await Promise.all(files.map(async (f, i) => (await modelFromFiles((name) => bytes(f[name as keyof ModelFiles]), `member ${i + 1}`)).model));
+  model = ensembleOf(models.map(fromLayers), combine);
+}
+
+function craft(r: CraftRequest): Float32Array {
+  if (!model) throw new Error('craft worker: no models loaded');
+  const [h, w, c] = r.shape;
+  const x = tf.tensor4d(r.images, [r.count, h, w, c]);
+  const offsets = tf.tidy(() => randomStartOffsets([r.total, h, w, c], r.options.epsilon, r.options.seed ?? 0).slice([r.from, 0, 0, 0], [r.count, -1, -1, -1]));
+  try {
+    const { raw, clipped } = runAttack(r.attack, model, x, r.goal, { ...r.options, targets: r.targets, startOffsets: offsets });
+    raw.dispose();
+    const out = clipped.dataSync() as Float32Array;
+    clipped.dispose();
+    return out;
+  } finally {
+    tf.dispose([x, offsets]);
+  }
+}
+
+parentPort?.on('message', (msg: { kind: 'models'; files: ModelFiles[]; combine: EnsembleCombine } | { kind: 'craft'; request: CraftRequest }) => {
+  const port = parentPort as NonNullable<typeof parentPort>;
+  (async () => {
+    if (msg.kind === 'models') {
+      await load(msg.files, msg.combine);
+      port.postMessage({ kind: 'ready' });
+    } else {
+      const images = craft(msg.request);
+      port.postMessage({ kind: 'crafted', images });
+    }
+  })().catch((e: unknown) => port.postMessage({ kind: 'error', message: e instanceof Error ? e.message : String(e) }));
+});
