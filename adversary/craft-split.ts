@@ -4,6 +4,7 @@ import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import { randomStartOffsets, runAttack, type AttackName, type AttackOptions } from '../shared/attacks.js';
+import { DEFAULT_BATCH } from '../shared/attack-gradient.js';
 import type { EnsembleCombine } from '../shared/attack-losses.js';
 import { backendInfo } from '../shared/engine/backend.js';
 import { useHelperThread } from '../shared/engine/wasm-pool.js';
@@ -24,7 +25,6 @@ export interface CraftSplit {
   close(): Promise<void>;
 }
 
-const DEFAULT_BATCH = 500;
 /** tsx's ESM API (its `tsx/esm/api` export), as a URL an eval'd worker can import. */
 const TSX_API = pathToFileURL(join(dirname(createRequire(import.meta.url).resolve('tsx/package.json')), 'dist', 'esm', 'api', 'index.mjs')).href;
 
@@ -44,17 +44,25 @@ export async function startCraftSplit(model: Model, members: tf.LayersModel[], c
   );
   const next = () =>
     new Promise<Reply>((resolve, reject) => {
-      const onError = (e: Error) => reject(e);
-      worker.once('error', onError);
-      worker.once('message', (m: Reply) => {
-        worker.off('error', onError);
-        if (m.kind === 'error') reject(new Error(`craft worker: ${m.message}`));
-        else resolve(m);
-      });
+      const onError = (e: Error) => settle(() => reject(e));
+      const onExit = (code: number) => settle(() => reject(new Error(`craft worker: exited (code ${code})`)));
+      const onMessage = (m: Reply) => settle(() => (m.kind === 'error' ? reject(new Error(`craft worker: ${m.message}`)) : resolve(m)));
+      const settle = (then: () => void) => {
+        worker.off('error', onError).off('exit', onExit).off('message', onMessage);
+        then();
+      };
+      worker.on('error', onError).on('exit', onExit).on('message', onMessage);
     });
   const ready = next();
   worker.postMessage({ kind: 'models', files, combine });
-  await ready;
+  try {
+    await ready;
+  } catch (e) {
+    // One thread still crafts the same images, only slower: say so and go on without the worker.
+    console.warn(`${e instanceof Error ? e.message : String(e)}; crafting on one thread`);
+    await worker.terminate();
+    return null;
+  }
   return {
     async craft(attack, x, goal, options) {
       const [n, h, w, c] = x.shape;
