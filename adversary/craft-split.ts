@@ -3,14 +3,14 @@ import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
-import { randomStartOffsets, runAttack, type AttackName, type AttackOptions } from '../shared/attacks.js';
+import { projectedImages, runAttack, type AttackName, type AttackOptions } from '../shared/attacks.js';
 import { DEFAULT_BATCH } from '../shared/attack-gradient.js';
 import type { EnsembleCombine } from '../shared/attack-losses.js';
 import { backendInfo } from '../shared/engine/backend.js';
 import { useHelperThread } from '../shared/engine/wasm-pool.js';
 import { modelFiles } from '../shared/model-io.js';
 import type { Model } from '../shared/model.js';
-import type { CraftRequest } from './craft-worker.js';
+import { craftPart, type CraftRequest } from './craft-worker.js';
 
 /**
  * Iterative crafting on two threads that share nothing: this one and a worker, each single-threaded,
@@ -40,7 +40,7 @@ export async function startCraftSplit(model: Model, members: tf.LayersModel[], c
   // The worker runs this repository's TypeScript as the main thread does: through tsx, registered in it.
   const worker = new Worker(
     `import(${JSON.stringify(TSX_API)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(new URL('./craft-worker.ts', import.meta.url).href)}); });`,
-    { eval: true, env: { ...process.env, TRANSFERLAB_THREADS: '1' } },
+    { eval: true, workerData: { craftWorker: true }, env: { ...process.env, TRANSFERLAB_THREADS: '1' } },
   );
   const next = () =>
     new Promise<Reply>((resolve, reject) => {
@@ -69,11 +69,7 @@ export async function startCraftSplit(model: Model, members: tf.LayersModel[], c
       const batch = options.batchSize ?? DEFAULT_BATCH;
       const mid = batch * Math.ceil(Math.ceil(n / 2) / batch);
       const pixels = h * w * c;
-      if (mid >= n) {
-        const { raw, clipped } = runAttack(attack, model, x, goal, options);
-        raw.dispose();
-        return takeData(clipped);
-      }
+      if (mid >= n) return projectedImages(runAttack(attack, model, x, goal, options));
       const all = x.dataSync() as Float32Array;
       const request: CraftRequest = {
         attack,
@@ -91,16 +87,13 @@ export async function startCraftSplit(model: Model, members: tf.LayersModel[], c
       answer.catch(() => {});
       worker.postMessage({ kind: 'craft', request });
       const head = x.slice([0, 0, 0, 0], [mid, -1, -1, -1]);
-      const offsets = tf.tidy(() => randomStartOffsets([n, h, w, c], options.epsilon, options.seed ?? 0).slice([0, 0, 0, 0], [mid, -1, -1, -1]));
       const out = new Float32Array(n * pixels);
       useHelperThread(false);
       try {
-        const { raw, clipped } = runAttack(attack, model, head, goal.subarray(0, mid), { ...options, targets: options.targets?.subarray(0, mid), startOffsets: offsets });
-        raw.dispose();
-        out.set(takeData(clipped), 0);
+        out.set(craftPart(attack, model, head, goal.subarray(0, mid), { ...options, targets: options.targets?.subarray(0, mid) }, 0, n), 0);
       } finally {
         useHelperThread(true);
-        tf.dispose([head, offsets]);
+        head.dispose();
       }
       const reply = await answer;
       if (reply.kind !== 'crafted') throw new Error('craft worker: unexpected reply');
@@ -111,12 +104,6 @@ export async function startCraftSplit(model: Model, members: tf.LayersModel[], c
       await worker.terminate();
     },
   };
-}
-
-function takeData(t: tf.Tensor): Float32Array {
-  const d = t.dataSync() as Float32Array;
-  t.dispose();
-  return d;
 }
 
 /** The options a worker can be sent: the per-image targets travel on their own, tensors not at all. */

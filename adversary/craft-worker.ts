@@ -3,10 +3,10 @@
  * of the substitute's models, attacking the images it is sent. Messages: `models` (load them, answer
  * `ready`), `craft` (attack, answer the projected images), anything failing answers `error`.
  */
-import { parentPort } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import { ensembleOf, type EnsembleCombine } from '../shared/attack-losses.js';
-import { randomStartOffsets, runAttack, type AttackName, type AttackOptions } from '../shared/attacks.js';
+import { projectedImages, randomStartOffsets, runAttack, type AttackName, type AttackOptions } from '../shared/attacks.js';
 import { initBackend } from '../shared/engine/backend.js';
 import { modelFromFiles, type ModelFiles } from '../shared/model-io.js';
 import { fromLayers, type Model } from '../shared/model.js';
@@ -33,23 +33,32 @@ async function load(files: ModelFiles[], combine: EnsembleCombine): Promise<void
   model = ensembleOf(models.map(fromLayers), combine);
 }
 
-function craft(r: CraftRequest): Float32Array {
-  if (!model) throw new Error('craft worker: no models loaded');
-  const [h, w, c] = r.shape;
-  const x = tf.tensor4d(r.images, [r.count, h, w, c]);
-  const offsets = tf.tidy(() => randomStartOffsets([r.total, h, w, c], r.options.epsilon, r.options.seed ?? 0).slice([r.from, 0, 0, 0], [r.count, -1, -1, -1]));
+/**
+ * The attack's projected images for images [from, from + count) of a batch of `total` (x holds just
+ * those), each starting from its own slice of the whole batch's random start: what either thread runs.
+ */
+export function craftPart(attack: AttackName, on: Model, x: tf.Tensor4D, goal: Int32Array, options: AttackOptions, from: number, total: number): Float32Array {
+  const [count, h, w, c] = x.shape;
+  const offsets = tf.tidy(() => randomStartOffsets([total, h, w, c], options.epsilon, options.seed ?? 0).slice([from, 0, 0, 0], [count, -1, -1, -1]));
   try {
-    const { raw, clipped } = runAttack(r.attack, model, x, r.goal, { ...r.options, targets: r.targets, startOffsets: offsets });
-    raw.dispose();
-    const out = clipped.dataSync() as Float32Array;
-    clipped.dispose();
-    return out;
+    return projectedImages(runAttack(attack, on, x, goal, { ...options, startOffsets: offsets }));
   } finally {
-    tf.dispose([x, offsets]);
+    offsets.dispose();
   }
 }
 
-parentPort?.on('message', (msg: { kind: 'models'; files: ModelFiles[]; combine: EnsembleCombine } | { kind: 'craft'; request: CraftRequest }) => {
+function craft(r: CraftRequest): Float32Array {
+  if (!model) throw new Error('craft worker: no models loaded');
+  const x = tf.tensor4d(r.images, [r.count, ...r.shape]);
+  try {
+    return craftPart(r.attack, model, x, r.goal, { ...r.options, targets: r.targets }, r.from, r.total);
+  } finally {
+    x.dispose();
+  }
+}
+
+// Only in a thread started by craft-split.ts: imported anywhere else (for craftPart), it listens to nothing.
+if (workerData?.craftWorker) parentPort?.on('message', (msg: { kind: 'models'; files: ModelFiles[]; combine: EnsembleCombine } | { kind: 'craft'; request: CraftRequest }) => {
   const port = parentPort as NonNullable<typeof parentPort>;
   (async () => {
     if (msg.kind === 'models') {

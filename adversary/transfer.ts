@@ -1,4 +1,4 @@
-import { fgsmAlong, inputGradientSign, runAttack, type AttackName, type AttackResult, type GradientOptions } from '../shared/attacks.js';
+import { fgsmAlong, inputGradientSign, projectedImages, runAttack, type AttackName, type GradientOptions } from '../shared/attacks.js';
 import { meanPerturbationL2, sweepRow, type SweepRow, confusionMatrix, perClassTransfer, type Rate } from '../shared/metrics.js';
 import { imagesTensor, quantise } from '../shared/datasets/images.js';
 import { labelImages, type Model } from '../shared/model.js';
@@ -67,14 +67,6 @@ export function sweepSettings(c: Pick<CampaignConfig, 'attack' | 'epsilons' | 's
 
 export type VictimLabeler = (images: Float32Array, count: number) => Promise<Int32Array>;
 
-/** The projected images of an attack's result, its tensors released. */
-function projected({ raw, clipped }: AttackResult): Float32Array {
-  raw.dispose();
-  const data = clipped.dataSync() as Float32Array;
-  clipped.dispose();
-  return data;
-}
-
 export async function sweep(
   model: Model,
   data: SweepData,
@@ -105,10 +97,10 @@ export async function sweep(
           t0 = performance.now();
           const options = { ...gradient, epsilon, steps: s.steps, targets, stepSize: s.relativeStep === undefined ? undefined : s.relativeStep * epsilon, randomStart: s.randomStart };
           const crafted = direction
-            ? projected(fgsmAlong(x, direction, epsilon, model.bounds))
+            ? projectedImages(fgsmAlong(x, direction, epsilon, model.bounds))
             : split
               ? await split.craft(s.attack, x, goal, options)
-              : projected(runAttack(s.attack, model, x, goal, options));
+              : projectedImages(runAttack(s.attack, model, x, goal, options));
           // A real attacker can only send valid 8-bit images: score what is actually sent.
           const adv = quantise(crafted);
           const craftPred = labelImages(model, adv, n);

@@ -83,6 +83,14 @@ export function runAttack(
   }
 }
 
+/** The projected images of an attack's result as data, its tensors released (the raw step is not kept). */
+export function projectedImages({ raw, clipped }: AttackResult): Float32Array {
+  raw.dispose();
+  const data = clipped.dataSync() as Float32Array;
+  clipped.dispose();
+  return data;
+}
+
 /**
  * Target classes for a targeted attack.
  * 'random': a uniformly drawn class other than the image's label, reproducible from `seed`;
