@@ -9,6 +9,7 @@
  */
 import { z } from 'zod';
 import { TransferlabError } from '../shared/errors.js';
+import { parseSettings } from '../shared/settings-errors.js';
 import { accuracy } from '../shared/metrics.js';
 import { adversarySplit, loadMnist, subset, toPixels } from '../shared/mnist.js';
 import { createRng } from '../shared/random.js';
@@ -20,7 +21,7 @@ import { budgetCurve, CURVE_EPSILONS, epsilonSummaries, queriesForRate, type Bud
 import { putJson, runStore, type RunStore } from './run-store.js';
 
 export const queryAttackSchema = z
-  .object({
+  .strictObject({
     victim: z.string().url().default('http://127.0.0.1:8080'),
     apiKey: z.string().min(1).optional(),
     format: z.enum(['uint8', 'float32']).default('uint8'),
@@ -36,7 +37,6 @@ export const queryAttackSchema = z
     stopAt: z.number().gt(0).lte(1).optional(),
     matchRate: z.number().gt(0).lte(1).optional(),
   })
-  .strict()
   .superRefine((c, ctx) => {
     if (c.attack === 'rays' && c.norm !== 'linf') ctx.addIssue({ code: 'custom', path: ['norm'], message: 'RayS is an L∞ attack: norm must be linf' });
     if (c.seedSize + c.images > 10_000) ctx.addIssue({ code: 'custom', path: ['images'], message: 'seedSize + images must be ≤ 10000 test images' });
@@ -46,12 +46,7 @@ export type QueryAttackConfig = z.infer<typeof queryAttackSchema>;
 export type QueryAttackInput = z.input<typeof queryAttackSchema>;
 
 export function resolveQueryAttackConfig(input: QueryAttackInput): QueryAttackConfig {
-  const parsed = queryAttackSchema.safeParse(input);
-  if (!parsed.success) {
-    const list = parsed.error.issues.map((i) => `  - ${i.path.join('.') || '(config)'}: ${i.message}`).join('\n');
-    throw new TransferlabError('invalid_config', `invalid query-attack settings:\n${list}`);
-  }
-  return parsed.data;
+  return parseSettings(queryAttackSchema, input, 'query-attack settings');
 }
 
 export interface ImageRecord {

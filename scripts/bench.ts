@@ -1,5 +1,5 @@
 /**
- * Benchmarks (issue "Performance"): model throughput per architecture, the victim over HTTP, and
+ * Benchmarks (targets and figures: docs/performance.md): model throughput per architecture, the victim over HTTP, and
  * the default campaign's wall time by phase. Not part of `npm test`; targets live here.
  *
  *   npm run bench -- [--quick] [--json FILE] [--model DIR] [--skip-campaign]

@@ -1,5 +1,5 @@
 /**
- * The one-command demo (README quick start): train-or-load the victim, start it as its own
+ * The one-command demo (`npm run demo`, the quick start): train-or-load the victim, start it as its own
  * process, run the white-box baseline and the default black-box campaign against it over HTTP,
  * stop the victim, print a summary and the report's path.
  *

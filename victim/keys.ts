@@ -2,6 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { TransferlabError } from '../shared/errors.js';
+import { settingsIssues } from '../shared/settings-errors.js';
 
 /**
  * API keys. The keys file is {"keys":[{"id":"alice","key":"<secret>","budget":1000}]}; a missing
@@ -74,7 +75,7 @@ export class KeyRing {
     const parsed = KeysFile.safeParse(raw);
     if (!parsed.success) {
       // zod's issues name paths and rules, never the offending values, so no secret leaks here.
-      const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
+      const issues = settingsIssues(KeysFile, parsed.error).join('; ');
       throw new TransferlabError(
         'invalid_keys_file',
         `keys file ${path} is invalid (${issues}); expected {"keys":[{"id":"alice","key":"<secret, ≥${MIN_KEY_LENGTH} chars>","budget":1000}]}`,

@@ -1,7 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import yargs from 'yargs';
-import { readConfigFile, type CampaignInput } from '../../adversary/config.js';
+import { readConfigFile, resolveConfig, type CampaignInput } from '../../adversary/config.js';
 import { describeBackend, initBackend } from '../../shared/engine/backend.js';
 import { isMain, runMain } from '../../shared/cli.js';
 import { TransferlabError } from '../../shared/errors.js';
@@ -62,6 +62,8 @@ export async function main(argv: string[]): Promise<number> {
   if (!(args['pgd-step-size'] > 0 && args['pgd-step-size'] <= 1)) problems.push(`--pgd-step-size must be in (0, 1] (got ${args['pgd-step-size']})`);
   if (problems.length) throw new TransferlabError('invalid_arguments', problems.join('; '));
   const overrides: CampaignInput | undefined = args['campaign-config'] ? readConfigFile(args['campaign-config']) : undefined;
+  // Checked now, before any model is attacked: an unknown or misspelt setting stops here with its path.
+  if (overrides) resolveConfig(overrides);
   const out = args.out ?? join('runs', `evaluate-${runStamp()}`);
   assertWritableDir(out, 'the evaluation');
   mkdirSync(out, { recursive: true });
