@@ -14,6 +14,7 @@ import { compareRuns, formatTable } from './compare.js';
 import { runStamp } from '../shared/stamp.js';
 import { sweepCommands } from './sweep-cli.js';
 import { queryAttackCommand } from './query-attack-cli.js';
+import { exitOnInterrupt } from './resume-hint.js';
 
 const campaignFlags = {
   config: { type: 'string', describe: 'YAML or JSON file with campaign settings (flags override it)' },
@@ -145,6 +146,7 @@ export async function main(argv: string[]): Promise<number> {
           assertWritableDir(out, 'the run folder');
           const info = await initBackend(a.backend);
           console.log(`adversary on ${describeBackend(info)}`);
+          exitOnInterrupt('run', out);
           code = await runCampaignCommand({ ...config, out }, out, Boolean(a.resume));
         },
       )

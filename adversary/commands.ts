@@ -6,6 +6,7 @@ import { createRunOracle } from './oracle-client.js';
 import { writeReport } from './report.js';
 import type { CampaignResults } from './results.js';
 import { roundRecords, type RoundRecord } from './checkpoints.js';
+import { resumeHint } from './resume-hint.js';
 import { fileRunStore, getJson } from './run-store.js';
 import { runWhitebox } from './whitebox.js';
 
@@ -23,12 +24,12 @@ export function summaryTable(r: CampaignResults): string {
 
 /** Why the campaign stopped and how to continue; the victim's own words stay in the message. */
 export function stoppedMessage(e: TransferlabError, out: string): string {
-  const resume = `npm run adversary -- run --resume ${out}`;
+  const resume = resumeHint('run', out);
   if (e.code === 'extraction_suspected') {
     return (
       `the victim flagged this key as an extraction attack and refuses its queries (HTTP 403 extraction_suspected; nothing more was charged).\n` +
-      `${e.message}\nThe run folder ${out} keeps its checkpoints and every answer already paid for; resume with \`${resume}\` ` +
-      `after the victim's operator lifts the block, or add --api-key <another key>.`
+      `${e.message}\nThe run folder ${out} keeps its checkpoints and every answer already paid for; resume with ${resume}, ` +
+      `after the victim's operator lifts the block, or with another key as KEY.`
     );
   }
   return `${e.message}\nThe run folder ${out} keeps every answer and finished round; continue with: ${resume}`;

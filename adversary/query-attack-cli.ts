@@ -5,6 +5,7 @@ import { assertWritableDir } from '../shared/fs-checks.js';
 import { runStamp } from '../shared/stamp.js';
 import { QUERY_ATTACKS } from './query-attack.js';
 import { runQueryAttackCommand } from './query-attack-command.js';
+import { exitOnInterrupt } from './resume-hint.js';
 
 const num = (v: unknown) => (v === undefined ? undefined : Number(v));
 
@@ -41,6 +42,7 @@ export function queryAttackCommand(done: (code: number) => void): CommandModule 
       assertWritableDir(String(out), 'the run folder');
       const info = await initBackend(a.backend as string | undefined);
       console.log(`adversary on ${describeBackend(info)}`);
+      exitOnInterrupt('query-attack', String(out));
       done(
         await runQueryAttackCommand(
           {

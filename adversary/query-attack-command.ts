@@ -1,6 +1,7 @@
 import { TransferlabError } from '../shared/errors.js';
 import { createRunOracle } from './oracle-client.js';
 import { resolveQueryAttackConfig, queryAttackSummary, runQueryAttackCampaign, type QueryAttackInput } from './query-attack-run.js';
+import { resumeHint } from './resume-hint.js';
 import { fileRunStore, getJson } from './run-store.js';
 
 /** The CLI's side of `query-attack`: settings, the run folder, the victim connection, the summary. */
@@ -48,12 +49,12 @@ export async function runQueryAttackCommand(flags: QueryAttackFlags, defaultOut:
         `${r.queries.probes} probes this process), ${r.queries.cached} from the answer cache; median ${r.medianQueriesPerImage} per image; ` +
         `${r.durationSeconds.toFixed(1)} s`,
     );
-    if (r.stopped) console.log(`stopped early: the key's budget ran out. Continue with more budget: npm run adversary -- query-attack --resume ${out}`);
+    if (r.stopped) console.log(`stopped early: the key's budget ran out. Continue with more budget: ${resumeHint('query-attack', out)}`);
     console.log(`results: ${store.where('results.json')}`);
     return 0;
   } catch (e) {
     if (e instanceof TransferlabError) {
-      throw new TransferlabError(e.code, `${e.message}\nThe run folder ${out} keeps every answer paid for; continue with: npm run adversary -- query-attack --resume ${out}`, e.status);
+      throw new TransferlabError(e.code, `${e.message}\nThe run folder ${out} keeps every answer paid for; continue with: ${resumeHint('query-attack', out)}`, e.status);
     }
     throw e;
   } finally {
