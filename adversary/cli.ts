@@ -4,7 +4,7 @@ import { ATTACK_NAMES } from '../shared/attacks.js';
 import { ARCHITECTURES } from '../shared/architectures.js';
 import { BUILTIN_NAMES } from '../shared/datasets/index.js';
 import { describeBackend, initBackend } from '../shared/engine/backend.js';
-import { isMain, runMain } from '../shared/cli.js';
+import { failOnOneLine, isMain, runMain } from '../shared/cli.js';
 import { TransferlabError } from '../shared/errors.js';
 import { assertWritableDir } from '../shared/fs-checks.js';
 import { readJson } from './run-store.js';
@@ -138,7 +138,7 @@ export async function main(argv: string[]): Promise<number> {
           })
             .example('$0 run --victim http://127.0.0.1:8080', 'the default Papernot campaign')
             .example('$0 run --victim http://127.0.0.1:8080 --dataset fashion-mnist', 'seed and evaluation images from Fashion-MNIST')
-            .example('$0 run --config experiments/mi-fgsm.yaml --out runs/mi', 'settings from a file')
+            .example('$0 run --config scripts/configs/strongest.yaml --out runs/strongest', 'settings from a file (flags given too override it)')
             .example('$0 run --resume runs/20261127-101500-substitute-cnn-fgsm', 'finish an interrupted run'),
         async (a) => {
           const config = buildConfig({ ...a, 'api-key': a['api-key'] ?? process.env.TRANSFERLAB_API_KEY });
@@ -157,6 +157,7 @@ export async function main(argv: string[]): Promise<number> {
           y.options({
             model: { type: 'string', default: 'models/victim', describe: 'victim model folder (its metadata names the dataset; --dataset overrides it)' },
             ...campaignFlags,
+            out: { type: 'string', describe: 'run folder (default runs/<time>-whitebox-<attack>)' },
           }).example('$0 whitebox --model models/victim --epsilons 0.1 0.2 0.3', 'the seed paper\'s sweep'),
         async (a) => {
           // The seed paper's baseline is plain FGSM: TI stays off unless asked for.
@@ -189,10 +190,7 @@ export async function main(argv: string[]): Promise<number> {
     .demandCommand(1, 'name a command: run, whitebox, query-attack, compare, sweep or worker')
     .strict()
     .help()
-    .fail((msg, err) => {
-      if (err) throw err;
-      throw new TransferlabError('invalid_arguments', msg);
-    })
+    .fail(failOnOneLine(argv))
     .parseAsync();
   return code;
 }

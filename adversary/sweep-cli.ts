@@ -123,7 +123,7 @@ export function sweepCommands<T>(y: Argv<T>): Argv<T> {
             name: { type: 'string', describe: 'the sweep\'s name: its run folders go to RUNS/NAME/<config name> [default: sweep; `sweep status` without it shows every sweep]' },
             victim: { type: 'string', describe: 'victim URL for every campaign (overrides the files; every worker must reach it)' },
           })
-          .example('$0 sweep a.yaml b.yaml --queue redis://10.0.0.5:6379/0 --runs /mnt/shared/runs', 'queue two campaigns')
+          .example('$0 sweep scripts/configs/strongest.yaml scripts/configs/strongest-2400.yaml --queue redis://10.0.0.5:6379/0 --runs /mnt/shared/runs', 'queue two campaigns')
           .example('$0 sweep status --queue redis://10.0.0.5:6379/0 --runs /mnt/shared/runs', 'waiting/active/done/failed; the comparison once all are done'),
       async (a) => {
         const url = requireQueue(a);

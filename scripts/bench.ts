@@ -11,7 +11,7 @@ import yargs from 'yargs';
 import { inputGradientSign } from '../shared/attacks.js';
 import { ARCHITECTURES, buildModel } from '../shared/architectures.js';
 import { describeBackend, initBackend } from '../shared/engine/backend.js';
-import { isMain, runMain } from '../shared/cli.js';
+import { isMain, runMain, failOnOneLine } from '../shared/cli.js';
 import { fromLayers, predictLabels } from '../shared/model.js';
 import { loadMnist } from '../shared/mnist.js';
 import { seedGlobalRandom } from '../shared/random.js';
@@ -112,8 +112,11 @@ export async function main(argv: string[]): Promise<number> {
       'skip-campaign': { type: 'boolean', default: false, describe: 'leave out the campaign wall time' },
       backend: { type: 'string', describe: 'tensorflow | wasm | cpu' },
     })
+    .example('$0 --quick --skip-campaign', 'a smoke check of the model and HTTP figures')
+    .example('$0 --json runs/bench.json', 'every figure, also written as JSON')
     .strict()
     .help()
+    .fail(failOnOneLine(argv))
     .parseAsync();
   const info = await initBackend(a.backend);
   console.log(`benchmarks on ${describeBackend(info)}, ${availableParallelism()} cores${a.quick ? ' (quick)' : ''}`);

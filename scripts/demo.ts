@@ -12,7 +12,7 @@
 import { join } from 'node:path';
 import yargs from 'yargs';
 import { describeBackend, initBackend } from '../shared/engine/backend.js';
-import { isMain, runMain } from '../shared/cli.js';
+import { isMain, runMain, failOnOneLine } from '../shared/cli.js';
 import { DATASET_HELP, DEFAULT_DATASET, loadDataset } from '../shared/datasets/index.js';
 import { isTransferlabError } from '../shared/errors.js';
 import { hasModel } from '../shared/model-io.js';
@@ -33,8 +33,11 @@ export async function main(argv: string[]): Promise<number> {
       quick: { type: 'boolean', default: false, describe: 'a smaller campaign (fewer rounds and images) for a fast look' },
       backend: { type: 'string', describe: 'tensorflow | wasm | cpu' },
     })
+    .example('$0 --quick', 'a smaller campaign against the default victim, for a fast look')
+    .example('$0 --model model.onnx --dataset fashion-mnist', 'attack your own ONNX classifier with Fashion-MNIST images')
     .strict()
     .help()
+    .fail(failOnOneLine(argv))
     .parseAsync();
   const started = performance.now();
   const stamp = runStamp();

@@ -1,3 +1,4 @@
+import { failOnOneLine } from '../shared/cli.js';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import yargs from 'yargs';
@@ -35,6 +36,7 @@ export async function runExperiment(title: string, argv: string[], variants: (qu
     })
     .strict()
     .help()
+    .fail(failOnOneLine(argv))
     .parseAsync();
   const sweep = `experiment-${title}${a.quick ? '-quick' : ''}`;
   if (a.queue) {

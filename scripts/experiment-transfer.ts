@@ -13,7 +13,7 @@ import { cpSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import yargs from 'yargs';
 import { describeBackend, initBackend } from '../shared/engine/backend.js';
-import { isMain, runMain } from '../shared/cli.js';
+import { isMain, runMain, failOnOneLine } from '../shared/cli.js';
 import { TransferlabError } from '../shared/errors.js';
 import { loadModel } from '../shared/model-io.js';
 import { fromLayers, labelImages } from '../shared/model.js';
@@ -229,6 +229,7 @@ export async function main(argv: string[]): Promise<number> {
     })
     .strict()
     .help()
+    .fail(failOnOneLine(argv))
     .parseAsync();
   const trains = (a.train ?? Object.keys(TRAININGS)).map(String);
   const attacks = (a.attacks ?? ATTACKS.map((x) => x.name)).map(String);

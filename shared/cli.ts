@@ -1,6 +1,6 @@
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { isTransferlabError } from './errors.js';
+import { isTransferlabError, TransferlabError } from './errors.js';
 
 /**
  * The outer edge of every command: run main with the process's argv, turn a TransferlabError
@@ -31,4 +31,18 @@ export function isMain(metaUrl: string): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * yargs' `.fail` for every command line: one line naming what was wrong (an unknown flag as the user
+ * typed it) and pointing at --help, instead of the whole help text. `argv` is what was parsed.
+ */
+export function failOnOneLine(argv: readonly string[]) {
+  return (msg: string | null, err: Error | undefined): never => {
+    if (err) throw err;
+    const unknown = /^Unknown arguments?: (.+)$/.exec(msg ?? '');
+    if (!unknown) throw new TransferlabError('invalid_arguments', `${msg ?? 'invalid arguments'}; see --help`);
+    const typed = unknown[1].split(', ').map((name) => argv.find((a) => a === `--${name}` || a.startsWith(`--${name}=`) || a === `-${name}`)?.split('=')[0] ?? name);
+    throw new TransferlabError('invalid_arguments', `unknown ${typed.every((t) => t.startsWith('-')) ? 'flag' : 'argument'}${typed.length > 1 ? 's' : ''} ${typed.join(', ')}; see --help`);
+  };
 }

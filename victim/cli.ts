@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { pino } from 'pino';
 import yargs from 'yargs';
 import { describeBackend, initBackend, type BackendInfo } from '../shared/engine/backend.js';
-import { isMain, runMain } from '../shared/cli.js';
+import { isMain, runMain, failOnOneLine } from '../shared/cli.js';
 import { TransferlabError } from '../shared/errors.js';
 import { isLayersFolder } from '../shared/layers-folder.js';
 import { pixelsPerImage } from '../shared/protocol/index.js';
@@ -181,6 +181,7 @@ export async function main(argv: string[]): Promise<number> {
     .example('$0 --keys keys.json --detector prada --detector-action block --admin-key-file admin.key', 'refuse keys flagged as extraction attacks')
     .strict()
     .help()
+    .fail(failOnOneLine(argv))
     .parseAsync();
 
   check(Number.isInteger(args.port) && args.port >= 0 && args.port <= 65535, `--port must be an integer in 0..65535 (got ${args.port})`);

@@ -2,7 +2,7 @@ import yargs from 'yargs';
 import { ARCHITECTURES } from '../shared/architectures.js';
 import { DATASET_HELP, DEFAULT_DATASET, loadDataset } from '../shared/datasets/index.js';
 import { initBackend, describeBackend } from '../shared/engine/backend.js';
-import { isMain, runMain } from '../shared/cli.js';
+import { isMain, runMain, failOnOneLine } from '../shared/cli.js';
 import { assertWritableDir } from '../shared/fs-checks.js';
 import { progressBar } from '../shared/progress.js';
 import { ROBUST_DEFAULTS, trainVictim, validateTrainConfig, VICTIM_DEFAULTS, type VictimTrainConfig } from './train.js';
@@ -52,6 +52,7 @@ export async function main(argv: string[]): Promise<number> {
     .example('$0 --dataset ./my-images --arch lenet --out models/mine', 'a victim on an ImageFolder tree of PNGs')
     .strict()
     .help()
+    .fail(failOnOneLine(argv))
     .parseAsync();
 
   // A dataset that cannot be read fails here, before the backend starts or anything is trained.

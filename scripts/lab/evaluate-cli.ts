@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import yargs from 'yargs';
 import { readConfigFile, resolveConfig, type CampaignInput } from '../../adversary/config.js';
 import { describeBackend, initBackend } from '../../shared/engine/backend.js';
-import { isMain, runMain } from '../../shared/cli.js';
+import { isMain, runMain, failOnOneLine } from '../../shared/cli.js';
 import { TransferlabError } from '../../shared/errors.js';
 import { DATASET_HELP } from '../../shared/datasets/index.js';
 import { assertWritableDir } from '../../shared/fs-checks.js';
@@ -48,6 +48,7 @@ export async function main(argv: string[]): Promise<number> {
     .example('$0 --models models/victim-robust --images 200 --restarts 2', 'a quick look')
     .strict()
     .help()
+    .fail(failOnOneLine(argv))
     .parseAsync();
 
   const models = args.models.map(String);
