@@ -5,6 +5,7 @@ import { ARCHITECTURES } from '../shared/architectures.js';
 import { isBuiltinDataset } from '../shared/datasets/index.js';
 import { TransferlabError } from '../shared/errors.js';
 import { parseSettings } from '../shared/settings-errors.js';
+import { victimUrl } from './victim-url.js';
 
 /**
  * A campaign's whole configuration. One schema gives the defaults, validates a YAML/JSON file
@@ -19,7 +20,7 @@ export const MAX_MEMBERS = 5;
 
 export const campaignSchema = z
   .strictObject({
-    victim: z.string().url().default('http://127.0.0.1:8080'),
+    victim: victimUrl.default('http://127.0.0.1:8080'),
     apiKey: z.string().min(1).optional(),
     format: z.enum(['uint8', 'float32']).default('uint8'),
     // Where the seed and evaluation images come from (its test part): a built-in name or a folder.

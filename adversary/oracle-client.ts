@@ -15,6 +15,7 @@ import { HEADERS, MEDIA_TYPES, PATHS, anyErrorBodySchema, budgetSchema, victimIn
 import type { VictimInfo } from './oracle.js';
 import { buildOracle, imageKey, oracleStore, VictimError, type CountingOracle, type PixelFormat, type SendBatch } from './oracle-core.js';
 import { runStore, type RunStore } from './run-store.js';
+import { victimUrlProblem } from './victim-url.js';
 
 export { oracleFromLabeler, VictimError, type CountingOracle, type PixelFormat } from './oracle-core.js';
 export { ANSWER_CACHE_FILE, QUERY_LEDGER_FILE } from './answer-cache.js';
@@ -95,16 +96,9 @@ function retryAfterMs(header: unknown): number | undefined {
 }
 
 function normaliseUrl(raw: string): string {
-  let u: URL;
-  try {
-    u = new URL(raw);
-  } catch {
-    throw new TransferlabError('bad_victim_url', `victim URL '${raw}' is not a URL; give e.g. http://127.0.0.1:8080`);
-  }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') {
-    throw new TransferlabError('bad_victim_url', `victim URL '${raw}' must be http:// or https://`);
-  }
-  return u.href.replace(/\/+$/, '');
+  const problem = victimUrlProblem(raw);
+  if (problem) throw new TransferlabError('bad_victim_url', problem);
+  return new URL(raw).href.replace(/\/+$/, '');
 }
 
 /** Below the victim's keep-alive timeout (5 s), so a reused socket is one the victim still holds. */

@@ -10,6 +10,7 @@
 import { z } from 'zod';
 import { TransferlabError } from '../shared/errors.js';
 import { parseSettings } from '../shared/settings-errors.js';
+import { victimUrl } from './victim-url.js';
 import { accuracy } from '../shared/metrics.js';
 import { adversarySplit, loadMnist, subset, toPixels } from '../shared/mnist.js';
 import { createRng } from '../shared/random.js';
@@ -22,7 +23,7 @@ import { putJson, runStore, type RunStore } from './run-store.js';
 
 export const queryAttackSchema = z
   .strictObject({
-    victim: z.string().url().default('http://127.0.0.1:8080'),
+    victim: victimUrl.default('http://127.0.0.1:8080'),
     apiKey: z.string().min(1).optional(),
     format: z.enum(['uint8', 'float32']).default('uint8'),
     attack: z.enum(QUERY_ATTACKS).default('rays'),

@@ -6,6 +6,8 @@ import { describe, expect, it } from 'vitest';
 import { campaignSchema, readConfigFile, resolveConfig } from '../adversary/config.js';
 import { queryAttackSchema, resolveQueryAttackConfig } from '../adversary/query-attack-run.js';
 import { KeyRing } from '../victim/keys.js';
+import { createHttpOracle } from '../adversary/oracle-client.js';
+import type { TransferlabError } from '../shared/errors.js';
 import { editDistance, nearestName, objectSchemas } from '../shared/settings-errors.js';
 
 /** A valid campaign config with every nested object written out, so a key can go in at any depth. */
@@ -67,6 +69,15 @@ describe('settings from user files', () => {
     const path = join(dir, 'keys.json');
     writeFileSync(path, JSON.stringify({ keys: [{ id: 'alice', key: 'a'.repeat(40), budjet: 10 }] }));
     expect(messageOf(() => KeyRing.fromFile(path))).toContain('keys.0.budjet: unknown setting; did you mean budget?');
+  });
+
+  it('a victim URL without http:// is refused naming the flag, the value and the URL it likely meant', async () => {
+    expect(messageOf(() => resolveConfig({ victim: '127.0.0.1:8080' }))).toContain("victim: --victim '127.0.0.1:8080' is not a URL; give e.g. http://127.0.0.1:8080");
+    expect(messageOf(() => resolveQueryAttackConfig({ victim: 'localhost:8080' }))).toContain("--victim 'localhost:8080' must be an http:// or https:// URL; give http://localhost:8080");
+    expect(messageOf(() => resolveConfig({ victim: 'ftp://x' }))).toContain("--victim 'ftp://x' must be an http:// or https:// URL");
+    const refused = await createHttpOracle({ url: '10.0.0.5:8080' }).then(() => undefined, (e: TransferlabError) => e);
+    expect(refused?.code).toBe('bad_victim_url');
+    expect(refused?.message).toContain('give e.g. http://10.0.0.5:8080');
   });
 
   it('measures edit distance and keeps far names out of the hint', () => {
