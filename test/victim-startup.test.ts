@@ -38,6 +38,12 @@ describe('victim start-up', () => {
     expect(await refusal(['--model', join(dir, 'nothing-here'), '--no-train'])).toMatch(/error \(model_missing\): no model in .*npm run victim:train/);
   });
 
+  it('says a missing ONNX file does not exist and how to get one, never to train it', async () => {
+    const message = await refusal(['--model', join(dir, 'nope.onnx')]);
+    expect(message).toMatch(/error \(model_missing\): .*nope\.onnx does not exist\. Give the path of an existing ONNX file.*scripts\/export-victim\.ts/);
+    expect(message).not.toContain('victim:train');
+  });
+
   it('refuses a keys file with a weak key without printing it', async () => {
     writeFileSync(join(dir, 'keys.json'), JSON.stringify({ keys: [{ id: 'eve', key: 'hunter2hunter2', budget: 5 }] }));
     const message = await refusal(['--model', modelDir, '--keys', join(dir, 'keys.json')]);

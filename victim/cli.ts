@@ -1,5 +1,5 @@
 import { existsSync, statSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { extname, resolve } from 'node:path';
 import { pino } from 'pino';
 import yargs from 'yargs';
 import { describeBackend, initBackend, type BackendInfo } from '../shared/engine/backend.js';
@@ -80,6 +80,14 @@ async function serve(
   const modelDir = args.model;
   if (!existsSync(modelDir) || (statSync(modelDir).isDirectory() && !isLayersFolder(modelDir))) {
     const isDefault = resolve(modelDir) === resolve(SERVE_DEFAULTS.model);
+    // A file path (model.onnx, …) names the user's own model: training could not make it.
+    if (!existsSync(modelDir) && extname(modelDir) !== '') {
+      throw new TransferlabError(
+        'model_missing',
+        `${modelDir} does not exist. Give the path of an existing ONNX file (torch.onnx.export writes one), ` +
+          `or export a project model folder to ONNX with \`npx tsx scripts/export-victim.ts --model models/victim --out DIR\` and serve DIR/model.onnx`,
+      );
+    }
     if (!isDefault || !args.train) {
       throw new TransferlabError(
         'model_missing',
