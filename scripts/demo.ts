@@ -9,6 +9,7 @@
  * --dataset names the images the attacker draws its seed and evaluation sets from. With --dataset and
  * no --model, a default victim is trained on that dataset first (models/victim-<name>).
  */
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import yargs from 'yargs';
 import { describeBackend, initBackend } from '../shared/engine/backend.js';
@@ -21,6 +22,12 @@ import { resolveConfig } from '../adversary/config.js';
 import { runCampaignCommand, runWhiteboxCommand } from '../adversary/commands.js';
 import { spawnVictim, type VictimProcess } from '../victim/spawn.js';
 import { runStamp } from '../shared/stamp.js';
+
+/** True when every file under `dir` is empty (or there is none). */
+function holdsNothing(dir: string): boolean {
+  if (!existsSync(dir)) return true;
+  return readdirSync(dir, { withFileTypes: true }).every((e) => (e.isDirectory() ? holdsNothing(join(dir, e.name)) : statSync(join(dir, e.name)).size === 0));
+}
 
 export async function main(argv: string[]): Promise<number> {
   const a = await yargs(argv)
@@ -42,6 +49,7 @@ export async function main(argv: string[]): Promise<number> {
   const started = performance.now();
   const stamp = runStamp();
   const out = a.out ?? join('runs', `demo-${stamp}`);
+  const outExisted = existsSync(out);
   const info = await initBackend(a.backend);
   console.log(`transferlab demo on ${describeBackend(info)}; run folder ${out}`);
   // Without --model, the demo's own victim: the default one, or one trained on --dataset.
@@ -73,6 +81,11 @@ export async function main(argv: string[]): Promise<number> {
       env: { TFJS_BACKEND: a.backend ?? process.env.TFJS_BACKEND ?? '' },
       stdio: 'inherit',
       onLine: (line) => console.log(`  [victim] ${line}`),
+    }).catch((e: unknown) => {
+      // The victim opens its (still empty) logs in the run folder before it loads the model: a failed
+      // start leaves no folder behind unless something was written to it.
+      if (!outExisted && holdsNothing(out)) rmSync(out, { recursive: true, force: true });
+      throw e;
     });
     const t1 = performance.now();
     const config = resolveConfig({
