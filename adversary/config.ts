@@ -127,7 +127,10 @@ export function readConfigFile(path: string): CampaignInput {
 /** Flags override the file; undefined flags leave the file's value alone. */
 export function mergeConfig(file: CampaignInput, flags: Partial<CampaignInput>): CampaignInput {
   const merged: Record<string, unknown> = { ...file };
-  for (const [k, v] of Object.entries(flags)) if (v !== undefined) merged[k] = v;
+  const isMapping = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+  // A nested flag (--no-boundary) sets one key of the file's mapping and keeps the rest, so a typo
+  // there is still refused rather than dropped.
+  for (const [k, v] of Object.entries(flags)) if (v !== undefined) merged[k] = isMapping(v) && isMapping(merged[k]) ? { ...merged[k], ...v } : v;
   return merged as CampaignInput;
 }
 

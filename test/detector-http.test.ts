@@ -156,7 +156,7 @@ describe('a campaign against a blocking victim', () => {
     expect(existsSync(join(out, 'checkpoints', 'round-01', 'round.json'))).toBe(true);
     const message = stoppedMessage(error!, out);
     expect(message).toMatch(/flagged this key as an extraction attack/);
-    expect(message).toContain(`--resume ${out}`);
+    expect(message).toContain(`--resume ${out} --api-key KEY`);
     // Everything the campaign was answered was charged once; the refusal charged nothing.
     expect(ledgerTotal(paths().ledger, 'eve')).toBe(200 + 150 + 150);
   });

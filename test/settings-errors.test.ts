@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { campaignSchema, readConfigFile, resolveConfig } from '../adversary/config.js';
+import { campaignSchema, mergeConfig, readConfigFile, resolveConfig } from '../adversary/config.js';
+import { configFromFlags } from '../adversary/cli.js';
 import { queryAttackSchema, resolveQueryAttackConfig } from '../adversary/query-attack-run.js';
 import { KeyRing } from '../victim/keys.js';
 import { createHttpOracle } from '../adversary/oracle-client.js';
@@ -59,6 +60,8 @@ describe('settings from user files', () => {
     expect(message).toContain('boundary.imagez: unknown setting; did you mean images?');
     expect(message).toContain('boundary.rays.querys: unknown setting; did you mean queries?');
     expect(message).toContain('substitue: unknown setting; did you mean substitute?');
+    // A flag that sets one nested key keeps the file's others, typos included.
+    expect(messageOf(() => resolveConfig(mergeConfig(readConfigFile(path), configFromFlags({ boundary: false }))))).toContain('boundary.imagez: unknown setting');
     // Nothing near: the known names of that level are listed instead.
     expect(messageOf(() => resolveConfig({ boundary: { zzzzzzzz: 1 } } as never))).toContain('boundary.zzzzzzzz: unknown setting; known settings here: enabled, images, maps, grid, extent, rays');
     expect(messageOf(() => resolveQueryAttackConfig({ queriesPerImag: 5 } as never))).toContain('queriesPerImag: unknown setting; did you mean queriesPerImage?');
