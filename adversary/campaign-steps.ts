@@ -17,7 +17,8 @@ import { snapshotMembers, trainMembers, type MemberRecord } from './ensemble.js'
 import { startCraftSplit } from './craft-split.js';
 import type { CountingOracle } from './oracle-core.js';
 import type { QueryCounts, VictimInfo } from './oracle.js';
-import { writeResults, type CampaignResults } from './results.js';
+import { campaignPlan, checkPlan, type BudgetCheck, type QueryPlan } from './query-plan.js';
+import { plannedVsPaid, writeResults, type CampaignResults } from './results.js';
 import { writeBoundaryMaps } from './run-pictures.js';
 import { putJson, type RunStore } from './run-store.js';
 import { trainSubstitute, type RoundsContext } from './substitute.js';
@@ -54,6 +55,9 @@ export interface Begun {
   hooks: CampaignHooks;
   started: number;
   phases: Phases;
+  /** What the settings will cost, by purpose, and the key's budget as the victim told it before the first paid query. */
+  plan: QueryPlan;
+  budget: BudgetCheck | null;
 }
 
 export interface Selected extends Begun {
@@ -97,8 +101,11 @@ export interface Measured extends Transferred {
 const since = (t: number) => (performance.now() - t) / 1000;
 
 export function begin(config: CampaignConfig, oracle: CountingOracle, hooks: CampaignHooks): Begun {
-  return { config, oracle, hooks, started: performance.now(), phases: { labelling: 0, training: 0, augmentation: 0, crafting: 0, measurement: 0, boundary: 0 } };
+  return { config, oracle, hooks, started: performance.now(), phases: { labelling: 0, training: 0, augmentation: 0, crafting: 0, measurement: 0, boundary: 0 }, plan: campaignPlan(config), budget: null };
 }
+
+/** The planned cost printed and checked against the key's budget, before anything is paid. */
+export const budget: Step<Begun, Begun> = async (s) => ({ ...s, budget: await checkPlan(s.plan, s.oracle, s.config.allowPartial, s.hooks.log) });
 
 /** Totals over the run folder's whole life, so a resumed run reports what the campaign cost in all. */
 export function paid(s: Begun): QueryCounts {
@@ -247,6 +254,8 @@ export const report: Step<Measured, CampaignResults> = async (s, store) => {
     epsilons: outcome.points,
     perClass: perClassTables(config.epsilons, evalSet.labels, cleanVictim, outcome, info.classes),
     boundary: boundaryResults,
+    queryPlan: plannedVsPaid(s.plan, paid(s), s.budget),
+    partial: [...(outcome.partial ? [outcome.partial] : []), ...(s.boundary?.partial ?? [])],
     durationSeconds: since(s.started),
     phases: s.phases,
   };
