@@ -4,14 +4,13 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCampaign } from '../adversary/campaign.js';
 import { resolveConfig, type CampaignInput } from '../adversary/config.js';
-import { createHttpOracle, type CountingOracle } from '../adversary/oracle-client.js';
 import { campaignPlan } from '../adversary/query-plan.js';
 import type { CampaignResults } from '../adversary/results.js';
 import { initBackend } from '../shared/engine/backend.js';
 import { TransferlabError } from '../shared/errors.js';
-import { createRng } from '../shared/random.js';
 import { ensureTestVictim } from './fixtures.js';
-import { bearer, call, labelUint8, startVictim, type TestVictim } from './victim-client.js';
+import { budgetOf, seen, stagedOracle, type Staging } from './budget-staging.js';
+import { startVictim, type TestVictim } from './victim-client.js';
 
 /**
  * Every measure the key's budget can cut short, cut for real: a victim process with per-key budgets,
@@ -52,52 +51,13 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-async function budgetOf(id: string): Promise<{ used: number; limit: number | null }> {
-  const r = await call(`${victim.url}/v1/budget`, { headers: bearer(keyOf(id)) });
-  expect(r.status).toBe(200);
-  return r.body as { used: number; limit: number | null };
-}
-
-/** Another client of the same key spends it down to `left` images (fresh random images, each charged). */
-async function spendDownTo(id: string, left: number): Promise<void> {
-  const rng = createRng(left + 17);
-  for (;;) {
-    const { used, limit } = await budgetOf(id);
-    const spend = Math.min(500, (limit ?? 0) - used - left);
-    if (spend <= 0) return;
-    const pixels = Uint8Array.from({ length: spend * 784 }, () => Math.floor(rng() * 256));
-    expect((await labelUint8(victim.url, pixels, bearer(keyOf(id)))).status).toBe(200);
-  }
-}
-
-interface Staging {
-  /** True once the measure to cut has begun (from the campaign's log lines or rounds). */
-  armed: () => boolean;
-  left: number;
-}
-
-/** The key's oracle, whose next label call after `armed` first lets the other client spend the key down. */
-async function stagedOracle(id: string, out: string, stage?: Staging): Promise<CountingOracle> {
-  const oracle = await createHttpOracle({ url: victim.url, apiKey: keyOf(id), cacheDir: out });
-  if (!stage) return oracle;
-  let spent = false;
-  return {
-    ...oracle,
-    label: async (images, count, purpose) => {
-      if (!spent && stage.armed()) {
-        spent = true;
-        await spendDownTo(id, stage.left);
-      }
-      return oracle.label(images, count, purpose);
-    },
-  };
-}
+const budgetOfKey = (id: string) => budgetOf(victim.url, keyOf(id));
 
 async function campaign(id: string, out: string, opts: { stage?: (lines: string[], rounds: () => number) => Staging; extra?: CampaignInput } = {}): Promise<CampaignResults> {
   const lines: string[] = [];
   let rounds = 0;
   const stage = opts.stage?.(lines, () => rounds);
-  const oracle = await stagedOracle(id, out, stage);
+  const oracle = await stagedOracle(victim.url, keyOf(id), out, stage);
   try {
     return await runCampaign(resolveConfig({ ...TINY, ...opts.extra, victim: victim.url }), out, oracle, {
       log: (l) => lines.push(l),
@@ -107,8 +67,6 @@ async function campaign(id: string, out: string, opts: { stage?: (lines: string[
     await oracle.close();
   }
 }
-
-const seen = (lines: string[], start: string) => () => lines.some((l) => l.startsWith(start));
 
 async function expectCut(run: Promise<unknown>, what: RegExp): Promise<void> {
   const e = await run.then(() => null, (err: unknown) => err);
@@ -198,7 +156,7 @@ describe('a measure cut short by the key budget is never reported as whole', () 
     const e = await campaign('poor', out).then(() => null, (err: unknown) => err);
     expect((e as TransferlabError).code).toBe('budget_insufficient');
     expect((e as Error).message).toMatch(/needs at most 510 more victim queries but the key has 100 left/);
-    expect((await budgetOf('poor')).used).toBe(0);
+    expect((await budgetOfKey('poor')).used).toBe(0);
     expect(existsSync(join(out, 'results.json'))).toBe(false);
   }, 120_000);
 });
