@@ -5,7 +5,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCampaign } from '../adversary/campaign.js';
 import { resolveConfig, type CampaignInput } from '../adversary/config.js';
 import { campaignPlan } from '../adversary/query-plan.js';
+import { buildReport } from '../adversary/report.js';
 import type { CampaignResults } from '../adversary/results.js';
+import { fileRunStore } from '../adversary/run-store.js';
 import { initBackend } from '../shared/engine/backend.js';
 import { TransferlabError } from '../shared/errors.js';
 import { ensureTestVictim } from './fixtures.js';
@@ -144,6 +146,9 @@ describe('a measure cut short by the key budget is never reported as whole', () 
     expect(nearest.victim).toHaveLength(nearest.images);
     expect(r.boundary!.maps).toHaveLength(0);
     expect(readResults(out).partial).toHaveLength(2);
+    const html = await buildReport(fileRunStore(out), r);
+    expect(html).toContain('<b>PARTIAL</b>: boundary.nearest measured 0 of 4 images');
+    expect(html).toMatch(/planned vs paid<\/th><td>attack: 40 paid of 40 planned; measurement: [\d,]+ paid of at most 470 planned; key budget at the start: 0 used of 2,000/);
     // The transfer sweep before the cut is whole, and equal to the uncut run's.
     expect(r.epsilons).toEqual(straight.epsilons);
     const done = await campaign('rich', out);
@@ -158,5 +163,12 @@ describe('a measure cut short by the key budget is never reported as whole', () 
     expect((e as Error).message).toMatch(/needs at most 510 more victim queries but the key has 100 left/);
     expect((await budgetOfKey('poor')).used).toBe(0);
     expect(existsSync(join(out, 'results.json'))).toBe(false);
+    // allowPartial: 40 attack + 20 clean + 40 transfer spend the 100; every boundary measure is then cut and listed.
+    const r = await campaign('poor', out, { extra: { allowPartial: true } });
+    expect(r.epsilons).toEqual(straight.epsilons);
+    expect(r.partial!.map((p) => [p.measure, p.measured])).toEqual([['boundary.distances', 0], ['boundary.nearest', 0], ['boundary.maps', 0]]);
+    expect(r.boundary!.victimDistances).toEqual([]);
+    expect(r.boundary!.stats.victim.median).toBeNull();
+    expect((await budgetOfKey('poor')).used).toBe(100);
   }, 120_000);
 });
