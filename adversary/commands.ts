@@ -84,7 +84,8 @@ export async function runCampaignCommand(config: CampaignConfig, out: string, re
     return 0;
   } catch (e) {
     // Whatever stopped the campaign, nothing paid for is lost: say how to continue.
-    if (e instanceof TransferlabError) {
+    // A run refused before its first query left no folder to resume: its own message says what to do.
+    if (e instanceof TransferlabError && !(e.code === 'budget_insufficient' && !store.exists('config.json'))) {
       throw new TransferlabError(e.code, stoppedMessage(e, out), e.status);
     }
     throw e;
