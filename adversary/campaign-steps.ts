@@ -17,6 +17,7 @@ import { snapshotMembers, trainMembers, type MemberRecord } from './ensemble.js'
 import { startCraftSplit } from './craft-split.js';
 import type { CountingOracle } from './oracle-core.js';
 import type { QueryCounts, VictimInfo } from './oracle.js';
+import { isBudgetRefusal, measureCut } from './measure-cut.js';
 import { campaignPlan, checkPlan, type BudgetCheck, type QueryPlan } from './query-plan.js';
 import { plannedVsPaid, writeResults, type CampaignResults } from './results.js';
 import { writeBoundaryMaps } from './run-pictures.js';
@@ -128,7 +129,14 @@ export const select: Step<Begun, Selected> = async (s, store) => {
   const evalSet = subset(dataset.test, split.evalSet);
   // Crafting from the victim's own answers is something the attacker pays for, so ask for them first.
   const t = performance.now();
-  const cleanVictim = await oracle.label(evalSet.images, evalSet.count, config.craftLabel === 'oracle' ? 'attack' : 'measurement');
+  let cleanVictim: Int32Array;
+  try {
+    cleanVictim = await oracle.label(evalSet.images, evalSet.count, config.craftLabel === 'oracle' ? 'attack' : 'measurement');
+  } catch (e) {
+    // Every later figure is over these labels: even allowPartial cannot go on without all of them.
+    if (isBudgetRefusal(e)) throw measureCut('victim\'s labelling of the clean evaluation images', 0, evalSet.count, e.message.split('\n')[0], false);
+    throw e;
+  }
   s.phases.measurement += since(t);
   return { ...s, info, dataset, shape: { inputShape: dataset.shape, classes: info.classes }, seedSet: subset(dataset.test, split.seedSet), evalSet, cleanVictim };
 };

@@ -23,12 +23,12 @@ export function isBudgetRefusal(e: unknown): e is TransferlabError {
 }
 
 /** The error that stops a run whose measure was cut: what, how far, why, and what was (not) kept. */
-export function measureCut(what: string, measured: number, planned: number, cause: string): TransferlabError {
+export function measureCut(what: string, measured: number, planned: number, cause: string, partialPossible = true): TransferlabError {
   return new TransferlabError(
     'measurement_cut',
     `the ${what} was cut short by the key's budget after ${measured} of ${planned} images (${cause}); ` +
-      'no figure of it was recorded. Resume with more budget (the answers already paid for are not paid again), ' +
-      'or rerun with --allow-partial to record partial figures labelled as such',
+      'no figure of it was recorded. Resume with more budget (the answers already paid for are not paid again)' +
+      (partialPossible ? ', or rerun with --allow-partial to record partial figures labelled as such' : ''),
     429,
   );
 }

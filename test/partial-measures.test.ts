@@ -32,7 +32,7 @@ const TINY: CampaignInput = {
   targeted: false,
   boundary: { images: 10, maps: 2, grid: 5, rays: { images: 4, queries: 40 } },
 };
-const NAMES = ['straight', 'transfer', 'distances', 'nearest', 'maps', 'partial', 'poor', 'rich'] as const;
+const NAMES = ['straight', 'clean', 'transfer', 'distances', 'nearest', 'maps', 'partial', 'poor', 'rich'] as const;
 const BUDGET: Record<string, number> = { poor: 100, rich: 20_000 };
 const keyOf = (id: string) => `k-${id}-0123456789abcdef`;
 
@@ -94,6 +94,12 @@ describe('a measure cut short by the key budget is never reported as whole', () 
     expect(straight.partial).toEqual([]);
     expect(campaignPlan(resolveConfig(TINY)).measurement.planned).toBe(plan.measurement.planned);
   });
+
+  it('clean evaluation labels: stops even with allowPartial (every figure needs them all)', async () => {
+    const out = join(dir, 'clean');
+    await expectCut(campaign('clean', out, { extra: { allowPartial: true }, stage: () => ({ armed: () => true, left: 5 }) }), /clean evaluation images .*after 0 of 20 images/);
+    expect(existsSync(join(out, 'results.json'))).toBe(false);
+  }, 120_000);
 
   it('transfer sweep: stops, writes nothing, and a resume finishes it', async () => {
     const out = join(dir, 'transfer');
