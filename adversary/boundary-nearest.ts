@@ -9,6 +9,8 @@ import { distanceSummary, median, pearson, type Distance, type DistanceSummary }
 import { labelImages, type Model } from '../shared/model.js';
 import { runQueryAttack } from './query-attack.js';
 import type { ImageOutcome } from './query-search.js';
+import { TransferlabError } from '../shared/errors.js';
+import { onCut, type PartialMeasure } from './measure-cut.js';
 
 export interface NearestBoundary {
   method: 'rays';
@@ -29,6 +31,8 @@ export interface NearestBoundary {
   /** Victim queries paid, and probes asked (the difference was served from the answer cache). */
   queries: number;
   probes: number;
+  /** Set when the key's budget cut RayS on the victim (allowPartial): every figure is over the `images` it finished. */
+  partial?: PartialMeasure;
 }
 
 export interface NearestContext {
@@ -43,6 +47,8 @@ export interface NearestContext {
   paid: () => number;
   seed: number;
   queriesPerImage: number;
+  /** A cut records the images RayS finished as partial instead of stopping the run. */
+  allowPartial?: boolean;
 }
 
 function cosine(x: Float32Array, a: Float32Array | null, b: Float32Array | null, off: number): number | null {
@@ -74,21 +80,37 @@ function perClassMean(d: Distance[], truth: ArrayLike<number>, classes = 10): (n
 export async function nearestBoundaries(ctx: NearestContext): Promise<NearestBoundary> {
   const settings = { attack: 'rays' as const, norm: 'linf' as const, queriesPerImage: ctx.queriesPerImage, seed: ctx.seed };
   const before = ctx.paid();
-  const onVictim = await runQueryAttack(settings, { images: ctx.images, count: ctx.count, original: ctx.cleanVictim }, ctx.victim);
+  const run = await runQueryAttack(settings, { images: ctx.images, count: ctx.count, original: ctx.cleanVictim }, ctx.victim);
   const queries = ctx.paid() - before;
-  const onSubstitute = await runQueryAttack(
+  // An image whose search the key's budget stopped has a distance that is only where RayS had got to:
+  // the run stops, or (allowPartial) the figures are over the images whose searches ended by themselves.
+  const kept = run.outcomes.flatMap((o, i) => (o.end === 'key_budget' ? [] : [i]));
+  let partial: PartialMeasure | undefined;
+  if (run.stopped) {
+    partial = onCut(
+      new TransferlabError('budget_exhausted', 'the victim refused a round of RayS for the key\'s budget', 429),
+      ctx.allowPartial ?? false, 'boundary.nearest', 'nearest L∞ boundary search (RayS)', kept.length, ctx.count,
+    );
+  }
+  const size = ctx.images.length / ctx.count;
+  const images = new Float32Array(kept.length * size);
+  kept.forEach((i, j) => images.set(ctx.images.subarray(i * size, (i + 1) * size), j * size));
+  const pick = <T>(a: ArrayLike<T>): T[] => kept.map((i) => a[i]);
+  const onVictim = pick(run.outcomes);
+  const onSubstitute = kept.length === 0 ? [] : (await runQueryAttack(
     settings,
-    { images: ctx.images, count: ctx.count, original: ctx.substituteClean },
-    async (images, count) => labelImages(ctx.substitute, images, count),
-  );
+    { images, count: kept.length, original: pick(ctx.substituteClean) },
+    async (x, count) => labelImages(ctx.substitute, x, count),
+  )).outcomes;
+  const truth = pick(ctx.truth);
   const dist = (o: ImageOutcome[]) => o.map((x) => x.linf);
-  const victim = dist(onVictim.outcomes);
-  const substitute = dist(onSubstitute.outcomes);
+  const victim = dist(onVictim);
+  const substitute = dist(onSubstitute);
   const both = victim.flatMap((v, i) => (v !== null && substitute[i] !== null ? [[v, substitute[i] as number]] : []));
-  const cos = onVictim.outcomes.map((o, i) => cosine(ctx.images, o.image, onSubstitute.outcomes[i].image, i * (ctx.images.length / ctx.count)));
+  const cos = onVictim.map((o, i) => cosine(images, o.image, onSubstitute[i].image, i * size));
   return {
     method: 'rays',
-    images: ctx.count,
+    images: kept.length,
     queriesPerImage: ctx.queriesPerImage,
     victim,
     substitute,
@@ -97,8 +119,9 @@ export async function nearestBoundaries(ctx: NearestContext): Promise<NearestBou
     pearson: pearson(both.map((p) => p[0]), both.map((p) => p[1])),
     cosine: cos,
     medianCosine: median(cos.filter((c): c is number => c !== null)),
-    adbd: { victim: perClassMean(victim, ctx.truth), substitute: perClassMean(substitute, ctx.truth) },
+    adbd: { victim: perClassMean(victim, truth), substitute: perClassMean(substitute, truth) },
     queries,
-    probes: onVictim.asked,
+    probes: run.asked,
+    ...(partial ? { partial } : {}),
   };
 }

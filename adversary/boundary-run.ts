@@ -10,6 +10,7 @@ import type { CampaignConfig } from './config.js';
 import type { LabelOracle } from './oracle.js';
 import { chooseRows } from './pictures.js';
 import { nearestBoundaries, type NearestBoundary } from './boundary-nearest.js';
+import { onCut, type PartialMeasure } from './measure-cut.js';
 
 /**
  * Where the victim's decision boundary lies relative to the substitute's, measured on
@@ -67,6 +68,8 @@ export interface BoundaryResults {
   queries: { distances: number; maps: number; nearest?: number };
   /** Images asked of the victim, by use (exceeds `queries` by the answers the cache served). */
   probes: { distances: number; maps: number };
+  /** Measures the key's budget cut short (allowPartial only; without it the run stops instead). */
+  partial?: PartialMeasure[];
 }
 
 export interface BoundaryContext {
@@ -100,6 +103,7 @@ function directions(ctx: BoundaryContext, rows: number[], craft: Int32Array): Fl
 
 export async function measureBoundary(ctx: BoundaryContext): Promise<MeasuredBoundary> {
   const { config, oracle, log } = ctx;
+  const allowPartial = config.allowPartial;
   const craft = config.craftLabel === 'oracle' ? ctx.cleanVictim : ctx.substituteClean;
   const local: BatchLabeler = async (images, count) => labelImages(ctx.substitute, images, count);
   let sent = 0;
@@ -116,15 +120,25 @@ export async function measureBoundary(ctx: BoundaryContext): Promise<MeasuredBou
   const d = n > 0 ? directions(ctx, rows, craft) : new Float32Array(0);
   log(`boundary: first flip of ${n} images along the substitute's FGSM direction (coarse scan + bisection, to 1/255, ε ≤ ${EPSILON_MAX})`);
   const sub = await flipDistances(part.images, d, n, local, { epsilonMax: EPSILON_MAX, reference: ctx.substituteClean.slice(0, n) });
+  const partial: PartialMeasure[] = [];
   let before = paid();
-  const vic = await flipDistances(part.images, d, n, victim, { epsilonMax: EPSILON_MAX, reference: ctx.cleanVictim.slice(0, n) });
+  let vic: { epsilons: (number | null)[]; flippedTo: (number | null)[]; calls: number };
+  try {
+    vic = await flipDistances(part.images, d, n, victim, { epsilonMax: EPSILON_MAX, reference: ctx.cleanVictim.slice(0, n) });
+  } catch (e) {
+    // The images are searched together, so a cut leaves none of them measured: no victim distance is reported.
+    partial.push(onCut(e, allowPartial, 'boundary.distances', 'boundary first-flip search', 0, n));
+    vic = { epsilons: [], flippedTo: [], calls: 0 };
+  }
   const distanceQueries = paid() - before;
   const distanceProbes = sent;
-  const stats = boundaryGap(sub.epsilons, vic.epsilons);
+  const measuredFlips = vic.epsilons.length;
+  const stats = boundaryGap(sub.epsilons.slice(0, measuredFlips), vic.epsilons);
   const fmt = (v: number | null) => (v === null ? '-' : v.toFixed(3));
   log(
     `boundary: median flip ε substitute ${fmt(stats.substitute.median)}, victim ${fmt(stats.victim.median)}, ` +
-      `gap ${fmt(stats.medianGap)}, r ${fmt(stats.pearson)}; ${distanceQueries} victim queries in ${vic.calls} batches`,
+      `gap ${fmt(stats.medianGap)}, r ${fmt(stats.pearson)}; ${distanceQueries} victim queries in ${vic.calls} batches` +
+      (measuredFlips < n ? ` — PARTIAL: the key's budget ran out, no victim distance measured (0 of ${n} images)` : ''),
   );
 
   // Each model's own nearest boundary, label-only (RayS), on the first images.
@@ -145,10 +159,13 @@ export async function measureBoundary(ctx: BoundaryContext): Promise<MeasuredBou
       paid,
       seed: config.seed,
       queriesPerImage: config.boundary.rays.queries,
+      allowPartial,
     });
+    if (nearest.partial) partial.push(nearest.partial);
     log(
       `boundary: nearest L∞ boundary median substitute ${fmt(nearest.substituteSummary.median)}, victim ${fmt(nearest.victimSummary.median)}, ` +
-        `r ${fmt(nearest.pearson)}, median cosine ${fmt(nearest.medianCosine)}; ${nearest.queries} victim queries`,
+        `r ${fmt(nearest.pearson)}, median cosine ${fmt(nearest.medianCosine)}; ${nearest.queries} victim queries` +
+        (nearest.partial ? ` — PARTIAL: over the ${nearest.images} of ${nr} images RayS finished before the key's budget ran out` : ''),
     );
   }
   const nearestProbes = nearest?.probes ?? 0;
@@ -169,7 +186,13 @@ export async function measureBoundary(ctx: BoundaryContext): Promise<MeasuredBou
     });
     const count = plane.size * plane.size;
     const mapBefore = paid();
-    const victimLabels = await victim(plane.points, count);
+    let victimLabels: Int32Array;
+    try {
+      victimLabels = await victim(plane.points, count);
+    } catch (e) {
+      partial.push(onCut(e, allowPartial, 'boundary.maps', `boundary map ${k + 1} of ${chosen.length}`, maps.length * count, chosen.length * count));
+      break;
+    }
     const queries = paid() - mapBefore;
     const substituteLabels = await local(plane.points, count);
     const agree = agreement(substituteLabels, victimLabels);
@@ -197,17 +220,18 @@ export async function measureBoundary(ctx: BoundaryContext): Promise<MeasuredBou
     craftLabel: config.craftLabel,
     epsilonMax: EPSILON_MAX,
     precision: EPSILON_STEP,
-    images: n,
-    truth: Array.from(part.labels),
-    substituteDistances: sub.epsilons,
+    images: measuredFlips,
+    truth: Array.from(part.labels).slice(0, measuredFlips),
+    substituteDistances: sub.epsilons.slice(0, measuredFlips),
     victimDistances: vic.epsilons,
     victimFlippedTo: vic.flippedTo,
-    substituteFlippedTo: sub.flippedTo,
+    substituteFlippedTo: sub.flippedTo.slice(0, measuredFlips),
     stats,
     maps,
     mapAgreement: agreement(pooled.substitute, pooled.victim),
     nearest,
     queries: { distances: distanceQueries, maps: paid() - before, nearest: nearest?.queries ?? 0 },
     probes: { distances: distanceProbes, maps: sent - distanceProbes - nearestProbes },
+    ...(partial.length ? { partial } : {}),
   };
 }

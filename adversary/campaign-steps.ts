@@ -17,7 +17,9 @@ import { snapshotMembers, trainMembers, type MemberRecord } from './ensemble.js'
 import { startCraftSplit } from './craft-split.js';
 import type { CountingOracle } from './oracle-core.js';
 import type { QueryCounts, VictimInfo } from './oracle.js';
-import { writeResults, type CampaignResults } from './results.js';
+import { isBudgetRefusal, measureCut } from './measure-cut.js';
+import { campaignPlan, checkPlan, type BudgetCheck, type QueryPlan } from './query-plan.js';
+import { plannedVsPaid, writeResults, type CampaignResults } from './results.js';
 import { writeBoundaryMaps } from './run-pictures.js';
 import { putJson, type RunStore } from './run-store.js';
 import { trainSubstitute, type RoundsContext } from './substitute.js';
@@ -54,6 +56,9 @@ export interface Begun {
   hooks: CampaignHooks;
   started: number;
   phases: Phases;
+  /** What the settings will cost, by purpose, and the key's budget as the victim told it before the first paid query. */
+  plan: QueryPlan;
+  budget: BudgetCheck | null;
 }
 
 export interface Selected extends Begun {
@@ -97,8 +102,11 @@ export interface Measured extends Transferred {
 const since = (t: number) => (performance.now() - t) / 1000;
 
 export function begin(config: CampaignConfig, oracle: CountingOracle, hooks: CampaignHooks): Begun {
-  return { config, oracle, hooks, started: performance.now(), phases: { labelling: 0, training: 0, augmentation: 0, crafting: 0, measurement: 0, boundary: 0 } };
+  return { config, oracle, hooks, started: performance.now(), phases: { labelling: 0, training: 0, augmentation: 0, crafting: 0, measurement: 0, boundary: 0 }, plan: campaignPlan(config), budget: null };
 }
+
+/** The planned cost printed and checked against the key's budget, before anything is paid. */
+export const budget: Step<Begun, Begun> = async (s) => ({ ...s, budget: await checkPlan(s.plan, s.oracle, s.config.allowPartial, s.hooks.log) });
 
 /** Totals over the run folder's whole life, so a resumed run reports what the campaign cost in all. */
 export function paid(s: Begun): QueryCounts {
@@ -121,7 +129,14 @@ export const select: Step<Begun, Selected> = async (s, store) => {
   const evalSet = subset(dataset.test, split.evalSet);
   // Crafting from the victim's own answers is something the attacker pays for, so ask for them first.
   const t = performance.now();
-  const cleanVictim = await oracle.label(evalSet.images, evalSet.count, config.craftLabel === 'oracle' ? 'attack' : 'measurement');
+  let cleanVictim: Int32Array;
+  try {
+    cleanVictim = await oracle.label(evalSet.images, evalSet.count, config.craftLabel === 'oracle' ? 'attack' : 'measurement');
+  } catch (e) {
+    // Every later figure is over these labels: even allowPartial cannot go on without all of them.
+    if (isBudgetRefusal(e)) throw measureCut('victim\'s labelling of the clean evaluation images', 0, evalSet.count, e.message.split('\n')[0], false);
+    throw e;
+  }
   s.phases.measurement += since(t);
   return { ...s, info, dataset, shape: { inputShape: dataset.shape, classes: info.classes }, seedSet: subset(dataset.test, split.seedSet), evalSet, cleanVictim };
 };
@@ -247,6 +262,8 @@ export const report: Step<Measured, CampaignResults> = async (s, store) => {
     epsilons: outcome.points,
     perClass: perClassTables(config.epsilons, evalSet.labels, cleanVictim, outcome, info.classes),
     boundary: boundaryResults,
+    queryPlan: plannedVsPaid(s.plan, paid(s), s.budget),
+    partial: [...(outcome.partial ? [outcome.partial] : []), ...(s.boundary?.partial ?? [])],
     durationSeconds: since(s.started),
     phases: s.phases,
   };

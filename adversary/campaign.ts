@@ -2,20 +2,21 @@ import type { CampaignConfig } from './config.js';
 import type { CountingOracle } from './oracle-core.js';
 import type { CampaignResults } from './results.js';
 import { runStore, type RunStore } from './run-store.js';
-import { begin, boundary, ensemble, report, rounds, seed, select, transfer, type CampaignHooks } from './campaign-steps.js';
+import { begin, boundary, budget, ensemble, report, rounds, seed, select, transfer, type CampaignHooks } from './campaign-steps.js';
 
 export type { CampaignHooks } from './campaign-steps.js';
 
 /**
  * One black-box campaign, as a pipeline of named steps over a run store (campaign-steps.ts):
- * select (config, victim, seed and evaluation sets) → seed (labels, or resume) → rounds (the
+ * budget (the planned cost printed and checked against the key's budget) → select (config, victim, seed and evaluation sets) → seed (labels, or resume) → rounds (the
  * substitute: fit + Jacobian augmentation) → ensemble → transfer (craft on the substitute, ask the
  * victim) → boundary → report (pictures, results.json). The steps touch no file: what they keep
  * goes to the store, a run folder on disk (a path) or one in memory (memoryRunStore).
  */
 export async function runCampaign(config: CampaignConfig, run: RunStore | string, oracle: CountingOracle, hooks: CampaignHooks): Promise<CampaignResults> {
   const store = runStore(run);
-  const selected = await select(begin(config, oracle, hooks), store);
+  const checked = await budget(begin(config, oracle, hooks), store);
+  const selected = await select(checked, store);
   const seeded = await seed(selected, store);
   const fitted = await rounds(seeded, store);
   const combined = await ensemble(fitted, store);

@@ -80,6 +80,7 @@ export function configFromFlags(a: Flags): Partial<CampaignInput> {
     epsilons: Array.isArray(a.epsilons) ? a.epsilons.map(Number) : undefined,
     targeted: a.targeted as boolean | undefined,
     ...(a.boundary === false ? { boundary: { enabled: false } } : {}),
+    allowPartial: a['allow-partial'] as boolean | undefined,
     out: a.out as string | undefined,
   };
 }
@@ -93,7 +94,7 @@ export function defaultRunDir(c: CampaignConfig, kind = 'campaign'): string {
 function buildConfig(a: Flags, base: Partial<CampaignInput> = {}): CampaignConfig {
   if (a.resume) {
     const saved = readJson<CampaignInput>(join(String(a.resume), 'config.json'));
-    return resolveConfig({ ...saved, ...(a['api-key'] ? { apiKey: String(a['api-key']) } : {}) });
+    return resolveConfig({ ...saved, ...(a['api-key'] ? { apiKey: String(a['api-key']) } : {}), ...(a['allow-partial'] !== undefined ? { allowPartial: Boolean(a['allow-partial']) } : {}) });
   }
   const file = a.config ? readConfigFile(String(a.config)) : {};
   return resolveConfig(mergeConfig({ ...base, ...file }, configFromFlags(a)));
@@ -134,6 +135,10 @@ export async function main(argv: string[]): Promise<number> {
             targeted: { type: 'boolean', describe: 'also craft and score targeted attacks (default true; --no-targeted skips them, halving the sweep)' },
             boundary: { type: 'boolean', describe: 'measure the boundary and draw the maps (default true; --no-boundary skips them)' },
             resume: { type: 'string', describe: 'continue an interrupted run folder (its config.json is used)' },
+            'allow-partial': {
+              type: 'boolean',
+              describe: 'start even when the planned query cost exceeds the key\'s known budget, and record a measure the budget cuts short as partial instead of stopping (default false)',
+            },
             ...campaignFlags,
           })
             .example('$0 run --victim http://127.0.0.1:8080', 'the default Papernot campaign')

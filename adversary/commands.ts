@@ -75,11 +75,18 @@ export async function runCampaignCommand(config: CampaignConfig, out: string, re
       `\nqueries: ${results.queries.attack} attack, ${results.queries.measurement} measurement; ` +
         `victim clean accuracy ${pct(results.victimCleanAccuracy).trim()}; ${results.durationSeconds.toFixed(1)} s`,
     );
+    const plan = results.queryPlan;
+    if (plan) {
+      const line = (p: { planned: number; atMost: boolean; paid: number }) => `${p.paid} paid of ${p.atMost ? 'at most ' : ''}${p.planned} planned`;
+      console.log(`planned vs paid: attack ${line(plan.attack)}; measurement ${line(plan.measurement)}`);
+    }
+    for (const p of results.partial ?? []) console.log(`PARTIAL: ${p.measure} measured ${p.measured} of ${p.planned} ${p.unit} (the key's budget ran out); its figures are over those only`);
     console.log(`results: ${store.where('results.json')}\nreport:  ${report}`);
     return 0;
   } catch (e) {
     // Whatever stopped the campaign, nothing paid for is lost: say how to continue.
-    if (e instanceof TransferlabError) {
+    // A run refused before its first query left no folder to resume: its own message says what to do.
+    if (e instanceof TransferlabError && !(e.code === 'budget_insufficient' && !store.exists('config.json'))) {
       throw new TransferlabError(e.code, stoppedMessage(e, out), e.status);
     }
     throw e;

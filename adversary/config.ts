@@ -86,6 +86,9 @@ export const campaignSchema = z
           .prefault({}),
       })
       .prefault({}),
+    // A measure the key's budget cuts short is recorded as partial (images measured of planned) instead
+    // of stopping the run; and the campaign starts even when its planned cost exceeds the known budget.
+    allowPartial: z.boolean().default(false),
     out: z.string().optional(),
   })
   .superRefine((c, ctx) => {

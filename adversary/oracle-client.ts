@@ -11,7 +11,7 @@ import axios, { isAxiosError, type AxiosInstance, type AxiosRequestConfig } from
 import { z } from 'zod';
 import { TransferlabError } from '../shared/errors.js';
 import { runIdentity } from './answer-cache.js';
-import { HEADERS, MEDIA_TYPES, PATHS, anyErrorBodySchema, budgetSchema, victimInfoSchema } from '../shared/protocol/index.js';
+import { HEADERS, MEDIA_TYPES, PATHS, anyErrorBodySchema, budgetSchema, victimInfoSchema, type BudgetStatus } from '../shared/protocol/index.js';
 import type { VictimInfo } from './oracle.js';
 import { buildOracle, imageKey, oracleStore, VictimError, type CountingOracle, type PixelFormat, type SendBatch } from './oracle-core.js';
 import { runStore, type RunStore } from './run-store.js';
@@ -212,6 +212,22 @@ export class VictimHttp {
     return parsed.data;
   }
 
+  /** The key's budget from GET /v1/budget (free); null when the victim lacks the route (an older or foreign service). */
+  async budget(): Promise<BudgetStatus | null> {
+    let res;
+    try {
+      res = await this.request({ method: 'GET', url: PATHS.budget });
+    } catch (e) {
+      if (e instanceof VictimError && (e.http === 404 || e.http === 405)) return null;
+      throw e;
+    }
+    const parsed = budgetSchema.safeParse(res.body);
+    if (!parsed.success) {
+      throw new TransferlabError('victim_bad_response', `${this.url}${PATHS.budget} answered no {used,limit}: ${z.prettifyError(parsed.error)}`, 502);
+    }
+    return parsed.data;
+  }
+
   readonly send = (format: PixelFormat, scope: string): SendBatch => async (body) => {
     const data = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
     const res = await this.request({
@@ -272,5 +288,5 @@ export async function createHttpOracle(opts: HttpOracleOptions): Promise<Countin
     victim.close();
     throw e;
   }
-  return buildOracle({ info, format, send: victim.send(format, scope), store, onClose: () => victim.close() });
+  return buildOracle({ info, format, send: victim.send(format, scope), store, readBudget: () => victim.budget(), onClose: () => victim.close() });
 }

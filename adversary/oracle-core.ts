@@ -31,6 +31,8 @@ export interface CountingOracle extends LabelOracle {
   priorCounts(): { attack: number; measurement: number };
   /** The victim's own count for this key, as last reported with an answer (null until then). */
   victimBudget(): Budget | null;
+  /** The key's budget as the victim tells it now, charging nothing (null: the victim does not say). */
+  budget(): Promise<Budget | null>;
 }
 
 /** A batch the victim refused or never answered: the ledger records its HTTP status and attempts. */
@@ -103,6 +105,8 @@ export interface OracleCoreOptions {
   send: SendBatch;
   /** The run whose answer cache and ledger the oracle keeps (none: in memory only). */
   store?: RunStore;
+  /** Asks the victim for the key's budget without paying (absent: unknown). */
+  readBudget?: () => Promise<Budget | null>;
   onClose?: () => Promise<void> | void;
 }
 
@@ -203,6 +207,7 @@ export function buildOracle(opts: OracleCoreOptions): CountingOracle {
     counts: () => ({ ...counts }),
     priorCounts: () => ({ ...cache.prior }),
     victimBudget: () => (budget ? { ...budget } : null),
+    budget: async () => (opts.readBudget ? opts.readBudget() : null),
     async close() {
       if (closed) return;
       closed = true;

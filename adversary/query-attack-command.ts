@@ -17,6 +17,7 @@ export interface QueryAttackFlags {
   seed?: number;
   stopAt?: number;
   matchRate?: number;
+  allowPartial?: boolean;
   epsilons?: number[];
   resume?: string;
   out?: string;
@@ -31,7 +32,7 @@ export async function runQueryAttackCommand(flags: QueryAttackFlags, defaultOut:
     if (!store.exists('config.json')) throw new TransferlabError('run_missing', `${out} is not a run folder (no config.json)`);
     const { kind, ...saved } = getJson<QueryAttackInput & { kind?: string }>(store, 'config.json');
     if (kind !== 'query-attack') throw new TransferlabError('run_mismatch', `${out} holds a ${kind ?? 'campaign'} run, not a query attack; resume it with its own command`);
-    input = { ...saved, ...(flags.apiKey ? { apiKey: flags.apiKey } : {}) };
+    input = { ...saved, ...(flags.apiKey ? { apiKey: flags.apiKey } : {}), ...(flags.allowPartial !== undefined ? { allowPartial: flags.allowPartial } : {}) };
   } else {
     if (store.exists('results.json') || store.exists('config.json')) {
       throw new TransferlabError('run_exists', `${out} already holds a run; choose another --out or --resume it`);
@@ -49,7 +50,7 @@ export async function runQueryAttackCommand(flags: QueryAttackFlags, defaultOut:
         `${r.queries.probes} probes this process), ${r.queries.cached} from the answer cache; median ${r.medianQueriesPerImage} per image; ` +
         `${r.durationSeconds.toFixed(1)} s`,
     );
-    if (r.stopped) console.log(`stopped early: the key's budget ran out. Continue with more budget: ${resumeHint('query-attack', out)}`);
+    if (r.partial) console.log(`PARTIAL: the key's budget ran out after ${r.partial.measured} of ${r.partial.planned} images finished; figures are over those only. Continue with more budget: ${resumeHint('query-attack', out)}`);
     console.log(`results: ${store.where('results.json')}`);
     return 0;
   } catch (e) {

@@ -20,6 +20,18 @@ import type { VictimInfo } from './oracle.js';
 import { QUERY_ATTACKS, runQueryAttack, type AttackTargets } from './query-attack.js';
 import { budgetCurve, CURVE_EPSILONS, epsilonSummaries, queriesForRate, type BudgetPoint, type EpsilonSummary } from './query-curves.js';
 import { putJson, runStore, type RunStore } from './run-store.js';
+import { onCut, type PartialMeasure } from './measure-cut.js';
+import { checkPlan, planOf, type QueryPlan } from './query-plan.js';
+import { plannedVsPaid, type PlannedVsPaid } from './results.js';
+
+/** The attack's cost from its settings: every image's clean label, the targeted pool, and at most queriesPerImage probes each. */
+export function queryAttackPlan(c: QueryAttackConfig, images = c.images): QueryPlan {
+  return planOf([
+    { purpose: 'attack', what: 'clean labels', queries: images, atMost: false },
+    { purpose: 'attack', what: 'starting pool', queries: c.targeted ? c.seedSize : 0, atMost: false },
+    { purpose: 'attack', what: `${c.attack} probes`, queries: images * c.queriesPerImage, atMost: true },
+  ]);
+}
 
 export const queryAttackSchema = z
   .strictObject({
@@ -37,6 +49,8 @@ export const queryAttackSchema = z
     epsilons: z.array(z.number().gt(0).lte(1)).min(1).default(CURVE_EPSILONS),
     stopAt: z.number().gt(0).lte(1).optional(),
     matchRate: z.number().gt(0).lte(1).optional(),
+    /** Start past a known budget too small for the plan, and record a search the budget cuts as partial instead of stopping. */
+    allowPartial: z.boolean().default(false),
   })
   .superRefine((c, ctx) => {
     if (c.attack === 'rays' && c.norm !== 'linf') ctx.addIssue({ code: 'custom', path: ['norm'], message: 'RayS is an L∞ attack: norm must be linf' });
@@ -73,6 +87,10 @@ export type QueryAttackResults = ReturnType<typeof provenance> & {
   /** Paid over the run folder's whole life: attack = clean labels + starting pool + every probe. */
   queries: { attack: number; measurement: number; cached: number; cleanLabels: number; startingPool: number; probes: number };
   stopped: 'budget_exhausted' | null;
+  /** Victim queries planned from the settings (upper bound) beside those paid. */
+  queryPlan: PlannedVsPaid;
+  /** Set when the key's budget cut the searches (allowPartial): every figure is over the `measured` images whose searches ended by themselves. */
+  partial: PartialMeasure | null;
   images: number;
   victimCleanAccuracy: number | null;
   /** Median, over the images, of the queries each spent. */
@@ -117,6 +135,8 @@ export async function runQueryAttackCampaign(config: QueryAttackConfig, folder: 
   const split = adversarySplit(config.seed, config.seedSize, config.images);
   const evalSet = subset(test, split.evalSet);
   const paidAttack = () => oracle.counts().attack + oracle.priorCounts().attack;
+  const plan = queryAttackPlan(config, evalSet.count);
+  const budget = await checkPlan(plan, oracle, config.allowPartial, log);
 
   // The attacker's starting knowledge: the victim's label of each image (and of its own pool images).
   let before = paidAttack();
@@ -146,7 +166,13 @@ export async function runQueryAttackCampaign(config: QueryAttackConfig, folder: 
     },
   );
   const probes = paidAttack() - before;
-  if (run.stopped) log(`the victim refused further queries (budget_exhausted): results are partial`);
+  // A search the budget stopped holds only where it had got to: stop, or (allowPartial) keep the finished images only.
+  const kept = run.outcomes.flatMap((o, i) => (o.end === 'key_budget' ? [] : [i]));
+  const partial = run.stopped
+    ? onCut(new TransferlabError('budget_exhausted', 'the victim refused a round of probes for the key\'s budget', 429), config.allowPartial,
+        'query-attack', `${config.attack} query attack`, kept.length, evalSet.count)
+    : null;
+  if (partial) log(`PARTIAL: the key's budget ran out; figures over the ${kept.length} of ${evalSet.count} images whose searches finished`);
 
   const records: ImageRecord[] = run.outcomes.map((o, i) => ({
     testIndex: split.evalSet[i],
@@ -165,8 +191,13 @@ export async function runQueryAttackCampaign(config: QueryAttackConfig, folder: 
   store.write('adversarial.u8', adversarial);
   putJson(store, 'images.json', records);
 
-  const curveInput = { outcomes: run.outcomes, truth: evalSet.labels, clean, queriesPerImage: config.queriesPerImage };
-  const sorted = run.outcomes.map((o) => o.queries).sort((a, b) => a - b);
+  const curveInput = {
+    outcomes: kept.map((i) => run.outcomes[i]),
+    truth: Int32Array.from(kept, (i) => evalSet.labels[i]),
+    clean: Int32Array.from(kept, (i) => clean[i]),
+    queriesPerImage: config.queriesPerImage,
+  };
+  const sorted = curveInput.outcomes.map((o) => o.queries).sort((a, b) => a - b);
   const now = oracle.counts();
   const prior = oracle.priorCounts();
   const matchEps = 0.3;
@@ -180,7 +211,9 @@ export async function runQueryAttackCampaign(config: QueryAttackConfig, folder: 
     config: saved,
     queries: { attack: now.attack + prior.attack, measurement: now.measurement + prior.measurement, cached: now.cached, cleanLabels, startingPool, probes },
     stopped: run.stopped,
-    images: evalSet.count,
+    queryPlan: plannedVsPaid(plan, { attack: now.attack + prior.attack, measurement: now.measurement + prior.measurement, cached: now.cached }, budget),
+    partial,
+    images: kept.length,
     victimCleanAccuracy: accuracy(clean, evalSet.labels),
     medianQueriesPerImage: sorted.length ? sorted[Math.floor((sorted.length - 1) / 2)] : null,
     epsilons: epsilonSummaries(curveInput, config.epsilons),
@@ -188,7 +221,7 @@ export async function runQueryAttackCampaign(config: QueryAttackConfig, folder: 
     match:
       config.matchRate === undefined
         ? null
-        : { epsilon: matchEps, rate: config.matchRate, queriesPerImage: matchQ, totalQueries: matchQ === null ? null : (matchQ + 1) * evalSet.count },
+        : { epsilon: matchEps, rate: config.matchRate, queriesPerImage: matchQ, totalQueries: matchQ === null ? null : (matchQ + 1) * kept.length },
     rounds: run.rounds,
     durationSeconds: (performance.now() - started) / 1000,
   };

@@ -90,6 +90,7 @@ function summary(r: CampaignResults, wb?: CampaignResults): string {
     ['substitute', isWb ? 'none: the white-box baseline crafts on the victim itself' : esc(cfg(r, 'substitute') ?? '—')],
     ['attack', `${esc(cfg(r, 'attack') ?? '—')} (steps ${esc(cfg(r, 'steps') ?? '—')}, target ${esc(cfg(r, 'target') ?? '—')})`],
     ['queries', `${num(r.queries.attack)} attack, ${num(r.queries.measurement)} measurement, ${num(r.queries.cached)} answered from cache`],
+    ...(r.queryPlan ? [plannedRow(r.queryPlan)] : []),
     ['backend', `${esc(r.backend)}, ${esc(r.threads)} thread(s) on ${esc(r.cores)} core(s)`],
     ['seed', esc(r.seed)],
     ['duration', `${seconds(r.durationSeconds)} (finished ${esc(r.createdAt)})`],
@@ -97,7 +98,16 @@ function summary(r: CampaignResults, wb?: CampaignResults): string {
     ['versions', Object.entries(r.versions).map(([k, s]) => `${esc(k)} ${esc(s)}`).join(', ')],
   ];
   if (wb) rows.push(['white-box baseline', `${esc(wb.name)}: victim clean accuracy ${pct(wb.victimCleanAccuracy)}, ${seconds(wb.durationSeconds)}`]);
-  return `<div class="cards">${cards.join('')}</div>${kvTable(rows)}`;
+  // A measure the budget cut (allowPartial) comes first, so no figure below is taken as whole.
+  const partial = (r.partial ?? []).map((p) => `<p class="note"><b>PARTIAL</b>: ${esc(p.measure)} measured ${num(p.measured)} of ${num(p.planned)} ${esc(p.unit)} before the key’s budget ran out; its figures are over those only.</p>`);
+  return `${partial.join('')}<div class="cards">${cards.join('')}</div>${kvTable(rows)}`;
+}
+
+/** Planned (from the settings, before the first query) beside paid, by purpose. */
+function plannedRow(q: NonNullable<CampaignResults['queryPlan']>): [string, string] {
+  const one = (name: string, p: { planned: number; atMost: boolean; paid: number }) => `${name}: ${num(p.paid)} paid of ${p.atMost ? 'at most ' : ''}${num(p.planned)} planned`;
+  const budget = q.budget ? `; key budget at the start: ${num(q.budget.used)} used of ${q.budget.limit === null ? 'unlimited' : num(q.budget.limit)}` : '; key budget not known';
+  return ['planned vs paid', `${one('attack', q.attack)}; ${one('measurement', q.measurement)}${budget}`];
 }
 
 function sweepTable(r: CampaignResults, wb?: CampaignResults): string {

@@ -10,6 +10,8 @@ import { putJson, type RunStore } from './run-store.js';
 import type { ResultExtras } from './pictures.js';
 import { writeImageGrids } from './run-pictures.js';
 import type { PerClassTable, SweepPoint } from './transfer.js';
+import type { PartialMeasure } from './measure-cut.js';
+import type { BudgetCheck, PlanPart, QueryPlan } from './query-plan.js';
 
 export type { ResultExtras } from './pictures.js';
 
@@ -32,11 +34,32 @@ export type CampaignResults = ReturnType<typeof provenance> & {
   epsilons: SweepPoint[];
   perClass: PerClassTable[];
   boundary: BoundaryResults | null;
+  /** Victim queries planned from the settings before the run (an upper bound where `atMost`) beside those paid, by purpose. */
+  queryPlan?: PlannedVsPaid;
+  /** Measures the key's budget cut short (allowPartial): their figures are over the `measured` images only. Empty: all whole. */
+  partial?: PartialMeasure[];
   /** PNG pictures, relative to the run folder (set by writeResults). */
   images?: { grids: string[]; maps: string[] };
   durationSeconds: number;
   phases: Record<string, number>;
 };
+
+export interface PlannedVsPaid {
+  attack: { planned: number; atMost: boolean; paid: number };
+  measurement: { planned: number; atMost: boolean; paid: number };
+  parts: PlanPart[];
+  /** The key's budget before the first paid query (GET /v1/budget); null: the victim did not say. */
+  budget: { used: number; limit: number | null } | null;
+}
+
+export function plannedVsPaid(plan: QueryPlan, paid: QueryCounts, budget: BudgetCheck | null): PlannedVsPaid {
+  return {
+    attack: { ...plan.attack, paid: paid.attack },
+    measurement: { ...plan.measurement, paid: paid.measurement },
+    parts: plan.parts,
+    budget: budget?.known && budget.used !== null ? { used: budget.used, limit: budget.limit } : null,
+  };
+}
 
 const csvCell = (v: unknown) => (v === null || v === undefined ? '' : typeof v === 'number' ? String(Number(v.toFixed(6))) : String(v));
 

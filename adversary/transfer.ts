@@ -4,6 +4,7 @@ import { imagesTensor, quantise } from '../shared/datasets/images.js';
 import { labelImages, type Model } from '../shared/model.js';
 import type { CampaignConfig } from './config.js';
 import type { CraftSplit } from './craft-split.js';
+import { onCut, type PartialMeasure } from './measure-cut.js';
 
 /**
  * The ε sweep: craft adversarial examples on one model (the substitute, or the victim itself in
@@ -22,6 +23,8 @@ export interface SweepSettings {
   relativeStep?: number;
   /** Uniform random start in the ε-ball (default: the attack's own: on for pgd only). */
   randomStart?: boolean;
+  /** A victim that refuses for the key's budget ends the sweep with the points measured so far (else it stops the run). */
+  allowPartial?: boolean;
 }
 
 export interface SweepPoint extends SweepRow {
@@ -42,6 +45,8 @@ export interface SweepOutcome {
   adversarial: Record<AttackMode, Float32Array[]>;
   craftSeconds: number;
   measureSeconds: number;
+  /** Set when the key's budget cut the sweep (allowPartial): the points after the cut are absent. */
+  partial?: PartialMeasure | null;
 }
 
 export interface SweepData {
@@ -55,8 +60,9 @@ export interface SweepData {
 }
 
 /** The sweep's settings from a campaign's (or the white-box baseline's) config. */
-export function sweepSettings(c: Pick<CampaignConfig, 'attack' | 'epsilons' | 'steps' | 'seed' | 'loss' | 'diversity' | 'diversityScale' | 'diversitySamples' | 'tiKernel' | 'craftTemperature'>): SweepSettings {
+export function sweepSettings(c: Pick<CampaignConfig, 'attack' | 'epsilons' | 'steps' | 'seed' | 'loss' | 'diversity' | 'diversityScale' | 'diversitySamples' | 'tiKernel' | 'craftTemperature'> & { allowPartial?: boolean }): SweepSettings {
   return {
+    allowPartial: c.allowPartial,
     attack: c.attack,
     epsilons: c.epsilons,
     steps: c.steps,
@@ -83,8 +89,11 @@ export async function sweep(
   const adversarial: SweepOutcome['adversarial'] = { untargeted: [], targeted: [] };
   let craftSeconds = 0;
   let measureSeconds = 0;
+  let partial: PartialMeasure | null = null;
+  const planned = modes.length * s.epsilons.length * n;
   try {
     for (const mode of modes) {
+      if (partial) break;
       const targets = mode === 'targeted' ? data.targets : undefined;
       const goal = targets ?? data.craftLabels;
       // FGSM's direction does not depend on ε: one gradient serves the whole sweep.
@@ -94,6 +103,7 @@ export async function sweep(
       craftSeconds += (performance.now() - t0) / 1000;
       try {
         for (const epsilon of s.epsilons) {
+          if (partial) break;
           t0 = performance.now();
           const options = { ...gradient, epsilon, steps: s.steps, targets, stepSize: s.relativeStep === undefined ? undefined : s.relativeStep * epsilon, randomStart: s.randomStart };
           const crafted = direction
@@ -106,8 +116,16 @@ export async function sweep(
           const craftPred = labelImages(model, adv, n);
           craftSeconds += (performance.now() - t0) / 1000;
           const t1 = performance.now();
-          const labels = await victim(adv, n);
-          measureSeconds += (performance.now() - t1) / 1000;
+          let labels: Int32Array;
+          try {
+            labels = await victim(adv, n);
+          } catch (e) {
+            // A point is measured whole or not at all: the points after the cut are left out, never filled in.
+            partial = onCut(e, s.allowPartial ?? false, 'transfer', `transfer sweep (${mode}, ε ${epsilon})`, points.length * n, planned);
+            break;
+          } finally {
+            measureSeconds += (performance.now() - t1) / 1000;
+          }
           const row = sweepRow(epsilon, labels, data.cleanVictim, data.truth, targets);
           const craftRow = sweepRow(epsilon, craftPred, data.craftLabels, data.truth, targets);
           points.push({
@@ -127,7 +145,7 @@ export async function sweep(
   } finally {
     x.dispose();
   }
-  return { points, victimLabels, adversarial, craftSeconds, measureSeconds };
+  return { points, victimLabels, adversarial, craftSeconds, measureSeconds, partial };
 }
 
 export interface PerClassTable {
@@ -141,8 +159,9 @@ export interface PerClassTable {
 /** Per-class view of every ε: true class × victim label, and the transfer rate per true class. */
 export function perClassTables(epsilons: number[], truth: Int32Array, cleanVictim: Int32Array, outcome: SweepOutcome, classes: number): PerClassTable[] {
   return (['untargeted', 'targeted'] as const).flatMap((mode) =>
-    outcome.victimLabels[mode].length === 0 ? [] : epsilons.map((epsilon, i) => {
-      const adv = outcome.victimLabels[mode][i];
+    // A sweep cut short (allowPartial) holds labels for its first points only.
+    outcome.victimLabels[mode].map((adv, i) => {
+      const epsilon = epsilons[i];
       return { mode, epsilon, matrix: confusionMatrix(truth, adv, classes), transferRate: perClassTransfer(adv, cleanVictim, truth, classes) };
     }),
   );

@@ -38,7 +38,7 @@ beforeAll(async () => {
   const modelDir = await ensureTestVictim();
   const backend = (await initBackend()).backend;
   dir = mkdtempSync(join(tmpdir(), 'transferlab-openapi-'));
-  writeFileSync(join(dir, 'keys.json'), JSON.stringify({ keys: [{ id: 'a', key: KEY, budget: 1000 }, { id: 's', key: SMALL, budget: 2 }] }));
+  writeFileSync(join(dir, 'keys.json'), JSON.stringify({ keys: [{ id: 'a', key: KEY, budget: 1000 }, { id: 's', key: SMALL, budget: 2 }, { id: 'b', key: 'contract-budget-0123456789abcdef', budget: 50 }] }));
   victim = await startVictim(
     ['--model', modelDir, '--keys', join(dir, 'keys.json'), '--audit-log', join(dir, 'audit.jsonl'), '--ledger', join(dir, 'ledger.jsonl'), '--max-batch', String(MAX_BATCH)],
     backend,
@@ -91,6 +91,19 @@ describe('the generated OpenAPI document against a running victim', () => {
     expectDocumented(PATHS.info, 'get', info, 200);
     expect(info.body).toMatchObject({ inputShape: [28, 28, 1], classes: 10, maxBatch: MAX_BATCH });
     expectDocumented(PATHS.info, 'get', await call(`${victim.url}${PATHS.info}`, { method: 'POST' }), 405);
+  });
+
+  it('describes the real /v1/budget answers: the caller key\'s count, read for free', async () => {
+    const key = 'contract-budget-0123456789abcdef';
+    const read = () => call(`${victim.url}${PATHS.budget}`, { headers: bearer(key) });
+    const first = await read();
+    expectDocumented(PATHS.budget, 'get', first, 200);
+    expect(first.body).toEqual({ used: 0, limit: 50 });
+    expect((await labelUint8(victim.url, pixels.subarray(0, 3 * IMAGE_SIZE), bearer(key))).status).toBe(200);
+    for (let i = 0; i < 5; i++) expect((await read()).body).toEqual({ used: 3, limit: 50 });
+    expectDocumented(PATHS.budget, 'get', await call(`${victim.url}${PATHS.budget}`), 401);
+    expectDocumented(PATHS.budget, 'get', await call(`${victim.url}${PATHS.budget}`, { headers: bearer('not-a-key-0123456789') }), 401);
+    expectDocumented(PATHS.budget, 'get', await call(`${victim.url}${PATHS.budget}`, { method: 'POST', headers: bearer(key) }), 405);
   });
 
   it('describes real labels, for binary and for JSON bodies the request schema accepts', async () => {

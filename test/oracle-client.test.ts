@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import express from 'express';
 import { afterEach, describe, expect, it } from 'vitest';
+import { checkPlan, planOf } from '../adversary/query-plan.js';
 import { createHttpOracle, oracleFromLabeler, ANSWER_CACHE_FILE, QUERY_LEDGER_FILE, type RetryInfo } from '../adversary/oracle-client.js';
 import { isTransferlabError } from '../shared/errors.js';
 
@@ -105,6 +106,17 @@ describe('HTTP oracle client', () => {
     expect(v.seen.every((s) => s.format === undefined && s.auth === 'Bearer k1')).toBe(true);
     expect(o.counts()).toEqual({ attack: 10, measurement: 0, cached: 0 });
     expect(o.victimBudget()).toEqual({ used: 10, limit: null });
+  });
+
+  it('a victim without GET /v1/budget is an unknown budget: the plan is printed with a warning and the run goes on', async () => {
+    const v = await startVictim({ maxBatch: 4 });
+    const o = await oracle(v.url, { apiKey: 'k1' });
+    expect(await o.budget()).toBeNull();
+    const lines: string[] = [];
+    const check = await checkPlan(planOf([{ purpose: 'attack', what: 'seed', queries: 10, atMost: false }]), o, false, (l) => lines.push(l));
+    expect(check).toMatchObject({ known: false, needed: 10 });
+    expect(lines).toEqual(['planned victim queries: attack 10 (seed 10); measurement 0', expect.stringMatching(/^warning: the victim does not say this key's budget/)]);
+    expect(v.seen).toEqual([]); // nothing was sent to be labelled, nothing paid
   });
 
   it('quantises to round(v*255) clamped, or sends float32 little-endian when asked', async () => {

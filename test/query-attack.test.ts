@@ -1,10 +1,11 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHttpOracle } from '../adversary/oracle-client.js';
 import { runQueryAttackCommand } from '../adversary/query-attack-command.js';
-import type { ImageRecord, QueryAttackResults } from '../adversary/query-attack-run.js';
+import { resolveQueryAttackConfig, runQueryAttackCampaign, type ImageRecord, type QueryAttackResults } from '../adversary/query-attack-run.js';
+import { seen, stagedOracle } from './budget-staging.js';
 import { initBackend } from '../shared/engine/backend.js';
 import { ensureTestVictim } from './fixtures.js';
 import { ledgerTotal, startVictim, type TestVictim } from './victim-client.js';
@@ -12,11 +13,12 @@ import { ledgerTotal, startVictim, type TestVictim } from './victim-client.js';
 /**
  * RayS and HopSkipJump against a real victim process over HTTP: success grows with the budget,
  * every returned image is an adversarial example of the reported size, the queries the attack
- * counts are exactly what the victim charged, and a key's budget running out ends the run cleanly
- * and resumably without paying twice.
+ * counts are exactly what the victim charged, a budget too small for the plan is refused before
+ * anything is paid, and a key's budget running out inside the searches stops the run (or, with
+ * allowPartial, keeps the finished images labelled partial), resumably without paying twice.
  */
-const KEYS = { ray: 'ray-0123456789abcdef', hop: 'hop-0123456789abcdef', poor: 'poor-0123456789abcdef', rich: 'rich-0123456789abcdef', judge: 'judge-0123456789abcdef' };
-const BUDGETS: Record<string, number> = { ray: 100_000, hop: 100_000, poor: 2_000, rich: 100_000, judge: 100_000 };
+const KEYS = { ray: 'ray-0123456789abcdef', hop: 'hop-0123456789abcdef', poor: 'poor-0123456789abcdef', shared: 'shared-0123456789abcdef', rich: 'rich-0123456789abcdef', judge: 'judge-0123456789abcdef' };
+const BUDGETS: Record<string, number> = { ray: 100_000, hop: 100_000, poor: 2_000, shared: 8_000, rich: 100_000, judge: 100_000 };
 let dir: string;
 let victim: TestVictim;
 const ledger = () => join(dir, 'ledger.jsonl');
@@ -109,25 +111,47 @@ describe('decision-based attacks on the victim, over HTTP', () => {
     checkExamples(records, labels, (rec, l) => l === rec.target && rec.target !== rec.clean);
   }, 240_000);
 
-  it('the key\'s budget running out ends the run with partial results; a resume with another key pays nothing twice', async () => {
-    const run = join(dir, 'poor');
-    await runQueryAttackCommand({ victim: victim.url, apiKey: KEYS.poor, attack: 'rays', images: 24, queriesPerImage: 300 }, () => run);
-    const partial = read<QueryAttackResults>(join(run, 'results.json'));
-    expect(partial.stopped).toBe('budget_exhausted');
-    const poorPaid = ledgerTotal(ledger(), 'poor');
-    expect(poorPaid).toBeLessThanOrEqual(BUDGETS.poor);
-    expect(partial.queries.attack).toBe(poorPaid);
-    expect(partial.curve.at(-1)!.found).toBeGreaterThan(0);
+  it('a budget that cannot cover the plan is refused before any query; one cut inside the searches stops the run; a resume finishes it', async () => {
+    // 24 clean labels + at most 24 × 300 probes = 7,224 > 2,000: refused, nothing paid.
+    const poor = join(dir, 'poor');
+    await expect(runQueryAttackCommand({ victim: victim.url, apiKey: KEYS.poor, attack: 'rays', images: 24, queriesPerImage: 300 }, () => poor)).rejects.toMatchObject({ code: 'budget_insufficient' });
+    expect(ledgerTotal(ledger(), 'poor')).toBe(0);
+
+    // A shared key covers the plan at the start; the other user spends it down once the searches begin.
+    const run = join(dir, 'cut');
+    const lines: string[] = [];
+    const config = resolveQueryAttackConfig({ victim: victim.url, apiKey: KEYS.shared, attack: 'rays', images: 24, queriesPerImage: 300 });
+    const oracle = await stagedOracle(victim.url, KEYS.shared, run, { armed: seen(lines, 'rays ('), left: 500 });
+    const cut = await runQueryAttackCampaign(config, run, oracle, (l) => lines.push(l)).then(() => null, (e: unknown) => e);
+    await oracle.close();
+    expect(cut).toMatchObject({ code: 'measurement_cut', message: expect.stringMatching(/rays query attack was cut short .* after \d+ of 24 images/) });
+    for (const f of ['results.json', 'images.json', 'adversarial.u8']) expect(existsSync(join(run, f))).toBe(false);
+    const sharedPaid = ledgerTotal(ledger(), 'shared');
 
     await runQueryAttackCommand({ resume: run, apiKey: KEYS.rich }, () => run);
     const done = read<QueryAttackResults>(join(run, 'results.json'));
     expect(done.stopped).toBeNull();
-    // Over both keys the run folder paid once per distinct probe: what the two ledgers charged in all.
-    expect(done.queries.attack).toBe(poorPaid + ledgerTotal(ledger(), 'rich'));
+    expect(done.partial).toBeNull();
     // The same seeded searches over the same answers: the finished run equals an uninterrupted one.
     const fresh = read<QueryAttackResults>(join(dir, 'rays', 'results.json'));
     expect(done.curve).toEqual(fresh.curve);
     expect(done.queries.attack).toBe(fresh.queries.attack);
+    // What the run folder paid over both keys: once per distinct probe, as the uncut run.
+    expect(done.queries.attack).toBeLessThanOrEqual(sharedPaid + ledgerTotal(ledger(), 'rich'));
+  }, 240_000);
+
+  it('allowPartial: a run the budget cuts keeps only the images whose searches finished, labelled partial', async () => {
+    const run = join(dir, 'partial');
+    await runQueryAttackCommand({ victim: victim.url, apiKey: KEYS.poor, attack: 'rays', images: 24, queriesPerImage: 300, allowPartial: true }, () => run);
+    const partial = read<QueryAttackResults>(join(run, 'results.json'));
+    expect(partial.stopped).toBe('budget_exhausted');
+    expect(partial.partial).toEqual({ measure: 'query-attack', unit: 'images', measured: partial.images, planned: 24, reason: 'budget_exhausted' });
+    expect(partial.images).toBeLessThan(24);
+    expect(partial.queryPlan.attack).toEqual({ planned: 24 + 24 * 300, atMost: true, paid: ledgerTotal(ledger(), 'poor') });
+    await runQueryAttackCommand({ resume: run, apiKey: KEYS.rich }, () => run);
+    const done = read<QueryAttackResults>(join(run, 'results.json'));
+    expect(done.partial).toBeNull();
+    expect(done.curve).toEqual(read<QueryAttackResults>(join(dir, 'rays', 'results.json')).curve);
   }, 240_000);
 
   it('refuses bad settings before any query is paid', async () => {

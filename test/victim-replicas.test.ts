@@ -31,6 +31,7 @@ const KEYS = [
   { id: 'spread', key: 'k-spread-0123456789', budget: 100_000 },
   { id: 'probe', key: 'k-probe-0123456789', budget: 100_000 },
   { id: 'cut', key: 'k-cut-0123456789', budget: 1000 },
+  { id: 'reader', key: 'k-reader-0123456789', budget: 500 },
 ];
 const BATCH = 7;
 const CLIENTS = 16;
@@ -142,6 +143,21 @@ describe.skipIf(!haveRedis)('victim replicas on a shared Redis store', () => {
     expect(fromAudit).toBe(answered);
     // All three replicas served part of it.
     for (const i of [0, 1, 2]) expect(auditEntries().some((e) => e.keyId === key.id && e.outcome === 'answered' && readFileSync(join(dir, `audit-r${i}.jsonl`), 'utf8').includes(e.requestId))).toBe(true);
+  });
+
+  it('GET /v1/budget on any replica answers the shared count, charges nothing, and is neither audited nor watched', async () => {
+    const key = KEYS.find((k) => k.id === 'reader')!;
+    const budget = async (i: number) => {
+      const res = await fetch(`${replicas[i].url}/v1/budget`, { headers: { Authorization: `Bearer ${key.key}` } });
+      expect(res.status).toBe(200);
+      return (await res.json()) as { used: number; limit: number | null };
+    };
+    expect(await budget(1)).toEqual({ used: 0, limit: 500 });
+    expect((await send(replicas[0].url, key.key, images(BATCH))).status).toBe(200);
+    for (let i = 0; i < 30; i++) expect(await budget(i % 3)).toEqual({ used: BATCH, limit: 500 });
+    expect(await charged('reader')).toBe(BATCH);
+    expect(auditEntries().filter((e) => e.keyId === 'reader')).toHaveLength(1);
+    expect(auditEvents().filter((e) => JSON.stringify(e).includes('reader'))).toEqual([]);
   });
 
   it('one Idempotency-Key sent to two replicas is charged once', async () => {

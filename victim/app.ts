@@ -2,7 +2,7 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import helmet from 'helmet';
 import { pino, type Logger } from 'pino';
 import { TransferlabError } from '../shared/errors.js';
-import { PATHS, openApiDocument, type VictimInfo } from '../shared/protocol/index.js';
+import { PATHS, openApiDocument, type BudgetStatus, type VictimInfo } from '../shared/protocol/index.js';
 import { CLASSES } from '../shared/mnist.js';
 import { mountAdminRoutes, type AdminKey } from './admin.js';
 import type { AuditSink } from './audit.js';
@@ -90,6 +90,18 @@ export function createApp(opts: VictimAppOptions): express.Express {
   app.get(PATHS.openapi, (_req, res) => void res.json(openapi));
   app.all(PATHS.openapi, methodNotAllowed('GET, HEAD'));
 
+  // Free and unwatched: a client may plan its spending without spending, and reading the figure
+  // tells a detector nothing about the images it will send.
+  const authenticate = authenticator(opts.keys, opts.anonymousBudget);
+  app.get(PATHS.budget, (req, res, next) => {
+    void (async () => {
+      const who = authenticate(req);
+      const answer: BudgetStatus = { used: await opts.budgets.used(who.id), limit: who.limit };
+      res.json(answer);
+    })().catch(next);
+  });
+  app.all(PATHS.budget, methodNotAllowed('GET, HEAD'));
+
   const idempotency: IdempotencyStore = opts.idempotency ?? new MemoryIdempotencyStore();
   if (opts.adminKey) mountAdminRoutes(app, { key: opts.adminKey, watch: opts.watch }, (res, e) => sendError(res, toApiError(e)), methodNotAllowed);
 
@@ -102,7 +114,7 @@ export function createApp(opts: VictimAppOptions): express.Express {
     maxBatch: opts.maxBatch,
     shape,
     clock,
-    authenticate: authenticator(opts.keys, opts.anonymousBudget),
+    authenticate,
     limiter: rateLimiter(opts.rateLimit),
     readJson: express.raw({ type: () => true, limit: jsonBodyLimit(shape, opts.maxBatch) }),
     readBinary: express.raw({ type: () => true, limit: binaryBodyLimit(shape, opts.maxBatch) }),

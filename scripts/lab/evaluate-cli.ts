@@ -39,6 +39,7 @@ export async function main(argv: string[]): Promise<number> {
       dataset: { type: 'string', describe: `test images to attack: ${DATASET_HELP}; default: the dataset each model's metadata names` },
       seed: { type: 'number', default: d.seed, describe: 'seed of the test-image split, PGD starts and the campaign' },
       campaign: { type: 'boolean', default: false, describe: 'also run a fresh default black-box campaign against each model (served as its own victim process)' },
+      'campaign-budget': { type: 'number', describe: 'query budget of each served victim (with --campaign): the attacker\'s key; default unlimited' },
       'campaign-config': { type: 'string', describe: 'YAML/JSON campaign settings overriding the defaults (with --campaign), e.g. scripts/configs/strongest.yaml' },
       out: { type: 'string', describe: 'folder for evaluation.json, evaluation.csv, evaluation.html and campaign runs (default runs/evaluate-<time>)' },
       backend: { type: 'string', describe: 'tensorflow | wasm | cpu (default: best available; env TFJS_BACKEND)' },
@@ -55,6 +56,8 @@ export async function main(argv: string[]): Promise<number> {
   const epsilons = args.epsilons.map(Number);
   const problems: string[] = [];
   for (const m of models) if (!hasModel(m)) problems.push(`no model in ${m} (train one with npm run victim:train -- --out ${m})`);
+  const budget = args['campaign-budget'];
+  if (budget !== undefined && !(Number.isInteger(budget) && budget >= 0)) problems.push(`--campaign-budget must be an integer ≥ 0 (got ${budget})`);
   if (epsilons.some((e) => !(e > 0 && e <= 1))) problems.push(`--epsilons must be in (0, 1] (got ${epsilons.join(' ')})`);
   if (!Number.isInteger(args.images) || args.images < 1 || args.images > 9850) problems.push(`--images must be an integer in 1..9850 (got ${args.images})`);
   for (const k of ['pgd-steps', 'restarts', 'margin-restarts'] as const) {
@@ -86,7 +89,10 @@ export async function main(argv: string[]): Promise<number> {
     if (args.campaign) {
       const runDir = join(out, `campaign-${i + 1}`);
       console.log(`  black-box campaign against ${dir} (run folder ${runDir})`);
-      e.campaign = await campaignAgainst(dir, runDir, { epsilons, seed: args.seed, dataset: args.dataset, overrides, log: (line) => console.log(`    ${line}`) });
+      e.campaign = await campaignAgainst(dir, runDir, {
+        epsilons, seed: args.seed, dataset: args.dataset, overrides, victimBudget: args['campaign-budget'], log: (line) => console.log(`    ${line}`),
+      });
+      for (const p of e.campaign.partial ?? []) console.log(`  PARTIAL: the campaign's ${p.measure} measured ${p.measured} of ${p.planned} ${p.unit} (the budget ran out)`);
       e.masking = maskingCheck(e);
     }
     console.log(`  ${describeVerdict(e.masking)}`);

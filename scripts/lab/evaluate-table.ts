@@ -35,6 +35,10 @@ export function evaluationRows(evals: ModelEvaluation[], epsilons: number[], o =
     }
     rows.push(['campaign attack queries', ...evals.map((e) => (e.campaign ? String(e.campaign.attackQueries) : '–'))]);
     rows.push(['substitute agreement', ...evals.map((e) => fmt(e.campaign?.agreement))]);
+    // A campaign the budget cut (allowPartial) lacks the ε after the cut: say so beside its figures.
+    if (evals.some((e) => e.campaign?.partial?.length)) {
+      rows.push(['campaign PARTIAL (measured/planned)', ...evals.map((e) => e.campaign?.partial?.map((p) => `${p.measure} ${p.measured}/${p.planned}`).join('; ') || '–')]);
+    }
   }
   rows.push(['masking check', ...evals.map((e) => (e.masking.suspected ? 'gradient masking suspected' : 'no sign of masking'))]);
   return rows;

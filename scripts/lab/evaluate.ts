@@ -131,18 +131,39 @@ export async function evaluateModel(dir: string, opts: EvaluationOptions, onPoin
 export async function campaignAgainst(
   dir: string,
   runDir: string,
-  opts: { epsilons: number[]; seed: number; dataset?: string; overrides?: CampaignInput; log?: (line: string) => void },
+  opts: {
+    epsilons: number[];
+    seed: number;
+    dataset?: string;
+    overrides?: CampaignInput;
+    log?: (line: string) => void;
+    /** The query budget of the served victim (all its callers together; default unlimited), as an attacker with a budgeted key. */
+    victimBudget?: number;
+  },
 ): Promise<NonNullable<ModelEvaluation['campaign']>> {
   const victim = await spawnVictim({
     args: ['--model', dir, '--port', '0', '--no-train', '--rate-limit', '0', '--log-level', 'warn',
-      '--audit-log', join(runDir, 'victim', 'audit.jsonl'), '--ledger', join(runDir, 'victim', 'ledger.jsonl')],
+      '--audit-log', join(runDir, 'victim', 'audit.jsonl'), '--ledger', join(runDir, 'victim', 'ledger.jsonl'),
+      ...(opts.victimBudget === undefined ? [] : ['--budget', String(opts.victimBudget)])],
     timeoutMs: 120_000,
   });
   try {
     const config = resolveConfig({ seed: opts.seed, epsilons: opts.epsilons, ...(opts.dataset ? { dataset: opts.dataset } : {}), ...opts.overrides, victim: victim.url, boundary: { enabled: false } });
     const oracle = await createHttpOracle({ url: victim.url, cacheDir: runDir });
     try {
-      const results = await runCampaign(config, runDir, oracle, { log: opts.log ?? (() => {}) });
+      let results;
+      try {
+        // The same run folder again resumes the campaign: its checkpoints and paid answers are reused.
+        results = await runCampaign(config, runDir, oracle, { log: opts.log ?? (() => {}) });
+      } catch (e) {
+        if (!(e instanceof TransferlabError)) throw e;
+        throw new TransferlabError(
+          e.code,
+          `the campaign against ${dir} stopped: ${e.message}\nIts run folder ${runDir} keeps every answer paid for; ` +
+            'run the same evaluation again with the same --out (and a larger --campaign-budget) to resume it',
+          e.status,
+        );
+      }
       // The campaign's own report (curves, grids, rounds) beside its results, linked from evaluation.html.
       await writeReport(runDir, results);
       return {
@@ -153,6 +174,7 @@ export async function campaignAgainst(
           .filter((p) => p.mode === 'untargeted')
           .map((p) => ({ epsilon: p.epsilon, misclassificationRate: p.misclassificationRate, transferRate: p.transferRate })),
         durationSeconds: results.durationSeconds,
+        partial: results.partial ?? [],
       };
     } finally {
       await oracle.close();

@@ -1,5 +1,6 @@
 /** The defence evaluation's figures: what evaluate.ts measures and masking.ts, the table and the report read. */
 import type { Rate } from '../../shared/metrics.js';
+import type { PartialMeasure } from '../../adversary/measure-cut.js';
 
 export type WhiteboxAttack = 'fgsm' | 'pgd' | 'pgd-margin' | 'worst';
 export const WHITEBOX_ATTACKS: readonly WhiteboxAttack[] = ['fgsm', 'pgd', 'pgd-margin', 'worst'];
@@ -51,7 +52,15 @@ export interface ModelEvaluation {
   cleanAccuracyOnSample: Rate;
   whitebox: WhiteboxPoint[];
   whiteboxSeconds: number;
-  campaign: { runDir: string; attackQueries: number; agreement: Rate; points: CampaignPoint[]; durationSeconds: number } | null;
+  campaign: {
+    runDir: string;
+    attackQueries: number;
+    agreement: Rate;
+    points: CampaignPoint[];
+    durationSeconds: number;
+    /** Measures the served victim's budget cut short (allowPartial): `points` then lack the ε after the cut. */
+    partial?: PartialMeasure[];
+  } | null;
   masking: MaskingVerdict;
   /** metadata.json says the model was trained without any defence. */
   undefended: boolean;

@@ -11,6 +11,8 @@ export const API_VERSION = 1;
 export const PATHS = {
   label: '/v1/label',
   info: '/v1/info',
+  /** The caller key's used and limit; free, and not watched by the detectors. */
+  budget: '/v1/budget',
   openapi: '/v1/openapi.json',
   health: '/healthz',
 } as const;

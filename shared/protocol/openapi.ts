@@ -77,6 +77,16 @@ export function openApiDocument(opts: OpenApiOptions): JsonSchema {
     paths: {
       [PATHS.health]: facts('Liveness', 'Health'),
       [PATHS.info]: facts('What a client needs to send valid queries', 'Info'),
+      [PATHS.budget]: {
+        get: {
+          summary: "The caller's query budget: images charged so far and the limit (null = unlimited); charges nothing",
+          responses: {
+            '200': { description: "the caller key's budget", ...json('Budget') },
+            '401': { description: `missing_api_key, invalid_api_key${ERROR_HINTS[401]}`, ...json('Error') },
+            '405': { description: 'method_not_allowed', ...json('Error') },
+          },
+        },
+      },
       [PATHS.openapi]: { get: { summary: 'This document', security: [], responses: { '200': { description: 'OpenAPI 3.1' } } } },
       [PATHS.label]: {
         post: {
@@ -122,6 +132,7 @@ export function openApiDocument(opts: OpenApiOptions): JsonSchema {
         Info: { ...schema(victimInfoSchema), examples: [info] },
         LabelRequest: schema(labelRequestJsonSchema(info.inputShape, info.maxBatch), 'input'),
         Labels: schema(labelsSchema),
+        Budget: schema(budgetSchema),
         Error: schema(errorBodySchema),
       },
     },
