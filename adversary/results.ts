@@ -1,42 +1,57 @@
-import type { Rate } from '../shared/metrics.js';
-import type { DatasetSummary } from '../shared/datasets/types.js';
-import type { provenance } from '../shared/versions.js';
-import type { BoundaryResults } from './boundary-run.js';
-import type { CampaignConfig } from './config.js';
-import type { QueryCounts, VictimInfo } from './oracle.js';
-import type { RoundRecord } from './checkpoints.js';
-import type { MemberRecord } from './ensemble.js';
-import { putJson, type RunStore } from './run-store.js';
+import {
+  RESULTS_SCHEMA_VERSION,
+  describeIssues,
+  parseRunResultsJson,
+  runResultsSchema,
+  type RunResults,
+  type TransferRunResults,
+} from '../shared/protocol/index.js';
+import { TransferlabError } from '../shared/errors.js';
+import type { RunStore } from './run-store.js';
 import type { ResultExtras } from './pictures.js';
 import { writeImageGrids } from './run-pictures.js';
-import type { PerClassTable, SweepPoint } from './transfer.js';
 
 export type { ResultExtras } from './pictures.js';
+export type { RunResults, QueryAttackRunResults } from '../shared/protocol/index.js';
 
-/** results.json: everything a report, a comparison or a script needs from one run. */
-export type CampaignResults = ReturnType<typeof provenance> & {
-  kind: 'campaign' | 'whitebox';
-  name: string;
-  createdAt: string;
-  victim: { url?: string; model?: string; info?: VictimInfo; arch?: string };
-  /** The images the seed and evaluation sets were drawn from (their test part). */
-  dataset?: DatasetSummary;
-  config: CampaignConfig | Record<string, unknown>;
-  queries: QueryCounts;
-  victimCleanAccuracy: Rate;
-  substituteCleanAccuracy: Rate;
-  agreement: Rate;
-  rounds: RoundRecord[];
-  /** An ensemble's other members (the first is the rounds' substitute) and how they were combined. */
-  ensemble?: { combine: string; members: MemberRecord[] };
-  epsilons: SweepPoint[];
-  perClass: PerClassTable[];
-  boundary: BoundaryResults | null;
-  /** PNG pictures, relative to the run folder (set by writeResults). */
-  images?: { grids: string[]; maps: string[] };
-  durationSeconds: number;
-  phases: Record<string, number>;
-};
+/**
+ * results.json of a campaign or a white-box baseline: everything a report, a comparison or a script
+ * needs from one run. Its shape is the contract's (shared/protocol/results.ts); this is that type.
+ */
+export type CampaignResults = TransferRunResults;
+
+/** What a writer builds: a run's results without the version stamp, which putResults adds. */
+export type Unversioned<R> = R extends unknown ? Omit<R, 'schemaVersion'> : never;
+
+export const RESULTS_FILE = 'results.json';
+
+/**
+ * The one way results.json is written: validated against the contract first, so a writer that
+ * drifts from it fails here, naming the field, and leaves no file a reader would refuse; then
+ * written atomically through the run store. Returns what was written.
+ */
+export function putResults<R extends RunResults>(store: RunStore, results: Unversioned<R> | R): R {
+  const parsed = runResultsSchema.safeParse({ ...results, schemaVersion: RESULTS_SCHEMA_VERSION });
+  if (!parsed.success) {
+    throw new TransferlabError('results_invalid', `refusing to write ${store.where(RESULTS_FILE)}: the ${results.kind} results do not fit the results contract:\n${describeIssues(parsed.error)}`, 500);
+  }
+  store.write(RESULTS_FILE, JSON.stringify(parsed.data, null, 2) + '\n');
+  return parsed.data as R;
+}
+
+/** A run's results.json read through the contract; the error names the file and what does not fit. */
+export function readResults(store: RunStore, path = RESULTS_FILE): RunResults {
+  const data = store.read(path);
+  if (!data) throw new TransferlabError('run_incomplete', `${store.where(path)} not found: is it a finished run folder? (a run writes results.json when it completes)`);
+  return parseRunResultsJson(new TextDecoder().decode(data), store.where(path));
+}
+
+/** A campaign's or white-box baseline's results.json; another kind is refused by name. */
+export function readTransferResults(store: RunStore, path = RESULTS_FILE): CampaignResults {
+  const r = readResults(store, path);
+  if (r.kind === 'query-attack') throw new TransferlabError('run_mismatch', `${store.where(path)} holds a query-attack run, not a campaign or white-box baseline`);
+  return r;
+}
 
 const csvCell = (v: unknown) => (v === null || v === undefined ? '' : typeof v === 'number' ? String(Number(v.toFixed(6))) : String(v));
 
@@ -47,9 +62,9 @@ export function resultsCsv(r: CampaignResults): string {
 }
 
 /** Writes results.json and results.csv; with extras, first the image grids, whose paths it records in `results.images`. */
-export function writeResults(store: RunStore, results: CampaignResults, extras?: ResultExtras): void {
+export function writeResults(store: RunStore, results: Unversioned<CampaignResults>, extras?: ResultExtras): CampaignResults {
   const grids = extras ? writeImageGrids(store, extras) : (results.images?.grids ?? []);
-  results.images = { grids, maps: results.boundary?.maps.map((m) => m.image) ?? [] };
-  putJson(store, 'results.json', results);
-  store.write('results.csv', resultsCsv(results));
+  const written = putResults<CampaignResults>(store, { ...results, images: { grids, maps: results.boundary?.maps.map((m) => m.image) ?? [] } });
+  store.write('results.csv', resultsCsv(written));
+  return written;
 }

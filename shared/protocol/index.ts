@@ -1,2 +1,3 @@
 export * from './contract.js';
 export { openApiDocument, type OpenApiOptions } from './openapi.js';
+export * from './results.js';
