@@ -4,9 +4,9 @@ import { runCampaign } from './campaign.js';
 import { epochsForRound, type CampaignConfig } from './config.js';
 import { createRunOracle } from './oracle-client.js';
 import { writeReport } from './report.js';
-import type { CampaignResults } from './results.js';
+import { readTransferResults, type CampaignResults } from './results.js';
 import { roundRecords, type RoundRecord } from './checkpoints.js';
-import { fileRunStore, getJson } from './run-store.js';
+import { fileRunStore } from './run-store.js';
 import { runWhitebox } from './whitebox.js';
 
 /** The CLI's side of a campaign: its run folder, terminal output, the report. The steps live in campaign-steps.ts. */
@@ -68,7 +68,7 @@ export async function runCampaignCommand(config: CampaignConfig, out: string, re
       },
     });
     const whitebox = 'whitebox/results.json';
-    const report = await writeReport(store, results, store.exists(whitebox) ? { whitebox: getJson<CampaignResults>(store, whitebox) } : undefined);
+    const report = await writeReport(store, results, store.exists(whitebox) ? { whitebox: readTransferResults(store, whitebox) } : undefined);
     console.log(`\n${summaryTable(results)}`);
     console.log(
       `\nqueries: ${results.queries.attack} attack, ${results.queries.measurement} measurement; ` +
