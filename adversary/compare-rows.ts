@@ -33,7 +33,7 @@ export interface CompareRow {
 
 /**
  * A run's settings as dotted keys. Provenance that changes results or speed (backend, threads)
- * counts as a setting; the output folder and secrets never do.
+ * counts as a setting; the output folder and secrets never do, nor the kind (a column of its own).
  */
 function flatSettings(r: RunResults): Map<string, string> {
   const out = new Map<string, string>();
@@ -45,7 +45,6 @@ function flatSettings(r: RunResults): Map<string, string> {
     }
   };
   walk(r.config, '');
-  out.set('kind', r.kind);
   out.set('backend', r.backend);
   out.set('threads', String(r.threads));
   return out;
@@ -114,6 +113,7 @@ export function columns(rows: CompareRow[]): Column[] {
   const query = rows.some((r) => r.kind === 'query-attack');
   return [
     ['run', (r) => r.run, false],
+    ...(new Set(rows.map((r) => r.kind)).size > 1 ? ([['kind', (r) => r.kind, false]] as Column[]) : []),
     ['victim acc', (r) => pct(r.victimCleanAccuracy), true],
     ...(transfer ? ([['agreement', (r) => pct(r.agreement), true]] as Column[]) : []),
     ['attack q', (r) => num(r.attackQueries), true],
