@@ -1,6 +1,9 @@
 import {
   RESULTS_SCHEMA_VERSION,
   describeIssues,
+  evaluationResultsSchema,
+  parseEvaluationJson,
+  type EvaluationResults,
   parseRunResultsJson,
   runResultsSchema,
   type RunResults,
@@ -37,6 +40,25 @@ export function putResults<R extends RunResults>(store: RunStore, results: Unver
   }
   store.write(RESULTS_FILE, JSON.stringify(parsed.data, null, 2) + '\n');
   return parsed.data as R;
+}
+
+export const EVALUATION_FILE = 'evaluation.json';
+
+/** evaluation.json (the defence evaluation's file), validated like results.json before it is written. */
+export function putEvaluationResults(store: RunStore, evaluation: Omit<EvaluationResults, 'schemaVersion'>): EvaluationResults {
+  const parsed = evaluationResultsSchema.safeParse({ ...evaluation, schemaVersion: RESULTS_SCHEMA_VERSION });
+  if (!parsed.success) {
+    throw new TransferlabError('results_invalid', `refusing to write ${store.where(EVALUATION_FILE)}: the evaluation does not fit the results contract:\n${describeIssues(parsed.error)}`, 500);
+  }
+  store.write(EVALUATION_FILE, JSON.stringify(parsed.data, null, 2) + '\n');
+  return parsed.data;
+}
+
+/** An evaluation folder's evaluation.json read through the contract. */
+export function readEvaluationResults(store: RunStore): EvaluationResults {
+  const data = store.read(EVALUATION_FILE);
+  if (!data) throw new TransferlabError('run_incomplete', `${store.where(EVALUATION_FILE)} not found`);
+  return parseEvaluationJson(new TextDecoder().decode(data), store.where(EVALUATION_FILE));
 }
 
 /** A run's results.json read through the contract; the error names the file and what does not fit. */

@@ -1,6 +1,9 @@
 import { z } from 'zod';
 import { TransferlabError } from '../errors.js';
 import { victimInfoSchema } from './contract.js';
+import { count, describeIssues, finite, label, provenance, rate, RESULTS_SCHEMA_VERSION, seconds } from './results-fields.js';
+
+export { describeIssues, RESULTS_SCHEMA_VERSION } from './results-fields.js';
 
 /**
  * The contract of a run folder's results.json: what every run kind writes and what the report,
@@ -10,25 +13,6 @@ import { victimInfoSchema } from './contract.js';
  * The writers' TypeScript types are inferred from these schemas. Bump RESULTS_SCHEMA_VERSION when a
  * change means a reader of the old version would misread a new file.
  */
-export const RESULTS_SCHEMA_VERSION = 1;
-
-const count = z.number().int().nonnegative();
-/** z.number() refuses NaN and ±Infinity, which JSON would silently turn into null. */
-const finite = z.number();
-/** A share in [0, 1], null when its denominator is empty. */
-const rate = z.number().min(0).max(1).nullable();
-const seconds = z.number().nonnegative();
-const label = z.number().int().nonnegative();
-
-/** What every result file records about the software and machine that produced it (shared/versions.ts). */
-const provenance = {
-  seed: count,
-  backend: z.string(),
-  threads: count,
-  versions: z.strictObject({ transferlab: z.string(), tfjs: z.string(), node: z.string() }),
-  cores: count,
-};
-
 const common = {
   schemaVersion: z.literal(RESULTS_SCHEMA_VERSION),
   name: z.string(),
@@ -256,15 +240,6 @@ export type RoundRecordEntry = z.infer<typeof roundRecordSchema>;
 
 export const RUN_KINDS: readonly RunKind[] = ['campaign', 'whitebox', 'query-attack'];
 
-/** Each issue as `path: message`, the path dotted from the file's top (what a person opens the file at). */
-export function describeIssues(error: z.ZodError): string {
-  return error.issues
-    .slice(0, 8)
-    .map((i) => `  - ${i.path.length ? i.path.join('.') : '(top level)'}: ${i.message}`)
-    .concat(error.issues.length > 8 ? [`  … and ${error.issues.length - 8} more`] : [])
-    .join('\n');
-}
-
 /**
  * Parses what a results.json holds. `where` names the file in every error. A file from before the
  * schema (no schemaVersion) is read as version 1 when it otherwise fits, since version 1 is the shape
@@ -304,3 +279,4 @@ export function parseRunResultsJson(text: string, where: string): RunResults {
   }
   return parseRunResults(value, where);
 }
+
