@@ -1,20 +1,21 @@
 import { basename, resolve } from 'node:path';
-import type { QueryAttackRunResults, RunKind, RunResults } from '../shared/protocol/index.js';
+import type { EvaluatedModel, EvaluationResults, QueryAttackRunResults, RunKind, RunResults } from '../shared/protocol/index.js';
 import { bestTargeted, num, pct, pointNear, SECRET_KEYS, seconds } from './report-html.js';
 
 /**
  * compare's table: one row of key figures per run, whatever its kind, plus only the settings that
  * differ between the runs. A figure a kind does not measure is null (shown as —), never a guess:
- * a query attack has no substitute (no agreement, no transfer), a transfer run no query budget.
+ * a query attack has no substitute (no agreement, no transfer), a transfer run no query budget. A
+ * defence evaluation (evaluation.json) gives one row per model it evaluated.
  */
 export interface CompareRow {
   run: string;
   dir: string;
-  kind: RunKind;
+  kind: RunKind | 'evaluation';
   victimCleanAccuracy: number | null;
   agreement: number | null;
-  attackQueries: number;
-  measurementQueries: number;
+  attackQueries: number | null;
+  measurementQueries: number | null;
   /** The ε the figures below are taken at: 0.3, or the nearest the run measured. */
   epsilon: number | null;
   misclassificationRate: number | null;
@@ -25,6 +26,8 @@ export interface CompareRow {
   querySuccessRate: number | null;
   /** A query attack's median, over the images, of the queries each spent. */
   medianQueriesPerImage: number | null;
+  /** A defence evaluation's accuracy under its strongest white-box attack (the worst case per image) at ε. */
+  whiteboxAccuracy: number | null;
   /** The whole run's working time, over all its sessions. */
   durationSeconds: number;
   /** Only the settings that differ between the compared runs, as display strings ('' = not set). */
@@ -35,7 +38,7 @@ export interface CompareRow {
  * A run's settings as dotted keys. Provenance that changes results or speed (backend, threads)
  * counts as a setting; the output folder and secrets never do, nor the kind (a column of its own).
  */
-function flatSettings(r: RunResults): Map<string, string> {
+function flatSettings(settings: unknown, backend: string, threads: number): Map<string, string> {
   const out = new Map<string, string>();
   const walk = (v: unknown, key: string) => {
     if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
@@ -44,21 +47,22 @@ function flatSettings(r: RunResults): Map<string, string> {
       out.set(key, Array.isArray(v) ? v.join(' ') : String(v));
     }
   };
-  walk(r.config, '');
-  out.set('backend', r.backend);
-  out.set('threads', String(r.threads));
+  walk(settings, '');
+  out.set('backend', backend);
+  out.set('threads', String(threads));
   return out;
 }
 
-export function differingSettings(runs: RunResults[]): { keys: string[]; values: Record<string, string>[] } {
-  const flat = runs.map(flatSettings);
+function differing(flat: Map<string, string>[]): { keys: string[]; values: Record<string, string>[] } {
   const all = [...new Set(flat.flatMap((m) => [...m.keys()]))].sort();
   const keys = all.filter((k) => new Set(flat.map((m) => m.get(k) ?? '')).size > 1);
   return { keys, values: flat.map((m) => Object.fromEntries(keys.map((k) => [k, m.get(k) ?? '']))) };
 }
 
+export const differingSettings = (runs: RunResults[]) => differing(runs.map((r) => flatSettings(r.config, r.backend, r.threads)));
+
 /** Run names for tables and legends: folder names, or the paths when two folders share a name. */
-function names(dirs: string[]): string[] {
+export function runNames(dirs: string[]): string[] {
   const base = dirs.map((d) => basename(resolve(d)));
   return base.map((b, i) => (base.filter((x) => x === b).length > 1 ? dirs[i] : b));
 }
@@ -77,7 +81,7 @@ function queryFigures(r: QueryAttackRunResults) {
 function keyFigures(r: RunResults): Omit<CompareRow, 'run' | 'dir' | 'settings'> {
   const shared = { kind: r.kind, victimCleanAccuracy: r.victimCleanAccuracy, attackQueries: r.queries.attack, measurementQueries: r.queries.measurement, durationSeconds: r.durationSeconds };
   if (r.kind === 'query-attack') {
-    return { ...shared, ...queryFigures(r), agreement: null, transferRate: null, bestTargetedSuccessRate: null, bestTargetedEpsilon: null, medianQueriesPerImage: r.medianQueriesPerImage };
+    return { ...shared, ...queryFigures(r), agreement: null, transferRate: null, bestTargetedSuccessRate: null, bestTargetedEpsilon: null, medianQueriesPerImage: r.medianQueriesPerImage, whiteboxAccuracy: null };
   }
   const u = pointNear(r.epsilons, 'untargeted');
   const best = bestTargeted(r.epsilons);
@@ -91,14 +95,51 @@ function keyFigures(r: RunResults): Omit<CompareRow, 'run' | 'dir' | 'settings'>
     bestTargetedEpsilon: best?.epsilon ?? null,
     querySuccessRate: null,
     medianQueriesPerImage: null,
+    whiteboxAccuracy: null,
   };
 }
 
-export function compareRows(dirs: string[], runs: RunResults[]): { rows: CompareRow[]; differing: string[] } {
-  const { keys, values } = differingSettings(runs);
-  const runNames = names(dirs);
-  const rows = runs.map((r, i): CompareRow => ({ run: runNames[i], dir: dirs[i], ...keyFigures(r), settings: values[i] }));
-  return { rows, differing: keys };
+/** One evaluated model's figures at the evaluation's ε nearest 0.3: white-box worst case, and its campaign's when one ran. */
+function evaluatedFigures(e: EvaluationResults, m: EvaluatedModel): Omit<CompareRow, 'run' | 'dir' | 'settings'> {
+  const epsilon = [...e.settings.epsilons].sort((a, b) => Math.abs(a - 0.3) - Math.abs(b - 0.3) || a - b)[0] ?? null;
+  const at = (x: number) => epsilon !== null && Math.abs(x - epsilon) < 1e-9;
+  const worst = m.whitebox.find((p) => p.attack === 'worst' && at(p.epsilon));
+  const point = m.campaign?.points.find((p) => at(p.epsilon));
+  return {
+    kind: 'evaluation',
+    victimCleanAccuracy: m.cleanAccuracy,
+    agreement: m.campaign?.agreement ?? null,
+    // White-box attacks ask the victim nothing; the campaign's measurement queries are in its own run folder.
+    attackQueries: m.campaign?.attackQueries ?? 0,
+    measurementQueries: null,
+    epsilon,
+    misclassificationRate: point?.misclassificationRate ?? null,
+    transferRate: point?.transferRate ?? null,
+    bestTargetedSuccessRate: null,
+    bestTargetedEpsilon: null,
+    querySuccessRate: null,
+    medianQueriesPerImage: null,
+    whiteboxAccuracy: worst?.accuracy ?? null,
+    durationSeconds: m.whiteboxSeconds + (m.campaign?.durationSeconds ?? 0),
+  };
+}
+
+/** What compare reads from a folder: a run's results.json, or a defence evaluation's evaluation.json. */
+export type Compared = RunResults | EvaluationResults;
+
+
+export function compareRows(dirs: string[], runs: Compared[]): { rows: CompareRow[]; differing: string[] } {
+  const named = runNames(dirs);
+  const entries = runs.flatMap((r, i) =>
+    r.kind === 'evaluation'
+      ? r.models.map((m) => ({
+          row: { run: `${named[i]}/${basename(m.model)}`, dir: dirs[i], ...evaluatedFigures(r, m) },
+          settings: flatSettings({ ...r.settings, model: m.model, arch: m.arch, dataset: m.dataset, defence: m.defence }, r.backend, r.threads),
+        }))
+      : [{ row: { run: named[i], dir: dirs[i], ...keyFigures(r) }, settings: flatSettings(r.config, r.backend, r.threads) }],
+  );
+  const { keys, values } = differing(entries.map((e) => e.settings));
+  return { rows: entries.map((e, i): CompareRow => ({ ...e.row, settings: values[i] })), differing: keys };
 }
 
 type Column = [header: string, show: (r: CompareRow) => string, numeric: boolean];
@@ -111,6 +152,7 @@ export function columns(rows: CompareRow[]): Column[] {
   const settingKeys = [...new Set(rows.flatMap((r) => Object.keys(r.settings)))];
   const transfer = rows.some((r) => r.kind !== 'query-attack');
   const query = rows.some((r) => r.kind === 'query-attack');
+  const evaluation = rows.some((r) => r.kind === 'evaluation');
   return [
     ['run', (r) => r.run, false],
     ...(new Set(rows.map((r) => r.kind)).size > 1 ? ([['kind', (r) => r.kind, false]] as Column[]) : []),
@@ -132,6 +174,7 @@ export function columns(rows: CompareRow[]): Column[] {
           ['median q/image', (r) => num(r.medianQueriesPerImage), true],
         ] as Column[])
       : []),
+    ...(evaluation ? ([['white-box acc', (r) => pct(r.whiteboxAccuracy), true]] as Column[]) : []),
     ['duration', (r) => seconds(r.durationSeconds), true],
     ...settingKeys.map((k): Column => [k, (r) => r.settings[k] ?? '', false]),
   ];
@@ -159,7 +202,7 @@ const csvCell = (v: unknown): string => {
 export const CSV_COLUMNS = [
   'run', 'dir', 'kind', 'victimCleanAccuracy', 'agreement', 'attackQueries', 'measurementQueries', 'epsilon',
   'misclassificationRate', 'transferRate', 'bestTargetedSuccessRate', 'bestTargetedEpsilon', 'querySuccessRate',
-  'medianQueriesPerImage', 'durationSeconds',
+  'medianQueriesPerImage', 'whiteboxAccuracy', 'durationSeconds',
 ] as const;
 
 /** Raw numbers (rates as fractions) for machines; differing settings follow as extra columns. */

@@ -4,13 +4,13 @@ import { TransferlabError } from '../shared/errors.js';
 import type { QueryAttackRunResults, RunResults } from '../shared/protocol/index.js';
 import { runStamp } from '../shared/stamp.js';
 import { budgetCurves, epsilonCurves, roundsChart, svgOf, type BudgetPoint } from './charts.js';
-import { columns, compareCsv, compareRows, type CompareRow } from './compare-rows.js';
+import { columns, compareCsv, compareRows, runNames, type Compared, type CompareRow } from './compare-rows.js';
 import { curvePoints, roundPoints } from './report.js';
 import { esc, page, table } from './report-html.js';
-import { readResults } from './results.js';
+import { EVALUATION_FILE, readEvaluationResults, readResults, RESULTS_FILE } from './results.js';
 import { fileRunStore } from './run-store.js';
 
-export { compareCsv, compareRows, CSV_COLUMNS, differingSettings, formatTable, type CompareRow } from './compare-rows.js';
+export { compareCsv, compareRows, CSV_COLUMNS, differingSettings, formatTable, type Compared, type CompareRow } from './compare-rows.js';
 
 /**
  * `compare DIR…`: the key figures of finished runs of any kind side by side (campaign, white-box
@@ -32,22 +32,25 @@ export interface CompareResult {
 
 const OUTPUT_FILES = ['compare.csv', 'compare.html'];
 
-/** A finished run's results.json, validated; the error says which folder and what is wrong with it. */
-export function readRun(dir: string): RunResults {
+function checkRunFolder(dir: string): void {
   if (!existsSync(dir)) throw new TransferlabError('run_missing', `${dir} does not exist: compare takes the folders of finished runs`);
   if (!statSync(dir).isDirectory()) throw new TransferlabError('run_missing', `${dir} is a file, not a run folder: compare takes the folders of finished runs`);
-  if (!existsSync(join(dir, 'results.json')) && existsSync(join(dir, 'evaluation.json'))) {
-    const runs = readdirSync(dir).filter((d) => existsSync(join(dir, d, 'results.json'))).map((d) => join(dir, d));
-    throw new TransferlabError(
-      'run_mismatch',
-      `${dir} is a defence evaluation (evaluation.json), not a run: its figures are in its evaluation.html. ` +
-        (runs.length ? `Compare its campaign runs instead: ${runs.join(' ')}` : 'It ran no campaign (no --campaign), so it holds no run to compare.'),
-    );
-  }
-  if (!existsSync(join(dir, 'results.json'))) {
+}
+
+/** A finished run's results.json, validated; the error says which folder and what is wrong with it. */
+export function readRun(dir: string): RunResults {
+  checkRunFolder(dir);
+  if (!existsSync(join(dir, RESULTS_FILE))) {
     throw new TransferlabError('run_incomplete', `${dir} has no results.json: is it a finished run folder? (a run writes results.json when it completes)`);
   }
   return readResults(fileRunStore(dir));
+}
+
+/** What compare reads from a folder: a run's results.json, or else a defence evaluation's evaluation.json. */
+export function readCompared(dir: string): Compared {
+  checkRunFolder(dir);
+  if (!existsSync(join(dir, RESULTS_FILE)) && existsSync(join(dir, EVALUATION_FILE))) return readEvaluationResults(fileRunStore(dir));
+  return readRun(dir);
 }
 
 /** A query attack's success by budget at each ε it measured, as chart points. */
@@ -57,14 +60,18 @@ function budgetPoints(r: QueryAttackRunResults, series: string): BudgetPoint[] {
   );
 }
 
-async function compareHtml(rows: CompareRow[], runs: RunResults[]): Promise<string> {
+async function compareHtml(dirs: string[], rows: CompareRow[], runs: Compared[]): Promise<string> {
   const cols = columns(rows);
   const tbl = table(cols.map(([h]) => esc(h)), rows.map((r) => cols.map(([, f]) => esc(f(r)))));
   // Each chart draws the kinds that measure it; the table above has every run.
-  const curves = runs.flatMap((r, i) => (r.kind === 'query-attack' ? [] : curvePoints(r.epsilons, rows[i].run)));
-  const rounds = runs.flatMap((r, i) => (r.kind === 'query-attack' ? [] : roundPoints(r, rows[i].run)));
-  const budgets = runs.flatMap((r, i) => (r.kind === 'query-attack' ? budgetPoints(r, rows[i].run) : []));
-  const transferRuns = runs.filter((r) => r.kind !== 'query-attack').length;
+  // An evaluation gives a row per model, so the charts' series are named by folder, not by row.
+  const names = runNames(dirs);
+  const series = (i: number) => names[i];
+  const curves = runs.flatMap((r, i) => (r.kind === 'campaign' || r.kind === 'whitebox' ? curvePoints(r.epsilons, series(i)) : []));
+  const rounds = runs.flatMap((r, i) => (r.kind === 'campaign' || r.kind === 'whitebox' ? roundPoints(r, series(i)) : []));
+  const budgets = runs.flatMap((r, i) => (r.kind === 'query-attack' ? budgetPoints(r, series(i)) : []));
+  const transferRuns = runs.filter((r) => r.kind === 'campaign' || r.kind === 'whitebox').length;
+  const evaluations = runs.filter((r) => r.kind === 'evaluation').length;
   const parts = [
     `<h1>transferlab comparison of ${esc(rows.length)} runs</h1>`,
     `<p class="sub">${esc(new Date().toISOString())} · misclassification and transfer at ε 0.3 (or the nearest ε a run measured); ` +
@@ -80,7 +87,11 @@ async function compareHtml(rows: CompareRow[], runs: RunResults[]): Promise<stri
   if (budgets.length) {
     parts.push('<h2>Query attacks: success against queries per image</h2>', `<figure class="chart">${await svgOf(budgetCurves(budgets))}</figure>`);
   }
-  const report = (d: string) => (existsSync(join(d, 'report.html')) ? `<code>${esc(resolve(d, 'report.html'))}</code>` : '—');
+  if (evaluations) {
+    parts.push('<p class="note">A defence evaluation gives a row per model: white-box accuracy under its worst-case attack, and its campaign’s figures when one ran; its curves are in its evaluation.html.</p>');
+  }
+  const page1 = (d: string) => ['report.html', 'evaluation.html'].find((f) => existsSync(join(d, f)));
+  const report = (d: string) => (page1(d) ? `<code>${esc(resolve(d, page1(d)!))}</code>` : '—');
   parts.push('<h2>Run folders</h2>', table(['run', 'kind', 'folder', 'report'], rows.map((r) => [esc(r.run), esc(r.kind), `<code>${esc(resolve(r.dir))}</code>`, report(r.dir)])));
   return page(`transferlab: comparison of ${rows.length} runs`, parts.join('\n'));
 }
@@ -100,10 +111,10 @@ export async function compareRuns(dirs: string[], out?: string): Promise<Compare
   if (dirs.length === 0) throw new TransferlabError('invalid_arguments', 'compare needs at least one run folder');
   const outDir = out ?? join('runs', `compare-${runStamp()}`);
   checkOutDir(outDir);
-  const runs = dirs.map(readRun);
+  const runs = dirs.map(readCompared);
   const { rows, differing } = compareRows(dirs, runs);
   // Everything rendered before anything is written: a failure leaves no folder behind.
-  const files = { 'compare.csv': compareCsv(rows, differing), 'compare.html': await compareHtml(rows, runs) };
+  const files = { 'compare.csv': compareCsv(rows, differing), 'compare.html': await compareHtml(dirs, rows, runs) };
   fileRunStore(dirname(resolve(outDir))).writeFolder(basename(resolve(outDir)), files);
   return { rows, differing, outDir, csvPath: join(outDir, 'compare.csv'), htmlPath: join(outDir, 'compare.html') };
 }

@@ -12,7 +12,8 @@ import { SESSIONS_FILE } from '../adversary/run-clock.js';
 import { fileRunStore, memoryRunStore } from '../adversary/run-store.js';
 import { runWhitebox } from '../adversary/whitebox.js';
 import { initBackend } from '../shared/engine/backend.js';
-import { runResultsSchema, type QueryAttackRunResults, type RunResults } from '../shared/protocol/index.js';
+import { evaluationResultsSchema, runResultsSchema, type QueryAttackRunResults, type RunResults } from '../shared/protocol/index.js';
+import { main as evaluateMain } from '../scripts/lab/evaluate-cli.js';
 import { ensureTestVictim } from './fixtures.js';
 import { readJsonl, startVictim, type TestVictim } from './victim-client.js';
 
@@ -95,6 +96,17 @@ describe('results.json: one contract for every run kind', () => {
     expect(html).toContain('Query attacks: success against queries per image');
     expect(html).toContain('Transfer attack success against ε');
     expect(html).toContain('Substitute training');
+  }, 120_000);
+
+  it('a defence evaluation writes an evaluation.json the schema accepts, and compare gives a row per model', async () => {
+    const out = join(dir, 'evaluation');
+    expect(await evaluateMain(['--models', modelDir, '--images', '20', '--epsilons', '0.1', '0.3', '--pgd-steps', '3', '--restarts', '1', '--out', out])).toBe(0);
+    const parsed = evaluationResultsSchema.safeParse(json(join(out, 'evaluation.json')));
+    if (!parsed.success) throw new Error(parsed.error.message);
+    const worst = parsed.data.models[0].whitebox.find((p) => p.attack === 'worst' && p.epsilon === 0.3)!;
+    const cmp = await compareRuns([out, runs.query], join(dir, 'cmp-eval'));
+    expect(cmp.rows.map((r) => r.kind)).toEqual(['evaluation', 'query-attack']);
+    expect(cmp.rows[0]).toMatchObject({ run: 'evaluation/lenet-v2', epsilon: 0.3, whiteboxAccuracy: worst.accuracy, victimCleanAccuracy: parsed.data.models[0].cleanAccuracy, transferRate: null });
   }, 120_000);
 
   it('a bad results.json is refused by file and field, and no output folder is left', async () => {
