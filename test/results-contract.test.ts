@@ -8,7 +8,7 @@ import { resolveConfig } from '../adversary/config.js';
 import { createHttpOracle } from '../adversary/oracle-client.js';
 import { runQueryAttackCommand } from '../adversary/query-attack-command.js';
 import { putResults, readResults } from '../adversary/results.js';
-import { SESSIONS_FILE } from '../adversary/run-clock.js';
+import { SESSIONS_FILE, startRunClock } from '../adversary/run-clock.js';
 import { fileRunStore, memoryRunStore } from '../adversary/run-store.js';
 import { runWhitebox } from '../adversary/whitebox.js';
 import { initBackend } from '../shared/engine/backend.js';
@@ -165,4 +165,36 @@ describe('results.json: one contract for every run kind', () => {
     expect(second).toBeLessThanOrEqual(secondWall);
     expect(done.durationSeconds).toBeGreaterThan(partial.durationSeconds + 0.5 * secondWall);
   }, 240_000);
+
+  it('the run clock adds up sessions and their phases', async () => {
+    const store = memoryRunStore('clock');
+    const first = startRunClock(store);
+    await new Promise((r) => setTimeout(r, 60));
+    first.tick({ training: 0.04 });
+    first.close();
+    const recorded = (JSON.parse(new TextDecoder().decode(store.read(SESSIONS_FILE)!).trim()) as { seconds: number }).seconds;
+    expect(recorded).toBeGreaterThanOrEqual(0.05);
+    await new Promise((r) => setTimeout(r, 5)); // a later session
+    const second = startRunClock(store);
+    expect(second.totalSeconds()).toBeGreaterThanOrEqual(recorded);
+    expect(second.totalSeconds()).toBeLessThan(recorded + 1);
+    expect(second.totalPhases({ training: 1, crafting: 2 })).toEqual({ training: 1.04, crafting: 2 });
+    second.close();
+  });
+
+  it('a campaign resumed in its run folder reports the duration and phases of both sessions', async () => {
+    const run = join(dir, 'campaign-resumed');
+    cpSync(runs.campaign, run, { recursive: true });
+    const before = json(join(run, 'results.json')) as RunResults & { phases: Record<string, number> };
+    const config = resolveConfig(json(join(run, 'config.json')) as Record<string, unknown>);
+    const oracle = await createHttpOracle({ url: victim.url, apiKey: KEYS.writer, cacheDir: run });
+    const t = performance.now();
+    const after = await runCampaign(config, run, oracle, { log: () => {} });
+    const secondWall = (performance.now() - t) / 1000;
+    await oracle.close();
+    // The first session's own time (recorded after its results, so a little above their duration) plus this one's.
+    expect(after.durationSeconds).toBeGreaterThan(before.durationSeconds + 0.5 * secondWall);
+    expect(after.durationSeconds).toBeLessThanOrEqual(before.durationSeconds + secondWall + 2);
+    expect(after.phases.training).toBeGreaterThanOrEqual(before.phases.training);
+  }, 120_000);
 });
