@@ -17,6 +17,7 @@ export type { CampaignHooks } from './campaign-steps.js';
 export async function runCampaign(config: CampaignConfig, run: RunStore | string, oracle: CountingOracle, hooks: CampaignHooks): Promise<CampaignResults> {
   const store = runStore(run);
   const clock = startRunClock(store);
+  const begun = begin(config, oracle, hooks, clock);
   try {
     // Each step's end is kept work: the clock records it, so a resumed run's duration is the whole run's.
     const step = async <In, Out extends { phases: Record<string, number> }>(f: (s: In, st: RunStore) => Promise<Out>, s: In): Promise<Out> => {
@@ -24,18 +25,20 @@ export async function runCampaign(config: CampaignConfig, run: RunStore | string
       clock.tick(out.phases);
       return out;
     };
-    const selected = await step(select, begin(config, oracle, hooks, clock));
+    const selected = await step(select, begun);
     const seeded = await step(seed, selected);
     const fitted = await step(rounds, seeded);
     const combined = await step(ensemble, fitted);
     const transferred = await step(transfer, combined);
     const measured = await step(boundary, transferred);
     const results = await report(measured, store);
-    clock.tick(measured.phases);
     fitted.model.dispose();
     for (const m of combined.members.models) m.dispose();
     return results;
   } finally {
+    // Stopped by an error (a spent budget, a refusal) or finished: this session's time is the run's.
+    // The steps share one phases object, so it holds what every step added.
+    clock.tick(begun.phases);
     clock.close();
   }
 }

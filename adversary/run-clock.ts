@@ -5,9 +5,10 @@ import type { RunLog, RunStore } from './run-store.js';
  * A run's working time over all its sessions. A run stopped by a crash, a spent budget or Ctrl-C
  * and resumed later is one run: its results must say what the whole of it took, not what the last
  * process did. Each process is one session; it appends its elapsed seconds (and seconds per phase)
- * to sessions.jsonl in the run store at every point where work is kept (a step, a round, the end),
- * so a session that dies loses at most the time since its last kept work — time whose work was
- * lost too, and is done again (and counted again) by the next session.
+ * to sessions.jsonl in the run store at every point where work is kept (a step, a round, a progress
+ * line) and when it ends, finished or stopped by an error. A process killed outright loses at most
+ * the time since its last record — time whose work was lost too, and is done (and counted) again by
+ * the next session.
  */
 export const SESSIONS_FILE = 'sessions.jsonl';
 
