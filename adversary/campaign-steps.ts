@@ -19,7 +19,8 @@ import type { CountingOracle } from './oracle-core.js';
 import type { QueryCounts, VictimInfo } from './oracle.js';
 import { isBudgetRefusal, measureCut } from './measure-cut.js';
 import { campaignPlan, checkPlan, type BudgetCheck, type QueryPlan } from './query-plan.js';
-import { plannedVsPaid, writeResults, type CampaignResults } from './results.js';
+import { plannedVsPaid, writeResults, type CampaignResults, type Unversioned } from './results.js';
+import type { RunClock } from './run-clock.js';
 import { writeBoundaryMaps } from './run-pictures.js';
 import { putJson, type RunStore } from './run-store.js';
 import { trainSubstitute, type RoundsContext } from './substitute.js';
@@ -54,7 +55,8 @@ export interface Begun {
   config: CampaignConfig;
   oracle: CountingOracle;
   hooks: CampaignHooks;
-  started: number;
+  /** The run's time over all its sessions (a resumed run's earlier ones included). */
+  clock: RunClock;
   phases: Phases;
   /** What the settings will cost, by purpose, and the key's budget as the victim told it before the first paid query. */
   plan: QueryPlan;
@@ -101,8 +103,8 @@ export interface Measured extends Transferred {
 
 const since = (t: number) => (performance.now() - t) / 1000;
 
-export function begin(config: CampaignConfig, oracle: CountingOracle, hooks: CampaignHooks): Begun {
-  return { config, oracle, hooks, started: performance.now(), phases: { labelling: 0, training: 0, augmentation: 0, crafting: 0, measurement: 0, boundary: 0 }, plan: campaignPlan(config), budget: null };
+export function begin(config: CampaignConfig, oracle: CountingOracle, hooks: CampaignHooks, clock: RunClock): Begun {
+  return { config, oracle, hooks, clock, phases: { labelling: 0, training: 0, augmentation: 0, crafting: 0, measurement: 0, boundary: 0 }, plan: campaignPlan(config), budget: null };
 }
 
 /** The planned cost printed and checked against the key's budget, before anything is paid. */
@@ -164,7 +166,10 @@ export const rounds: Step<Seeded, Fitted> = async (s, store) => {
     attackQueries: () => paid(s).attack,
     evaluation: { images: s.evalSet.images, truth: s.evalSet.labels, victim: s.cleanVictim },
     start: s.start,
-    checkpoint: (c) => saveCheckpoint(store, c, substituteMembers(s.config)[0], s.dataset.name),
+    checkpoint: async (c) => {
+      await saveCheckpoint(store, c, substituteMembers(s.config)[0], s.dataset.name);
+      s.clock.tick(s.phases);
+    },
     onBatchEnd: s.hooks.onBatchEnd,
     onRound: s.hooks.onRound,
     phases: s.phases,
@@ -244,7 +249,7 @@ export const report: Step<Measured, CampaignResults> = async (s, store) => {
   const { config, evalSet, cleanVictim, substituteClean, members, outcome, info } = s;
   const boundaryResults = s.boundary ? writeBoundaryMaps(store, s.boundary, evalSet, s.dataset.classNames.length) : null;
   const recorded = roundRecords(store);
-  const results: CampaignResults = {
+  const results: Unversioned<CampaignResults> = {
     kind: 'campaign',
     name: store.name,
     createdAt: new Date().toISOString(),
@@ -264,9 +269,8 @@ export const report: Step<Measured, CampaignResults> = async (s, store) => {
     boundary: boundaryResults,
     queryPlan: plannedVsPaid(s.plan, paid(s), s.budget),
     partial: [...(outcome.partial ? [outcome.partial] : []), ...(s.boundary?.partial ?? [])],
-    durationSeconds: since(s.started),
-    phases: s.phases,
+    durationSeconds: s.clock.totalSeconds(),
+    phases: s.clock.totalPhases(s.phases),
   };
-  writeResults(store, results, { evalSet, classes: info.classes, outcome, targets: s.targets, cleanVictim });
-  return results;
+  return writeResults(store, results, { evalSet, classes: info.classes, outcome, targets: s.targets, cleanVictim });
 };

@@ -55,6 +55,40 @@ export function epsilonCurves(points: CurvePoint[]): TopLevelSpec {
   };
 }
 
+export interface BudgetPoint {
+  queriesPerImage: number;
+  /** The ε panel, as the run's results name it ("0.30"). */
+  epsilon: string;
+  /** Share of images with an adversarial example within ε by this budget. */
+  value: number;
+  series: string;
+}
+
+/** A query attack's success against its budget: one panel per ε, one line per run (log budget axis). */
+export function budgetCurves(points: BudgetPoint[]): TopLevelSpec {
+  return {
+    config: CONFIG,
+    data: { values: points },
+    facet: { column: { field: 'epsilon', type: 'nominal', title: 'ε (L∞)' } },
+    spec: {
+      width: 220,
+      height: 200,
+      mark: { type: 'line', point: { size: 30 }, strokeWidth: 2 },
+      encoding: {
+        x: { field: 'queriesPerImage', type: 'quantitative', title: 'queries per image', scale: { type: 'log' } },
+        y: { field: 'value', type: 'quantitative', title: 'success', scale: { domain: [0, 1] }, axis: { format: '.0%' } },
+        color: { field: 'series', type: 'nominal', title: null, legend: { orient: 'bottom', labelLimit: 600 } },
+        tooltip: [
+          { field: 'series', type: 'nominal' },
+          { field: 'queriesPerImage', type: 'quantitative' },
+          { field: 'value', type: 'quantitative', format: '.1%' },
+        ],
+      },
+    },
+    resolve: { scale: { x: 'shared', y: 'shared' } },
+  };
+}
+
 export interface RoundPoint {
   round: number;
   measure: 'substitute accuracy' | 'agreement with victim';

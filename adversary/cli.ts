@@ -177,12 +177,13 @@ export async function main(argv: string[]): Promise<number> {
       .command(queryAttackCommand((c) => (code = c)))
       .command(
         'compare <dirs..>',
-        'compare finished runs: key figures, differing settings, curves on shared axes',
+        'compare finished runs of any kind (campaign, white-box, query attack) or defence evaluations: key figures, differing settings, curves on shared axes',
         (y) =>
           y
-            .positional('dirs', { type: 'string', array: true, describe: 'run folders' })
+            .positional('dirs', { type: 'string', array: true, describe: 'run folders (results.json) or defence evaluation folders (evaluation.json)' })
             .option('out', { type: 'string', describe: 'folder for compare.csv and compare.html' })
-            .example('$0 compare runs/a runs/b --out runs/compare-ab', 'two campaigns side by side'),
+            .example('$0 compare runs/a runs/b --out runs/compare-ab', 'two campaigns side by side')
+            .example('$0 compare runs/campaign runs/rays --out runs/compare-kinds', 'a transfer campaign beside a query attack'),
         async (a) => {
           const dirs = (a.dirs ?? []) as string[];
           if (dirs.length < 1) throw new TransferlabError('invalid_arguments', 'compare needs at least one run folder');

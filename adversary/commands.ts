@@ -4,7 +4,7 @@ import { runCampaign } from './campaign.js';
 import { epochsForRound, type CampaignConfig } from './config.js';
 import { createRunOracle } from './oracle-client.js';
 import { writeReport } from './report.js';
-import type { CampaignResults } from './results.js';
+import { readTransferResults, type CampaignResults } from './results.js';
 import { roundRecords, type RoundRecord } from './checkpoints.js';
 import { resumeHint } from './resume-hint.js';
 import { fileRunStore, getJson } from './run-store.js';
@@ -69,7 +69,7 @@ export async function runCampaignCommand(config: CampaignConfig, out: string, re
       },
     });
     const whitebox = 'whitebox/results.json';
-    const report = await writeReport(store, results, store.exists(whitebox) ? { whitebox: getJson<CampaignResults>(store, whitebox) } : undefined);
+    const report = await writeReport(store, results, store.exists(whitebox) ? { whitebox: readTransferResults(store, whitebox) } : undefined);
     console.log(`\n${summaryTable(results)}`);
     console.log(
       `\nqueries: ${results.queries.attack} attack, ${results.queries.measurement} measurement; ` +

@@ -6,16 +6,8 @@
  */
 import { TransferlabError } from '../shared/errors.js';
 
-export interface PartialMeasure {
-  /** Which measure: 'transfer', 'boundary.distances', 'boundary.nearest', 'boundary.maps', 'query-attack'. */
-  measure: string;
-  /** What `measured` and `planned` count: images (or, for the transfer sweep and maps, images over all its points). */
-  unit: 'images';
-  measured: number;
-  planned: number;
-  /** Why it stopped short: the victim refused for the key's budget. */
-  reason: 'budget_exhausted';
-}
+export type { PartialMeasure } from '../shared/protocol/index.js';
+import type { PartialMeasure } from '../shared/protocol/index.js';
 
 /** The victim refused a batch because the key's budget is spent (nothing of that batch was charged). */
 export function isBudgetRefusal(e: unknown): e is TransferlabError {

@@ -16,9 +16,10 @@ import { adversarySplit, loadMnist, subset, toPixels } from '../shared/mnist.js'
 import { createRng } from '../shared/random.js';
 import { provenance } from '../shared/versions.js';
 import type { CountingOracle } from './oracle-core.js';
-import type { VictimInfo } from './oracle.js';
 import { QUERY_ATTACKS, runQueryAttack, type AttackTargets } from './query-attack.js';
-import { budgetCurve, CURVE_EPSILONS, epsilonSummaries, queriesForRate, type BudgetPoint, type EpsilonSummary } from './query-curves.js';
+import { budgetCurve, CURVE_EPSILONS, epsilonSummaries, queriesForRate } from './query-curves.js';
+import { putResults, type QueryAttackRunResults, type Unversioned } from './results.js';
+import { startRunClock } from './run-clock.js';
 import { putJson, runStore, type RunStore } from './run-store.js';
 import { onCut, type PartialMeasure } from './measure-cut.js';
 import { checkPlan, planOf, type QueryPlan } from './query-plan.js';
@@ -78,33 +79,8 @@ export interface ImageRecord {
   trace: [number, number, number, number][];
 }
 
-export type QueryAttackResults = ReturnType<typeof provenance> & {
-  kind: 'query-attack';
-  name: string;
-  createdAt: string;
-  victim: { url: string; info: VictimInfo };
-  config: Omit<QueryAttackConfig, 'apiKey'>;
-  /** Paid over the run folder's whole life: attack = clean labels + starting pool + every probe. */
-  queries: { attack: number; measurement: number; cached: number; cleanLabels: number; startingPool: number; probes: number };
-  stopped: 'budget_exhausted' | null;
-  /** Victim queries planned from the settings (upper bound) beside those paid. */
-  queryPlan: PlannedVsPaid;
-  /** Set when the key's budget cut the searches (allowPartial): every figure is over the `measured` images whose searches ended by themselves. */
-  partial: PartialMeasure | null;
-  images: number;
-  victimCleanAccuracy: number | null;
-  /** Median, over the images, of the queries each spent. */
-  medianQueriesPerImage: number | null;
-  epsilons: EpsilonSummary[];
-  curve: BudgetPoint[];
-  /**
-   * Probes per image to reach `rate` misclassification at `epsilon`, and what that costs for all the
-   * images, each image's clean label included: (probes + 1) × images.
-   */
-  match: { epsilon: number; rate: number; queriesPerImage: number | null; totalQueries: number | null } | null;
-  rounds: number;
-  durationSeconds: number;
-};
+/** results.json of a query attack: its shape is the contract's (shared/protocol/results.ts). */
+export type QueryAttackResults = QueryAttackRunResults;
 
 /** Where the targeted attack starts: pool images (the seed set) and the victim's labels of them. */
 function chooseTargets(seed: number, clean: Int32Array, poolImages: Float32Array, poolLabels: Int32Array, pixels: number): { targets: Int32Array; starts: Float32Array[] } {
@@ -123,7 +99,25 @@ function chooseTargets(seed: number, clean: Int32Array, poolImages: Float32Array
 
 export async function runQueryAttackCampaign(config: QueryAttackConfig, folder: RunStore | string, oracle: CountingOracle, log: (line: string) => void): Promise<QueryAttackResults> {
   const store = runStore(folder);
-  const started = performance.now();
+  const clock = startRunClock(store);
+  try {
+    return await attackAndRecord(config, store, oracle, log, () => clock.totalSeconds(), () => clock.tick());
+  } finally {
+    clock.tick();
+    clock.close();
+  }
+}
+
+async function attackAndRecord(
+  config: QueryAttackConfig,
+  store: RunStore,
+  oracle: CountingOracle,
+  log: (line: string) => void,
+  /** Seconds over all the run's sessions so far. */
+  elapsed: () => number,
+  /** Records this session's time so far (at each progress line: work kept in the answer cache). */
+  tick: () => void,
+): Promise<QueryAttackResults> {
   const { apiKey: _secret, ...saved } = config;
   if (!store.exists('config.json')) putJson(store, 'config.json', { kind: 'query-attack', ...saved });
   const info = await oracle.info();
@@ -162,6 +156,7 @@ export async function runQueryAttackCampaign(config: QueryAttackConfig, folder: 
     (round, asked, active) => {
       if (performance.now() - lastLog < 5000) return;
       lastLog = performance.now();
+      tick();
       log(`  round ${round}: ${asked} probes, ${active} images still searching, ${paidAttack()} attack queries paid`);
     },
   );
@@ -202,7 +197,7 @@ export async function runQueryAttackCampaign(config: QueryAttackConfig, folder: 
   const prior = oracle.priorCounts();
   const matchEps = 0.3;
   const matchQ = config.matchRate === undefined ? null : queriesForRate(curveInput, matchEps, config.matchRate);
-  const results: QueryAttackResults = {
+  const results: Unversioned<QueryAttackResults> = {
     kind: 'query-attack',
     name: store.name,
     createdAt: new Date().toISOString(),
@@ -223,10 +218,9 @@ export async function runQueryAttackCampaign(config: QueryAttackConfig, folder: 
         ? null
         : { epsilon: matchEps, rate: config.matchRate, queriesPerImage: matchQ, totalQueries: matchQ === null ? null : (matchQ + 1) * kept.length },
     rounds: run.rounds,
-    durationSeconds: (performance.now() - started) / 1000,
+    durationSeconds: elapsed(),
   };
-  putJson(store, 'results.json', results);
-  return results;
+  return putResults<QueryAttackResults>(store, results);
 }
 
 const pct = (v: number | null | undefined) => (v === null || v === undefined ? '  –  ' : `${(100 * v).toFixed(1)}%`);

@@ -1,55 +1,81 @@
-import type { Rate } from '../shared/metrics.js';
-import type { DatasetSummary } from '../shared/datasets/types.js';
-import type { provenance } from '../shared/versions.js';
-import type { BoundaryResults } from './boundary-run.js';
-import type { CampaignConfig } from './config.js';
-import type { QueryCounts, VictimInfo } from './oracle.js';
-import type { RoundRecord } from './checkpoints.js';
-import type { MemberRecord } from './ensemble.js';
-import { putJson, type RunStore } from './run-store.js';
+import {
+  RESULTS_SCHEMA_VERSION,
+  describeIssues,
+  evaluationResultsSchema,
+  parseEvaluationJson,
+  type EvaluationResults,
+  parseRunResultsJson,
+  runResultsSchema,
+  type RunResults,
+  type TransferRunResults,
+  type PlannedVsPaid,
+} from '../shared/protocol/index.js';
+import { TransferlabError } from '../shared/errors.js';
+import type { RunStore } from './run-store.js';
 import type { ResultExtras } from './pictures.js';
 import { writeImageGrids } from './run-pictures.js';
-import type { PerClassTable, SweepPoint } from './transfer.js';
-import type { PartialMeasure } from './measure-cut.js';
-import type { BudgetCheck, PlanPart, QueryPlan } from './query-plan.js';
+import type { QueryCounts } from './oracle.js';
+import type { BudgetCheck, QueryPlan } from './query-plan.js';
 
 export type { ResultExtras } from './pictures.js';
+export type { RunResults, QueryAttackRunResults, PlannedVsPaid } from '../shared/protocol/index.js';
 
-/** results.json: everything a report, a comparison or a script needs from one run. */
-export type CampaignResults = ReturnType<typeof provenance> & {
-  kind: 'campaign' | 'whitebox';
-  name: string;
-  createdAt: string;
-  victim: { url?: string; model?: string; info?: VictimInfo; arch?: string };
-  /** The images the seed and evaluation sets were drawn from (their test part). */
-  dataset?: DatasetSummary;
-  config: CampaignConfig | Record<string, unknown>;
-  queries: QueryCounts;
-  victimCleanAccuracy: Rate;
-  substituteCleanAccuracy: Rate;
-  agreement: Rate;
-  rounds: RoundRecord[];
-  /** An ensemble's other members (the first is the rounds' substitute) and how they were combined. */
-  ensemble?: { combine: string; members: MemberRecord[] };
-  epsilons: SweepPoint[];
-  perClass: PerClassTable[];
-  boundary: BoundaryResults | null;
-  /** Victim queries planned from the settings before the run (an upper bound where `atMost`) beside those paid, by purpose. */
-  queryPlan?: PlannedVsPaid;
-  /** Measures the key's budget cut short (allowPartial): their figures are over the `measured` images only. Empty: all whole. */
-  partial?: PartialMeasure[];
-  /** PNG pictures, relative to the run folder (set by writeResults). */
-  images?: { grids: string[]; maps: string[] };
-  durationSeconds: number;
-  phases: Record<string, number>;
-};
+/**
+ * results.json of a campaign or a white-box baseline: everything a report, a comparison or a script
+ * needs from one run. Its shape is the contract's (shared/protocol/results.ts); this is that type.
+ */
+export type CampaignResults = TransferRunResults;
 
-export interface PlannedVsPaid {
-  attack: { planned: number; atMost: boolean; paid: number };
-  measurement: { planned: number; atMost: boolean; paid: number };
-  parts: PlanPart[];
-  /** The key's budget before the first paid query (GET /v1/budget); null: the victim did not say. */
-  budget: { used: number; limit: number | null } | null;
+/** What a writer builds: a run's results without the version stamp, which putResults adds. */
+export type Unversioned<R> = R extends unknown ? Omit<R, 'schemaVersion'> : never;
+
+export const RESULTS_FILE = 'results.json';
+
+/**
+ * The one way results.json is written: validated against the contract first, so a writer that
+ * drifts from it fails here, naming the field, and leaves no file a reader would refuse; then
+ * written atomically through the run store. Returns what was written.
+ */
+export function putResults<R extends RunResults>(store: RunStore, results: Unversioned<R> | R): R {
+  const parsed = runResultsSchema.safeParse({ ...results, schemaVersion: RESULTS_SCHEMA_VERSION });
+  if (!parsed.success) {
+    throw new TransferlabError('results_invalid', `refusing to write ${store.where(RESULTS_FILE)}: the ${results.kind} results do not fit the results contract:\n${describeIssues(parsed.error)}`, 500);
+  }
+  store.write(RESULTS_FILE, JSON.stringify(parsed.data, null, 2) + '\n');
+  return parsed.data as R;
+}
+
+export const EVALUATION_FILE = 'evaluation.json';
+
+/** evaluation.json (the defence evaluation's file), validated like results.json before it is written. */
+export function putEvaluationResults(store: RunStore, evaluation: Omit<EvaluationResults, 'schemaVersion'>): EvaluationResults {
+  const parsed = evaluationResultsSchema.safeParse({ ...evaluation, schemaVersion: RESULTS_SCHEMA_VERSION });
+  if (!parsed.success) {
+    throw new TransferlabError('results_invalid', `refusing to write ${store.where(EVALUATION_FILE)}: the evaluation does not fit the results contract:\n${describeIssues(parsed.error)}`, 500);
+  }
+  store.write(EVALUATION_FILE, JSON.stringify(parsed.data, null, 2) + '\n');
+  return parsed.data;
+}
+
+/** An evaluation folder's evaluation.json read through the contract. */
+export function readEvaluationResults(store: RunStore): EvaluationResults {
+  const data = store.read(EVALUATION_FILE);
+  if (!data) throw new TransferlabError('run_incomplete', `${store.where(EVALUATION_FILE)} not found`);
+  return parseEvaluationJson(new TextDecoder().decode(data), store.where(EVALUATION_FILE));
+}
+
+/** A run's results.json read through the contract; the error names the file and what does not fit. */
+export function readResults(store: RunStore, path = RESULTS_FILE): RunResults {
+  const data = store.read(path);
+  if (!data) throw new TransferlabError('run_incomplete', `${store.where(path)} not found: is it a finished run folder? (a run writes results.json when it completes)`);
+  return parseRunResultsJson(new TextDecoder().decode(data), store.where(path));
+}
+
+/** A campaign's or white-box baseline's results.json; another kind is refused by name. */
+export function readTransferResults(store: RunStore, path = RESULTS_FILE): CampaignResults {
+  const r = readResults(store, path);
+  if (r.kind === 'query-attack') throw new TransferlabError('run_mismatch', `${store.where(path)} holds a query-attack run, not a campaign or white-box baseline`);
+  return r;
 }
 
 export function plannedVsPaid(plan: QueryPlan, paid: QueryCounts, budget: BudgetCheck | null): PlannedVsPaid {
@@ -70,9 +96,9 @@ export function resultsCsv(r: CampaignResults): string {
 }
 
 /** Writes results.json and results.csv; with extras, first the image grids, whose paths it records in `results.images`. */
-export function writeResults(store: RunStore, results: CampaignResults, extras?: ResultExtras): void {
+export function writeResults(store: RunStore, results: Unversioned<CampaignResults>, extras?: ResultExtras): CampaignResults {
   const grids = extras ? writeImageGrids(store, extras) : (results.images?.grids ?? []);
-  results.images = { grids, maps: results.boundary?.maps.map((m) => m.image) ?? [] };
-  putJson(store, 'results.json', results);
-  store.write('results.csv', resultsCsv(results));
+  const written = putResults<CampaignResults>(store, { ...results, images: { grids, maps: results.boundary?.maps.map((m) => m.image) ?? [] } });
+  store.write('results.csv', resultsCsv(written));
+  return written;
 }

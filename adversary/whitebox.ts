@@ -7,7 +7,7 @@ import { loadWhiteboxModel } from '../shared/whitebox-model.js';
 import { labelImages } from '../shared/model.js';
 import { provenance } from '../shared/versions.js';
 import type { CampaignConfig } from './config.js';
-import { writeResults, type CampaignResults } from './results.js';
+import { writeResults, type CampaignResults, type Unversioned } from './results.js';
 import { putJson, runStore, type RunStore } from './run-store.js';
 import { perClassTables, sweep, sweepSettings } from './transfer.js';
 
@@ -48,7 +48,7 @@ export async function runWhitebox(config: CampaignConfig, modelDir: string, run:
     sweepSettings(config),
     async (images, count) => labelImages(victim, images, count),
   );
-  const results: CampaignResults = {
+  const results: Unversioned<CampaignResults> = {
     kind: 'whitebox',
     name: store.name,
     createdAt: new Date().toISOString(),
@@ -67,7 +67,7 @@ export async function runWhitebox(config: CampaignConfig, modelDir: string, run:
     durationSeconds: (performance.now() - started) / 1000,
     phases: { crafting: outcome.craftSeconds, measurement: outcome.measureSeconds },
   };
-  writeResults(store, results, { evalSet, classes, outcome, targets, cleanVictim });
+  const written = writeResults(store, results, { evalSet, classes, outcome, targets, cleanVictim });
   loaded.dispose();
-  return results;
+  return written;
 }

@@ -8,7 +8,7 @@
  *   npx tsx scripts/user-model-figures.ts --onnx models/exported/model.onnx --keras models/exported/keras-web-model --out runs/user-models
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -20,6 +20,8 @@ import { loadLayersFolder } from '../shared/layers-folder.js';
 import { IMAGE_SIZE, loadMnist } from '../shared/mnist.js';
 import { provenance } from '../shared/versions.js';
 import { NODE_TS, ROOT, spawnVictim, type VictimProcess } from '../victim/spawn.js';
+import { readTransferResults } from '../adversary/results.js';
+import { fileRunStore } from '../adversary/run-store.js';
 
 const CLIENTS = 8;
 const BATCH = 100;
@@ -132,12 +134,7 @@ export async function main(argv: string[]): Promise<number> {
       if (!a['skip-campaign']) {
         const runDir = join(dir, 'campaign');
         const seconds = await campaign(victim.url, runDir, info.backend);
-        const r = JSON.parse(readFileSync(join(runDir, 'results.json'), 'utf8')) as {
-          agreement: { rate: number } | number;
-          epsilons: { epsilon: number; misclassificationRate: number; transferRate: number }[];
-          queries: unknown;
-          durationSeconds: number;
-        };
+        const r = readTransferResults(fileRunStore(runDir));
         const pick = r.epsilons.filter((p) => [0.1, 0.2, 0.3].some((e) => Math.abs(p.epsilon - e) < 1e-9));
         console.log(`${kind} campaign: agreement ${JSON.stringify(r.agreement)}; ${pick.map((p) => `ε ${p.epsilon}: misclassification ${p.misclassificationRate}`).join('; ')}; ${seconds.toFixed(1)} s`);
         Object.assign(figures[kind] as object, { campaign: { agreement: r.agreement, epsilons: pick, queries: r.queries, durationSeconds: r.durationSeconds, wallSeconds: seconds } });

@@ -80,6 +80,7 @@ function synthetic(name: string, over: Partial<CampaignResults> = {}, config: Re
   const sub = Array.from({ length: 40 }, (_, i) => (i % 9 === 0 ? null : 0.02 + (i % 13) * 0.02));
   const vic = sub.map((s, i) => (i % 11 === 0 || s === null ? null : s + ((i % 5) - 1) * 0.02));
   return {
+    schemaVersion: 1,
     kind: 'campaign',
     name,
     createdAt: '2025-01-01T00:00:00.000Z',

@@ -1,7 +1,9 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import yargs from 'yargs';
 import { readConfigFile, resolveConfig, type CampaignInput } from '../../adversary/config.js';
+import { putEvaluationResults } from '../../adversary/results.js';
+import { fileRunStore, writeFileAtomic } from '../../adversary/run-store.js';
 import { describeBackend, initBackend } from '../../shared/engine/backend.js';
 import { isMain, runMain, failOnOneLine } from '../../shared/cli.js';
 import { TransferlabError } from '../../shared/errors.js';
@@ -102,8 +104,8 @@ export async function main(argv: string[]): Promise<number> {
   console.log(`\n${formatTable(rows)}`);
   for (const e of evals) if (e.masking.suspected) console.log(`\n${e.model}: ${describeVerdict(e.masking)}`);
   const settings = { epsilons, images: args.images, pgdSteps: opts.pgdSteps, pgdStepSize: opts.pgdStepSize, restarts: opts.restarts, marginRestarts: opts.marginRestarts, campaign: args.campaign, campaignConfig: args['campaign-config'] ?? null };
-  writeFileSync(join(out, 'evaluation.json'), JSON.stringify({ kind: 'evaluation', createdAt: new Date().toISOString(), ...provenance(args.seed), settings, models: evals }, null, 2) + '\n');
-  writeFileSync(join(out, 'evaluation.csv'), toCsv(rows));
+  putEvaluationResults(fileRunStore(out), { kind: 'evaluation', createdAt: new Date().toISOString(), ...provenance(args.seed), settings, models: evals });
+  writeFileAtomic(join(out, 'evaluation.csv'), toCsv(rows));
   await writeEvaluationReport(join(out, 'evaluation.html'), evals, rows, out, opts);
   console.log(`\nwrote ${join(out, 'evaluation.json')}, ${join(out, 'evaluation.csv')} and ${join(out, 'evaluation.html')}`);
   return 0;

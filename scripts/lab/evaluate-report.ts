@@ -1,7 +1,7 @@
-import { writeFileSync } from 'node:fs';
 import { relative, dirname, join } from 'node:path';
 import type { TopLevelSpec } from 'vega-lite';
 import { svgOf } from '../../adversary/charts.js';
+import { writeFileAtomic } from '../../adversary/run-store.js';
 import { esc, table } from '../../adversary/report-html.js';
 import type { ModelEvaluation } from './evaluate.js';
 import { attackLabel } from './evaluate-table.js';
@@ -71,5 +71,5 @@ ${table(rows[0].map(esc), rows.slice(1).map((r) => r.map(esc)))}
 ${parts.join('\n')}
 </body></html>
 `;
-  writeFileSync(path, html);
+  writeFileAtomic(path, html);
 }
