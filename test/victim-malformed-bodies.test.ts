@@ -7,7 +7,8 @@ import { initBackend } from '../shared/engine/backend.js';
 import { IMAGE_SIZE, loadMnist } from '../shared/mnist.js';
 import { ensureTestVictim } from './fixtures.js';
 import { malformedBodies, openSockets, rawExchange, rssMiB, settlesTo } from './raw-http.js';
-import { ledgerTotal, type TestVictim, startVictim } from './victim-client.js';
+import type { AuditEntry } from '../victim/audit.js';
+import { ledgerTotal, readJsonl, type TestVictim, startVictim } from './victim-client.js';
 
 /**
  * Malformed bodies must be answered (or their connection closed) at once, charge nothing and free
@@ -59,15 +60,22 @@ function labelOnce(url: string, first: number, count: number): Promise<{ status:
 describe('malformed bodies never hold a connection', () => {
   it('each gets its 4xx within a second, charges nothing and frees its connection', async () => {
     const baseline = openSockets(victim.pid);
+    const statuses: number[] = [];
     for (const m of malformedBodies(ALICE, pixels)) {
       const got = await rawExchange(victim.url, m.bytes, { halfClose: m.halfClose, waitMs: 1000 });
+      statuses.push(got.status ?? 0);
       expect({ case: m.name, answeredOrClosed: got.status !== undefined || got.closed }).toEqual({ case: m.name, answeredOrClosed: true });
       if (got.status !== undefined) {
         expect(got.status).toBeGreaterThanOrEqual(400);
         expect(got.status).toBeLessThan(500);
         expect(got.body?.error?.code).toBe('bad_request');
+        expect(got.body?.error?.message).toContain('nothing was charged');
       }
     }
+    // The audit log records what each client got, never an answer nobody received.
+    const audited = () => readJsonl<AuditEntry>(join(root, 'audit.jsonl')).filter((e) => e.keyId === 'alice');
+    for (let i = 0; i < 40 && audited().length < 3; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(audited().map((e) => [e.outcome, e.status, e.images])).toEqual(statuses.map((s) => ['rejected', s, 0]));
     expect(await settlesTo(() => openSockets(victim.pid), baseline, 2000)).toBe(baseline);
     expect(ledgerTotal(ledger, 'alice')).toBe(0);
   });
