@@ -32,7 +32,6 @@ export function rawExchange(url: string, bytes: Buffer, opts: RawOptions = {}): 
   const started = performance.now();
   return new Promise((resolve) => {
     let text = '';
-    let timer: NodeJS.Timeout | undefined;
     let trickle: NodeJS.Timeout | undefined;
     const socket: Socket = connect(Number(port), hostname, () => {
       if (opts.trickle) {
@@ -58,7 +57,7 @@ export function rawExchange(url: string, bytes: Buffer, opts: RawOptions = {}): 
     });
     socket.on('close', () => settle(true));
     socket.on('error', () => {}); // a reset is reported by 'close'
-    timer = setTimeout(() => {
+    const timer = setTimeout(() => {
       clearInterval(trickle);
       socket.removeAllListeners('close');
       socket.destroy();
