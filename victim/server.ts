@@ -47,7 +47,10 @@ export class WorkInFlight {
  *   the binary one over a 1 Mbit/s link. A body trickled slower than that gets a 408 and the close.
  * - keepAliveMs 5 s: an idle connection between requests. It must outlast the clients' own idle
  *   timeout (undici, behind fetch, closes after 4 s) so a client never sends on a connection the
- *   server is closing that instant; longer would only hold idle sockets.
+ *   server is closing that instant; longer would only hold idle sockets. Node advertises it in the
+ *   Keep-Alive header and closes the idle socket 1 s after it (so clients that honour the header
+ *   close first): an idle connection really lasts keepAliveMs + 1 s.
+ * The headers and request timeouts are checked every connectionsCheckingInterval, set below.
  */
 export interface ServerTimeouts {
   headersMs: number;
