@@ -89,13 +89,13 @@ const jsonCases: fc.Arbitrary<Case> = fc.oneof(
 );
 
 const octet = (format?: string) => ({ 'Content-Type': 'application/octet-stream', ...(format ? { [HEADERS.pixelFormat]: format } : {}) });
-const binaryCases: fc.Arbitrary<Case> = fc.oneof(
+const binaryCases: fc.Arbitrary<Case> = fc.oneof<fc.Arbitrary<Case>[]>(
   // uint8 of a size that is not a whole number of 784-byte images.
   fc.uint8Array({ minLength: 0, maxLength: 5000 }).filter((b) => b.length % PIXELS !== 0 || b.length === 0)
-    .map((b) => ({ body: b, headers: octet(), codes: b.length === 0 ? ['empty_batch'] : ['invalid_binary_length'], mentions: b.length ? `${b.length} bytes` : undefined })),
+    .map((b): Case => ({ body: b, headers: octet(), codes: b.length === 0 ? ['empty_batch'] : ['invalid_binary_length'], mentions: b.length ? `${b.length} bytes` : undefined })),
   // float32 of the wrong size, or of the right size with a NaN, infinity or out-of-range value.
   fc.uint8Array({ minLength: 1, maxLength: 7000 }).filter((b) => b.length % (PIXELS * 4) !== 0)
-    .map((b) => ({ body: b, headers: octet('float32'), codes: ['invalid_binary_length'], mentions: `${b.length} bytes` })),
+    .map((b): Case => ({ body: b, headers: octet('float32'), codes: ['invalid_binary_length'], mentions: `${b.length} bytes` })),
   fc.tuple(fc.integer({ min: 1, max: 3 }), fc.nat(), fc.constantFrom(NaN, Infinity, -Infinity, -0.001, 1.5, 3.4e38, -3.4e38)).map(([n, at, bad]) => {
     const values = new Float32Array(n * PIXELS).fill(0.5);
     values[at % values.length] = bad;
@@ -103,9 +103,9 @@ const binaryCases: fc.Arbitrary<Case> = fc.oneof(
   }),
   // An unknown pixel format, or a Content-Type the endpoint does not take (uint8 images of the right size).
   fc.tuple(fc.constantFrom('uint16', 'float64', 'png', 'UINT8 ', 'int8'), fc.integer({ min: 1, max: 3 }))
-    .map(([f, n]) => ({ body: new Uint8Array(n * PIXELS), headers: octet(f), codes: f.trim().toLowerCase() === 'uint8' ? [] : ['invalid_pixel_format'], mentions: f.trim().slice(0, 5) })),
+    .map(([f, n]): Case => ({ body: new Uint8Array(n * PIXELS), headers: octet(f), codes: f.trim().toLowerCase() === 'uint8' ? [] : ['invalid_pixel_format'], mentions: f.trim().slice(0, 5) })),
   fc.tuple(fc.constantFrom('text/plain', 'image/png', 'application/xml', 'multipart/form-data; boundary=x', 'application/json; charset=latin1', 'application/x-www-form-urlencoded'), fc.integer({ min: 1, max: 3 }))
-    .map(([type, n]) => ({ body: new Uint8Array(n * PIXELS), headers: { 'Content-Type': type }, codes: ['unsupported_media_type'] })),
+    .map(([type, n]): Case => ({ body: new Uint8Array(n * PIXELS), headers: { 'Content-Type': type }, codes: ['unsupported_media_type'] })),
 ).filter((c) => c.codes.length > 0);
 
 async function refusedWithoutCharge(c: Case): Promise<void> {
