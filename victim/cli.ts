@@ -21,7 +21,7 @@ import { openServedModel, type ServedModel } from './served-model.js';
 import { KeyRing } from './keys.js';
 import type { Budgets } from './ledger.js';
 import { openVictimState } from './state.js';
-import { startServer, WorkInFlight, type RunningServer } from './server.js';
+import { SERVER_TIMEOUTS, startServer, WorkInFlight, type RunningServer } from './server.js';
 import { main as trainMain } from './train-cli.js';
 import { VICTIM_DEFAULTS } from './train.js';
 
@@ -59,6 +59,9 @@ interface ServeArgs {
   'max-batch': number;
   'rate-limit': number;
   'log-level': string;
+  'headers-timeout': number;
+  'request-timeout': number;
+  'keep-alive-timeout': number;
 }
 
 /** Backend, model (trained first when the default one is missing), batcher, app and listening server. */
@@ -138,7 +141,11 @@ async function serve(
   });
   let running: RunningServer;
   try {
-    running = await startServer(app, args.host, args.port);
+    running = await startServer(app, args.host, args.port, {
+      headersMs: args['headers-timeout'] * 1000,
+      requestMs: args['request-timeout'] * 1000,
+      keepAliveMs: args['keep-alive-timeout'] * 1000,
+    });
   } catch (e) {
     await served.close();
     throw e;
@@ -173,6 +180,10 @@ export async function main(argv: string[]): Promise<number> {
       'rate-limit': { type: 'number', default: SERVE_DEFAULTS.rateLimit, describe: 'requests per second per key (per client IP when open); 0 = off' },
       train: { type: 'boolean', default: true, describe: `train the default ${VICTIM_DEFAULTS.arch} when the default model folder is empty (--no-train: error instead)` },
       backend: { type: 'string', describe: 'tensorflow | wasm | cpu (default: best available; env TFJS_BACKEND)' },
+      // Why each default: victim/server.ts, ServerTimeouts.
+      'headers-timeout': { type: 'number', default: SERVER_TIMEOUTS.headersMs / 1000, describe: 'seconds a client has to send the request headers (408 and close after)' },
+      'request-timeout': { type: 'number', default: SERVER_TIMEOUTS.requestMs / 1000, describe: 'seconds a client has to send the whole request, body included (408 and close after); not the labelling time' },
+      'keep-alive-timeout': { type: 'number', default: SERVER_TIMEOUTS.keepAliveMs / 1000, describe: 'seconds an idle keep-alive connection stays open between requests (advertised in the Keep-Alive header; Node closes it 1 s later)' },
       'log-level': { type: 'string', default: 'info', choices: ['trace', 'debug', 'info', 'warn', 'error', 'silent'], describe: 'request log level (stderr)' },
       detector: { type: 'string', array: true, default: ['none'], choices: ['none', 'prada', 'blacklight'], describe: 'detection on every query: prada (model extraction), blacklight (query-based attacks), or both: --detector prada blacklight' },
       'blacklight-threshold': { type: 'number', default: BLACKLIGHT_DEFAULTS.threshold, describe: `Blacklight: hashes (of ${BLACKLIGHT_DEFAULTS.hashes}) a query must share with one earlier query to match` },
@@ -196,6 +207,11 @@ export async function main(argv: string[]): Promise<number> {
   check(Number.isInteger(args['max-batch']) && args['max-batch'] >= 1 && args['max-batch'] <= 10_000, `--max-batch must be an integer in 1..10000 (got ${args['max-batch']})`);
   check(args['rate-limit'] >= 0 && Number.isFinite(args['rate-limit']), `--rate-limit must be ≥ 0 requests/s (got ${args['rate-limit']})`);
   check(args['idempotency-ttl'] > 0 && Number.isFinite(args['idempotency-ttl']), `--idempotency-ttl must be a positive number of hours (got ${args['idempotency-ttl']})`);
+  for (const name of ['headers-timeout', 'request-timeout', 'keep-alive-timeout'] as const) {
+    check(Number.isFinite(args[name]) && args[name] >= 0.05 && args[name] <= 3600, `--${name} must be a number of seconds in 0.05..3600 (got ${args[name]})`);
+  }
+  // Node refuses a headers timeout longer than the request timeout (headers are part of the request).
+  check(args['headers-timeout'] <= args['request-timeout'], `--headers-timeout (${args['headers-timeout']} s) must not exceed --request-timeout (${args['request-timeout']} s)`);
   check(args.budget === undefined || (Number.isInteger(args.budget) && args.budget >= 0), `--budget must be a non-negative integer (got ${args.budget})`);
   const kinds = new Set(args.detector.filter((d) => d !== 'none'));
   check(kinds.has('blacklight') || (args['blacklight-threshold'] === BLACKLIGHT_DEFAULTS.threshold && args['blacklight-matches'] === BLACKLIGHT_DEFAULTS.minMatches), '--blacklight-threshold and --blacklight-matches need --detector blacklight');
@@ -248,6 +264,7 @@ export async function main(argv: string[]): Promise<number> {
   console.log(`model ${served.describe}`);
   console.log(`weights sha256 ${served.weightsSha256}${served.metadata ? '' : ' (no metadata.json: computed at start-up, in the audit log\'s start record)'}`);
   console.log(describeBackend(info));
+  console.log(`timeouts: headers ${args['headers-timeout']} s, whole request ${args['request-timeout']} s, idle keep-alive ${args['keep-alive-timeout']} s`);
   console.log(`access: ${who}; max ${args['max-batch']} images/request; rate limit ${args['rate-limit'] || 'off'}${args['rate-limit'] ? ' requests/s per key' : ''}`);
   console.log(
     watch

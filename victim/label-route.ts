@@ -4,6 +4,7 @@ import { ipKeyGenerator } from 'express-rate-limit';
 import { TransferlabError } from '../shared/errors.js';
 import { HEADERS, type InputShape, type LabelResponse } from '../shared/protocol/index.js';
 import type { AuditOutcome, AuditSink } from './audit.js';
+import { clientErrorOf } from './client-errors.js';
 import { ExtractionWatch, watchAnswer } from './detection.js';
 import { closeIfDraining, sendError, toApiError } from './http-errors.js';
 import { parseIdempotencyKey, type IdempotencyStore, type IdempotencyTicket } from './idempotency.js';
@@ -125,7 +126,10 @@ export function labelRoute(d: LabelRouteDeps): (req: Request, res: Response) => 
       res.json(answer);
     } catch (e) {
       if (ticket) await d.idempotency.abandon(ticket).catch(() => {}); // no-op once charged
-      const err = toApiError(e);
+      // A body that broke the HTTP framing (or came too slowly) was already answered on the socket:
+      // audit what the client got, and send nothing more.
+      const answered = clientErrorOf(req);
+      const err = answered ?? toApiError(e);
       if (err.status >= 500 && err.code === 'internal_error') req.log.error({ err: e }, 'unexpected error');
       if (err.status === 401) res.setHeader('WWW-Authenticate', 'Bearer realm="transferlab"');
       try {
@@ -134,7 +138,7 @@ export function labelRoute(d: LabelRouteDeps): (req: Request, res: Response) => 
         // Refusing to answer because the refusal could not be audited would help nobody; log loudly.
         req.log.error({ err: auditError }, 'audit log write failed');
       }
-      sendError(res, err);
+      if (!answered) sendError(res, err);
     }
   };
 }

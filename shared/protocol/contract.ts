@@ -107,6 +107,7 @@ export const API_ERRORS = {
   invalid_idempotency_key: 400,
   idempotency_key_reused: 422,
   bad_request: 400,
+  request_timeout: 408,
   internal_error: 500,
   model_failed: 500,
   ledger_unavailable: 503,
