@@ -1,3 +1,5 @@
+import type { Detection } from './prada.js';
+
 /**
  * A detector's journal of one request: what each of its images did to the client's state (PRADA:
  * the class, the distance and, for a point that joined its class set, the pixels; Blacklight: the
@@ -95,4 +97,27 @@ export class JournalReader {
     const v = this.bytes(n);
     return new JournalReader(Buffer.from(v.buffer, v.byteOffset, v.byteLength));
   }
+}
+
+const BY = [undefined, 'prada', 'blacklight'] as const;
+
+/** A detector's flag of a client, or none, exactly (NaN W included), for a snapshot of its state. */
+export function writeFlag(w: JournalWriter, d: Detection | undefined): void {
+  w.u8(d ? 1 : 0);
+  if (!d) return;
+  w.f64(d.w);
+  w.f64(d.queries);
+  w.f64(d.distances);
+  w.u8(BY.indexOf(d.by));
+  w.u8(d.matches === undefined ? 0 : 1);
+  if (d.matches !== undefined) w.f64(d.matches);
+}
+
+export function readFlag(r: JournalReader, clientId: string): Detection | undefined {
+  if (!r.u8()) return undefined;
+  const d: Detection = { clientId, w: r.f64(), queries: r.f64(), distances: r.f64() };
+  const by = BY[r.u8()];
+  if (by) d.by = by;
+  if (r.u8()) d.matches = r.f64();
+  return d;
 }

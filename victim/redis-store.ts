@@ -26,6 +26,8 @@ import { budgetExhausted, type Budgets, type Reservation } from './ledger.js';
  * `durabilityWarning` checks at start-up.
  */
 const PREFIX = 'tl:';
+/** The hash of detections, client → record, that every replica's block check reads. */
+export const DETECTIONS_KEY = `${PREFIX}detections`;
 /** How long a reservation holds budget without being charged or released (a model call takes ms). */
 export const HOLD_MS = 120_000;
 
@@ -171,20 +173,20 @@ export class RedisVictimStore implements Budgets {
 
   // Detector blocks: one hash, so every replica refuses a client any replica flagged.
   async detection(client: string): Promise<DetectionRecord | undefined> {
-    const v = await this.redis.hget(`${PREFIX}detections`, client);
+    const v = await this.redis.hget(DETECTIONS_KEY, client);
     return v ? (JSON.parse(v) as DetectionRecord) : undefined;
   }
 
   async putDetection(r: DetectionRecord): Promise<void> {
-    await this.redis.hset(`${PREFIX}detections`, r.client, JSON.stringify(r));
+    await this.redis.hset(DETECTIONS_KEY, r.client, JSON.stringify(r));
   }
 
   async deleteDetection(client: string): Promise<boolean> {
-    return (await this.redis.hdel(`${PREFIX}detections`, client)) > 0;
+    return (await this.redis.hdel(DETECTIONS_KEY, client)) > 0;
   }
 
   async detections(): Promise<DetectionRecord[]> {
-    return Object.values(await this.redis.hgetall(`${PREFIX}detections`)).map((v) => JSON.parse(v) as DetectionRecord);
+    return Object.values(await this.redis.hgetall(DETECTIONS_KEY)).map((v) => JSON.parse(v) as DetectionRecord);
   }
 
   async close(): Promise<void> {
