@@ -3,7 +3,8 @@
  * pile up, not part of `npm test`. Streams MNIST training images (the dataset's labels standing in
  * for the victim's answers) in requests of `--batch` through two replicas' SharedDetectorState on one
  * private redis-server, taking turns as a round-robin load balancer would, and prints MEMORY USAGE
- * of the client's keys (tl:det*) and the server's used_memory at each checkpoint. At the end a third,
+ * of the client's keys (tl:det*) at each checkpoint (and the most they held after any request so
+ * far), with the snapshot's size and the server's used_memory. At the end a third,
  * fresh replica catches up from Redis alone and must hold the state of one detector that observed
  * every request (the check that compacting loses nothing).
  *
@@ -25,6 +26,10 @@ export interface MemoryPoint {
   images: number;
   /** Sum of MEMORY USAGE over the client's detector keys. */
   keyBytes: number;
+  /** The largest such sum after any request so far. */
+  peakKeyBytes: number;
+  /** Bytes of the client's snapshot (0 when there is none). */
+  snapshotBytes: number;
   keys: Record<string, number>;
   usedMemory: number;
   seconds: number;
@@ -76,6 +81,7 @@ export async function main(argv: string[]): Promise<number> {
     const baseline = await usedMemory(db);
     const points: MemoryPoint[] = [];
     const started = performance.now();
+    let peak = 0;
     for (let sent = 0, n = 0, next = 0; next < at.length; n++) {
       const count = Math.min(a.batch, at[next] - sent);
       const images = Float32Array.from(train.pixels.subarray(sent * IMAGE_SIZE, (sent + count) * IMAGE_SIZE), (v) => v / 255);
@@ -84,13 +90,16 @@ export async function main(argv: string[]): Promise<number> {
       await r.state.observe(r.detector, CLIENT, images, labels);
       reference.observe(CLIENT, images, labels);
       sent += count;
+      const keys = await keyUsage(db, namespace);
+      const keyBytes = Object.values(keys).reduce((s, v) => s + v, 0);
+      peak = Math.max(peak, keyBytes);
       if (sent === at[next]) {
-        const keys = await keyUsage(db, namespace);
-        const point = { images: sent, keyBytes: Object.values(keys).reduce((s, v) => s + v, 0), keys, usedMemory: (await usedMemory(db)) - baseline, seconds: (performance.now() - started) / 1000 };
+        const snapshotBytes = await db.hstrlen(`tl:detsnap:${namespace}:${CLIENT}`, 'state');
+        const point = { images: sent, keyBytes, peakKeyBytes: peak, snapshotBytes, keys, usedMemory: (await usedMemory(db)) - baseline, seconds: (performance.now() - started) / 1000 };
         points.push(point);
         console.log(
           `${String(sent).padStart(6)} images: ${(point.keyBytes / 1e6).toFixed(3)} MB in the client's keys (${Object.entries(keys).map(([k, v]) => `${k} ${v}`).join(', ')}), ` +
-            `used_memory +${(point.usedMemory / 1e6).toFixed(3)} MB, ${point.seconds.toFixed(1)} s`,
+            `at most ${(peak / 1e6).toFixed(3)} MB so far, snapshot ${snapshotBytes} bytes, used_memory +${(point.usedMemory / 1e6).toFixed(3)} MB, ${point.seconds.toFixed(1)} s`,
         );
         next++;
       }

@@ -225,7 +225,7 @@ export class BlacklightDetector {
   /** Replace the client's state and flag by a snapshot's. */
   restore(clientId: string, r: JournalReader): void {
     this.forget(clientId);
-    const flag = readFlag(r, clientId);
+    const flag = readFlag(r, { clientId });
     if (flag) this.flags.set(clientId, flag);
     if (!r.u8()) return;
     const c = this.client(clientId);

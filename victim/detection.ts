@@ -93,10 +93,10 @@ export class ExtractionWatch {
    */
   async observe(keyId: string, client: string, requestId: string, images: Float32Array, labels: Int32Array): Promise<DetectionRecord | null> {
     let stored: DetectionRecord | undefined;
-    const recordOf = (d: Detection) => (stored = this.recordOf(d, keyId, client, requestId));
+    const recordOf = (d: Detection) => JSON.stringify((stored = this.recordOf(d, keyId, client, requestId)));
     const d = this.sharedState ? await this.sharedState.observe(this.detector, client, images, labels, recordOf) : this.detector.observe(client, images, labels);
     if (!d) return null;
-    const record = stored ?? recordOf(d);
+    const record = stored ?? this.recordOf(d, keyId, client, requestId);
     this.records.set(client, record);
     if (!this.sharedState) await this.shared?.putDetection(record);
     const event: AuditEvent = { event: 'extraction_suspected', ...record };

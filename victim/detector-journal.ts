@@ -1,5 +1,3 @@
-import type { Detection } from './prada.js';
-
 /**
  * A detector's journal of one request: what each of its images did to the client's state (PRADA:
  * the class, the distance and, for a point that joined its class set, the pixels; Blacklight: the
@@ -101,8 +99,17 @@ export class JournalReader {
 
 const BY = [undefined, 'prada', 'blacklight'] as const;
 
+/** What a detector's flag of a client holds (its Detection, the client's id aside). */
+export interface JournalledFlag {
+  w: number;
+  queries: number;
+  distances: number;
+  by?: 'prada' | 'blacklight';
+  matches?: number;
+}
+
 /** A detector's flag of a client, or none, exactly (NaN W included), for a snapshot of its state. */
-export function writeFlag(w: JournalWriter, d: Detection | undefined): void {
+export function writeFlag(w: JournalWriter, d: JournalledFlag | undefined): void {
   w.u8(d ? 1 : 0);
   if (!d) return;
   w.f64(d.w);
@@ -113,9 +120,9 @@ export function writeFlag(w: JournalWriter, d: Detection | undefined): void {
   if (d.matches !== undefined) w.f64(d.matches);
 }
 
-export function readFlag(r: JournalReader, clientId: string): Detection | undefined {
+export function readFlag<T extends object>(r: JournalReader, owner: T): (T & JournalledFlag) | undefined {
   if (!r.u8()) return undefined;
-  const d: Detection = { clientId, w: r.f64(), queries: r.f64(), distances: r.f64() };
+  const d: T & JournalledFlag = { ...owner, w: r.f64(), queries: r.f64(), distances: r.f64() };
   const by = BY[r.u8()];
   if (by) d.by = by;
   if (r.u8()) d.matches = r.f64();

@@ -193,7 +193,7 @@ export class PradaDetector {
   /** Replace the client's state and flag by a snapshot's: where the replica that wrote it stood. */
   restore(clientId: string, r: JournalReader): void {
     this.forget(clientId);
-    const flag = readFlag(r, clientId);
+    const flag = readFlag(r, { clientId });
     if (flag) this.flags.set(clientId, flag);
     if (r.u8()) this.client(clientId).restore(r);
   }

@@ -5,6 +5,7 @@ import { parseRedisUrl } from '../shared/redis-url.js';
 import type { DetectionRecord } from './detection.js';
 import type { IdempotencyRecordWrite } from './idempotency.js';
 import type { Principal } from './keys.js';
+import { DETECTIONS_KEY } from './shared-detector-state.js';
 import { budgetExhausted, type Budgets, type Reservation } from './ledger.js';
 
 /**
@@ -26,8 +27,6 @@ import { budgetExhausted, type Budgets, type Reservation } from './ledger.js';
  * `durabilityWarning` checks at start-up.
  */
 const PREFIX = 'tl:';
-/** The hash of detections, client → record, that every replica's block check reads. */
-export const DETECTIONS_KEY = `${PREFIX}detections`;
 /** How long a reservation holds budget without being charged or released (a model call takes ms). */
 export const HOLD_MS = 120_000;
 

@@ -2,9 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { JournalReader, JournalWriter } from './detector-journal.js';
 import type { QueryDetector } from './detectors.js';
-import type { DetectionRecord } from './detection.js';
 import type { Detection } from './prada.js';
-import { DETECTIONS_KEY } from './redis-store.js';
 
 /**
  * The extraction detectors' per-client state, shared by every replica on one Redis store: an
@@ -20,10 +18,11 @@ import { DETECTIONS_KEY } from './redis-store.js';
  * snapshot of the client's whole state after its request instead of the request's journal, and the
  * log is emptied — in the same fenced script, so no entry can be lost to another replica appending or
  * compacting at the same time. The detectors' state is bounded (class sets, windows, rings), so the
- * snapshot is, and a client's keys hold at most 1.5 times the largest snapshot plus one request
- * (about 4.2 MB for MNIST with PRADA and Blacklight at their defaults); snapshots cost at most two
- * bytes written per journal byte they replace. A replica whose progress is behind the snapshot
- * loads it and replays the entries after it.
+ * snapshot is: a client's keys hold a snapshot, journals of less than half its size (or
+ * `compactBytes`) and one request's (for MNIST with PRADA and Blacklight at their defaults: a 2.76 MB
+ * snapshot, at most 4.7 MB of Redis memory as scripts/journal-memory.ts measures it). Snapshots cost
+ * at most two bytes written per journal byte they replace. A replica whose progress is behind the
+ * snapshot loads it and replays the entries after it.
  *
  * A detection is recorded in the same script that appends (or snapshots) the request that crossed
  * the threshold: a replica killed right after its append leaves the client flagged, never a state
@@ -43,6 +42,8 @@ import { DETECTIONS_KEY } from './redis-store.js';
  */
 const LOCK_MS = 2_000;
 const ATTEMPTS = 3;
+/** The store's hash of detections, client → record (JSON), that every replica's block check reads. */
+export const DETECTIONS_KEY = 'tl:detections';
 /** The least journal bytes worth a snapshot (early on, when the snapshot is tiny). */
 export const COMPACT_BYTES = 256 * 1024;
 
@@ -109,7 +110,7 @@ export function detectorNamespace(detector: QueryDetector): string {
 export interface SharedDetectorOptions {
   /** The least journal bytes since the snapshot that make a replica write a new one (default COMPACT_BYTES). */
   compactBytes?: number;
-  /** The hash of detections (client → record) that blocks are read from: the store's. */
+  /** The hash of detections (client → record) that blocks are read from (DETECTIONS_KEY). */
   detectionsKey?: string;
 }
 
@@ -141,9 +142,10 @@ export class SharedDetectorState {
 
   /**
    * Observe a request on the client's shared state; the detection it made, if any (see the file
-   * comment). `recordOf` makes the detection's record, stored with the request's journal in one step.
+   * comment). `recordOf` makes the detection's record (JSON, as the detections hash holds it), stored
+   * with the request's journal in one step.
    */
-  observe(detector: QueryDetector, client: string, images: Float32Array, labels: ArrayLike<number>, recordOf?: (d: Detection) => DetectionRecord): Promise<Detection | null> {
+  observe(detector: QueryDetector, client: string, images: Float32Array, labels: ArrayLike<number>, recordOf?: (d: Detection) => string): Promise<Detection | null> {
     // One request of a client at a time in this process too: its Redis lock would serialise them
     // anyway, by polling.
     const prior = this.queue.get(client) ?? Promise.resolve();
@@ -161,7 +163,7 @@ export class SharedDetectorState {
     client: string,
     images: Float32Array,
     labels: ArrayLike<number>,
-    recordOf?: (d: Detection) => DetectionRecord,
+    recordOf?: (d: Detection) => string,
   ): Promise<Detection | null> {
     const { lock, log, gen, snap } = this.keys(client);
     for (let attempt = 1; ; attempt++) {
@@ -189,7 +191,7 @@ export class SharedDetectorState {
           detector.snapshot(client, w);
           snapshot = w.finish();
         }
-        const record = found && recordOf ? JSON.stringify(recordOf(found)) : '';
+        const record = found && recordOf ? recordOf(found) : '';
         const keys = [lock, log, gen, snap, this.detectionsKey] as const;
         appended = (await this.scripts.tlDetAppend(...keys, token, p.gen, p.applied, entry, snapshot, client, record)) === 1;
         if (appended) {
