@@ -102,9 +102,16 @@ interface Progress {
   applied: number;
 }
 
+/**
+ * The layout of a client's keys and scripts (2: a snapshot and the log after it). Part of the
+ * namespace, so replicas of another version never append to, or compact, a log they would misread:
+ * after an upgrade the detectors' evidence starts afresh (blocks, in the detections hash, stay).
+ */
+const LOG_FORMAT = 2;
+
 /** A short name for the detectors' settings: logs are only replayable by identical detectors. */
 export function detectorNamespace(detector: QueryDetector): string {
-  return createHash('sha256').update(JSON.stringify({ kinds: detector.kinds, settings: detector.settings })).digest('hex').slice(0, 12);
+  return createHash('sha256').update(JSON.stringify({ format: LOG_FORMAT, kinds: detector.kinds, settings: detector.settings })).digest('hex').slice(0, 12);
 }
 
 export interface SharedDetectorOptions {
