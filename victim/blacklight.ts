@@ -18,7 +18,7 @@
  * pass over the pixels to hash, and `hashes` index look-ups.
  */
 import { TransferlabError } from '../shared/errors.js';
-import type { JournalReader, JournalWriter } from './detector-journal.js';
+import { readFlag, writeFlag, type JournalReader, type JournalWriter } from './detector-journal.js';
 import type { ClientSummary, Detection } from './prada.js';
 
 export interface BlacklightOptions {
@@ -199,6 +199,53 @@ export class BlacklightDetector {
     const detection: Detection = { clientId: c.id, w: Number.NaN, queries: c.queries, distances: 0, by: 'blacklight', matches: c.matches };
     this.flags.set(c.id, detection);
     return detection;
+  }
+
+  /**
+   * The client's state and flag, for a snapshot replicas load instead of replaying the journals before
+   * it: its counters and its kept fingerprints, oldest first (the index is rebuilt from them).
+   * Bounded: at most `history` fingerprints of `hashes` hashes.
+   */
+  snapshot(clientId: string, w: JournalWriter): void {
+    writeFlag(w, this.flags.get(clientId));
+    const c = this.clients.get(clientId);
+    w.u8(c ? 1 : 0);
+    if (!c) return;
+    w.f64(c.queries);
+    w.f64(c.matches);
+    w.f64(c.bestShared);
+    w.u32(c.ring.length);
+    for (let k = 0; k < c.ring.length; k++) {
+      const print = c.ring[(c.head + k) % c.ring.length];
+      w.u32(print.length);
+      w.bytes(new Uint8Array(print.buffer, print.byteOffset, print.byteLength));
+    }
+  }
+
+  /** Replace the client's state and flag by a snapshot's. */
+  restore(clientId: string, r: JournalReader): void {
+    this.forget(clientId);
+    const flag = readFlag(r, { clientId });
+    if (flag) this.flags.set(clientId, flag);
+    if (!r.u8()) return;
+    const c = this.client(clientId);
+    c.queries = r.f64();
+    c.matches = r.f64();
+    c.bestShared = r.f64();
+    const kept = r.u32();
+    // Oldest first at ring position 0 (head 0), ids counting up to the last query, as take() left them.
+    for (let k = 0; k < kept; k++) {
+      const print = new Uint32Array(r.u32());
+      new Uint8Array(print.buffer).set(r.bytes(print.length * 4));
+      c.ring.push(print);
+      const id = c.queries - kept + k;
+      for (const h of print) {
+        const holders = c.index.get(h);
+        if (holders) holders.push(id);
+        else c.index.set(h, [id]);
+        c.entries++;
+      }
+    }
   }
 
   tracks(clientId: string): boolean {

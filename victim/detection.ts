@@ -3,7 +3,7 @@ import { TransferlabError } from '../shared/errors.js';
 import type { AuditEvent, AuditSink } from './audit.js';
 import { ANONYMOUS, type Principal } from './keys.js';
 import type { QueryDetector } from './detectors.js';
-import type { ClientSummary } from './prada.js';
+import type { ClientSummary, Detection } from './prada.js';
 import type { SharedDetectorState } from './shared-detector-state.js';
 
 /**
@@ -88,11 +88,24 @@ export class ExtractionWatch {
   /**
    * Feed a request's answered images. When this request makes the client cross the threshold, the
    * detection is recorded and written to the audit log (before the answer leaves, like every line).
+   * With replicas, the shared state records it in the same Redis script that appends the request's
+   * journal, so a replica dying after that leaves the client blocked on every other replica.
    */
   async observe(keyId: string, client: string, requestId: string, images: Float32Array, labels: Int32Array): Promise<DetectionRecord | null> {
-    const d = this.sharedState ? await this.sharedState.observe(this.detector, client, images, labels) : this.detector.observe(client, images, labels);
+    let stored: DetectionRecord | undefined;
+    const recordOf = (d: Detection) => JSON.stringify((stored = this.recordOf(d, keyId, client, requestId)));
+    const d = this.sharedState ? await this.sharedState.observe(this.detector, client, images, labels, recordOf) : this.detector.observe(client, images, labels);
     if (!d) return null;
-    const record: DetectionRecord = {
+    const record = stored ?? this.recordOf(d, keyId, client, requestId);
+    this.records.set(client, record);
+    if (!this.sharedState) await this.shared?.putDetection(record);
+    const event: AuditEvent = { event: 'extraction_suspected', ...record };
+    await this.audit.record(event);
+    return record;
+  }
+
+  private recordOf(d: Detection, keyId: string, client: string, requestId: string): DetectionRecord {
+    return {
       time: this.clock().toISOString(),
       keyId,
       client,
@@ -104,11 +117,6 @@ export class ExtractionWatch {
       ...(d.by ? { by: d.by } : {}),
       ...(d.matches !== undefined ? { matches: d.matches } : {}),
     };
-    this.records.set(client, record);
-    await this.shared?.putDetection(record);
-    const event: AuditEvent = { event: 'extraction_suspected', ...record };
-    await this.audit.record(event);
-    return record;
   }
 
   /** Replay earlier detections and lifted blocks from the audit log; returns the clients flagged now. */

@@ -96,3 +96,35 @@ export class JournalReader {
     return new JournalReader(Buffer.from(v.buffer, v.byteOffset, v.byteLength));
   }
 }
+
+const BY = [undefined, 'prada', 'blacklight'] as const;
+
+/** What a detector's flag of a client holds (its Detection, the client's id aside). */
+export interface JournalledFlag {
+  w: number;
+  queries: number;
+  distances: number;
+  by?: 'prada' | 'blacklight';
+  matches?: number;
+}
+
+/** A detector's flag of a client, or none, exactly (NaN W included), for a snapshot of its state. */
+export function writeFlag(w: JournalWriter, d: JournalledFlag | undefined): void {
+  w.u8(d ? 1 : 0);
+  if (!d) return;
+  w.f64(d.w);
+  w.f64(d.queries);
+  w.f64(d.distances);
+  w.u8(BY.indexOf(d.by));
+  w.u8(d.matches === undefined ? 0 : 1);
+  if (d.matches !== undefined) w.f64(d.matches);
+}
+
+export function readFlag<T extends object>(r: JournalReader, owner: T): (T & JournalledFlag) | undefined {
+  if (!r.u8()) return undefined;
+  const d: T & JournalledFlag = { ...owner, w: r.f64(), queries: r.f64(), distances: r.f64() };
+  const by = BY[r.u8()];
+  if (by) d.by = by;
+  if (r.u8()) d.matches = r.f64();
+  return d;
+}

@@ -7,6 +7,9 @@ import type { ClientSummary, Detection, PradaDetector, PradaOptions } from './pr
  * uses: every answered image goes to each; the first to flag a client decides its detection (a
  * client is flagged once, whoever saw it first), and a restored or lifted flag goes to all of them.
  */
+/** Bumped whenever a detector's snapshot changes shape. */
+const SNAPSHOT_FORMAT = 1;
+
 export const DETECTOR_KINDS = ['prada', 'blacklight'] as const;
 export type DetectorKind = (typeof DETECTOR_KINDS)[number];
 
@@ -17,6 +20,10 @@ export interface QueryDetector {
   observe(clientId: string, images: Float32Array, labels: ArrayLike<number>, journal?: JournalWriter): Detection | null;
   /** A request another replica observed, from its journal: the same state changes and flags; returns its detection. */
   replay(clientId: string, journal: JournalReader): Detection | null;
+  /** The client's whole state and flags (every detector's), for a snapshot of its shared journal. */
+  snapshot(clientId: string, w: JournalWriter): void;
+  /** Replace the client's state and flags by a snapshot's (written by a set with the same settings). */
+  restore(clientId: string, r: JournalReader): void;
   /** Whether every detector holds state for the client (each forgets clients to make room). */
   tracks(clientId: string): boolean;
   restoreFlag(d: Detection): void;
@@ -52,6 +59,22 @@ export function detectorSet(parts: { prada?: PradaDetector; blacklight?: Blackli
       }
       if (first) flagged.add(clientId);
       return first;
+    },
+    snapshot(clientId, w) {
+      w.u8(SNAPSHOT_FORMAT);
+      w.u8(flagged.has(clientId) ? 1 : 0);
+      for (const [, d] of list) {
+        const part = new JournalWriter();
+        d.snapshot(clientId, part);
+        w.chunk(part);
+      }
+    },
+    restore(clientId, r) {
+      const format = r.u8();
+      if (format !== SNAPSHOT_FORMAT) throw new Error(`detector snapshot of format ${format}, this replica reads ${SNAPSHOT_FORMAT}: replicas must run the same version`);
+      flagged.delete(clientId);
+      if (r.u8()) flagged.add(clientId);
+      for (const [, d] of list) d.restore(clientId, r.chunk());
     },
     tracks(clientId) {
       return list.every(([, d]) => d.tracks(clientId));

@@ -116,6 +116,12 @@ export class ImageSet {
     return this.offset < 0 ? Infinity : this.kernel.nearest(q, this.offset, this.count);
   }
 
+  /** The k-th stored image's pixels (a view, valid until the kernel's memory next grows). */
+  image(k: number): Uint8Array {
+    const at = this.offset + k * this.kernel.stride;
+    return this.kernel.bytes.subarray(at, at + this.kernel.pixels);
+  }
+
   /** Hand the slab back (the client was forgotten). */
   release(): void {
     if (this.offset >= 0) this.kernel.release(this.offset);

@@ -23,6 +23,9 @@ const REPEAT = 2; // exact repeat of a point in G_c: counted, nothing else
 const MEASURED = 3; // a distance (float64) that did not add a point
 const JOINED = 4; // a distance that added the point to G_c (pixels follow)
 
+/** In a snapshot: a class whose distances already joined the pool. */
+const NOT_HELD = 0xffffffff;
+
 export interface ClientLimits {
   window: number;
   minDistances: number;
@@ -55,6 +58,25 @@ class ClassSet {
     this.m2 += delta * (distance - this.mean);
     const std = Math.sqrt(this.m2 / this.n);
     this.threshold = Math.max(this.threshold, this.mean - std);
+  }
+
+  /** Its points and threshold statistics, exactly (float64), for a snapshot. */
+  snapshot(w: JournalWriter, pixels: number): void {
+    w.f64(this.threshold);
+    w.f64(this.n);
+    w.f64(this.mean);
+    w.f64(this.m2);
+    w.u32(this.count);
+    for (let k = 0; k < this.count; k++) w.bytes(this.images.image(k).subarray(0, pixels));
+  }
+
+  /** Load a snapshot into this empty set. */
+  restore(r: JournalReader, pixels: number): void {
+    this.threshold = r.f64();
+    this.n = r.f64();
+    this.mean = r.f64();
+    this.m2 = r.f64();
+    for (let k = r.u32(); k > 0; k--) this.images.add(r.bytes(pixels));
   }
 }
 
@@ -151,6 +173,44 @@ export class ClientState {
     return this.evaluate();
   }
 
+  /**
+   * The whole state, for a snapshot that replicas load instead of replaying every journal before it
+   * (victim/shared-detector-state.ts): restoring it into a new ClientState gives the same summaries
+   * and the same future, query for query. Bounded: at most classes × classCap images and `window`
+   * distances (plus fewer than CLASS_MIN_DISTANCES held back per class).
+   */
+  snapshot(w: JournalWriter): void {
+    w.f64(this.queries);
+    w.f64(this.distances);
+    nullableF64(w, this.w);
+    nullableF64(w, this.minW);
+    w.f64(this.tested);
+    for (let c = 0; c < this.sets.length; c++) {
+      this.sets[c].snapshot(w, this.opts.pixels);
+      const held = this.pending[c];
+      w.u32(held === null ? NOT_HELD : held.length);
+      for (const d of held ?? []) w.f64(d);
+    }
+    const pool = this.pool.inOrder();
+    w.u32(pool.length);
+    for (const d of pool) w.f64(d);
+  }
+
+  /** Load a snapshot written by `snapshot` into this new state. */
+  restore(r: JournalReader): void {
+    this.queries = r.f64();
+    this.distances = r.f64();
+    this.w = r.u8() ? r.f64() : null;
+    this.minW = r.u8() ? r.f64() : null;
+    this.tested = r.f64();
+    for (let c = 0; c < this.sets.length; c++) {
+      this.sets[c].restore(r, this.opts.pixels);
+      const held = r.u32();
+      this.pending[c] = held === NOT_HELD ? null : Array.from({ length: held }, () => r.f64());
+    }
+    for (let n = r.u32(); n > 0; n--) this.pool.push(r.f64());
+  }
+
   /** W over the pool without its outliers (|d − mean| ≥ 3·std, as in the reference implementation). */
   private evaluate(): number | null {
     const { sorted, count } = this.pool;
@@ -179,4 +239,9 @@ function entry(j: JournalWriter, kind: number, label: number, distance: number |
   j.u32(label);
   if (distance !== null) j.f64(distance);
   if (pixels) j.bytes(pixels);
+}
+
+function nullableF64(j: JournalWriter, v: number | null): void {
+  j.u8(v === null ? 0 : 1);
+  if (v !== null) j.f64(v);
 }

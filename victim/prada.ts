@@ -36,7 +36,7 @@
  */
 import { TransferlabError } from '../shared/errors.js';
 import { IMAGE_SIZE, CLASSES } from '../shared/mnist.js';
-import type { JournalReader, JournalWriter } from './detector-journal.js';
+import { readFlag, writeFlag, type JournalReader, type JournalWriter } from './detector-journal.js';
 import { DistanceKernel } from './nearest.js';
 import { ClientState } from './prada-client.js';
 
@@ -177,6 +177,25 @@ export class PradaDetector {
     const detection = { clientId: c.id, w, queries: c.queries, distances: c.tested };
     this.flags.set(c.id, detection);
     return detection;
+  }
+
+  /**
+   * The client's whole state and flag, for a snapshot replicas load instead of replaying the journals
+   * before it (victim/shared-detector-state.ts); bounded like the state itself.
+   */
+  snapshot(clientId: string, w: JournalWriter): void {
+    writeFlag(w, this.flags.get(clientId));
+    const c = this.clients.get(clientId);
+    w.u8(c ? 1 : 0);
+    c?.snapshot(w);
+  }
+
+  /** Replace the client's state and flag by a snapshot's: where the replica that wrote it stood. */
+  restore(clientId: string, r: JournalReader): void {
+    this.forget(clientId);
+    const flag = readFlag(r, { clientId });
+    if (flag) this.flags.set(clientId, flag);
+    if (r.u8()) this.client(clientId).restore(r);
   }
 
   /** Whether this detector holds state for the client (it may have been forgotten to make room). */

@@ -5,6 +5,7 @@ import { parseRedisUrl } from '../shared/redis-url.js';
 import type { DetectionRecord } from './detection.js';
 import type { IdempotencyRecordWrite } from './idempotency.js';
 import type { Principal } from './keys.js';
+import { DETECTIONS_KEY } from './shared-detector-state.js';
 import { budgetExhausted, type Budgets, type Reservation } from './ledger.js';
 
 /**
@@ -171,20 +172,20 @@ export class RedisVictimStore implements Budgets {
 
   // Detector blocks: one hash, so every replica refuses a client any replica flagged.
   async detection(client: string): Promise<DetectionRecord | undefined> {
-    const v = await this.redis.hget(`${PREFIX}detections`, client);
+    const v = await this.redis.hget(DETECTIONS_KEY, client);
     return v ? (JSON.parse(v) as DetectionRecord) : undefined;
   }
 
   async putDetection(r: DetectionRecord): Promise<void> {
-    await this.redis.hset(`${PREFIX}detections`, r.client, JSON.stringify(r));
+    await this.redis.hset(DETECTIONS_KEY, r.client, JSON.stringify(r));
   }
 
   async deleteDetection(client: string): Promise<boolean> {
-    return (await this.redis.hdel(`${PREFIX}detections`, client)) > 0;
+    return (await this.redis.hdel(DETECTIONS_KEY, client)) > 0;
   }
 
   async detections(): Promise<DetectionRecord[]> {
-    return Object.values(await this.redis.hgetall(`${PREFIX}detections`)).map((v) => JSON.parse(v) as DetectionRecord);
+    return Object.values(await this.redis.hgetall(DETECTIONS_KEY)).map((v) => JSON.parse(v) as DetectionRecord);
   }
 
   async close(): Promise<void> {

@@ -22,6 +22,13 @@ export class SortedWindow {
     return lo;
   }
 
+  /** The values in arrival order, oldest first (pushing them into an empty window rebuilds this one). */
+  inOrder(): Float64Array {
+    const out = new Float64Array(this.count);
+    for (let i = 0; i < this.count; i++) out[i] = this.ring[(this.start + i) % this.size];
+    return out;
+  }
+
   push(v: number): void {
     if (this.count === this.size) {
       const old = this.ring[this.start];
