@@ -34,7 +34,7 @@ export const campaignSchema = z
     // Jacobian picks the points to label); the others are fitted to the same labelled points, no extra query.
     // paper-cnn (the victim's layer shapes, no hidden dense layer) trains faster than substitute-cnn and
     // its FGSM examples transfer better; label smoothing 0.1 softens its gradients toward the victim's:
-    // together +11 points of FGSM transfer at the same queries (README, "what each change did").
+    // together +11 points of FGSM transfer at the same queries (docs/results/transfer.md, section Transfer from the same 4,800 answers).
     substitute: z.union([architecture, z.array(architecture).min(1).max(MAX_MEMBERS)]).default('paper-cnn'),
     combine: z.enum(['logits', 'loss']).default('logits'),
     // Earlier rounds' substitutes of the first member (round numbers, 1-based) join the ensemble: their
@@ -55,11 +55,11 @@ export const campaignSchema = z
     diversityScale: z.number().gt(0).lte(1).default(0.86),
     diversitySamples: z.number().int().min(1).max(64).default(1),
     craftTemperature: z.number().gt(0).lte(1000).default(1),
-    // TI on by default: a 5×5 Gaussian raised FGSM transfer by ~9 points at no query and ~no time (README).
+    // TI on by default: a 5×5 Gaussian raised FGSM transfer by ~9 points at no query and ~no time (docs/results/transfer.md).
     tiKernel: z.number().int().min(0).max(15).refine((k) => k <= 1 || k % 2 === 1, { message: 'must be 0 (off) or odd' }).default(5),
     craftLabel: z.enum(['substitute', 'oracle']).default('substitute'),
     // 2: the iterative attacks craft half the images in a worker thread, both threads single-threaded
-    // (the same images, faster on 2 cores: README, "The last points, and the time"). 1: one process.
+    // (the same images, faster on 2 cores: docs/results/transfer.md, section The last points, and the time). 1: one process.
     craftThreads: z.union([z.literal(1), z.literal(2)]).default(1),
     // Targeted crafting doubles the sweep's cost; a search for the best untargeted setting may skip it.
     targeted: z.boolean().default(true),

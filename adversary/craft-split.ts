@@ -15,8 +15,8 @@ import { craftPart, type CraftRequest } from './craft-worker.js';
 /**
  * Iterative crafting on two threads that share nothing: this one and a worker, each single-threaded,
  * each attacking its half of the images. On a 2-core machine two single-threaded computations side by
- * side keep their full speed, while the backend's own two threads gain much less (README, "The last
- * points, and the time"). The halves are whole internal batches, and each gets its slice of the whole
+ * side keep their full speed, while the backend's own two threads gain much less (docs/results/transfer.md,
+ * section The last points, and the time). The halves are whole internal batches, and each gets its slice of the whole
  * batch's random start, so the images come out exactly as from one thread.
  */
 export interface CraftSplit {

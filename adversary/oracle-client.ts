@@ -1,5 +1,5 @@
 /**
- * The adversary's HTTP client for the victim API (README "The victim's HTTP API"; the contract itself is shared/protocol/).
+ * The adversary's HTTP client for the victim API (docs/http-api.md; the contract itself is shared/protocol/).
  * Transient trouble (network errors, 5xx, 429 rate limits) is retried with exponential backoff
  * and full jitter inside a time window, so a victim restart does not end a campaign; a refusal
  * (budget exhausted, bad key, bad request) is final and surfaces the victim's code and message.
