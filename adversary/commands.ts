@@ -7,7 +7,7 @@ import { writeReport } from './report.js';
 import { readTransferResults, type CampaignResults } from './results.js';
 import { roundRecords, type RoundRecord } from './checkpoints.js';
 import { resumeHint } from './resume-hint.js';
-import { fileRunStore, getJson } from './run-store.js';
+import { fileRunStore } from './run-store.js';
 import { runWhitebox } from './whitebox.js';
 
 /** The CLI's side of a campaign: its run folder, terminal output, the report. The steps live in campaign-steps.ts. */

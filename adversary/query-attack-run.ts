@@ -18,12 +18,11 @@ import { provenance } from '../shared/versions.js';
 import type { CountingOracle } from './oracle-core.js';
 import { QUERY_ATTACKS, runQueryAttack, type AttackTargets } from './query-attack.js';
 import { budgetCurve, CURVE_EPSILONS, epsilonSummaries, queriesForRate } from './query-curves.js';
-import { putResults, type QueryAttackRunResults, type Unversioned } from './results.js';
+import { plannedVsPaid, putResults, type QueryAttackRunResults, type Unversioned } from './results.js';
 import { startRunClock } from './run-clock.js';
 import { putJson, runStore, type RunStore } from './run-store.js';
-import { onCut, type PartialMeasure } from './measure-cut.js';
+import { onCut } from './measure-cut.js';
 import { checkPlan, planOf, type QueryPlan } from './query-plan.js';
-import { plannedVsPaid, type PlannedVsPaid } from './results.js';
 
 /** The attack's cost from its settings: every image's clean label, the targeted pool, and at most queriesPerImage probes each. */
 export function queryAttackPlan(c: QueryAttackConfig, images = c.images): QueryPlan {

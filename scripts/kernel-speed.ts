@@ -1,6 +1,6 @@
 /**
  * Quick throughput check of the wasm backend on one architecture (default paper-cnn, the CNN whose
- * figures the README's Performance section compares).
+ * figures docs/results/performance.md compares).
  * Usage: npx tsx scripts/kernel-speed.ts [--arch NAME] [--threads N] [--steps N] [--profile]
  * Random data: speed does not depend on the values. Prints images/s for training (batch 128, Adam),
  * inference (batch 1000) and input gradients (batch 256), and with --profile the time per kernel.

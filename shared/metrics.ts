@@ -1,5 +1,5 @@
 /**
- * The one definition of every campaign measure (README "Measures"), over plain label arrays.
+ * The one definition of every campaign measure (docs/campaign.md, section Measures), over plain label arrays.
  *
  * A rate is `number | null`: null when its denominator is empty (no images, or — for the transfer
  * rate — no image the victim got right when clean). null rather than NaN because NaN does not survive

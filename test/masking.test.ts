@@ -9,7 +9,7 @@ const points = (rows: Record<string, number[]>, epsilons = [0.1, 0.2, 0.3]): Whi
   );
 
 describe('maskingCheck', () => {
-  it("flags the README's FGSM-hardened victim on both counts: FGSM far above PGD, and FGSM accuracy rising with ε", () => {
+  it("flags the FGSM-hardened victim of docs/results/defences.md on both counts: FGSM far above PGD, and FGSM accuracy rising with ε", () => {
     const v = maskingCheck({
       cleanAccuracyOnSample: 0.986,
       campaign: null,

@@ -19,7 +19,7 @@ import type { WorkInFlight } from './server.js';
 export { toApiError } from './http-errors.js';
 
 /**
- * The victim's HTTP surface (README "The victim's HTTP API"), as a pure function of its collaborators
+ * The victim's HTTP surface (docs/http-api.md), as a pure function of its collaborators
  * so tests can run it in-process with a fake model, memory audit log or frozen clock. Only labels
  * and budget figures ever leave: no probabilities, logits, architecture or weights. This file
  * assembles it: the middleware (victim/middleware.ts), the small routes, the label route

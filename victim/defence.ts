@@ -15,7 +15,7 @@ import type { TrainOptions } from '../shared/training.js';
  *            single step from learning to mask.
  * - pgd:     K projected steps of α (default 2.5 ε / K) from a random start (Madry et al. 2018). K
  *            defaults to 2: on MNIST at ε 0.3 two steps already hold off PGD-50 with restarts, at
- *            3 gradients a training step instead of FGSM-RS's 2 (README, Defences), while a single
+ *            3 gradients a training step instead of FGSM-RS's 2 (docs/results/defences.md), while a single
  *            step from a random start drifts into masking the longer it trains.
  */
 export const RECIPES = ['none', 'fgsm', 'fgsm-rs', 'pgd'] as const;

@@ -32,7 +32,7 @@
  * Papernot campaign when 1,000 natural images were labelled first by the same key, so that campaign is
  * flagged within its first round (a window of 500 took until the second); on natural test images W
  * stayed ≥ 0.914 over 10 clients × 10,000 queries (none flagged at δ = 0.9; ≥ 0.939 with a window of
- * 1,000). `--detector-window` trades one for the other; the README ("Defences") has the figures.
+ * 1,000). `--detector-window` trades one for the other; docs/results/defences.md has the figures.
  */
 import { TransferlabError } from '../shared/errors.js';
 import { IMAGE_SIZE, CLASSES } from '../shared/mnist.js';

@@ -69,7 +69,7 @@ export const VICTIM_DEFAULTS = { arch: 'paper-cnn', epochs: 8, batchSize: 128, l
  * ε-ball needs capacity that paper-cnn (no hidden dense layer) lacks; 4 epochs instead of their 10 to
  * fit the training-time budget on two cores, and ε ramped up over the first half epoch. More epochs
  * did not help FGSM-RS: 6 gave a model that FGSM still cannot break but PGD with restarts breaks
- * more often than after 4 (README, Defences).
+ * more often than after 4 (docs/results/defences.md).
  */
 export const ROBUST_DEFAULTS = { arch: 'wong-wide', epochs: 4, batchSize: 100, learningRate: 0.005, schedule: 'one-cycle' as ScheduleName, epsilonWarmup: 0.5 };
 

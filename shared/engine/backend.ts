@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { TransferlabError } from '../errors.js';
 
 /**
- * Compute-backend selection, done once per process at start-up (README "Compute backend"):
+ * Compute-backend selection, done once per process at start-up (docs/performance.md, section Compute backend):
  * native TensorFlow when @tensorflow/tfjs-node loads, else wasm with the project's own
  * training kernels, else pure-JS cpu. Every result records what ran.
  */
