@@ -64,7 +64,9 @@ const campaign = ['--seed-size', '40', '--rounds', '3', '--epochs', '1', '--subs
 describe('how to continue a stopped run', () => {
   it('a campaign refused for its budget prints a resume command naming --api-key, not the key', async () => {
     const out = join(dir, 'budget');
-    const run = adversary(['run', '--victim', victim.url, '--out', out, ...campaign], KEYS[0].key);
+    // --allow-partial: past the planned-cost check (which refuses a known budget too small before paying
+    // anything, with no run folder to resume), so the budget runs out mid-run.
+    const run = adversary(['run', '--victim', victim.url, '--out', out, '--allow-partial', ...campaign], KEYS[0].key);
     expect(await run.exit).toBe(1);
     expect(run.stderr()).toContain('budget');
     expect(run.stderr()).toContain(`npm run adversary -- run --resume ${out} --api-key KEY`);
@@ -83,7 +85,7 @@ describe('how to continue a stopped run', () => {
 
   it('Ctrl-C during a query attack prints how to continue and exits 130', async () => {
     const out = join(dir, 'ctrl-c-query');
-    const run = adversary(['query-attack', '--victim', victim.url, '--out', out, '--images', '20', '--queries-per-image', '5000'], KEYS[1].key);
+    const run = adversary(['query-attack', '--victim', victim.url, '--out', out, '--images', '20', '--queries-per-image', '2000'], KEYS[1].key);
     expect(await interruptOncePaid(run, out)).toBe(130);
     expect(run.stderr()).toContain(`interrupted; continue with npm run adversary -- query-attack --resume ${out} --api-key KEY`);
   }, 120_000);

@@ -21,7 +21,8 @@ import { openServedModel, type ServedModel } from './served-model.js';
 import { KeyRing } from './keys.js';
 import type { Budgets } from './ledger.js';
 import { openVictimState } from './state.js';
-import { SERVER_TIMEOUTS, startServer, WorkInFlight, type RunningServer } from './server.js';
+import { startServer, WorkInFlight, type RunningServer } from './server.js';
+import { SERVER_TIMEOUTS } from './timeouts.js';
 import { main as trainMain } from './train-cli.js';
 import { VICTIM_DEFAULTS } from './train.js';
 
@@ -180,7 +181,7 @@ export async function main(argv: string[]): Promise<number> {
       'rate-limit': { type: 'number', default: SERVE_DEFAULTS.rateLimit, describe: 'requests per second per key (per client IP when open); 0 = off' },
       train: { type: 'boolean', default: true, describe: `train the default ${VICTIM_DEFAULTS.arch} when the default model folder is empty (--no-train: error instead)` },
       backend: { type: 'string', describe: 'tensorflow | wasm | cpu (default: best available; env TFJS_BACKEND)' },
-      // Why each default: victim/server.ts, ServerTimeouts.
+      // Why each default: victim/timeouts.ts, ServerTimeouts.
       'headers-timeout': { type: 'number', default: SERVER_TIMEOUTS.headersMs / 1000, describe: 'seconds a client has to send the request headers (408 and close after)' },
       'request-timeout': { type: 'number', default: SERVER_TIMEOUTS.requestMs / 1000, describe: 'seconds a client has to send the whole request, body included (408 and close after); not the labelling time' },
       'keep-alive-timeout': { type: 'number', default: SERVER_TIMEOUTS.keepAliveMs / 1000, describe: 'seconds an idle keep-alive connection stays open between requests (advertised in the Keep-Alive header; Node closes it 1 s later)' },

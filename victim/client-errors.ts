@@ -1,7 +1,7 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { TransferlabError } from '../shared/errors.js';
-import type { ServerTimeouts } from './server.js';
+import type { ServerTimeouts } from './timeouts.js';
 
 /**
  * Bytes on a connection that are not valid HTTP (or a request that took too long to arrive).

@@ -215,6 +215,7 @@ export const queryAttackResultsSchema = z.strictObject({
     seedSize: count,
     epsilons: z.array(finite),
     stopAt: finite.optional(),
+    allowPartial: z.boolean().optional(),
     matchRate: finite.optional(),
   }),
   /** Paid over the run folder's whole life: attack = clean labels + starting pool + every probe. */
