@@ -1,20 +1,20 @@
 import { join } from 'node:path';
 import yargs from 'yargs';
-import { ATTACK_NAMES } from '../shared/attacks.js';
-import { ARCHITECTURES } from '../shared/architectures.js';
+import { ATTACK_NAMES } from '../shared/attacks/index.js';
+import { ARCHITECTURES } from '../shared/model/architectures.js';
 import { BUILTIN_NAMES } from '../shared/datasets/index.js';
 import { describeBackend, initBackend } from '../shared/engine/backend.js';
 import { failOnOneLine, isMain, runMain } from '../shared/cli.js';
 import { TransferlabError } from '../shared/errors.js';
 import { assertWritableDir } from '../shared/fs-checks.js';
-import { readJson } from './run-store.js';
-import { mergeConfig, readConfigFile, resolveConfig, substituteMembers, type CampaignConfig, type CampaignInput } from './config.js';
+import { readJson } from './run/store.js';
+import { mergeConfig, readConfigFile, resolveConfig, substituteMembers, type CampaignConfig, type CampaignInput } from './campaign/config.js';
 import { runCampaignCommand, runWhiteboxCommand } from './commands.js';
-import { compareRuns, formatTable } from './compare.js';
+import { compareRuns, formatTable } from './report/compare.js';
 import { runStamp } from '../shared/stamp.js';
-import { sweepCommands } from './sweep-cli.js';
-import { queryAttackCommand } from './query-attack-cli.js';
-import { exitOnInterrupt } from './resume-hint.js';
+import { sweepCommands } from './queue/cli.js';
+import { queryAttackCommand } from './query/cli.js';
+import { exitOnInterrupt } from './run/resume-hint.js';
 
 const campaignFlags = {
   config: { type: 'string', describe: 'YAML or JSON file with campaign settings (flags override it)' },

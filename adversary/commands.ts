@@ -1,14 +1,14 @@
 import { TransferlabError } from '../shared/errors.js';
 import { progressBar } from '../shared/progress.js';
-import { runCampaign } from './campaign.js';
-import { epochsForRound, type CampaignConfig } from './config.js';
-import { createRunOracle } from './oracle-client.js';
-import { writeReport } from './report.js';
-import { readTransferResults, type CampaignResults } from './results.js';
-import { roundRecords, type RoundRecord } from './checkpoints.js';
-import { resumeHint } from './resume-hint.js';
-import { fileRunStore } from './run-store.js';
-import { runWhitebox } from './whitebox.js';
+import { runCampaign } from './campaign/campaign.js';
+import { epochsForRound, type CampaignConfig } from './campaign/config.js';
+import { createRunOracle } from './oracle/client.js';
+import { writeReport } from './report/report.js';
+import { readTransferResults, type CampaignResults } from './campaign/results.js';
+import { roundRecords, type RoundRecord } from './campaign/checkpoints.js';
+import { resumeHint } from './run/resume-hint.js';
+import { fileRunStore } from './run/store.js';
+import { runWhitebox } from './campaign/whitebox.js';
 
 /** The CLI's side of a campaign: its run folder, terminal output, the report. The steps live in campaign-steps.ts. */
 const pct = (v: number | null | undefined) => (v === null || v === undefined || Number.isNaN(v) ? '   –  ' : `${(100 * v).toFixed(1).padStart(5)}%`);

@@ -2,9 +2,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { runCampaign } from '../adversary/campaign.js';
-import { resolveConfig } from '../adversary/config.js';
-import { createHttpOracle } from '../adversary/oracle-client.js';
+import { runCampaign } from '../adversary/campaign/campaign.js';
+import { resolveConfig } from '../adversary/campaign/config.js';
+import { createHttpOracle } from '../adversary/oracle/client.js';
 import { spawnVictim } from '../victim/spawn.js';
 import { benchVictimModel } from './victim-load.js';
 

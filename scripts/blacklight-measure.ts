@@ -14,17 +14,17 @@
  */
 import { writeFileSync } from 'node:fs';
 import yargs from 'yargs';
-import { runQueryAttack, type QueryAttackName } from '../adversary/query-attack.js';
+import { runQueryAttack, type QueryAttackName } from '../adversary/query/attack.js';
 import { describeBackend, initBackend } from '../shared/engine/backend.js';
 import { isMain, runMain } from '../shared/cli.js';
 import { median } from '../shared/metrics.js';
-import { adversarySplit, IMAGE_SIZE, loadMnist, subset } from '../shared/mnist.js';
-import { fromLayers, labelImages, type Model } from '../shared/model.js';
-import { loadModel } from '../shared/model-io.js';
+import { adversarySplit, IMAGE_SIZE, loadMnist, subset } from '../shared/datasets/index.js';
+import { fromLayers, labelImages, type Model } from '../shared/model/model.js';
+import { loadModel } from '../shared/model/model-io.js';
 import { createRng, permutation } from '../shared/random.js';
 import { papernotStream } from './papernot-stream.js';
-import { BlacklightDetector, type BlacklightOptions } from '../victim/blacklight.js';
-import { PradaDetector } from '../victim/prada.js';
+import { BlacklightDetector, type BlacklightOptions } from '../victim/detect/blacklight.js';
+import { PradaDetector } from '../victim/detect/prada.js';
 
 interface Flags {
   blacklight: number | null;

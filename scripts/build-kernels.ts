@@ -1,6 +1,6 @@
 /**
  * Assembles the project's WebAssembly kernels from their text (.wat) with wabt, into the binaries the
- * code loads: shared/engine/kernels/*.wat into shared/engine/kernels/wasm/, victim/nearest.wat into victim/nearest.wasm.
+ * code loads: shared/engine/kernels/*.wat into shared/engine/kernels/wasm/, victim/detect/nearest.wat into victim/detect/nearest.wasm.
  *
  *   npm run build:kernels            write the binaries
  *   npm run build:kernels -- --check  fail if a committed binary differs from what its .wat assembles to
@@ -76,8 +76,8 @@ export async function buildKernels(): Promise<Binary[]> {
       }
     }
   }
-  const nearest = 'victim/nearest.wat';
-  out.push({ source: nearest, file: 'victim/nearest.wasm', bytes: assemble(wabt, nearest, readFileSync(path.join(ROOT, nearest), 'utf8')) });
+  const nearest = 'victim/detect/nearest.wat';
+  out.push({ source: nearest, file: 'victim/detect/nearest.wasm', bytes: assemble(wabt, nearest, readFileSync(path.join(ROOT, nearest), 'utf8')) });
   return out;
 }
 

@@ -4,10 +4,10 @@ import { join } from 'node:path';
 import yargs from 'yargs';
 import { describeBackend, initBackend } from '../shared/engine/backend.js';
 import { DATASET_HELP } from '../shared/datasets/index.js';
-import { resolveConfig, type CampaignInput } from '../adversary/config.js';
+import { resolveConfig, type CampaignInput } from '../adversary/campaign/config.js';
 import { runCampaignCommand } from '../adversary/commands.js';
-import { compareRuns, formatTable } from '../adversary/compare.js';
-import { enqueueAndReport, queueFlags } from '../adversary/sweep-cli.js';
+import { compareRuns, formatTable } from '../adversary/report/compare.js';
+import { enqueueAndReport, queueFlags } from '../adversary/queue/cli.js';
 import { TransferlabError } from '../shared/errors.js';
 import { spawnVictim, type VictimProcess } from '../victim/spawn.js';
 

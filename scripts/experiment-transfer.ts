@@ -15,12 +15,12 @@ import yargs from 'yargs';
 import { describeBackend, initBackend } from '../shared/engine/backend.js';
 import { isMain, runMain, failOnOneLine } from '../shared/cli.js';
 import { TransferlabError } from '../shared/errors.js';
-import { loadModel } from '../shared/model-io.js';
-import { fromLayers, labelImages } from '../shared/model.js';
+import { loadModel } from '../shared/model/model-io.js';
+import { fromLayers, labelImages } from '../shared/model/model.js';
 import { provenance } from '../shared/versions.js';
-import type { CampaignInput } from '../adversary/config.js';
-import { createHttpOracle } from '../adversary/oracle-client.js';
-import { oracleFromLabeler, type CountingOracle } from '../adversary/oracle-core.js';
+import type { CampaignInput } from '../adversary/campaign/config.js';
+import { createHttpOracle } from '../adversary/oracle/client.js';
+import { oracleFromLabeler, type CountingOracle } from '../adversary/oracle/core.js';
 import { spawnVictim, type VictimProcess } from '../victim/spawn.js';
 import { attackTrained, labDir, labTable, trainedSubstitutes, type AttackSetting, type LabRow } from './transfer-lab.js';
 

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import yargs from 'yargs';
 import { initBackend } from '../shared/engine/backend.js';
 import { isMain, runMain } from '../shared/cli.js';
-import { loadModel } from '../shared/model-io.js';
+import { loadModel } from '../shared/model/model-io.js';
 import { saveKerasLayout } from './keras-layout.js';
 import { layersToOnnx } from './onnx-export.js';
 

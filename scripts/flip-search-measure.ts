@@ -9,15 +9,15 @@
  */
 import { writeFileSync } from 'node:fs';
 import yargs from 'yargs';
-import { inputGradientSign } from '../shared/attacks.js';
+import { inputGradientSign } from '../shared/attacks/index.js';
 import { describeBackend, initBackend } from '../shared/engine/backend.js';
 import { EPSILON_STEP, flipDistances, type BatchLabeler } from '../shared/boundary.js';
 import { isMain, runMain } from '../shared/cli.js';
-import { adversarySplit, imagesTensor, IMAGE_SIZE, loadMnist, quantise, subset } from '../shared/mnist.js';
-import { fromLayers, labelImages, type Model } from '../shared/model.js';
-import { loadModel } from '../shared/model-io.js';
-import { latestCheckpoint } from '../adversary/checkpoints.js';
-import { fileRunStore } from '../adversary/run-store.js';
+import { adversarySplit, imagesTensor, IMAGE_SIZE, loadMnist, quantise, subset } from '../shared/datasets/index.js';
+import { fromLayers, labelImages, type Model } from '../shared/model/model.js';
+import { loadModel } from '../shared/model/model-io.js';
+import { latestCheckpoint } from '../adversary/campaign/checkpoints.js';
+import { fileRunStore } from '../adversary/run/store.js';
 
 /** Every step k = 1..255 for every image: the first k whose label differs from the clean label. */
 function fullScan(model: Model, x: Float32Array, d: Float32Array, n: number, reference: Int32Array): (number | null)[] {

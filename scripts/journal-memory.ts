@@ -15,11 +15,11 @@ import { isDeepStrictEqual } from 'node:util';
 import { Redis } from 'ioredis';
 import yargs from 'yargs';
 import { isMain, runMain } from '../shared/cli.js';
-import { IMAGE_SIZE, loadMnist } from '../shared/mnist.js';
-import { BlacklightDetector } from '../victim/blacklight.js';
-import { detectorSet, type QueryDetector } from '../victim/detectors.js';
-import { PradaDetector } from '../victim/prada.js';
-import { SharedDetectorState, detectorNamespace } from '../victim/shared-detector-state.js';
+import { IMAGE_SIZE, loadMnist } from '../shared/datasets/index.js';
+import { BlacklightDetector } from '../victim/detect/blacklight.js';
+import { detectorSet, type QueryDetector } from '../victim/detect/detectors.js';
+import { PradaDetector } from '../victim/detect/prada.js';
+import { SharedDetectorState, detectorNamespace } from '../victim/detect/shared-state.js';
 import { startRedis } from './redis-server.js';
 
 export interface MemoryPoint {

@@ -8,7 +8,7 @@
 import * as tf from '@tensorflow/tfjs';
 import os from 'node:os';
 import { prepareWasm, registerWasmKernels, wasmHelpersReady, wasmThreads } from '../shared/engine/wasm-kernels.js';
-import { buildModel as buildArchitecture, checkArchitecture } from '../shared/architectures.js';
+import { buildModel as buildArchitecture, checkArchitecture } from '../shared/model/architectures.js';
 
 const arg = (name: string, def: number): number => {
   const i = process.argv.indexOf(`--${name}`);

@@ -1,10 +1,10 @@
-import { concatImages, concatLabels, jacobianStep } from '../adversary/augmentation.js';
-import { lambdaForRound } from '../adversary/config.js';
-import { buildModel } from '../shared/architectures.js';
-import { adversarySplit, imagesTensor, IMAGE_SIZE, loadMnist, quantise, subset } from '../shared/mnist.js';
-import { fromLayers, predictLabels, type Model } from '../shared/model.js';
+import { concatImages, concatLabels, jacobianStep } from '../adversary/campaign/augmentation.js';
+import { lambdaForRound } from '../adversary/campaign/config.js';
+import { buildModel } from '../shared/model/architectures.js';
+import { adversarySplit, imagesTensor, IMAGE_SIZE, loadMnist, quantise, subset } from '../shared/datasets/index.js';
+import { fromLayers, predictLabels, type Model } from '../shared/model/model.js';
 import { seedGlobalRandom } from '../shared/random.js';
-import { trainClassifier } from '../shared/training.js';
+import { trainClassifier } from '../shared/model/training.js';
 
 /**
  * The query stream a Papernot campaign sends, built as the campaign builds it (adversary/ modules,

@@ -18,10 +18,10 @@ import { join } from 'node:path';
 import yargs from 'yargs';
 import { isMain, runMain } from '../shared/cli.js';
 import { quantile } from '../shared/metrics.js';
-import { IMAGE_SIZE, loadMnist } from '../shared/mnist.js';
+import { IMAGE_SIZE, loadMnist } from '../shared/datasets/index.js';
 import { spawnVictim, type VictimProcess } from '../victim/spawn.js';
-import { RedisIdempotencyStore } from '../victim/idempotency-redis.js';
-import { RedisVictimStore } from '../victim/redis-store.js';
+import { RedisIdempotencyStore } from '../victim/store/idempotency-redis.js';
+import { RedisVictimStore } from '../victim/store/redis-store.js';
 import { startRedis } from './redis-server.js';
 
 const CLIENTS = 8;

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { connect } from 'node:net';
-import { IMAGE_SIZE } from '../shared/mnist.js';
+import { IMAGE_SIZE } from '../shared/datasets/index.js';
 import { HEADERS } from '../shared/protocol/index.js';
 import type { Rng } from '../shared/random.js';
 

@@ -17,10 +17,10 @@ import { join } from 'node:path';
 import yargs from 'yargs';
 import { isMain, runMain } from '../shared/cli.js';
 import { quantile } from '../shared/metrics.js';
-import { loadMnist } from '../shared/mnist.js';
+import { loadMnist } from '../shared/datasets/index.js';
 import { createRng } from '../shared/random.js';
 import { SERVE_DEFAULTS } from '../victim/cli.js';
-import { usageFromRecords } from '../victim/ledger.js';
+import { usageFromRecords } from '../victim/store/ledger.js';
 import { spawnVictim, type VictimProcess } from '../victim/spawn.js';
 import { nextRequest, type Outcome, type TrafficMix } from './soak-traffic.js';
 

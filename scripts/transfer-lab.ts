@@ -1,20 +1,20 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as tf from '@tensorflow/tfjs';
-import { chooseTargets, type AttackName } from '../shared/attacks.js';
-import { MNIST_MODEL } from '../shared/architectures.js';
+import { chooseTargets, type AttackName } from '../shared/attacks/index.js';
+import { MNIST_MODEL } from '../shared/model/architectures.js';
 import { TransferlabError } from '../shared/errors.js';
-import { ensembleOf, type CraftingLoss, type EnsembleCombine } from '../shared/attack-losses.js';
+import { ensembleOf, type CraftingLoss, type EnsembleCombine } from '../shared/attacks/losses.js';
 import { agreement, type Rate } from '../shared/metrics.js';
-import { IMAGE_SIZE, adversarySplit, loadMnist, subset, type Dataset } from '../shared/mnist.js';
-import { fromLayers, labelImages } from '../shared/model.js';
-import { resolveConfig, type CampaignConfig, type CampaignInput } from '../adversary/config.js';
-import { snapshotMembers, trainMembers } from '../adversary/ensemble.js';
-import type { CountingOracle } from '../adversary/oracle-core.js';
-import { latestCheckpoint, roundRecords, saveCheckpoint } from '../adversary/checkpoints.js';
-import { fileRunStore } from '../adversary/run-store.js';
-import { trainSubstitute } from '../adversary/substitute.js';
-import { sweep } from '../adversary/transfer.js';
+import { IMAGE_SIZE, adversarySplit, loadMnist, subset, type ImageSet } from '../shared/datasets/index.js';
+import { fromLayers, labelImages } from '../shared/model/model.js';
+import { resolveConfig, type CampaignConfig, type CampaignInput } from '../adversary/campaign/config.js';
+import { snapshotMembers, trainMembers } from '../adversary/campaign/ensemble.js';
+import type { CountingOracle } from '../adversary/oracle/core.js';
+import { latestCheckpoint, roundRecords, saveCheckpoint } from '../adversary/campaign/checkpoints.js';
+import { fileRunStore } from '../adversary/run/store.js';
+import { trainSubstitute } from '../adversary/campaign/substitute.js';
+import { sweep } from '../adversary/campaign/transfer.js';
 
 /**
  * Train once, attack many times: a training setting's substitutes (the Papernot rounds, then any
@@ -29,7 +29,7 @@ export interface TrainedSubstitutes {
   /** Agreement with the victim of each member alone (first = the rounds' substitute). */
   memberAgreement: Rate[];
   trainSeconds: number;
-  evalSet: Dataset;
+  evalSet: ImageSet;
   cleanVictim: Int32Array;
 }
 

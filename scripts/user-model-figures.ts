@@ -16,12 +16,12 @@ import * as ort from 'onnxruntime-node';
 import yargs from 'yargs';
 import { describeBackend, initBackend } from '../shared/engine/backend.js';
 import { isMain, runMain } from '../shared/cli.js';
-import { loadLayersFolder } from '../shared/layers-folder.js';
-import { IMAGE_SIZE, loadMnist } from '../shared/mnist.js';
+import { loadLayersFolder } from '../shared/model/layers-folder.js';
+import { IMAGE_SIZE, loadMnist } from '../shared/datasets/index.js';
 import { provenance } from '../shared/versions.js';
 import { NODE_TS, ROOT, spawnVictim, type VictimProcess } from '../victim/spawn.js';
-import { readTransferResults } from '../adversary/results.js';
-import { fileRunStore } from '../adversary/run-store.js';
+import { readTransferResults } from '../adversary/campaign/results.js';
+import { fileRunStore } from '../adversary/run/store.js';
 
 const CLIENTS = 8;
 const BATCH = 100;

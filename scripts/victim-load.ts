@@ -17,13 +17,13 @@ import * as tf from '@tensorflow/tfjs';
 import yargs from 'yargs';
 import { backendInfo, describeBackend, initBackend } from '../shared/engine/backend.js';
 import { isMain, runMain } from '../shared/cli.js';
-import { fromLayers, predictLabels } from '../shared/model.js';
-import { hasModel, loadModel, readMetadata } from '../shared/model-io.js';
-import { IMAGE_SIZE, imagesTensor, loadMnist } from '../shared/mnist.js';
+import { fromLayers, predictLabels } from '../shared/model/model.js';
+import { hasModel, loadModel, readMetadata } from '../shared/model/model-io.js';
+import { IMAGE_SIZE, imagesTensor, loadMnist } from '../shared/datasets/index.js';
 import { TransferlabError } from '../shared/errors.js';
-import { openServedModel } from '../victim/served-model.js';
+import { openServedModel } from '../victim/model/served-model.js';
 import { spawnVictim } from '../victim/spawn.js';
-import { trainVictim, VICTIM_DEFAULTS } from '../victim/train.js';
+import { trainVictim, VICTIM_DEFAULTS } from '../victim/train/train.js';
 import { quantile } from '../shared/metrics.js';
 
 export interface HttpFigures {

@@ -1,12 +1,12 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { jacobianStep } from '../adversary/augmentation.js';
-import { ARCHITECTURES, buildModel } from '../shared/architectures.js';
+import { jacobianStep } from '../adversary/campaign/augmentation.js';
+import { ARCHITECTURES, buildModel } from '../shared/model/architectures.js';
 import { initBackend } from '../shared/engine/backend.js';
 import { flipDistances, planeGrid } from '../shared/boundary.js';
-import { fromLayers, labelImages } from '../shared/model.js';
+import { fromLayers, labelImages } from '../shared/model/model.js';
 import { createRng, seedGlobalRandom, uniformSigned } from '../shared/random.js';
-import { trainClassifier } from '../shared/training.js';
+import { trainClassifier } from '../shared/model/training.js';
 
 /** Models, training, augmentation and boundary maths on images that are not 28×28×1. */
 beforeAll(async () => {

@@ -1,9 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { attackGradient, fgsm, inputGradientSign, pgd } from '../shared/attacks.js';
-import type { CraftingLoss } from '../shared/attack-losses.js';
+import { attackGradient, fgsm, inputGradientSign, pgd } from '../shared/attacks/index.js';
+import type { CraftingLoss } from '../shared/attacks/losses.js';
 import { TransferlabError } from '../shared/errors.js';
-import type { Model } from '../shared/model.js';
+import type { Model } from '../shared/model/model.js';
 import { linear, W } from './linear-model.js';
 
 const logitsOf = (x: number[]): number[] => [0, 1, 2].map((k) => x.reduce((s, xi, i) => s + xi * W[i][k], 0));

@@ -1,11 +1,11 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { attackGradient, runAttack, ATTACK_NAMES } from '../shared/attacks.js';
-import { ensembleOf, type CraftingLoss } from '../shared/attack-losses.js';
-import { gaussianKernel, smoothGradient } from '../shared/attack-transforms.js';
-import { buildModel } from '../shared/architectures.js';
-import { imagesTensor, loadMnist, subset } from '../shared/mnist.js';
-import { fromLayers, type Model } from '../shared/model.js';
+import { attackGradient, runAttack, ATTACK_NAMES } from '../shared/attacks/index.js';
+import { ensembleOf, type CraftingLoss } from '../shared/attacks/losses.js';
+import { gaussianKernel, smoothGradient } from '../shared/attacks/transforms.js';
+import { buildModel } from '../shared/model/architectures.js';
+import { imagesTensor, loadMnist, subset } from '../shared/datasets/index.js';
+import { fromLayers, type Model } from '../shared/model/model.js';
 import { seedGlobalRandom } from '../shared/random.js';
 import { meanPerturbationL2 } from '../shared/metrics.js';
 

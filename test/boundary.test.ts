@@ -1,17 +1,17 @@
 import * as tf from '@tensorflow/tfjs';
 import { PNG } from 'pngjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { measureBoundary } from '../adversary/boundary-run.js';
-import { resolveConfig } from '../adversary/config.js';
-import type { LabelOracle, QueryCounts } from '../adversary/oracle.js';
-import { boundaryMapPng, chooseRows, pickEpsilons } from '../adversary/pictures.js';
-import { writeBoundaryMaps, writeImageGrids } from '../adversary/run-pictures.js';
-import { memoryRunStore } from '../adversary/run-store.js';
-import { CLASS_COLOURS } from '../adversary/raster.js';
+import { measureBoundary } from '../adversary/campaign/boundary.js';
+import { resolveConfig } from '../adversary/campaign/config.js';
+import type { LabelOracle, QueryCounts } from '../adversary/oracle/oracle.js';
+import { boundaryMapPng, chooseRows, pickEpsilons } from '../adversary/report/pictures.js';
+import { writeBoundaryMaps, writeImageGrids } from '../adversary/report/run-pictures.js';
+import { memoryRunStore } from '../adversary/run/store.js';
+import { CLASS_COLOURS } from '../adversary/report/raster.js';
 import { flipDistances, orthogonalSignDirection, planeGrid, type BatchLabeler } from '../shared/boundary.js';
 import { boundaryGap, distanceSummary, quantile } from '../shared/metrics.js';
-import { IMAGE_SIZE, quantise } from '../shared/mnist.js';
-import { predictLabels, type Model } from '../shared/model.js';
+import { IMAGE_SIZE, quantise } from '../shared/datasets/index.js';
+import { predictLabels, type Model } from '../shared/model/model.js';
 import { createRng } from '../shared/random.js';
 
 const P = IMAGE_SIZE;

@@ -1,4 +1,4 @@
-import { createHttpOracle, type CountingOracle } from '../adversary/oracle-client.js';
+import { createHttpOracle, type CountingOracle } from '../adversary/oracle/client.js';
 import { createRng } from '../shared/random.js';
 import { bearer, call, labelUint8 } from './victim-client.js';
 

@@ -4,7 +4,7 @@ import yargs from 'yargs';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { main as adversary } from '../adversary/cli.js';
 import { main as victim } from '../victim/cli.js';
-import { main as victimTrain } from '../victim/train-cli.js';
+import { main as victimTrain } from '../victim/train/cli.js';
 import { main as evaluate } from '../scripts/lab/evaluate-cli.js';
 import { main as demo } from '../scripts/demo.js';
 import { main as bench } from '../scripts/bench.js';

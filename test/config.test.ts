@@ -2,7 +2,7 @@ import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { epochsForRound, lambdaForRound, mergeConfig, readConfigFile, resolveConfig } from '../adversary/config.js';
+import { epochsForRound, lambdaForRound, mergeConfig, readConfigFile, resolveConfig } from '../adversary/campaign/config.js';
 import { configFromFlags, main } from '../adversary/cli.js';
 import { TransferlabError } from '../shared/errors.js';
 

@@ -1,13 +1,13 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runAttack, type AttackName, type AttackOptions } from '../shared/attacks.js';
-import { ensembleOf } from '../shared/attack-losses.js';
-import { buildModel } from '../shared/architectures.js';
+import { runAttack, type AttackName, type AttackOptions } from '../shared/attacks/index.js';
+import { ensembleOf } from '../shared/attacks/losses.js';
+import { buildModel } from '../shared/model/architectures.js';
 import { initBackend } from '../shared/engine/backend.js';
-import { imagesTensor, loadMnist, subset } from '../shared/mnist.js';
-import { fromLayers, labelImages, type Model } from '../shared/model.js';
+import { imagesTensor, loadMnist, subset } from '../shared/datasets/index.js';
+import { fromLayers, labelImages, type Model } from '../shared/model/model.js';
 import { seedGlobalRandom } from '../shared/random.js';
-import { startCraftSplit, type CraftSplit } from '../adversary/craft-split.js';
+import { startCraftSplit, type CraftSplit } from '../adversary/campaign/craft-split.js';
 
 /**
  * Crafting on two threads (this one and a worker with its own backend and its own copy of the models)

@@ -3,14 +3,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildModel } from '../shared/architectures.js';
+import { buildModel } from '../shared/model/architectures.js';
 import { initBackend } from '../shared/engine/backend.js';
-import { readMetadata } from '../shared/model-io.js';
-import { adversarialTraining, defenceFromArgs } from '../victim/defence.js';
+import { readMetadata } from '../shared/model/model-io.js';
+import { adversarialTraining, defenceFromArgs } from '../victim/train/defence.js';
 import { main as evaluateMain } from '../scripts/lab/evaluate-cli.js';
 import { evaluateModel, type ModelEvaluation } from '../scripts/lab/evaluate.js';
 import { describeDefence, evaluationRows, formatTable } from '../scripts/lab/evaluate-table.js';
-import { trainVictim, type VictimTrainConfig } from '../victim/train.js';
+import { trainVictim, type VictimTrainConfig } from '../victim/train/train.js';
 
 /**
  * Adversarial training (AML.M0003) on a small model and small data: the same lenet, same seed and

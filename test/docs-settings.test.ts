@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { describe, expect, it } from 'vitest';
-import { campaignSchema, resolveConfig, type CampaignInput } from '../adversary/config.js';
+import { campaignSchema, resolveConfig, type CampaignInput } from '../adversary/campaign/config.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const read = (path: string) => readFileSync(join(ROOT, path), 'utf8');

@@ -5,12 +5,12 @@ import { join } from 'node:path';
 import axios from 'axios';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../shared/engine/backend.js';
-import { runCampaign } from '../adversary/campaign.js';
-import { resolveConfig, type CampaignInput } from '../adversary/config.js';
+import { runCampaign } from '../adversary/campaign/campaign.js';
+import { resolveConfig, type CampaignInput } from '../adversary/campaign/config.js';
 import { main } from '../adversary/cli.js';
-import { memberPath } from '../adversary/checkpoints.js';
-import { createHttpOracle } from '../adversary/oracle-client.js';
-import type { CampaignResults } from '../adversary/results.js';
+import { memberPath } from '../adversary/campaign/checkpoints.js';
+import { createHttpOracle } from '../adversary/oracle/client.js';
+import type { CampaignResults } from '../adversary/campaign/results.js';
 import { spawnVictim, type VictimProcess } from '../victim/spawn.js';
 import { ensureTestVictim } from './fixtures.js';
 

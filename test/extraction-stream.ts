@@ -1,4 +1,4 @@
-import { IMAGE_SIZE, loadMnist } from '../shared/mnist.js';
+import { IMAGE_SIZE, loadMnist } from '../shared/datasets/index.js';
 import { createRng } from '../shared/random.js';
 
 /**

@@ -2,9 +2,9 @@ import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { initBackend } from '../shared/engine/backend.js';
-import { hasModel } from '../shared/model-io.js';
+import { hasModel } from '../shared/model/model-io.js';
 import { tryPidLock } from '../shared/pid-lock.js';
-import { trainVictim, type VictimTrainConfig } from '../victim/train.js';
+import { trainVictim, type VictimTrainConfig } from '../victim/train/train.js';
 
 /**
  * Shared test fixtures. Suites need a REAL trained model, but paper-cnn takes minutes to train, so

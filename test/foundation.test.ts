@@ -2,15 +2,15 @@ import { copyFileSync, mkdtempSync, readFileSync, writeFileSync, existsSync, rea
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ARCHITECTURES, buildModel } from '../shared/architectures.js';
+import { ARCHITECTURES, buildModel } from '../shared/model/architectures.js';
 import { initBackend } from '../shared/engine/backend.js';
-import { adversarySplit, loadMnist, mnistDir } from '../shared/mnist.js';
-import { loadModel } from '../shared/model-io.js';
+import { adversarySplit, loadMnist, mnistDir } from '../shared/datasets/index.js';
+import { loadModel } from '../shared/model/model-io.js';
 import { seedGlobalRandom } from '../shared/random.js';
-import { trainClassifier } from '../shared/training.js';
+import { trainClassifier } from '../shared/model/training.js';
 import * as tf from '@tensorflow/tfjs';
-import { main as trainMain } from '../victim/train-cli.js';
-import { trainVictim } from '../victim/train.js';
+import { main as trainMain } from '../victim/train/cli.js';
+import { trainVictim } from '../victim/train/train.js';
 
 beforeAll(async () => {
   await initBackend();

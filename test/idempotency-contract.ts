@@ -1,5 +1,5 @@
 import { expect, it } from 'vitest';
-import type { IdempotencyStore } from '../victim/idempotency.js';
+import type { IdempotencyStore } from '../victim/store/idempotency.js';
 
 /**
  * What every IdempotencyStore must do, as test cases any store's suite can run against a real store

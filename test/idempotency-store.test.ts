@@ -2,8 +2,8 @@ import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { FileIdempotencyStore } from '../victim/idempotency-file.js';
-import { MemoryIdempotencyStore } from '../victim/idempotency.js';
+import { FileIdempotencyStore } from '../victim/store/idempotency-file.js';
+import { MemoryIdempotencyStore } from '../victim/store/idempotency.js';
 import { idempotencyStoreContract } from './idempotency-contract.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'transferlab-idempotency-'));

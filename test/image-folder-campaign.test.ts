@@ -5,10 +5,10 @@ import { join } from 'node:path';
 import axios from 'axios';
 import { PNG } from 'pngjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CampaignResults } from '../adversary/results.js';
+import type { CampaignResults } from '../adversary/campaign/results.js';
 import { initBackend } from '../shared/engine/backend.js';
 import { NODE_TS, ROOT, spawnVictim, type VictimProcess } from '../victim/spawn.js';
-import { trainVictim } from '../victim/train.js';
+import { trainVictim } from '../victim/train/train.js';
 import { SHAPE_CLASSES, writeShapesTree } from './shapes-tree.js';
 
 /**

@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CampaignInput } from '../adversary/config.js';
+import type { CampaignInput } from '../adversary/campaign/config.js';
 import { campaignAgainst } from '../scripts/lab/evaluate.js';
 import { initBackend } from '../shared/engine/backend.js';
 import { ensureTestVictim } from './fixtures.js';

@@ -21,21 +21,21 @@ describe('layers', () => {
 
   it('the checks catch a peer import, an upward import and a cycle', () => {
     const g = graph({
-      'victim/app.ts': ['adversary/oracle.ts', 'shared/model.ts'],
-      'shared/model.ts': ['scripts/demo.ts'],
+      'victim/http/app.ts': ['adversary/oracle/oracle.ts', 'shared/model/model.ts'],
+      'shared/model/model.ts': ['scripts/demo.ts'],
       'adversary/a.ts': ['adversary/b.ts'],
       'adversary/b.ts': ['adversary/c.ts'],
       'adversary/c.ts': ['adversary/a.ts'],
-      'scripts/demo.ts': ['victim/app.ts', 'adversary/a.ts', 'shared/model.ts'],
-      'shared/engine/backend.ts': ['shared/engine/wasm-kernels.ts', 'shared/errors.ts', 'shared/model.ts', 'shared/protocol/index.ts'],
+      'scripts/demo.ts': ['victim/http/app.ts', 'adversary/a.ts', 'shared/model/model.ts'],
+      'shared/engine/backend.ts': ['shared/engine/wasm-kernels.ts', 'shared/errors.ts', 'shared/model/model.ts', 'shared/protocol/index.ts'],
     });
     expect(violations(g, []).map((v) => `${v.from} -> ${v.to}`)).toEqual([
-      'victim/app.ts -> adversary/oracle.ts',
-      'shared/model.ts -> scripts/demo.ts',
-      'shared/engine/backend.ts -> shared/model.ts',
+      'victim/http/app.ts -> adversary/oracle/oracle.ts',
+      'shared/model/model.ts -> scripts/demo.ts',
+      'shared/engine/backend.ts -> shared/model/model.ts',
       'shared/engine/backend.ts -> shared/protocol/index.ts',
     ]);
-    expect(violations(g, [['victim/app.ts', 'adversary']]).map((v) => v.from)).toEqual(['shared/model.ts', 'shared/engine/backend.ts', 'shared/engine/backend.ts']);
+    expect(violations(g, [['victim/http/app.ts', 'adversary']]).map((v) => v.from)).toEqual(['shared/model/model.ts', 'shared/engine/backend.ts', 'shared/engine/backend.ts']);
     expect(cycles(g)).toContainEqual(['adversary/a.ts', 'adversary/b.ts', 'adversary/c.ts']);
   });
 });

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import type { Model } from '../shared/model.js';
+import type { Model } from '../shared/model/model.js';
 
 /** A 4-pixel, 3-class linear model z = x·W: every attack loss's input gradient can be written out by hand. */
 export const W = [

@@ -6,9 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { saveKerasLayout } from '../scripts/keras-layout.js';
 import { encodeModel, floatTensor, layersToOnnx, valueInfo } from '../scripts/onnx-export.js';
 import { initBackend } from '../shared/engine/backend.js';
-import { saveModel } from '../shared/model-io.js';
-import { loadWhiteboxModel } from '../shared/whitebox-model.js';
-import { openServedModel, readClassNames } from '../victim/served-model.js';
+import { saveModel } from '../shared/model/model-io.js';
+import { loadWhiteboxModel } from '../shared/model/whitebox-model.js';
+import { openServedModel, readClassNames } from '../victim/model/served-model.js';
 
 /**
  * Model loading in-process: every unservable model a user may bring is refused when it loads,

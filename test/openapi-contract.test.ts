@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../shared/engine/backend.js';
-import { IMAGE_SIZE, loadMnist } from '../shared/mnist.js';
+import { IMAGE_SIZE, loadMnist } from '../shared/datasets/index.js';
 import { API_ERRORS, HEADERS, PATHS, type ApiErrorCode } from '../shared/protocol/index.js';
 import { ensureTestVictim } from './fixtures.js';
 import { bearer, bytes, call, labelUint8, startVictim, type Reply, type TestVictim } from './victim-client.js';

@@ -10,8 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import express from 'express';
 import { afterEach, describe, expect, it } from 'vitest';
-import { checkPlan, planOf } from '../adversary/query-plan.js';
-import { createHttpOracle, oracleFromLabeler, ANSWER_CACHE_FILE, QUERY_LEDGER_FILE, type RetryInfo } from '../adversary/oracle-client.js';
+import { checkPlan, planOf } from '../adversary/run/query-plan.js';
+import { createHttpOracle, oracleFromLabeler, ANSWER_CACHE_FILE, QUERY_LEDGER_FILE, type RetryInfo } from '../adversary/oracle/client.js';
 import { isTransferlabError } from '../shared/errors.js';
 
 const PIXELS = 784;

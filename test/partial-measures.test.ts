@@ -2,12 +2,12 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCampaign } from '../adversary/campaign.js';
-import { resolveConfig, type CampaignInput } from '../adversary/config.js';
-import { campaignPlan } from '../adversary/query-plan.js';
-import { buildReport } from '../adversary/report.js';
-import type { CampaignResults } from '../adversary/results.js';
-import { fileRunStore } from '../adversary/run-store.js';
+import { runCampaign } from '../adversary/campaign/campaign.js';
+import { resolveConfig, type CampaignInput } from '../adversary/campaign/config.js';
+import { campaignPlan } from '../adversary/run/query-plan.js';
+import { buildReport } from '../adversary/report/report.js';
+import type { CampaignResults } from '../adversary/campaign/results.js';
+import { fileRunStore } from '../adversary/run/store.js';
 import { initBackend } from '../shared/engine/backend.js';
 import { TransferlabError } from '../shared/errors.js';
 import { ensureTestVictim } from './fixtures.js';

@@ -1,13 +1,13 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../shared/engine/backend.js';
-import { adversarySplit, IMAGE_SIZE, loadMnist } from '../shared/mnist.js';
-import { fromLayers, type Model } from '../shared/model.js';
-import { loadModel } from '../shared/model-io.js';
+import { adversarySplit, IMAGE_SIZE, loadMnist } from '../shared/datasets/index.js';
+import { fromLayers, type Model } from '../shared/model/model.js';
+import { loadModel } from '../shared/model/model-io.js';
 import { createRng, permutation } from '../shared/random.js';
-import { MemoryIdempotencyStore, parseIdempotencyKey } from '../victim/idempotency.js';
-import { DistanceKernel, ImageSet, bruteForceNearest } from '../victim/nearest.js';
-import { PradaDetector } from '../victim/prada.js';
-import { normalQuantile, shapiroWilk, shapiroWilkSorted, swCoefficients } from '../victim/shapiro-wilk.js';
+import { MemoryIdempotencyStore, parseIdempotencyKey } from '../victim/store/idempotency.js';
+import { DistanceKernel, ImageSet, bruteForceNearest } from '../victim/detect/nearest.js';
+import { PradaDetector } from '../victim/detect/prada.js';
+import { normalQuantile, shapiroWilk, shapiroWilkSorted, swCoefficients } from '../victim/detect/shapiro-wilk.js';
 import { ensureTestVictim } from './fixtures.js';
 import { naturalStream, papernotStream, type QueryStream } from '../scripts/papernot-stream.js';
 

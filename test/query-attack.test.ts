@@ -2,9 +2,9 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createHttpOracle } from '../adversary/oracle-client.js';
-import { runQueryAttackCommand } from '../adversary/query-attack-command.js';
-import { resolveQueryAttackConfig, runQueryAttackCampaign, type ImageRecord, type QueryAttackResults } from '../adversary/query-attack-run.js';
+import { createHttpOracle } from '../adversary/oracle/client.js';
+import { runQueryAttackCommand } from '../adversary/query/command.js';
+import { resolveQueryAttackConfig, runQueryAttackCampaign, type ImageRecord, type QueryAttackResults } from '../adversary/query/run.js';
 import { seen, stagedOracle } from './budget-staging.js';
 import { initBackend } from '../shared/engine/backend.js';
 import { ensureTestVictim } from './fixtures.js';
@@ -87,7 +87,7 @@ describe('decision-based attacks on the victim, over HTTP', () => {
     checkExamples(records, labels, (rec, l) => l !== rec.clean);
     // Recompute each example's distance from the pixels written, against the clean test image.
     const adv = readFileSync(join(run, 'adversarial.u8'));
-    const { loadMnist } = await import('../shared/mnist.js');
+    const { loadMnist } = await import('../shared/datasets/index.js');
     const test = loadMnist('test');
     records.forEach((rec, i) => {
       if (rec.linf === null) return;

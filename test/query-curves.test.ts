@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { bestWithin, budgetCurve, epsilonSummaries, queriesForRate, queriesToReach } from '../adversary/query-curves.js';
-import type { ImageOutcome, TracePoint } from '../adversary/query-search.js';
+import { bestWithin, budgetCurve, epsilonSummaries, queriesForRate, queriesToReach } from '../adversary/query/curves.js';
+import type { ImageOutcome, TracePoint } from '../adversary/query/search.js';
 
 /** Budget curves read off improvement traces: [queries, L∞, L2, label]. */
 const outcome = (trace: TracePoint[]): ImageOutcome => {

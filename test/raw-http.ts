@@ -1,6 +1,6 @@
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
-import { IMAGE_SIZE } from '../shared/mnist.js';
+import { IMAGE_SIZE } from '../shared/datasets/index.js';
 
 /**
  * Raw HTTP/1.1 over a plain TCP socket, for the bytes no HTTP client library will send (broken

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { seconds } from '../adversary/report-html.js';
+import { seconds } from '../adversary/report/html.js';
 
 describe('report number formatting', () => {
   it('rounds durations before splitting minutes from seconds', () => {

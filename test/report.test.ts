@@ -5,12 +5,12 @@ import { pathToFileURL } from 'node:url';
 import { PNG } from 'pngjs';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { compareRuns, formatTable, CSV_COLUMNS } from '../adversary/compare.js';
-import { writeReport } from '../adversary/report.js';
-import { pointNear } from '../adversary/report-html.js';
-import type { BoundaryResults } from '../adversary/boundary-run.js';
-import type { CampaignResults } from '../adversary/results.js';
-import type { SweepPoint } from '../adversary/transfer.js';
+import { compareRuns, formatTable, CSV_COLUMNS } from '../adversary/report/compare.js';
+import { writeReport } from '../adversary/report/report.js';
+import { pointNear } from '../adversary/report/html.js';
+import type { BoundaryResults } from '../adversary/campaign/boundary.js';
+import type { CampaignResults } from '../adversary/campaign/results.js';
+import type { SweepPoint } from '../adversary/campaign/transfer.js';
 import { boundaryGap } from '../shared/metrics.js';
 
 /**

@@ -5,18 +5,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pgdWithRestarts } from '../shared/attack-restarts.js';
-import { pgd } from '../shared/attacks.js';
+import { pgdWithRestarts } from '../shared/attacks/restarts.js';
+import { pgd } from '../shared/attacks/index.js';
 import { initBackend } from '../shared/engine/backend.js';
-import { imagesTensor, loadMnist } from '../shared/mnist.js';
-import { loadModel, readMetadata } from '../shared/model-io.js';
-import { fromLayers, labelImages } from '../shared/model.js';
-import { buildModel } from '../shared/architectures.js';
+import { imagesTensor, loadMnist } from '../shared/datasets/index.js';
+import { loadModel, readMetadata } from '../shared/model/model-io.js';
+import { fromLayers, labelImages } from '../shared/model/model.js';
+import { buildModel } from '../shared/model/architectures.js';
 import { evaluateModel, type ModelEvaluation } from '../scripts/lab/evaluate.js';
-import { adversarialTraining, type DefenceSettings } from '../victim/defence.js';
-import { OverfitGuard, GUARD_DEFAULTS } from '../victim/train-guard.js';
-import { oneCycle } from '../victim/train-schedule.js';
-import { trainVictim, type VictimTrainConfig } from '../victim/train.js';
+import { adversarialTraining, type DefenceSettings } from '../victim/train/defence.js';
+import { OverfitGuard, GUARD_DEFAULTS } from '../victim/train/guard.js';
+import { oneCycle } from '../victim/train/schedule.js';
+import { trainVictim, type VictimTrainConfig } from '../victim/train/train.js';
 
 /**
  * Robust training and the evaluation that checks it, on lenet and a few thousand MNIST images:

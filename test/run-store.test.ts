@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { fileRunStore, getJson, memoryRunStore, putJson, type RunStore } from '../adversary/run-store.js';
+import { fileRunStore, getJson, memoryRunStore, putJson, type RunStore } from '../adversary/run/store.js';
 
 const root = mkdtempSync(join(tmpdir(), 'transferlab-store-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));

@@ -3,11 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { campaignSchema, mergeConfig, readConfigFile, resolveConfig } from '../adversary/config.js';
+import { campaignSchema, mergeConfig, readConfigFile, resolveConfig } from '../adversary/campaign/config.js';
 import { configFromFlags } from '../adversary/cli.js';
-import { queryAttackSchema, resolveQueryAttackConfig } from '../adversary/query-attack-run.js';
-import { KeyRing } from '../victim/keys.js';
-import { createHttpOracle } from '../adversary/oracle-client.js';
+import { queryAttackSchema, resolveQueryAttackConfig } from '../adversary/query/run.js';
+import { KeyRing } from '../victim/store/keys.js';
+import { createHttpOracle } from '../adversary/oracle/client.js';
 import type { TransferlabError } from '../shared/errors.js';
 import { editDistance, nearestName, objectSchemas } from '../shared/settings-errors.js';
 

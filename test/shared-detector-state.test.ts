@@ -1,12 +1,12 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IMAGE_SIZE } from '../shared/mnist.js';
+import { IMAGE_SIZE } from '../shared/datasets/index.js';
 import { REDIS_SERVER, haveRedis, startRedis, type TestRedis } from '../scripts/redis-server.js';
-import { BlacklightDetector } from '../victim/blacklight.js';
-import { JournalReader, JournalWriter } from '../victim/detector-journal.js';
-import { detectorSet, type QueryDetector } from '../victim/detectors.js';
-import { PradaDetector } from '../victim/prada.js';
-import { SharedDetectorState, detectorNamespace } from '../victim/shared-detector-state.js';
+import { BlacklightDetector } from '../victim/detect/blacklight.js';
+import { JournalReader, JournalWriter } from '../victim/detect/journal.js';
+import { detectorSet, type QueryDetector } from '../victim/detect/detectors.js';
+import { PradaDetector } from '../victim/detect/prada.js';
+import { SharedDetectorState, detectorNamespace } from '../victim/detect/shared-state.js';
 import { signAugmentedStream } from './extraction-stream.js';
 
 /**

@@ -3,9 +3,9 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CampaignInput } from '../adversary/config.js';
-import type { CampaignResults } from '../adversary/results.js';
-import { enqueueCampaigns, openQueue, sweepStatus, type CampaignJob, type JobStatus } from '../adversary/sweep-queue.js';
+import type { CampaignInput } from '../adversary/campaign/config.js';
+import type { CampaignResults } from '../adversary/campaign/results.js';
+import { enqueueCampaigns, openQueue, sweepStatus, type CampaignJob, type JobStatus } from '../adversary/queue/queue.js';
 import { processAlive } from '../shared/pid-lock.js';
 import { NODE_TS, ROOT, spawnVictim, type VictimProcess } from '../victim/spawn.js';
 import { ensureTestVictim } from './fixtures.js';

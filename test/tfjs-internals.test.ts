@@ -13,7 +13,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { BUNDLE_REQUIRES } from '../shared/engine/wasm-threads.js';
 import { prepareWasm, registerWasmKernels, wasmThreads } from '../shared/engine/wasm-kernels.js';
 import { poolFor } from '../shared/engine/wasm-pool.js';
-import { restoreAdam, snapshotAdam } from '../shared/optimizer-state.js';
+import { restoreAdam, snapshotAdam } from '../shared/model/optimizer-state.js';
 
 const require = createRequire(import.meta.url);
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
@@ -96,7 +96,7 @@ it('reads the bundle Node resolves', () => {
   expect(path.basename(require.resolve('@tensorflow/tfjs-backend-wasm'))).toBe('tf-backend-wasm.node.js');
 });
 
-// The training checkpoint copies Adam's state out of tfjs-core's private fields (shared/optimizer-state.ts).
+// The training checkpoint copies Adam's state out of tfjs-core's private fields (shared/model/optimizer-state.ts).
 it("Adam's state survives a snapshot and restore exactly: the next step matches the uninterrupted optimizer's", async () => {
   const run = (opt: tf.Optimizer, v: tf.Variable) => opt.minimize(() => tf.sum(tf.square(tf.sub(v, tf.tensor1d([3, -1, 0.5])))));
   const v = tf.variable(tf.tensor1d([0.2, 0.1, -0.3]));

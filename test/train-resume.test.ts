@@ -3,10 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../shared/engine/backend.js';
-import { readMetadata } from '../shared/model-io.js';
-import { adversarialTraining } from '../victim/defence.js';
-import { checkpointDirOf } from '../victim/train-checkpoint.js';
-import { trainVictim, type VictimTrainConfig } from '../victim/train.js';
+import { readMetadata } from '../shared/model/model-io.js';
+import { adversarialTraining } from '../victim/train/defence.js';
+import { checkpointDirOf } from '../victim/train/checkpoint.js';
+import { trainVictim, type VictimTrainConfig } from '../victim/train/train.js';
 
 /**
  * An interrupted victim training resumes from its checkpoint and ends with exactly the weights of a

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { resolveConfig, substituteMembers } from '../adversary/config.js';
+import { resolveConfig, substituteMembers } from '../adversary/campaign/config.js';
 import { configFromFlags } from '../adversary/cli.js';
-import { sweepSettings } from '../adversary/transfer.js';
+import { sweepSettings } from '../adversary/campaign/transfer.js';
 import { TransferlabError } from '../shared/errors.js';
 
 describe('transfer settings', () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { BASES, TRAININGS, reusableMembers, trainingSettings } from '../scripts/experiment-transfer.js';
-import { resolveConfig } from '../adversary/config.js';
+import { resolveConfig } from '../adversary/campaign/config.js';
 import { chooseMembers } from '../scripts/transfer-lab.js';
 import { TransferlabError } from '../shared/errors.js';
 

@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../shared/engine/backend.js';
-import { IMAGE_SIZE, loadMnist } from '../shared/mnist.js';
-import type { AuditEntry } from '../victim/audit.js';
+import { IMAGE_SIZE, loadMnist } from '../shared/datasets/index.js';
+import type { AuditEntry } from '../victim/store/audit.js';
 import { ensureTestVictim } from './fixtures.js';
 import { bearer, exited, labelUint8, ledgerTotal, readJsonl, startVictim, type TestVictim } from './victim-client.js';
 

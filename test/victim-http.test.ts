@@ -5,11 +5,11 @@ import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../shared/engine/backend.js';
 import { API_ERRORS } from '../shared/protocol/index.js';
-import { fromLayers, predictLabels } from '../shared/model.js';
-import { loadModel } from '../shared/model-io.js';
+import { fromLayers, predictLabels } from '../shared/model/model.js';
+import { loadModel } from '../shared/model/model-io.js';
 import { createRng } from '../shared/random.js';
-import { IMAGE_SIZE, imagesTensor, loadMnist } from '../shared/mnist.js';
-import type { AuditEntry } from '../victim/audit.js';
+import { IMAGE_SIZE, imagesTensor, loadMnist } from '../shared/datasets/index.js';
+import type { AuditEntry } from '../victim/store/audit.js';
 import { ensureTestVictim } from './fixtures.js';
 import { bearer, bytes, call, labelUint8, ledgerTotal, readJsonl, startVictim, type Reply, type TestVictim } from './victim-client.js';
 

@@ -5,10 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../shared/engine/backend.js';
-import { IMAGE_SIZE, loadMnist } from '../shared/mnist.js';
+import { IMAGE_SIZE, loadMnist } from '../shared/datasets/index.js';
 import { ensureTestVictim } from './fixtures.js';
 import { labelHead, malformedBodies, openSockets, rawExchange, rssMiB, settlesTo } from './raw-http.js';
-import type { AuditEntry } from '../victim/audit.js';
+import type { AuditEntry } from '../victim/store/audit.js';
 import { ledgerTotal, readJsonl, type TestVictim, startVictim } from './victim-client.js';
 
 /**

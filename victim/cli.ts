@@ -5,26 +5,26 @@ import yargs from 'yargs';
 import { describeBackend, initBackend, type BackendInfo } from '../shared/engine/backend.js';
 import { isMain, runMain, failOnOneLine } from '../shared/cli.js';
 import { TransferlabError } from '../shared/errors.js';
-import { isLayersFolder } from '../shared/layers-folder.js';
+import { isLayersFolder } from '../shared/model/layers-folder.js';
 import { pixelsPerImage } from '../shared/protocol/index.js';
-import { AdminKey } from './admin.js';
-import { createApp } from './app.js';
-import { FileAuditLog } from './audit.js';
-import type { IdempotencyStore } from './idempotency.js';
-import { DETECTOR_ACTIONS, ExtractionWatch, type DetectorAction } from './detection.js';
-import { PradaDetector, PRADA_DEFAULTS } from './prada.js';
-import { BlacklightDetector, BLACKLIGHT_DEFAULTS } from './blacklight.js';
-import { detectorSet } from './detectors.js';
-import { MicroBatcher, warmUp } from './batcher.js';
-import { LAYOUTS, type Layout } from './onnx-model.js';
-import { openServedModel, type ServedModel } from './served-model.js';
-import { KeyRing } from './keys.js';
-import type { Budgets } from './ledger.js';
-import { openVictimState } from './state.js';
-import { startServer, WorkInFlight, type RunningServer } from './server.js';
-import { SERVER_TIMEOUTS } from './timeouts.js';
-import { main as trainMain } from './train-cli.js';
-import { VICTIM_DEFAULTS } from './train.js';
+import { AdminKey } from './http/admin.js';
+import { createApp } from './http/app.js';
+import { FileAuditLog } from './store/audit.js';
+import type { IdempotencyStore } from './store/idempotency.js';
+import { DETECTOR_ACTIONS, ExtractionWatch, type DetectorAction } from './detect/detection.js';
+import { PradaDetector, PRADA_DEFAULTS } from './detect/prada.js';
+import { BlacklightDetector, BLACKLIGHT_DEFAULTS } from './detect/blacklight.js';
+import { detectorSet } from './detect/detectors.js';
+import { MicroBatcher, warmUp } from './http/batcher.js';
+import { LAYOUTS, type Layout } from './model/onnx-model.js';
+import { openServedModel, type ServedModel } from './model/served-model.js';
+import { KeyRing } from './store/keys.js';
+import type { Budgets } from './store/ledger.js';
+import { openVictimState } from './store/state.js';
+import { startServer, WorkInFlight, type RunningServer } from './http/server.js';
+import { SERVER_TIMEOUTS } from './http/timeouts.js';
+import { main as trainMain } from './train/cli.js';
+import { VICTIM_DEFAULTS } from './train/train.js';
 
 /**
  * `npm run victim`: serve the victim model over the label-only HTTP API.
@@ -181,7 +181,7 @@ export async function main(argv: string[]): Promise<number> {
       'rate-limit': { type: 'number', default: SERVE_DEFAULTS.rateLimit, describe: 'requests per second per key (per client IP when open); 0 = off' },
       train: { type: 'boolean', default: true, describe: `train the default ${VICTIM_DEFAULTS.arch} when the default model folder is empty (--no-train: error instead)` },
       backend: { type: 'string', describe: 'tensorflow | wasm | cpu (default: best available; env TFJS_BACKEND)' },
-      // Why each default: victim/timeouts.ts, ServerTimeouts.
+      // Why each default: victim/http/timeouts.ts, ServerTimeouts.
       'headers-timeout': { type: 'number', default: SERVER_TIMEOUTS.headersMs / 1000, describe: 'seconds a client has to send the request headers (408 and close after)' },
       'request-timeout': { type: 'number', default: SERVER_TIMEOUTS.requestMs / 1000, describe: 'seconds a client has to send the whole request, body included (408 and close after); not the labelling time' },
       'keep-alive-timeout': { type: 'number', default: SERVER_TIMEOUTS.keepAliveMs / 1000, describe: 'seconds an idle keep-alive connection stays open between requests (advertised in the Keep-Alive header; Node closes it 1 s later)' },

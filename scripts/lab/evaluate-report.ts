@@ -1,8 +1,8 @@
 import { relative, dirname, join } from 'node:path';
 import type { TopLevelSpec } from 'vega-lite';
-import { svgOf } from '../../adversary/charts.js';
-import { writeFileAtomic } from '../../adversary/run-store.js';
-import { esc, table } from '../../adversary/report-html.js';
+import { svgOf } from '../../adversary/report/charts.js';
+import { writeFileAtomic } from '../../adversary/run/store.js';
+import { esc, table } from '../../adversary/report/html.js';
 import type { ModelEvaluation } from './evaluate.js';
 import { attackLabel } from './evaluate-table.js';
 import { describeVerdict } from './masking.js';

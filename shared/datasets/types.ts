@@ -7,6 +7,10 @@ export type ImageShape = readonly [height: number, width: number, channels: numb
 /** The input shape of the MNIST family (MNIST, Fashion-MNIST, KMNIST, EMNIST). */
 export const MNIST_SHAPE: ImageShape = [28, 28, 1];
 
+/** The MNIST image size (28 × 28 × 1) and class count, for code that serves MNIST only. */
+export const IMAGE_SIZE = 28 * 28;
+export const CLASSES = 10;
+
 /** One split: `count` images of `shape`. */
 export interface ImageSet {
   /** Row-major 8-bit pixels, count × H·W·C: the exact bytes a client can send. */

@@ -141,7 +141,7 @@ const pixelSchema = z.number().min(0).max(1);
 /**
  * One image in a JSON body: a flat array of H·W·C numbers (row-major HWC), or nested [h][w][c]
  * (and, for one channel, [h][w]). Used for the OpenAPI document; the victim parses bodies by hand
- * (victim/inputs.ts) because a full batch is ~10⁶ numbers and that path must stay near memcpy speed.
+ * (victim/http/inputs.ts) because a full batch is ~10⁶ numbers and that path must stay near memcpy speed.
  */
 export function jsonImageSchema(shape: InputShape) {
   const [h, w, c] = shape;

@@ -163,7 +163,7 @@ const transferRunFields = {
   victim: z.strictObject({ url: z.string().optional(), model: z.string().optional(), info: victimInfoSchema.optional(), arch: z.string().optional() }),
   /** The images the seed and evaluation sets were drawn from (their test part). */
   dataset: datasetSummarySchema.optional(),
-  /** The resolved settings; adversary/config.ts holds their schema and validated them when the run began. */
+  /** The resolved settings; adversary/campaign/config.ts holds their schema and validated them when the run began. */
   config: z.record(z.string(), z.unknown()),
   queries: campaignQueriesSchema,
   victimCleanAccuracy: rate,
@@ -202,7 +202,7 @@ export const queryAttackResultsSchema = z.strictObject({
   kind: z.literal('query-attack'),
   ...common,
   victim: z.strictObject({ url: z.string(), info: victimInfoSchema }),
-  /** The resolved settings, never the key (adversary/query-attack-run.ts validates them, with their defaults, when the run begins). */
+  /** The resolved settings, never the key (adversary/query/run.ts validates them, with their defaults, when the run begins). */
   config: z.strictObject({
     victim: z.string(),
     format: z.string(),

@@ -1,0 +1,92 @@
+import type * as tf from '@tensorflow/tfjs';
+import { buildModel, type ModelShape } from '../../shared/model/architectures.js';
+import { pixelCount } from '../../shared/datasets/types.js';
+import { accuracy, agreement } from '../../shared/metrics.js';
+import { imagesTensor, quantise } from '../../shared/datasets/images.js';
+import { fromLayers, predictLabels } from '../../shared/model/model.js';
+import { createRng, seedGlobalRandom } from '../../shared/random.js';
+import { trainClassifier, type TrainOptions } from '../../shared/model/training.js';
+import { jacobianStep, pointsToAugment, gatherImages, concatImages, concatLabels } from './augmentation.js';
+import { epochsForRound, lambdaForRound, substituteMembers, type CampaignConfig } from './config.js';
+import type { Checkpoint, RoundRecord } from './checkpoints.js';
+
+/**
+ * Papernot's substitute training, read as select → query → fit, round after round:
+ * fit the substitute to the oracle's labels of S_r, then grow S_r along the substitute's
+ * Jacobian and ask the oracle to label the new points. The substitute never sees a true label.
+ */
+/** How the substitute trains in one round; every member of an ensemble trains the same way. */
+export function roundTraining(c: CampaignConfig, round: number, seed: number): TrainOptions {
+  return { epochs: epochsForRound(c, round), shift: c.shift, batchSize: c.batchSize, learningRate: c.learningRate, labelSmoothing: c.labelSmoothing, temperature: c.temperature, seed };
+}
+
+export interface RoundsContext {
+  config: CampaignConfig;
+  /** The victim's input shape and class count (from /v1/info): the substitute is built for them. */
+  shape: ModelShape;
+  /** Labels from the victim, paid as attack queries. */
+  queryAttack: (images: Float32Array, count: number) => Promise<Int32Array>;
+  attackQueries: () => number;
+  /** Held-out images for the per-round report; their true labels are the simulator's, not the adversary's. */
+  evaluation: { images: Float32Array; truth: Int32Array; victim: Int32Array };
+  start: { round: number; images: Float32Array; labels: Int32Array; model?: tf.LayersModel };
+  checkpoint: (c: Checkpoint) => Promise<void>;
+  onBatchEnd?: TrainOptions['onBatchEnd'];
+  onRound?: (r: RoundRecord) => void;
+  phases: { training: number; augmentation: number; labelling: number };
+}
+
+export async function trainSubstitute(ctx: RoundsContext): Promise<{ model: tf.LayersModel; images: Float32Array; labels: Int32Array }> {
+  const c = ctx.config;
+  let { images, labels } = ctx.start;
+  let model = ctx.start.model;
+  if (!model) {
+    seedGlobalRandom(c.seed);
+    model = buildModel(substituteMembers(c)[0], ctx.shape);
+  }
+  const evalX = imagesTensor(ctx.evaluation.images, ctx.evaluation.truth.length, ctx.shape.inputShape);
+  try {
+    for (let round = ctx.start.round; round < c.rounds; round++) {
+      // Re-seeding per round keeps a resumed run identical to an uninterrupted one.
+      seedGlobalRandom(c.seed * 1000 + round);
+      const t0 = performance.now();
+      trainClassifier(model, images, labels, { ...roundTraining(c, round, c.seed * 1000 + round), onBatchEnd: ctx.onBatchEnd });
+      const pred = predictLabels(fromLayers(model), evalX);
+      const trainSeconds = (performance.now() - t0) / 1000;
+      ctx.phases.training += trainSeconds;
+
+      const trainedOn = labels.length;
+      const lambda = lambdaForRound(c, round);
+      let augmentSeconds = 0;
+      const last = round === c.rounds - 1;
+      if (!last) {
+        const t1 = performance.now();
+        const chosen = pointsToAugment(labels.length, c.reservoir, createRng(c.seed * 7919 + round));
+        // What the victim labels is the 8-bit image that is actually sent: keep exactly that.
+        const fresh = quantise(jacobianStep(fromLayers(model), gatherImages(images, chosen, pixelCount(ctx.shape.inputShape)), Int32Array.from(chosen, (i) => labels[i]), lambda));
+        augmentSeconds = (performance.now() - t1) / 1000;
+        ctx.phases.augmentation += augmentSeconds;
+        const t2 = performance.now();
+        const freshLabels = await ctx.queryAttack(fresh, chosen.length);
+        ctx.phases.labelling += (performance.now() - t2) / 1000;
+        images = concatImages(images, fresh);
+        labels = concatLabels(labels, freshLabels);
+      }
+      const record: RoundRecord = {
+        round: round + 1,
+        substituteSize: trainedOn,
+        attackQueries: ctx.attackQueries(),
+        substituteAccuracy: accuracy(pred, ctx.evaluation.truth) ?? Number.NaN,
+        agreement: agreement(pred, ctx.evaluation.victim) ?? Number.NaN,
+        lambda,
+        trainSeconds,
+        augmentSeconds,
+      };
+      await ctx.checkpoint({ record, images, labels, model });
+      ctx.onRound?.(record);
+    }
+  } finally {
+    evalX.dispose();
+  }
+  return { model, images, labels };
+}

@@ -1,0 +1,252 @@
+/**
+ * What every label oracle does whatever carries the query: quantise images to the bytes a real
+ * client would send, answer repeats from the run's cache, split the rest into batches, count
+ * what was paid by purpose, and write the cache and ledger as answers arrive. The HTTP client
+ * and the in-process adapter differ only in their `send`.
+ */
+import { createHash } from 'node:crypto';
+import { TransferlabError } from '../../shared/errors.js';
+import { AnswerCache, QueryLedger, type CachedAnswer } from './answer-cache.js';
+import { bytesPerImage as wireBytes, pixelsPerImage as imagePixels, type BudgetStatus, type PixelFormat } from '../../shared/protocol/index.js';
+import type { LabelOracle, QueryCounts, QueryPurpose, VictimInfo } from './oracle.js';
+import { fileRunStore, type RunStore } from '../run/store.js';
+
+export type { PixelFormat };
+export type Budget = BudgetStatus;
+
+export interface BatchAnswer {
+  labels: readonly number[] | Int32Array;
+  http?: number;
+  attempts?: number;
+  budget?: Budget;
+}
+
+/** Carries one batch of wire-encoded images (count × bytesPerImage) and returns its labels. */
+export type SendBatch = (body: Uint8Array, count: number, purpose: QueryPurpose) => Promise<BatchAnswer>;
+
+/** A LabelOracle that also tells what earlier processes paid in the same run folder. */
+export interface CountingOracle extends LabelOracle {
+  readonly format: PixelFormat;
+  /** Images paid for in this run folder (cacheDir) before this oracle opened it, by purpose. */
+  priorCounts(): { attack: number; measurement: number };
+  /** The victim's own count for this key, as last reported with an answer (null until then). */
+  victimBudget(): Budget | null;
+  /** The key's budget as the victim tells it now, charging nothing (null: the victim does not say). */
+  budget(): Promise<Budget | null>;
+}
+
+/** A batch the victim refused or never answered: the ledger records its HTTP status and attempts. */
+export class VictimError extends TransferlabError {
+  constructor(
+    code: string,
+    message: string,
+    status: number,
+    readonly http: number | undefined,
+    readonly attempts: number,
+  ) {
+    super(code, message, status);
+  }
+}
+
+export function pixelsPerImage(info: VictimInfo): number {
+  return imagePixels(info.inputShape);
+}
+
+export function bytesPerImage(info: VictimInfo, format: PixelFormat): number {
+  return wireBytes(info.inputShape, format);
+}
+
+/**
+ * The exact bytes a client puts on the wire: uint8 = round(v·255) clamped to 0..255, float32 =
+ * v clamped to [0,1], little-endian. Non-finite pixels are refused: they are a bug upstream,
+ * and quantising them silently would pay for a meaningless query.
+ */
+export function encodeImages(images: Float32Array, count: number, pixels: number, format: PixelFormat): Uint8Array {
+  if (!Number.isInteger(count) || count < 0 || images.length < count * pixels) {
+    throw new TransferlabError(
+      'bad_oracle_input',
+      `label() needs count×${pixels} pixels; got ${images.length} values for count ${count}`,
+    );
+  }
+  const n = count * pixels;
+  const out = new Uint8Array(format === 'uint8' ? n : n * 4);
+  const view = new DataView(out.buffer);
+  for (let i = 0; i < n; i++) {
+    const v = images[i];
+    if (!Number.isFinite(v)) {
+      throw new TransferlabError('bad_oracle_input', `image ${Math.floor(i / pixels)} has a non-finite pixel (${v})`);
+    }
+    const c = v < 0 ? 0 : v > 1 ? 1 : v;
+    if (format === 'uint8') out[i] = Math.round(c * 255);
+    else view.setFloat32(i * 4, c, true);
+  }
+  return out;
+}
+
+/** Cache key: the format tag and the exact bytes sent, so uint8 and float32 answers never mix. */
+export function imageKey(bytes: Uint8Array, format: PixelFormat): string {
+  return createHash('sha256').update(format === 'uint8' ? 'u8:' : 'f32:').update(bytes).digest('hex');
+}
+
+function checkLabels(labels: BatchAnswer['labels'], expected: number, classes: number): void {
+  if (labels.length !== expected) {
+    throw new TransferlabError('victim_bad_response', `victim answered ${labels.length} labels for ${expected} images`, 502);
+  }
+  for (const l of labels) {
+    if (!Number.isInteger(l) || l < 0 || l >= classes) {
+      throw new TransferlabError('victim_bad_response', `victim answered label ${l}, outside 0..${classes - 1}`, 502);
+    }
+  }
+}
+
+export interface OracleCoreOptions {
+  info: VictimInfo;
+  format: PixelFormat;
+  send: SendBatch;
+  /** The run whose answer cache and ledger the oracle keeps (none: in memory only). */
+  store?: RunStore;
+  /** Asks the victim for the key's budget without paying (absent: unknown). */
+  readBudget?: () => Promise<Budget | null>;
+  onClose?: () => Promise<void> | void;
+}
+
+/** The store of a run given as a folder (cacheDir) or as a store; undefined for neither. */
+export const oracleStore = (o: { cacheDir?: string; store?: RunStore }): RunStore | undefined => o.store ?? (o.cacheDir ? fileRunStore(o.cacheDir) : undefined);
+
+export function buildOracle(opts: OracleCoreOptions): CountingOracle {
+  const { info, format, send } = opts;
+  const pixels = pixelsPerImage(info);
+  const stride = bytesPerImage(info, format);
+  const cache = new AnswerCache(opts.store);
+  const ledger = new QueryLedger(opts.store);
+  const counts: QueryCounts = { attack: 0, measurement: 0, cached: 0 };
+  let budget: Budget | null = null;
+  let closed = false;
+  // Calls run one at a time, so two overlapping calls asking for the same new image cannot both pay for it.
+  let queue: Promise<unknown> = Promise.resolve();
+
+  async function labelNow(bytes: Uint8Array, count: number, purpose: QueryPurpose): Promise<Int32Array> {
+    const out = new Int32Array(count);
+    // Images still to pay for: first index of each distinct unseen image, and who else shares it.
+    const missing = new Map<string, number[]>();
+    let hits = 0;
+    for (let i = 0; i < count; i++) {
+      const key = imageKey(bytes.subarray(i * stride, (i + 1) * stride), format);
+      const known = cache.get(key);
+      if (known !== undefined) {
+        out[i] = known;
+        hits++;
+        continue;
+      }
+      const same = missing.get(key);
+      if (same) {
+        same.push(i);
+        hits++; // answered by its twin in this call, not paid again
+      } else missing.set(key, [i]);
+    }
+    counts.cached += hits;
+    const todo = [...missing.entries()];
+    if (todo.length === 0) {
+      if (count > 0) ledger.record({ t: new Date().toISOString(), purpose, sent: 0, cached: hits, status: 'cached', ms: 0 });
+      return out;
+    }
+    for (let start = 0; start < todo.length; start += info.maxBatch) {
+      const part = todo.slice(start, start + info.maxBatch);
+      const body = new Uint8Array(part.length * stride);
+      part.forEach(([, idx], j) => body.set(bytes.subarray(idx[0] * stride, (idx[0] + 1) * stride), j * stride));
+      const cachedHere = start === 0 ? hits : 0;
+      const t0 = performance.now();
+      let answer: BatchAnswer;
+      try {
+        answer = await send(body, part.length, purpose);
+        checkLabels(answer.labels, part.length, info.classes);
+      } catch (e) {
+        const err = e instanceof TransferlabError ? e : new TransferlabError('oracle_failed', String(e), 500);
+        ledger.record({
+          t: new Date().toISOString(), purpose, sent: part.length, cached: cachedHere, status: err.code,
+          http: err instanceof VictimError ? err.http : undefined,
+          attempts: err instanceof VictimError ? err.attempts : undefined,
+          ms: Math.round(performance.now() - t0), error: err.message,
+        });
+        throw err;
+      }
+      const fresh: CachedAnswer[] = [];
+      part.forEach(([key, idx], j) => {
+        const l = answer.labels[j];
+        for (const i of idx) out[i] = l;
+        fresh.push({ h: key, l, p: purpose });
+      });
+      // Paid and answered: on disk before anything else can fail, so a resumed run never pays again.
+      cache.add(fresh);
+      counts[purpose] += part.length;
+      if (answer.budget) budget = answer.budget;
+      ledger.record({
+        t: new Date().toISOString(), purpose, sent: part.length, cached: cachedHere, status: 'ok',
+        http: answer.http, attempts: answer.attempts, ms: Math.round(performance.now() - t0), budget: answer.budget,
+      });
+    }
+    return out;
+  }
+
+  const label = async (images: Float32Array, count: number, purpose: QueryPurpose): Promise<Int32Array> => {
+    if (closed) throw new TransferlabError('oracle_closed', 'label() after close()', 500);
+    if (purpose !== 'attack' && purpose !== 'measurement') {
+      throw new TransferlabError('bad_oracle_input', `query purpose must be attack or measurement, got ${String(purpose)}`);
+    }
+    // Encoded now, not when its turn comes: the caller may reuse its buffer once label() returns.
+    const bytes = encodeImages(images, count, pixels, format);
+    const run = queue.then(() => labelNow(bytes, count, purpose));
+    queue = run.catch(() => undefined);
+    return run;
+  };
+
+  return {
+    format,
+    info: async () => info,
+    label,
+    counts: () => ({ ...counts }),
+    priorCounts: () => ({ ...cache.prior }),
+    victimBudget: () => (budget ? { ...budget } : null),
+    budget: async () => (opts.readBudget ? opts.readBudget() : null),
+    async close() {
+      if (closed) return;
+      closed = true;
+      await queue; // let a call in flight write its answers before the files close
+      cache.close();
+      ledger.close();
+      await opts.onClose?.();
+    },
+  };
+}
+
+const DEFAULT_INFO: VictimInfo = {
+  dataset: 'mnist',
+  inputShape: [28, 28, 1],
+  classes: 10,
+  inputRange: [0, 1],
+  maxBatch: 1024,
+  output: 'label',
+};
+
+/**
+ * A local labeller behind the same counting, cache and quantisation as the HTTP client: `fn`
+ * sees exactly what the victim would decode (uint8 bytes / 255, or the clamped float32 values).
+ * For unit tests and white-box-style experiments; black-box attack tests must use the HTTP victim.
+ */
+export function oracleFromLabeler(
+  fn: (images: Float32Array, count: number) => Promise<Int32Array> | Int32Array,
+  info?: Partial<VictimInfo>,
+  opts: { format?: PixelFormat; cacheDir?: string; store?: RunStore } = {},
+): CountingOracle {
+  const full: VictimInfo = { ...DEFAULT_INFO, ...info };
+  const format = opts.format ?? 'uint8';
+  const send: SendBatch = async (body, count) => {
+    const decoded =
+      format === 'uint8'
+        ? Float32Array.from(body, (b) => b / 255)
+        : // little-endian on the wire, and every platform Node runs on is little-endian
+          new Float32Array(body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength));
+    return { labels: await fn(decoded, count) };
+  };
+  return buildOracle({ info: full, format, send, store: oracleStore(opts) });
+}

@@ -1,0 +1,64 @@
+import { TransferlabError } from '../../shared/errors.js';
+import { createRunOracle } from '../oracle/client.js';
+import { resolveQueryAttackConfig, queryAttackSummary, runQueryAttackCampaign, type QueryAttackInput } from './run.js';
+import { resumeHint } from '../run/resume-hint.js';
+import { fileRunStore, getJson } from '../run/store.js';
+
+/** The CLI's side of `query-attack`: settings, the run folder, the victim connection, the summary. */
+export interface QueryAttackFlags {
+  victim?: string;
+  apiKey?: string;
+  format?: string;
+  attack?: string;
+  norm?: string;
+  targeted?: boolean;
+  images?: number;
+  queriesPerImage?: number;
+  seed?: number;
+  stopAt?: number;
+  matchRate?: number;
+  allowPartial?: boolean;
+  epsilons?: number[];
+  resume?: string;
+  out?: string;
+}
+
+export async function runQueryAttackCommand(flags: QueryAttackFlags, defaultOut: () => string): Promise<number> {
+  const resume = flags.resume !== undefined;
+  const out = flags.resume ?? flags.out ?? defaultOut();
+  const store = fileRunStore(out);
+  let input: QueryAttackInput;
+  if (resume) {
+    if (!store.exists('config.json')) throw new TransferlabError('run_missing', `${out} is not a run folder (no config.json)`);
+    const { kind, ...saved } = getJson<QueryAttackInput & { kind?: string }>(store, 'config.json');
+    if (kind !== 'query-attack') throw new TransferlabError('run_mismatch', `${out} holds a ${kind ?? 'campaign'} run, not a query attack; resume it with its own command`);
+    input = { ...saved, ...(flags.apiKey ? { apiKey: flags.apiKey } : {}), ...(flags.allowPartial !== undefined ? { allowPartial: flags.allowPartial } : {}) };
+  } else {
+    if (store.exists('results.json') || store.exists('config.json')) {
+      throw new TransferlabError('run_exists', `${out} already holds a run; choose another --out or --resume it`);
+    }
+    const { resume: _r, out: _o, ...rest } = flags;
+    input = Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined)) as QueryAttackInput;
+  }
+  const config = resolveQueryAttackConfig(input);
+  const oracle = await createRunOracle(config, store);
+  try {
+    const r = await runQueryAttackCampaign(config, store, oracle, (l) => console.log(l));
+    console.log(`\n${queryAttackSummary(r)}`);
+    console.log(
+      `\nqueries: ${r.queries.attack} attack (${r.queries.cleanLabels} clean labels, ${r.queries.startingPool} starting pool, ` +
+        `${r.queries.probes} probes this process), ${r.queries.cached} from the answer cache; median ${r.medianQueriesPerImage} per image; ` +
+        `${r.durationSeconds.toFixed(1)} s`,
+    );
+    if (r.partial) console.log(`PARTIAL: the key's budget ran out after ${r.partial.measured} of ${r.partial.planned} images finished; figures are over those only. Continue with more budget: ${resumeHint('query-attack', out)}`);
+    console.log(`results: ${store.where('results.json')}`);
+    return 0;
+  } catch (e) {
+    if (e instanceof TransferlabError) {
+      throw new TransferlabError(e.code, `${e.message}\nThe run folder ${out} keeps every answer paid for; continue with: ${resumeHint('query-attack', out)}`, e.status);
+    }
+    throw e;
+  } finally {
+    await oracle.close();
+  }
+}

@@ -1,0 +1,283 @@
+/**
+ * Blacklight (Li et al., USENIX Security 2022): detects query-based attacks by the near-duplicates
+ * they must send. Every query gets a content fingerprint: its pixels quantised to coarse levels
+ * (floor(v·255 / step)), windows of `window` consecutive pixels of the flattened image taken every
+ * `stride` pixels, each window hashed, and the `hashes` largest hash values kept. A query whose
+ * fingerprint shares at least `threshold` hashes with one earlier query of the same client is a
+ * match; a client is flagged after `minMatches` matches. A decision-based attack walks the
+ * boundary in tiny steps (bisections, block flips, gradient-estimation probes at radius δ), so
+ * its probes quantise to nearly the same windows; natural images do not.
+ *
+ * Departures from the paper, for a service that must stay bounded: windows whose quantised pixels
+ * are all equal (blank background) are not hashed — every MNIST image has them, they say nothing
+ * about the query; hashes are 32-bit FNV-1a (collisions among a client's ≤ history × hashes
+ * entries cost at most a spurious shared hash, not a match); and each client keeps only its last
+ * `history` fingerprints, in a ring, with an index from hash to the queries holding it.
+ * Memory: at most history × hashes index entries per client (2,000 × 50 by default, a few MB), and
+ * `maxClients` clients (least recently active unflagged one forgotten first). Time per query: one
+ * pass over the pixels to hash, and `hashes` index look-ups.
+ */
+import { TransferlabError } from '../../shared/errors.js';
+import { readFlag, writeFlag, type JournalReader, type JournalWriter } from './journal.js';
+import type { ClientSummary, Detection } from './prada.js';
+
+export interface BlacklightOptions {
+  /** Quantisation step on the 0..255 scale (default 50, as in the paper). */
+  step: number;
+  /** Pixels per window of the flattened image (default 56: two MNIST rows, so a window sees strokes in two directions). */
+  window: number;
+  /** Pixels between window starts (default 1). */
+  stride: number;
+  /** Hashes kept per fingerprint: the largest values (default 50). */
+  hashes: number;
+  /** Shared hashes that make two queries a match (default 30). */
+  threshold: number;
+  /** Matched queries that flag a client (default 3). */
+  minMatches: number;
+  /** Fingerprints kept per client (default 2,000). */
+  history: number;
+  /** Clients tracked at once (default 100). */
+  maxClients: number;
+}
+
+export const BLACKLIGHT_DEFAULTS: BlacklightOptions = { step: 50, window: 56, stride: 1, hashes: 50, threshold: 30, minMatches: 3, history: 2000, maxClients: 100 };
+
+/** Bytes an index entry costs, roughly, in V8 (map slot + array element): for the memory report. */
+const ENTRY_BYTES = 48;
+
+class ClientPrints {
+  readonly ring: Uint32Array[] = [];
+  /** Ring position of the oldest fingerprint once full. */
+  head = 0;
+  /** Total queries seen; a fingerprint's id is its query number. */
+  queries = 0;
+  matches = 0;
+  bestShared = 0;
+  entries = 0;
+  readonly index = new Map<number, number[]>();
+
+  constructor(readonly id: string) {}
+}
+
+export class BlacklightDetector {
+  readonly options: BlacklightOptions;
+  private readonly clients = new Map<string, ClientPrints>();
+  private readonly flags = new Map<string, Detection>();
+
+  constructor(options: Partial<BlacklightOptions> = {}) {
+    this.options = { ...BLACKLIGHT_DEFAULTS, ...options };
+    const o = this.options;
+    const problems: string[] = [];
+    const int = (name: keyof BlacklightOptions, lo: number, hi: number) => {
+      if (!Number.isInteger(o[name]) || o[name] < lo || o[name] > hi) problems.push(`${name} must be an integer in ${lo}..${hi} (got ${o[name]})`);
+    };
+    int('step', 1, 255);
+    int('window', 1, 4096);
+    int('stride', 1, 4096);
+    int('hashes', 1, 1000);
+    int('threshold', 1, o.hashes);
+    int('minMatches', 1, 1_000_000);
+    int('history', 1, 100_000);
+    int('maxClients', 1, 1_000_000);
+    if (problems.length) throw new TransferlabError('invalid_config', `Blacklight detector: ${problems.join('; ')}`);
+  }
+
+  /** The fingerprint of one image (pixels in [0, 1]): the `hashes` largest window hashes, distinct. */
+  fingerprint(image: Float32Array, offset: number, pixels: number): Uint32Array {
+    const { step, window, stride, hashes } = this.options;
+    const q = new Uint8Array(pixels);
+    for (let p = 0; p < pixels; p++) q[p] = Math.floor(Math.round(Math.min(1, Math.max(0, image[offset + p])) * 255) / step);
+    const seen = new Set<number>();
+    for (let s = 0; s + window <= pixels; s += stride) {
+      let h = 0x811c9dc5;
+      let flat = true;
+      for (let p = s; p < s + window; p++) {
+        h = Math.imul(h ^ q[p], 0x01000193);
+        if (q[p] !== q[s]) flat = false;
+      }
+      if (!flat) seen.add(h >>> 0);
+    }
+    const sorted = Uint32Array.from(seen).sort();
+    return sorted.slice(Math.max(0, sorted.length - hashes));
+  }
+
+  private client(id: string): ClientPrints {
+    let c = this.clients.get(id);
+    if (c) this.clients.delete(id);
+    else {
+      if (this.clients.size >= this.options.maxClients) {
+        const old = [...this.clients.values()].find((x) => !this.flags.has(x.id)) ?? this.clients.values().next().value;
+        if (old) this.clients.delete(old.id);
+      }
+      c = new ClientPrints(id);
+    }
+    this.clients.set(id, c);
+    return c;
+  }
+
+  /** One query: the most hashes it shares with any earlier kept fingerprint; then it joins the history. */
+  private observeOne(c: ClientPrints, print: Uint32Array): number {
+    const id = c.queries++;
+    const shared = new Map<number, number>();
+    let best = 0;
+    for (const h of print) {
+      const holders = c.index.get(h);
+      if (!holders) continue;
+      for (const q of holders) {
+        const n = (shared.get(q) ?? 0) + 1;
+        shared.set(q, n);
+        if (n > best) best = n;
+      }
+    }
+    // Evict the oldest fingerprint first when the ring is full: its ids are the smallest in each list.
+    if (c.ring.length === this.options.history) {
+      const old = c.ring[c.head];
+      const oldId = id - this.options.history;
+      for (const h of old) {
+        const holders = c.index.get(h);
+        if (!holders) continue;
+        if (holders[0] === oldId) {
+          holders.shift();
+          c.entries--;
+        }
+        if (holders.length === 0) c.index.delete(h);
+      }
+      c.ring[c.head] = print;
+      c.head = (c.head + 1) % this.options.history;
+    } else c.ring.push(print);
+    for (const h of print) {
+      const holders = c.index.get(h);
+      if (holders) {
+        if (holders.at(-1) !== id) holders.push(id);
+      } else c.index.set(h, [id]);
+      c.entries++;
+    }
+    return best;
+  }
+
+  /**
+   * Feed one request's images (count × pixels, [0, 1]); returns the detection if this request flagged
+   * the client. With a journal, the fingerprints are written to it (for the replicas sharing a store).
+   */
+  observe(clientId: string, images: Float32Array, labels: ArrayLike<number>, journal?: JournalWriter): Detection | null {
+    const c = this.client(clientId);
+    const count = labels.length;
+    const pixels = count === 0 ? 0 : images.length / count;
+    let detection: Detection | null = null;
+    journal?.u32(count);
+    for (let i = 0; i < count; i++) {
+      const print = this.fingerprint(images, i * pixels, pixels);
+      if (journal) {
+        journal.u32(print.length);
+        journal.bytes(new Uint8Array(print.buffer, print.byteOffset, print.byteLength));
+      }
+      detection = this.take(c, print) ?? detection;
+    }
+    return detection;
+  }
+
+  /** Take a request another replica observed, from its journal (the fingerprints): the same state change and flag. */
+  replay(clientId: string, journal: JournalReader): Detection | null {
+    const c = this.client(clientId);
+    let detection: Detection | null = null;
+    for (let i = journal.u32(); i > 0; i--) {
+      const n = journal.u32();
+      // Copied: the ring keeps the fingerprint, the journal's buffer is not ours to hold.
+      const print = new Uint32Array(n);
+      new Uint8Array(print.buffer).set(journal.bytes(n * 4));
+      detection = this.take(c, print) ?? detection;
+    }
+    return detection;
+  }
+
+  private take(c: ClientPrints, print: Uint32Array): Detection | null {
+    const shared = this.observeOne(c, print);
+    if (shared > c.bestShared) c.bestShared = shared;
+    if (shared < this.options.threshold) return null;
+    c.matches++;
+    if (c.matches < this.options.minMatches || this.flags.has(c.id)) return null;
+    const detection: Detection = { clientId: c.id, w: Number.NaN, queries: c.queries, distances: 0, by: 'blacklight', matches: c.matches };
+    this.flags.set(c.id, detection);
+    return detection;
+  }
+
+  /**
+   * The client's state and flag, for a snapshot replicas load instead of replaying the journals before
+   * it: its counters and its kept fingerprints, oldest first (the index is rebuilt from them).
+   * Bounded: at most `history` fingerprints of `hashes` hashes.
+   */
+  snapshot(clientId: string, w: JournalWriter): void {
+    writeFlag(w, this.flags.get(clientId));
+    const c = this.clients.get(clientId);
+    w.u8(c ? 1 : 0);
+    if (!c) return;
+    w.f64(c.queries);
+    w.f64(c.matches);
+    w.f64(c.bestShared);
+    w.u32(c.ring.length);
+    for (let k = 0; k < c.ring.length; k++) {
+      const print = c.ring[(c.head + k) % c.ring.length];
+      w.u32(print.length);
+      w.bytes(new Uint8Array(print.buffer, print.byteOffset, print.byteLength));
+    }
+  }
+
+  /** Replace the client's state and flag by a snapshot's. */
+  restore(clientId: string, r: JournalReader): void {
+    this.forget(clientId);
+    const flag = readFlag(r, { clientId });
+    if (flag) this.flags.set(clientId, flag);
+    if (!r.u8()) return;
+    const c = this.client(clientId);
+    c.queries = r.f64();
+    c.matches = r.f64();
+    c.bestShared = r.f64();
+    const kept = r.u32();
+    // Oldest first at ring position 0 (head 0), ids counting up to the last query, as take() left them.
+    for (let k = 0; k < kept; k++) {
+      const print = new Uint32Array(r.u32());
+      new Uint8Array(print.buffer).set(r.bytes(print.length * 4));
+      c.ring.push(print);
+      const id = c.queries - kept + k;
+      for (const h of print) {
+        const holders = c.index.get(h);
+        if (holders) holders.push(id);
+        else c.index.set(h, [id]);
+        c.entries++;
+      }
+    }
+  }
+
+  tracks(clientId: string): boolean {
+    return this.clients.has(clientId);
+  }
+
+  restoreFlag(d: Detection): void {
+    if (!this.flags.has(d.clientId)) this.flags.set(d.clientId, d);
+  }
+
+  forget(clientId: string): void {
+    this.clients.delete(clientId);
+    this.flags.delete(clientId);
+  }
+
+  get memoryBytes(): number {
+    let n = 0;
+    for (const c of this.clients.values()) n += c.entries * ENTRY_BYTES;
+    return n;
+  }
+
+  summaries(): (ClientSummary & { matches: number; bestShared: number })[] {
+    return [...this.clients.values()].map((c) => ({
+      clientId: c.id,
+      queries: c.queries,
+      distances: 0,
+      w: null,
+      minW: null,
+      classSetSizes: [],
+      flagged: this.flags.has(c.id),
+      matches: c.matches,
+      bestShared: c.bestShared,
+    }));
+  }
+}
