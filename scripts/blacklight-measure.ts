@@ -17,7 +17,7 @@ import yargs from 'yargs';
 import { runQueryAttack, type QueryAttackName } from '../adversary/query/attack.js';
 import { describeBackend, initBackend } from '../shared/engine/backend.js';
 import { isMain, runMain } from '../shared/cli.js';
-import { median } from '../shared/metrics.js';
+import { median } from '../shared/statistics.js';
 import { adversarySplit, IMAGE_SIZE, loadMnist, subset } from '../shared/datasets/index.js';
 import { fromLayers, labelImages, type Model } from '../shared/model/model.js';
 import { loadModel } from '../shared/model/model-io.js';

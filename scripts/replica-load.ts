@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import yargs from 'yargs';
 import { isMain, runMain } from '../shared/cli.js';
-import { quantile } from '../shared/metrics.js';
+import { quantile } from '../shared/statistics.js';
 import { IMAGE_SIZE, loadMnist } from '../shared/datasets/index.js';
 import { spawnVictim, type VictimProcess } from '../victim/spawn.js';
 import { RedisIdempotencyStore } from '../victim/store/idempotency-redis.js';

@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import yargs from 'yargs';
 import { isMain, runMain } from '../shared/cli.js';
-import { quantile } from '../shared/metrics.js';
+import { quantile } from '../shared/statistics.js';
 import { loadMnist } from '../shared/datasets/index.js';
 import { createRng } from '../shared/random.js';
 import { SERVE_DEFAULTS } from '../victim/cli.js';

@@ -24,7 +24,7 @@ import { TransferlabError } from '../shared/errors.js';
 import { openServedModel } from '../victim/model/served-model.js';
 import { spawnVictim } from '../victim/spawn.js';
 import { trainVictim, VICTIM_DEFAULTS } from '../victim/train/train.js';
-import { quantile } from '../shared/metrics.js';
+import { quantile } from '../shared/statistics.js';
 
 export interface HttpFigures {
   model: string;

@@ -9,7 +9,7 @@ import { writeBoundaryMaps, writeImageGrids } from '../adversary/report/run-pict
 import { memoryRunStore } from '../adversary/run/store.js';
 import { CLASS_COLOURS } from '../adversary/report/raster.js';
 import { flipDistances, orthogonalSignDirection, planeGrid, type BatchLabeler } from '../shared/boundary.js';
-import { boundaryGap, distanceSummary, quantile } from '../shared/metrics.js';
+import { boundaryGap, distanceSummary, quantile } from '../shared/statistics.js';
 import { IMAGE_SIZE, quantise } from '../shared/datasets/index.js';
 import { predictLabels, type Model } from '../shared/model/model.js';
 import { createRng } from '../shared/random.js';

@@ -1,18 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { TransferlabError } from '../shared/errors.js';
-import {
-  accuracy,
-  agreement,
-  confusionMatrix,
-  median,
-  misclassificationRate,
-  pearson,
-  perClassMisclassification,
-  perClassTransfer,
-  sweepRow,
-  targetedSuccessRate,
-  transferRate,
-} from '../shared/metrics.js';
+import { accuracy, agreement, confusionMatrix, misclassificationRate, perClassMisclassification, perClassTransfer, sweepRow, targetedSuccessRate, transferRate } from '../shared/metrics.js';
+import { median, pearson } from '../shared/statistics.js';
 
 const I = (xs: number[]): Int32Array => Int32Array.from(xs);
 

@@ -11,7 +11,7 @@ import { pointNear } from '../adversary/report/html.js';
 import type { BoundaryResults } from '../adversary/campaign/boundary.js';
 import type { CampaignResults } from '../adversary/campaign/results.js';
 import type { SweepPoint } from '../adversary/campaign/transfer.js';
-import { boundaryGap } from '../shared/metrics.js';
+import { boundaryGap } from '../shared/statistics.js';
 
 /**
  * The report and comparison pages, rendered from synthetic but schema-valid results: this suite

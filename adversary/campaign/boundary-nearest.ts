@@ -5,7 +5,7 @@
  * substitute's FGSM direction, it answers where the victim's boundary lies, not only how far the
  * attack's own ray must go. RayS's distances are upper bounds that shrink with its budget.
  */
-import { distanceSummary, median, pearson, type Distance, type DistanceSummary } from '../../shared/metrics.js';
+import { distanceSummary, median, pearson, type Distance, type DistanceSummary } from '../../shared/statistics.js';
 import { labelImages, type Model } from '../../shared/model/model.js';
 import { runQueryAttack } from '../query/attack.js';
 import type { ImageOutcome } from '../query/search.js';

@@ -1,7 +1,8 @@
 import { inputGradientSign } from '../../shared/attacks/index.js';
 import { sweepSettings } from './transfer.js';
 import { EPSILON_STEP, flipDistances, planeGrid, type BatchLabeler } from '../../shared/boundary.js';
-import { agreement, boundaryGap, type BoundaryGap, type Distance, type Rate } from '../../shared/metrics.js';
+import { agreement, type Rate } from '../../shared/metrics.js';
+import { boundaryGap, type BoundaryGap, type Distance } from '../../shared/statistics.js';
 import { imagesTensor, subset } from '../../shared/datasets/images.js';
 import { pixelCount, type ImageSet } from '../../shared/datasets/types.js';
 import { labelImages, type Model } from '../../shared/model/model.js';

@@ -5,7 +5,7 @@
  * when any example recorded within the budget lies within ε in L∞ (for an L2 attack the best example
  * by L2 need not be the nearest in L∞); the medians are of the best example in the attack's own norm.
  */
-import { median } from '../../shared/metrics.js';
+import { median } from '../../shared/statistics.js';
 import type { ImageOutcome, TracePoint } from './search.js';
 
 export const CURVE_BUDGETS = [100, 200, 500, 1000, 2000, 5000];

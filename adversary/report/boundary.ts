@@ -1,4 +1,4 @@
-import type { DistanceSummary } from '../../shared/metrics.js';
+import type { DistanceSummary } from '../../shared/statistics.js';
 import type { BoundaryMap, BoundaryResults } from '../campaign/boundary.js';
 import { distanceCharts, svgOf } from './charts.js';
 import { classColourHex } from './raster.js';

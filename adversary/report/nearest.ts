@@ -1,4 +1,4 @@
-import type { DistanceSummary } from '../../shared/metrics.js';
+import type { DistanceSummary } from '../../shared/statistics.js';
 import type { NearestBoundary } from '../campaign/boundary-nearest.js';
 import { esc, num, pct, table } from './html.js';
 
