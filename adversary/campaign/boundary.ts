@@ -1,6 +1,7 @@
 import { inputGradientSign } from '../../shared/attacks/index.js';
 import { sweepSettings } from './transfer.js';
-import { EPSILON_STEP, flipDistances, planeGrid, type BatchLabeler } from '../../shared/boundary.js';
+import { EPSILON_STEP, flipDistances, planeGrid } from '../../shared/boundary.js';
+import type { Labeler } from '../../shared/labeler.js';
 import { agreement, boundaryGap, type BoundaryGap, type Distance, type Rate } from '../../shared/metrics.js';
 import { imagesTensor, subset } from '../../shared/datasets/images.js';
 import { pixelCount, type ImageSet } from '../../shared/datasets/types.js';
@@ -105,9 +106,9 @@ export async function measureBoundary(ctx: BoundaryContext): Promise<MeasuredBou
   const { config, oracle, log } = ctx;
   const allowPartial = config.allowPartial;
   const craft = config.craftLabel === 'oracle' ? ctx.cleanVictim : ctx.substituteClean;
-  const local: BatchLabeler = async (images, count) => labelImages(ctx.substitute, images, count);
+  const local: Labeler = async (images, count) => labelImages(ctx.substitute, images, count);
   let sent = 0;
-  const victim: BatchLabeler = (images, count) => {
+  const victim: Labeler = (images, count) => {
     sent += count;
     return oracle.label(images, count, 'measurement');
   };

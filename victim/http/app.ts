@@ -2,6 +2,7 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import helmet from 'helmet';
 import { pino, type Logger } from 'pino';
 import { TransferlabError } from '../../shared/errors.js';
+import type { Labeler } from '../../shared/labeler.js';
 import { PATHS, openApiDocument, type BudgetStatus, type VictimInfo } from '../../shared/protocol/index.js';
 import { CLASSES } from '../../shared/datasets/index.js';
 import { mountAdminRoutes, type AdminKey } from './admin.js';
@@ -32,7 +33,7 @@ export const MNIST_MODEL_INFO: ServedModelInfo = { dataset: 'mnist', inputShape:
 
 export interface VictimAppOptions {
   /** Labels for `count` images of model.inputShape (the micro-batcher in production). */
-  label: (images: Float32Array, count: number) => Promise<Int32Array>;
+  label: Labeler;
   /** The served model's input and classes (default: an MNIST classifier). */
   model?: ServedModelInfo;
   /** undefined = open service; every caller is the principal "anonymous". */
