@@ -21,20 +21,16 @@ import { describeBackend, initBackend } from '../shared/engine/backend.js';
 import { isMain, runMain } from '../shared/cli.js';
 import { IMAGE_SIZE, loadMnist } from '../shared/datasets/index.js';
 import { createRng, permutation } from '../shared/random.js';
+import { answered, contractClient, fetchTransport } from '../shared/protocol/index.js';
+import { ADMIN_DETECTIONS_PATH } from '../victim/http/admin.js';
 import type { DetectorView } from '../victim/detect/detection.js';
 import { spawnVictim, type VictimProcess } from '../victim/spawn.js';
 
 const ADMIN = 'detector-measure-admin-0123456789';
 const keyOf = (id: string) => `${id}-secret-0123456789abcdef`;
 
-async function label(url: string, key: string, body: Uint8Array): Promise<void> {
-  const res = await fetch(`${url}/v1/label`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/octet-stream', Authorization: `Bearer ${key}` },
-    body: body as Uint8Array<ArrayBuffer>,
-  });
-  if (res.status !== 200) throw new Error(`HTTP ${res.status}: ${await res.text()}`);
-  await res.arrayBuffer();
+async function label(url: string, key: string, bytes: Uint8Array): Promise<void> {
+  answered('label', await contractClient(url, fetchTransport(), { apiKey: key }).label({ images: { format: 'uint8', bytes } }), url);
 }
 
 /** Every client sends its images in requests of `batch`, all clients at once; returns images/s. */
@@ -96,7 +92,7 @@ export async function main(argv: string[]): Promise<number> {
     rates.with.push(await benign(withDetector.url, ids('a'), args.images, args.batch, 0));
     rates.without.push(await benign(without.url, ids('b'), args.images, args.batch, 100));
     rates.with.push(await benign(withDetector.url, ids('b'), args.images, args.batch, 100));
-    const view = (await (await fetch(`${withDetector.url}/v1/admin/detections`, { headers: { Authorization: `Bearer ${ADMIN}` } })).json()) as DetectorView;
+    const view = (await (await fetch(`${withDetector.url}${ADMIN_DETECTIONS_PATH}`, { headers: { Authorization: `Bearer ${ADMIN}` } })).json()) as DetectorView;
     const benignClients = view.clients.filter((c) => /^[ab]\d+$/.test(c.clientId));
     figures.throughput = rates;
     figures.overhead = 1 - rates.with.reduce((a, b) => a + b) / rates.without.reduce((a, b) => a + b);
@@ -112,7 +108,7 @@ export async function main(argv: string[]): Promise<number> {
       const t = performance.now();
       const results = await runCampaign(resolveConfig({ victim: withDetector.url, boundary: { enabled: false } }), out, oracle, { log: (l) => console.log(`  ${l}`) });
       await oracle.close();
-      const after = (await (await fetch(`${withDetector.url}/v1/admin/detections`, { headers: { Authorization: `Bearer ${ADMIN}` } })).json()) as DetectorView;
+      const after = (await (await fetch(`${withDetector.url}${ADMIN_DETECTIONS_PATH}`, { headers: { Authorization: `Bearer ${ADMIN}` } })).json()) as DetectorView;
       const hit = after.detections.find((d) => d.client === 'campaign');
       // The campaign labels its 1,000 evaluation images (measurement queries) before the seed set.
       const measurementFirst = results.config.evalSize as number;

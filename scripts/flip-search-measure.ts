@@ -11,7 +11,8 @@ import { writeFileSync } from 'node:fs';
 import yargs from 'yargs';
 import { inputGradientSign } from '../shared/attacks/index.js';
 import { describeBackend, initBackend } from '../shared/engine/backend.js';
-import { EPSILON_STEP, flipDistances, type BatchLabeler } from '../shared/boundary.js';
+import { EPSILON_STEP, flipDistances } from '../shared/boundary.js';
+import type { Labeler } from '../shared/labeler.js';
 import { isMain, runMain } from '../shared/cli.js';
 import { adversarySplit, imagesTensor, IMAGE_SIZE, loadMnist, quantise, subset } from '../shared/datasets/index.js';
 import { fromLayers, labelImages, type Model } from '../shared/model/model.js';
@@ -61,7 +62,7 @@ export async function main(argv: string[]): Promise<number> {
     const reference = labelImages(model, ev.images, n);
     const scan = fullScan(model, ev.images, d, n, reference);
     let asked = 0;
-    const label: BatchLabeler = async (images, count) => {
+    const label: Labeler = async (images, count) => {
       asked += count;
       return labelImages(model, images, count);
     };

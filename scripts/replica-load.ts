@@ -12,16 +12,18 @@
  */
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { Agent, request } from 'node:http';
+import { Agent } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import yargs from 'yargs';
 import { isMain, runMain } from '../shared/cli.js';
 import { quantile } from '../shared/statistics.js';
+import { answered, contractClient, type ContractClient } from '../shared/protocol/index.js';
 import { IMAGE_SIZE, loadMnist } from '../shared/datasets/index.js';
 import { spawnVictim, type VictimProcess } from '../victim/spawn.js';
 import { RedisIdempotencyStore } from '../victim/store/idempotency-redis.js';
 import { RedisVictimStore } from '../victim/store/redis-store.js';
+import { agentTransport } from './load-transport.js';
 import { startRedis } from './redis-server.js';
 
 const CLIENTS = 8;
@@ -36,38 +38,18 @@ export interface LoadCell {
   p99Ms: number;
 }
 
-function post(agent: Agent, url: URL, body: Uint8Array, key: string, retried = false): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        agent,
-        host: url.hostname,
-        port: url.port,
-        path: '/v1/label',
-        method: 'POST',
-        headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': body.length, 'Idempotency-Key': key },
-      },
-      (res) => {
-        res.resume();
-        res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`HTTP ${res.statusCode}`))));
-      },
-    );
-    req.on('error', (e: NodeJS.ErrnoException) => {
-      // A kept-alive socket the victim closed just as it was reused (its keep-alive timeout): send
-      // again, once, on a fresh one — the Idempotency-Key makes that safe (Node's documented remedy).
-      if (req.reusedSocket && e.code === 'ECONNRESET' && !retried) post(agent, url, body, key, true).then(resolve, reject);
-      else reject(e);
-    });
-    req.end(body);
-  });
+/** One label request with its own Idempotency-Key (which makes resending on a stale socket safe). */
+async function post(client: ContractClient, bytes: Uint8Array): Promise<void> {
+  answered('label', await client.label({ images: { format: 'uint8', bytes }, idempotencyKey: randomUUID() }));
 }
 
 async function measure(setup: string, urls: string[], pixels: Uint8Array, requests: number): Promise<LoadCell> {
   const agent = new Agent({ keepAlive: true, maxSockets: CLIENTS });
-  const targets = urls.map((u) => new URL(u));
+  const transport = agentTransport(agent, { resendOnStaleSocket: true });
+  const targets = urls.map((u) => contractClient(u, transport));
   const body = (i: number) => pixels.subarray(((i * BATCH) % 9000) * IMAGE_SIZE, ((i * BATCH) % 9000 + BATCH) * IMAGE_SIZE);
   // Warm-up: every replica's model and connections.
-  await Promise.all(Array.from({ length: CLIENTS }, (_, c) => post(agent, targets[c % targets.length], body(c), randomUUID())));
+  await Promise.all(Array.from({ length: CLIENTS }, (_, c) => post(targets[c % targets.length], body(c))));
   const latencies: number[] = [];
   let next = 0;
   const t0 = performance.now();
@@ -76,7 +58,7 @@ async function measure(setup: string, urls: string[], pixels: Uint8Array, reques
       for (let i = 0; next < requests; i++) {
         const n = next++;
         const t = performance.now();
-        await post(agent, targets[(c + i) % targets.length], body(n), randomUUID());
+        await post(targets[(c + i) % targets.length], body(n));
         latencies.push(performance.now() - t);
       }
     }),

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { connect } from 'node:net';
 import { IMAGE_SIZE } from '../shared/datasets/index.js';
-import { HEADERS } from '../shared/protocol/index.js';
+import { isTransferlabError } from '../shared/errors.js';
+import { HEADERS, MEDIA_TYPES, ROUTES, contractClient, fetchTransport, type Answer, type ImagesBody } from '../shared/protocol/index.js';
 import type { Rng } from '../shared/random.js';
 
 /**
@@ -23,30 +24,18 @@ export interface TrafficMix {
   retry: number;
 }
 
-const TIMEOUT_MS = 30_000;
+const transport = fetchTransport({ timeoutMs: 30_000 });
 
-interface Sent {
-  status: number;
-  replayed: boolean;
-  body: { labels?: number[]; budget?: { used: number }; error?: { code: string } } | undefined;
-}
-
-async function post(url: string, key: string, headers: Record<string, string>, body: string | Uint8Array<ArrayBuffer>): Promise<Sent> {
-  const res = await fetch(`${url}/v1/label`, { method: 'POST', headers: { Authorization: `Bearer ${key}`, ...headers }, body, signal: AbortSignal.timeout(TIMEOUT_MS) });
-  const text = await res.text();
-  let parsed: Sent['body'];
-  try {
-    parsed = JSON.parse(text) as Sent['body'];
-  } catch {
-    parsed = undefined;
-  }
-  return { status: res.status, replayed: res.headers.get(HEADERS.idempotentReplayed) === 'true', body: parsed };
+/** The contract's label request; a 200 that does not fit the contract's schema throws (an error outcome). */
+function post(url: string, key: string, images: ImagesBody, idempotencyKey?: string): Promise<Answer<'label'>> {
+  return contractClient(url, transport, { apiKey: key }).label({ images, idempotencyKey });
 }
 
 /** A chunked body with an invalid chunk size, over a raw socket: the status line it got, or 0 if none within 5 s. */
 function badChunk(url: string, key: string): Promise<number> {
   const { hostname, port } = new URL(url);
-  const head = `POST /v1/label HTTP/1.1\r\nHost: victim\r\nAuthorization: Bearer ${key}\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n`;
+  const { method, path } = ROUTES.label;
+  const head = `${method} ${path} HTTP/1.1\r\nHost: victim\r\n${HEADERS.authorization}: Bearer ${key}\r\nContent-Type: ${MEDIA_TYPES.binary}\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n`;
   return new Promise((resolve) => {
     let text = '';
     const socket = connect(Number(port), hostname, () => socket.write(head));
@@ -76,34 +65,34 @@ export async function nextRequest(url: string, key: string, pixels: Uint8Array, 
         const status = await badChunk(url, key);
         return [status === 400 ? { kind: 'refused', ms: ms() } : { kind: 'error', why: `bad chunk got ${status || 'no answer'}`, ms: ms() }];
       }
-      const sent =
-        which === 0
-          ? await post(url, key, { 'Content-Type': 'application/json' }, '{"inputs":[[0.5, 0.5')
-          : await post(url, key, { 'Content-Type': 'application/octet-stream' }, new Uint8Array(IMAGE_SIZE + 1));
+      const sent = which === 0 ? await post(url, key, { json: '{"inputs":[[0.5, 0.5' }) : await post(url, key, { format: 'uint8', bytes: new Uint8Array(IMAGE_SIZE + 1) });
       const expected = which === 0 ? 'invalid_json' : 'invalid_binary_length';
-      return [sent.status === 400 && sent.body?.error?.code === expected ? { kind: 'refused', ms: ms() } : { kind: 'error', why: `malformed got ${sent.status} ${sent.body?.error?.code ?? ''}`, ms: ms() }];
+      const code = sent.ok ? '' : sent.code;
+      return [sent.status === 400 && code === expected ? { kind: 'refused', ms: ms() } : { kind: 'error', why: `malformed got ${sent.status} ${code}`, ms: ms() }];
     }
     const count = 1 + Math.floor(rng() * 100);
     const first = Math.floor(rng() * (pixels.length / IMAGE_SIZE - count));
     const images = pixels.slice(first * IMAGE_SIZE, (first + count) * IMAGE_SIZE);
     const json = rng() < 0.5;
-    const body = json
-      ? JSON.stringify({ inputs: Array.from({ length: count }, (_, i) => Array.from(images.subarray(i * IMAGE_SIZE, (i + 1) * IMAGE_SIZE), (v) => v / 255)) })
-      : (images as Uint8Array<ArrayBuffer>);
-    const headers = { 'Content-Type': json ? 'application/json' : 'application/octet-stream', [HEADERS.idempotencyKey]: `soak-${randomUUID()}` };
-    const sent = await post(url, key, headers, body);
-    const labels = sent.body?.labels;
-    if (sent.status !== 200 || !labels || labels.length !== count || !labels.every((l) => Number.isInteger(l) && l >= 0 && l < 10)) {
-      return [{ kind: 'error', why: `${count} images got ${sent.status} ${sent.body?.error?.code ?? `${labels?.length ?? 'no'} labels`}`, ms: ms() }];
+    const body: ImagesBody = json
+      ? { json: JSON.stringify({ inputs: Array.from({ length: count }, (_, i) => Array.from(images.subarray(i * IMAGE_SIZE, (i + 1) * IMAGE_SIZE), (v) => v / 255)) }) }
+      : { format: 'uint8', bytes: images };
+    const idempotencyKey = `soak-${randomUUID()}`;
+    const sent = await post(url, key, body, idempotencyKey);
+    const labels = sent.ok ? sent.value.labels : undefined;
+    if (sent.status !== 200 || !labels || labels.length !== count || !labels.every((l) => l < 10)) {
+      return [{ kind: 'error', why: `${count} images got ${sent.status} ${sent.ok ? `${labels?.length ?? 'no'} labels` : sent.code}`, ms: ms() }];
     }
-    const answered: Outcome = { kind: 'answered', images: count, ms: ms(), used: sent.body?.budget?.used };
+    const answered: Outcome = { kind: 'answered', images: count, ms: ms(), used: sent.ok ? sent.value.budget.used : undefined };
     if (rng() >= mix.retry) return [answered];
     const again = performance.now();
-    const retry = await post(url, key, headers, body);
-    const same = retry.status === 200 && retry.replayed && JSON.stringify(retry.body?.labels) === JSON.stringify(labels);
+    const retry = await post(url, key, body, idempotencyKey);
+    const same = retry.ok && retry.status === 200 && retry.replayed && JSON.stringify(retry.value.labels) === JSON.stringify(labels);
     const retryMs = performance.now() - again;
-    return [answered, same ? { kind: 'retried', ms: retryMs } : { kind: 'error', why: `retry got ${retry.status}, replayed ${retry.replayed}`, ms: retryMs }];
+    return [answered, same ? { kind: 'retried', ms: retryMs } : { kind: 'error', why: `retry got ${retry.status}, replayed ${retry.ok && retry.replayed}`, ms: retryMs }];
   } catch (e) {
-    return [{ kind: 'error', why: `connection: ${(e as Error).message.slice(0, 80)}`, ms: ms() }];
+    // An answer that does not fit the contract is the victim's fault, not the connection's.
+    const why = isTransferlabError(e) ? `answer: ${e.message.slice(0, 120)}` : `connection: ${(e as Error).message.slice(0, 80)}`;
+    return [{ kind: 'error', why, ms: ms() }];
   }
 }

@@ -9,7 +9,7 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { Agent, request } from 'node:http';
+import { Agent } from 'node:http';
 import { join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import * as ort from 'onnxruntime-node';
@@ -19,30 +19,18 @@ import { isMain, runMain } from '../shared/cli.js';
 import { loadLayersFolder } from '../shared/model/layers-folder.js';
 import { IMAGE_SIZE, loadMnist } from '../shared/datasets/index.js';
 import { provenance } from '../shared/versions.js';
+import { answered, contractClient, type ContractClient } from '../shared/protocol/index.js';
 import { NODE_TS, ROOT, spawnVictim, type VictimProcess } from '../victim/spawn.js';
 import { readTransferResults } from '../adversary/campaign/results.js';
 import { fileRunStore } from '../adversary/run/store.js';
+import { agentTransport } from './load-transport.js';
 
 const CLIENTS = 8;
 const BATCH = 100;
 
-function post(agent: Agent, url: URL, body: Uint8Array): Promise<number[]> {
-  return new Promise((done, fail) => {
-    const req = request(
-      { agent, host: url.hostname, port: url.port, path: '/v1/label', method: 'POST', headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': body.length } },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString();
-          if (res.statusCode !== 200) return fail(new Error(`HTTP ${res.statusCode}: ${text.slice(0, 200)}`));
-          done((JSON.parse(text) as { labels: number[] }).labels);
-        });
-      },
-    );
-    req.on('error', fail);
-    req.end(body);
-  });
+/** The victim's labels of uint8 images, or its refusal as an error. */
+async function post(client: ContractClient, bytes: Uint8Array): Promise<number[]> {
+  return answered('label', await client.label({ images: { format: 'uint8', bytes } })).labels;
 }
 
 /** The model's own labels, in-process: ONNX Runtime directly (NCHW), or TF.js predict on the folder as given. */
@@ -68,14 +56,15 @@ async function ownLabels(kind: 'onnx' | 'keras', path: string, floats: Float32Ar
   return out;
 }
 
-async function throughput(url: URL, pixels: Uint8Array, images: number): Promise<number> {
+async function throughput(url: string, pixels: Uint8Array, images: number): Promise<number> {
   const agent = new Agent({ keepAlive: true, maxSockets: CLIENTS });
+  const client = contractClient(url, agentTransport(agent));
   const body = (i: number) => pixels.subarray(((i * BATCH) % 9000) * IMAGE_SIZE, (((i * BATCH) % 9000) + BATCH) * IMAGE_SIZE);
-  await Promise.all(Array.from({ length: CLIENTS }, (_, c) => post(agent, url, body(c))));
+  await Promise.all(Array.from({ length: CLIENTS }, (_, c) => post(client, body(c))));
   let next = 0;
   const t0 = performance.now();
   await Promise.all(Array.from({ length: CLIENTS }, async () => {
-    while (next < images / BATCH) await post(agent, url, body(next++));
+    while (next < images / BATCH) await post(client, body(next++));
   }));
   agent.destroy();
   return images / ((performance.now() - t0) / 1000);
@@ -121,10 +110,10 @@ export async function main(argv: string[]): Promise<number> {
         onLine: (l) => console.log(`[${kind} victim] ${l}`),
       });
       victims[kind] = victim;
-      const url = new URL(victim.url);
       const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+      const client = contractClient(victim.url, agentTransport(agent));
       const http: number[] = [];
-      for (let s = 0; s < n; s += 1000) http.push(...(await post(agent, url, pixels.subarray(s * IMAGE_SIZE, (s + 1000) * IMAGE_SIZE))));
+      for (let s = 0; s < n; s += 1000) http.push(...(await post(client, pixels.subarray(s * IMAGE_SIZE, (s + 1000) * IMAGE_SIZE))));
       agent.destroy();
       const own = await ownLabels(kind, models[kind], floats, n);
       const same = http.filter((l, i) => l === own[i]).length;
@@ -143,7 +132,7 @@ export async function main(argv: string[]): Promise<number> {
     const rates: Record<string, number[]> = { onnx: [], keras: [] };
     for (let round = 0; round < a.rounds; round++) {
       for (const kind of ['onnx', 'keras'] as const) {
-        const rate = await throughput(new URL((victims[kind] as VictimProcess).url), test.pixels, 4000);
+        const rate = await throughput((victims[kind] as VictimProcess).url, test.pixels, 4000);
         rates[kind].push(rate);
         console.log(`round ${round + 1} ${kind}: ${Math.round(rate)} images/s (batches of ${BATCH}, ${CLIENTS} clients)`);
       }

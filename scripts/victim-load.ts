@@ -10,7 +10,7 @@
  * The victim runs as its own process (as in production); the clients run here, on the same cores.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { Agent, request } from 'node:http';
+import { Agent } from 'node:http';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -25,6 +25,8 @@ import { openServedModel } from '../victim/model/served-model.js';
 import { spawnVictim } from '../victim/spawn.js';
 import { trainVictim, VICTIM_DEFAULTS } from '../victim/train/train.js';
 import { quantile } from '../shared/statistics.js';
+import { answered, contractClient, type ContractClient, type ImagesBody } from '../shared/protocol/index.js';
+import { agentTransport } from './load-transport.js';
 
 export interface HttpFigures {
   model: string;
@@ -70,37 +72,24 @@ export async function benchVictimModel(log: (line: string) => void): Promise<str
 const CLIENTS = 8;
 const BATCH = 100;
 
-function post(agent: Agent, url: URL, body: Uint8Array, type = 'application/octet-stream'): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      { agent, host: url.hostname, port: url.port, path: '/v1/label', method: 'POST', headers: { 'Content-Type': type, 'Content-Length': body.length } },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          if (res.statusCode !== 200) return reject(new Error(`HTTP ${res.statusCode}: ${Buffer.concat(chunks).toString().slice(0, 200)}`));
-          resolve((JSON.parse(Buffer.concat(chunks).toString()) as { labels: number[] }).labels.length);
-        });
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
+/** One label request; resolves to the number of labels, or rejects with the victim's refusal. */
+async function post(client: ContractClient, images: ImagesBody): Promise<number> {
+  return answered('label', await client.label({ images })).labels.length;
 }
 
 /** One cell of the matrix: `requests` requests of `batch` images from `clients` clients, each waiting for its answer. */
-async function measureCell(url: URL, pixels: Uint8Array, batch: number, encoding: HttpCell['encoding'], clients: number, requests: number): Promise<HttpCell> {
+async function measureCell(url: string, pixels: Uint8Array, batch: number, encoding: HttpCell['encoding'], clients: number, requests: number): Promise<HttpCell> {
   // A few distinct bodies, built before the clock starts (a JSON client sends pixels / 255, 4 decimals).
   const bodies = Array.from({ length: 8 }, (_, i) => {
     const px = pixels.subarray(i * batch * IMAGE_SIZE, (i + 1) * batch * IMAGE_SIZE);
-    if (encoding === 'uint8') return Buffer.from(px);
+    if (encoding === 'uint8') return { format: 'uint8', bytes: Buffer.from(px) } as const;
     const inputs = Array.from({ length: batch }, (_, j) => Array.from(px.subarray(j * IMAGE_SIZE, (j + 1) * IMAGE_SIZE), (v) => Math.round((v / 255) * 1e4) / 1e4));
-    return Buffer.from(JSON.stringify({ inputs }));
+    return { json: JSON.stringify({ inputs }) };
   });
-  const type = encoding === 'uint8' ? 'application/octet-stream' : 'application/json';
   const agent = new Agent({ keepAlive: true, maxSockets: clients });
+  const client = contractClient(url, agentTransport(agent));
   try {
-    await Promise.all(Array.from({ length: clients }, (_, c) => post(agent, url, bodies[c % bodies.length], type)));
+    await Promise.all(Array.from({ length: clients }, (_, c) => post(client, bodies[c % bodies.length])));
     const latencies: number[] = [];
     let next = 0;
     const t0 = performance.now();
@@ -108,7 +97,7 @@ async function measureCell(url: URL, pixels: Uint8Array, batch: number, encoding
       while (next < requests) {
         const body = bodies[next++ % bodies.length];
         const s = performance.now();
-        await post(agent, url, body, type);
+        await post(client, body);
         latencies.push(performance.now() - s);
       }
     }));
@@ -155,18 +144,19 @@ export async function measureHttp(o: { model?: string; quick: boolean; log: (lin
     timeoutMs: 120_000,
   });
   const agent = new Agent({ keepAlive: true, maxSockets: CLIENTS });
-  const url = new URL(victim.url);
+  const url = victim.url;
+  const client = contractClient(url, agentTransport(agent));
   try {
-    const batchBody = (i: number) => test.pixels.subarray(((i * BATCH) % 9000) * IMAGE_SIZE, (((i * BATCH) % 9000) + BATCH) * IMAGE_SIZE);
+    const batchBody = (i: number): ImagesBody => ({ format: 'uint8', bytes: test.pixels.subarray(((i * BATCH) % 9000) * IMAGE_SIZE, (((i * BATCH) % 9000) + BATCH) * IMAGE_SIZE) });
     // Warm-up: connections open, kernels and JIT hot.
-    await Promise.all(Array.from({ length: CLIENTS }, (_, c) => post(agent, url, batchBody(c))));
+    await Promise.all(Array.from({ length: CLIENTS }, (_, c) => post(client, batchBody(c))));
     const overHttp = async () => {
       let next = 0;
       const requests = images / BATCH;
       const t0 = performance.now();
       await Promise.all(
         Array.from({ length: CLIENTS }, async () => {
-          while (next < requests) await post(agent, url, batchBody(next++));
+          while (next < requests) await post(client, batchBody(next++));
         }),
       );
       return images / ((performance.now() - t0) / 1000);

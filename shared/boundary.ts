@@ -12,10 +12,8 @@
  */
 import { TransferlabError } from './errors.js';
 import { quantise } from './datasets/images.js';
+import type { Labeler } from './labeler.js';
 import type { Rng } from './random.js';
-
-/** Labels for `count` images; one call = one batch (for the victim, `count` paid queries). */
-export type BatchLabeler = (images: Float32Array, count: number) => Promise<Int32Array>;
 
 /** Pixels are 8-bit, so ε is searched over whole steps k/255: 8 bisection steps cover 0..255. */
 export const EPSILON_STEP = 1 / 255;
@@ -93,7 +91,7 @@ export async function flipDistances(
   images: Float32Array,
   directions: Float32Array,
   count: number,
-  label: BatchLabeler,
+  label: Labeler,
   opts: FlipOptions = {},
 ): Promise<FlipSearch> {
   const size = imageSize(count, ['images', images], ['directions', directions]);

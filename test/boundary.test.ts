@@ -8,7 +8,8 @@ import { boundaryMapPng, chooseRows, pickEpsilons } from '../adversary/report/pi
 import { writeBoundaryMaps, writeImageGrids } from '../adversary/report/run-pictures.js';
 import { memoryRunStore } from '../adversary/run/store.js';
 import { CLASS_COLOURS } from '../adversary/report/raster.js';
-import { flipDistances, orthogonalSignDirection, planeGrid, type BatchLabeler } from '../shared/boundary.js';
+import { flipDistances, orthogonalSignDirection, planeGrid } from '../shared/boundary.js';
+import type { Labeler } from '../shared/labeler.js';
 import { boundaryGap, distanceSummary, quantile } from '../shared/statistics.js';
 import { IMAGE_SIZE, quantise } from '../shared/datasets/index.js';
 import { predictLabels, type Model } from '../shared/model/model.js';
@@ -23,9 +24,9 @@ function randomImages(count: number, seed: number, max = 255): Float32Array {
 }
 
 /** label = 1 when the mean pixel exceeds t, else 0; counts its batched calls. */
-function meanThreshold(t: number): { label: BatchLabeler; calls: number[] } {
+function meanThreshold(t: number): { label: Labeler; calls: number[] } {
   const calls: number[] = [];
-  const label: BatchLabeler = async (images, count) => {
+  const label: Labeler = async (images, count) => {
     calls.push(count);
     return Int32Array.from({ length: count }, (_, i) => {
       let s = 0;
@@ -37,7 +38,7 @@ function meanThreshold(t: number): { label: BatchLabeler; calls: number[] } {
 }
 
 /** The exact answer by linear scan over every 8-bit step, probing as flipDistances does. */
-async function scan(x: Float32Array, d: Float32Array, i: number, label: BatchLabeler, kMax = 255): Promise<number | null> {
+async function scan(x: Float32Array, d: Float32Array, i: number, label: Labeler, kMax = 255): Promise<number | null> {
   const ref = (await label(x.slice(i * P, (i + 1) * P), 1))[0];
   for (let k = 1; k <= kMax; k++) {
     const probe = Float32Array.from({ length: P }, (_, p) => x[i * P + p] + (k / 255) * d[i * P + p]);
@@ -86,7 +87,7 @@ describe('flipDistances', () => {
 
   it('finds the first crossing of a label that changes and changes back, which bisection misses', async () => {
     // label 1 only while the mean lies in a band: it flips, then returns before ε = 1.
-    const band: BatchLabeler = async (images, count) =>
+    const band: Labeler = async (images, count) =>
       Int32Array.from({ length: count }, (_, i) => {
         let s = 0;
         for (let p = 0; p < P; p++) s += images[i * P + p];

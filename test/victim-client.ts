@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { contractClient, fetchTransport, wireRequest, type ContractClient } from '../shared/protocol/index.js';
 import { spawnVictim, type VictimProcess } from '../victim/spawn.js';
 
 /** Helpers shared by the victim test suites: a real victim process and a raw HTTP client. */
@@ -56,9 +57,15 @@ export const bearer = (key: string) => ({ Authorization: `Bearer ${key}` });
 /** fetch's BodyInit wants an ArrayBuffer-backed view; MNIST subarrays are, the types just cannot tell. */
 export const bytes = (u8: Uint8Array) => u8 as Uint8Array<ArrayBuffer>;
 
-/** POST /v1/label with uint8 pixels. */
+/** The contract's label request with uint8 pixels (and any extra headers), its reply read raw. */
 export function labelUint8(base: string, pixels: Uint8Array, headers: Record<string, string> = {}): Promise<Reply> {
-  return call(`${base}/v1/label`, { method: 'POST', headers: { 'Content-Type': 'application/octet-stream', ...headers }, body: bytes(pixels) });
+  const req = wireRequest('label', { images: { format: 'uint8', bytes: pixels } });
+  return call(`${base}${req.path}`, { method: req.method, headers: { ...req.headers, ...headers }, body: bytes(pixels) });
+}
+
+/** The contract's typed client over fetch, without retries: answers validated by the route's schema. */
+export function victimClient(base: string, apiKey?: string): ContractClient {
+  return contractClient(base, fetchTransport(), { apiKey });
 }
 
 export function readJsonl<T>(path: string): T[] {

@@ -7,6 +7,7 @@
  */
 import { distanceSummary, median, pearson, type Distance, type DistanceSummary } from '../../shared/statistics.js';
 import { labelImages, type Model } from '../../shared/model/model.js';
+import type { Labeler } from '../../shared/labeler.js';
 import { runQueryAttack } from '../query/attack.js';
 import type { ImageOutcome } from '../query/search.js';
 import { TransferlabError } from '../../shared/errors.js';
@@ -43,7 +44,7 @@ export interface NearestContext {
   substituteClean: ArrayLike<number>;
   substitute: Model;
   /** Paid victim labels (measurement), and what has been paid so far. */
-  victim: (images: Float32Array, count: number) => Promise<Int32Array>;
+  victim: Labeler;
   paid: () => number;
   seed: number;
   queriesPerImage: number;

@@ -1,6 +1,7 @@
 import { inputGradientSign } from '../../shared/attacks/index.js';
 import { sweepSettings } from './transfer.js';
-import { EPSILON_STEP, flipDistances, planeGrid, type BatchLabeler } from '../../shared/boundary.js';
+import { EPSILON_STEP, flipDistances, planeGrid } from '../../shared/boundary.js';
+import type { Labeler } from '../../shared/labeler.js';
 import { agreement, type Rate } from '../../shared/metrics.js';
 import { boundaryGap, type BoundaryGap, type Distance } from '../../shared/statistics.js';
 import { imagesTensor, subset } from '../../shared/datasets/images.js';
@@ -106,9 +107,9 @@ export async function measureBoundary(ctx: BoundaryContext): Promise<MeasuredBou
   const { config, oracle, log } = ctx;
   const allowPartial = config.allowPartial;
   const craft = config.craftLabel === 'oracle' ? ctx.cleanVictim : ctx.substituteClean;
-  const local: BatchLabeler = async (images, count) => labelImages(ctx.substitute, images, count);
+  const local: Labeler = async (images, count) => labelImages(ctx.substitute, images, count);
   let sent = 0;
-  const victim: BatchLabeler = (images, count) => {
+  const victim: Labeler = (images, count) => {
     sent += count;
     return oracle.label(images, count, 'measurement');
   };

@@ -1,6 +1,7 @@
 import { readFileSync, existsSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { ATTACK_NAMES } from '../../shared/attacks/index.js';
 import { ARCHITECTURES } from '../../shared/model/architectures.js';
 import { isBuiltinDataset } from '../../shared/datasets/index.js';
 import { TransferlabError } from '../../shared/errors.js';
@@ -11,7 +12,6 @@ import { victimUrl } from '../oracle/victim-url.js';
  * A campaign's whole configuration. One schema gives the defaults, validates a YAML/JSON file
  * and the flags that override it, and lists every problem at once, before any query is spent.
  */
-const attackNames = ['fgsm', 'bim', 'pgd', 'mi-fgsm'] as const;
 const unit = z.number().gt(0).lte(1);
 const epochCount = z.number().int().min(1).max(200);
 const architecture = z.string().refine((s) => ARCHITECTURES.includes(s), { message: `must be one of ${ARCHITECTURES.join(', ')}` });
@@ -50,7 +50,7 @@ export const campaignSchema = z
     shift: z.number().int().min(0).max(4).default(2),
     batchSize: z.number().int().min(1).max(4096).default(128),
     learningRate: z.number().gt(0).lt(1).default(0.001),
-    attack: z.enum(attackNames).default('fgsm'),
+    attack: z.enum(ATTACK_NAMES).default('fgsm'),
     steps: z.number().int().min(1).max(1000).default(10),
     loss: z.enum(['ce', 'margin']).default('ce'),
     diversity: z.number().min(0).max(1).default(0),

@@ -4,6 +4,7 @@ import { pixelCount } from '../../shared/datasets/types.js';
 import { accuracy, agreement } from '../../shared/metrics.js';
 import { imagesTensor, quantise } from '../../shared/datasets/images.js';
 import { fromLayers, predictLabels } from '../../shared/model/model.js';
+import type { Labeler } from '../../shared/labeler.js';
 import { createRng, seedGlobalRandom } from '../../shared/random.js';
 import { trainClassifier, type TrainOptions } from '../../shared/model/training.js';
 import { jacobianStep, pointsToAugment, gatherImages, concatImages, concatLabels } from './augmentation.js';
@@ -25,7 +26,7 @@ export interface RoundsContext {
   /** The victim's input shape and class count (from /v1/info): the substitute is built for them. */
   shape: ModelShape;
   /** Labels from the victim, paid as attack queries. */
-  queryAttack: (images: Float32Array, count: number) => Promise<Int32Array>;
+  queryAttack: Labeler;
   attackQueries: () => number;
   /** Held-out images for the per-round report; their true labels are the simulator's, not the adversary's. */
   evaluation: { images: Float32Array; truth: Int32Array; victim: Int32Array };

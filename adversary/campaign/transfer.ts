@@ -2,6 +2,7 @@ import { fgsmAlong, inputGradientSign, projectedImages, runAttack, type AttackNa
 import { meanPerturbationL2, sweepRow, type SweepRow, confusionMatrix, perClassTransfer, type Rate } from '../../shared/metrics.js';
 import { imagesTensor, quantise } from '../../shared/datasets/images.js';
 import { labelImages, type Model } from '../../shared/model/model.js';
+import type { Labeler } from '../../shared/labeler.js';
 import type { CampaignConfig } from './config.js';
 import type { CraftSplit } from './craft-split.js';
 import { onCut, type PartialMeasure } from '../run/measure-cut.js';
@@ -71,13 +72,11 @@ export function sweepSettings(c: Pick<CampaignConfig, 'attack' | 'epsilons' | 's
   };
 }
 
-export type VictimLabeler = (images: Float32Array, count: number) => Promise<Int32Array>;
-
 export async function sweep(
   model: Model,
   data: SweepData,
   s: SweepSettings,
-  victim: VictimLabeler,
+  victim: Labeler,
   modes: readonly AttackMode[] = ['untargeted', 'targeted'],
   /** Crafts the iterative attacks on two threads (craft-split.ts); the same images as without it. */
   split?: CraftSplit | null,

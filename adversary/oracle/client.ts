@@ -1,17 +1,18 @@
 /**
- * The adversary's HTTP client for the victim API (documented in docs/http-api.md; the contract itself is shared/protocol/).
- * Transient trouble (network errors, 5xx, 429 rate limits) is retried with exponential backoff
- * and full jitter inside a time window, so a victim restart does not end a campaign; a refusal
- * (budget exhausted, bad key, bad request) is final and surfaces the victim's code and message.
- * Counting, caching and the ledger are in oracle-core.ts / answer-cache.ts.
+ * The adversary's HTTP client for the victim API (documented in docs/http-api.md). Each call is a route
+ * of the contract's table: its request is built, and its answer read and validated, by
+ * shared/protocol/wire.ts; this layer adds what a campaign needs on top. Transient trouble (network
+ * errors, 5xx, 429 rate limits) is retried with exponential backoff and full jitter inside a time
+ * window, so a victim restart does not end a campaign; a refusal (budget exhausted, bad key, bad
+ * request) is final and surfaces the victim's code and message; every batch carries an
+ * Idempotency-Key, the same on each retry. Counting, caching and the ledger are in core.ts / answer-cache.ts.
  */
 import http from 'node:http';
 import https from 'node:https';
-import axios, { isAxiosError, type AxiosInstance, type AxiosRequestConfig } from 'axios';
-import { z } from 'zod';
+import axios, { isAxiosError, type AxiosInstance } from 'axios';
 import { TransferlabError } from '../../shared/errors.js';
 import { runIdentity } from './answer-cache.js';
-import { HEADERS, MEDIA_TYPES, PATHS, anyErrorBodySchema, budgetSchema, victimInfoSchema, type BudgetStatus } from '../../shared/protocol/index.js';
+import { ROUTES, readAnswer, wireRequest, type BudgetStatus, type CallInput, type RouteAnswer, type RouteName, type WireRequest } from '../../shared/protocol/index.js';
 import type { VictimInfo } from './oracle.js';
 import { buildOracle, imageKey, oracleStore, VictimError, type CountingOracle, type PixelFormat, type SendBatch } from './core.js';
 import { runStore, type RunStore } from '../run/store.js';
@@ -57,34 +58,16 @@ export interface HttpOracleOptions {
   timeoutMs?: number;
 }
 
-/**
- * Labels are checked against the victim's class count by the oracle core (with a clearer message
- * than a schema's), and the budget may be absent from an older or foreign label service.
- */
-const labelSchema = z.object({
-  labels: z.array(z.number()),
-  budget: budgetSchema.optional(),
-});
-
 /** Errors worth waiting out: the victim restarting, a dropped socket, a slow answer. */
 const TRANSIENT_NET = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ECONNABORTED', 'EPIPE', 'EAI_AGAIN',
   'EHOSTUNREACH', 'ENETUNREACH', 'ENETDOWN', 'ERR_SOCKET_CONNECTION_TIMEOUT',
 ]);
 
-type Attempt =
-  | { kind: 'ok'; status: number; body: unknown }
+type Attempt<R extends RouteName> =
+  | { kind: 'ok'; status: number; value: RouteAnswer<R> }
   | { kind: 'retry'; reason: string; retryAfterMs?: number }
   | { kind: 'final'; code: string; message: string; status: number; http?: number };
-
-function parseJson(text: unknown): unknown {
-  if (typeof text !== 'string') return text;
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-}
 
 /** Retry-After is delta-seconds or an HTTP date. */
 function retryAfterMs(header: unknown): number | undefined {
@@ -124,10 +107,9 @@ export class VictimHttp {
     this.client = axios.create({
       baseURL: url,
       timeout: opts.timeoutMs ?? 30_000,
-      headers: opts.apiKey ? { [HEADERS.authorization]: `Bearer ${opts.apiKey}` } : {},
       httpAgent: this.agents[0],
       httpsAgent: this.agents[1],
-      // Every status comes back as a response; classify() decides what is final.
+      // Every status comes back as a response; attempt() decides what is final.
       validateStatus: () => true,
       responseType: 'text',
       transformResponse: [(d: unknown) => d],
@@ -136,16 +118,18 @@ export class VictimHttp {
     });
   }
 
-  /** One attempt: a usable answer, something to retry, or a final refusal. */
-  private async attempt(config: AxiosRequestConfig): Promise<Attempt> {
-    const where = `${config.method?.toUpperCase() ?? 'GET'} ${this.url}${config.url ?? ''}`;
+  /** One attempt: a usable answer (fitting the route's schema), something to retry, or a final refusal. */
+  private async attempt<R extends RouteName>(name: R, req: WireRequest): Promise<Attempt<R>> {
+    const where = `${req.method} ${this.url}${req.path}`;
     let res;
     // Substitute training blocks the event loop for seconds, so the victim's close of an idle
     // keep-alive socket goes unnoticed and the next request would write into a dead socket:
     // after a long pause, start from fresh connections instead of paying a reset and a retry.
     if (Date.now() - this.lastActivity > IDLE_RECONNECT_MS) for (const a of this.agents) a.destroy();
     try {
-      res = await this.client.request<string>(config);
+      // axios would send a Uint8Array's whole underlying buffer; a Buffer view sends exactly its bytes.
+      const data = typeof req.body === 'string' || req.body === undefined ? req.body : Buffer.from(req.body.buffer, req.body.byteOffset, req.body.byteLength);
+      res = await this.client.request<string>({ method: req.method, url: req.path, headers: req.headers, data });
       this.lastActivity = Date.now();
     } catch (e) {
       const code = isAxiosError(e) ? (e.code ?? '') : '';
@@ -153,24 +137,34 @@ export class VictimHttp {
       if (TRANSIENT_NET.has(code)) return { kind: 'retry', reason: `${code} (${msg})` };
       return { kind: 'final', code: 'victim_unreachable', message: `cannot reach the victim at ${this.url}: ${where} failed: ${msg}`, status: 503 };
     }
-    const body = parseJson(res.data);
-    if (res.status >= 200 && res.status < 300) return { kind: 'ok', status: res.status, body };
-    const env = anyErrorBodySchema.safeParse(body);
-    const code = env.success ? env.data.error.code : `victim_http_${res.status}`;
-    const message = env.success ? env.data.error.message : String(res.data).slice(0, 200);
-    if (res.status >= 500 || (res.status === 429 && code !== 'budget_exhausted')) {
-      return { kind: 'retry', reason: `HTTP ${res.status} ${code}: ${message}`, retryAfterMs: retryAfterMs(res.headers[HEADERS.retryAfter.toLowerCase()]) };
+    const headers = res.headers;
+    const answer = readAnswer(name, {
+      status: res.status,
+      header: (h) => {
+        const v: unknown = headers[h.toLowerCase()];
+        return typeof v === 'string' ? v : undefined;
+      },
+      text: String(res.data),
+    }, this.url);
+    if (answer.ok) return { kind: 'ok', status: answer.status, value: answer.value };
+    const { status, code, message } = answer;
+    if (status >= 500 || (status === 429 && code !== 'budget_exhausted')) {
+      return { kind: 'retry', reason: `HTTP ${status} ${code}: ${message}`, retryAfterMs: retryAfterMs(answer.retryAfter) };
     }
     // Final: the campaign stops with the victim's own code and words.
-    return { kind: 'final', code, message: `victim at ${this.url} refused ${where} (HTTP ${res.status} ${code}): ${message}`, status: res.status, http: res.status };
+    return { kind: 'final', code, message: `victim at ${this.url} refused ${where} (HTTP ${status} ${code}): ${message}`, status, http: status };
   }
 
-  /** Retries transient failures with full-jitter exponential backoff until the window closes. */
-  async request(config: AxiosRequestConfig): Promise<{ status: number; body: unknown; attempts: number }> {
+  /**
+   * Calls a route of the contract, retrying transient failures with full-jitter exponential backoff
+   * until the window closes; the request is built once, so every retry sends the same bytes and key.
+   */
+  async call<R extends RouteName>(name: R, input: CallInput<R>): Promise<{ status: number; value: RouteAnswer<R>; attempts: number }> {
+    const req = wireRequest(name, { apiKey: this.opts.apiKey, ...input });
     const start = Date.now();
     for (let attempt = 1; ; attempt++) {
-      const a = await this.attempt(config);
-      if (a.kind === 'ok') return { status: a.status, body: a.body, attempts: attempt };
+      const a = await this.attempt(name, req);
+      if (a.kind === 'ok') return { status: a.status, value: a.value, attempts: attempt };
       if (a.kind === 'final') throw new VictimError(a.code, a.message, a.status, a.http, attempt);
       const ceiling = Math.min(this.maxDelayMs, this.baseDelayMs * 2 ** (attempt - 1));
       const jittered = this.random() * ceiling;
@@ -192,61 +186,34 @@ export class VictimHttp {
   }
 
   async info(): Promise<VictimInfo> {
-    let res;
     try {
-      res = await this.request({ method: 'GET', url: PATHS.info });
+      return (await this.call('info', {})).value;
     } catch (e) {
       if (e instanceof TransferlabError && e.status === 404) {
-        throw new TransferlabError('bad_victim_url', `${this.url}${PATHS.info} does not exist (HTTP 404): is ${this.url} a transferlab victim (API v1)?`, 404);
+        throw new TransferlabError('bad_victim_url', `${this.url}${ROUTES.info.path} does not exist (HTTP 404): is ${this.url} a transferlab victim (API v1)?`, 404);
       }
       throw e;
     }
-    const parsed = victimInfoSchema.safeParse(res.body);
-    if (!parsed.success) {
-      throw new TransferlabError(
-        'victim_info_invalid',
-        `${this.url}${PATHS.info} did not answer a victim description (API v1): ${z.prettifyError(parsed.error)}`,
-        502,
-      );
-    }
-    return parsed.data;
   }
 
   /** The key's budget from GET /v1/budget (free); null when the victim lacks the route (an older or foreign service). */
   async budget(): Promise<BudgetStatus | null> {
-    let res;
     try {
-      res = await this.request({ method: 'GET', url: PATHS.budget });
+      return (await this.call('budget', {})).value;
     } catch (e) {
       if (e instanceof VictimError && (e.http === 404 || e.http === 405)) return null;
       throw e;
     }
-    const parsed = budgetSchema.safeParse(res.body);
-    if (!parsed.success) {
-      throw new TransferlabError('victim_bad_response', `${this.url}${PATHS.budget} answered no {used,limit}: ${z.prettifyError(parsed.error)}`, 502);
-    }
-    return parsed.data;
   }
 
   readonly send = (format: PixelFormat, scope: string): SendBatch => async (body) => {
-    const data = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
-    const res = await this.request({
-      method: 'POST',
-      url: PATHS.label,
-      data,
-      headers: {
-        'Content-Type': MEDIA_TYPES.binary,
-        ...(format === 'float32' ? { [HEADERS.pixelFormat]: 'float32' } : {}),
-        // Same run and bytes, same key, on every retry and after a resume: lets a victim that honours
-        // it avoid charging twice for a batch whose answer was lost in transit (ignored otherwise).
-        [HEADERS.idempotencyKey]: `${scope}.${imageKey(body, format)}`,
-      },
+    const res = await this.call('label', {
+      images: { format, bytes: body },
+      // Same run and bytes, same key, on every retry and after a resume: lets a victim that honours
+      // it avoid charging twice for a batch whose answer was lost in transit (ignored otherwise).
+      idempotencyKey: `${scope}.${imageKey(body, format)}`,
     });
-    const parsed = labelSchema.safeParse(res.body);
-    if (!parsed.success) {
-      throw new TransferlabError('victim_bad_response', `${this.url}${PATHS.label} answered no {labels,budget}: ${z.prettifyError(parsed.error)}`, 502);
-    }
-    return { labels: parsed.data.labels, budget: parsed.data.budget, http: res.status, attempts: res.attempts };
+    return { labels: res.value.labels, budget: res.value.budget, http: res.status, attempts: res.attempts };
   };
 
   close(): void {

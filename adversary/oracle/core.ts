@@ -6,6 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { TransferlabError } from '../../shared/errors.js';
+import type { Labeler } from '../../shared/labeler.js';
 import { AnswerCache, QueryLedger, type CachedAnswer } from './answer-cache.js';
 import { bytesPerImage as wireBytes, pixelsPerImage as imagePixels, type BudgetStatus, type PixelFormat } from '../../shared/protocol/index.js';
 import type { LabelOracle, QueryCounts, QueryPurpose, VictimInfo } from './oracle.js';
@@ -234,7 +235,7 @@ const DEFAULT_INFO: VictimInfo = {
  * For unit tests and white-box-style experiments; black-box attack tests must use the HTTP victim.
  */
 export function oracleFromLabeler(
-  fn: (images: Float32Array, count: number) => Promise<Int32Array> | Int32Array,
+  fn: Labeler,
   info?: Partial<VictimInfo>,
   opts: { format?: PixelFormat; cacheDir?: string; store?: RunStore } = {},
 ): CountingOracle {

@@ -8,7 +8,8 @@ import { createRng } from '../../shared/random.js';
 import { TransferlabError } from '../../shared/errors.js';
 import { hsjaSearch } from './hsja.js';
 import { raysSearch } from './rays.js';
-import { runLockStep, type LockStepResult, type Norm, type ProbeLabeler, type SearchSpec } from './search.js';
+import { runLockStep, type LockStepResult, type Norm, type SearchSpec } from './search.js';
+import type { Labeler } from '../../shared/labeler.js';
 
 export const QUERY_ATTACKS = ['rays', 'hsja'] as const;
 export type QueryAttackName = (typeof QUERY_ATTACKS)[number];
@@ -70,7 +71,7 @@ export function searchSpecs(s: QueryAttackSettings, t: AttackTargets): SearchSpe
 export function runQueryAttack(
   s: QueryAttackSettings,
   t: AttackTargets,
-  label: ProbeLabeler,
+  label: Labeler,
   onRound?: (round: number, asked: number, active: number) => void,
 ): Promise<LockStepResult> {
   return runLockStep(searchSpecs(s, t), label, { norm: s.norm, queriesPerImage: s.queriesPerImage, onRound });

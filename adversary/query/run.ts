@@ -82,7 +82,7 @@ export interface ImageRecord {
 export type QueryAttackResults = QueryAttackRunResults;
 
 /** Where the targeted attack starts: pool images (the seed set) and the victim's labels of them. */
-function chooseTargets(seed: number, clean: Int32Array, poolImages: Float32Array, poolLabels: Int32Array, pixels: number): { targets: Int32Array; starts: Float32Array[] } {
+function startingPoints(seed: number, clean: Int32Array, poolImages: Float32Array, poolLabels: Int32Array, pixels: number): { targets: Int32Array; starts: Float32Array[] } {
   const rng = createRng(seed ^ 0x7a29);
   const targets = new Int32Array(clean.length);
   const starts: Float32Array[] = [];
@@ -142,7 +142,7 @@ async function attackAndRecord(
     before = paidAttack();
     const poolLabels = await oracle.label(pool.images, pool.count, 'attack');
     startingPool = paidAttack() - before;
-    Object.assign(target, chooseTargets(config.seed, clean, pool.images, poolLabels, pixels));
+    Object.assign(target, startingPoints(config.seed, clean, pool.images, poolLabels, pixels));
   }
 
   log(`${config.attack} (${config.norm}, ${config.targeted ? 'targeted' : 'untargeted'}) on ${evalSet.count} images, ≤ ${config.queriesPerImage} queries each`);

@@ -14,9 +14,7 @@
  */
 import { createHash } from 'node:crypto';
 import { TransferlabError } from '../../shared/errors.js';
-
-/** Labels for `count` row-major images in [0, 1]; one call is one batch. */
-export type ProbeLabeler = (images: Float32Array, count: number) => Promise<Int32Array>;
+import type { Labeler } from '../../shared/labeler.js';
 
 export type Norm = 'linf' | 'l2';
 
@@ -174,7 +172,7 @@ function isBudgetRefusal(e: unknown): boolean {
  * Drive every image's search until each finishes or spends `queriesPerImage`; one labeller call
  * per round. A refusal for the key's budget ends all searches cleanly with what they found so far.
  */
-export async function runLockStep(specs: SearchSpec[], label: ProbeLabeler, opts: LockStepOptions): Promise<LockStepResult> {
+export async function runLockStep(specs: SearchSpec[], label: Labeler, opts: LockStepOptions): Promise<LockStepResult> {
   if (!Number.isInteger(opts.queriesPerImage) || opts.queriesPerImage < 1) {
     throw new TransferlabError('bad_attack_input', `queries per image must be an integer ≥ 1, got ${opts.queriesPerImage}`);
   }

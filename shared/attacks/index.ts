@@ -35,8 +35,9 @@ export type { AttackOptions, AttackResult } from './iterative.js';
 export { randomStartOffsets } from './iterative.js';
 export { fgsm, fgsmAlong } from './fgsm.js';
 
-export type AttackName = 'fgsm' | 'bim' | 'pgd' | 'mi-fgsm';
-export const ATTACK_NAMES: readonly AttackName[] = ['fgsm', 'bim', 'pgd', 'mi-fgsm'];
+/** Every attack `runAttack` knows, in the order help texts list them; settings schemas build their enum from it. */
+export const ATTACK_NAMES = ['fgsm', 'bim', 'pgd', 'mi-fgsm'] as const;
+export type AttackName = (typeof ATTACK_NAMES)[number];
 
 /** Basic Iterative Method (Kurakin et al.): FGSM repeated with projection. */
 export function bim(model: Model, x: tf.Tensor4D, labels: Int32Array, opts: AttackOptions): AttackResult {

@@ -1,21 +1,13 @@
 /**
- * The victim's HTTP contract, version 1: paths, headers, pixel formats, the request and response
- * schemas and every error code with its HTTP status. Defined once here; the victim serves it, the
- * adversary's client checks answers against it, and the OpenAPI document is generated from it, so
- * the two sides and the published description cannot drift apart.
+ * The victim's HTTP contract, version 1: the routes (method, path, what a request carries, the schema
+ * of its answer), headers, pixel formats and every error code with its HTTP status. Defined once
+ * here; the victim mounts its routes from the table, every client builds its requests and checks its
+ * answers through it (wire.ts), and the OpenAPI document is generated from it, so the two sides and
+ * the published description cannot drift apart.
  */
 import { z } from 'zod';
 
 export const API_VERSION = 1;
-
-export const PATHS = {
-  label: '/v1/label',
-  info: '/v1/info',
-  /** The caller key's used and limit; free, and not watched by the detectors. */
-  budget: '/v1/budget',
-  openapi: '/v1/openapi.json',
-  health: '/healthz',
-} as const;
 
 export const HEADERS = {
   /** Selects a binary body's pixel format; absent means uint8. */
@@ -78,6 +70,53 @@ export const labelResponseSchema = z.object({
 export type LabelResponse = z.infer<typeof labelResponseSchema>;
 
 export const healthSchema = z.object({ status: z.literal('ok') });
+
+/** Enough of an OpenAPI document to know it is one; the document itself is checked by ajv in the tests. */
+export const openApiAnswerSchema = z.looseObject({ openapi: z.string().startsWith('3.'), paths: z.record(z.string(), z.unknown()) });
+
+/** What a request carries: nothing, or a batch of images (binary pixels, or JSON `{"inputs": […]}`). */
+export type BodyKind = 'none' | 'images';
+
+export interface Route {
+  method: 'GET' | 'POST';
+  path: string;
+  body: BodyKind;
+  /** Reads the caller's key (`Authorization: Bearer`, when the victim has keys); the others need none. */
+  keyed: boolean;
+  /** The schema of a 2xx answer. */
+  answer: z.ZodType;
+  /** What a client says when a 2xx answer does not fit `answer`: its error code, and what was missing. */
+  misfit: { code: string; says: string };
+}
+
+/**
+ * Every route of API v1. The victim mounts exactly these (victim/http/app.ts) and the clients
+ * derive paths, methods, bodies and answer types from them (wire.ts); the admin routes are the
+ * operator's, outside the contract.
+ */
+export const ROUTES = {
+  label: {
+    method: 'POST',
+    path: '/v1/label',
+    body: 'images',
+    keyed: true,
+    answer: labelResponseSchema,
+    misfit: { code: 'victim_bad_response', says: 'answered no {labels,budget}' },
+  },
+  /** The caller key's used and limit; free, and not watched by the detectors. */
+  budget: { method: 'GET', path: '/v1/budget', body: 'none', keyed: true, answer: budgetSchema, misfit: { code: 'victim_bad_response', says: 'answered no {used,limit}' } },
+  info: { method: 'GET', path: '/v1/info', body: 'none', keyed: false, answer: victimInfoSchema, misfit: { code: 'victim_info_invalid', says: 'did not answer a victim description (API v1)' } },
+  openapi: { method: 'GET', path: '/v1/openapi.json', body: 'none', keyed: false, answer: openApiAnswerSchema, misfit: { code: 'victim_bad_response', says: 'answered no OpenAPI document' } },
+  health: { method: 'GET', path: '/healthz', body: 'none', keyed: false, answer: healthSchema, misfit: { code: 'victim_bad_response', says: "answered no {status:'ok'}" } },
+} as const satisfies Record<string, Route>;
+export type RouteName = keyof typeof ROUTES;
+export const ROUTE_NAMES = Object.keys(ROUTES) as RouteName[];
+
+/** The path of each route, by name. */
+export const PATHS = Object.fromEntries(ROUTE_NAMES.map((r) => [r, ROUTES[r].path])) as { [R in RouteName]: (typeof ROUTES)[R]['path'] };
+
+/** The Allow header of a route's 405: express answers HEAD wherever it answers GET. */
+export const allowedMethods = (route: Route): string => (route.method === 'GET' ? 'GET, HEAD' : route.method);
 
 /** Every error code the victim sends, with its HTTP status. Clients branch on the code, never on the message. */
 export const API_ERRORS = {

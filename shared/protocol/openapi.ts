@@ -9,8 +9,8 @@ import {
   HEADERS,
   IDEMPOTENCY_KEY_PATTERN,
   MEDIA_TYPES,
-  PATHS,
   PIXEL_FORMATS,
+  ROUTES,
   budgetSchema,
   bytesPerImage,
   errorBodySchema,
@@ -18,6 +18,7 @@ import {
   healthSchema,
   labelRequestJsonSchema,
   victimInfoSchema,
+  type Route,
   type VictimInfo,
 } from './contract.js';
 
@@ -29,6 +30,8 @@ function schema(s: z.ZodType, io: 'input' | 'output' = 'output'): JsonSchema {
   return rest;
 }
 
+/** A route's operation under its path and method, both from the route table. */
+const operation = (route: Route, op: object) => ({ [route.path]: { [route.method.toLowerCase()]: op } });
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
 const json = (name: string) => ({ content: { [MEDIA_TYPES.json]: { schema: ref(name) } } });
 
@@ -60,9 +63,8 @@ export function openApiDocument(opts: OpenApiOptions): JsonSchema {
       { description: `${codes.join(', ')}${ERROR_HINTS[status] ?? ''}`, ...json('Error') },
     ]),
   );
-  const facts = (summary: string, name: string) => ({
-    get: { summary, security: [], responses: { '200': { description: summary, ...json(name) }, '405': { description: 'method_not_allowed', ...json('Error') } } },
-  });
+  const facts = (route: Route, summary: string, name: string) =>
+    operation(route, { summary, security: [], responses: { '200': { description: summary, ...json(name) }, '405': { description: 'method_not_allowed', ...json('Error') } } });
   return {
     openapi: '3.1.0',
     jsonSchemaDialect: 'https://json-schema.org/draft/2020-12/schema',
@@ -75,55 +77,51 @@ export function openApiDocument(opts: OpenApiOptions): JsonSchema {
     },
     ...(opts.authenticated ? { security: [{ bearer: [] }] } : {}),
     paths: {
-      [PATHS.health]: facts('Liveness', 'Health'),
-      [PATHS.info]: facts('What a client needs to send valid queries', 'Info'),
-      [PATHS.budget]: {
-        get: {
-          summary: "The caller's query budget: images charged so far and the limit (null = unlimited); charges nothing",
-          responses: {
-            '200': { description: "the caller key's budget", ...json('Budget') },
-            '401': { description: `missing_api_key, invalid_api_key${ERROR_HINTS[401]}`, ...json('Error') },
-            '405': { description: 'method_not_allowed', ...json('Error') },
+      ...facts(ROUTES.health, 'Liveness', 'Health'),
+      ...facts(ROUTES.info, 'What a client needs to send valid queries', 'Info'),
+      ...operation(ROUTES.budget, {
+        summary: "The caller's query budget: images charged so far and the limit (null = unlimited); charges nothing",
+        responses: {
+          '200': { description: "the caller key's budget", ...json('Budget') },
+          '401': { description: `missing_api_key, invalid_api_key${ERROR_HINTS[401]}`, ...json('Error') },
+          '405': { description: 'method_not_allowed', ...json('Error') },
+        },
+      }),
+      ...operation(ROUTES.openapi, { summary: 'This document', security: [], responses: { '200': { description: 'OpenAPI 3.1' } } }),
+      ...operation(ROUTES.label, {
+        summary: 'Top-1 labels of a batch of images',
+        parameters: [
+          {
+            name: HEADERS.pixelFormat,
+            in: 'header',
+            required: false,
+            description:
+              `For ${MEDIA_TYPES.binary} bodies: uint8 (default, ${bytesPerImage(info.inputShape, 'uint8')} bytes per image, 0..255) ` +
+              `or float32 (${bytesPerImage(info.inputShape, 'float32')} bytes per image, little-endian, [0, 1]).`,
+            schema: { type: 'string', enum: [...PIXEL_FORMATS] },
+          },
+          {
+            name: HEADERS.idempotencyKey,
+            in: 'header',
+            required: false,
+            description:
+              'Repeating a request with the same key and the same body returns the labels already charged for, without charging again ' +
+              `(last ${opts.idempotencyCapacity ?? 10_000} keys); such a replay carries the response header ${HEADERS.idempotentReplayed}: true. ` +
+              'The same key with a different body is refused with 422.',
+            schema: { type: 'string', pattern: IDEMPOTENCY_KEY_PATTERN.source },
+          },
+        ],
+        requestBody: {
+          required: true,
+          content: {
+            [MEDIA_TYPES.json]: { schema: ref('LabelRequest') },
+            [MEDIA_TYPES.binary]: {
+              schema: { type: 'string', format: 'binary', description: `N×${h}×${w}×${c} pixels, row-major HWC; 1 ≤ N ≤ ${info.maxBatch}` },
+            },
           },
         },
-      },
-      [PATHS.openapi]: { get: { summary: 'This document', security: [], responses: { '200': { description: 'OpenAPI 3.1' } } } },
-      [PATHS.label]: {
-        post: {
-          summary: 'Top-1 labels of a batch of images',
-          parameters: [
-            {
-              name: HEADERS.pixelFormat,
-              in: 'header',
-              required: false,
-              description:
-                `For ${MEDIA_TYPES.binary} bodies: uint8 (default, ${bytesPerImage(info.inputShape, 'uint8')} bytes per image, 0..255) ` +
-                `or float32 (${bytesPerImage(info.inputShape, 'float32')} bytes per image, little-endian, [0, 1]).`,
-              schema: { type: 'string', enum: [...PIXEL_FORMATS] },
-            },
-            {
-              name: HEADERS.idempotencyKey,
-              in: 'header',
-              required: false,
-              description:
-                'Repeating a request with the same key and the same body returns the labels already charged for, without charging again ' +
-                `(last ${opts.idempotencyCapacity ?? 10_000} keys); such a replay carries the response header ${HEADERS.idempotentReplayed}: true. ` +
-                'The same key with a different body is refused with 422.',
-              schema: { type: 'string', pattern: IDEMPOTENCY_KEY_PATTERN.source },
-            },
-          ],
-          requestBody: {
-            required: true,
-            content: {
-              [MEDIA_TYPES.json]: { schema: ref('LabelRequest') },
-              [MEDIA_TYPES.binary]: {
-                schema: { type: 'string', format: 'binary', description: `N×${h}×${w}×${c} pixels, row-major HWC; 1 ≤ N ≤ ${info.maxBatch}` },
-              },
-            },
-          },
-          responses: { '200': { description: 'labels, in request order', ...json('Labels') }, ...errors },
-        },
-      },
+        responses: { '200': { description: 'labels, in request order', ...json('Labels') }, ...errors },
+      }),
     },
     components: {
       securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },

@@ -1,8 +1,9 @@
-import express, { type NextFunction, type Request, type Response } from 'express';
+import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import helmet from 'helmet';
 import { pino, type Logger } from 'pino';
 import { TransferlabError } from '../../shared/errors.js';
-import { PATHS, openApiDocument, type BudgetStatus, type VictimInfo } from '../../shared/protocol/index.js';
+import type { Labeler } from '../../shared/labeler.js';
+import { ROUTES, allowedMethods, openApiDocument, type BudgetStatus, type Route, type VictimInfo } from '../../shared/protocol/index.js';
 import { CLASSES } from '../../shared/datasets/index.js';
 import { mountAdminRoutes, type AdminKey } from './admin.js';
 import type { AuditSink } from '../store/audit.js';
@@ -32,7 +33,7 @@ export const MNIST_MODEL_INFO: ServedModelInfo = { dataset: 'mnist', inputShape:
 
 export interface VictimAppOptions {
   /** Labels for `count` images of model.inputShape (the micro-batcher in production). */
-  label: (images: Float32Array, count: number) => Promise<Int32Array>;
+  label: Labeler;
   /** The served model's input and classes (default: an MNIST classifier). */
   model?: ServedModelInfo;
   /** undefined = open service; every caller is the principal "anonymous". */
@@ -83,24 +84,26 @@ export function createApp(opts: VictimAppOptions): express.Express {
   };
   const shape = info.inputShape;
   const openapi = openApiDocument({ info, authenticated: opts.keys !== undefined });
-  app.get(PATHS.health, (_req, res) => void res.json({ status: 'ok' }));
-  app.all(PATHS.health, methodNotAllowed('GET, HEAD'));
-  app.get(PATHS.info, (_req, res) => void res.json(info));
-  app.all(PATHS.info, methodNotAllowed('GET, HEAD'));
-  app.get(PATHS.openapi, (_req, res) => void res.json(openapi));
-  app.all(PATHS.openapi, methodNotAllowed('GET, HEAD'));
+  // Every route of the contract's table on its method, and 405 naming that method on any other.
+  const serve = (route: Route, handler: RequestHandler) => {
+    if (route.method === 'GET') app.get(route.path, handler);
+    else app.post(route.path, handler);
+    app.all(route.path, methodNotAllowed(allowedMethods(route)));
+  };
+  serve(ROUTES.health, (_req, res) => void res.json({ status: 'ok' }));
+  serve(ROUTES.info, (_req, res) => void res.json(info));
+  serve(ROUTES.openapi, (_req, res) => void res.json(openapi));
 
   // Free and unwatched: a client may plan its spending without spending, and reading the figure
   // tells a detector nothing about the images it will send.
   const authenticate = authenticator(opts.keys, opts.anonymousBudget);
-  app.get(PATHS.budget, (req, res, next) => {
+  serve(ROUTES.budget, (req, res, next) => {
     void (async () => {
       const who = authenticate(req);
       const answer: BudgetStatus = { used: await opts.budgets.used(who.id), limit: who.limit };
       res.json(answer);
     })().catch(next);
   });
-  app.all(PATHS.budget, methodNotAllowed('GET, HEAD'));
 
   const idempotency: IdempotencyStore = opts.idempotency ?? new MemoryIdempotencyStore();
   if (opts.adminKey) mountAdminRoutes(app, { key: opts.adminKey, watch: opts.watch }, (res, e) => sendError(res, toApiError(e)), methodNotAllowed);
@@ -119,11 +122,10 @@ export function createApp(opts: VictimAppOptions): express.Express {
     readJson: express.raw({ type: () => true, limit: jsonBodyLimit(shape, opts.maxBatch) }),
     readBinary: express.raw({ type: () => true, limit: binaryBodyLimit(shape, opts.maxBatch) }),
   });
-  app.post(PATHS.label, (req, res) => void (opts.inFlight ? opts.inFlight.track(route(req, res)) : route(req, res)));
-  app.all(PATHS.label, methodNotAllowed('POST'));
+  serve(ROUTES.label, (req, res) => void (opts.inFlight ? opts.inFlight.track(route(req, res)) : route(req, res)));
 
   app.use((req, res) => {
-    sendError(res, new TransferlabError('not_found', `no route ${req.method} ${req.path.slice(0, 100)}; see GET ${PATHS.openapi}`, 404));
+    sendError(res, new TransferlabError('not_found', `no route ${req.method} ${req.path.slice(0, 100)}; see GET ${ROUTES.openapi.path}`, 404));
   });
   // Errors from middleware outside the label route (e.g. a malformed URL): never a stack trace.
   app.use((e: unknown, req: Request, res: Response, _next: NextFunction) => {

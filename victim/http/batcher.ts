@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { IMAGE_SIZE } from '../../shared/datasets/index.js';
+import type { Labeler } from '../../shared/labeler.js';
 import { labelImages, type Model } from '../../shared/model/model.js';
 
 /**
@@ -7,12 +8,10 @@ import { labelImages, type Model } from '../../shared/model/model.js';
  * are queued and run as ONE model call, and the labels are split back per request. Many small
  * requests then cost about what one large batch costs, instead of paying per-call overhead each.
  *
- * The model function is synchronous (TF.js cpu/wasm inference blocks anyway), so while it runs,
+ * The model function is synchronous (TF.js cpu/wasm inference blocks anyway; a Labeler may answer at once), so while it runs,
  * new requests pile up in the socket buffers; the next flush, scheduled with setImmediate after the
  * I/O phase, picks all of them up. No timer delay is added unless `maxDelayMs` asks for one.
  */
-export type LabelFn = (images: Float32Array, count: number) => Int32Array | Promise<Int32Array>;
-
 export interface BatcherOptions {
   /** Most images per model call; a single larger request still runs alone. */
   maxImages: number;
@@ -44,7 +43,7 @@ export class MicroBatcher {
   readonly stats: BatcherStats = { requests: 0, images: 0, modelCalls: 0 };
 
   constructor(
-    private readonly run: LabelFn,
+    private readonly run: Labeler,
     private readonly opts: BatcherOptions = { maxImages: 1024, maxDelayMs: 0 },
   ) {}
 
@@ -124,12 +123,12 @@ export class MicroBatcher {
 }
 
 /** Labels from a TF.js model, synchronously, with every intermediate tensor released. */
-export function modelLabeler(model: Model, batchSize = 1024): (images: Float32Array, count: number) => Int32Array {
+export function modelLabeler(model: Model, batchSize = 1024): Labeler {
   return (images, count) => labelImages(model, images, count, batchSize);
 }
 
 /** Run the model once so the first client does not pay for kernel set-up. */
-export async function warmUp(label: LabelFn, pixelsPerImage = IMAGE_SIZE): Promise<void> {
+export async function warmUp(label: Labeler, pixelsPerImage = IMAGE_SIZE): Promise<void> {
   const before = tf.memory().numTensors;
   await label(new Float32Array(pixelsPerImage), 1);
   if (tf.memory().numTensors > before) throw new Error(`the labeller leaked ${tf.memory().numTensors - before} tensor(s)`);

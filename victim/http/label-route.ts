@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Request, RequestHandler, Response } from 'express';
 import { ipKeyGenerator } from 'express-rate-limit';
 import { TransferlabError } from '../../shared/errors.js';
+import type { Labeler } from '../../shared/labeler.js';
 import { HEADERS, type InputShape, type LabelResponse } from '../../shared/protocol/index.js';
 import type { AuditOutcome, AuditSink } from '../store/audit.js';
 import { clientErrorOf } from './client-errors.js';
@@ -20,7 +21,7 @@ import { mediaType, runMiddleware } from './middleware.js';
  * that fails before the charge charges nothing; nothing is answered without its audit line.
  */
 export interface LabelRouteDeps {
-  label: (images: Float32Array, count: number) => Promise<Int32Array>;
+  label: Labeler;
   budgets: Budgets;
   audit: AuditSink;
   idempotency: IdempotencyStore;

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { TransferlabError } from '../../shared/errors.js';
+import type { Labeler } from '../../shared/labeler.js';
 import { sha256 } from '../../shared/model/model-io.js';
 import type { InputShape } from '../../shared/protocol/index.js';
 
@@ -25,7 +26,7 @@ export interface OnnxClassifier {
   /** Images per session run: the model's fixed batch size, or null when the batch dimension is free. */
   fixedBatch: number | null;
   fileSha256: string;
-  label(images: Float32Array, count: number): Promise<Int32Array>;
+  label: Labeler;
   close(): Promise<void>;
 }
 

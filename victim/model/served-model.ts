@@ -1,6 +1,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import { TransferlabError } from '../../shared/errors.js';
+import type { Labeler } from '../../shared/labeler.js';
 import { isLayersFolder, loadLayersFolder } from '../../shared/model/layers-folder.js';
 import type { InputShape } from '../../shared/protocol/index.js';
 import type { ServedModelInfo } from '../http/app.js';
@@ -23,7 +24,7 @@ export interface ServedModel {
   describe: string;
   /** metadata.json of the project's own folders. */
   metadata?: Record<string, unknown>;
-  label(images: Float32Array, count: number): Int32Array | Promise<Int32Array>;
+  label: Labeler;
   close(): Promise<void>;
 }
 
