@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { CommandModule } from 'yargs';
+import type { CommandModule, Options } from 'yargs';
 import { apiKeyOrEnv, backendOption, HELP } from '../../shared/cli-options.js';
 import { describeBackend, initBackend } from '../../shared/engine/backend.js';
 import { assertWritableDir } from '../../shared/fs-checks.js';
@@ -31,12 +31,12 @@ const QUERY_HELP = {
 } as const satisfies Record<Exclude<keyof QueryAttackInput, 'seedSize'>, string>;
 export const QUERY_FLAG_KEYS = Object.keys(QUERY_HELP) as (keyof typeof QUERY_HELP)[];
 
-export const queryAttackOptions = {
+export const queryAttackOptions: Record<string, Options> = {
   ...schemaOptions(queryAttackSchema.shape, { keys: QUERY_FLAG_KEYS, help: QUERY_HELP }),
   resume: { type: 'string', describe: 'continue an interrupted query-attack run folder (its config.json is used; paid answers are not paid again)' },
   out: { type: 'string', describe: `${HELP.out} (default: runs/<time>-query-<attack>)` },
   backend: backendOption,
-} as const;
+};
 
 /** `query-attack`: RayS or HopSkipJump on the victim itself, through its label API. */
 export function queryAttackCommand(done: (code: number) => void): CommandModule {
