@@ -13,7 +13,7 @@ import { campaignSchema } from '../adversary/campaign/config.js';
 import { main as adversary } from '../adversary/cli.js';
 import { buildConfig, runOptions, whiteboxOptions } from '../adversary/cli/settings.js';
 import { queryAttackOptions } from '../adversary/query/cli.js';
-import { queryAttackSchema } from '../adversary/query/run.js';
+import { queryAttackSchema, resolveQueryAttackConfig } from '../adversary/query/run.js';
 import { flagName, inputFromFlags, schemaOptions } from '../shared/schema-flags.js';
 
 afterEach(() => vi.restoreAllMocks());
@@ -99,6 +99,10 @@ describe('the campaign command line', () => {
     expect(query.filter((f) => !keys.includes(f))).toEqual([]);
     expect(keys.filter((k) => !query.includes(k))).toEqual(['seed-size']);
     expect(queryAttackOptions['queries-per-image'].defaultDescription).toBe('1000');
+    const argv = yargs(['--attack', 'hsja', '--norm', 'l2', '--queries-per-image', '50', '--epsilons', '0.1', '--targeted']).options(queryAttackOptions).strict().parseSync();
+    const given = inputFromFlags(queryAttackSchema.shape, argv);
+    expect(given).toEqual({ attack: 'hsja', norm: 'l2', queriesPerImage: 50, epsilons: [0.1], targeted: true });
+    expect(resolveQueryAttackConfig(given)).toMatchObject({ ...given, images: 100, seed: 1, victim: 'http://127.0.0.1:8080' });
   });
 
   it("a config file's values hold unless a flag is typed", () => {

@@ -59,7 +59,7 @@ export const campaignSchema = z
     shift: z.number().int().min(0).max(4).default(2).describe('train the substitute on its labelled images shifted by up to this many pixels; no extra queries (0 = off)'),
     batchSize: z.number().int().min(1).max(4096).default(128).describe('substitute batch size'),
     learningRate: z.number().gt(0).lt(1).default(0.001).describe('substitute Adam step size'),
-    attack: z.enum(attackNames).default('fgsm').describe('attack crafted on the substitute'),
+    attack: z.enum(attackNames).default('fgsm').describe('the attack that crafts the adversarial examples'),
     steps: z.number().int().min(1).max(1000).default(10).describe('iterations of bim, pgd and mi-fgsm'),
     loss: z.enum(['ce', 'margin']).default('ce').describe('crafting loss on the logits: cross-entropy or the Carlini-Wagner margin'),
     diversity: z.number().min(0).max(1).default(0).describe('input diversity (DI): chance per gradient of a random resize-and-pad of the input; with mi-fgsm, MI-DI-FGSM (0 = off)'),
