@@ -80,7 +80,8 @@ export function kindOf(t: Field): FieldKind {
     case 'union': {
       const kinds = (def.options ?? []).map(kindOf);
       const list = kinds.find((k) => k.type === 'array');
-      if (list && kinds.length === 2) return { ...list, scalarOrList: true };
+      const scalar = kinds.find((k) => k !== list);
+      if (list && kinds.length === 2 && scalar?.type === list.element) return { ...list, scalarOrList: true };
       if (kinds.every((k) => k.choices)) {
         const choices = kinds.flatMap((k) => k.choices ?? []);
         return { type: choices.every((v) => typeof v === 'number') ? 'number' : 'string', choices };

@@ -78,6 +78,7 @@ describe('flags generated from a schema', () => {
     expect(() => schemaOptions(z.object({ rounds: z.number() }).shape)).toThrow(/rounds has no help line/);
     expect(() => schemaOptions(schema.shape, { keys: ['nested'] })).toThrow(/mapping/);
     expect(() => schemaOptions(schema.shape, { keys: ['bogus'] })).toThrow(/no setting bogus/);
+    expect(() => schemaOptions(z.object({ odd: z.union([z.string(), z.array(z.number())]).describe('odd') }).shape)).toThrow(/no flag for a zod union/);
   });
 });
 

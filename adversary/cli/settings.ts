@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { Options } from 'yargs';
-import { backendOption } from '../../shared/cli-options.js';
+import { backendOption, HELP } from '../../shared/cli-options.js';
 import { inputFromFlags, schemaOptions } from '../../shared/schema-flags.js';
 import { runStamp } from '../../shared/stamp.js';
 import { campaignSchema, mergeConfig, readConfigFile, resolveConfig, substituteMembers, type CampaignConfig, type CampaignInput } from '../campaign/config.js';
@@ -39,7 +39,7 @@ export const WHITEBOX_BASE: Partial<CampaignInput> = { tiKernel: 0 };
 
 export const whiteboxOptions: Record<string, Options> = {
   model: { type: 'string', default: 'models/victim', describe: 'victim model folder (its metadata names the dataset; --dataset overrides it)' },
-  ...schemaOptions(shape, { keys: WHITEBOX_KEYS, defaults: WHITEBOX_BASE, help: { out: 'run folder (default: runs/<time>-whitebox-<attack>)' } }),
+  ...schemaOptions(shape, { keys: WHITEBOX_KEYS, defaults: WHITEBOX_BASE, help: { out: `${HELP.out} (default: runs/<time>-whitebox-<attack>)` } }),
   ...commandOptions,
 };
 
