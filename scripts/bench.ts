@@ -12,6 +12,7 @@ import { inputGradientSign } from '../shared/attacks/index.js';
 import { ARCHITECTURES, buildModel } from '../shared/model/architectures.js';
 import { describeBackend, initBackend } from '../shared/engine/backend.js';
 import { isMain, runMain, failOnOneLine } from '../shared/cli.js';
+import { backendOption } from '../shared/cli-options.js';
 import { fromLayers, predictLabels } from '../shared/model/model.js';
 import { loadMnist } from '../shared/datasets/index.js';
 import { seedGlobalRandom } from '../shared/random.js';
@@ -110,7 +111,7 @@ export async function main(argv: string[]): Promise<number> {
       json: { type: 'string', describe: 'also write the figures as JSON to this file' },
       model: { type: 'string', describe: 'victim model for the HTTP and campaign figures (default models/victim if present)' },
       'skip-campaign': { type: 'boolean', default: false, describe: 'leave out the campaign wall time' },
-      backend: { type: 'string', describe: 'tensorflow | wasm | cpu' },
+      backend: backendOption,
     })
     .example('$0 --quick --skip-campaign', 'a smoke check of the model and HTTP figures')
     .example('$0 --json runs/bench.json', 'every figure, also written as JSON')

@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import yargs from 'yargs';
 import { describeBackend, initBackend } from '../shared/engine/backend.js';
 import { isMain, runMain, failOnOneLine } from '../shared/cli.js';
+import { backendOption } from '../shared/cli-options.js';
 import { DATASET_HELP, DEFAULT_DATASET, loadDataset } from '../shared/datasets/index.js';
 import { isTransferlabError } from '../shared/errors.js';
 import { hasModel } from '../shared/model/model-io.js';
@@ -38,7 +39,7 @@ export async function main(argv: string[]): Promise<number> {
       out: { type: 'string', describe: 'run folder (default runs/demo-<time>)' },
       port: { type: 'number', default: 0, describe: 'victim port (0: any free port)' },
       quick: { type: 'boolean', default: false, describe: 'a smaller campaign (fewer rounds and images) for a fast look' },
-      backend: { type: 'string', describe: 'tensorflow | wasm | cpu' },
+      backend: backendOption,
     })
     .example('$0 --quick', 'a smaller campaign against the default victim, for a fast look')
     .example('$0 --model model.onnx --dataset fashion-mnist', 'attack your own ONNX classifier with Fashion-MNIST images')

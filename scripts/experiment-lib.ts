@@ -1,4 +1,5 @@
 import { failOnOneLine } from '../shared/cli.js';
+import { backendOption, runningVictimOption } from '../shared/cli-options.js';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import yargs from 'yargs';
@@ -25,12 +26,12 @@ export interface Variant {
 export async function runExperiment(title: string, argv: string[], variants: (quick: boolean) => Variant[]): Promise<number> {
   const a = await yargs(argv)
     .options({
-      victim: { type: 'string', describe: 'URL of a running victim (default: start one from --model)' },
+      victim: runningVictimOption('start one from --model'),
       model: { type: 'string', default: 'models/victim', describe: 'victim model folder when starting one' },
       out: { type: 'string', describe: `experiment folder (default runs/experiment-${title})` },
       quick: { type: 'boolean', default: false, describe: 'smaller campaigns for a fast look' },
       dataset: { type: 'string', describe: `the attacker's images: ${DATASET_HELP.replace(/^image dataset: /, '')}; default: the victim's` },
-      backend: { type: 'string', describe: 'tensorflow | wasm | cpu' },
+      backend: backendOption,
       ...queueFlags,
       queue: { type: 'string', describe: 'enqueue the campaigns on this Redis job queue (redis://HOST:PORT/DB) instead of running them; needs --victim' },
     })

@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import yargs from 'yargs';
 import { describeBackend, initBackend } from '../shared/engine/backend.js';
 import { isMain, runMain, failOnOneLine } from '../shared/cli.js';
+import { backendOption, runningVictimOption } from '../shared/cli-options.js';
 import { TransferlabError } from '../shared/errors.js';
 import { loadModel } from '../shared/model/model-io.js';
 import { fromLayers, labelImages } from '../shared/model/model.js';
@@ -218,14 +219,14 @@ async function labOracle(a: { victim?: string; model: string; inProcess: boolean
 export async function main(argv: string[]): Promise<number> {
   const a = await yargs(argv)
     .options({
-      victim: { type: 'string', describe: 'URL of a running victim (default: start one from --model)' },
+      victim: runningVictimOption('start one from --model'),
       model: { type: 'string', default: 'models/victim', describe: 'victim model folder' },
       'in-process': { type: 'boolean', default: false, describe: 'label with the victim model in this process instead of over HTTP (exploration only)' },
       out: { type: 'string', default: join('runs', 'experiment-transfer'), describe: 'experiment folder' },
       train: { type: 'array', describe: `training settings to run (default all): ${Object.keys(TRAININGS).join(', ')}` },
       attacks: { type: 'array', describe: `attack settings to run (default all): ${ATTACKS.map((x) => x.name).join(', ')}` },
       epsilons: { type: 'array', default: [0.3], describe: 'ε values to score (default 0.3)' },
-      backend: { type: 'string', describe: 'tensorflow | wasm | cpu' },
+      backend: backendOption,
     })
     .strict()
     .help()

@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import yargs from 'yargs';
 import { isMain, runMain } from '../shared/cli.js';
+import { backendOption, runningVictimOption } from '../shared/cli-options.js';
 import { quantile } from '../shared/statistics.js';
 import { loadMnist } from '../shared/datasets/index.js';
 import { createRng } from '../shared/random.js';
@@ -210,13 +211,13 @@ async function main(argv: string[]): Promise<number> {
       clients: { type: 'number', default: 8, describe: 'concurrent clients' },
       'window-seconds': { type: 'number', default: 60, describe: 'length of one reported window' },
       'warmup-minutes': { type: 'number', default: 2, describe: 'minutes left out of the flatness goals' },
-      victim: { type: 'string', describe: 'URL of a running victim (default: start one on loopback)' },
+      victim: runningVictimOption('start one on loopback'),
       key: { type: 'string', describe: 'with --victim: the API key to use' },
       'key-id': { type: 'string', describe: 'with --victim: the key\'s id (as the ledger records it) [default: soak]' },
       ledger: { type: 'string', describe: 'with --victim: its ledger file, to check ledger == answered' },
       pid: { type: 'number', describe: 'with --victim: its pid, for RSS' },
       model: { type: 'string', default: SERVE_DEFAULTS.model, describe: 'model of the victim started here' },
-      backend: { type: 'string', describe: 'backend of the victim started here' },
+      backend: { ...backendOption, describe: `the victim started here: ${backendOption.describe}` },
       seed: { type: 'number', default: 1 },
       json: { type: 'string', describe: 'write the report as JSON here' },
     })

@@ -17,6 +17,7 @@ import * as tf from '@tensorflow/tfjs';
 import yargs from 'yargs';
 import { backendInfo, describeBackend, initBackend } from '../shared/engine/backend.js';
 import { isMain, runMain } from '../shared/cli.js';
+import { backendOption } from '../shared/cli-options.js';
 import { fromLayers, predictLabels } from '../shared/model/model.js';
 import { hasModel, loadModel, readMetadata } from '../shared/model/model-io.js';
 import { IMAGE_SIZE, imagesTensor, loadMnist } from '../shared/datasets/index.js';
@@ -228,7 +229,7 @@ export async function main(argv: string[]): Promise<number> {
     .options({
       model: { type: 'string', describe: `model folder, .onnx file or TF.js layers folder of a 28×28×1 classifier (default ${VICTIM_DEFAULTS.out}, else a quick paper-cnn in ${BENCH_MODEL})` },
       quick: { type: 'boolean', default: false, describe: 'fewer requests' },
-      backend: { type: 'string', describe: 'tensorflow | wasm | cpu' },
+      backend: backendOption,
       json: { type: 'string', describe: 'also write the figures to this JSON file' },
     })
     .strict()

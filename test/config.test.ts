@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { epochsForRound, lambdaForRound, mergeConfig, readConfigFile, resolveConfig } from '../adversary/campaign/config.js';
-import { configFromFlags, main } from '../adversary/cli.js';
+import { main } from '../adversary/cli.js';
+import { campaignFromFlags } from '../adversary/cli/settings.js';
 import { TransferlabError } from '../shared/errors.js';
 
 describe('campaign settings', () => {
@@ -34,13 +35,13 @@ describe('campaign settings', () => {
     const dir = mkdtempSync(join(tmpdir(), 'transferlab-config-'));
     const path = join(dir, 'c.yaml');
     writeFileSync(path, 'rounds: 4\nattack: mi-fgsm\nepsilons: [0.1, 0.3]\n');
-    const merged = mergeConfig(readConfigFile(path), configFromFlags({ rounds: 2, target: '7' }));
+    const merged = mergeConfig(readConfigFile(path), campaignFromFlags({ rounds: 2, target: '7' }));
     const c = resolveConfig(merged);
     expect(c).toMatchObject({ rounds: 2, attack: 'mi-fgsm', target: 7, epsilons: [0.1, 0.3] });
     writeFileSync(path, '- just\n- a list\n');
     expect(() => readConfigFile(path)).toThrow(/mapping/);
     expect(() => readConfigFile(join(dir, 'missing.yaml'))).toThrow(/not found/);
-    expect(resolveConfig(configFromFlags({ boundary: false })).boundary.enabled).toBe(false);
+    expect(resolveConfig(campaignFromFlags({ boundary: false })).boundary.enabled).toBe(false);
   });
 
   it('accepts every configuration the repository ships', () => {
@@ -62,8 +63,8 @@ describe('campaign settings', () => {
   it('takes one epoch count or one per round, the last repeating', () => {
     expect(epochsForRound({ epochs: 7 }, 4)).toBe(7);
     expect([0, 1, 2, 3].map((r) => epochsForRound({ epochs: [5, 3] }, r))).toEqual([5, 3, 3, 3]);
-    expect(resolveConfig(configFromFlags({ epochs: ['4'] })).epochs).toBe(4);
-    expect(resolveConfig(configFromFlags({ epochs: ['6', '2'], shift: 0 }))).toMatchObject({ epochs: [6, 2], shift: 0 });
+    expect(resolveConfig(campaignFromFlags({ epochs: ['4'] })).epochs).toBe(4);
+    expect(resolveConfig(campaignFromFlags({ epochs: ['6', '2'], shift: 0 }))).toMatchObject({ epochs: [6, 2], shift: 0 });
     expect(() => resolveConfig({ epochs: [3, 0] })).toThrow(/epochs/);
     expect(() => resolveConfig({ shift: 9 })).toThrow(/shift/);
   });

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { campaignSchema, mergeConfig, readConfigFile, resolveConfig } from '../adversary/campaign/config.js';
-import { configFromFlags } from '../adversary/cli.js';
+import { campaignFromFlags } from '../adversary/cli/settings.js';
 import { queryAttackSchema, resolveQueryAttackConfig } from '../adversary/query/run.js';
 import { KeyRing } from '../victim/store/keys.js';
 import { createHttpOracle } from '../adversary/oracle/client.js';
@@ -61,7 +61,7 @@ describe('settings from user files', () => {
     expect(message).toContain('boundary.rays.querys: unknown setting; did you mean queries?');
     expect(message).toContain('substitue: unknown setting; did you mean substitute?');
     // A flag that sets one nested key keeps the file's others, typos included.
-    expect(messageOf(() => resolveConfig(mergeConfig(readConfigFile(path), configFromFlags({ boundary: false }))))).toContain('boundary.imagez: unknown setting');
+    expect(messageOf(() => resolveConfig(mergeConfig(readConfigFile(path), campaignFromFlags({ boundary: false }))))).toContain('boundary.imagez: unknown setting');
     // Nothing near: the known names of that level are listed instead.
     expect(messageOf(() => resolveConfig({ boundary: { zzzzzzzz: 1 } } as never))).toContain('boundary.zzzzzzzz: unknown setting; known settings here: enabled, images, maps, grid, extent, rays');
     expect(messageOf(() => resolveQueryAttackConfig({ queriesPerImag: 5 } as never))).toContain('queriesPerImag: unknown setting; did you mean queriesPerImage?');

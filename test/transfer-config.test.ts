@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { resolveConfig, substituteMembers } from '../adversary/campaign/config.js';
-import { configFromFlags } from '../adversary/cli.js';
+import { campaignFromFlags } from '../adversary/cli/settings.js';
 import { sweepSettings } from '../adversary/campaign/transfer.js';
 import { TransferlabError } from '../shared/errors.js';
 
@@ -13,7 +13,7 @@ describe('transfer settings', () => {
   });
 
   it('flags reach the config: several --substitute values, the loss, DI, TI, temperatures, --no-targeted', () => {
-    const flags = configFromFlags({
+    const flags = campaignFromFlags({
       substitute: ['paper-cnn', 'paper-cnn'],
       loss: 'margin',
       diversity: 0.5,
@@ -26,7 +26,7 @@ describe('transfer settings', () => {
     });
     const c = resolveConfig(flags);
     expect(c).toMatchObject({ substitute: ['paper-cnn', 'paper-cnn'], loss: 'margin', diversity: 0.5, diversitySamples: 4, tiKernel: 7, craftTemperature: 10, labelSmoothing: 0.1, temperature: 2, targeted: false });
-    expect(resolveConfig(configFromFlags({ substitute: ['lenet'] })).substitute).toBe('lenet');
+    expect(resolveConfig(campaignFromFlags({ substitute: ['lenet'] })).substitute).toBe('lenet');
     expect(sweepSettings(c).gradient).toEqual({ loss: 'margin', diversity: 0.5, diversityScale: 0.86, diversitySamples: 4, tiKernel: 7, temperature: 10 });
   });
 

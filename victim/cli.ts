@@ -4,6 +4,7 @@ import { pino } from 'pino';
 import yargs from 'yargs';
 import { describeBackend, initBackend, type BackendInfo } from '../shared/engine/backend.js';
 import { isMain, runMain, failOnOneLine } from '../shared/cli.js';
+import { backendOption } from '../shared/cli-options.js';
 import { TransferlabError } from '../shared/errors.js';
 import { isLayersFolder } from '../shared/model/layers-folder.js';
 import { pixelsPerImage } from '../shared/protocol/index.js';
@@ -180,7 +181,7 @@ export async function main(argv: string[]): Promise<number> {
       'max-batch': { type: 'number', default: SERVE_DEFAULTS.maxBatch, describe: 'most images per request' },
       'rate-limit': { type: 'number', default: SERVE_DEFAULTS.rateLimit, describe: 'requests per second per key (per client IP when open); 0 = off' },
       train: { type: 'boolean', default: true, describe: `train the default ${VICTIM_DEFAULTS.arch} when the default model folder is empty (--no-train: error instead)` },
-      backend: { type: 'string', describe: 'tensorflow | wasm | cpu (default: best available; env TFJS_BACKEND)' },
+      backend: backendOption,
       // Why each default: victim/http/timeouts.ts, ServerTimeouts.
       'headers-timeout': { type: 'number', default: SERVER_TIMEOUTS.headersMs / 1000, describe: 'seconds a client has to send the request headers (408 and close after)' },
       'request-timeout': { type: 'number', default: SERVER_TIMEOUTS.requestMs / 1000, describe: 'seconds a client has to send the whole request, body included (408 and close after); not the labelling time' },

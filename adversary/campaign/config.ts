@@ -3,7 +3,8 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ATTACK_NAMES } from '../../shared/attacks/index.js';
 import { ARCHITECTURES } from '../../shared/model/architectures.js';
-import { isBuiltinDataset } from '../../shared/datasets/index.js';
+import { BUILTIN_NAMES, isBuiltinDataset } from '../../shared/datasets/index.js';
+import { DEFAULT_VICTIM_URL, HELP } from '../../shared/cli-options.js';
 import { TransferlabError } from '../../shared/errors.js';
 import { parseSettings } from '../../shared/settings-errors.js';
 import { victimUrl } from '../oracle/victim-url.js';
@@ -11,6 +12,8 @@ import { victimUrl } from '../oracle/victim-url.js';
 /**
  * A campaign's whole configuration. One schema gives the defaults, validates a YAML/JSON file
  * and the flags that override it, and lists every problem at once, before any query is spent.
+ * Each field's `.describe()` is its --help line: the flags are generated from this schema
+ * (shared/schema-flags.ts), and docs/campaign.md's table is checked against it.
  */
 const unit = z.number().gt(0).lte(1);
 const epochCount = z.number().int().min(1).max(200);
@@ -20,56 +23,72 @@ export const MAX_MEMBERS = 5;
 
 export const campaignSchema = z
   .strictObject({
-    victim: victimUrl.default('http://127.0.0.1:8080'),
-    apiKey: z.string().min(1).optional(),
-    format: z.enum(['uint8', 'float32']).default('uint8'),
+    victim: victimUrl.default(DEFAULT_VICTIM_URL).describe(HELP.victim),
+    apiKey: z.string().min(1).optional().describe(HELP.apiKey),
+    format: z.enum(['uint8', 'float32']).default('uint8').describe('wire format of the pixels sent'),
     // Where the seed and evaluation images come from (its test part): a built-in name or a folder.
     // Unset: the victim's dataset when /v1/info names a built-in one, else mnist.
-    dataset: z.string().min(1).optional(),
-    seed: z.number().int().min(0).default(1),
-    seedSize: z.number().int().min(10).max(5000).default(150),
-    rounds: z.number().int().min(1).max(12).default(6),
-    lambda: unit.default(0.1),
-    tau: z.number().int().min(1).default(3),
-    reservoir: z.number().int().min(1).optional(),
+    dataset: z.string().min(1).optional().describe(`where the seed and evaluation images come from (its test part): ${BUILTIN_NAMES.join(' | ')} | a folder of IDX files | an ImageFolder tree of PNGs (default: the victim's dataset when it is built in, else mnist)`),
+    seed: z.number().int().min(0).default(1).describe(HELP.seed),
+    seedSize: z.number().int().min(10).max(5000).default(150).describe('seed set size: Papernot\'s initial labelled set, drawn from the test part'),
+    rounds: z.number().int().min(1).max(12).default(6).describe('substitute rounds ρ'),
+    lambda: unit.default(0.1).describe('Jacobian augmentation step λ'),
+    tau: z.number().int().min(1).default(3).describe('flip λ\'s sign every τ rounds'),
+    reservoir: z.number().int().min(1).optional().describe('reservoir sampling: augment at most κ points a round (default: off)'),
     // One architecture, or an ensemble: the first member is trained through the Papernot rounds (its
     // Jacobian picks the points to label); the others are fitted to the same labelled points, no extra query.
     // paper-cnn (the victim's layer shapes, no hidden dense layer) trains faster than substitute-cnn and
     // its FGSM examples transfer better; label smoothing 0.1 softens its gradients toward the victim's:
     // together they raised the MNIST victim's FGSM transfer by about 11 points at the same queries.
-    substitute: z.union([architecture, z.array(architecture).min(1).max(MAX_MEMBERS)]).default('paper-cnn'),
-    combine: z.enum(['logits', 'loss']).default('logits'),
+    substitute: z
+      .union([architecture, z.array(architecture).min(1).max(MAX_MEMBERS)])
+      .default('paper-cnn')
+      .describe(`substitute architecture: ${ARCHITECTURES.join(', ')}; several make an ensemble fitted to the same labels, the first one choosing the points to label`),
+    combine: z.enum(['logits', 'loss']).default('logits').describe('an ensemble is attacked on its members\' mean logits or mean losses'),
     // Earlier rounds' substitutes of the first member (round numbers, 1-based) join the ensemble: their
     // checkpoints are saved anyway, so they cost neither a query nor any training, only crafting time.
-    snapshots: z.array(z.number().int().min(1)).max(MAX_MEMBERS).default([]),
-    labelSmoothing: z.number().min(0).lt(1).default(0.1),
-    temperature: z.number().gt(0).lte(100).default(1),
+    snapshots: z.array(z.number().int().min(1)).max(MAX_MEMBERS).default([]).describe('earlier rounds of the first substitute (e.g. 5) to add to the ensemble: from their checkpoints, no training, no query'),
+    labelSmoothing: z.number().min(0).lt(1).default(0.1).describe('label smoothing of the substitute\'s training targets (0 = off)'),
+    temperature: z.number().gt(0).lte(100).default(1).describe('the substitute\'s training loss sees logits / T'),
     // One number for every round, or a list per round (the last entry repeats): the early rounds
     // are small and cheap, the last ones hold most of the data and most of the training time.
-    epochs: z.union([epochCount, z.array(epochCount).min(1).max(12)]).default([6, 6, 6, 6, 4, 2]),
-    shift: z.number().int().min(0).max(4).default(2),
-    batchSize: z.number().int().min(1).max(4096).default(128),
-    learningRate: z.number().gt(0).lt(1).default(0.001),
-    attack: z.enum(ATTACK_NAMES).default('fgsm'),
-    steps: z.number().int().min(1).max(1000).default(10),
-    loss: z.enum(['ce', 'margin']).default('ce'),
-    diversity: z.number().min(0).max(1).default(0),
-    diversityScale: z.number().gt(0).lte(1).default(0.86),
-    diversitySamples: z.number().int().min(1).max(64).default(1),
-    craftTemperature: z.number().gt(0).lte(1000).default(1),
+    epochs: z
+      .union([epochCount, z.array(epochCount).min(1).max(12)])
+      .default([6, 6, 6, 6, 4, 2])
+      .describe('substitute epochs per round: one number, or one per round, the last repeating'),
+    shift: z.number().int().min(0).max(4).default(2).describe('train the substitute on its labelled images shifted by up to this many pixels; no extra queries (0 = off)'),
+    batchSize: z.number().int().min(1).max(4096).default(128).describe('substitute batch size'),
+    learningRate: z.number().gt(0).lt(1).default(0.001).describe('substitute Adam step size'),
+    attack: z.enum(ATTACK_NAMES).default('fgsm').describe('the attack that crafts the adversarial examples'),
+    steps: z.number().int().min(1).max(1000).default(10).describe('iterations of bim, pgd and mi-fgsm'),
+    loss: z.enum(['ce', 'margin']).default('ce').describe('crafting loss on the logits: cross-entropy or the Carlini-Wagner margin'),
+    diversity: z.number().min(0).max(1).default(0).describe('input diversity (DI): chance per gradient of a random resize-and-pad of the input; with mi-fgsm, MI-DI-FGSM (0 = off)'),
+    diversityScale: z.number().gt(0).lte(1).default(0.86).describe('DI: smallest resize as a share of the image side'),
+    diversitySamples: z.number().int().min(1).max(64).default(1).describe('DI: average each gradient over this many random draws'),
+    craftTemperature: z.number().gt(0).lte(1000).default(1).describe('the crafting loss sees logits / T; for ce, T > 1 weighs the other classes more evenly'),
     // TI on by default: smoothing the gradient with a 5×5 Gaussian raised FGSM transfer by about 9 points,
     // at no query and almost no crafting time: a smoothed gradient is less specific to the substitute's own features.
-    tiKernel: z.number().int().min(0).max(15).refine((k) => k <= 1 || k % 2 === 1, { message: 'must be 0 (off) or odd' }).default(5),
-    craftLabel: z.enum(['substitute', 'oracle']).default('substitute'),
+    tiKernel: z
+      .number()
+      .int()
+      .min(0)
+      .max(15)
+      .refine((k) => k <= 1 || k % 2 === 1, { message: 'must be 0 (off) or odd' })
+      .default(5)
+      .describe('translation invariance (TI): smooth the gradient with a Gaussian of this odd size (0 = off)'),
+    craftLabel: z.enum(['substitute', 'oracle']).default('substitute').describe('untargeted attacks push away from the substitute\'s label or the victim\'s (oracle, paid)'),
     // 2: the iterative attacks craft half the images in a worker thread, both threads single-threaded
     // (the same images, faster on 2 cores: two single-threaded computations side by side keep their full
     // speed, while the wasm backend's own two threads gain much less). 1: one process.
-    craftThreads: z.union([z.literal(1), z.literal(2)]).default(1),
+    craftThreads: z
+      .union([z.literal(1), z.literal(2)])
+      .default(1)
+      .describe('iterative attacks: 2 = craft half the images in a worker thread, each thread single-threaded (faster on 2 cores, the same images)'),
     // Targeted crafting doubles the sweep's cost; a search for the best untargeted setting may skip it.
-    targeted: z.boolean().default(true),
-    target: z.union([z.enum(['random', 'next']), z.number().int().min(0)]).default('random'),
-    evalSize: z.number().int().min(10).max(9000).default(1000),
-    epsilons: z.array(z.number().gt(0).lte(1)).min(1).default([0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5]),
+    targeted: z.boolean().default(true).describe('also craft and score targeted attacks (--no-targeted skips them, halving the sweep)'),
+    target: z.union([z.enum(['random', 'next']), z.number().int().min(0)]).default('random').describe('the class targeted attacks aim at: random, the next one, or a class index'),
+    evalSize: z.number().int().min(10).max(9000).default(1000).describe('held-out test images to measure on (disjoint from the seed set)'),
+    epsilons: z.array(z.number().gt(0).lte(1)).min(1).default([0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5]).describe('the L∞ budgets ε of the sweep'),
     boundary: z
       .strictObject({
         enabled: z.boolean().default(true),
@@ -85,11 +104,15 @@ export const campaignSchema = z
           })
           .prefault({}),
       })
-      .prefault({}),
+      .prefault({})
+      .describe('measure the boundary and draw the maps (--no-boundary skips them; a config file sets the rest)'),
     // A measure the key's budget cuts short is recorded as partial (images measured of planned) instead
     // of stopping the run; and the campaign starts even when its planned cost exceeds the known budget.
-    allowPartial: z.boolean().default(false),
-    out: z.string().optional(),
+    allowPartial: z
+      .boolean()
+      .default(false)
+      .describe('start even when the planned query cost exceeds the key\'s known budget, and record a measure the budget cuts short as partial instead of stopping'),
+    out: z.string().optional().describe(`${HELP.out} (default: runs/<time>-<substitute>-<attack>)`),
   })
   .superRefine((c, ctx) => {
     const late = c.snapshots.filter((r) => r >= c.rounds);

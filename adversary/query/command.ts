@@ -4,24 +4,11 @@ import { resolveQueryAttackConfig, queryAttackSummary, runQueryAttackCampaign, t
 import { resumeHint } from '../run/resume-hint.js';
 import { fileRunStore, getJson } from '../run/store.js';
 
-/** The CLI's side of `query-attack`: settings, the run folder, the victim connection, the summary. */
-export interface QueryAttackFlags {
-  victim?: string;
-  apiKey?: string;
-  format?: string;
-  attack?: string;
-  norm?: string;
-  targeted?: boolean;
-  images?: number;
-  queriesPerImage?: number;
-  seed?: number;
-  stopAt?: number;
-  matchRate?: number;
-  allowPartial?: boolean;
-  epsilons?: number[];
-  resume?: string;
-  out?: string;
-}
+/**
+ * The CLI's side of `query-attack`: settings, the run folder, the victim connection, the summary.
+ * Its flags: the settings given (only those: the schema fills the rest), and where the run goes.
+ */
+export type QueryAttackFlags = Partial<QueryAttackInput> & { resume?: string; out?: string };
 
 export async function runQueryAttackCommand(flags: QueryAttackFlags, defaultOut: () => string): Promise<number> {
   const resume = flags.resume !== undefined;

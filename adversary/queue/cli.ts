@@ -1,5 +1,6 @@
 import { basename, extname, join, resolve } from 'node:path';
 import type { Argv } from 'yargs';
+import { API_KEY_ENV, apiKeyOption, backendOption, HELP } from '../../shared/cli-options.js';
 import { TransferlabError } from '../../shared/errors.js';
 import { compareRuns, formatTable } from '../report/compare.js';
 import { readConfigFile, type CampaignInput } from '../campaign/config.js';
@@ -121,7 +122,7 @@ export function sweepCommands<T>(y: Argv<T>): Argv<T> {
           .options({
             ...queueFlags,
             name: { type: 'string', describe: 'the sweep\'s name: its run folders go to RUNS/NAME/<config name> [default: sweep; `sweep status` without it shows every sweep]' },
-            victim: { type: 'string', describe: 'victim URL for every campaign (overrides the files; every worker must reach it)' },
+            victim: { type: 'string', describe: `${HELP.victim} for every campaign (overrides the files; every worker must reach it)` },
           })
           .example('$0 sweep scripts/configs/strongest.yaml scripts/configs/strongest-2400.yaml --queue redis://10.0.0.5:6379/0 --runs /mnt/shared/runs', 'queue two campaigns')
           .example('$0 sweep status --queue redis://10.0.0.5:6379/0 --runs /mnt/shared/runs', 'waiting/active/done/failed; the comparison once all are done'),
@@ -165,13 +166,14 @@ export function sweepCommands<T>(y: Argv<T>): Argv<T> {
             runs: queueFlags.runs,
             concurrency: { type: 'number', default: 1, describe: 'campaigns run at once by this worker (each in its own process)' },
             'lock-seconds': { type: 'number', default: 30, describe: 'a job\'s lock lifetime: a killed worker\'s campaign is resumed elsewhere about this long after it died' },
-            'api-key': { type: 'string', describe: 'API key for the victim when a job names none (env TRANSFERLAB_API_KEY)' },
-            backend: { type: 'string', describe: 'tensorflow | wasm | cpu (default: best available; env TFJS_BACKEND)' },
+            'api-key': { ...apiKeyOption, describe: `${apiKeyOption.describe}; used when a job names none` },
+            backend: backendOption,
           })
           .example('$0 worker --queue redis://10.0.0.5:6379/0 --runs /mnt/shared/runs --concurrency 2', 'two campaigns at a time'),
       async (a) => {
         const url = requireQueue(a);
-        if (a['api-key']) process.env.TRANSFERLAB_API_KEY = a['api-key'];
+        // The campaigns run in child processes, which take a job's missing key from the environment.
+        if (a['api-key']) process.env[API_KEY_ENV] = a['api-key'];
         const worker = startWorker({ queue: url, runs: a.runs, concurrency: a.concurrency, lockSeconds: a['lock-seconds'], backend: a.backend, log: (s) => console.log(s) });
         await new Promise<void>((done) => {
           const stop = (signal: string) => {

@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { API_KEY_ENV } from '../../shared/cli-options.js';
 
 /**
  * How to continue a stopped run, printed after a refusal, an error or Ctrl-C. A resumed run reads
@@ -14,7 +15,7 @@ export function resumeCommand(command: ResumableCommand, out: string): string {
 
 /** The resume command and what KEY stands for. */
 export function resumeHint(command: ResumableCommand, out: string): string {
-  return `${resumeCommand(command, out)} (KEY: your API key; or set TRANSFERLAB_API_KEY and leave out --api-key)`;
+  return `${resumeCommand(command, out)} (KEY: your API key; or set ${API_KEY_ENV} and leave out --api-key)`;
 }
 
 /**

@@ -6,6 +6,7 @@ import { putEvaluationResults } from '../../adversary/campaign/results.js';
 import { fileRunStore, writeFileAtomic } from '../../adversary/run/store.js';
 import { describeBackend, initBackend } from '../../shared/engine/backend.js';
 import { isMain, runMain, failOnOneLine } from '../../shared/cli.js';
+import { backendOption } from '../../shared/cli-options.js';
 import { TransferlabError } from '../../shared/errors.js';
 import { DATASET_HELP } from '../../shared/datasets/index.js';
 import { assertWritableDir } from '../../shared/fs-checks.js';
@@ -44,7 +45,7 @@ export async function main(argv: string[]): Promise<number> {
       'campaign-budget': { type: 'number', describe: 'query budget of each served victim (with --campaign): the attacker\'s key; default unlimited' },
       'campaign-config': { type: 'string', describe: 'YAML/JSON campaign settings overriding the defaults (with --campaign), e.g. scripts/configs/strongest.yaml' },
       out: { type: 'string', describe: 'folder for evaluation.json, evaluation.csv, evaluation.html and campaign runs (default runs/evaluate-<time>)' },
-      backend: { type: 'string', describe: 'tensorflow | wasm | cpu (default: best available; env TFJS_BACKEND)' },
+      backend: backendOption,
     })
     .example('$0 --models models/victim models/victim-robust', 'white-box comparison at ε 0.1 0.2 0.3 with the masking check')
     .example('$0 --models models/victim models/victim-robust --campaign', 'plus the black-box transfer of a default campaign against each')

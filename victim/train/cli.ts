@@ -3,6 +3,7 @@ import { ARCHITECTURES } from '../../shared/model/architectures.js';
 import { DATASET_HELP, DEFAULT_DATASET, loadDataset } from '../../shared/datasets/index.js';
 import { initBackend, describeBackend } from '../../shared/engine/backend.js';
 import { isMain, runMain, failOnOneLine } from '../../shared/cli.js';
+import { backendOption } from '../../shared/cli-options.js';
 import { assertWritableDir } from '../../shared/fs-checks.js';
 import { progressBar } from '../../shared/progress.js';
 import { ROBUST_DEFAULTS, trainVictim, validateTrainConfig, VICTIM_DEFAULTS, type VictimTrainConfig } from './train.js';
@@ -36,7 +37,7 @@ export async function main(argv: string[]): Promise<number> {
       limit: { type: 'number', describe: 'train on the first N training images only (quick runs)' },
       init: { type: 'string', describe: 'start from the weights of this saved model (fine-tuning, e.g. more adversarial epochs at a lower rate)' },
       resume: { type: 'boolean', default: false, describe: 'continue an interrupted run from its checkpoint (<out>.training, written at every guard check or 3 times an epoch); same settings required, same weights at the end as an uninterrupted run' },
-      backend: { type: 'string', describe: 'tensorflow | wasm | cpu (default: best available; env TFJS_BACKEND)' },
+      backend: backendOption,
       ...DEFENCE_OPTIONS,
       'eps-warmup': { type: 'number', describe: `epochs over which ε and α grow linearly from 0 to full size (${both(0, ROBUST_DEFAULTS.epsilonWarmup)})` },
       guard: { type: 'boolean', describe: 'catastrophic-overfitting guard (default: on with fgsm-rs and pgd, off otherwise)' },
