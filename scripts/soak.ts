@@ -20,7 +20,7 @@ import { backendOption, runningVictimOption } from '../shared/cli-options.js';
 import { quantile } from '../shared/statistics.js';
 import { loadMnist } from '../shared/datasets/index.js';
 import { createRng } from '../shared/random.js';
-import { SERVE_DEFAULTS } from '../victim/cli.js';
+import { SERVE_DEFAULTS } from '../victim/serve-options.js';
 import { usageFromRecords } from '../victim/store/ledger.js';
 import { spawnVictim, type VictimProcess } from '../victim/spawn.js';
 import { nextRequest, type Outcome, type TrafficMix } from './soak-traffic.js';
