@@ -15,6 +15,8 @@ export interface QueryAttackFlags {
   images?: number;
   queriesPerImage?: number;
   seed?: number;
+  seedSize?: number;
+  dataset?: string;
   stopAt?: number;
   matchRate?: number;
   allowPartial?: boolean;
