@@ -103,7 +103,7 @@ describe('query attacks on a victim serving 16×16 RGB images', () => {
   it('refuses images of another shape, or more images than the folder holds, before any query is paid', async () => {
     // Unset --dataset: the victim's dataset is not a built-in one, so MNIST is tried and refused by shape.
     await expect(runQueryAttackCommand({ victim: victim.url, apiKey: KEYS.none, images: 4 }, () => join(dir, 'mnist'))).rejects.toThrow(/takes 16×16×3 images in 3 classes.*28×28×1.*--dataset/s);
-    await expect(runQueryAttackCommand({ victim: victim.url, apiKey: KEYS.none, dataset: tree, seedSize: 10, images: 25 }, () => join(dir, 'big'))).rejects.toMatchObject({ code: 'invalid_split' });
+    await expect(runQueryAttackCommand({ victim: victim.url, apiKey: KEYS.none, dataset: tree, seedSize: 10, images: 25 }, () => join(dir, 'big'))).rejects.toMatchObject({ code: 'invalid_split', message: expect.stringMatching(/exceed the 30 test images.*--images/) });
     expect(ledgerTotal(ledger(), 'none')).toBe(0);
   });
 });
