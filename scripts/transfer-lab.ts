@@ -10,7 +10,7 @@ import { IMAGE_SIZE, adversarySplit, loadMnist, subset, type ImageSet } from '..
 import { fromLayers, labelImages } from '../shared/model/model.js';
 import { resolveConfig, type CampaignConfig, type CampaignInput } from '../adversary/campaign/config.js';
 import { snapshotMembers, trainMembers } from '../adversary/campaign/ensemble.js';
-import type { CountingOracle } from '../adversary/oracle/core.js';
+import { paidCounts, type CountingOracle } from '../adversary/oracle/core.js';
 import { latestCheckpoint, roundRecords, saveCheckpoint } from '../adversary/campaign/checkpoints.js';
 import { fileRunStore } from '../adversary/run/store.js';
 import { trainSubstitute } from '../adversary/campaign/substitute.js';
@@ -54,7 +54,7 @@ export async function trainedSubstitutes(settings: CampaignInput, dir: string, o
       config,
       shape: MNIST_MODEL,
       queryAttack: (images, count) => oracle.label(images, count, 'attack'),
-      attackQueries: () => oracle.counts().attack + oracle.priorCounts().attack,
+      attackQueries: () => paidCounts(oracle).attack,
       evaluation: { images: evalSet.images, truth: evalSet.labels, victim: cleanVictim },
       start,
       checkpoint: (c) => saveCheckpoint(fileRunStore(dir), c, String([config.substitute].flat()[0]), 'mnist'),

@@ -66,6 +66,9 @@ describe('an ImageFolder of RGB PNGs, from seed set to report', () => {
     expect(r.victimCleanAccuracy!).toBeGreaterThan(0.7);
     expect(r.perClass[0].matrix).toHaveLength(3);
     expect(r.boundary?.maps).toHaveLength(1);
+    // RayS's average boundary distance, one per class of the victim's (3, not MNIST's 10).
+    expect(r.boundary?.nearest?.adbd.victim).toHaveLength(3);
+    expect(r.boundary?.nearest?.adbd.substitute).toHaveLength(3);
     const html = readFileSync(join(out, 'report.html'), 'utf8');
     expect(html).toContain('input 16×16×3');
     // The grid draws the RGB images as RGB: some pixels have clearly unequal channels.

@@ -27,7 +27,7 @@ export interface NearestBoundary {
   /** Cosine between the two boundary points' perturbations (x_adv − x), per image. */
   cosine: (number | null)[];
   medianCosine: number | null;
-  /** Average boundary distance per true class (RayS's ADBD), 0-9; null for a class with no distance. */
+  /** Average boundary distance per true class (RayS's ADBD), one per class; null for a class with no distance. */
   adbd: { victim: (number | null)[]; substitute: (number | null)[] };
   /** Victim queries paid, and probes asked (the difference was served from the answer cache). */
   queries: number;
@@ -48,6 +48,8 @@ export interface NearestContext {
   paid: () => number;
   seed: number;
   queriesPerImage: number;
+  /** The victim's class count: adbd has one entry per class. */
+  classes: number;
   /** A cut records the images RayS finished as partial instead of stopping the run. */
   allowPartial?: boolean;
 }
@@ -67,7 +69,7 @@ function cosine(x: Float32Array, a: Float32Array | null, b: Float32Array | null,
   return aa === 0 || bb === 0 ? null : ab / Math.sqrt(aa * bb);
 }
 
-function perClassMean(d: Distance[], truth: ArrayLike<number>, classes = 10): (number | null)[] {
+function perClassMean(d: Distance[], truth: ArrayLike<number>, classes: number): (number | null)[] {
   const sum = new Array<number>(classes).fill(0);
   const n = new Array<number>(classes).fill(0);
   d.forEach((v, i) => {
@@ -120,7 +122,7 @@ export async function nearestBoundaries(ctx: NearestContext): Promise<NearestBou
     pearson: pearson(both.map((p) => p[0]), both.map((p) => p[1])),
     cosine: cos,
     medianCosine: median(cos.filter((c): c is number => c !== null)),
-    adbd: { victim: perClassMean(victim, truth), substitute: perClassMean(substitute, truth) },
+    adbd: { victim: perClassMean(victim, truth, ctx.classes), substitute: perClassMean(substitute, truth, ctx.classes) },
     queries,
     probes: run.asked,
     ...(partial ? { partial } : {}),

@@ -161,6 +161,7 @@ export async function measureBoundary(ctx: BoundaryContext): Promise<MeasuredBou
       paid,
       seed: config.seed,
       queriesPerImage: config.boundary.rays.queries,
+      classes: ctx.classNames.length,
       allowPartial,
     });
     if (nearest.partial) partial.push(nearest.partial);

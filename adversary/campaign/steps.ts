@@ -1,10 +1,7 @@
 import type * as tf from '@tensorflow/tfjs';
-import type { ModelShape } from '../../shared/model/architectures.js';
 import { chooseTargets } from '../../shared/attacks/index.js';
 import { ensembleOf } from '../../shared/attacks/losses.js';
-import type { Dataset } from '../../shared/datasets/index.js';
-import { adversarySplit, subset } from '../../shared/datasets/images.js';
-import { summarise, type ImageSet } from '../../shared/datasets/types.js';
+import { summarise } from '../../shared/datasets/types.js';
 import { accuracy, agreement } from '../../shared/metrics.js';
 import { fromLayers, labelImages, type Model } from '../../shared/model/model.js';
 import type { TrainOptions } from '../../shared/model/training.js';
@@ -12,17 +9,15 @@ import { provenance } from '../../shared/versions.js';
 import { measureBoundary, type MeasuredBoundary } from './boundary.js';
 import { latestCheckpoint, roundRecords, saveCheckpoint, type RoundRecord } from './checkpoints.js';
 import { substituteMembers, type CampaignConfig } from './config.js';
-import { attackerDataset } from './dataset-choice.js';
 import { snapshotMembers, trainMembers, type MemberRecord } from './ensemble.js';
 import { startCraftSplit } from './craft-split.js';
-import type { CountingOracle } from '../oracle/core.js';
-import type { QueryCounts, VictimInfo } from '../oracle/oracle.js';
-import { isBudgetRefusal, measureCut } from '../run/measure-cut.js';
-import { campaignPlan, checkPlan, type BudgetCheck, type QueryPlan } from '../run/query-plan.js';
+import { paidCounts, type CountingOracle } from '../oracle/core.js';
+import type { QueryCounts } from '../oracle/oracle.js';
+import { campaignPlan } from '../run/query-plan.js';
+import { budget, select, withoutKey, type RunStart, type Selection, type Step } from '../run/steps.js';
 import { plannedVsPaid, writeResults, type CampaignResults, type Unversioned } from './results.js';
 import type { RunClock } from '../run/clock.js';
 import { writeBoundaryMaps } from '../report/run-pictures.js';
-import { putJson, type RunStore } from '../run/store.js';
 import { trainSubstitute, type RoundsContext } from './substitute.js';
 import { perClassTables, sweep, sweepSettings, type SweepOutcome } from './transfer.js';
 
@@ -38,7 +33,7 @@ export interface CampaignHooks {
   onRound?: (r: RoundRecord) => void;
 }
 
-export type Step<In, Out> = (state: In, store: RunStore) => Promise<Out>;
+export type { Step } from '../run/steps.js';
 
 /** Seconds spent, by kind of work (results.json's `phases`). */
 export type Phases = {
@@ -50,28 +45,18 @@ export type Phases = {
   boundary: number;
 };
 
-/** What every step may read: the settings, the oracle, the caller's hooks and the clock. */
-export interface Begun {
+/** What every step may read: the settings, the oracle, the caller's hooks and the clock (and what budget and select read, run/steps.ts). */
+export interface Begun extends RunStart {
   config: CampaignConfig;
   oracle: CountingOracle;
   hooks: CampaignHooks;
   /** The run's time over all its sessions (a resumed run's earlier ones included). */
   clock: RunClock;
   phases: Phases;
-  /** What the settings will cost, by purpose, and the key's budget as the victim told it before the first paid query. */
-  plan: QueryPlan;
-  budget: BudgetCheck | null;
 }
 
-export interface Selected extends Begun {
-  info: VictimInfo;
-  dataset: Dataset;
-  shape: ModelShape;
-  seedSet: ImageSet;
-  evalSet: ImageSet;
-  /** The victim's labels of the clean evaluation images. */
-  cleanVictim: Int32Array;
-}
+/** After select (run/steps.ts, shared with the query attack): the victim, the attacker's dataset, the seed and evaluation sets, the clean labels. */
+export interface Selected extends Begun, Selection {}
 
 export interface Seeded extends Selected {
   /** Where the substitute rounds start: round 0 with the labelled seed set, or a resumed checkpoint. */
@@ -104,44 +89,28 @@ export interface Measured extends Transferred {
 const since = (t: number) => (performance.now() - t) / 1000;
 
 export function begin(config: CampaignConfig, oracle: CountingOracle, hooks: CampaignHooks, clock: RunClock): Begun {
-  return { config, oracle, hooks, clock, phases: { labelling: 0, training: 0, augmentation: 0, crafting: 0, measurement: 0, boundary: 0 }, plan: campaignPlan(config), budget: null };
+  return {
+    config,
+    oracle,
+    hooks,
+    clock,
+    phases: { labelling: 0, training: 0, augmentation: 0, crafting: 0, measurement: 0, boundary: 0 },
+    plan: campaignPlan(config),
+    budget: null,
+    allowPartial: config.allowPartial,
+    // Crafting from the victim's own answers is something the attacker pays for.
+    choice: { seed: config.seed, seedSize: config.seedSize, evalSize: config.evalSize, dataset: config.dataset, cleanPurpose: config.craftLabel === 'oracle' ? 'attack' : 'measurement' },
+    saved: withoutKey(config),
+  };
 }
 
-/** The planned cost printed and checked against the key's budget, before anything is paid. */
-export const budget: Step<Begun, Begun> = async (s) => ({ ...s, budget: await checkPlan(s.plan, s.oracle, s.config.allowPartial, s.hooks.log) });
+/** The steps every run begins with: the planned cost against the key's budget, then the images and their clean labels. */
+export { budget, select };
 
 /** Totals over the run folder's whole life, so a resumed run reports what the campaign cost in all. */
 export function paid(s: Begun): QueryCounts {
-  const now = s.oracle.counts();
-  const before = s.oracle.priorCounts();
-  return { attack: now.attack + before.attack, measurement: now.measurement + before.measurement, cached: now.cached };
+  return paidCounts(s.oracle);
 }
-
-/** The run's config, the victim's description, the attacker's images split into seed and evaluation sets, and the victim's clean labels. */
-export const select: Step<Begun, Selected> = async (s, store) => {
-  const { config, oracle, hooks } = s;
-  // The resolved config goes with the run (the key is a secret and stays out of it).
-  const { apiKey: _secret, ...saved } = config;
-  if (!store.exists('config.json')) putJson(store, 'config.json', saved);
-  const info = await oracle.info();
-  // The substitute is built for what the victim takes and answers; the attacker's images must match it.
-  const dataset = attackerDataset(config.dataset, info, hooks.log);
-  // The adversary's own data is a small seed set of test images; the evaluation set is disjoint.
-  const split = adversarySplit(config.seed, config.seedSize, config.evalSize, dataset.test.count);
-  const evalSet = subset(dataset.test, split.evalSet);
-  // Crafting from the victim's own answers is something the attacker pays for, so ask for them first.
-  const t = performance.now();
-  let cleanVictim: Int32Array;
-  try {
-    cleanVictim = await oracle.label(evalSet.images, evalSet.count, config.craftLabel === 'oracle' ? 'attack' : 'measurement');
-  } catch (e) {
-    // Every later figure is over these labels: even allowPartial cannot go on without all of them.
-    if (isBudgetRefusal(e)) throw measureCut('victim\'s labelling of the clean evaluation images', 0, evalSet.count, e.message.split('\n')[0], false);
-    throw e;
-  }
-  s.phases.measurement += since(t);
-  return { ...s, info, dataset, shape: { inputShape: dataset.shape, classes: info.classes }, seedSet: subset(dataset.test, split.seedSet), evalSet, cleanVictim };
-};
 
 /** The victim's labels of the seed set, or the last finished round when the run is resumed. */
 export const seed: Step<Selected, Seeded> = async (s, store) => {

@@ -2,7 +2,7 @@ import { chooseTargets } from '../../shared/attacks/index.js';
 import { accuracy } from '../../shared/metrics.js';
 import { summarise } from '../../shared/datasets/types.js';
 import { adversarySplit, subset } from '../../shared/datasets/images.js';
-import { attackerDataset } from './dataset-choice.js';
+import { attackerDataset } from '../run/dataset-choice.js';
 import { loadWhiteboxModel } from '../../shared/model/whitebox-model.js';
 import { labelImages } from '../../shared/model/model.js';
 import { provenance } from '../../shared/versions.js';

@@ -36,6 +36,16 @@ export interface CountingOracle extends LabelOracle {
   budget(): Promise<Budget | null>;
 }
 
+/**
+ * What the run folder has paid over its whole life, by purpose: this process's queries plus every
+ * earlier session's (a resumed run reports what it cost in all); `cached` is this process's.
+ */
+export function paidCounts(oracle: CountingOracle): QueryCounts {
+  const now = oracle.counts();
+  const before = oracle.priorCounts();
+  return { attack: now.attack + before.attack, measurement: now.measurement + before.measurement, cached: now.cached };
+}
+
 /** A batch the victim refused or never answered: the ledger records its HTTP status and attempts. */
 export class VictimError extends TransferlabError {
   constructor(

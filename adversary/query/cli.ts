@@ -10,9 +10,8 @@ import { queryAttackSchema, type QueryAttackInput } from './run.js';
 import { exitOnInterrupt } from '../run/resume-hint.js';
 
 /**
- * The help line of each query-attack setting that is a flag: the flags themselves (type, default) are
- * generated from queryAttackSchema. seedSize is not a flag: it names the campaign whose evaluation
- * images are attacked, and stays at the campaigns' default unless a resumed config.json says otherwise.
+ * The help line of each query-attack setting: the flags themselves (type, default) are generated from
+ * queryAttackSchema, and the compiler holds this map to the schema's keys.
  */
 const QUERY_HELP = {
   attack: 'decision-based attack',
@@ -24,11 +23,13 @@ const QUERY_HELP = {
   queriesPerImage: 'most label queries each image may spend',
   targeted: 'aim at a class drawn per image (starting from a seed-set image of it) instead of any other class',
   seed: HELP.seed,
+  seedSize: 'seed set of the campaign whose evaluation images are attacked, and the targeted pool (a small image folder needs a small one)',
+  dataset: "the attacker's images, as run's --dataset: a built-in name, a folder of IDX files or an ImageFolder tree of PNGs, of the victim's shape (default: the victim's dataset)",
   epsilons: 'ε (L∞) at which success is counted',
   stopAt: 'stop an image once its best distance is ≤ this (default: spend its whole budget)',
   matchRate: "also report the queries per image needed for this misclassification rate at ε 0.3 (e.g. a campaign's)",
   allowPartial: "start even when the planned queries exceed the key's known budget, and record searches the budget cuts short as partial instead of stopping",
-} as const satisfies Record<Exclude<keyof QueryAttackInput, 'seedSize'>, string>;
+} as const satisfies Record<keyof QueryAttackInput, string>;
 export const QUERY_FLAG_KEYS = Object.keys(QUERY_HELP) as (keyof typeof QUERY_HELP)[];
 
 export const queryAttackOptions: Record<string, Options> = {

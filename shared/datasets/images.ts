@@ -45,7 +45,7 @@ export function adversarySplit(seed: number, seedSize: number, evalSize: number,
   if (seedSize + evalSize > testCount) {
     throw new TransferlabError(
       'invalid_split',
-      `seed set (${seedSize}) + evaluation set (${evalSize}) exceed the ${testCount} test images; lower --seed-size or --eval-size`,
+      `seed set (${seedSize}) + evaluation set (${evalSize}) exceed the ${testCount} test images; lower --seed-size or --eval-size (query-attack: --images)`,
     );
   }
   const p = permutation(testCount, createRng(seed));

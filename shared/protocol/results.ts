@@ -202,7 +202,9 @@ export const queryAttackResultsSchema = z.strictObject({
   kind: z.literal('query-attack'),
   ...common,
   victim: z.strictObject({ url: z.string(), info: victimInfoSchema }),
-  /** The resolved settings, never the key (adversary/query/run.ts validates them, with their defaults, when the run begins). */
+  /** The images attacked were drawn from this dataset's test part (images.json's testIndex; absent in older runs). */
+  dataset: datasetSummarySchema.optional(),
+  /** The resolved settings, never the key (adversary/query/config.ts validates them, with their defaults, when the run begins). */
   config: z.strictObject({
     victim: z.string(),
     format: z.string(),
@@ -213,6 +215,7 @@ export const queryAttackResultsSchema = z.strictObject({
     queriesPerImage: count,
     seed: count,
     seedSize: count,
+    dataset: z.string().optional(),
     epsilons: z.array(finite),
     stopAt: finite.optional(),
     allowPartial: z.boolean().optional(),
@@ -233,6 +236,8 @@ export const queryAttackResultsSchema = z.strictObject({
   /** Probes per image to reach `rate` misclassification at `epsilon`, and what that costs for all the images. */
   match: z.strictObject({ epsilon: finite, rate: finite, queriesPerImage: finite.nullable(), totalQueries: finite.nullable() }).nullable(),
   rounds: count,
+  /** Seconds by kind of work (clean labels as `measurement`, the searches), summed over the run's sessions; absent in older runs. */
+  phases: z.record(z.string(), seconds).optional(),
 });
 
 export const runResultsSchema = z.discriminatedUnion('kind', [campaignResultsSchema, whiteboxResultsSchema, queryAttackResultsSchema]);
