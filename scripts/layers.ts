@@ -25,6 +25,17 @@ export const SHARED_PARTS = ['engine', 'protocol', 'datasets'];
 export const SHARED_LEAVES = ['shared/errors.ts', 'shared/random.ts'];
 
 /**
+ * Inside victim/ and adversary/ the sub-folders are floors too: a sub-folder may import the sub-folders on
+ * its own floor and below, never one above — what a run keeps and how it asks (run/, oracle/) knows nothing of
+ * campaigns, query attacks or reports; the victim's state and detectors (store/, detect/, train/) nothing of its
+ * HTTP layer or served models. Files at a folder's top (its CLIs) and folders not listed are outside this rule.
+ */
+export const SUB_LAYERS: Record<string, Record<string, number>> = {
+  adversary: { run: 0, oracle: 0, campaign: 1, query: 1, report: 1, queue: 2, cli: 3 },
+  victim: { detect: 0, train: 0, store: 0, http: 1, model: 2 },
+};
+
+/**
  * Imports allowed to break the layers, each with the reason beside it. Empty: keep it that way, and move a
  * file to the layer it belongs in rather than adding an entry here.
  */
@@ -85,6 +96,12 @@ export function violations(graph: Graph, allowed = ALLOWED): Violation[] {
       const part = a === 'shared' ? SHARED_PARTS.find((p) => from.startsWith(`shared/${p}/`)) : undefined;
       if (part && b === 'shared' && !to.startsWith(`shared/${part}/`) && !SHARED_LEAVES.includes(to)) {
         out.push({ from, to, why: `shared/${part}/ may import only itself and ${SHARED_LEAVES.join(', ')}` });
+        continue;
+      }
+      const floors = SUB_LAYERS[a];
+      const [subA, subB] = [from.split('/')[1], to.split('/')[1]];
+      if (a === b && floors && subA !== subB && subA in floors && subB in floors && floors[subB] > floors[subA]) {
+        out.push({ from, to, why: `${a}/${subA}/ must not import ${a}/${subB}/, a floor above it` });
         continue;
       }
       if (a === b || !(a in LAYERS) || !(b in LAYERS)) continue;

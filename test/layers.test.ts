@@ -38,4 +38,14 @@ describe('layers', () => {
     expect(violations(g, [['victim/http/app.ts', 'adversary']]).map((v) => v.from)).toEqual(['shared/model/model.ts', 'shared/engine/backend.ts', 'shared/engine/backend.ts']);
     expect(cycles(g)).toContainEqual(['adversary/a.ts', 'adversary/b.ts', 'adversary/c.ts']);
   });
+
+  it('inside victim/ and adversary/, a lower sub-folder never imports a higher one', () => {
+    const g = graph({
+      'adversary/oracle/core.ts': ['adversary/run/store.ts', 'adversary/campaign/config.ts'],
+      'adversary/campaign/steps.ts': ['adversary/oracle/core.ts', 'adversary/report/pictures.ts'],
+      'victim/store/ledger.ts': ['victim/http/app.ts', 'victim/detect/prada.ts'],
+      'adversary/cli.ts': ['adversary/queue/cli.ts'],
+    });
+    expect(violations(g, []).map((v) => `${v.from} -> ${v.to}`)).toEqual(['adversary/oracle/core.ts -> adversary/campaign/config.ts', 'victim/store/ledger.ts -> victim/http/app.ts']);
+  });
 });

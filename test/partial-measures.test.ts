@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCampaign } from '../adversary/campaign/campaign.js';
 import { resolveConfig, type CampaignInput } from '../adversary/campaign/config.js';
-import { campaignPlan } from '../adversary/run/query-plan.js';
+import { campaignPlan } from '../adversary/campaign/plan.js';
 import { buildReport } from '../adversary/report/report.js';
 import type { CampaignResults } from '../adversary/campaign/results.js';
 import { fileRunStore } from '../adversary/run/store.js';

@@ -13,7 +13,7 @@ import { snapshotMembers, trainMembers, type MemberRecord } from './ensemble.js'
 import { startCraftSplit } from './craft-split.js';
 import { paidCounts, type CountingOracle } from '../oracle/core.js';
 import type { QueryCounts } from '../oracle/oracle.js';
-import { campaignPlan } from '../run/query-plan.js';
+import { campaignPlan } from './plan.js';
 import { budget, select, withoutKey, type RunStart, type Selection, type Step } from '../run/steps.js';
 import { plannedVsPaid, writeResults, type CampaignResults, type Unversioned } from './results.js';
 import type { RunClock } from '../run/clock.js';

@@ -5,7 +5,6 @@
  * repeats). The run prints it, and refuses to start when the key's known budget cannot cover it.
  */
 import { TransferlabError } from '../../shared/errors.js';
-import type { CampaignConfig } from '../campaign/config.js';
 import type { CountingOracle } from '../oracle/core.js';
 import type { QueryPurpose } from '../oracle/oracle.js';
 
@@ -28,11 +27,6 @@ export interface QueryPlan {
   parts: PlanPart[];
 }
 
-/** Coarse first-flip scan to ε 1 in steps of 16/255 (16 probes), then 4 bisection probes: shared/boundary.ts. */
-const FLIP_PROBES_PER_IMAGE = 16 + 4;
-/** The built-in datasets' test parts hold 10,000 images; a folder's count is checked when it is loaded. */
-const TEST_IMAGES = 10_000;
-
 function total(parts: PlanPart[], purpose: QueryPurpose): PurposePlan {
   const mine = parts.filter((p) => p.purpose === purpose);
   return { planned: mine.reduce((s, p) => s + p.queries, 0), atMost: mine.some((p) => p.atMost) };
@@ -41,30 +35,6 @@ function total(parts: PlanPart[], purpose: QueryPurpose): PurposePlan {
 export function planOf(parts: PlanPart[]): QueryPlan {
   const kept = parts.filter((p) => p.queries > 0);
   return { attack: total(kept, 'attack'), measurement: total(kept, 'measurement'), parts: kept };
-}
-
-/** Images the victim labels for the substitute: the seed set, then each round's augmentation but the last's. */
-export function attackImages(c: Pick<CampaignConfig, 'seedSize' | 'rounds' | 'reservoir'>): number {
-  let size = c.seedSize;
-  for (let round = 0; round < c.rounds - 1; round++) size += c.reservoir === undefined ? size : Math.min(size, c.reservoir);
-  return size;
-}
-
-export function campaignPlan(c: CampaignConfig): QueryPlan {
-  const evalCount = Math.min(c.evalSize, TEST_IMAGES - c.seedSize);
-  const b = c.boundary;
-  const on = b.enabled;
-  const flips = on ? Math.min(b.images, evalCount) : 0;
-  const rays = on ? Math.min(b.rays.images, evalCount) : 0;
-  const modes = c.targeted ? 2 : 1;
-  return planOf([
-    { purpose: 'attack', what: 'seed set and augmentation rounds', queries: attackImages(c), atMost: false },
-    { purpose: c.craftLabel === 'oracle' ? 'attack' : 'measurement', what: 'clean evaluation labels', queries: evalCount, atMost: false },
-    { purpose: 'measurement', what: 'transfer sweep', queries: modes * c.epsilons.length * evalCount, atMost: false },
-    { purpose: 'measurement', what: 'boundary first flips', queries: flips * FLIP_PROBES_PER_IMAGE, atMost: true },
-    { purpose: 'measurement', what: 'nearest boundary (RayS)', queries: rays * b.rays.queries, atMost: true },
-    { purpose: 'measurement', what: 'boundary maps', queries: on ? b.maps * b.grid * b.grid : 0, atMost: false },
-  ]);
 }
 
 const grouped = (n: number) => n.toLocaleString('en-US');
