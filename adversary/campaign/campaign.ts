@@ -1,30 +1,21 @@
 import type { CampaignConfig } from './config.js';
 import type { CountingOracle } from '../oracle/core.js';
 import type { CampaignResults } from './results.js';
-import { startRunClock } from '../run/clock.js';
-import { runStore, type RunStore } from '../run/store.js';
+import { clockedRun } from '../run/steps.js';
+import type { RunStore } from '../run/store.js';
 import { begin, boundary, budget, ensemble, report, rounds, seed, select, transfer, type CampaignHooks } from './steps.js';
 
 export type { CampaignHooks } from './steps.js';
 
 /**
- * One black-box campaign, as a pipeline of named steps over a run store (campaign-steps.ts):
+ * One black-box campaign, as a pipeline of named steps over a run store (steps.ts):
  * budget (the planned cost printed and checked against the key's budget) → select (config, victim, seed and evaluation sets) → seed (labels, or resume) → rounds (the
  * substitute: fit + Jacobian augmentation) → ensemble → transfer (craft on the substitute, ask the
  * victim) → boundary → report (pictures, results.json). The steps touch no file: what they keep
  * goes to the store, a run folder on disk (a path) or one in memory (memoryRunStore).
  */
 export async function runCampaign(config: CampaignConfig, run: RunStore | string, oracle: CountingOracle, hooks: CampaignHooks): Promise<CampaignResults> {
-  const store = runStore(run);
-  const clock = startRunClock(store);
-  const begun = begin(config, oracle, hooks, clock);
-  try {
-    // Each step's end is kept work: the clock records it, so a resumed run's duration is the whole run's.
-    const step = async <In, Out extends { phases: Record<string, number> }>(f: (s: In, st: RunStore) => Promise<Out>, s: In): Promise<Out> => {
-      const out = await f(s, store);
-      clock.tick(out.phases);
-      return out;
-    };
+  return clockedRun(run, (clock) => begin(config, oracle, hooks, clock), async (step, begun, store) => {
     const checked = await step(budget, begun);
     const selected = await step(select, checked);
     const seeded = await step(seed, selected);
@@ -36,10 +27,5 @@ export async function runCampaign(config: CampaignConfig, run: RunStore | string
     fitted.model.dispose();
     for (const m of combined.members.models) m.dispose();
     return results;
-  } finally {
-    // Stopped by an error (a spent budget, a refusal) or finished: this session's time is the run's.
-    // The steps share one phases object, so it holds what every step added.
-    clock.tick(begun.phases);
-    clock.close();
-  }
+  });
 }

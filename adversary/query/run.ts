@@ -13,9 +13,8 @@
  * answered from it for free, so the run continues where it stopped without paying twice.
  */
 import type { CountingOracle } from '../oracle/core.js';
-import { startRunClock } from '../run/clock.js';
-import { budget, select } from '../run/steps.js';
-import { runStore, type RunStore } from '../run/store.js';
+import { budget, clockedRun, select } from '../run/steps.js';
+import type { RunStore } from '../run/store.js';
 import type { QueryAttackConfig, QueryAttackResults } from './config.js';
 import { aim, begin, report, search } from './steps.js';
 
@@ -23,26 +22,13 @@ export { queryAttackPlan, queryAttackSchema, resolveQueryAttackConfig } from './
 export type { ImageRecord, QueryAttackConfig, QueryAttackInput, QueryAttackResults } from './config.js';
 
 export async function runQueryAttackCampaign(config: QueryAttackConfig, folder: RunStore | string, oracle: CountingOracle, log: (line: string) => void): Promise<QueryAttackResults> {
-  const store = runStore(folder);
-  const clock = startRunClock(store);
-  const begun = begin(config, oracle, log, clock);
-  try {
-    // Each step's end is kept work: the clock records it, so a resumed run's duration is the whole run's.
-    const step = async <In, Out extends { phases: Record<string, number> }>(f: (s: In, st: RunStore) => Promise<Out>, s: In): Promise<Out> => {
-      const out = await f(s, store);
-      clock.tick(out.phases);
-      return out;
-    };
+  return clockedRun(folder, (clock) => begin(config, oracle, log, clock), async (step, begun, store) => {
     const checked = await step(budget, begun);
     const selected = await step(select, checked);
     const aimed = await step(aim, selected);
     const searched = await step(search, aimed);
-    return await report(searched, store);
-  } finally {
-    // Stopped by an error (a spent budget, a refusal) or finished: this session's time is the run's.
-    clock.tick(begun.phases);
-    clock.close();
-  }
+    return report(searched, store);
+  });
 }
 
 const pct = (v: number | null | undefined) => (v === null || v === undefined ? '  –  ' : `${(100 * v).toFixed(1)}%`);

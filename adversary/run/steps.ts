@@ -7,7 +7,8 @@ import type { QueryPurpose, VictimInfo } from '../oracle/oracle.js';
 import { attackerDataset } from './dataset-choice.js';
 import { isBudgetRefusal, measureCut } from './measure-cut.js';
 import { checkPlan, type BudgetCheck, type QueryPlan } from './query-plan.js';
-import { putJson, type RunStore } from './store.js';
+import { startRunClock, type RunClock } from './clock.js';
+import { putJson, runStore, type RunStore } from './store.js';
 
 /**
  * The steps every run against the victim begins with, whatever it does next: the campaign
@@ -18,6 +19,35 @@ import { putJson, type RunStore } from './store.js';
 
 /** One step of a run: what it found added to the state the steps before it built; what must outlive the process goes to the store. */
 export type Step<In, Out> = (state: In, store: RunStore) => Promise<Out>;
+
+/** Runs one step and records its end on the run's clock. */
+export type ClockedStep = <In, Out extends { phases: Record<string, number> }>(step: Step<In, Out>, state: In) => Promise<Out>;
+
+/**
+ * A run's pipeline under its clock. Each step's end is kept work, so the clock records it and a resumed run
+ * reports the whole run's duration; however the pipeline ends (finished, or stopped by a spent budget or a
+ * refusal) this session's time is recorded too, from the phases object every step adds to.
+ */
+export async function clockedRun<S extends { phases: Record<string, number> }, R>(
+  run: RunStore | string,
+  begin: (clock: RunClock) => S,
+  pipeline: (step: ClockedStep, begun: S, store: RunStore) => Promise<R>,
+): Promise<R> {
+  const store = runStore(run);
+  const clock = startRunClock(store);
+  const begun = begin(clock);
+  const step: ClockedStep = async (f, state) => {
+    const out = await f(state, store);
+    clock.tick(out.phases);
+    return out;
+  };
+  try {
+    return await pipeline(step, begun, store);
+  } finally {
+    clock.tick(begun.phases);
+    clock.close();
+  }
+}
 
 /** Which of the attacker's images a run works on, and how it pays for their clean labels. */
 export interface ImageChoice {
