@@ -98,7 +98,9 @@ describe('the campaign command line', () => {
     const query = Object.keys(queryAttackOptions).filter((f) => !['resume', 'out', 'backend'].includes(f));
     const keys = Object.keys(queryAttackSchema.shape).map(flagName);
     expect(query.filter((f) => !keys.includes(f))).toEqual([]);
-    expect(keys.filter((k) => !query.includes(k))).toEqual(['seed-size']);
+    // every query-attack setting is a flag, seed-size and dataset included (a small image folder needs a small seed set)
+    expect(keys.filter((k) => !query.includes(k))).toEqual([]);
+    expect(query).toEqual(expect.arrayContaining(['seed-size', 'dataset']));
     expect(queryAttackOptions['queries-per-image'].defaultDescription).toBe('1000');
     const argv = yargs(['--attack', 'hsja', '--norm', 'l2', '--queries-per-image', '50', '--epsilons', '0.1', '--targeted']).options(queryAttackOptions).strict().parseSync();
     const given = inputFromFlags(queryAttackSchema.shape, argv);
