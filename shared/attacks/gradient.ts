@@ -1,7 +1,7 @@
 /**
  * The gradient every attack steps along, and the checks every attack makes: the objective (loss,
  * targeted sign, temperature), input diversity (DI) and translation invariance (TI), one batch at a time.
- * attacks.ts states the semantics; this file is their gradient half.
+ * index.ts states the semantics; this file is their gradient half.
  */
 import * as tf from '@tensorflow/tfjs';
 import { TransferlabError } from '../errors.js';

@@ -1,10 +1,10 @@
 /**
- * L∞ gradient-sign attacks as pure functions over a differentiable `Model` (foolbox style): the gradient
- * (attack-gradient.ts), the iterative base (attack-iterative.ts), FGSM (attack-fgsm.ts), and here BIM, PGD,
- * MI-FGSM, the dispatcher and the choice of targets.
+ * L∞ gradient-sign attacks as pure functions over a differentiable `Model` (foolbox style), one file per
+ * attack: fgsm.ts, bim.ts, pgd.ts, mi-fgsm.ts, the last three plans for the iterative base (iterative.ts)
+ * over the gradient (gradient.ts); here their names, the dispatcher and the choice of targets.
  *
  * Semantics, fixed here once:
- * - Loss (`loss`, see attack-losses.ts): softmax cross-entropy from logits via logSoftmax (default), or
+ * - Loss (`loss`, see losses.ts): softmax cross-entropy from logits via logSoftmax (default), or
  *   the CW margin on logits; summed over the batch so that each image's gradient does not depend on how
  *   many images share its batch.
  * - Untargeted steps go up the loss of the true label: x + α·sign(∇x J(x, y)).
@@ -27,39 +27,23 @@ import { TransferlabError } from '../errors.js';
 import type { Model } from '../model/model.js';
 import { createRng } from '../random.js';
 import { fail } from './gradient.js';
-import { DEFAULT_STEPS, iterate, type AttackOptions, type AttackResult } from './iterative.js';
+import type { AttackOptions, AttackResult } from './iterative.js';
 import { fgsm } from './fgsm.js';
+import { bim } from './bim.js';
+import { pgd } from './pgd.js';
+import { miFgsm } from './mi-fgsm.js';
 
 export { attackGradient, inputGradientSign, type GradientOptions } from './gradient.js';
 export type { AttackOptions, AttackResult } from './iterative.js';
 export { randomStartOffsets } from './iterative.js';
 export { fgsm, fgsmAlong } from './fgsm.js';
+export { bim } from './bim.js';
+export { pgd } from './pgd.js';
+export { miFgsm } from './mi-fgsm.js';
 
 /** Every attack `runAttack` knows, in the order help texts list them; settings schemas build their enum from it. */
 export const ATTACK_NAMES = ['fgsm', 'bim', 'pgd', 'mi-fgsm'] as const;
 export type AttackName = (typeof ATTACK_NAMES)[number];
-
-/** Basic Iterative Method (Kurakin et al.): FGSM repeated with projection. */
-export function bim(model: Model, x: tf.Tensor4D, labels: Int32Array, opts: AttackOptions): AttackResult {
-  const steps = opts.steps ?? DEFAULT_STEPS;
-  const stepSize = opts.stepSize ?? (1.25 * opts.epsilon) / steps;
-  return iterate(model, x, labels, opts, { steps, stepSize, decay: null, randomStart: opts.randomStart ?? false });
-}
-
-/** Projected Gradient Descent (Madry et al.): BIM from a uniform random start in the ε-ball. */
-export function pgd(model: Model, x: tf.Tensor4D, labels: Int32Array, opts: AttackOptions): AttackResult {
-  const steps = opts.steps ?? DEFAULT_STEPS;
-  const stepSize = opts.stepSize ?? (2.5 * opts.epsilon) / steps;
-  return iterate(model, x, labels, opts, { steps, stepSize, decay: null, randomStart: opts.randomStart ?? true });
-}
-
-/** Momentum Iterative FGSM (Dong et al.): g ← μ·g + ∇/‖∇‖₁ per image, step along sign(g). */
-export function miFgsm(model: Model, x: tf.Tensor4D, labels: Int32Array, opts: AttackOptions): AttackResult {
-  const steps = opts.steps ?? DEFAULT_STEPS;
-  const stepSize = opts.stepSize ?? opts.epsilon / steps;
-  const decay = opts.decay ?? 1;
-  return iterate(model, x, labels, opts, { steps, stepSize, decay, randomStart: opts.randomStart ?? false });
-}
 
 export function runAttack(
   name: AttackName,

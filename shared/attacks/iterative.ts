@@ -1,7 +1,7 @@
 /**
  * The base of the iterative L∞ attacks (BIM, PGD, MI-FGSM, and FGSM as one step): a Plan gives the
  * steps, their size, the step direction and the start; the loss and the gradient's transforms come from
- * the options (attack-gradient.ts). Semantics in attacks.ts.
+ * the options (gradient.ts). Semantics in index.ts.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Model } from '../model/model.js';
@@ -56,7 +56,7 @@ export interface Plan {
 
 /**
  * The shared engine: iterated sign steps with projection, optionally with momentum and a random start.
- * Each iteration: the ascent gradient (attack-gradient.ts: the loss, DI, TI), a step along the sign of it
+ * Each iteration: the ascent gradient (gradient.ts: the loss, DI, TI), a step along the sign of it
  * or of the momentum, then the projection onto the L∞ ball ∩ the model's bounds.
  */
 export function iterate(model: Model, x: tf.Tensor4D, labels: Int32Array, opts: AttackOptions, plan: Plan): AttackResult {
