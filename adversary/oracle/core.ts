@@ -17,6 +17,11 @@ export type Budget = BudgetStatus;
 
 export interface BatchAnswer {
   labels: readonly number[] | Int32Array;
+  /**
+   * count × classes probabilities, when the endpoint gave any and the threat model lets the campaign
+   * use them; NaN for a class the answer did not name (top-k). Absent in a label-only campaign.
+   */
+  scores?: Float32Array;
   http?: number;
   attempts?: number;
   budget?: Budget;

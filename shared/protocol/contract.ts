@@ -6,6 +6,7 @@
  * the published description cannot drift apart.
  */
 import { z } from 'zod';
+import { outputSchema } from './output.js';
 
 export const API_VERSION = 1;
 
@@ -49,7 +50,8 @@ export const victimInfoSchema = z
     classNames: z.array(z.string()).optional().describe('name of each class index, when known'),
     inputRange: z.tuple([z.literal(0), z.literal(1)]).describe('pixel values a JSON or float32 body may hold'),
     maxBatch: positiveInt.describe('most images per request'),
-    output: z.literal('label').describe('the service answers top-1 labels only'),
+    output: outputSchema,
+    round: z.number().int().min(1).max(6).optional().describe('probabilities are rounded to this many decimals (absent: not rounded)'),
   })
   .refine((i) => i.classNames === undefined || i.classNames.length === i.classes, {
     message: 'classNames must name every class exactly once',

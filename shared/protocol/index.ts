@@ -4,3 +4,4 @@ export * from './wire.js';
 export * from './results.js';
 export * from './evaluation.js';
 export { partialMeasureSchema, plannedVsPaidSchema, type PartialMeasure, type PlannedVsPaid } from './results-fields.js';
+export * from './output.js';
