@@ -3,12 +3,16 @@
  * already in settings.ts's TARGET_KINDS, the flag's choices).
  */
 import { TransferlabError } from '../../shared/errors.js';
+import { oipTarget } from './oip.js';
 import type { TargetKind } from './settings.js';
 import type { TargetFactory } from './target.js';
+import { tfservingTarget } from './tfserving.js';
 import { transferlabTarget } from './transferlab.js';
 
 const TARGETS: Partial<Record<TargetKind, TargetFactory>> = {
   transferlab: transferlabTarget,
+  oip: oipTarget,
+  tfserving: tfservingTarget,
 };
 
 export function targetFactory(kind: TargetKind): TargetFactory {
