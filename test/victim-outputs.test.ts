@@ -17,6 +17,9 @@ import { openServedModel, type ServedModel } from '../victim/model/served-model.
 import { ensureTestVictim } from './fixtures.js';
 import { bearer, bytes, readJsonl, startVictim } from './victim-client.js';
 import { main as victimMain } from '../victim/cli.js';
+import { BlacklightDetector } from '../victim/detect/blacklight.js';
+import { detectorSet } from '../victim/detect/detectors.js';
+import { ExtractionWatch } from '../victim/detect/detection.js';
 
 /**
  * The output policy over real HTTP, on every route a victim serves: /v1/label, /v1/predict, the Open
@@ -44,7 +47,7 @@ let dir: string;
 let served: ServedModel | undefined;
 
 /** The victim's app over the real served model, in this process, with its output policy from the same flags. */
-async function inProcess(modelDir: string, p: Policy) {
+async function inProcess(modelDir: string, p: Policy, extra: Partial<Parameters<typeof createApp>[0]> = {}) {
   served ??= await openServedModel(modelDir);
   const model = served;
   const batcher = new MicroBatcher((images, count) => model.predict(images, count), { maxImages: 1024, maxDelayMs: 0, pixelsPerImage: IMAGE_SIZE });
@@ -58,8 +61,9 @@ async function inProcess(modelDir: string, p: Policy) {
     audit: new MemoryAuditLog(),
     maxBatch: 1000,
     rateLimit: 0,
-    output: { policy: parseOutputPolicy((POLICIES[p] as readonly string[])[1]) },
+    output: { policy: parseOutputPolicy((POLICIES[p] as readonly string[])[1] ?? 'label') },
     protocols: ['transferlab', 'oip', 'tfserving'],
+    ...extra,
   });
   const server = await startServer(app, '127.0.0.1', 0);
   return { url: server.url, stop: () => server.close() };
@@ -284,6 +288,47 @@ describe('the OpenAPI document and the command line follow the policy', () => {
       expect(await refused(['--model-name', 'a/b'])).toMatch(/--model-name must be/);
     } finally {
       vi.restoreAllMocks();
+    }
+  });
+});
+
+describe('the serving protocols on their own, and behind the detectors', () => {
+  it('without transferlab, serves only the chosen protocol (and /healthz)', async () => {
+    const v = await inProcess(await ensureTestVictim(), 'label', { protocols: ['oip'] });
+    try {
+      const status = async (path: string) => (await fetch(`${v.url}${path}`)).status;
+      expect(await status('/v2/health/ready')).toBe(200);
+      expect(await status('/healthz')).toBe(200);
+      expect(await status('/v1/info')).toBe(404);
+      expect(await status('/v1/models/model/metadata')).toBe(404);
+      expect((await send(v.url, '/v1/label', { inputs: [image(0)] })).status).toBe(404);
+      expect((await send(v.url, '/v2/models/model/infer', oipBody)).status).toBe(200);
+    } finally {
+      await v.stop();
+    }
+  });
+
+  it('a client the detector blocks is refused on the protocol routes too, in their error shape, charged nothing', async () => {
+    const audit = new MemoryAuditLog();
+    const watch = new ExtractionWatch(detectorSet({ blacklight: new BlacklightDetector({ minMatches: 2 }) }), 'block', audit);
+    const v = await inProcess(await ensureTestVictim(), 'label', { watch, audit });
+    try {
+      const one = { inputs: [{ name: 'images', shape: [1, 28, 28, 1], datatype: 'UINT8', data: Array.from(u8.subarray(0, IMAGE_SIZE)) }] };
+      const statuses: number[] = [];
+      let refused: Raw | undefined;
+      for (let i = 0; i < 8 && !refused; i++) {
+        const r = await send(v.url, i % 2 ? '/v2/models/model/infer' : '/v1/models/model:predict', i % 2 ? one : { instances: [nested(0)] });
+        statuses.push(r.status);
+        if (r.status !== 200) refused = r;
+      }
+      expect(refused?.status, statuses.join(' ')).toBe(403);
+      expect(refused?.headers.get('X-Error-Code')).toBe('extraction_suspected');
+      expect(typeof refused?.body.error).toBe('string');
+      const charged = audit.entries.filter((e) => e.outcome === 'answered').length;
+      expect(await used(v.url)).toBe(charged);
+      expect(audit.events.some((e) => e.event === 'extraction_suspected')).toBe(true);
+    } finally {
+      await v.stop();
     }
   });
 });
