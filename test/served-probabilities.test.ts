@@ -46,6 +46,8 @@ beforeAll(async () => {
   expect(new Set(expected.labels).size).toBeGreaterThan(1);
   writeFileSync(join(dir, 'logits.onnx'), layersToOnnx(logits));
   writeFileSync(join(dir, 'softmax.onnx'), layersToOnnx(withSoftmax));
+  // Exported with a fixed batch of 5: 12 images run as 5 + 5 + 2, the last run padded.
+  writeFileSync(join(dir, 'fixed-batch.onnx'), layersToOnnx(logits, { fixedBatch: 5 }));
   await saveKerasLayout(logits, join(dir, 'tfjs-logits'));
   await saveKerasLayout(withSoftmax, join(dir, 'tfjs-softmax'));
   logits.dispose();
@@ -57,7 +59,7 @@ afterAll(() => {
 });
 
 describe('probabilities of every kind of served model', () => {
-  it.each(['logits.onnx', 'softmax.onnx', 'tfjs-logits', 'tfjs-softmax'])('%s: the labels of label(), and the softmax of the logits', async (name) => {
+  it.each(['logits.onnx', 'softmax.onnx', 'fixed-batch.onnx', 'tfjs-logits', 'tfjs-softmax'])('%s: the labels of label(), and the softmax of the logits', async (name) => {
     const served = await openServedModel(join(dir, name));
     try {
       const { labels, probabilities } = await served.predict(images, N);
