@@ -1,7 +1,8 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { initBackend } from '../shared/engine/backend.js';
 import { IMAGE_SIZE, loadMnist } from '../shared/datasets/index.js';
 import { HEADERS, parseOutputPolicy, predictResponseSchema } from '../shared/protocol/index.js';
@@ -15,6 +16,10 @@ import { startServer } from '../victim/http/server.js';
 import { openServedModel, type ServedModel } from '../victim/model/served-model.js';
 import { ensureTestVictim } from './fixtures.js';
 import { bearer, bytes, readJsonl, startVictim } from './victim-client.js';
+import { main as victimMain } from '../victim/cli.js';
+import { BlacklightDetector } from '../victim/detect/blacklight.js';
+import { detectorSet } from '../victim/detect/detectors.js';
+import { ExtractionWatch } from '../victim/detect/detection.js';
 
 /**
  * The output policy over real HTTP, on every route a victim serves: /v1/label, /v1/predict, the Open
@@ -42,7 +47,7 @@ let dir: string;
 let served: ServedModel | undefined;
 
 /** The victim's app over the real served model, in this process, with its output policy from the same flags. */
-async function inProcess(modelDir: string, p: Policy) {
+async function inProcess(modelDir: string, p: Policy, extra: Partial<Parameters<typeof createApp>[0]> = {}) {
   served ??= await openServedModel(modelDir);
   const model = served;
   const batcher = new MicroBatcher((images, count) => model.predict(images, count), { maxImages: 1024, maxDelayMs: 0, pixelsPerImage: IMAGE_SIZE });
@@ -56,8 +61,9 @@ async function inProcess(modelDir: string, p: Policy) {
     audit: new MemoryAuditLog(),
     maxBatch: 1000,
     rateLimit: 0,
-    output: { policy: parseOutputPolicy((POLICIES[p] as readonly string[])[1]) },
+    output: { policy: parseOutputPolicy((POLICIES[p] as readonly string[])[1] ?? 'label') },
     protocols: ['transferlab', 'oip', 'tfserving'],
+    ...extra,
   });
   const server = await startServer(app, '127.0.0.1', 0);
   return { url: server.url, stop: () => server.close() };
@@ -208,13 +214,24 @@ describe('budgets, keys, idempotency and the audit log: the same on every route'
       ['tfserving columns', () => send(base, '/v1/models/model/versions/1:predict', { inputs: [nested(0)] }), 1],
       ['oip malformed', () => send(base, '/v2/models/model/infer', { inputs: [{ ...oipBody.inputs[0], shape: [N, 28, 28, 3] }] }), 0],
       ['tfserving malformed', () => send(base, '/v1/models/model:predict', { instances: [[0.5]] }), 0],
+      ['oip UINT8 out of range', () => send(base, '/v2/models/model/infer', { inputs: [{ ...oipBody.inputs[0], data: Array(N * IMAGE_SIZE).fill(256) }] }), 0],
+      ['oip cut short', () => send(base, '/v2/models/model/infer', JSON.stringify(oipBody).slice(0, 500)), 0],
+      ['oip wrong input name', () => send(base, '/v2/models/model/infer', { inputs: [{ ...oipBody.inputs[0], name: 'input_1' }] }), 0],
+      ['oip binary extension', () => send(base, '/v2/models/model/infer', oipBody, { 'Inference-Header-Content-Length': '10' }), 0],
+      ['tfserving both formats', () => send(base, '/v1/models/model:predict', { ...tfsRows, inputs: [nested(0)] }), 0],
+      ['tfserving wrong signature', () => send(base, '/v1/models/model:predict', { ...tfsRows, signature_name: 'other' }), 0],
+      ['tfserving NaN-free JSON only', () => send(base, '/v1/models/model:predict', '{"instances": [NaN]}'), 0],
     ];
     let expected = before;
     for (const [what, step, charge] of steps) {
       const reply = await step();
       expected += charge;
       expect(await used(base), what).toBe(expected);
-      if (charge === 0) expect(reply.status, what).toBeGreaterThanOrEqual(400);
+      if (charge === 0) {
+        expect([reply.status >= 400 && reply.status < 500, what]).toEqual([true, what]);
+        // Each protocol's own error shape, the transferlab code beside it.
+        if (what !== 'predict 403') expect([typeof reply.body.error, (reply.headers.get('X-Error-Code') ?? '') !== '', what]).toEqual(['string', true, what]);
+      }
     }
     const idem = { [HEADERS.idempotencyKey]: 'outputs-oip-1' };
     const first = await send(base, '/v2/models/model/infer', oipBody, idem);
@@ -240,5 +257,78 @@ describe('budgets, keys, idempotency and the audit log: the same on every route'
     const unknown = await send(base, '/v2/models/other/infer', oipBody);
     expect([unknown.status, unknown.headers.get('X-Error-Code')]).toEqual([404, 'unknown_model']);
     expect(unknown.body.error).toMatch(/serves "model"/);
+  });
+});
+
+describe('the OpenAPI document and the command line follow the policy', () => {
+  it("documents /v1/predict's answer for the served policy, and only its 403 on a label-only victim", async () => {
+    const docOf = async (p: Policy) => (await (await fetch(`${victims[p].url}/v1/openapi.json`)).json()) as { paths: Record<string, { post: { responses: Record<string, unknown> } }>; components: object };
+    for (const p of ['topk', 'rounded'] as Policy[]) {
+      const doc = await docOf(p);
+      const ajv = new Ajv2020({ strict: false });
+      ajv.addSchema({ $id: 'doc', components: doc.components });
+      const validate = ajv.compile({ $ref: 'doc#/components/schemas/Predictions' });
+      expect(validate(seen[p].predict.body), `${p}: ${ajv.errorsText(validate.errors)}`).toBe(true);
+      // Another policy's answer does not fit: the document is pinned to this one.
+      expect(validate(seen[p === 'topk' ? 'scores' : 'topk'].predict.body)).toBe(false);
+    }
+    const label = await docOf('label');
+    expect(Object.keys(label.paths['/v1/predict'].post.responses).sort()).toEqual(['401', '403', '405']);
+    expect(JSON.stringify(label.components)).not.toContain('Predictions');
+  });
+
+  it('refuses a bad --output, --round or --protocol on one line, before anything starts', async () => {
+    vi.spyOn(console, 'log').mockImplementation(() => {});
+    try {
+      const refused = async (argv: string[]) => ((await victimMain(argv).catch((e: unknown) => e)) as Error).message;
+      expect(await refused(['--output', 'topk:0'])).toMatch(/--output: .*not one of label, topk:K/);
+      expect(await refused(['--output', 'label', '--round', '2'])).toMatch(/--round .* --output topk:K or scores/);
+      expect(await refused(['--output', 'scores', '--round', '7'])).toMatch(/--round must be an integer number of decimals in 1..6/);
+      expect(await refused(['--protocol', 'oip,grpc'])).toMatch(/--protocol grpc is not one of transferlab, oip, tfserving/);
+      expect(await refused(['--model-name', 'a/b'])).toMatch(/--model-name must be/);
+    } finally {
+      vi.restoreAllMocks();
+    }
+  });
+});
+
+describe('the serving protocols on their own, and behind the detectors', () => {
+  it('without transferlab, serves only the chosen protocol (and /healthz)', async () => {
+    const v = await inProcess(await ensureTestVictim(), 'label', { protocols: ['oip'] });
+    try {
+      const status = async (path: string) => (await fetch(`${v.url}${path}`)).status;
+      expect(await status('/v2/health/ready')).toBe(200);
+      expect(await status('/healthz')).toBe(200);
+      expect(await status('/v1/info')).toBe(404);
+      expect(await status('/v1/models/model/metadata')).toBe(404);
+      expect((await send(v.url, '/v1/label', { inputs: [image(0)] })).status).toBe(404);
+      expect((await send(v.url, '/v2/models/model/infer', oipBody)).status).toBe(200);
+    } finally {
+      await v.stop();
+    }
+  });
+
+  it('a client the detector blocks is refused on the protocol routes too, in their error shape, charged nothing', async () => {
+    const audit = new MemoryAuditLog();
+    const watch = new ExtractionWatch(detectorSet({ blacklight: new BlacklightDetector({ minMatches: 2 }) }), 'block', audit);
+    const v = await inProcess(await ensureTestVictim(), 'label', { watch, audit });
+    try {
+      const one = { inputs: [{ name: 'images', shape: [1, 28, 28, 1], datatype: 'UINT8', data: Array.from(u8.subarray(0, IMAGE_SIZE)) }] };
+      const statuses: number[] = [];
+      let refused: Raw | undefined;
+      for (let i = 0; i < 8 && !refused; i++) {
+        const r = await send(v.url, i % 2 ? '/v2/models/model/infer' : '/v1/models/model:predict', i % 2 ? one : { instances: [nested(0)] });
+        statuses.push(r.status);
+        if (r.status !== 200) refused = r;
+      }
+      expect(refused?.status, statuses.join(' ')).toBe(403);
+      expect(refused?.headers.get('X-Error-Code')).toBe('extraction_suspected');
+      expect(typeof refused?.body.error).toBe('string');
+      const charged = audit.entries.filter((e) => e.outcome === 'answered').length;
+      expect(await used(v.url)).toBe(charged);
+      expect(audit.events.some((e) => e.event === 'extraction_suspected')).toBe(true);
+    } finally {
+      await v.stop();
+    }
   });
 });

@@ -161,7 +161,8 @@ export function createApp(opts: VictimAppOptions): express.Express {
   if (protocols.has('tfserving')) app.use('/v1/models', tfservingRouter(serving, paid(tfservingFace(serving))));
 
   app.use((req, res) => {
-    sendError(res, new TransferlabError('not_found', `no route ${req.method} ${req.path.slice(0, 100)}; see GET ${ROUTES.openapi.path}`, 404));
+    const see = transferlab ? `see GET ${ROUTES.openapi.path}` : `this victim serves ${[...protocols].join(', ')} (docs/http-api.md)`;
+    sendError(res, new TransferlabError('not_found', `no route ${req.method} ${req.path.slice(0, 100)}; ${see}`, 404));
   });
   // Errors from middleware outside the label route (e.g. a malformed URL): never a stack trace.
   app.use((e: unknown, req: Request, res: Response, _next: NextFunction) => {
