@@ -17,6 +17,7 @@ import { fileRunStore } from '../adversary/run/store.js';
 import { createTargetOracle } from '../adversary/targets/oracle.js';
 import type { TargetKind } from '../adversary/targets/settings.js';
 import { initBackend } from '../shared/engine/backend.js';
+import { loadDataset } from '../shared/datasets/index.js';
 import { spawnVictim, type VictimProcess } from '../victim/spawn.js';
 import { ensureTestVictim } from './fixtures.js';
 
@@ -35,6 +36,7 @@ const KINDS: TargetKind[] = ['transferlab', 'oip', 'tfserving'];
 const KEYS = KINDS.map((kind) => ({ id: kind, key: `k-${kind}-0123456789`, budget: 5_000 }));
 
 let victim: VictimProcess;
+let topk: VictimProcess;
 let dir: string;
 
 /** The victim's own count for a key: one fresh image reports `budget.used` (that image included). */
@@ -54,10 +56,17 @@ beforeAll(async () => {
       '--rate-limit', '1000', '--protocol', 'transferlab,oip,tfserving', '--model-name', 'model'],
     timeoutMs: 120_000,
   });
+  // The same model answering the 2 most probable classes (the victim's output policy topk:2), open service.
+  topk = await spawnVictim({
+    args: ['--model', model, '--port', '0', '--no-train', '--audit-log', join(dir, 'audit-topk.jsonl'), '--ledger', join(dir, 'ledger-topk.jsonl'),
+      '--rate-limit', '1000', '--protocol', 'transferlab,oip', '--model-name', 'model', '--output', 'topk:2'],
+    timeoutMs: 120_000,
+  });
 });
 
 afterAll(async () => {
   await victim?.stop();
+  await topk?.stop();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -91,5 +100,34 @@ describe('the same campaign through transferlab, oip and tfserving against one v
     expect(answers.tfserving).toEqual(answers.transferlab);
     expect(figures(results.oip)).toEqual(figures(results.transferlab));
     expect(figures(results.tfserving)).toEqual(figures(results.transferlab));
+  });
+});
+
+describe('a topk threat against a top-2 victim', () => {
+  it('gets the 2 best probabilities through transferlab and oip alike, and a scores threat is refused before any query', async () => {
+    const refused = await createTargetOracle({ url: topk.url, threat: 'scores' }).then(() => null, (e: Error & { code?: string }) => e);
+    expect(refused?.code).toBe('threat_unavailable');
+    expect(refused?.message).toContain('answers "topk:2"');
+    const ds = loadDataset('mnist').test;
+    const n = 6;
+    const x = ds.images.subarray(0, n * 784);
+    const rows: Record<string, number[][]> = {};
+    for (const kind of ['transferlab', 'oip'] as const) {
+      const out = join(dir, `topk-${kind}`);
+      const oracle = await createTargetOracle({ url: topk.url, threat: 'topk', target: { targetKind: kind, ...(kind === 'oip' ? { modelName: 'model' } : {}) }, store: fileRunStore(out) });
+      const scores = await oracle.scores!(x, n, 'measurement');
+      const labels = await oracle.label(x, n, 'measurement'); // from the cache
+      expect(oracle.counts()).toMatchObject({ measurement: n, cached: n });
+      rows[kind] = Array.from({ length: n }, (_, i) => Array.from(scores.subarray(i * 10, (i + 1) * 10)));
+      rows[kind].forEach((r, i) => expect(r.indexOf(Math.max(...r.filter((v) => !Number.isNaN(v))))).toBe(labels[i]));
+      await oracle.close();
+      const cached = readFileSync(join(out, ANSWER_CACHE_FILE), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { s: (number | null)[] });
+      expect(cached.every((a) => a.s.length === 10)).toBe(true);
+    }
+    // transferlab's /v1/predict names the 2 classes (the others not given: NaN); OIP's rows carry them with zeros elsewhere.
+    for (const [i, r] of rows.transferlab.entries()) {
+      expect(r.filter((v) => !Number.isNaN(v))).toHaveLength(2);
+      r.forEach((v, c) => expect(rows.oip[i][c]).toBeCloseTo(Number.isNaN(v) ? 0 : v, 5));
+    }
   });
 });
