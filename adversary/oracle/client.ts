@@ -17,6 +17,7 @@ import type { VictimInfo } from './oracle.js';
 import { buildOracle, imageKey, oracleStore, VictimError, type CountingOracle, type PixelFormat, type SendBatch } from './core.js';
 import { runStore, type RunStore } from '../run/store.js';
 import { victimUrlProblem } from './victim-url.js';
+import type { OracleLimits } from './limits.js';
 
 export { oracleFromLabeler, VictimError, type CountingOracle, type PixelFormat } from './core.js';
 export { ANSWER_CACHE_FILE, QUERY_LEDGER_FILE } from './answer-cache.js';
@@ -56,6 +57,8 @@ export interface HttpOracleOptions {
   random?: () => number;
   /** Per-request timeout (default 30000 ms); a timeout is retried like a network error. */
   timeoutMs?: number;
+  /** The client's budget of paid images and its pace (--budget, --concurrency, --rps). */
+  limits?: OracleLimits;
 }
 
 /** Errors worth waiting out: the victim restarting, a dropped socket, a slow answer. */
@@ -222,11 +225,12 @@ export class VictimHttp {
 }
 
 /** The oracle of a command-line run: its answers cached in the run's store, retries reported on stderr. */
-export function createRunOracle(run: { victim: string; apiKey?: string; format?: PixelFormat }, out: RunStore | string): Promise<CountingOracle> {
+export function createRunOracle(run: { victim: string; apiKey?: string; format?: PixelFormat } & OracleLimits, out: RunStore | string): Promise<CountingOracle> {
   return createHttpOracle({
     url: run.victim,
     apiKey: run.apiKey,
     format: run.format,
+    limits: { budget: run.budget, concurrency: run.concurrency, rps: run.rps },
     store: runStore(out),
     onRetry: (i) => console.error(`victim: ${i.reason}; retry ${i.attempt} in ${Math.round(i.delayMs)} ms`),
   });
@@ -255,5 +259,5 @@ export async function createHttpOracle(opts: HttpOracleOptions): Promise<Countin
     victim.close();
     throw e;
   }
-  return buildOracle({ info, format, send: victim.send(format, scope), store, readBudget: () => victim.budget(), onClose: () => victim.close() });
+  return buildOracle({ info, format, send: victim.send(format, scope), store, readBudget: () => victim.budget(), onClose: () => victim.close(), limits: opts.limits });
 }
