@@ -27,13 +27,15 @@ export function clientBudgetError(needed: number, paid: number, budget: number):
 }
 
 /**
- * Runs requests at most `concurrency` at a time, their starts spaced at least 1000/rps ms apart (a
- * bucket of one token: no burst, so any window of T seconds holds at most ⌈T·rps⌉ starts).
+ * Runs requests at most `concurrency` at a time, each start at least 1000/rps ms after the one before
+ * (no burst: any window of T seconds holds at most ⌊T·rps⌋ + 1 starts).
  */
 export class RequestPacer {
   private active = 0;
   private readonly waiting: (() => void)[] = [];
-  private nextStart = 0;
+  private lastStart = -Infinity;
+  /** Starts pass through this chain one by one, each waiting 1/rps after the one before actually began. */
+  private gate: Promise<void> = Promise.resolve();
 
   constructor(
     readonly concurrency = 1,
@@ -43,16 +45,24 @@ export class RequestPacer {
     if (rps !== undefined && !(rps > 0)) throw new TransferlabError('bad_limit', `rps must be > 0, got ${rps}`);
   }
 
+  private paced(): Promise<void> {
+    const interval = 1000 / (this.rps as number);
+    const turn = this.gate.then(async () => {
+      const wait = this.lastStart + interval - performance.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      // A timer may fire a little early: wait out the rest, so no two starts are ever closer than 1/rps.
+      while (performance.now() < this.lastStart + interval) await new Promise((r) => setTimeout(r, 1));
+      this.lastStart = performance.now();
+    });
+    this.gate = turn;
+    return turn;
+  }
+
   async run<T>(fn: () => Promise<T>): Promise<T> {
     if (this.active >= this.concurrency) await new Promise<void>((go) => this.waiting.push(go));
     else this.active++;
     try {
-      if (this.rps !== undefined) {
-        const now = performance.now();
-        const at = Math.max(now, this.nextStart);
-        this.nextStart = at + 1000 / this.rps;
-        if (at > now) await new Promise((r) => setTimeout(r, at - now));
-      }
+      if (this.rps !== undefined) await this.paced();
       return await fn();
     } finally {
       // The slot passes straight to the next waiter, so `active` never drops below what is running.
