@@ -13,6 +13,7 @@ import { z } from 'zod';
 import { TransferlabError } from '../../../shared/errors.js';
 import { parseSettings } from '../../../shared/settings-errors.js';
 import { argmax, classIndex, type ClassSpace, type OneAnswer } from './torchserve-answer.js';
+import { batchAnswer, describedModel, type TargetConnection } from './connection.js';
 
 export interface TargetModuleInfo {
   /** [height, width, channels] of one image; `predict` gets images row-major H×W×C. */
@@ -107,4 +108,27 @@ export function readModuleAnswer(file: string, answer: unknown, count: number, s
     });
   }
   throw bad(file, `returned ${items.length} values for ${count} images: expected ${count} labels or ${count}×${space.classes} scores`);
+}
+
+/** The module as a target of the oracle core: its info, and `predict` called on each batch. */
+export async function connectModuleTarget(o: { file: string; keepScores?: boolean }): Promise<TargetConnection> {
+  const mod = await loadTargetModule(o.file);
+  const info = describedModel(`module (${o.file})`, mod.info, mod.info.maxBatch);
+  const space = { classes: info.classes, classNames: info.classNames };
+  return {
+    info,
+    format: 'uint8',
+    send: async (body, count) => {
+      let answer: unknown;
+      try {
+        answer = await mod.predict(moduleImages(body, mod.info.range), count);
+      } catch (e) {
+        if (e instanceof TransferlabError) throw e;
+        // Whatever the module's SDK threw, the run stops with it, named, and nothing of the batch is cached.
+        throw new TransferlabError('target_module_failed', `target module ${o.file}: predict() threw: ${e instanceof Error ? e.message : String(e)}`, 502);
+      }
+      return batchAnswer(readModuleAnswer(o.file, answer, count, space), info.classes, o.keepScores ?? false);
+    },
+    close: () => undefined,
+  };
 }
