@@ -1,11 +1,11 @@
 /** The pure parts of the torchserve, http and module targets: PNG bodies, answer shapes, paths, target files, limits. */
 import { describe, expect, it } from 'vitest';
-import { decodePng, encodePng } from '../adversary/oracle/targets/png.js';
-import { readTorchServeAnswer } from '../adversary/oracle/targets/torchserve-answer.js';
-import { parseJsonPath, readJsonPath } from '../adversary/oracle/targets/json-path.js';
-import { resolveHttpTarget } from '../adversary/oracle/targets/http-target-file.js';
-import { batchBody, readBatchAnswer, readProbe } from '../adversary/oracle/targets/http-target-body.js';
-import { readModuleAnswer } from '../adversary/oracle/targets/module-target.js';
+import { decodePng, encodePng } from '../adversary/targets/png.js';
+import { readTorchServeAnswer } from '../adversary/targets/torchserve-answer.js';
+import { parseJsonPath, readJsonPath } from '../adversary/targets/json-path.js';
+import { resolveHttpTarget } from '../adversary/targets/http-target-file.js';
+import { batchBody, readBatchAnswer, readProbe } from '../adversary/targets/http-target-body.js';
+import { readModuleAnswer } from '../adversary/targets/module-target.js';
 import { eachLimited, RequestPacer } from '../adversary/oracle/limits.js';
 
 const messageOf = (f: () => unknown): string => {

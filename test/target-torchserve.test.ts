@@ -8,11 +8,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PNG } from 'pngjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildOracle, type CountingOracle } from '../adversary/oracle/core.js';
 import type { OracleLimits } from '../adversary/oracle/limits.js';
 import { fileRunStore } from '../adversary/run/store.js';
-import { connectTorchServe } from '../adversary/oracle/targets/torchserve.js';
-import { CLASSES, images, json, NAMES, SHAPE, startServer, tinyModel } from './tiny-model-server.js';
+import { createTargetOracle, type TargetOracle } from '../adversary/targets/oracle.js';
+import { images, json, NAMES, SHAPE, startServer, tinyModel } from './tiny-model-server.js';
 
 const TOKEN = 'inference-token-1';
 let model: Awaited<ReturnType<typeof tinyModel>>;
@@ -21,6 +20,7 @@ let server: Awaited<ReturnType<typeof startServer>>;
 beforeAll(async () => {
   model = await tinyModel();
   server = await startServer((req, body, res, log) => {
+    if (req.method === 'GET' && req.url === '/ping') return json(res, 200, { status: 'Healthy' });
     if (req.method !== 'POST' || req.url !== '/predictions/digits/2.0') return json(res, 404, { code: 404, type: 'ModelNotFoundException', message: `Model not found: ${req.url}` });
     if (req.headers.authorization !== `Bearer ${TOKEN}`) return json(res, 401, { code: 401, type: 'InvalidKeyException', message: 'Token Authorization failed. Token either incorrect, expired, or not provided correctly' });
     const png = PNG.sync.read(body);
@@ -35,9 +35,13 @@ beforeAll(async () => {
 });
 afterAll(() => server?.close());
 
-async function oracle(dir: string, o: { token?: string; limits?: OracleLimits } = {}): Promise<CountingOracle> {
-  const conn = await connectTorchServe({ url: server.url, modelName: 'digits', modelVersion: '2.0', token: o.token ?? TOKEN, inputShape: SHAPE, classes: CLASSES, classNames: NAMES, retries: { maxAttempts: 2, baseDelayMs: 1 } });
-  return buildOracle({ info: conn.info, format: conn.format, send: conn.send, store: fileRunStore(dir), limits: o.limits, onClose: () => conn.close() });
+function oracle(dir: string, o: { token?: string; limits?: OracleLimits } = {}): Promise<TargetOracle> {
+  return createTargetOracle({
+    url: server.url,
+    target: { targetKind: 'torchserve', modelName: 'digits', modelVersion: '2.0', token: o.token ?? TOKEN, inputShape: SHAPE.join(','), classNames: NAMES, ...o.limits },
+    store: fileRunStore(dir),
+    retries: { maxAttempts: 2, baseDelayMs: 1 },
+  });
 }
 const folder = () => mkdtempSync(join(tmpdir(), 'tl-torchserve-'));
 
@@ -65,7 +69,7 @@ describe('torchserve target', () => {
   it('a wrong token is a clear 401 naming the header it sent, and nothing is cached or counted', async () => {
     const o = await oracle(folder(), { token: 'wrong' });
     const before = server.log.images;
-    await expect(o.label(images(2, 2), 2, 'attack')).rejects.toThrow(/torchserve target refused POST http:\/\/127\.0\.0\.1:\d+\/predictions\/digits\/2\.0 \(HTTP 401\); it sent the header\(s\) Authorization.*Token Authorization failed/);
+    await expect(o.label(images(2, 2), 2, 'attack')).rejects.toThrow(/torchserve target refused POST http:\/\/127\.0\.0\.1:\d+\/predictions\/digits\/2\.0 \(HTTP 401\); it sent the header Authorization \(from --token\).*Token Authorization failed/);
     expect(o.counts()).toEqual({ attack: 0, measurement: 0, cached: 0 });
     expect(server.log.images).toBe(before);
     await o.close();

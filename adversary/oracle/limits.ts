@@ -8,12 +8,19 @@
 import { z } from 'zod';
 import { TransferlabError } from '../../shared/errors.js';
 
-export const oracleLimitsSchema = z.strictObject({
+export const oracleLimitsShape = {
   budget: z.number().int().min(0).optional().describe('most images this run folder may pay for in all, resumed sessions included; a query that would go over stops the run before it is sent'),
   concurrency: z.number().int().min(1).max(64).default(1).describe('most requests in flight at once'),
   rps: z.number().positive().optional().describe('most requests started per second (default: no limit)'),
-});
+};
+export const oracleLimitsSchema = z.strictObject(oracleLimitsShape);
 export type OracleLimits = z.input<typeof oracleLimitsSchema>;
+export const LIMIT_KEYS = Object.keys(oracleLimitsShape) as (keyof OracleLimits)[];
+
+/** The limits among a resumed command's flags: they belong to the session, so they may change on resuming (a larger --budget). */
+export function sessionLimits(flags: Readonly<Record<string, unknown>>): Partial<OracleLimits> {
+  return Object.fromEntries(LIMIT_KEYS.filter((k) => flags[k] !== undefined).map((k) => [k, flags[k]]));
+}
 
 /** The refusal of a call that would take the run folder past --budget; nothing of it was sent. */
 export function clientBudgetError(needed: number, paid: number, budget: number): TransferlabError {

@@ -11,6 +11,7 @@ import { runIdentity } from '../oracle/answer-cache.js';
 import { normaliseUrl } from '../oracle/client.js';
 import { buildOracle, type CountingOracle, type PixelFormat, type SendBatch } from '../oracle/core.js';
 import type { RetryPolicy } from '../oracle/retry.js';
+import { LIMIT_KEYS, type OracleLimits } from '../oracle/limits.js';
 import { runStore, type RunStore } from '../run/store.js';
 import { targetFactory } from './registry.js';
 import { targetSettingsOf, type TargetSettings, type TargetSettingsInput } from './settings.js';
@@ -32,6 +33,8 @@ export interface TargetOracleOptions extends RetryPolicy {
   /** The run's store (answers.jsonl, queries.jsonl, oracle-id); none: in memory. */
   store?: RunStore;
   timeoutMs?: number;
+  /** The client's own budget and pace (--budget, --concurrency, --rps); the target's settings' when not given. */
+  limits?: OracleLimits;
 }
 
 export async function createTargetOracle(opts: TargetOracleOptions): Promise<TargetOracle> {
@@ -51,7 +54,8 @@ export async function createTargetOracle(opts: TargetOracleOptions): Promise<Tar
       const { scores, ...rest } = await target.send(body, count, purpose);
       return keepScores ? { ...rest, scores } : rest;
     };
-    const oracle = buildOracle({ info, format, send, store: opts.store, scores: keepScores, readBudget: async () => (target.budget ? target.budget() : null), onClose: () => target.close() });
+    const limits = opts.limits ?? Object.fromEntries(LIMIT_KEYS.map((k) => [k, settings[k]]));
+    const oracle = buildOracle({ info, format, send, store: opts.store, scores: keepScores, limits, readBudget: async () => (target.budget ? target.budget() : null), onClose: () => target.close() });
     return Object.assign(oracle, { threat, target });
   } catch (e) {
     await target.close();

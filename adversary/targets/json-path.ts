@@ -4,7 +4,7 @@
  * is one value per image; nothing else of JSONPath (filters, slices, recursive descent) is needed to
  * point at a batch's labels or scores, and an unknown form is an error rather than a silent miss.
  */
-import { TransferlabError } from '../../../shared/errors.js';
+import { TransferlabError } from '../../shared/errors.js';
 
 export type PathStep = { kind: 'key'; key: string } | { kind: 'index'; index: number } | { kind: 'all' };
 

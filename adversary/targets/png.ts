@@ -5,7 +5,7 @@
  * lossless, 8 bits, grayscale for one channel and RGB for three.
  */
 import { PNG } from 'pngjs';
-import { TransferlabError } from '../../../shared/errors.js';
+import { TransferlabError } from '../../shared/errors.js';
 
 const GRAY = 0;
 const RGB = 2;

@@ -10,10 +10,12 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { z } from 'zod';
-import { TransferlabError } from '../../../shared/errors.js';
-import { parseSettings } from '../../../shared/settings-errors.js';
+import { TransferlabError } from '../../shared/errors.js';
+import { parseSettings } from '../../shared/settings-errors.js';
 import { argmax, classIndex, type ClassSpace, type OneAnswer } from './torchserve-answer.js';
-import { batchAnswer, describedModel, type TargetConnection } from './connection.js';
+import { batchAnswer, describedModel, requireUint8 } from './connection.js';
+import type { TargetFactory, VictimInfo } from './target.js';
+import { outputSchema } from '../../shared/protocol/output.js';
 
 export interface TargetModuleInfo {
   /** [height, width, channels] of one image; `predict` gets images row-major H×W×C. */
@@ -25,6 +27,8 @@ export interface TargetModuleInfo {
   range?: [0, 1] | [0, 255];
   /** Most images per `predict` call (default 64). */
   maxBatch?: number;
+  /** What `predict` gives: `label` (default), `topk:K` or `scores`; a campaign whose threat model uses scores needs them. */
+  output?: string;
 }
 
 /**
@@ -47,6 +51,7 @@ const infoSchema = z
     classNames: z.array(z.string()).optional(),
     range: z.union([z.tuple([z.literal(0), z.literal(1)]), z.tuple([z.literal(0), z.literal(255)])]).default([0, 1]),
     maxBatch: positiveInt.default(64),
+    output: outputSchema.default('label'),
   })
   .refine((i) => i.classNames === undefined || i.classNames.length === i.classes, { message: 'classNames must name every class', path: ['classNames'] });
 
@@ -110,25 +115,34 @@ export function readModuleAnswer(file: string, answer: unknown, count: number, s
   throw bad(file, `returned ${items.length} values for ${count} images: expected ${count} labels or ${count}×${space.classes} scores`);
 }
 
-/** The module as a target of the oracle core: its info, and `predict` called on each batch. */
-export async function connectModuleTarget(o: { file: string; keepScores?: boolean }): Promise<TargetConnection> {
-  const mod = await loadTargetModule(o.file);
-  const info = describedModel(`module (${o.file})`, mod.info, mod.info.maxBatch);
-  const space = { classes: info.classes, classNames: info.classNames };
+/** The module as a target: its info (checked when described), and `predict` called on each batch. */
+export const moduleTarget: TargetFactory = (settings, ctx) => {
+  requireUint8(ctx.format, 'module');
+  if (!settings.targetFile) throw new TransferlabError('invalid_config', 'the module target needs --target-file FILE (a .ts or .js file exporting info and predict; see docs/targets.md)');
+  const file = settings.targetFile;
+  let loaded: { mod: LoadedTargetModule; info: VictimInfo } | undefined;
   return {
-    info,
-    format: 'uint8',
-    send: async (body, count) => {
+    kind: 'module',
+    url: pathToFileURL(resolve(file)).href,
+    async describe() {
+      const mod = await loadTargetModule(file);
+      const info = describedModel(`module (${file})`, mod.info, Math.min(mod.info.maxBatch, settings.maxBatch ?? Infinity), mod.info.output);
+      loaded = { mod, info };
+      return info;
+    },
+    async send(body, count) {
+      if (!loaded) throw new TransferlabError('oracle_failed', 'module target: send() before describe()', 500);
+      const { mod, info } = loaded;
       let answer: unknown;
       try {
         answer = await mod.predict(moduleImages(body, mod.info.range), count);
       } catch (e) {
         if (e instanceof TransferlabError) throw e;
-        // Whatever the module's SDK threw, the run stops with it, named, and nothing of the batch is cached.
-        throw new TransferlabError('target_module_failed', `target module ${o.file}: predict() threw: ${e instanceof Error ? e.message : String(e)}`, 502);
+        // Whatever the module's SDK threw stops the run, named; nothing of the batch is cached or counted.
+        throw new TransferlabError('target_module_failed', `target module ${file}: predict() threw: ${e instanceof Error ? e.message : String(e)}`, 502);
       }
-      return batchAnswer(readModuleAnswer(o.file, answer, count, space), info.classes, o.keepScores ?? false);
+      return batchAnswer(readModuleAnswer(file, answer, count, { classes: info.classes, classNames: info.classNames }), info.classes);
     },
     close: () => undefined,
   };
-}
+};

@@ -3,7 +3,7 @@
  * quantised images written into the body template the way the API takes them, and the reply read at
  * the file's path. Pure functions: the transport sends, retries and counts.
  */
-import { TransferlabError } from '../../../shared/errors.js';
+import { TransferlabError } from '../../shared/errors.js';
 import { encodePng } from './png.js';
 import { fansOut, readJsonPath } from './json-path.js';
 import { classIndex, readTorchServeAnswer, type ClassSpace, type OneAnswer } from './torchserve-answer.js';

@@ -10,8 +10,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { TransferlabError } from '../../../shared/errors.js';
-import { parseSettings } from '../../../shared/settings-errors.js';
+import { TransferlabError } from '../../shared/errors.js';
+import { parseSettings } from '../../shared/settings-errors.js';
 import { parseJsonPath } from './json-path.js';
 
 /** The placeholder of the batch in `body`, and of one image in `images.item`. */

@@ -6,7 +6,7 @@
  * object or a list of those; a handler that batches may wrap its one answer in a list. Names are
  * mapped to indices through the class names the run knows (the model's, or --classes' order).
  */
-import { TransferlabError } from '../../../shared/errors.js';
+import { TransferlabError } from '../../shared/errors.js';
 
 export interface ClassSpace {
   classes: number;
