@@ -5,6 +5,7 @@ import { queryAttackCommand } from './query/cli.js';
 import { compareCommand } from './cli/compare.js';
 import { runCommand } from './cli/run.js';
 import { whiteboxCommand } from './cli/whitebox.js';
+import { targetCommand } from './cli/target.js';
 
 /**
  * The adversary's command line: one module per command under cli/ (query-attack in query/, sweep and
@@ -20,9 +21,10 @@ export async function main(argv: string[]): Promise<number> {
       .command(runCommand(done))
       .command(whiteboxCommand(done))
       .command(queryAttackCommand(done))
-      .command(compareCommand),
+      .command(compareCommand)
+      .command(targetCommand(done)),
   )
-    .demandCommand(1, 'name a command: run, whitebox, query-attack, compare, sweep or worker')
+    .demandCommand(1, 'name a command: run, whitebox, query-attack, compare, target, sweep or worker')
     .strict()
     .help()
     .fail(failOnOneLine(argv))

@@ -6,6 +6,8 @@ import yargs from 'yargs';
 import { describeBackend, initBackend } from '../shared/engine/backend.js';
 import { DATASET_HELP } from '../shared/datasets/index.js';
 import { resolveConfig, type CampaignInput } from '../adversary/campaign/config.js';
+import { targetSettingsShape, type TargetSettingsInput } from '../adversary/targets/settings.js';
+import { inputFromFlags, schemaOptions } from '../shared/schema-flags.js';
 import { runCampaignCommand } from '../adversary/commands.js';
 import { compareRuns, formatTable } from '../adversary/report/compare.js';
 import { enqueueAndReport, queueFlags } from '../adversary/queue/cli.js';
@@ -32,6 +34,8 @@ export async function runExperiment(title: string, argv: string[], variants: (qu
       quick: { type: 'boolean', default: false, describe: 'smaller campaigns for a fast look' },
       dataset: { type: 'string', describe: `the attacker's images: ${DATASET_HELP.replace(/^image dataset: /, '')}; default: the victim's` },
       backend: backendOption,
+      // How the campaigns reach the victim: the same target flags as `run` (docs/targets.md).
+      ...schemaOptions(targetSettingsShape),
       ...queueFlags,
       queue: { type: 'string', describe: 'enqueue the campaigns on this Redis job queue (redis://HOST:PORT/DB) instead of running them; needs --victim' },
     })
@@ -40,11 +44,12 @@ export async function runExperiment(title: string, argv: string[], variants: (qu
     .fail(failOnOneLine(argv))
     .parseAsync();
   const sweep = `experiment-${title}${a.quick ? '-quick' : ''}`;
+  const target = inputFromFlags(targetSettingsShape, a) as TargetSettingsInput;
   if (a.queue) {
     // Workers on other machines run the campaigns, so the victim must be one they can all reach.
     if (!a.victim) throw new TransferlabError('invalid_arguments', '--queue needs --victim URL: a victim every worker can reach');
     if (a.out) throw new TransferlabError('invalid_arguments', `with --queue the run folders go to --runs (here ${a.runs}/${sweep}/<variant>), not --out`);
-    const jobs = variants(a.quick).map((v) => ({ sweep, name: v.name, runDir: join(sweep, v.name), config: { ...v.settings, victim: a.victim } }));
+    const jobs = variants(a.quick).map((v) => ({ sweep, name: v.name, runDir: join(sweep, v.name), config: { ...v.settings, ...target, victim: a.victim } }));
     return enqueueAndReport(a.queue, jobs, {
       runs: a.runs,
       wait: a.wait,
@@ -76,7 +81,7 @@ export async function runExperiment(title: string, argv: string[], variants: (qu
         continue;
       }
       console.log(`\n== ${v.name} ==`);
-      const config = resolveConfig({ ...v.settings, ...(a.dataset ? { dataset: a.dataset } : {}), victim: url, out: dir });
+      const config = resolveConfig({ ...v.settings, ...target, ...(a.dataset ? { dataset: a.dataset } : {}), victim: url, out: dir });
       await runCampaignCommand(config, dir, existsSync(join(dir, 'config.json')));
     }
     const table = await compareRuns(dirs, join(out, 'compare'));

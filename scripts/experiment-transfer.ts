@@ -20,7 +20,10 @@ import { loadModel } from '../shared/model/model-io.js';
 import { fromLayers, labelImages } from '../shared/model/model.js';
 import { provenance } from '../shared/versions.js';
 import type { CampaignInput } from '../adversary/campaign/config.js';
-import { createHttpOracle } from '../adversary/oracle/client.js';
+import { createTargetOracle } from '../adversary/targets/oracle.js';
+import { targetSettingsShape, type TargetSettingsInput } from '../adversary/targets/settings.js';
+import { fileRunStore } from '../adversary/run/store.js';
+import { inputFromFlags, schemaOptions } from '../shared/schema-flags.js';
 import { oracleFromLabeler, type CountingOracle } from '../adversary/oracle/core.js';
 import { spawnVictim, type VictimProcess } from '../victim/spawn.js';
 import { attackTrained, labDir, labTable, trainedSubstitutes, type AttackSetting, type LabRow } from './transfer-lab.js';
@@ -205,7 +208,7 @@ export function reusableMembers(base: string, train: string): number[] {
   return out;
 }
 
-async function labOracle(a: { victim?: string; model: string; inProcess: boolean }, cacheDir: string): Promise<CountingOracle> {
+async function labOracle(a: { victim?: string; model: string; inProcess: boolean; target: TargetSettingsInput }, cacheDir: string): Promise<CountingOracle> {
   if (a.inProcess) {
     // The victim's own model answering in-process: the same labels as over HTTP (same model, same
     // 8-bit decoding), faster to explore with. Full figures are confirmed with campaigns over HTTP.
@@ -213,7 +216,7 @@ async function labOracle(a: { victim?: string; model: string; inProcess: boolean
     return oracleFromLabeler((images, count) => labelImages(victim, images, count), { dataset: 'mnist' }, { cacheDir });
   }
   if (!a.victim) throw new TransferlabError('invalid_arguments', 'no victim URL');
-  return createHttpOracle({ url: a.victim, cacheDir });
+  return createTargetOracle({ url: a.victim, target: a.target, store: fileRunStore(cacheDir) });
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -222,6 +225,7 @@ export async function main(argv: string[]): Promise<number> {
       victim: runningVictimOption('start one from --model'),
       model: { type: 'string', default: 'models/victim', describe: 'victim model folder' },
       'in-process': { type: 'boolean', default: false, describe: 'label with the victim model in this process instead of over HTTP (exploration only)' },
+      ...schemaOptions(targetSettingsShape),
       out: { type: 'string', default: join('runs', 'experiment-transfer'), describe: 'experiment folder' },
       train: { type: 'array', describe: `training settings to run (default all): ${Object.keys(TRAININGS).join(', ')}` },
       attacks: { type: 'array', describe: `attack settings to run (default all): ${ATTACKS.map((x) => x.name).join(', ')}` },
@@ -264,7 +268,7 @@ export async function main(argv: string[]): Promise<number> {
         cpSync(base, dir, { recursive: true, filter: keep });
       }
       mkdirSync(dir, { recursive: true });
-      const oracle = await labOracle({ victim: url, model: a.model, inProcess: a['in-process'] }, dir);
+      const oracle = await labOracle({ victim: url, model: a.model, inProcess: a['in-process'], target: inputFromFlags(targetSettingsShape, a) as TargetSettingsInput }, dir);
       try {
         const t = await trainedSubstitutes(trainingSettings(train), dir, oracle, (s) => console.log(s));
         for (const name of attacks) {

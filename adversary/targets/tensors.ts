@@ -43,10 +43,12 @@ export function planInput(declared: readonly number[], s: Pick<TargetSettings, '
   let shape: number[];
   if (per.length === 3) {
     const asNhwc = per, asNchw = [per[1], per[2], per[0]];
+    const looks: Layout | undefined = isChannels(per[2]) && !isChannels(per[0]) ? 'nhwc' : isChannels(per[0]) && !isChannels(per[2]) ? 'nchw' : undefined;
+    // A --layout against what the shape plainly says is a slip, unless --input-shape confirms it.
+    if (s.layout && looks && s.layout !== looks && !given) throw bad(`looks ${looks.toUpperCase()}, not --layout ${s.layout}; give --input-shape H,W,C too if ${s.layout.toUpperCase()} is meant`);
     if (s.layout) layout = s.layout;
     else if (given && fits(asNhwc, given) !== fits(asNchw, given)) layout = fits(asNhwc, given) ? 'nhwc' : 'nchw';
-    else if (isChannels(per[2]) && !isChannels(per[0])) layout = 'nhwc';
-    else if (isChannels(per[0]) && !isChannels(per[2])) layout = 'nchw';
+    else if (looks) layout = looks;
     else throw bad(`could be NHWC or NCHW; say which with --layout nhwc|nchw`);
     shape = layout === 'nhwc' ? asNhwc : asNchw;
   } else if (per.length === 2) {
