@@ -7,6 +7,7 @@ import { resolveHttpTarget } from '../adversary/targets/http-target-file.js';
 import { batchBody, readBatchAnswer, readProbe } from '../adversary/targets/http-target-body.js';
 import { readModuleAnswer } from '../adversary/targets/module-target.js';
 import { eachLimited, RequestPacer } from '../adversary/oracle/limits.js';
+import { withDatasetShape } from '../adversary/targets/oracle.js';
 
 const messageOf = (f: () => unknown): string => {
   try {
@@ -168,5 +169,15 @@ describe('the request pacer', () => {
       }),
     ).rejects.toThrow('boom');
     expect(ran.length).toBeLessThan(6);
+  });
+});
+
+describe("the attacker's dataset as the model's description", () => {
+  it('fills --input-shape and --classes for servers without metadata, and leaves the others and given values alone', () => {
+    expect(withDatasetShape({ targetKind: 'torchserve' }, 'mnist')).toMatchObject({ inputShape: '28,28,1', classes: 10 });
+    expect(withDatasetShape({ targetKind: 'torchserve', classNames: ['a', 'b'] }, 'mnist')).toEqual({ targetKind: 'torchserve', classNames: ['a', 'b'], inputShape: '28,28,1' });
+    expect(withDatasetShape({ targetKind: 'torchserve', inputShape: '4,4,1', classes: 3 }, 'mnist')).toEqual({ targetKind: 'torchserve', inputShape: '4,4,1', classes: 3 });
+    expect(withDatasetShape({ targetKind: 'oip' }, 'mnist')).toEqual({ targetKind: 'oip' });
+    expect(withDatasetShape({ targetKind: 'torchserve' }, undefined)).toEqual({ targetKind: 'torchserve' });
   });
 });
