@@ -56,7 +56,7 @@ export async function createTargetOracle(opts: TargetOracleOptions): Promise<Tar
   const threat = opts.threat ?? 'label';
   const format = opts.format ?? 'uint8';
   const scope = runIdentity(opts.store);
-  const target = targetFactory(settings.targetKind)(settings, { url, apiKey: opts.apiKey, format, scope, retries: opts.retries, onRetry: opts.onRetry, random: opts.random, timeoutMs: opts.timeoutMs });
+  const target = targetFactory(settings.targetKind)(settings, { url, apiKey: opts.apiKey, format, scope, threat, retries: opts.retries, onRetry: opts.onRetry, random: opts.random, timeoutMs: opts.timeoutMs });
   try {
     const info = await target.describe();
     const problem = threatProblem(threat, parseOutputPolicy(info.output), info.classes);

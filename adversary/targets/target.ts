@@ -10,6 +10,7 @@ import type { BatchAnswer, Budget, PixelFormat } from '../oracle/core.js';
 import type { QueryPurpose, VictimInfo } from '../oracle/oracle.js';
 import type { RetryPolicy } from '../oracle/retry.js';
 import type { TargetSettings } from './settings.js';
+import type { Threat } from '../../shared/protocol/output.js';
 
 export type { BatchAnswer, Budget, VictimInfo };
 
@@ -49,6 +50,11 @@ export interface TargetContext extends RetryPolicy {
   scope: string;
   /** Per-request timeout (default 30000 ms); a timeout is retried like a network error. */
   timeoutMs?: number;
+  /**
+   * The campaign's threat model: a target whose server has a label-only route (transferlab's
+   * /v1/label) uses it in a label threat; scores, when asked for, come from its richer route.
+   */
+  threat?: Threat;
 }
 
 export type TargetFactory = (settings: TargetSettings, ctx: TargetContext) => Target;

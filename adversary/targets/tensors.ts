@@ -133,8 +133,9 @@ export function outputClasses(declared: readonly number[] | undefined, s: Pick<T
 /**
  * Labels (and probabilities) of `count` images from an output's flat values: one value per image is
  * a label; `classes` per image are scores, the label their argmax (the first of equal maxima, as
- * tf.argMax). Scores that are not already probabilities (a negative, or a row not summing to 1 within
- * 1e-3) are logits and go through softmax, which keeps their argmax.
+ * tf.argMax). Scores that are not probabilities (a value outside [0, 1], or a row summing past 1 + 1e-3)
+ * are logits and go through softmax, which keeps their argmax; a row of probabilities summing to less
+ * than 1 (the K best, zeros elsewhere) is kept as it is.
  */
 export function readOutput(values: readonly number[], count: number, classes: number, where: string): { labels: Int32Array; scores?: Float32Array } {
   if (values.length === count) {
@@ -153,7 +154,8 @@ export function readOutput(values: readonly number[], count: number, classes: nu
     for (let c = 1; c < classes; c++) if (row[c] > row[best]) best = c;
     labels[n] = best;
     const sum = row.reduce((a, b) => a + b, 0);
-    const probabilities = row.every((v) => v >= 0 && v <= 1) && Math.abs(sum - 1) <= 1e-3;
+    // Probabilities, or the K best of them with zeros elsewhere (a top-k endpoint); rows summing past 1 are logits.
+    const probabilities = row.every((v) => v >= 0 && v <= 1) && sum <= 1 + 1e-3;
     if (probabilities) row.forEach((v, c) => (scores[n * classes + c] = v));
     else {
       const exps = row.map((v) => Math.exp(v - row[best]));

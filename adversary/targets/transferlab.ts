@@ -1,10 +1,11 @@
 /**
  * The `transferlab` target (the default): this project's victim API, through the contract's client
  * (adversary/oracle/client.ts) exactly as before targets existed — /v1/info, /v1/label with an
- * Idempotency-Key, /v1/budget.
+ * Idempotency-Key, /v1/budget; and /v1/predict when the campaign's threat model asks for scores.
  */
 import { TransferlabError } from '../../shared/errors.js';
 import { VictimHttp } from '../oracle/client.js';
+import { imageKey, type SendBatch } from '../oracle/core.js';
 import type { TargetFactory } from './target.js';
 
 export const transferlabTarget: TargetFactory = (settings, ctx) => {
@@ -15,14 +16,27 @@ export const transferlabTarget: TargetFactory = (settings, ctx) => {
   }
   const victim = new VictimHttp(ctx.url, ctx);
   const send = victim.send(ctx.format, ctx.scope);
+  let classes = 0;
+  // A topk or scores campaign asks /v1/predict, whose answer carries what the victim's output policy gives.
+  const predict: SendBatch = async (body) => {
+    const res = await victim.call('predict', { images: { format: ctx.format, bytes: body }, idempotencyKey: `${ctx.scope}.${imageKey(body, ctx.format)}` });
+    const { labels, top, scores: rows, budget } = res.value;
+    const scores = new Float32Array(labels.length * classes).fill(NaN);
+    labels.forEach((_, i) => {
+      if (rows) rows[i].forEach((p, c) => (scores[i * classes + c] = p));
+      for (const t of top?.[i] ?? []) scores[i * classes + t.class] = t.p;
+    });
+    return { labels, scores, budget, http: res.status, attempts: res.attempts };
+  };
   return {
     kind: 'transferlab',
     url: ctx.url,
     describe: async () => {
       const info = await victim.info();
+      classes = info.classes;
       return settings.maxBatch ? { ...info, maxBatch: Math.min(info.maxBatch, settings.maxBatch) } : info;
     },
-    send: (body, count, purpose) => send(body, count, purpose),
+    send: (body, count, purpose) => (ctx.threat && ctx.threat !== 'label' ? predict(body, count, purpose) : send(body, count, purpose)),
     budget: () => victim.budget(),
     close: () => victim.close(),
   };

@@ -1,0 +1,51 @@
+/**
+ * HTTP throughput of each target against one running victim: labels per second of fresh test images,
+ * `--batch` images a request, one request at a time (as the oracle sends them), the answer cache in
+ * memory so nothing is answered without a request. Every image is a paid query on the victim.
+ *
+ *   npm run victim -- --protocol transferlab,oip,tfserving --model-name model --rate-limit 100000 &
+ *   npx tsx scripts/target-throughput.ts --victim http://127.0.0.1:8080 --images 2000 --batch 100
+ */
+import yargs from 'yargs';
+import { createTargetOracle } from '../adversary/targets/oracle.js';
+import { TARGET_KINDS, type TargetKind } from '../adversary/targets/settings.js';
+import { isMain, runMain } from '../shared/cli.js';
+import { loadDataset } from '../shared/datasets/index.js';
+
+export async function targetThroughput(o: { victim: string; kinds: TargetKind[]; images: number; batch: number; modelName: string; apiKey?: string }): Promise<{ kind: TargetKind; labelsPerSecond: number; seconds: number }[]> {
+  const test = loadDataset('mnist').test;
+  const pixels = 784;
+  const rows = [];
+  for (const kind of o.kinds) {
+    const target = kind === 'transferlab' ? { targetKind: kind, maxBatch: o.batch } : { targetKind: kind, modelName: o.modelName, maxBatch: o.batch };
+    const oracle = await createTargetOracle({ url: o.victim, apiKey: o.apiKey, target });
+    // A warm-up batch (paid, not timed) so connection set-up is not counted.
+    await oracle.label(test.images.subarray(0, o.batch * pixels), o.batch, 'measurement');
+    const n = Math.min(o.images, test.count - o.batch);
+    const t0 = performance.now();
+    await oracle.label(test.images.subarray(o.batch * pixels, (o.batch + n) * pixels), n, 'measurement');
+    const seconds = (performance.now() - t0) / 1000;
+    await oracle.close();
+    rows.push({ kind, labelsPerSecond: n / seconds, seconds });
+  }
+  return rows;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const a = await yargs(argv)
+    .options({
+      victim: { type: 'string', demandOption: true, describe: 'a running victim serving the protocols measured' },
+      kinds: { type: 'string', array: true, default: ['transferlab', 'oip', 'tfserving'], choices: [...TARGET_KINDS], describe: 'targets to measure' },
+      images: { type: 'number', default: 2000, describe: 'fresh test images labelled per target (paid)' },
+      batch: { type: 'number', default: 100, describe: 'images a request' },
+      'model-name': { type: 'string', default: 'model', describe: 'the model\'s name on the oip and tfserving routes' },
+      'api-key': { type: 'string', describe: 'API key' },
+    })
+    .strict()
+    .parseAsync();
+  const rows = await targetThroughput({ victim: a.victim, kinds: a.kinds as TargetKind[], images: a.images, batch: a.batch, modelName: a['model-name'], apiKey: a['api-key'] });
+  for (const r of rows) console.log(`${r.kind.padEnd(12)} ${r.labelsPerSecond.toFixed(0).padStart(6)} labels/s (${a.images} images, batch ${a.batch}, ${r.seconds.toFixed(2)} s)`);
+  return 0;
+}
+
+if (isMain(import.meta.url)) runMain(main);
