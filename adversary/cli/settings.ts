@@ -5,6 +5,7 @@ import { inputFromFlags, schemaOptions } from '../../shared/schema-flags.js';
 import { runStamp } from '../../shared/stamp.js';
 import { campaignSchema, mergeConfig, readConfigFile, resolveConfig, substituteMembers, type CampaignConfig, type CampaignInput } from '../campaign/config.js';
 import { readJson } from '../run/store.js';
+import { sessionLimits } from '../oracle/limits.js';
 
 /**
  * The campaign settings on the command line: every flag of `run` and `whitebox` comes from the
@@ -54,7 +55,7 @@ export function buildConfig(a: Readonly<Record<string, unknown>>, base: Partial<
   if (a.resume) {
     const saved = readJson<CampaignInput>(join(String(a.resume), 'config.json'));
     // Only what belongs to this session, not to the run, may change on resuming.
-    return resolveConfig({ ...saved, ...(flags.apiKey ? { apiKey: flags.apiKey } : {}), ...(flags.token ? { token: flags.token } : {}), ...(flags.allowPartial !== undefined ? { allowPartial: flags.allowPartial } : {}) });
+    return resolveConfig({ ...saved, ...(flags.apiKey ? { apiKey: flags.apiKey } : {}), ...(flags.token ? { token: flags.token } : {}), ...(flags.allowPartial !== undefined ? { allowPartial: flags.allowPartial } : {}), ...sessionLimits(flags) });
   }
   const file = a.config ? readConfigFile(String(a.config)) : {};
   return resolveConfig(mergeConfig({ ...base, ...file }, flags));

@@ -27,7 +27,7 @@ type CheckInput = z.input<typeof checkSchema>;
 export async function targetCheck(input: CheckInput, log: (line: string) => void = console.log): Promise<number> {
   const c = parseSettings(checkSchema, input, 'target check settings');
   const t0 = performance.now();
-  const oracle = await createTargetOracle({ url: c.victim, apiKey: c.apiKey, format: c.format, target: c, onRetry: (i) => console.error(`target: ${i.reason}; retry ${i.attempt} in ${Math.round(i.delayMs)} ms`) });
+  const oracle = await createTargetOracle({ url: c.victim, apiKey: c.apiKey, format: c.format, target: c, dataset: c.dataset, onRetry: (i) => console.error(`target: ${i.reason}; retry ${i.attempt} in ${Math.round(i.delayMs)} ms`) });
   try {
     const info = await oracle.info();
     log(`${oracle.target.kind} target at ${oracle.target.url}: metadata read in ${Math.round(performance.now() - t0)} ms (free)`);

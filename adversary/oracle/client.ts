@@ -17,6 +17,7 @@ import type { VictimInfo } from './oracle.js';
 import { buildOracle, imageKey, oracleStore, VictimError, type CountingOracle, type PixelFormat, type SendBatch } from './core.js';
 import type { RunStore } from '../run/store.js';
 import { victimUrlProblem } from './victim-url.js';
+import type { OracleLimits } from './limits.js';
 import { retryAfterMs, TRANSIENT_NET, withRetries, type Attempt, type RetryInfo, type RetryOptions } from './retry.js';
 
 export type { RetryInfo, RetryOptions };
@@ -40,6 +41,8 @@ export interface HttpOracleOptions {
   random?: () => number;
   /** Per-request timeout (default 30000 ms); a timeout is retried like a network error. */
   timeoutMs?: number;
+  /** The client's budget of paid images and its pace (--budget, --concurrency, --rps). */
+  limits?: OracleLimits;
 }
 
 type RouteAttempt<R extends RouteName> = Attempt<RouteAnswer<R>>;
@@ -179,5 +182,5 @@ export async function createHttpOracle(opts: HttpOracleOptions): Promise<Countin
     victim.close();
     throw e;
   }
-  return buildOracle({ info, format, send: victim.send(format, scope), store, readBudget: () => victim.budget(), onClose: () => victim.close() });
+  return buildOracle({ info, format, send: victim.send(format, scope), store, readBudget: () => victim.budget(), onClose: () => victim.close(), limits: opts.limits });
 }

@@ -11,6 +11,7 @@ import { AnswerCache, QueryLedger, type CachedAnswer } from './answer-cache.js';
 import { bytesPerImage as wireBytes, pixelsPerImage as imagePixels, type BudgetStatus, type PixelFormat } from '../../shared/protocol/index.js';
 import type { LabelOracle, QueryCounts, QueryPurpose, VictimInfo } from './oracle.js';
 import { fileRunStore, type RunStore } from '../run/store.js';
+import { clientBudgetError, eachLimited, RequestPacer, type OracleLimits } from './limits.js';
 
 export type { PixelFormat };
 export type Budget = BudgetStatus;
@@ -140,6 +141,8 @@ export interface OracleCoreOptions {
   /** Asks the victim for the key's budget without paying (absent: unknown). */
   readBudget?: () => Promise<Budget | null>;
   onClose?: () => Promise<void> | void;
+  /** The client's own budget of paid images and its pace (limits.ts); absent: no budget, one request at a time. */
+  limits?: OracleLimits;
 }
 
 /** The store of a run given as a folder (cacheDir) or as a store; undefined for neither. */
@@ -154,6 +157,11 @@ export function buildOracle(opts: OracleCoreOptions): CountingOracle {
   const counts: QueryCounts = { attack: 0, measurement: 0, cached: 0 };
   let budget: Budget | null = null;
   let closed = false;
+  const clientBudget = opts.limits?.budget;
+  const concurrency = opts.limits?.concurrency ?? 1;
+  const pacer = new RequestPacer(concurrency, opts.limits?.rps);
+  /** Images this run folder has paid for, earlier sessions included. */
+  const paidSoFar = () => cache.prior.attack + cache.prior.measurement + counts.attack + counts.measurement;
   // Calls run one at a time, so two overlapping calls asking for the same new image cannot both pay for it.
   let queue: Promise<unknown> = Promise.resolve();
 
@@ -192,7 +200,15 @@ export function buildOracle(opts: OracleCoreOptions): CountingOracle {
       if (count > 0) ledger.record({ t: new Date().toISOString(), purpose, sent: 0, cached: hits, status: 'cached', ms: 0 });
       return { labels: out, scores };
     }
-    for (let start = 0; start < todo.length; start += info.maxBatch) {
+    // The whole call is refused before its first batch: a run never pays for part of what it cannot finish.
+    if (clientBudget !== undefined && paidSoFar() + todo.length > clientBudget) {
+      const err = clientBudgetError(todo.length, paidSoFar(), clientBudget);
+      ledger.record({ t: new Date().toISOString(), purpose, sent: 0, cached: hits, status: err.code, ms: 0, error: err.message });
+      throw err;
+    }
+    const starts: number[] = [];
+    for (let start = 0; start < todo.length; start += info.maxBatch) starts.push(start);
+    await eachLimited(starts, concurrency, async (start) => {
       const part = todo.slice(start, start + info.maxBatch);
       const body = new Uint8Array(part.length * stride);
       part.forEach(([, idx], j) => body.set(bytes.subarray(idx[0] * stride, (idx[0] + 1) * stride), j * stride));
@@ -200,7 +216,7 @@ export function buildOracle(opts: OracleCoreOptions): CountingOracle {
       const t0 = performance.now();
       let answer: BatchAnswer;
       try {
-        answer = await send(body, part.length, purpose);
+        answer = await pacer.run(() => send(body, part.length, purpose));
         checkLabels(answer.labels, part.length, classes);
         if (opts.scores) checkScores(answer.scores, part.length, classes);
       } catch (e) {
@@ -229,7 +245,7 @@ export function buildOracle(opts: OracleCoreOptions): CountingOracle {
         t: new Date().toISOString(), purpose, sent: part.length, cached: cachedHere, status: 'ok',
         http: answer.http, attempts: answer.attempts, ms: Math.round(performance.now() - t0), budget: answer.budget,
       });
-    }
+    });
     return { labels: out, scores };
   }
 
@@ -258,7 +274,7 @@ export function buildOracle(opts: OracleCoreOptions): CountingOracle {
     counts: () => ({ ...counts }),
     priorCounts: () => ({ ...cache.prior }),
     victimBudget: () => (budget ? { ...budget } : null),
-    budget: async () => (opts.readBudget ? opts.readBudget() : null),
+    budget: async () => tighter(opts.readBudget ? await opts.readBudget() : null, clientBudget === undefined ? null : { used: paidSoFar(), limit: clientBudget }),
     async close() {
       if (closed) return;
       closed = true;
@@ -268,6 +284,13 @@ export function buildOracle(opts: OracleCoreOptions): CountingOracle {
       await opts.onClose?.();
     },
   };
+}
+
+/** Of the victim's budget and the client's own, the one with less left (null: neither is known). */
+function tighter(victim: Budget | null, client: Budget | null): Budget | null {
+  const left = (b: Budget) => (b.limit === null ? Infinity : b.limit - b.used);
+  if (!victim || victim.limit === null) return client ?? victim;
+  return client && left(client) < left(victim) ? client : victim;
 }
 
 const DEFAULT_INFO: VictimInfo = {

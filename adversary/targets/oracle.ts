@@ -11,6 +11,8 @@ import { runIdentity } from '../oracle/answer-cache.js';
 import { normaliseUrl } from '../oracle/client.js';
 import { buildOracle, type CountingOracle, type PixelFormat, type SendBatch } from '../oracle/core.js';
 import type { RetryPolicy } from '../oracle/retry.js';
+import { LIMIT_KEYS, type OracleLimits } from '../oracle/limits.js';
+import { loadDataset } from '../../shared/datasets/index.js';
 import { runStore, type RunStore } from '../run/store.js';
 import { targetFactory } from './registry.js';
 import { targetSettingsOf, type TargetSettings, type TargetSettingsInput } from './settings.js';
@@ -32,11 +34,25 @@ export interface TargetOracleOptions extends RetryPolicy {
   /** The run's store (answers.jsonl, queries.jsonl, oracle-id); none: in memory. */
   store?: RunStore;
   timeoutMs?: number;
+  /** The client's own budget and pace (--budget, --concurrency, --rps); the target's settings' when not given. */
+  limits?: OracleLimits;
+  /** The attacker's --dataset: its shape and class count stand in where the server cannot say them (torchserve, http). */
+  dataset?: string;
+}
+
+/** Kinds whose servers have no metadata route: the attacker's dataset is the last word on shape and classes. */
+const UNDESCRIBED = new Set(['torchserve', 'http']);
+
+/** The target settings with --input-shape and --classes from the attacker's dataset, where the user gave neither. */
+export function withDatasetShape(t: TargetSettingsInput, dataset: string | undefined): TargetSettingsInput {
+  if (dataset === undefined || !UNDESCRIBED.has(t.targetKind ?? '') || (t.inputShape !== undefined && (t.classes !== undefined || t.classNames !== undefined))) return t;
+  const ds = loadDataset(dataset);
+  return { ...t, inputShape: t.inputShape ?? ds.shape.join(','), ...(t.classes === undefined && t.classNames === undefined ? { classes: ds.classes } : {}) };
 }
 
 export async function createTargetOracle(opts: TargetOracleOptions): Promise<TargetOracle> {
   const url = normaliseUrl(opts.url);
-  const settings: TargetSettings = targetSettingsOf(opts.target ?? {});
+  const settings: TargetSettings = targetSettingsOf(withDatasetShape(opts.target ?? {}, opts.dataset));
   const threat = opts.threat ?? 'label';
   const format = opts.format ?? 'uint8';
   const scope = runIdentity(opts.store);
@@ -51,7 +67,8 @@ export async function createTargetOracle(opts: TargetOracleOptions): Promise<Tar
       const { scores, ...rest } = await target.send(body, count, purpose);
       return keepScores ? { ...rest, scores } : rest;
     };
-    const oracle = buildOracle({ info, format, send, store: opts.store, scores: keepScores, readBudget: async () => (target.budget ? target.budget() : null), onClose: () => target.close() });
+    const limits = opts.limits ?? Object.fromEntries(LIMIT_KEYS.map((k) => [k, settings[k]]));
+    const oracle = buildOracle({ info, format, send, store: opts.store, scores: keepScores, limits, readBudget: async () => (target.budget ? target.budget() : null), onClose: () => target.close() });
     return Object.assign(oracle, { threat, target });
   } catch (e) {
     await target.close();
@@ -60,7 +77,7 @@ export async function createTargetOracle(opts: TargetOracleOptions): Promise<Tar
 }
 
 /** The settings of a command that talks to a victim: its URL, key, format and target keys. */
-export type RunTargetSettings = { victim: string; apiKey?: string; format?: PixelFormat; threat?: Threat } & TargetSettingsInput;
+export type RunTargetSettings = { victim: string; apiKey?: string; format?: PixelFormat; threat?: Threat; dataset?: string } & TargetSettingsInput;
 
 /** The oracle of a command-line run: its answers cached in the run's store, retries reported on stderr. */
 export function createRunOracle(run: RunTargetSettings, out: RunStore | string): Promise<TargetOracle> {
@@ -70,6 +87,7 @@ export function createRunOracle(run: RunTargetSettings, out: RunStore | string):
     format: run.format,
     threat: run.threat,
     target: run,
+    dataset: run.dataset,
     store: runStore(out),
     onRetry: (i) => console.error(`victim: ${i.reason}; retry ${i.attempt} in ${Math.round(i.delayMs)} ms`),
   });

@@ -8,11 +8,17 @@ import type { TargetKind } from './settings.js';
 import type { TargetFactory } from './target.js';
 import { tfservingTarget } from './tfserving.js';
 import { transferlabTarget } from './transferlab.js';
+import { torchserveTarget } from './torchserve.js';
+import { httpTarget } from './http-target.js';
+import { moduleTarget } from './module-target.js';
 
 const TARGETS: Partial<Record<TargetKind, TargetFactory>> = {
   transferlab: transferlabTarget,
   oip: oipTarget,
   tfserving: tfservingTarget,
+  torchserve: torchserveTarget,
+  http: httpTarget,
+  module: moduleTarget,
 };
 
 export function targetFactory(kind: TargetKind): TargetFactory {

@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { TransferlabError } from '../../shared/errors.js';
+import { oracleLimitsShape } from '../oracle/limits.js';
 
 /** Every kind the flag names; registry.ts says which are built (the others answer "not available yet"). */
 export const TARGET_KINDS = ['transferlab', 'oip', 'tfserving', 'torchserve', 'http', 'module'] as const;
@@ -29,6 +30,10 @@ export const targetSettingsShape = {
     .optional()
     .describe('the model\'s input H,W,C where the server does not describe it (or its metadata leaves sizes open)'),
   classes: z.number().int().min(2).optional().describe('the model\'s class count where the server does not describe it'),
+  classNames: z.array(z.string().min(1)).min(2).optional().describe('the name of each class in index order, where the server answers with names (torchserve with an index_to_name.json)'),
+  targetFile: z.string().min(1).optional().describe('the http target\'s file (YAML or JSON) or the module target\'s script (.ts or .js)'),
+  // The client's own limits, whatever the target (oracle/limits.ts); they belong to a session, so a resumed run may change them.
+  ...oracleLimitsShape,
 };
 
 const targetSettingsSchema = z.object(targetSettingsShape);

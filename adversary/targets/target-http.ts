@@ -1,0 +1,115 @@
+/**
+ * HTTP for the targets whose requests are not JSON to a base URL (TorchServe's PNG bodies, a custom
+ * API's full URL, method and headers): one request, its JSON answer, retried by the rule every paid
+ * request follows (oracle/retry.ts), and a final refusal naming the target, the URL and what was
+ * wrong — a 401/403 with the credential headers it sent (by name, never their value), a 404, a
+ * non-JSON answer. The JSON targets (oip, tfserving) use json-http.ts.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import axios, { isAxiosError, type AxiosInstance } from 'axios';
+import { TransferlabError } from '../../shared/errors.js';
+import { retryAfterMs, TRANSIENT_NET, withRetries, type Attempt, type RetryPolicy } from '../oracle/retry.js';
+
+export interface TargetRequest {
+  method: 'GET' | 'POST' | 'PUT';
+  url: string;
+  headers?: Record<string, string>;
+  body?: string | Uint8Array;
+}
+
+const snippet = (text: string) => {
+  const t = text.replace(/\s+/g, ' ').trim();
+  return t.length > 200 ? `${t.slice(0, 197)}...` : t;
+};
+
+/** The credential headers a request carried, by name only: an error says what was tried, never the secret. */
+function credentialHeaders(headers: Record<string, string> = {}): string[] {
+  return Object.keys(headers).filter((h) => /^(authorization|cookie)$/i.test(h) || /token|key|secret|auth/i.test(h));
+}
+
+/** Below the usual keep-alive timeout (5 s), so a reused socket is one the server still holds. */
+const IDLE_RECONNECT_MS = 3_000;
+
+export class TargetHttp {
+  private readonly client: AxiosInstance;
+  private readonly agents = [new http.Agent({ keepAlive: true }), new https.Agent({ keepAlive: true })];
+  private lastActivity = 0;
+
+  /** `kind` names the target in messages; `credentialHint` says where a refused credential came from (a flag, the target file). */
+  constructor(readonly kind: string, private readonly policy: RetryPolicy & { timeoutMs?: number }, private readonly credentialHint: string) {
+    this.client = axios.create({
+      timeout: policy.timeoutMs ?? 30_000,
+      httpAgent: this.agents[0],
+      httpsAgent: this.agents[1],
+      validateStatus: () => true,
+      responseType: 'text',
+      transformResponse: [(d: unknown) => d],
+      maxBodyLength: Infinity,
+      maxContentLength: Infinity,
+    });
+  }
+
+  private async attempt(req: TargetRequest, data: string | Buffer | undefined): Promise<Attempt<unknown>> {
+    const where = `${req.method} ${req.url}`;
+    const who = `${this.kind} target`;
+    // A long pause (substitute training blocks the event loop) may leave dead keep-alive sockets: start afresh.
+    if (Date.now() - this.lastActivity > IDLE_RECONNECT_MS) for (const a of this.agents) a.destroy();
+    let res;
+    try {
+      res = await this.client.request<string>({ method: req.method, url: req.url, headers: req.headers, data });
+      this.lastActivity = Date.now();
+    } catch (e) {
+      const code = isAxiosError(e) ? (e.code ?? '') : '';
+      const msg = e instanceof Error ? e.message : String(e);
+      if (TRANSIENT_NET.has(code)) return { kind: 'retry', reason: `${code} (${msg})` };
+      return { kind: 'final', code: 'victim_unreachable', message: `cannot reach the ${who}: ${where} failed: ${msg}`, status: 503 };
+    }
+    const text = String(res.data ?? '');
+    const status = res.status;
+    if (status >= 200 && status < 300) {
+      try {
+        return { kind: 'ok', status, value: JSON.parse(text) as unknown };
+      } catch {
+        return { kind: 'final', code: 'target_bad_response', message: `the ${who} answered ${where} (HTTP ${status}) with something that is not JSON: ${snippet(text) || '(empty body)'}`, status: 502, http: status };
+      }
+    }
+    if (status >= 500 || status === 429) {
+      const header: unknown = res.headers['retry-after'];
+      return { kind: 'retry', reason: `HTTP ${status} from ${where}: ${snippet(text)}`, retryAfterMs: retryAfterMs(header) };
+    }
+    const said = snippet(text) || '(nothing)';
+    if (status === 401 || status === 403) {
+      const sent = credentialHeaders(req.headers);
+      const tried = sent.length ? `it sent the header ${sent.join(', ')} (from ${this.credentialHint}): check the credential it carries` : `it sent no Authorization header: give one (${this.credentialHint})`;
+      return { kind: 'final', code: 'target_unauthorized', message: `the ${who} refused ${where} (HTTP ${status}); ${tried}. The server said: ${said}`, status, http: status };
+    }
+    if (status === 404) {
+      return { kind: 'final', code: 'target_not_found', message: `the ${who} has no ${where} (HTTP 404): check the URL and the model's name and version. The server said: ${said}`, status, http: status };
+    }
+    return { kind: 'final', code: 'target_refused', message: `the ${who} refused ${where} (HTTP ${status}): ${said}`, status, http: status };
+  }
+
+  /** One request to its JSON answer, transient failures retried with the same bytes. */
+  json(req: TargetRequest): Promise<{ status: number; value: unknown; attempts: number }> {
+    // axios would send a Uint8Array's whole underlying buffer; a Buffer view sends exactly its bytes.
+    const data = req.body === undefined || typeof req.body === 'string' ? req.body : Buffer.from(req.body.buffer, req.body.byteOffset, req.body.byteLength);
+    return withRetries(() => this.attempt(req, data), req.url, `the ${this.kind} target`, this.policy);
+  }
+
+  close(): void {
+    for (const a of this.agents) a.destroy();
+  }
+}
+
+/** An http(s) URL without its trailing slash; anything else refused in words naming the target. */
+export function targetUrl(raw: string, kind: string): string {
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    throw new TransferlabError('bad_victim_url', `the ${kind} target's URL "${raw}" is not a URL (e.g. http://127.0.0.1:8080/v1/classify)`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new TransferlabError('bad_victim_url', `the ${kind} target's URL must be http or https, got ${u.protocol}`);
+  return u.href.replace(/\/+$/, '');
+}
