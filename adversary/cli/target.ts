@@ -13,6 +13,7 @@ import { victimUrl } from '../oracle/victim-url.js';
 import { attackerDataset } from '../run/dataset-choice.js';
 import { createTargetOracle } from '../targets/oracle.js';
 import { targetSettingsShape } from '../targets/settings.js';
+import type { Threat } from '../../shared/protocol/output.js';
 
 const checkSchema = z.strictObject({
   victim: victimUrl.default(DEFAULT_VICTIM_URL).describe('the server\'s base URL'),
@@ -27,28 +28,51 @@ type CheckInput = z.input<typeof checkSchema>;
 export async function targetCheck(input: CheckInput, log: (line: string) => void = console.log): Promise<number> {
   const c = parseSettings(checkSchema, input, 'target check settings');
   const t0 = performance.now();
-  const oracle = await createTargetOracle({ url: c.victim, apiKey: c.apiKey, format: c.format, target: c, dataset: c.dataset, onRetry: (i) => console.error(`target: ${i.reason}; retry ${i.attempt} in ${Math.round(i.delayMs)} ms`) });
+  const open = (threat: Threat) => createTargetOracle({ url: c.victim, apiKey: c.apiKey, format: c.format, target: c, dataset: c.dataset, threat, onRetry: (i) => console.error(`target: ${i.reason}; retry ${i.attempt} in ${Math.round(i.delayMs)} ms`) });
+  let oracle = await open('label');
   try {
     const info = await oracle.info();
     log(`${oracle.target.kind} target at ${oracle.target.url}: metadata read in ${Math.round(performance.now() - t0)} ms (free)`);
     log(`  input ${info.inputShape.join('×')} (H×W×C), ${info.classes} classes, answers ${info.output}, at most ${info.maxBatch} images a request${info.dataset ? `, dataset ${info.dataset}` : ''}`);
     const ds = attackerDataset(c.dataset, info, log);
+    // Where the endpoint says it gives more than labels, the check looks at what its rows hold (nothing is written to disk).
+    if (info.output !== 'label') {
+      await oracle.close();
+      oracle = await open(info.output === 'scores' ? 'scores' : 'topk');
+    }
     const n = Math.min(c.images, ds.test.count);
     const pixels = info.inputShape[0] * info.inputShape[1] * info.inputShape[2];
+    const x = ds.test.images.subarray(0, n * pixels);
     const t1 = performance.now();
-    const labels = await oracle.label(ds.test.images.subarray(0, n * pixels), n, 'measurement');
+    const scores = oracle.scores ? await oracle.scores(x, n, 'measurement') : undefined;
+    const labels = await oracle.label(x, n, 'measurement');
     const ms = performance.now() - t1;
     const truth = Array.from(ds.test.labels.subarray(0, n));
     const agree = truth.filter((l, i) => l === labels[i]).length;
     log(`  sent ${n} test images of ${ds.name} (${oracle.counts().measurement} paid queries) in ${Math.round(ms)} ms (${(ms / n).toFixed(1)} ms an image)`);
     log(`  labels:   ${Array.from(labels).join(' ')}`);
     log(`  expected: ${truth.join(' ')}  (${agree} of ${n} agree with ${ds.name}'s labels)`);
+    if (scores) log(`  rows: ${describeRows(scores, n, info.classes)}`);
     const budget = await oracle.budget().catch(() => null);
     if (budget) log(`  budget: ${budget.used} used of ${budget.limit ?? 'unlimited'}`);
     return 0;
   } finally {
     await oracle.close();
   }
+}
+
+/** What an endpoint's score rows give away: one-hot rows are labels only, whatever the output's shape says. */
+function describeRows(scores: Float32Array, n: number, classes: number): string {
+  let oneHot = 0, given = 0, top = 0;
+  for (let i = 0; i < n; i++) {
+    const row = Array.from(scores.subarray(i * classes, (i + 1) * classes)).map((v) => (Number.isNaN(v) ? 0 : v));
+    const nonzero = row.filter((v) => v > 0).length;
+    given += nonzero;
+    if (nonzero === 1 && row.includes(1)) oneHot++;
+    top += Math.max(...row);
+  }
+  if (oneHot === n) return 'one-hot (the endpoint gives the label only; a topk or scores campaign would learn nothing more)';
+  return `probabilities, ${(given / n).toFixed(1)} classes given an image on average, mean top probability ${(top / n).toFixed(3)}`;
 }
 
 const checkOptions = schemaOptions(checkSchema.shape);
