@@ -28,12 +28,18 @@ export const queryAttackSchema = z
     dataset: z.string().min(1).optional(),
     epsilons: z.array(z.number().gt(0).lte(1)).min(1).default(CURVE_EPSILONS),
     stopAt: z.number().gt(0).lte(1).optional(),
+    /** Square: the L∞ radius it searches within (on an 8-bit wire, rounded down to whole 1/255 steps). */
+    epsilon: z.number().gt(0).lte(1).default(0.3),
+    /** Square: the share of the image its first windows cover (the paper's p_init; its L∞ default 0.05). */
+    pInit: z.number().gt(0).lte(1).default(0.05),
     matchRate: z.number().gt(0).lte(1).optional(),
     /** Start past a known budget too small for the plan, and record a search the budget cuts as partial instead of stopping. */
     allowPartial: z.boolean().default(false),
   })
   .superRefine((c, ctx) => {
     if (c.attack === 'rays' && c.norm !== 'linf') ctx.addIssue({ code: 'custom', path: ['norm'], message: 'RayS is an L∞ attack: norm must be linf' });
+    if (c.attack === 'square' && c.norm !== 'linf') ctx.addIssue({ code: 'custom', path: ['norm'], message: 'Square Attack here is L∞: norm must be linf' });
+    if (c.attack === 'square' && c.targeted) ctx.addIssue({ code: 'custom', path: ['targeted'], message: 'Square Attack here is untargeted only' });
     // The built-in datasets hold 10,000 test images; a folder's count is checked when it is loaded, before any query is paid.
     if ((c.dataset === undefined || isBuiltinDataset(c.dataset)) && c.seedSize + c.images > 10_000) {
       ctx.addIssue({ code: 'custom', path: ['images'], message: 'seedSize + images must be ≤ 10000 test images' });

@@ -39,6 +39,11 @@ export interface SquareOptions {
   loss?: (scores: Float32Array, label: number) => number;
   /** After each iteration: its number, the rows asked, images still active. */
   onIteration?: (iteration: number, asked: number, active: number) => void;
+  /**
+   * A scorer error this says is a stop (a key's budget running out) ends the attack with what it found,
+   * `stopped` set; any other error is thrown.
+   */
+  stopOn?: (error: unknown) => boolean;
 }
 
 export interface SquareResult {
@@ -51,6 +56,8 @@ export interface SquareResult {
   /** Rows sent to the scorer in all (the sum of `queries`). */
   asked: number;
   iterations: number;
+  /** The error `stopOn` accepted, when one ended the attack early; the images still active then were cut short. */
+  stopped: unknown;
 }
 
 const fail = (message: string): never => {
@@ -183,22 +190,31 @@ export async function squareAttack(images: Float32Array, labels: ArrayLike<numbe
     states.push({ x, best: stripes(x, eps, shape, rng), margin: Infinity, rng, queries: 0 });
   }
   let asked = 0;
-  if (count > 0) {
-    const first = await ask(states.map((s) => s.best));
-    states.forEach((s, i) => {
-      s.margin = loss(first[i], labels[i]);
-      s.queries = 1;
-    });
-    asked += count;
-  }
+  let stopped: unknown = null;
+  const tryAsk = async (rows: Float32Array[]): Promise<Float32Array[] | null> => {
+    try {
+      return await ask(rows);
+    } catch (e) {
+      if (!opts.stopOn?.(e)) throw e;
+      stopped = e;
+      return null;
+    }
+  };
+  const first = count > 0 ? await tryAsk(states.map((s) => s.best)) : null;
+  first?.forEach((answer, i) => {
+    states[i].margin = loss(answer, labels[i]);
+    states[i].queries = 1;
+  });
+  if (first) asked += count;
 
   let iteration = 0;
-  for (; iteration < budget - 1; iteration++) {
+  for (; first && iteration < budget - 1; iteration++) {
     const active = states.flatMap((s, i) => (s.margin >= 0 ? [i] : []));
     if (active.length === 0) break;
     const side = squareSide(squareP(pInit, iteration, budget), h, w);
     const cands = active.map((i) => candidate(states[i], eps, side, shape));
-    const answers = await ask(cands);
+    const answers = await tryAsk(cands);
+    if (!answers) break;
     active.forEach((i, j) => {
       const st = states[i];
       st.queries++;
@@ -220,5 +236,6 @@ export async function squareAttack(images: Float32Array, labels: ArrayLike<numbe
     margins: Float64Array.from(states, (s) => s.margin),
     asked,
     iterations: iteration,
+    stopped,
   };
 }
