@@ -2,7 +2,7 @@ import { TransferlabError } from '../shared/errors.js';
 import { progressBar } from '../shared/progress.js';
 import { runCampaign } from './campaign/campaign.js';
 import { epochsForRound, type CampaignConfig } from './campaign/config.js';
-import { createRunOracle } from './oracle/client.js';
+import { createRunOracle } from './targets/oracle.js';
 import { writeReport } from './report/report.js';
 import { readTransferResults, type CampaignResults } from './campaign/results.js';
 import { roundRecords, type RoundRecord } from './campaign/checkpoints.js';

@@ -31,7 +31,7 @@ export const SHARED_LEAVES = ['shared/errors.ts', 'shared/random.ts'];
  * HTTP layer or served models. Files at a folder's top (its CLIs) and folders not listed are outside this rule.
  */
 export const SUB_LAYERS: Record<string, Record<string, number>> = {
-  adversary: { run: 0, oracle: 0, campaign: 1, query: 1, report: 1, queue: 2, cli: 3 },
+  adversary: { run: 0, oracle: 0, targets: 0, campaign: 1, query: 1, report: 1, queue: 2, cli: 3 },
   victim: { detect: 0, train: 0, store: 0, http: 1, model: 2 },
 };
 

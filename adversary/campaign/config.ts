@@ -9,6 +9,7 @@ import { TransferlabError } from '../../shared/errors.js';
 import { parseSettings } from '../../shared/settings-errors.js';
 import { threatSchema } from '../../shared/protocol/output.js';
 import { victimUrl } from '../oracle/victim-url.js';
+import { targetSettingsShape } from '../targets/settings.js';
 
 /**
  * A campaign's whole configuration. One schema gives the defaults, validates a YAML/JSON file
@@ -27,6 +28,8 @@ export const campaignSchema = z
     victim: victimUrl.default(DEFAULT_VICTIM_URL).describe(HELP.victim),
     apiKey: z.string().min(1).optional().describe(HELP.apiKey),
     format: z.enum(['uint8', 'float32']).default('uint8').describe('wire format of the pixels sent'),
+    // How the model is reached (docs/targets.md): the kind of server and what it needs to be asked.
+    ...targetSettingsShape,
     // Where the seed and evaluation images come from (its test part): a built-in name or a folder.
     // Unset: the victim's dataset when /v1/info names a built-in one, else mnist.
     dataset: z.string().min(1).optional().describe(`where the seed and evaluation images come from (its test part): ${BUILTIN_NAMES.join(' | ')} | a folder of IDX files | an ImageFolder tree of PNGs (default: the victim's dataset when it is built in, else mnist)`),

@@ -54,7 +54,7 @@ export function buildConfig(a: Readonly<Record<string, unknown>>, base: Partial<
   if (a.resume) {
     const saved = readJson<CampaignInput>(join(String(a.resume), 'config.json'));
     // Only what belongs to this session, not to the run, may change on resuming.
-    return resolveConfig({ ...saved, ...(flags.apiKey ? { apiKey: flags.apiKey } : {}), ...(flags.allowPartial !== undefined ? { allowPartial: flags.allowPartial } : {}) });
+    return resolveConfig({ ...saved, ...(flags.apiKey ? { apiKey: flags.apiKey } : {}), ...(flags.token ? { token: flags.token } : {}), ...(flags.allowPartial !== undefined ? { allowPartial: flags.allowPartial } : {}) });
   }
   const file = a.config ? readConfigFile(String(a.config)) : {};
   return resolveConfig(mergeConfig({ ...base, ...file }, flags));

@@ -3,6 +3,8 @@
  *
  * answers.jsonl — the answer cache. One line per image the victim was paid to label:
  *   {"h":"<sha256 hex of the wire format tag + the image's exact bytes>","l":<label>,"p":"attack"|"measurement"}
+ *   and, only in a campaign whose threat model lets it use scores (topk, scores), "s":[<probability of
+ *   each class, null for a class the answer did not give>]. A label-only campaign never writes "s".
  *   Appended (written and fsync'd, shared/jsonl-log.ts) after each batch answer and before the
  *   answer is returned, so a kill -9 or a power cut at any point loses at most the batch in flight
  *   (which the victim may have charged; its Idempotency-Key makes the resumed run's retry free).
@@ -42,6 +44,8 @@ export interface CachedAnswer {
   h: string;
   l: number;
   p: QueryPurpose;
+  /** Each class's probability (null: not given), kept only when the threat model allows scores. */
+  s?: (number | null)[];
 }
 
 export interface LedgerEntry {
@@ -64,12 +68,13 @@ function isAnswer(v: unknown): v is CachedAnswer {
     typeof o.h === 'string' &&
     /^[0-9a-f]{64}$/.test(o.h) &&
     Number.isInteger(o.l) &&
-    (o.p === 'attack' || o.p === 'measurement')
+    (o.p === 'attack' || o.p === 'measurement') &&
+    (o.s === undefined || (Array.isArray(o.s) && o.s.every((x) => x === null || typeof x === 'number')))
   );
 }
 
 export class AnswerCache {
-  private readonly answers = new Map<string, number>();
+  private readonly answers = new Map<string, CachedAnswer>();
   /** Images paid for in this run folder before this process opened it, by purpose. */
   readonly prior = { attack: 0, measurement: 0 };
   private readonly file: RunLog | null;
@@ -91,8 +96,10 @@ export class AnswerCache {
         log.close();
         throw new TransferlabError('answer_cache_corrupt', `${path} line ${lines[i]} is not a cached answer {h,l,p}; ${hint}`, 500);
       }
-      if (this.answers.has(v.h)) return;
-      this.answers.set(v.h, v.l);
+      // A repeat is ignored, unless it brings the scores an earlier label-only answer lacked (paid again for them).
+      const had = this.answers.get(v.h);
+      if (had && (had.s || !v.s)) return;
+      this.answers.set(v.h, v);
       this.prior[v.p]++;
     });
     this.file = log;
@@ -103,15 +110,22 @@ export class AnswerCache {
   }
 
   get(hash: string): number | undefined {
-    return this.answers.get(hash);
+    return this.answers.get(hash)?.l;
+  }
+
+  /** The cached answer with its scores, when it has them. */
+  getScored(hash: string): CachedAnswer | undefined {
+    const a = this.answers.get(hash);
+    return a?.s ? a : undefined;
   }
 
   /** Record freshly paid answers; on disk before this returns. */
   add(entries: CachedAnswer[]): void {
     const fresh: CachedAnswer[] = [];
     for (const e of entries) {
-      if (this.answers.has(e.h)) continue;
-      this.answers.set(e.h, e.l);
+      const had = this.answers.get(e.h);
+      if (had && (had.s || !e.s)) continue;
+      this.answers.set(e.h, e);
       fresh.push(e);
     }
     this.file?.appendNow(fresh); // one write + one fsync for the batch

@@ -15,30 +15,14 @@ import { runIdentity } from './answer-cache.js';
 import { ROUTES, readAnswer, wireRequest, type BudgetStatus, type CallInput, type RouteAnswer, type RouteName, type WireRequest } from '../../shared/protocol/index.js';
 import type { VictimInfo } from './oracle.js';
 import { buildOracle, imageKey, oracleStore, VictimError, type CountingOracle, type PixelFormat, type SendBatch } from './core.js';
-import { runStore, type RunStore } from '../run/store.js';
+import type { RunStore } from '../run/store.js';
 import { victimUrlProblem } from './victim-url.js';
+import { retryAfterMs, TRANSIENT_NET, withRetries, type Attempt, type RetryInfo, type RetryOptions } from './retry.js';
+
+export type { RetryInfo, RetryOptions };
 
 export { oracleFromLabeler, VictimError, type CountingOracle, type PixelFormat } from './core.js';
 export { ANSWER_CACHE_FILE, QUERY_LEDGER_FILE } from './answer-cache.js';
-
-export interface RetryOptions {
-  /** Attempts per request, first included (default 20: the window is what normally ends retrying). */
-  maxAttempts?: number;
-  /** Backoff ceiling before jitter for attempt k is min(maxDelayMs, baseDelayMs·2^(k-1)) (defaults 200, 5000). */
-  baseDelayMs?: number;
-  maxDelayMs?: number;
-  /** Give up when the next wait would end later than this long after the first attempt (default 30000). */
-  windowMs?: number;
-}
-
-export interface RetryInfo {
-  url: string;
-  /** The attempt that just failed (1 = first). */
-  attempt: number;
-  delayMs: number;
-  elapsedMs: number;
-  reason: string;
-}
 
 export interface HttpOracleOptions {
   /** Victim base URL, e.g. http://127.0.0.1:8080 */
@@ -58,27 +42,10 @@ export interface HttpOracleOptions {
   timeoutMs?: number;
 }
 
-/** Errors worth waiting out: the victim restarting, a dropped socket, a slow answer. */
-const TRANSIENT_NET = new Set([
-  'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'ECONNABORTED', 'EPIPE', 'EAI_AGAIN',
-  'EHOSTUNREACH', 'ENETUNREACH', 'ENETDOWN', 'ERR_SOCKET_CONNECTION_TIMEOUT',
-]);
+type RouteAttempt<R extends RouteName> = Attempt<RouteAnswer<R>>;
 
-type Attempt<R extends RouteName> =
-  | { kind: 'ok'; status: number; value: RouteAnswer<R> }
-  | { kind: 'retry'; reason: string; retryAfterMs?: number }
-  | { kind: 'final'; code: string; message: string; status: number; http?: number };
-
-/** Retry-After is delta-seconds or an HTTP date. */
-function retryAfterMs(header: unknown): number | undefined {
-  if (typeof header !== 'string' || header.trim() === '') return undefined;
-  const secs = Number(header);
-  if (Number.isFinite(secs)) return Math.max(0, secs * 1000);
-  const when = Date.parse(header);
-  return Number.isNaN(when) ? undefined : Math.max(0, when - Date.now());
-}
-
-function normaliseUrl(raw: string): string {
+/** The base URL without its trailing slashes; a URL that is not http(s) is refused in words. */
+export function normaliseUrl(raw: string): string {
   const problem = victimUrlProblem(raw);
   if (problem) throw new TransferlabError('bad_victim_url', problem);
   return new URL(raw).href.replace(/\/+$/, '');
@@ -90,20 +57,9 @@ const IDLE_RECONNECT_MS = 3_000;
 export class VictimHttp {
   private readonly client: AxiosInstance;
   private readonly agents = [new http.Agent({ keepAlive: true }), new https.Agent({ keepAlive: true })];
-  private readonly maxAttempts: number;
-  private readonly baseDelayMs: number;
-  private readonly maxDelayMs: number;
-  private readonly windowMs: number;
-  private readonly random: () => number;
   private lastActivity = 0;
 
   constructor(readonly url: string, private readonly opts: HttpOracleOptions) {
-    const r = opts.retries ?? {};
-    this.maxAttempts = r.maxAttempts ?? 20;
-    this.baseDelayMs = r.baseDelayMs ?? 200;
-    this.maxDelayMs = r.maxDelayMs ?? 5000;
-    this.windowMs = r.windowMs ?? 30_000;
-    this.random = opts.random ?? Math.random;
     this.client = axios.create({
       baseURL: url,
       timeout: opts.timeoutMs ?? 30_000,
@@ -119,7 +75,7 @@ export class VictimHttp {
   }
 
   /** One attempt: a usable answer (fitting the route's schema), something to retry, or a final refusal. */
-  private async attempt<R extends RouteName>(name: R, req: WireRequest): Promise<Attempt<R>> {
+  private async attempt<R extends RouteName>(name: R, req: WireRequest): Promise<RouteAttempt<R>> {
     const where = `${req.method} ${this.url}${req.path}`;
     let res;
     // Substitute training blocks the event loop for seconds, so the victim's close of an idle
@@ -161,28 +117,7 @@ export class VictimHttp {
    */
   async call<R extends RouteName>(name: R, input: CallInput<R>): Promise<{ status: number; value: RouteAnswer<R>; attempts: number }> {
     const req = wireRequest(name, { apiKey: this.opts.apiKey, ...input });
-    const start = Date.now();
-    for (let attempt = 1; ; attempt++) {
-      const a = await this.attempt(name, req);
-      if (a.kind === 'ok') return { status: a.status, value: a.value, attempts: attempt };
-      if (a.kind === 'final') throw new VictimError(a.code, a.message, a.status, a.http, attempt);
-      const ceiling = Math.min(this.maxDelayMs, this.baseDelayMs * 2 ** (attempt - 1));
-      const jittered = this.random() * ceiling;
-      const delayMs = Math.round(a.retryAfterMs === undefined ? jittered : Math.max(a.retryAfterMs, jittered));
-      const elapsedMs = Date.now() - start;
-      if (attempt >= this.maxAttempts || elapsedMs + delayMs > this.windowMs) {
-        throw new VictimError(
-          'victim_unreachable',
-          `gave up on the victim at ${this.url} after ${attempt} attempt(s) over ${(elapsedMs / 1000).toFixed(1)} s ` +
-            `(retry window ${this.windowMs / 1000} s, max ${this.maxAttempts} attempts); last error: ${a.reason}`,
-          503,
-          undefined,
-          attempt,
-        );
-      }
-      this.opts.onRetry?.({ url: this.url, attempt, delayMs, elapsedMs, reason: a.reason });
-      await new Promise((resolve) => setTimeout(resolve, delayMs));
-    }
+    return withRetries(() => this.attempt(name, req), this.url, 'the victim', this.opts);
   }
 
   async info(): Promise<VictimInfo> {
@@ -219,17 +154,6 @@ export class VictimHttp {
   close(): void {
     for (const a of this.agents) a.destroy();
   }
-}
-
-/** The oracle of a command-line run: its answers cached in the run's store, retries reported on stderr. */
-export function createRunOracle(run: { victim: string; apiKey?: string; format?: PixelFormat }, out: RunStore | string): Promise<CountingOracle> {
-  return createHttpOracle({
-    url: run.victim,
-    apiKey: run.apiKey,
-    format: run.format,
-    store: runStore(out),
-    onRetry: (i) => console.error(`victim: ${i.reason}; retry ${i.attempt} in ${Math.round(i.delayMs)} ms`),
-  });
 }
 
 /**

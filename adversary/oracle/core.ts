@@ -39,6 +39,11 @@ export interface CountingOracle extends LabelOracle {
   victimBudget(): Budget | null;
   /** The key's budget as the victim tells it now, charging nothing (null: the victim does not say). */
   budget(): Promise<Budget | null>;
+  /**
+   * count × classes probabilities, NaN for a class the answer did not give; cached and counted like
+   * label(). Present only when the campaign's threat model allows scores (topk, scores).
+   */
+  scores?(images: Float32Array, count: number, purpose: QueryPurpose): Promise<Float32Array>;
 }
 
 /**
@@ -115,10 +120,21 @@ function checkLabels(labels: BatchAnswer['labels'], expected: number, classes: n
   }
 }
 
+function checkScores(scores: Float32Array | undefined, expected: number, classes: number): void {
+  if (!scores || scores.length !== expected * classes) {
+    throw new TransferlabError('victim_bad_response', `the answer carried ${scores ? `${scores.length} scores` : 'no scores'} for ${expected} images × ${classes} classes, which the threat model needs`, 502);
+  }
+}
+
 export interface OracleCoreOptions {
   info: VictimInfo;
   format: PixelFormat;
   send: SendBatch;
+  /**
+   * Keep each answer's scores (a topk or scores threat model): every answer must carry them, they are
+   * cached with the label, and the oracle gains scores(). Off (label threat): scores are never read.
+   */
+  scores?: boolean;
   /** The run whose answer cache and ledger the oracle keeps (none: in memory only). */
   store?: RunStore;
   /** Asks the victim for the key's budget without paying (absent: unknown). */
@@ -141,16 +157,26 @@ export function buildOracle(opts: OracleCoreOptions): CountingOracle {
   // Calls run one at a time, so two overlapping calls asking for the same new image cannot both pay for it.
   let queue: Promise<unknown> = Promise.resolve();
 
-  async function labelNow(bytes: Uint8Array, count: number, purpose: QueryPurpose): Promise<Int32Array> {
+  // With scores kept, a cached answer without them (a label-only run's) does not answer: it is paid again.
+  const known = (key: string): CachedAnswer | number | undefined => (opts.scores ? cache.getScored(key) : cache.get(key));
+
+  async function answerNow(bytes: Uint8Array, count: number, purpose: QueryPurpose): Promise<{ labels: Int32Array; scores?: Float32Array }> {
+    const classes = info.classes;
     const out = new Int32Array(count);
+    const scores = opts.scores ? new Float32Array(count * classes) : undefined;
+    const fill = (i: number, l: number, s: ArrayLike<number | null> | undefined) => {
+      out[i] = l;
+      if (scores && s) for (let c = 0; c < classes; c++) scores[i * classes + c] = s[c] ?? NaN;
+    };
     // Images still to pay for: first index of each distinct unseen image, and who else shares it.
     const missing = new Map<string, number[]>();
     let hits = 0;
     for (let i = 0; i < count; i++) {
       const key = imageKey(bytes.subarray(i * stride, (i + 1) * stride), format);
-      const known = cache.get(key);
-      if (known !== undefined) {
-        out[i] = known;
+      const k = known(key);
+      if (k !== undefined) {
+        if (typeof k === 'number') fill(i, k, undefined);
+        else fill(i, k.l, k.s);
         hits++;
         continue;
       }
@@ -164,7 +190,7 @@ export function buildOracle(opts: OracleCoreOptions): CountingOracle {
     const todo = [...missing.entries()];
     if (todo.length === 0) {
       if (count > 0) ledger.record({ t: new Date().toISOString(), purpose, sent: 0, cached: hits, status: 'cached', ms: 0 });
-      return out;
+      return { labels: out, scores };
     }
     for (let start = 0; start < todo.length; start += info.maxBatch) {
       const part = todo.slice(start, start + info.maxBatch);
@@ -175,7 +201,8 @@ export function buildOracle(opts: OracleCoreOptions): CountingOracle {
       let answer: BatchAnswer;
       try {
         answer = await send(body, part.length, purpose);
-        checkLabels(answer.labels, part.length, info.classes);
+        checkLabels(answer.labels, part.length, classes);
+        if (opts.scores) checkScores(answer.scores, part.length, classes);
       } catch (e) {
         const err = e instanceof TransferlabError ? e : new TransferlabError('oracle_failed', String(e), 500);
         ledger.record({
@@ -189,8 +216,10 @@ export function buildOracle(opts: OracleCoreOptions): CountingOracle {
       const fresh: CachedAnswer[] = [];
       part.forEach(([key, idx], j) => {
         const l = answer.labels[j];
-        for (const i of idx) out[i] = l;
-        fresh.push({ h: key, l, p: purpose });
+        // Scores reach the cache only when the threat model keeps them (opts.scores); NaN (not given) is null in JSON.
+        const s = opts.scores && answer.scores ? Array.from(answer.scores.subarray(j * classes, (j + 1) * classes), (v) => (Number.isNaN(v) ? null : v)) : undefined;
+        for (const i of idx) fill(i, l, s);
+        fresh.push(s ? { h: key, l, p: purpose, s } : { h: key, l, p: purpose });
       });
       // Paid and answered: on disk before anything else can fail, so a resumed run never pays again.
       cache.add(fresh);
@@ -201,25 +230,31 @@ export function buildOracle(opts: OracleCoreOptions): CountingOracle {
         http: answer.http, attempts: answer.attempts, ms: Math.round(performance.now() - t0), budget: answer.budget,
       });
     }
-    return out;
+    return { labels: out, scores };
   }
 
-  const label = async (images: Float32Array, count: number, purpose: QueryPurpose): Promise<Int32Array> => {
-    if (closed) throw new TransferlabError('oracle_closed', 'label() after close()', 500);
+  /** Runs one call after the ones before it; the images are encoded now, as the caller may reuse its buffer. */
+  const enqueue = (images: Float32Array, count: number, purpose: QueryPurpose, what: string) => {
+    if (closed) throw new TransferlabError('oracle_closed', `${what}() after close()`, 500);
     if (purpose !== 'attack' && purpose !== 'measurement') {
       throw new TransferlabError('bad_oracle_input', `query purpose must be attack or measurement, got ${String(purpose)}`);
     }
-    // Encoded now, not when its turn comes: the caller may reuse its buffer once label() returns.
     const bytes = encodeImages(images, count, pixels, format);
-    const run = queue.then(() => labelNow(bytes, count, purpose));
+    const run = queue.then(() => answerNow(bytes, count, purpose));
     queue = run.catch(() => undefined);
     return run;
   };
+
+  const label = async (images: Float32Array, count: number, purpose: QueryPurpose): Promise<Int32Array> => (await enqueue(images, count, purpose, 'label')).labels;
+  const scores = opts.scores
+    ? async (images: Float32Array, count: number, purpose: QueryPurpose): Promise<Float32Array> => (await enqueue(images, count, purpose, 'scores')).scores as Float32Array
+    : undefined;
 
   return {
     format,
     info: async () => info,
     label,
+    ...(scores ? { scores } : {}),
     counts: () => ({ ...counts }),
     priorCounts: () => ({ ...cache.prior }),
     victimBudget: () => (budget ? { ...budget } : null),

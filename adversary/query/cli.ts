@@ -8,6 +8,7 @@ import { runStamp } from '../../shared/stamp.js';
 import { runQueryAttackCommand } from './command.js';
 import { queryAttackSchema, type QueryAttackInput } from './run.js';
 import { exitOnInterrupt } from '../run/resume-hint.js';
+import { TARGET_HELP } from '../targets/settings.js';
 
 /**
  * The help line of each query-attack setting: the flags themselves (type, default) are generated from
@@ -19,6 +20,7 @@ const QUERY_HELP = {
   victim: HELP.victim,
   apiKey: HELP.apiKey,
   format: 'wire format of the pixels sent',
+  ...TARGET_HELP,
   images: "evaluation images to attack: the campaign's first N",
   queriesPerImage: 'most queries each image may spend',
   targeted: 'aim at a class drawn per image (starting from a seed-set image of it) instead of any other class',

@@ -1,5 +1,5 @@
 import { TransferlabError } from '../../shared/errors.js';
-import { createRunOracle } from '../oracle/client.js';
+import { createRunOracle } from '../targets/oracle.js';
 import { resolveQueryAttackConfig, queryAttackSummary, runQueryAttackCampaign, type QueryAttackInput } from './run.js';
 import { resumeHint } from '../run/resume-hint.js';
 import { fileRunStore, getJson } from '../run/store.js';
@@ -19,7 +19,7 @@ export async function runQueryAttackCommand(flags: QueryAttackFlags, defaultOut:
     if (!store.exists('config.json')) throw new TransferlabError('run_missing', `${out} is not a run folder (no config.json)`);
     const { kind, ...saved } = getJson<QueryAttackInput & { kind?: string }>(store, 'config.json');
     if (kind !== 'query-attack') throw new TransferlabError('run_mismatch', `${out} holds a ${kind ?? 'campaign'} run, not a query attack; resume it with its own command`);
-    input = { ...saved, ...(flags.apiKey ? { apiKey: flags.apiKey } : {}), ...(flags.allowPartial !== undefined ? { allowPartial: flags.allowPartial } : {}) };
+    input = { ...saved, ...(flags.apiKey ? { apiKey: flags.apiKey } : {}), ...(flags.token ? { token: flags.token } : {}), ...(flags.allowPartial !== undefined ? { allowPartial: flags.allowPartial } : {}) };
   } else {
     if (store.exists('results.json') || store.exists('config.json')) {
       throw new TransferlabError('run_exists', `${out} already holds a run; choose another --out or --resume it`);

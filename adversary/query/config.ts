@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { isBuiltinDataset } from '../../shared/datasets/index.js';
 import { parseSettings } from '../../shared/settings-errors.js';
 import { victimUrl } from '../oracle/victim-url.js';
+import { targetSettingsShape } from '../targets/settings.js';
 import { planOf, type QueryPlan } from '../run/query-plan.js';
 import type { QueryAttackRunResults } from '../campaign/results.js';
 import { QUERY_ATTACKS } from './attack.js';
@@ -16,6 +17,7 @@ export const queryAttackSchema = z
     victim: victimUrl.default('http://127.0.0.1:8080'),
     apiKey: z.string().min(1).optional(),
     format: z.enum(['uint8', 'float32']).default('uint8'),
+    ...targetSettingsShape,
     attack: z.enum(QUERY_ATTACKS).default('rays'),
     norm: z.enum(['linf', 'l2']).default('linf'),
     targeted: z.boolean().default(false),

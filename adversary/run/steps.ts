@@ -93,9 +93,9 @@ export interface Selection {
 
 const since = (t: number) => (performance.now() - t) / 1000;
 
-/** The resolved settings without the key, the form config.json keeps them in (the key is a secret). */
-export function withoutKey<C extends { apiKey?: string }>(config: C): Omit<C, 'apiKey'> {
-  const { apiKey: _secret, ...saved } = config;
+/** The resolved settings without the key and the target's token, the form config.json keeps them in (both are secrets). */
+export function withoutKey<C extends { apiKey?: string; token?: string }>(config: C): Omit<C, 'apiKey' | 'token'> {
+  const { apiKey: _secret, token: _token, ...saved } = config;
   return saved;
 }
 

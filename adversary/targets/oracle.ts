@@ -1,0 +1,76 @@
+/**
+ * The oracle of a target: the target's description read (free) and checked against the campaign's
+ * threat model before any paid query, then the oracle core over the target's send. In a label threat
+ * (the default) the answers' scores are dropped right here, so nothing but the top-1 label reaches the
+ * attack code, the answer cache or the run folder; in a topk or scores threat they are kept, cached
+ * with the label, and the oracle gains scores().
+ */
+import { TransferlabError } from '../../shared/errors.js';
+import { parseOutputPolicy, threatProblem, type Threat } from '../../shared/protocol/output.js';
+import { runIdentity } from '../oracle/answer-cache.js';
+import { normaliseUrl } from '../oracle/client.js';
+import { buildOracle, type CountingOracle, type PixelFormat, type SendBatch } from '../oracle/core.js';
+import type { RetryPolicy } from '../oracle/retry.js';
+import { runStore, type RunStore } from '../run/store.js';
+import { targetFactory } from './registry.js';
+import { targetSettingsOf, type TargetSettings, type TargetSettingsInput } from './settings.js';
+import type { Target } from './target.js';
+
+export interface TargetOracle extends CountingOracle {
+  readonly threat: Threat;
+  readonly target: Target;
+}
+
+export interface TargetOracleOptions extends RetryPolicy {
+  url: string;
+  /** Kind and options; unset keys take their defaults (transferlab). */
+  target?: TargetSettingsInput;
+  apiKey?: string;
+  format?: PixelFormat;
+  /** What the campaign may use of each answer (default label). */
+  threat?: Threat;
+  /** The run's store (answers.jsonl, queries.jsonl, oracle-id); none: in memory. */
+  store?: RunStore;
+  timeoutMs?: number;
+}
+
+export async function createTargetOracle(opts: TargetOracleOptions): Promise<TargetOracle> {
+  const url = normaliseUrl(opts.url);
+  const settings: TargetSettings = targetSettingsOf(opts.target ?? {});
+  const threat = opts.threat ?? 'label';
+  const format = opts.format ?? 'uint8';
+  const scope = runIdentity(opts.store);
+  const target = targetFactory(settings.targetKind)(settings, { url, apiKey: opts.apiKey, format, scope, retries: opts.retries, onRetry: opts.onRetry, random: opts.random, timeoutMs: opts.timeoutMs });
+  try {
+    const info = await target.describe();
+    const problem = threatProblem(threat, parseOutputPolicy(info.output), info.classes);
+    if (problem) throw new TransferlabError('threat_unavailable', `${target.kind} target at ${url}: ${problem}; nothing was sent`);
+    const keepScores = threat !== 'label';
+    // The label-only reduction: whatever the endpoint gave, only the labels go on.
+    const send: SendBatch = async (body, count, purpose) => {
+      const { scores, ...rest } = await target.send(body, count, purpose);
+      return keepScores ? { ...rest, scores } : rest;
+    };
+    const oracle = buildOracle({ info, format, send, store: opts.store, scores: keepScores, readBudget: async () => (target.budget ? target.budget() : null), onClose: () => target.close() });
+    return Object.assign(oracle, { threat, target });
+  } catch (e) {
+    await target.close();
+    throw e;
+  }
+}
+
+/** The settings of a command that talks to a victim: its URL, key, format and target keys. */
+export type RunTargetSettings = { victim: string; apiKey?: string; format?: PixelFormat; threat?: Threat } & TargetSettingsInput;
+
+/** The oracle of a command-line run: its answers cached in the run's store, retries reported on stderr. */
+export function createRunOracle(run: RunTargetSettings, out: RunStore | string): Promise<TargetOracle> {
+  return createTargetOracle({
+    url: run.victim,
+    apiKey: run.apiKey,
+    format: run.format,
+    threat: run.threat,
+    target: run,
+    store: runStore(out),
+    onRetry: (i) => console.error(`victim: ${i.reason}; retry ${i.attempt} in ${Math.round(i.delayMs)} ms`),
+  });
+}
