@@ -30,7 +30,8 @@ beforeAll(async () => {
   const backend = (await initBackend()).backend;
   dir = mkdtempSync(join(tmpdir(), 'transferlab-routes-'));
   writeFileSync(join(dir, 'keys.json'), JSON.stringify({ keys: [{ id: 'r', key: KEY, budget: 100 }] }));
-  victim = await startVictim(['--model', modelDir, '--keys', join(dir, 'keys.json'), '--audit-log', join(dir, 'audit.jsonl'), '--ledger', join(dir, 'ledger.jsonl')], backend);
+  // scores: so that every route of the table, /v1/predict included, answers 200.
+  victim = await startVictim(['--model', modelDir, '--output', 'scores', '--keys', join(dir, 'keys.json'), '--audit-log', join(dir, 'audit.jsonl'), '--ledger', join(dir, 'ledger.jsonl')], backend);
 });
 
 afterAll(async () => {
@@ -41,7 +42,7 @@ afterAll(async () => {
 /** One call of each route through the typed client (a label call sends one image). */
 const callRoute = (name: RouteName, apiKey?: string) => {
   const client = victimClient(victim.url, apiKey);
-  return name === 'label' ? client.label({ images }) : client[name]();
+  return name === 'label' || name === 'predict' ? client[name]({ images }) : client[name]();
 };
 
 describe('the route table, served by a real victim', () => {

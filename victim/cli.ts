@@ -6,7 +6,9 @@ import { describeBackend, initBackend, type BackendInfo } from '../shared/engine
 import { isMain, runMain, failOnOneLine } from '../shared/cli.js';
 import { TransferlabError } from '../shared/errors.js';
 import { isLayersFolder } from '../shared/model/layers-folder.js';
-import { pixelsPerImage } from '../shared/protocol/index.js';
+import { parseOutputPolicy, pixelsPerImage } from '../shared/protocol/index.js';
+import { describeOutput, givesProbabilities, type OutputSettings } from './http/outputs.js';
+import { PROTOCOLS, type Protocol } from './http/protocols/serving.js';
 import { AdminKey } from './http/admin.js';
 import { createApp } from './http/app.js';
 import { FileAuditLog } from './store/audit.js';
@@ -51,6 +53,28 @@ interface ServeArgs {
   'headers-timeout': number;
   'request-timeout': number;
   'keep-alive-timeout': number;
+  'model-name': string;
+}
+
+/** --output and --round as the service's output settings, or a clear error. */
+function outputSettings(output: string, round: number | undefined): OutputSettings {
+  let policy;
+  try {
+    policy = parseOutputPolicy(output);
+  } catch (e) {
+    throw new TransferlabError('invalid_config', `--output: ${(e as Error).message}`);
+  }
+  check(round === undefined || (Number.isInteger(round) && round >= 1 && round <= 6), `--round must be an integer number of decimals in 1..6 (got ${round})`);
+  check(round === undefined || policy.kind !== 'label', '--round rounds probabilities, and --output label answers none: use it with --output topk:K or scores');
+  return { policy, ...(round !== undefined ? { round } : {}) };
+}
+
+/** --protocol as a list, comma- or space-separated, each one known, transferlab's by default. */
+function protocolList(values: string[]): Protocol[] {
+  const list = [...new Set(values.flatMap((v) => v.split(',')).map((v) => v.trim()).filter((v) => v !== ''))];
+  for (const p of list) check((PROTOCOLS as readonly string[]).includes(p), `--protocol ${p} is not one of ${PROTOCOLS.join(', ')}`);
+  check(list.length > 0, `--protocol needs at least one of ${PROTOCOLS.join(', ')}`);
+  return list as Protocol[];
 }
 
 /** Backend, model (trained first when the default one is missing), batcher, app and listening server. */
@@ -66,6 +90,8 @@ async function serve(
     /** The extraction detector for the served model's image size and classes (undefined = off). */
     watchFor: (pixels: number, classes: number) => ExtractionWatch | undefined;
     adminKey?: AdminKey;
+    output: OutputSettings;
+    protocols: Protocol[];
   },
 ): Promise<{ info: BackendInfo; served: ServedModel; batcher: MicroBatcher; running: RunningServer; watch?: ExtractionWatch }> {
   const info = await initBackend(args.backend);
@@ -92,7 +118,8 @@ async function serve(
   }
   const served = await openServedModel(modelDir, { layout: args.layout as Layout | undefined, classesFile: args.classes, dataset: args.dataset });
   const pixels = pixelsPerImage(served.info.inputShape);
-  const batcher = new MicroBatcher((images, count) => served.label(images, count), {
+  // A label-only victim runs the labels-only model call it always did; the others also get probabilities.
+  const batcher = new MicroBatcher(givesProbabilities(deps.output) ? (images, count) => served.predict(images, count) : (images, count) => served.label(images, count), {
     maxImages: Math.max(1024, args['max-batch']),
     maxDelayMs: 0,
     pixelsPerImage: pixels,
@@ -127,6 +154,10 @@ async function serve(
     watch,
     adminKey: deps.adminKey,
     idempotency: deps.idempotency,
+    output: deps.output,
+    predict: (images, count) => batcher.predict(images, count),
+    protocols: deps.protocols,
+    modelName: args['model-name'],
   });
   let running: RunningServer;
   try {
@@ -151,6 +182,8 @@ export async function main(argv: string[]): Promise<number> {
     .example('$0 --keys keys.json --port 0', 'keys and budgets from keys.json, any free port')
     .example('$0 --model model.onnx --classes classes.txt', 'serve an ONNX classifier (e.g. from torch.onnx.export), class names from classes.txt')
     .example('$0 --model web_model/', 'serve a Keras model converted with tensorflowjs_converter --input_format keras')
+    .example('$0 --output topk:3 --round 2', 'also answer the 3 most probable classes, probabilities rounded to 2 decimals, at POST /v1/predict')
+    .example('$0 --protocol transferlab,oip,tfserving --model-name mnist', 'also serve the Open Inference Protocol v2 (/v2/models/mnist/infer) and TF Serving (/v1/models/mnist:predict)')
     .example('$0 --keys keys.json --detector prada --detector-action block --admin-key-file admin.key', 'refuse keys flagged as extraction attacks')
     .strict()
     .help()
@@ -167,6 +200,9 @@ export async function main(argv: string[]): Promise<number> {
   // Node refuses a headers timeout longer than the request timeout (headers are part of the request).
   check(args['headers-timeout'] <= args['request-timeout'], `--headers-timeout (${args['headers-timeout']} s) must not exceed --request-timeout (${args['request-timeout']} s)`);
   check(args.budget === undefined || (Number.isInteger(args.budget) && args.budget >= 0), `--budget must be a non-negative integer (got ${args.budget})`);
+  const output = outputSettings(args.output, args.round);
+  const protocols = protocolList(args.protocol);
+  check(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/.test(args['model-name']), `--model-name must be 1-100 letters, digits, '_', '.' or '-' (got "${args['model-name']}")`);
   const kinds = new Set(args.detector.filter((d) => d !== 'none'));
   check(kinds.has('blacklight') || (args['blacklight-threshold'] === BLACKLIGHT_DEFAULTS.threshold && args['blacklight-matches'] === BLACKLIGHT_DEFAULTS.minMatches), '--blacklight-threshold and --blacklight-matches need --detector blacklight');
   check(kinds.size > 0 || args['detector-action'] === 'log', '--detector-action needs --detector');
@@ -205,7 +241,7 @@ export async function main(argv: string[]): Promise<number> {
   const inFlight = new WorkInFlight();
   let started: Awaited<ReturnType<typeof serve>>;
   try {
-    started = await serve(args, { keys, budgets, audit, idempotency, draining: () => draining, inFlight, watchFor, adminKey });
+    started = await serve(args, { keys, budgets, audit, idempotency, draining: () => draining, inFlight, watchFor, adminKey, output, protocols });
   } catch (e) {
     await state.close();
     throw e;
@@ -219,6 +255,10 @@ export async function main(argv: string[]): Promise<number> {
   console.log(`weights sha256 ${served.weightsSha256}${served.metadata ? '' : ' (no metadata.json: computed at start-up, in the audit log\'s start record)'}`);
   console.log(describeBackend(info));
   console.log(`timeouts: headers ${args['headers-timeout']} s, whole request ${args['request-timeout']} s, idle keep-alive ${args['keep-alive-timeout']} s`);
+  console.log(
+    `output: ${describeOutput(output)}${givesProbabilities(output) ? ` (probabilities: ${served.probabilitiesFrom})` : ''}; ` +
+      `APIs: ${protocols.map((p) => (p === 'transferlab' ? 'transferlab (/v1/label, /v1/predict)' : p === 'oip' ? `oip (/v2/models/${args['model-name']})` : `tfserving (/v1/models/${args['model-name']})`)).join(', ')}`,
+  );
   console.log(`access: ${who}; max ${args['max-batch']} images/request; rate limit ${args['rate-limit'] || 'off'}${args['rate-limit'] ? ' requests/s per key' : ''}`);
   console.log(
     watch

@@ -18,6 +18,9 @@ export const SERVE_DEFAULTS = {
   idempotencyTtlHours: 24,
   maxBatch: 1000,
   rateLimit: 100,
+  output: 'label',
+  protocol: ['transferlab'],
+  modelName: 'model',
 };
 
 export const SERVE_OPTIONS = {
@@ -54,5 +57,18 @@ export const SERVE_OPTIONS = {
   'detector-delta': { type: 'number', default: PRADA_DEFAULTS.delta, describe: 'flag a client when the Shapiro–Wilk W of its query distances falls below this' },
   'detector-action': { type: 'string', default: 'log', choices: DETECTOR_ACTIONS, describe: 'log: audit and admin endpoint only; block: also refuse the client\'s later queries (403)' },
   'detector-window': { type: 'number', default: PRADA_DEFAULTS.window, describe: 'distances W is computed over (the last N per client)' },
+  output: {
+    type: 'string',
+    default: SERVE_DEFAULTS.output,
+    describe: 'what answers carry: label (top-1 only), topk:K (the K best classes with probabilities, at /v1/predict) or scores (every class\'s probability)',
+  },
+  round: { type: 'number', describe: 'round the probabilities answered to this many decimals (1..6); needs --output topk:K or scores' },
+  protocol: {
+    type: 'string',
+    array: true,
+    default: SERVE_DEFAULTS.protocol,
+    describe: 'APIs served, comma- or space-separated: transferlab (/v1/label, /v1/predict, …), oip (Open Inference Protocol v2: KServe, Triton), tfserving (TF Serving REST)',
+  },
+  'model-name': { type: 'string', default: SERVE_DEFAULTS.modelName, describe: 'the model\'s name in the oip and tfserving routes (/v2/models/NAME, /v1/models/NAME)' },
   'admin-key-file': { type: 'string', describe: 'file holding the admin key (first line): enables GET /v1/admin/detections' },
 } satisfies Record<string, Options>;

@@ -71,6 +71,24 @@ export const labelResponseSchema = z.object({
 });
 export type LabelResponse = z.infer<typeof labelResponseSchema>;
 
+const classProbabilitySchema = z.object({ class: z.number().int().min(0), p: z.number().min(0).max(1) });
+
+/**
+ * /v1/predict's answer: /v1/label's (`labels`, `budget`) and, as the victim's output policy allows,
+ * `top` (topk:K: per image the K most probable classes, most probable first, the label first) or
+ * `scores` (scores: per image every class's probability, in class order) — never both.
+ */
+export const predictResponseSchema = z
+  .object({
+    labels: z.array(z.number().int().min(0)).describe('top-1 label of each image, in request order (the same as /v1/label answers)'),
+    top: z.array(z.array(classProbabilitySchema).min(1)).optional().describe('topk:K — per image the K most probable classes {class, p}, most probable first'),
+    scores: z.array(z.array(z.number().min(0).max(1)).min(2)).optional().describe("scores — per image every class's probability, in class order"),
+    budget: budgetSchema,
+  })
+  .refine((a) => (a.top === undefined) !== (a.scores === undefined), { message: 'exactly one of top and scores' })
+  .refine((a) => (a.top ?? a.scores ?? []).length === a.labels.length, { message: 'one row of top or scores per label' });
+export type PredictResponse = z.infer<typeof predictResponseSchema>;
+
 export const healthSchema = z.object({ status: z.literal('ok') });
 
 /** Enough of an OpenAPI document to know it is one; the document itself is checked by ajv in the tests. */
@@ -105,6 +123,18 @@ export const ROUTES = {
     answer: labelResponseSchema,
     misfit: { code: 'victim_bad_response', says: 'answered no {labels,budget}' },
   },
+  /**
+   * The label and, as the output policy allows, the K best probabilities or all of them; paid, watched
+   * and audited as /v1/label is. A label-only victim refuses it (403 output_not_allowed, charged nothing).
+   */
+  predict: {
+    method: 'POST',
+    path: '/v1/predict',
+    body: 'images',
+    keyed: true,
+    answer: predictResponseSchema,
+    misfit: { code: 'victim_bad_response', says: 'answered no {labels,top|scores,budget}' },
+  },
   /** The caller key's used and limit; free, and not watched by the detectors. */
   budget: { method: 'GET', path: '/v1/budget', body: 'none', keyed: true, answer: budgetSchema, misfit: { code: 'victim_bad_response', says: 'answered no {used,limit}' } },
   info: { method: 'GET', path: '/v1/info', body: 'none', keyed: false, answer: victimInfoSchema, misfit: { code: 'victim_info_invalid', says: 'did not answer a victim description (API v1)' } },
@@ -127,6 +157,7 @@ export const API_ERRORS = {
   missing_api_key: 401,
   invalid_api_key: 401,
   extraction_suspected: 403,
+  output_not_allowed: 403,
   rate_limited: 429,
   budget_exhausted: 429,
   unsupported_media_type: 415,

@@ -21,10 +21,24 @@ export interface BatcherOptions {
   pixelsPerImage?: number;
 }
 
+/**
+ * What one model call says of its images: the top-1 labels (the argmax of the model's own output, so
+ * the same as a labels-only call), and — when the model function gives them — each image's class
+ * probabilities, count × classes, row-major. Probabilities stay inside the service unless the output
+ * policy lets them out (victim/http/outputs.ts).
+ */
+export interface Prediction {
+  labels: Int32Array;
+  probabilities?: Float32Array;
+}
+
+/** A model function: labels only (a Labeler), or labels with probabilities. */
+export type ModelCall = (images: Float32Array, count: number) => Int32Array | Prediction | Promise<Int32Array | Prediction>;
+
 interface Job {
   images: Float32Array;
   count: number;
-  resolve: (labels: Int32Array) => void;
+  resolve: (answer: Prediction) => void;
   reject: (e: unknown) => void;
 }
 
@@ -43,11 +57,22 @@ export class MicroBatcher {
   readonly stats: BatcherStats = { requests: 0, images: 0, modelCalls: 0 };
 
   constructor(
-    private readonly run: Labeler,
+    private readonly run: ModelCall,
     private readonly opts: BatcherOptions = { maxImages: 1024, maxDelayMs: 0 },
   ) {}
 
   label(images: Float32Array, count: number): Promise<Int32Array> {
+    return this.enqueue(images, count).then((p) => p.labels);
+  }
+
+  /** Labels and probabilities; refused when the model function gives labels only. */
+  async predict(images: Float32Array, count: number): Promise<Required<Prediction>> {
+    const p = await this.enqueue(images, count);
+    if (!p.probabilities) throw new Error('the model function gives labels only, not probabilities');
+    return { labels: p.labels, probabilities: p.probabilities };
+  }
+
+  private enqueue(images: Float32Array, count: number): Promise<Prediction> {
     return new Promise((resolve, reject) => {
       this.queue.push({ images, count, resolve, reject });
       this.queuedImages += count;
@@ -98,14 +123,17 @@ export class MicroBatcher {
           off += j.count * per;
         }
       }
-      const labels = await this.run(input, total);
+      const out = await this.run(input, total);
+      const { labels, probabilities } = out instanceof Int32Array ? { labels: out, probabilities: undefined } : out;
       if (labels.length !== total) throw new Error(`model returned ${labels.length} labels for ${total} images`);
+      const classes = probabilities ? probabilities.length / total : 0;
+      if (probabilities && !Number.isInteger(classes)) throw new Error(`model returned ${probabilities.length} probabilities for ${total} images`);
       this.stats.modelCalls++;
       this.stats.requests += jobs.length;
       this.stats.images += total;
       let off = 0;
       for (const j of jobs) {
-        j.resolve(labels.slice(off, off + j.count));
+        j.resolve({ labels: labels.slice(off, off + j.count), ...(probabilities ? { probabilities: probabilities.slice(off * classes, (off + j.count) * classes) } : {}) });
         off += j.count;
       }
     } catch (e) {

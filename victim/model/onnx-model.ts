@@ -9,8 +9,9 @@ import type { InputShape } from '../../shared/protocol/index.js';
  * unservable is checked when it loads — operators (ONNX Runtime refuses unknown ones when the
  * session is created), the number and kind of inputs, fixed spatial size, the layout — so a bad
  * model fails at start-up with a message, never on a client's first request. Images arrive as
- * row-major HWC in [0, 1]; NCHW models get them transposed. Only the argmax of the first output
- * (logits or probabilities alike) ever leaves.
+ * row-major HWC in [0, 1]; NCHW models get them transposed. Labels are the argmax of the first output
+ * (logits or probabilities alike); probabilities are that output when it already is a distribution
+ * (decided once, on the start-up probe), else its softmax — and leave only as the output policy allows.
  */
 export type Layout = 'nchw' | 'nhwc';
 export const LAYOUTS: readonly Layout[] = ['nchw', 'nhwc'];
@@ -26,8 +27,39 @@ export interface OnnxClassifier {
   /** Images per session run: the model's fixed batch size, or null when the batch dimension is free. */
   fixedBatch: number | null;
   fileSha256: string;
+  /** The first output already holds probabilities (non-negative, each row summing to 1 on the start-up probe). */
+  outputIsProbabilities: boolean;
   label: Labeler;
+  predict(images: Float32Array, count: number): Promise<{ labels: Int32Array; probabilities: Float32Array }>;
   close(): Promise<void>;
+}
+
+/** True when every row of `scores` (n × classes) is a probability distribution, within float error. */
+function isDistribution(scores: Float32Array, n: number, classes: number): boolean {
+  for (let i = 0; i < n; i++) {
+    let sum = 0;
+    for (let k = 0; k < classes; k++) {
+      const v = scores[i * classes + k];
+      if (!(v >= 0)) return false;
+      sum += v;
+    }
+    if (Math.abs(sum - 1) > 1e-3) return false;
+  }
+  return true;
+}
+
+/** Row-wise softmax of n × classes logits, stable (the row's maximum subtracted first). */
+export function softmaxRows(logits: Float32Array, n: number, classes: number): Float32Array {
+  const out = new Float32Array(n * classes);
+  for (let i = 0; i < n; i++) {
+    const row = logits.subarray(i * classes, (i + 1) * classes);
+    let max = -Infinity;
+    for (const v of row) if (v > max) max = v;
+    let sum = 0;
+    for (let k = 0; k < classes; k++) sum += out[i * classes + k] = Math.exp(row[k] - max);
+    for (let k = 0; k < classes; k++) out[i * classes + k] /= sum;
+  }
+  return out;
 }
 
 type Ort = typeof import('onnxruntime-node');
@@ -130,8 +162,11 @@ export async function loadOnnxClassifier(path: string, opts: { layout?: Layout; 
     // proves the graph runs before any client pays for a query.
     const probeCount = fixedBatch ?? 1;
     let classes: number;
+    let outputIsProbabilities: boolean;
     try {
-      classes = (await run(new Float32Array(probeCount * inputShape[0] * inputShape[1] * inputShape[2]), probeCount)).classes;
+      const probe = await run(new Float32Array(probeCount * inputShape[0] * inputShape[1] * inputShape[2]).fill(0.5), probeCount);
+      classes = probe.classes;
+      outputIsProbabilities = isDistribution(probe.scores, probeCount, classes);
     } catch (e) {
       throw unservable(`${path} does not run on a ${inputShape.join('×')} image as ${layout.toUpperCase()}: ${(e as Error).message.split('\n')[0].slice(0, 300)}; ${SUPPORTED}`);
     }
@@ -144,6 +179,24 @@ export async function loadOnnxClassifier(path: string, opts: { layout?: Layout; 
       }
     };
     const per = inputShape[0] * inputShape[1] * inputShape[2];
+    /** Every image's raw output row, run in the model's batch size (a fixed batch padded). */
+    const outputs = async (images: Float32Array, count: number) => {
+      const all = new Float32Array(count * classes);
+      const step = fixedBatch ?? count;
+      for (let start = 0; start < count; start += step) {
+        const n = Math.min(step, count - start);
+        let chunk = images.subarray(start * per, (start + n) * per);
+        if (fixedBatch && n < fixedBatch) {
+          // A model exported with a fixed batch runs only full batches: pad, keep the real rows.
+          const padded = new Float32Array(fixedBatch * per);
+          padded.set(chunk);
+          chunk = padded;
+        }
+        const { scores } = await run(chunk, fixedBatch ?? n);
+        all.set(scores.subarray(0, n * classes), start * classes);
+      }
+      return all;
+    };
     return {
       inputShape,
       classes,
@@ -153,22 +206,17 @@ export async function loadOnnxClassifier(path: string, opts: { layout?: Layout; 
       outputName,
       fixedBatch,
       fileSha256: sha256(bytes),
+      outputIsProbabilities,
       async label(images, count) {
         const out = new Int32Array(count);
-        const step = fixedBatch ?? count;
-        for (let start = 0; start < count; start += step) {
-          const n = Math.min(step, count - start);
-          let chunk = images.subarray(start * per, (start + n) * per);
-          if (fixedBatch && n < fixedBatch) {
-            // A model exported with a fixed batch runs only full batches: pad, keep the real rows.
-            const padded = new Float32Array(fixedBatch * per);
-            padded.set(chunk);
-            chunk = padded;
-          }
-          const { scores } = await run(chunk, fixedBatch ?? n);
-          argmax(scores, n, out, start);
-        }
+        argmax(await outputs(images, count), count, out, 0);
         return out;
+      },
+      async predict(images, count) {
+        const scores = await outputs(images, count);
+        const labels = new Int32Array(count);
+        argmax(scores, count, labels, 0);
+        return { labels, probabilities: outputIsProbabilities ? scores : softmaxRows(scores, count, classes) };
       },
       close: () => session.release(),
     };

@@ -5,6 +5,7 @@ import type { Labeler } from '../../shared/labeler.js';
 import { isLayersFolder, loadLayersFolder } from '../../shared/model/layers-folder.js';
 import type { InputShape } from '../../shared/protocol/index.js';
 import type { ServedModelInfo } from '../http/app.js';
+import type { Prediction } from '../http/batcher.js';
 import { loadOnnxClassifier, type Layout } from './onnx-model.js';
 
 /**
@@ -25,6 +26,10 @@ export interface ServedModel {
   /** metadata.json of the project's own folders. */
   metadata?: Record<string, unknown>;
   label: Labeler;
+  /** Labels (the same as `label`'s) and each image's class probabilities. */
+  predict: (images: Float32Array, count: number) => Promise<Required<Prediction>>;
+  /** Where the probabilities come from, for the banner. */
+  probabilitiesFrom: string;
   close(): Promise<void>;
 }
 
@@ -83,6 +88,32 @@ function tfjsLabeler(model: tf.LayersModel, shape: InputShape, batchSize = 1024)
   };
 }
 
+/**
+ * Labels and probabilities from a TF.js model: labels are the argmax of the model's own output (as
+ * tfjsLabeler's), probabilities its output when it ends in a softmax, else the softmax of its logits.
+ */
+function tfjsPredictor(model: tf.LayersModel, shape: InputShape, softmaxLast: boolean, batchSize = 1024) {
+  const per = shape[0] * shape[1] * shape[2];
+  return (images: Float32Array, count: number): Required<Prediction> => {
+    const labels = new Int32Array(count);
+    let probabilities: Float32Array | undefined;
+    for (let start = 0; start < count; start += batchSize) {
+      const n = Math.min(batchSize, count - start);
+      const [top, probs] = tf.tidy(() => {
+        const x = tf.tensor4d(images.subarray(start * per, (start + n) * per), [n, ...shape]);
+        const out = model.predict(x) as tf.Tensor2D;
+        return [out.argMax(1), softmaxLast ? out : tf.softmax(out)];
+      });
+      labels.set(top.dataSync() as Int32Array, start);
+      const data = probs.dataSync() as Float32Array;
+      probabilities ??= new Float32Array(count * (data.length / n));
+      probabilities.set(data, start * (data.length / n));
+      tf.dispose([top, probs]);
+    }
+    return { labels, probabilities: probabilities ?? new Float32Array(0) };
+  };
+}
+
 export async function openServedModel(path: string, opts: ServeModelOptions = {}): Promise<ServedModel> {
   if (!existsSync(path)) throw new TransferlabError('model_missing', `no model at ${path}`, 404);
   const isFile = statSync(path).isFile();
@@ -106,6 +137,8 @@ export async function openServedModel(path: string, opts: ServeModelOptions = {}
           `${onnx.inputShape.join('×')}, ${onnx.classes} classes from output ${onnx.outputName}` +
           (onnx.fixedBatch ? `, fixed batch ${onnx.fixedBatch}` : ''),
         label: (images, count) => onnx.label(images, count),
+        predict: (images, count) => onnx.predict(images, count),
+        probabilitiesFrom: onnx.outputIsProbabilities ? `output ${onnx.outputName} (already probabilities)` : `softmax of output ${onnx.outputName}`,
         close: () => onnx.close(),
       };
     } catch (e) {
@@ -126,6 +159,7 @@ export async function openServedModel(path: string, opts: ServeModelOptions = {}
     const datasetNames =
       !opts.classesFile && Array.isArray(known) && known.length === folder.classes && known.every((n) => typeof n === 'string') ? { classNames: known as string[] } : {};
     const info: ServedModelInfo = { dataset, inputShape: folder.inputShape, classes: folder.classes, ...datasetNames, ...names(folder.classes) };
+    const predictor = tfjsPredictor(folder.model, folder.inputShape, folder.softmaxStripped);
     const accuracy = typeof folder.metadata?.testAccuracy === 'number' ? `, test accuracy ${folder.metadata.testAccuracy.toFixed(4)}` : '';
     return {
       format: own ? 'transferlab' : 'tfjs-layers',
@@ -136,6 +170,8 @@ export async function openServedModel(path: string, opts: ServeModelOptions = {}
         `${folder.softmaxStripped ? ' (softmax last layer)' : ''}${accuracy}, weights ${folder.weightFiles.join(', ')}`,
       ...(folder.metadata ? { metadata: folder.metadata } : {}),
       label: tfjsLabeler(folder.model, folder.inputShape),
+      predict: async (images, count) => predictor(images, count),
+      probabilitiesFrom: folder.softmaxStripped ? "the model's softmax output" : 'softmax of the logits',
       close: async () => folder.dispose(),
     };
   } catch (e) {

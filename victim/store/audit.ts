@@ -1,7 +1,7 @@
 import { JsonlLog } from '../../shared/jsonl-log.js';
 
 /**
- * The audit log: one JSON line per /v1/label request, answered or refused, made durable (write +
+ * The audit log: one JSON line per paid request (/v1/label, /v1/predict, the protocol routes), answered or refused, made durable (write +
  * fsync) before the response is sent, so a kill -9 can never lose a request somebody got an answer
  * to. It records who asked, how much and a hash of exactly what was sent — never the key or the
  * payload itself.
@@ -21,6 +21,8 @@ export interface AuditEntry {
   status: number;
   /** The error code of a refused request. */
   code?: string;
+  /** The paid route other than /v1/label: predict, oip or tfserving (absent: /v1/label). */
+  route?: string;
   durationMs: number;
 }
 
