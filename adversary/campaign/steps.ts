@@ -120,7 +120,7 @@ export function paid(s: Begun): QueryCounts {
 function scoresFor(s: Begun): RoundsContext['queryScores'] {
   if (s.config.threat === 'label') return undefined;
   const oracle = s.oracle as CountingOracle & { scores?: (images: Float32Array, count: number, purpose: 'attack') => Promise<Float32Array> };
-  if (!oracle.scores) throw new TransferlabError('threat_exceeds_output', `threat ${s.config.threat}: this oracle answers labels only`);
+  if (!oracle.scores) throw new TransferlabError('threat_unavailable', `threat ${s.config.threat}: this oracle answers labels only`);
   const scores = oracle.scores.bind(oracle);
   return (images, count) => scores(images, count, 'attack');
 }

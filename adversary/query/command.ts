@@ -1,5 +1,6 @@
 import { TransferlabError } from '../../shared/errors.js';
 import { createRunOracle } from '../targets/oracle.js';
+import { queryThreat } from './config.js';
 import { resolveQueryAttackConfig, queryAttackSummary, runQueryAttackCampaign, type QueryAttackInput } from './run.js';
 import { resumeHint } from '../run/resume-hint.js';
 import { fileRunStore, getJson } from '../run/store.js';
@@ -28,7 +29,7 @@ export async function runQueryAttackCommand(flags: QueryAttackFlags, defaultOut:
     input = Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined)) as QueryAttackInput;
   }
   const config = resolveQueryAttackConfig(input);
-  const oracle = await createRunOracle(config, store);
+  const oracle = await createRunOracle({ ...config, threat: queryThreat(config) }, store);
   try {
     const r = await runQueryAttackCampaign(config, store, oracle, (l) => console.log(l));
     console.log(`\n${queryAttackSummary(r)}`);

@@ -19,7 +19,7 @@ import { onCut } from '../run/measure-cut.js';
 import { withoutKey, type RunStart, type Selection, type Step } from '../run/steps.js';
 import { putJson } from '../run/store.js';
 import { runQueryAttack, type AttackTargets } from './attack.js';
-import { queryAttackPlan, type ImageRecord, type QueryAttackConfig, type QueryAttackResults } from './config.js';
+import { queryThreat, queryAttackPlan, type ImageRecord, type QueryAttackConfig, type QueryAttackResults } from './config.js';
 import { budgetCurve, epsilonSummaries, queriesForRate } from './curves.js';
 import type { LockStepResult } from './search.js';
 import { runSquare } from './square.js';
@@ -28,7 +28,7 @@ import type { Scorer } from '../../shared/attacks/square.js';
 /** The victim's scores through the oracle, paid as attack queries (NaN where a top-k answer named no score). */
 function scoresOf(oracle: CountingOracle): Scorer {
   const o = oracle as CountingOracle & { scores?: (images: Float32Array, count: number, purpose: 'attack') => Promise<Float32Array> };
-  if (!o.scores) throw new TransferlabError('threat_exceeds_output', 'Square Attack needs the victim\'s scores; this oracle answers labels only');
+  if (!o.scores) throw new TransferlabError('threat_unavailable', 'Square Attack needs the victim\'s scores; this oracle answers labels only');
   const scores = o.scores.bind(o);
   return (images, count) => scores(images, count, 'attack');
 }
@@ -78,7 +78,7 @@ export function begin(config: QueryAttackConfig, oracle: CountingOracle, log: (l
     choice: { seed: config.seed, seedSize: config.seedSize, evalSize: config.images, dataset: config.dataset, cleanPurpose: 'attack' },
     saved: { kind: 'query-attack', ...withoutKey(config) },
     // Square reads scores: a label-only victim is refused before anything is paid (top-k answers will do).
-    threat: config.attack === 'square' ? 'topk' : 'label',
+    threat: queryThreat(config),
     paidAtStart: paidAttack({ oracle }),
   };
 }

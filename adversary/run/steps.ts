@@ -107,7 +107,7 @@ export async function checkThreat(oracle: CountingOracle, threat: Threat): Promi
   const info = await oracle.info();
   const problem = threatProblem(threat, parseOutputPolicy(info.output), info.classes);
   if (problem) {
-    throw new TransferlabError('threat_exceeds_output', `${problem}; set threat to what the victim gives (label${threat === 'scores' ? ' or topk' : ''}), or serve it with a richer --output`);
+    throw new TransferlabError('threat_unavailable', `${problem}; set threat to what the victim gives (label${threat === 'scores' ? ' or topk' : ''}), or serve it with a richer --output`);
   }
 }
 

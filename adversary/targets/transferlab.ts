@@ -14,12 +14,15 @@ export const transferlabTarget: TargetFactory = (settings, ctx) => {
     throw new TransferlabError('invalid_config', `${foreign.join(', ')} only apply to other targets; the transferlab victim at ${ctx.url} describes its model itself (choose --target-kind oip, tfserving, … to use them)`);
   }
   const victim = new VictimHttp(ctx.url, ctx);
-  const send = victim.send(ctx.format, ctx.scope);
+  // A victim whose policy gives probabilities is asked through /v1/predict (labels and scores; the oracle
+  // drops the scores in a label threat model); a label-only one through /v1/label.
+  let send = victim.send(ctx.format, ctx.scope);
   return {
     kind: 'transferlab',
     url: ctx.url,
     describe: async () => {
       const info = await victim.info();
+      if (info.output !== 'label') send = victim.sendPredict(ctx.format, ctx.scope, info.classes);
       return settings.maxBatch ? { ...info, maxBatch: Math.min(info.maxBatch, settings.maxBatch) } : info;
     },
     send: (body, count, purpose) => send(body, count, purpose),

@@ -221,6 +221,15 @@ export const queryAttackResultsSchema = z.strictObject({
     dataset: z.string().optional(),
     epsilons: z.array(finite),
     stopAt: finite.optional(),
+    /** How the model was reached (adversary/targets/settings.ts; absent in older runs). */
+    targetKind: z.string().optional(),
+    modelName: z.string().optional(),
+    modelVersion: z.string().optional(),
+    layout: z.string().optional(),
+    maxBatch: count.optional(),
+    outputName: z.string().optional(),
+    inputShape: z.string().optional(),
+    classes: count.optional(),
     /** Square Attack's radius and first window share (absent in older runs). */
     epsilon: finite.optional(),
     pInit: finite.optional(),
