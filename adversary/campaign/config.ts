@@ -37,7 +37,7 @@ export const campaignSchema = z
     // label: Papernot's setting. topk / scores: the substitute is distilled from the victim's probabilities
     // (shared/model/distill.ts), with the same Jacobian augmentation and the same queries; refused before any
     // query when the victim answers less.
-    threat: threatSchema.default('label'),
+    threat: threatSchema.default('label').describe(`${threatSchema.description ?? 'threat model'}; topk/scores distil the substitute from the victim's probabilities; refused before any query when the victim gives less`),
     seedSize: z.number().int().min(10).max(5000).default(150).describe('seed set size: Papernot\'s initial labelled set, drawn from the test part'),
     rounds: z.number().int().min(1).max(12).default(6).describe('substitute rounds ρ'),
     lambda: unit.default(0.1).describe('Jacobian augmentation step λ'),
