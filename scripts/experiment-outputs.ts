@@ -77,7 +77,11 @@ async function queryAttack(policy: Policy, url: string, dir: string, size: Size)
   if (!existsSync(join(out, 'results.json'))) {
     const resumed = existsSync(join(out, 'config.json'));
     await runQueryAttackCommand(
-      resumed ? { resume: out } : { victim: url, attack: policy.attack, images: s.images, queriesPerImage: s.queriesPerImage, epsilon: EPSILON, seedSize: s.seedSize },
+      // RayS stops an image once within ε 0.3 (the only ε measured here; its search up to there is the same),
+      // as Square stops at its first adversarial probe.
+      resumed
+        ? { resume: out }
+        : { victim: url, attack: policy.attack, images: s.images, queriesPerImage: s.queriesPerImage, seedSize: s.seedSize, ...(policy.attack === 'rays' ? { stopAt: EPSILON } : { epsilon: EPSILON }) },
       () => out,
     );
   }

@@ -29,8 +29,8 @@ const read = <T>(path: string) => JSON.parse(readFileSync(path, 'utf8')) as T;
 const SMALL: CampaignInput = { seed: 2, seedSize: 30, rounds: 2, epochs: 8, substitute: 'papernot-mlp', evalSize: 40, epsilons: [0.3], targeted: false, boundary: { enabled: false } };
 
 let model: string;
-async function serve(name: string, output: string[]): Promise<TestVictim> {
-  const { backend } = await initBackend();
+let backend: string;
+function serve(name: string, output: string[]): Promise<TestVictim> {
   return startVictim(
     ['--model', model, '--keys', join(dir, 'keys.json'), '--audit-log', join(dir, `audit-${name}.jsonl`), '--ledger', ledger(name), '--rate-limit', '100000', ...output],
     backend,
@@ -41,6 +41,7 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'transferlab-threat-'));
   writeFileSync(join(dir, 'keys.json'), JSON.stringify({ keys: Object.entries(KEYS).map(([id, key]) => ({ id, key, budget: 100_000 })) }));
   model = await ensureTestVictim(); // once: the victims share it
+  ({ backend } = await initBackend()); // once, before the victims start side by side
   [labelOnly, scoring, top1] = await Promise.all([serve('label', []), serve('scores', ['--output', 'scores']), serve('top1', ['--output', 'topk:1'])]);
 }, 300_000);
 
