@@ -59,19 +59,19 @@ const EPSILON = 0.3;
 const slug = (name: string) => name.replace(/[^a-z0-9]+/gi, '-').replace(/-+$/, '');
 const roundsFor = (budget: number, seedSize: number) => Math.round(Math.log2(budget / seedSize)) + 1;
 
-async function campaign(policy: Policy, url: string, dir: string, size: Size, budget: number): Promise<CampaignResults> {
+async function campaign(policy: Policy, url: () => Promise<string>, dir: string, size: Size, budget: number): Promise<CampaignResults> {
   const s = SIZES[size];
   const rounds = roundsFor(budget, s.seedSize);
   if (s.seedSize * 2 ** (rounds - 1) !== budget) throw new TransferlabError('invalid_arguments', `budget ${budget} is not ${s.seedSize}·2^k`);
   const out = join(dir, `campaign-${budget}`);
   if (!existsSync(join(out, 'results.json'))) {
-    const config = resolveConfig({ ...s.campaign, victim: url, out, threat: policy.threat, seedSize: s.seedSize, rounds, evalSize: s.evalSize, epsilons: [EPSILON], targeted: false, boundary: { enabled: false } });
+    const config = resolveConfig({ ...s.campaign, victim: await url(), out, threat: policy.threat, seedSize: s.seedSize, rounds, evalSize: s.evalSize, epsilons: [EPSILON], targeted: false, boundary: { enabled: false } });
     await runCampaignCommand(config, out, existsSync(join(out, 'config.json')));
   }
   return readResults(fileRunStore(out)) as CampaignResults;
 }
 
-async function queryAttack(policy: Policy, url: string, dir: string, size: Size): Promise<QueryAttackResults> {
+async function queryAttack(policy: Policy, url: () => Promise<string>, dir: string, size: Size): Promise<QueryAttackResults> {
   const s = SIZES[size];
   const out = join(dir, `query-${policy.attack}`);
   if (!existsSync(join(out, 'results.json'))) {
@@ -80,25 +80,31 @@ async function queryAttack(policy: Policy, url: string, dir: string, size: Size)
       // RayS stops an image once within ε 0.3 (the only ε measured here; its search up to there is the same),
       // as Square stops at its first adversarial probe.
       resumed
-        ? { resume: out }
-        : { victim: url, attack: policy.attack, images: s.images, queriesPerImage: s.queriesPerImage, seedSize: s.seedSize, ...(policy.attack === 'rays' ? { stopAt: EPSILON } : { epsilon: EPSILON }) },
+        ? { resume: out, victim: await url() }
+        : { victim: await url(), attack: policy.attack, images: s.images, queriesPerImage: s.queriesPerImage, seedSize: s.seedSize, ...(policy.attack === 'rays' ? { stopAt: EPSILON } : { epsilon: EPSILON }) },
       () => out,
     );
   }
   return readResults(fileRunStore(out)) as QueryAttackResults;
 }
 
-/** One policy's row: its victim started, the campaigns and the query attack run (or read back), the victim stopped. */
+/** One policy's row: its victim started only when a run folder is unfinished, the campaigns and the query attack run (or read back). */
 async function measurePolicy(policy: Policy, model: string, out: string, size: Size): Promise<OutputRow> {
   const dir = join(out, slug(policy.name));
   mkdirSync(dir, { recursive: true });
   let victim: VictimProcess | undefined;
+  const url = async () => {
+    if (!victim) {
+      victim = await spawnVictim({ args: ['--model', model, '--port', '0', '--rate-limit', '100000', '--log-level', 'warn', ...policy.args], stdio: 'inherit' });
+      console.log(`victim for ${policy.name}: ${victim.url}`);
+    }
+    return victim.url;
+  };
+  console.log(`\n== ${policy.name} ==`);
   try {
-    victim = await spawnVictim({ args: ['--model', model, '--port', '0', '--rate-limit', '100000', '--log-level', 'warn', ...policy.args], stdio: 'inherit' });
-    console.log(`\n== ${policy.name} (victim ${victim.url}) ==`);
     const campaigns = [];
-    for (const budget of SIZES[size].budgets) campaigns.push({ budget, results: await campaign(policy, victim.url, dir, size, budget) });
-    const query = await queryAttack(policy, victim.url, dir, size);
+    for (const budget of SIZES[size].budgets) campaigns.push({ budget, results: await campaign(policy, url, dir, size, budget) });
+    const query = await queryAttack(policy, url, dir, size);
     const at = (r: CampaignResults) => r.epsilons.find((p) => p.mode === 'untargeted' && Math.abs(p.epsilon - EPSILON) < 1e-9);
     const q = query.epsilons.find((e) => Math.abs(e.epsilon - EPSILON) < 1e-9);
     return {

@@ -20,7 +20,8 @@ export async function runQueryAttackCommand(flags: QueryAttackFlags, defaultOut:
     if (!store.exists('config.json')) throw new TransferlabError('run_missing', `${out} is not a run folder (no config.json)`);
     const { kind, ...saved } = getJson<QueryAttackInput & { kind?: string }>(store, 'config.json');
     if (kind !== 'query-attack') throw new TransferlabError('run_mismatch', `${out} holds a ${kind ?? 'campaign'} run, not a query attack; resume it with its own command`);
-    input = { ...saved, ...(flags.apiKey ? { apiKey: flags.apiKey } : {}), ...(flags.token ? { token: flags.token } : {}), ...(flags.allowPartial !== undefined ? { allowPartial: flags.allowPartial } : {}) };
+    // The victim's URL may have moved since (a restarted victim on another port): a given --victim wins.
+    input = { ...saved, ...(flags.victim ? { victim: flags.victim } : {}), ...(flags.apiKey ? { apiKey: flags.apiKey } : {}), ...(flags.token ? { token: flags.token } : {}), ...(flags.allowPartial !== undefined ? { allowPartial: flags.allowPartial } : {}) };
   } else {
     if (store.exists('results.json') || store.exists('config.json')) {
       throw new TransferlabError('run_exists', `${out} already holds a run; choose another --out or --resume it`);
