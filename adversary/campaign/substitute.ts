@@ -8,6 +8,7 @@ import type { Labeler } from '../../shared/labeler.js';
 import { createRng, seedGlobalRandom } from '../../shared/random.js';
 import { trainClassifier, type TrainOptions } from '../../shared/model/training.js';
 import { softTargets } from '../../shared/model/distill.js';
+import { TransferlabError } from '../../shared/errors.js';
 import { jacobianStep, pointsToAugment, gatherImages, concatImages, concatLabels } from './augmentation.js';
 import { epochsForRound, lambdaForRound, substituteMembers, type CampaignConfig } from './config.js';
 import type { Checkpoint, RoundRecord } from './checkpoints.js';
@@ -51,7 +52,9 @@ export interface RoundsContext {
 export async function trainSubstitute(ctx: RoundsContext): Promise<{ model: tf.LayersModel; images: Float32Array; labels: Int32Array; scores?: Float32Array }> {
   const c = ctx.config;
   let { images, labels, scores } = ctx.start;
-  if (c.threat !== 'label' && (!ctx.queryScores || !scores)) throw new Error(`threat ${c.threat} needs the victim's scores of the seed set and a way to ask for more`);
+  if (c.threat !== 'label' && (!ctx.queryScores || !scores)) {
+    throw new TransferlabError('threat_unavailable', `threat ${c.threat}: the substitute rounds need the victim's scores of their starting points (a checkpoint written by a label campaign has none) and an oracle that answers scores`);
+  }
   let model = ctx.start.model;
   if (!model) {
     seedGlobalRandom(c.seed);
