@@ -24,6 +24,8 @@ export interface Checkpoint {
   record: RoundRecord;
   images: Float32Array;
   labels: Int32Array;
+  /** With threat topk/scores: the victim's probabilities of the same points (count × classes, NaN = not given). */
+  scores?: Float32Array;
   model: tf.LayersModel;
 }
 
@@ -41,6 +43,7 @@ export async function saveCheckpoint(store: RunStore, c: Checkpoint, arch: strin
     ...Object.fromEntries(Object.entries(files).map(([name, data]) => [`substitute/${name}`, data])),
     'images.f32': rawBytes(c.images),
     'labels.i32': rawBytes(c.labels),
+    ...(c.scores ? { 'scores.f32': rawBytes(c.scores) } : {}),
     'round.json': JSON.stringify(c.record, null, 2) + '\n',
   });
 }
@@ -62,8 +65,10 @@ export async function latestCheckpoint(store: RunStore): Promise<Checkpoint | un
   };
   const images = new Float32Array(need(`${dir}/images.f32`));
   const labels = new Int32Array(need(`${dir}/labels.i32`));
+  const scoreBytes = store.read(`${dir}/scores.f32`);
+  const scores = scoreBytes ? new Float32Array(copyOut(scoreBytes)) : undefined;
   const { model } = await modelFromFiles((name) => store.read(`${dir}/substitute/${name}`), store.where(`${dir}/substitute`));
-  return { record, images, labels, model };
+  return { record, images, labels, scores, model };
 }
 
 /** Every finished round's record, for the results (a resumed run's included). */

@@ -7,6 +7,7 @@ import { BUILTIN_NAMES, isBuiltinDataset } from '../../shared/datasets/index.js'
 import { DEFAULT_VICTIM_URL, HELP } from '../../shared/cli-options.js';
 import { TransferlabError } from '../../shared/errors.js';
 import { parseSettings } from '../../shared/settings-errors.js';
+import { threatSchema } from '../../shared/protocol/output.js';
 import { victimUrl } from '../oracle/victim-url.js';
 import { targetSettingsShape } from '../targets/settings.js';
 
@@ -33,6 +34,10 @@ export const campaignSchema = z
     // Unset: the victim's dataset when /v1/info names a built-in one, else mnist.
     dataset: z.string().min(1).optional().describe(`where the seed and evaluation images come from (its test part): ${BUILTIN_NAMES.join(' | ')} | a folder of IDX files | an ImageFolder tree of PNGs (default: the victim's dataset when it is built in, else mnist)`),
     seed: z.number().int().min(0).default(1).describe(HELP.seed),
+    // label: Papernot's setting. topk / scores: the substitute is distilled from the victim's probabilities
+    // (shared/model/distill.ts), with the same Jacobian augmentation and the same queries; refused before any
+    // query when the victim answers less.
+    threat: threatSchema.default('label').describe(`${threatSchema.description ?? 'threat model'}; topk/scores distil the substitute from the victim's probabilities; refused before any query when the victim gives less`),
     seedSize: z.number().int().min(10).max(5000).default(150).describe('seed set size: Papernot\'s initial labelled set, drawn from the test part'),
     rounds: z.number().int().min(1).max(12).default(6).describe('substitute rounds ρ'),
     lambda: unit.default(0.1).describe('Jacobian augmentation step λ'),
@@ -52,7 +57,7 @@ export const campaignSchema = z
     // checkpoints are saved anyway, so they cost neither a query nor any training, only crafting time.
     snapshots: z.array(z.number().int().min(1)).max(MAX_MEMBERS).default([]).describe('earlier rounds of the first substitute (e.g. 5) to add to the ensemble: from their checkpoints, no training, no query'),
     labelSmoothing: z.number().min(0).lt(1).default(0.1).describe('label smoothing of the substitute\'s training targets (0 = off)'),
-    temperature: z.number().gt(0).lte(100).default(1).describe('the substitute\'s training loss sees logits / T'),
+    temperature: z.number().gt(0).lte(100).default(1).describe('the substitute\'s training loss sees logits / T (threat topk/scores: the victim\'s probabilities are softened by the same T)'),
     // One number for every round, or a list per round (the last entry repeats): the early rounds
     // are small and cheap, the last ones hold most of the data and most of the training time.
     epochs: z

@@ -7,7 +7,7 @@ import { fromLayers, predictLabels } from '../../shared/model/model.js';
 import { seedGlobalRandom } from '../../shared/random.js';
 import { trainClassifier } from '../../shared/model/training.js';
 import { substituteMembers, type CampaignConfig } from './config.js';
-import { roundTraining } from './substitute.js';
+import { roundTraining, trainingTargets } from './substitute.js';
 import { loadMember, loadRoundSubstitute, saveMember } from './checkpoints.js';
 import type { RunStore } from '../run/store.js';
 
@@ -33,6 +33,8 @@ export interface MemberContext {
   store: RunStore;
   images: Float32Array;
   labels: Int32Array;
+  /** With threat topk/scores: the victim's probabilities of the same points, which every member is distilled from too. */
+  scores?: Float32Array;
   /** Points the first member trained on in each round, in order. */
   roundSizes: number[];
   evaluation: { images: Float32Array; truth: Int32Array; victim: Int32Array };
@@ -63,7 +65,9 @@ export async function trainMembers(ctx: MemberContext): Promise<{ models: tf.Lay
         const fresh = buildModel(arch, shape);
         ctx.roundSizes.forEach((size, round) => {
           seedGlobalRandom(memberSeed(c.seed, member, round));
-          trainClassifier(fresh, ctx.images.subarray(0, size * pixels), ctx.labels.subarray(0, size), roundTraining(c, round, memberSeed(c.seed, member, round)));
+          const labels = ctx.labels.subarray(0, size);
+          const targets = trainingTargets(c, labels, ctx.scores?.subarray(0, size * shape.classes), shape.classes);
+          trainClassifier(fresh, ctx.images.subarray(0, size * pixels), labels, { ...roundTraining(c, round, memberSeed(c.seed, member, round)), targets });
         });
         trainSeconds = (performance.now() - t0) / 1000;
         await saveMember(ctx.store, member, fresh, { arch, dataset: 'mnist', round: ctx.roundSizes.length });

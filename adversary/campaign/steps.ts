@@ -6,6 +6,7 @@ import { accuracy, agreement } from '../../shared/metrics.js';
 import { fromLayers, labelImages, type Model } from '../../shared/model/model.js';
 import type { TrainOptions } from '../../shared/model/training.js';
 import { provenance } from '../../shared/versions.js';
+import { TransferlabError } from '../../shared/errors.js';
 import { measureBoundary, type MeasuredBoundary } from './boundary.js';
 import { latestCheckpoint, roundRecords, saveCheckpoint, type RoundRecord } from './checkpoints.js';
 import { substituteMembers, type CampaignConfig } from './config.js';
@@ -68,6 +69,8 @@ export interface Fitted extends Seeded {
   /** Every point the victim labelled for the substitute, and its labels. */
   labelled: Float32Array;
   answers: Int32Array;
+  /** With threat topk/scores: the victim's probabilities of the same points. */
+  scores?: Float32Array;
 }
 
 export interface Combined extends Fitted {
@@ -101,6 +104,7 @@ export function begin(config: CampaignConfig, oracle: CountingOracle, hooks: Cam
     // Crafting from the victim's own answers is something the attacker pays for.
     choice: { seed: config.seed, seedSize: config.seedSize, evalSize: config.evalSize, dataset: config.dataset, cleanPurpose: config.craftLabel === 'oracle' ? 'attack' : 'measurement' },
     saved: withoutKey(config),
+    threat: config.threat,
   };
 }
 
@@ -112,26 +116,38 @@ export function paid(s: Begun): QueryCounts {
   return paidCounts(s.oracle);
 }
 
-/** The victim's labels of the seed set, or the last finished round when the run is resumed. */
+/** With threat topk/scores: the victim's probabilities of images, paid as attack queries (NaN where a top-k answer named none). */
+function scoresFor(s: Begun): RoundsContext['queryScores'] {
+  if (s.config.threat === 'label') return undefined;
+  const oracle = s.oracle as CountingOracle & { scores?: (images: Float32Array, count: number, purpose: 'attack') => Promise<Float32Array> };
+  if (!oracle.scores) throw new TransferlabError('threat_unavailable', `threat ${s.config.threat}: this oracle answers labels only`);
+  const scores = oracle.scores.bind(oracle);
+  return (images, count) => scores(images, count, 'attack');
+}
+
+/** The victim's labels (and, threat topk/scores, probabilities) of the seed set, or the last finished round when the run is resumed. */
 export const seed: Step<Selected, Seeded> = async (s, store) => {
   const resumed = await latestCheckpoint(store);
   if (resumed) {
     s.hooks.log(`resuming after round ${resumed.record.round} (${resumed.labels.length} labelled points on disk)`);
-    return { ...s, start: { round: resumed.record.round, images: resumed.images, labels: resumed.labels, model: resumed.model } };
+    return { ...s, start: { round: resumed.record.round, images: resumed.images, labels: resumed.labels, scores: resumed.scores, model: resumed.model } };
   }
   const t = performance.now();
+  // Scores first: their answers hold the labels too, which the label call then reads from the cache.
+  const scores = await scoresFor(s)?.(s.seedSet.images, s.seedSet.count);
   const labels = await s.oracle.label(s.seedSet.images, s.seedSet.count, 'attack');
   s.phases.labelling += since(t);
-  s.hooks.log(`seed set: ${s.seedSet.count} images labelled by the victim`);
-  return { ...s, start: { round: 0, images: s.seedSet.images, labels } };
+  s.hooks.log(`seed set: ${s.seedSet.count} images labelled by the victim${scores ? ` (with ${s.config.threat})` : ''}`);
+  return { ...s, start: { round: 0, images: s.seedSet.images, labels, scores } };
 };
 
 /** Papernot's rounds (fit, then Jacobian augmentation labelled by the victim), each checkpointed. */
 export const rounds: Step<Seeded, Fitted> = async (s, store) => {
-  const { model, images, labels } = await trainSubstitute({
+  const { model, images, labels, scores } = await trainSubstitute({
     config: s.config,
     shape: s.shape,
     queryAttack: (x, count) => s.oracle.label(x, count, 'attack'),
+    queryScores: scoresFor(s),
     attackQueries: () => paid(s).attack,
     evaluation: { images: s.evalSet.images, truth: s.evalSet.labels, victim: s.cleanVictim },
     start: s.start,
@@ -143,7 +159,7 @@ export const rounds: Step<Seeded, Fitted> = async (s, store) => {
     onRound: s.hooks.onRound,
     phases: s.phases,
   });
-  return { ...s, model, labelled: images, answers: labels };
+  return { ...s, model, labelled: images, answers: labels, scores };
 };
 
 /** The ensemble's other members fit the same labelled points: more substitutes, not one more query. */
@@ -154,6 +170,7 @@ export const ensemble: Step<Fitted, Combined> = async (s, store) => {
     store,
     images: s.labelled,
     labels: s.answers,
+    scores: s.scores,
     roundSizes: roundRecords(store).map((r) => r.substituteSize),
     shape: s.shape,
     evaluation: { images: s.evalSet.images, truth: s.evalSet.labels, victim: s.cleanVictim },
@@ -226,6 +243,7 @@ export const report: Step<Measured, CampaignResults> = async (s, store) => {
     victim: { url: config.victim, info },
     dataset: summarise(s.dataset),
     config,
+    threat: config.threat,
     queries: paid(s),
     victimCleanAccuracy: accuracy(cleanVictim, evalSet.labels),
     substituteCleanAccuracy: accuracy(substituteClean, evalSet.labels),

@@ -7,6 +7,8 @@ import { fromLayers, predictLabels } from '../../shared/model/model.js';
 import type { Labeler } from '../../shared/labeler.js';
 import { createRng, seedGlobalRandom } from '../../shared/random.js';
 import { trainClassifier, type TrainOptions } from '../../shared/model/training.js';
+import { softTargets } from '../../shared/model/distill.js';
+import { TransferlabError } from '../../shared/errors.js';
 import { jacobianStep, pointsToAugment, gatherImages, concatImages, concatLabels } from './augmentation.js';
 import { epochsForRound, lambdaForRound, substituteMembers, type CampaignConfig } from './config.js';
 import type { Checkpoint, RoundRecord } from './checkpoints.js';
@@ -21,25 +23,38 @@ export function roundTraining(c: CampaignConfig, round: number, seed: number): T
   return { epochs: epochsForRound(c, round), shift: c.shift, batchSize: c.batchSize, learningRate: c.learningRate, labelSmoothing: c.labelSmoothing, temperature: c.temperature, seed };
 }
 
+/** What the substitute fits: the labels' one-hots, or (threat topk/scores) the victim's probabilities softened by T. */
+export function trainingTargets(c: CampaignConfig, labels: Int32Array, scores: Float32Array | undefined, classes: number): Float32Array | undefined {
+  return c.threat === 'label' || !scores ? undefined : softTargets(scores, labels, classes, c.temperature);
+}
+
 export interface RoundsContext {
   config: CampaignConfig;
   /** The victim's input shape and class count (from /v1/info): the substitute is built for them. */
   shape: ModelShape;
   /** Labels from the victim, paid as attack queries. */
   queryAttack: Labeler;
+  /**
+   * With threat topk/scores: the victim's probabilities (count × classes, NaN where a top-k answer named
+   * no score), asked before the labels of the same points (which its answer then holds: nothing paid twice).
+   */
+  queryScores?: (images: Float32Array, count: number) => Promise<Float32Array>;
   attackQueries: () => number;
   /** Held-out images for the per-round report; their true labels are the simulator's, not the adversary's. */
   evaluation: { images: Float32Array; truth: Int32Array; victim: Int32Array };
-  start: { round: number; images: Float32Array; labels: Int32Array; model?: tf.LayersModel };
+  start: { round: number; images: Float32Array; labels: Int32Array; scores?: Float32Array; model?: tf.LayersModel };
   checkpoint: (c: Checkpoint) => Promise<void>;
   onBatchEnd?: TrainOptions['onBatchEnd'];
   onRound?: (r: RoundRecord) => void;
   phases: { training: number; augmentation: number; labelling: number };
 }
 
-export async function trainSubstitute(ctx: RoundsContext): Promise<{ model: tf.LayersModel; images: Float32Array; labels: Int32Array }> {
+export async function trainSubstitute(ctx: RoundsContext): Promise<{ model: tf.LayersModel; images: Float32Array; labels: Int32Array; scores?: Float32Array }> {
   const c = ctx.config;
-  let { images, labels } = ctx.start;
+  let { images, labels, scores } = ctx.start;
+  if (c.threat !== 'label' && (!ctx.queryScores || !scores)) {
+    throw new TransferlabError('threat_unavailable', `threat ${c.threat}: the substitute rounds need the victim's scores of their starting points (a checkpoint written by a label campaign has none) and an oracle that answers scores`);
+  }
   let model = ctx.start.model;
   if (!model) {
     seedGlobalRandom(c.seed);
@@ -51,7 +66,8 @@ export async function trainSubstitute(ctx: RoundsContext): Promise<{ model: tf.L
       // Re-seeding per round keeps a resumed run identical to an uninterrupted one.
       seedGlobalRandom(c.seed * 1000 + round);
       const t0 = performance.now();
-      trainClassifier(model, images, labels, { ...roundTraining(c, round, c.seed * 1000 + round), onBatchEnd: ctx.onBatchEnd });
+      const targets = trainingTargets(c, labels, scores, ctx.shape.classes);
+      trainClassifier(model, images, labels, { ...roundTraining(c, round, c.seed * 1000 + round), targets, onBatchEnd: ctx.onBatchEnd });
       const pred = predictLabels(fromLayers(model), evalX);
       const trainSeconds = (performance.now() - t0) / 1000;
       ctx.phases.training += trainSeconds;
@@ -68,10 +84,13 @@ export async function trainSubstitute(ctx: RoundsContext): Promise<{ model: tf.L
         augmentSeconds = (performance.now() - t1) / 1000;
         ctx.phases.augmentation += augmentSeconds;
         const t2 = performance.now();
+        // Scores first: their answer carries the labels too, so the labels of the same points are not paid again.
+        const freshScores = ctx.queryScores && scores ? await ctx.queryScores(fresh, chosen.length) : undefined;
         const freshLabels = await ctx.queryAttack(fresh, chosen.length);
         ctx.phases.labelling += (performance.now() - t2) / 1000;
         images = concatImages(images, fresh);
         labels = concatLabels(labels, freshLabels);
+        if (scores && freshScores) scores = concatImages(scores, freshScores);
       }
       const record: RoundRecord = {
         round: round + 1,
@@ -83,11 +102,11 @@ export async function trainSubstitute(ctx: RoundsContext): Promise<{ model: tf.L
         trainSeconds,
         augmentSeconds,
       };
-      await ctx.checkpoint({ record, images, labels, model });
+      await ctx.checkpoint({ record, images, labels, scores, model });
       ctx.onRound?.(record);
     }
   } finally {
     evalX.dispose();
   }
-  return { model, images, labels };
+  return { model, images, labels, scores };
 }

@@ -154,6 +154,21 @@ export class VictimHttp {
     return { labels: res.value.labels, budget: res.value.budget, http: res.status, attempts: res.attempts };
   };
 
+  /**
+   * The same batch through /v1/predict: the labels and, as the victim's output policy allows, the top-k
+   * or every class's probability, as count × classes scores (NaN for a class a top-k answer left out).
+   * Its Idempotency-Key is apart from /v1/label's for the same bytes: a different request.
+   */
+  readonly sendPredict = (format: PixelFormat, scope: string, classes: number): SendBatch => async (body, count) => {
+    const res = await this.call('predict', { images: { format, bytes: body }, idempotencyKey: `${scope}.predict.${imageKey(body, format)}` });
+    const a = res.value;
+    const scores = new Float32Array(count * classes).fill(NaN);
+    const rows = a.scores ?? [];
+    rows.forEach((row, i) => row.forEach((p, c) => c < classes && (scores[i * classes + c] = p)));
+    a.top?.forEach((row, i) => row.forEach(({ class: c, p }) => c < classes && (scores[i * classes + c] = p)));
+    return { labels: a.labels, scores, budget: a.budget, http: res.status, attempts: res.attempts };
+  };
+
   close(): void {
     for (const a of this.agents) a.destroy();
   }

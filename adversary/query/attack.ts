@@ -11,7 +11,8 @@ import { raysSearch } from './rays.js';
 import { runLockStep, type LockStepResult, type Norm, type SearchSpec } from './search.js';
 import type { Labeler } from '../../shared/labeler.js';
 
-export const QUERY_ATTACKS = ['rays', 'hsja'] as const;
+/** rays and hsja ask for labels (search.ts); square for scores (square.ts), from a victim that gives them. */
+export const QUERY_ATTACKS = ['rays', 'hsja', 'square'] as const;
 export type QueryAttackName = (typeof QUERY_ATTACKS)[number];
 
 export interface QueryAttackSettings {
@@ -42,6 +43,7 @@ function signToward(x: Float32Array, to: Float32Array): Float32Array {
 }
 
 export function searchSpecs(s: QueryAttackSettings, t: AttackTargets): SearchSpec[] {
+  if (s.attack === 'square') throw new TransferlabError('bad_attack_input', 'Square Attack searches over scores, not in lock-step over labels: run it with runSquare (square.ts)');
   if (s.attack === 'rays' && s.norm !== 'linf') {
     throw new TransferlabError('bad_attack_input', 'RayS is an L∞ attack; use --norm linf (or --attack hsja for L2)');
   }

@@ -15,20 +15,22 @@ import { TARGET_HELP } from '../targets/settings.js';
  * queryAttackSchema, and the compiler holds this map to the schema's keys.
  */
 const QUERY_HELP = {
-  attack: 'decision-based attack',
+  attack: 'query attack: rays or hsja (labels), square (scores: needs a victim answering topk or scores)',
   norm: 'distance the attack minimises (RayS is linf only)',
   victim: HELP.victim,
   apiKey: HELP.apiKey,
   format: 'wire format of the pixels sent',
   ...TARGET_HELP,
   images: "evaluation images to attack: the campaign's first N",
-  queriesPerImage: 'most label queries each image may spend',
+  queriesPerImage: 'most queries each image may spend',
   targeted: 'aim at a class drawn per image (starting from a seed-set image of it) instead of any other class',
   seed: HELP.seed,
   seedSize: 'seed set of the campaign whose evaluation images are attacked, and the targeted pool (a small image folder needs a small one)',
   dataset: "the attacker's images, as run's --dataset: a built-in name, a folder of IDX files or an ImageFolder tree of PNGs, of the victim's shape (default: the victim's dataset)",
   epsilons: 'ε (L∞) at which success is counted',
   stopAt: 'stop an image once its best distance is ≤ this (default: spend its whole budget)',
+  epsilon: 'square: the L∞ radius it searches within (rounded down to whole 1/255 steps on the uint8 wire)',
+  pInit: "square: share of the image its first square windows cover (the paper's p_init)",
   matchRate: "also report the queries per image needed for this misclassification rate at ε 0.3 (e.g. a campaign's)",
   allowPartial: "start even when the planned queries exceed the key's known budget, and record searches the budget cuts short as partial instead of stopping",
 } as const satisfies Record<keyof QueryAttackInput, string>;
@@ -45,12 +47,13 @@ export const queryAttackOptions: Record<string, Options> = {
 export function queryAttackCommand(done: (code: number) => void): CommandModule {
   return {
     command: 'query-attack',
-    describe: 'decision-based attack on the victim itself (RayS or HopSkipJump), label queries only',
+    describe: 'query attack on the victim itself: RayS or HopSkipJump from its labels, Square Attack from its scores',
     builder: (y) =>
       y
         .options(queryAttackOptions)
         .example('$0 query-attack --attack rays --victim http://127.0.0.1:8080 --images 100 --queries-per-image 1000 --out runs/rays', 'RayS on 100 images')
         .example('$0 query-attack --attack hsja --norm linf --queries-per-image 1000 --out runs/hsja', 'HopSkipJump, L∞')
+        .example('$0 query-attack --attack square --epsilon 0.3 --queries-per-image 1000 --out runs/square', 'Square Attack from the scores of a victim serving --output scores')
         .example('$0 query-attack --resume runs/rays', 'continue after budget_exhausted or an interruption'),
     handler: async (a) => {
       const settings = inputFromFlags(queryAttackSchema.shape, a) as Partial<QueryAttackInput>;

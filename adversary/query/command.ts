@@ -1,5 +1,6 @@
 import { TransferlabError } from '../../shared/errors.js';
 import { createRunOracle } from '../targets/oracle.js';
+import { queryThreat } from './config.js';
 import { resolveQueryAttackConfig, queryAttackSummary, runQueryAttackCampaign, type QueryAttackInput } from './run.js';
 import { resumeHint } from '../run/resume-hint.js';
 import { fileRunStore, getJson } from '../run/store.js';
@@ -20,7 +21,8 @@ export async function runQueryAttackCommand(flags: QueryAttackFlags, defaultOut:
     if (!store.exists('config.json')) throw new TransferlabError('run_missing', `${out} is not a run folder (no config.json)`);
     const { kind, ...saved } = getJson<QueryAttackInput & { kind?: string }>(store, 'config.json');
     if (kind !== 'query-attack') throw new TransferlabError('run_mismatch', `${out} holds a ${kind ?? 'campaign'} run, not a query attack; resume it with its own command`);
-    input = { ...saved, ...(flags.apiKey ? { apiKey: flags.apiKey } : {}), ...(flags.token ? { token: flags.token } : {}), ...(flags.allowPartial !== undefined ? { allowPartial: flags.allowPartial } : {}), ...sessionLimits(flags) };
+    // The victim's URL may have moved since (a restarted victim on another port): a given --victim wins.
+    input = { ...saved, ...(flags.victim ? { victim: flags.victim } : {}), ...(flags.apiKey ? { apiKey: flags.apiKey } : {}), ...(flags.token ? { token: flags.token } : {}), ...(flags.allowPartial !== undefined ? { allowPartial: flags.allowPartial } : {}), ...sessionLimits(flags) };
   } else {
     if (store.exists('results.json') || store.exists('config.json')) {
       throw new TransferlabError('run_exists', `${out} already holds a run; choose another --out or --resume it`);
@@ -29,7 +31,7 @@ export async function runQueryAttackCommand(flags: QueryAttackFlags, defaultOut:
     input = Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined)) as QueryAttackInput;
   }
   const config = resolveQueryAttackConfig(input);
-  const oracle = await createRunOracle(config, store);
+  const oracle = await createRunOracle({ ...config, threat: queryThreat(config) }, store);
   try {
     const r = await runQueryAttackCampaign(config, store, oracle, (l) => console.log(l));
     console.log(`\n${queryAttackSummary(r)}`);

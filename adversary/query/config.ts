@@ -7,6 +7,7 @@ import { isBuiltinDataset } from '../../shared/datasets/index.js';
 import { parseSettings } from '../../shared/settings-errors.js';
 import { victimUrl } from '../oracle/victim-url.js';
 import { targetSettingsShape } from '../targets/settings.js';
+import type { Threat } from '../../shared/protocol/output.js';
 import { planOf, type QueryPlan } from '../run/query-plan.js';
 import type { QueryAttackRunResults } from '../campaign/results.js';
 import { QUERY_ATTACKS } from './attack.js';
@@ -30,12 +31,18 @@ export const queryAttackSchema = z
     dataset: z.string().min(1).optional(),
     epsilons: z.array(z.number().gt(0).lte(1)).min(1).default(CURVE_EPSILONS),
     stopAt: z.number().gt(0).lte(1).optional(),
+    /** Square: the L∞ radius it searches within (on an 8-bit wire, rounded down to whole 1/255 steps). */
+    epsilon: z.number().gt(0).lte(1).default(0.3),
+    /** Square: the share of the image its first windows cover (p_init): the authors' MNIST setting 0.3 (their ImageNet one 0.05 needed twice the queries here). */
+    pInit: z.number().gt(0).lte(1).default(0.3),
     matchRate: z.number().gt(0).lte(1).optional(),
     /** Start past a known budget too small for the plan, and record a search the budget cuts as partial instead of stopping. */
     allowPartial: z.boolean().default(false),
   })
   .superRefine((c, ctx) => {
     if (c.attack === 'rays' && c.norm !== 'linf') ctx.addIssue({ code: 'custom', path: ['norm'], message: 'RayS is an L∞ attack: norm must be linf' });
+    if (c.attack === 'square' && c.norm !== 'linf') ctx.addIssue({ code: 'custom', path: ['norm'], message: 'Square Attack here is L∞: norm must be linf' });
+    if (c.attack === 'square' && c.targeted) ctx.addIssue({ code: 'custom', path: ['targeted'], message: 'Square Attack here is untargeted only' });
     // The built-in datasets hold 10,000 test images; a folder's count is checked when it is loaded, before any query is paid.
     if ((c.dataset === undefined || isBuiltinDataset(c.dataset)) && c.seedSize + c.images > 10_000) {
       ctx.addIssue({ code: 'custom', path: ['images'], message: 'seedSize + images must be ≤ 10000 test images' });
@@ -43,6 +50,9 @@ export const queryAttackSchema = z
   });
 
 export type QueryAttackConfig = z.infer<typeof queryAttackSchema>;
+
+/** What the attack uses of each answer: Square reads scores (a top-k answer will do), RayS and HopSkipJump labels only. */
+export const queryThreat = (c: Pick<QueryAttackConfig, 'attack'>): Threat => (c.attack === 'square' ? 'topk' : 'label');
 export type QueryAttackInput = z.input<typeof queryAttackSchema>;
 
 export function resolveQueryAttackConfig(input: QueryAttackInput): QueryAttackConfig {

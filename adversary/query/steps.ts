@@ -19,9 +19,19 @@ import { onCut } from '../run/measure-cut.js';
 import { withoutKey, type RunStart, type Selection, type Step } from '../run/steps.js';
 import { putJson } from '../run/store.js';
 import { runQueryAttack, type AttackTargets } from './attack.js';
-import { queryAttackPlan, type ImageRecord, type QueryAttackConfig, type QueryAttackResults } from './config.js';
+import { queryThreat, queryAttackPlan, type ImageRecord, type QueryAttackConfig, type QueryAttackResults } from './config.js';
 import { budgetCurve, epsilonSummaries, queriesForRate } from './curves.js';
 import type { LockStepResult } from './search.js';
+import { runSquare } from './square.js';
+import type { Scorer } from '../../shared/attacks/square.js';
+
+/** The victim's scores through the oracle, paid as attack queries (NaN where a top-k answer named no score). */
+function scoresOf(oracle: CountingOracle): Scorer {
+  const o = oracle as CountingOracle & { scores?: (images: Float32Array, count: number, purpose: 'attack') => Promise<Float32Array> };
+  if (!o.scores) throw new TransferlabError('threat_unavailable', 'Square Attack needs the victim\'s scores; this oracle answers labels only');
+  const scores = o.scores.bind(o);
+  return (images, count) => scores(images, count, 'attack');
+}
 
 /** Seconds by kind of work: the clean labels (select counts them as `measurement`, as in a campaign) and the searches, the starting pool's labels included. */
 export type QueryPhases = { measurement: number; search: number };
@@ -67,6 +77,8 @@ export function begin(config: QueryAttackConfig, oracle: CountingOracle, log: (l
     // The campaign's evaluation images for the same seed and seed-set size: the same images, the same order.
     choice: { seed: config.seed, seedSize: config.seedSize, evalSize: config.images, dataset: config.dataset, cleanPurpose: 'attack' },
     saved: { kind: 'query-attack', ...withoutKey(config) },
+    // Square reads scores: a label-only victim is refused before anything is paid (top-k answers will do).
+    threat: queryThreat(config),
     paidAtStart: paidAttack({ oracle }),
   };
 }
@@ -111,11 +123,7 @@ export const search: Step<Aimed, Searched> = async (s) => {
   const t = performance.now();
   let lastLog = t;
   let counted = t;
-  const run = await runQueryAttack(
-    { attack: config.attack, norm: config.norm, queriesPerImage: config.queriesPerImage, seed: config.seed, stopAt: config.stopAt },
-    s.target,
-    (images, count) => s.oracle.label(images, count, 'attack'),
-    (round, asked, active) => {
+  const progress = (round: number, asked: number, active: number) => {
       if (performance.now() - lastLog < 5000) return;
       lastLog = performance.now();
       // Work done so far is kept in the answer cache: the clock records its time too.
@@ -123,8 +131,12 @@ export const search: Step<Aimed, Searched> = async (s) => {
       counted = lastLog;
       s.clock.tick(s.phases);
       s.hooks.log(`  round ${round}: ${asked} probes, ${active} images still searching, ${paidAttack(s)} attack queries paid`);
-    },
-  );
+  };
+  const label = (images: Float32Array, count: number) => s.oracle.label(images, count, 'attack');
+  const run =
+    config.attack === 'square'
+      ? await runSquare({ ...config, format: s.oracle.format }, s.target, s.evalSet.shape, scoresOf(s.oracle), label, progress)
+      : await runQueryAttack({ attack: config.attack, norm: config.norm, queriesPerImage: config.queriesPerImage, seed: config.seed, stopAt: config.stopAt }, s.target, label, progress);
   s.phases.search += since(counted);
   return { ...s, run, probes: paidAttack(s) - before };
 };

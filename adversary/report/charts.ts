@@ -8,7 +8,7 @@ import { compile, type TopLevelSpec } from 'vega-lite';
  */
 
 const FONT = 'system-ui, -apple-system, "Segoe UI", Roboto, sans-serif';
-const CONFIG = {
+export const CONFIG = {
   font: FONT,
   view: { stroke: '#dde2ea' },
   axis: { labelFontSize: 11, titleFontSize: 12, gridColor: '#eef0f4' },

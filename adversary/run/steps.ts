@@ -9,6 +9,8 @@ import { isBudgetRefusal, measureCut } from './measure-cut.js';
 import { checkPlan, type BudgetCheck, type QueryPlan } from './query-plan.js';
 import { startRunClock, type RunClock } from './clock.js';
 import { putJson, runStore, type RunStore } from './store.js';
+import { TransferlabError } from '../../shared/errors.js';
+import { parseOutputPolicy, threatProblem, type Threat } from '../../shared/protocol/output.js';
 
 /**
  * The steps every run against the victim begins with, whatever it does next: the campaign
@@ -73,6 +75,8 @@ export interface RunStart {
   choice: ImageChoice;
   /** config.json: the resolved settings, never the key; written once, when the run folder is new. */
   saved: Record<string, unknown>;
+  /** What the run may use of each answer (label when absent); checked against the victim's output policy before any query. */
+  threat?: Threat;
 }
 
 export interface Selection {
@@ -95,8 +99,21 @@ export function withoutKey<C extends { apiKey?: string; token?: string }>(config
   return saved;
 }
 
-/** The planned cost printed and checked against the key's budget, before anything is paid. */
+/**
+ * A run that asks for more of each answer than the victim gives (scores from a label-only victim) is
+ * refused here, from /v1/info, before the budget is read or anything is paid.
+ */
+export async function checkThreat(oracle: CountingOracle, threat: Threat): Promise<void> {
+  const info = await oracle.info();
+  const problem = threatProblem(threat, parseOutputPolicy(info.output), info.classes);
+  if (problem) {
+    throw new TransferlabError('threat_unavailable', `${problem}; set threat to what the victim gives (label${threat === 'scores' ? ' or topk' : ''}), or serve it with a richer --output`);
+  }
+}
+
+/** The planned cost printed and checked against the key's budget, before anything is paid (and the threat model against what the victim answers). */
 export async function budget<S extends RunStart>(s: S): Promise<S> {
+  await checkThreat(s.oracle, s.threat ?? 'label');
   return { ...s, budget: await checkPlan(s.plan, s.oracle, s.allowPartial, s.hooks.log) };
 }
 

@@ -5,7 +5,7 @@
  */
 import { TransferlabError } from '../../shared/errors.js';
 import { VictimHttp } from '../oracle/client.js';
-import { imageKey, type SendBatch } from '../oracle/core.js';
+import type { SendBatch } from '../oracle/core.js';
 import type { TargetFactory } from './target.js';
 
 export const transferlabTarget: TargetFactory = (settings, ctx) => {
@@ -15,28 +15,20 @@ export const transferlabTarget: TargetFactory = (settings, ctx) => {
     throw new TransferlabError('invalid_config', `${foreign.join(', ')} only apply to other targets; the transferlab victim at ${ctx.url} describes its model itself (choose --target-kind oip, tfserving, … to use them)`);
   }
   const victim = new VictimHttp(ctx.url, ctx);
-  const send = victim.send(ctx.format, ctx.scope);
-  let classes = 0;
-  // A topk or scores campaign asks /v1/predict, whose answer carries what the victim's output policy gives.
-  const predict: SendBatch = async (body) => {
-    const res = await victim.call('predict', { images: { format: ctx.format, bytes: body }, idempotencyKey: `${ctx.scope}.${imageKey(body, ctx.format)}` });
-    const { labels, top, scores: rows, budget } = res.value;
-    const scores = new Float32Array(labels.length * classes).fill(NaN);
-    labels.forEach((_, i) => {
-      if (rows) rows[i].forEach((p, c) => (scores[i * classes + c] = p));
-      for (const t of top?.[i] ?? []) scores[i * classes + t.class] = t.p;
-    });
-    return { labels, scores, budget, http: res.status, attempts: res.attempts };
-  };
+  const label = victim.send(ctx.format, ctx.scope);
+  // A topk or scores campaign asks /v1/predict, whose answer carries what the victim's output policy
+  // gives; a label campaign keeps to /v1/label whatever the victim could give.
+  let predict: SendBatch | undefined;
+  const scoring = ctx.threat !== undefined && ctx.threat !== 'label';
   return {
     kind: 'transferlab',
     url: ctx.url,
     describe: async () => {
       const info = await victim.info();
-      classes = info.classes;
+      if (scoring) predict = victim.sendPredict(ctx.format, ctx.scope, info.classes);
       return settings.maxBatch ? { ...info, maxBatch: Math.min(info.maxBatch, settings.maxBatch) } : info;
     },
-    send: (body, count, purpose) => (ctx.threat && ctx.threat !== 'label' ? predict(body, count, purpose) : send(body, count, purpose)),
+    send: (body, count, purpose) => (predict ?? label)(body, count, purpose),
     budget: () => victim.budget(),
     close: () => victim.close(),
   };

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { TransferlabError } from '../errors.js';
 import { victimInfoSchema } from './contract.js';
+import { threatSchema } from './output.js';
 import { count, describeIssues, finite, label, partialMeasureSchema, plannedVsPaidSchema, provenance, rate, RESULTS_SCHEMA_VERSION, seconds } from './results-fields.js';
 
 export { describeIssues, RESULTS_SCHEMA_VERSION } from './results-fields.js';
@@ -165,6 +166,8 @@ const transferRunFields = {
   dataset: datasetSummarySchema.optional(),
   /** The resolved settings; adversary/campaign/config.ts holds their schema and validated them when the run began. */
   config: z.record(z.string(), z.unknown()),
+  /** What the campaign used of each answer (shared/protocol/output.ts); absent: label (older runs, the white-box baseline). */
+  threat: threatSchema.optional(),
   queries: campaignQueriesSchema,
   victimCleanAccuracy: rate,
   substituteCleanAccuracy: rate,
@@ -218,6 +221,18 @@ export const queryAttackResultsSchema = z.strictObject({
     dataset: z.string().optional(),
     epsilons: z.array(finite),
     stopAt: finite.optional(),
+    /** How the model was reached (adversary/targets/settings.ts; absent in older runs). */
+    targetKind: z.string().optional(),
+    modelName: z.string().optional(),
+    modelVersion: z.string().optional(),
+    layout: z.string().optional(),
+    maxBatch: count.optional(),
+    outputName: z.string().optional(),
+    inputShape: z.string().optional(),
+    classes: count.optional(),
+    /** Square Attack's radius and first window share (absent in older runs). */
+    epsilon: finite.optional(),
+    pInit: finite.optional(),
     allowPartial: z.boolean().optional(),
     matchRate: finite.optional(),
   }),
