@@ -13,7 +13,7 @@ import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import yargs from 'yargs';
 import { describeBackend, initBackend } from '../shared/engine/backend.js';
-import { isMain, runMain, failOnOneLine } from '../shared/cli.js';
+import { isMain, runMain, failOnOneLine, commandName } from '../shared/cli.js';
 import { backendOption } from '../shared/cli-options.js';
 import { DATASET_HELP, DEFAULT_DATASET, loadDataset } from '../shared/datasets/index.js';
 import { isTransferlabError } from '../shared/errors.js';
@@ -32,7 +32,7 @@ function holdsNothing(dir: string): boolean {
 
 export async function main(argv: string[]): Promise<number> {
   const a = await yargs(argv)
-    .scriptName('npm run demo --')
+    .scriptName(commandName('npm run demo --'))
     .options({
       model: { type: 'string', describe: 'the model to serve: a model folder (the project\'s or a TF.js layers folder) or an ONNX file (default models/victim, trained here when empty)' },
       dataset: { type: 'string', describe: `the attacker's images (seed and evaluation sets): ${DATASET_HELP.replace(/^image dataset: /, '')}` },
