@@ -32,8 +32,8 @@ export function commandName(npmScript: string): string {
   return dispatchedAs ?? npmScript;
 }
 
-/** Called by the `transferlab` dispatcher before it hands argv to a command's main. */
-export function setCommandName(name: string): void {
+/** Called by the `transferlab` dispatcher before it hands argv to a command's main (undefined: back to the npm names). */
+export function setCommandName(name: string | undefined): void {
   dispatchedAs = name;
 }
 
