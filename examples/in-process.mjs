@@ -25,8 +25,9 @@ console.log(`victim at ${victim.url}: ${victim.info.inputShape.join('×')}, ${vi
 
 try {
   // 3. A small black-box campaign; the settings are the campaign's (docs/campaign.md), progress by callback.
+  // BIM crafted on two threads (craftThreads: 2 starts a worker thread from the installed package).
   const { results, report } = await attack(
-    { victim: victim.url, rounds: 3, evalSize: 100, epsilons: [0.1, 0.3], targeted: false, boundary: { enabled: false } },
+    { victim: victim.url, rounds: 3, evalSize: 100, attack: 'bim', steps: 3, craftThreads: 2, epsilons: [0.1, 0.3], targeted: false, boundary: { enabled: false } },
     { run, onRound: (r) => console.log(`round ${r.round}: ${r.substituteSize} points, agreement ${(100 * r.agreement).toFixed(1)} %`) },
   );
   const at03 = results.epsilons.find((p) => p.mode === 'untargeted' && p.epsilon === 0.3);
