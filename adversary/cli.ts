@@ -1,5 +1,5 @@
 import yargs from 'yargs';
-import { failOnOneLine, isMain, runMain } from '../shared/cli.js';
+import { failOnOneLine, isMain, runMain, commandName } from '../shared/cli.js';
 import { sweepCommands } from './queue/cli.js';
 import { queryAttackCommand } from './query/cli.js';
 import { compareCommand } from './cli/compare.js';
@@ -16,7 +16,7 @@ export async function main(argv: string[]): Promise<number> {
   const done = (c: number) => (code = c);
   await sweepCommands(
     yargs(argv)
-      .scriptName('npm run adversary --')
+      .scriptName(commandName('npm run adversary --'))
       .usage("$0 <command> [options]\n\nThe adversary: knows only the victim's label API.")
       .command(runCommand(done))
       .command(whiteboxCommand(done))

@@ -11,7 +11,7 @@ import yargs from 'yargs';
 import { inputGradientSign } from '../shared/attacks/index.js';
 import { ARCHITECTURES, buildModel } from '../shared/model/architectures.js';
 import { describeBackend, initBackend } from '../shared/engine/backend.js';
-import { isMain, runMain, failOnOneLine } from '../shared/cli.js';
+import { isMain, runMain, failOnOneLine, commandName } from '../shared/cli.js';
 import { backendOption } from '../shared/cli-options.js';
 import { fromLayers, predictLabels } from '../shared/model/model.js';
 import { loadMnist } from '../shared/datasets/index.js';
@@ -105,7 +105,7 @@ export async function runBench(o: BenchOptions): Promise<Record<string, unknown>
 
 export async function main(argv: string[]): Promise<number> {
   const a = await yargs(argv)
-    .scriptName('npm run bench --')
+    .scriptName(commandName('npm run bench --'))
     .options({
       quick: { type: 'boolean', default: false, describe: 'a smoke check in under a minute' },
       json: { type: 'string', describe: 'also write the figures as JSON to this file' },

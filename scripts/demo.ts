@@ -13,7 +13,7 @@ import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import yargs from 'yargs';
 import { describeBackend, initBackend } from '../shared/engine/backend.js';
-import { isMain, runMain, failOnOneLine } from '../shared/cli.js';
+import { isMain, runMain, failOnOneLine, commandName } from '../shared/cli.js';
 import { backendOption } from '../shared/cli-options.js';
 import { DATASET_HELP, DEFAULT_DATASET, loadDataset } from '../shared/datasets/index.js';
 import { isTransferlabError } from '../shared/errors.js';
@@ -24,6 +24,12 @@ import { runCampaignCommand, runWhiteboxCommand } from '../adversary/commands.js
 import { spawnVictim, type VictimProcess } from '../victim/spawn.js';
 import { runStamp } from '../shared/stamp.js';
 
+/**
+ * The victim `--quick` trains when there is none: the default architecture on a slice of the training set,
+ * one epoch — a first look in seconds, not the README's victim (that one is `transferlab train`).
+ */
+export const QUICK_VICTIM = { ...VICTIM_DEFAULTS, epochs: 1, limit: 6000, out: join('models', 'victim-quick') };
+
 /** True when every file under `dir` is empty (or there is none). */
 function holdsNothing(dir: string): boolean {
   if (!existsSync(dir)) return true;
@@ -32,13 +38,13 @@ function holdsNothing(dir: string): boolean {
 
 export async function main(argv: string[]): Promise<number> {
   const a = await yargs(argv)
-    .scriptName('npm run demo --')
+    .scriptName(commandName('npm run demo --'))
     .options({
       model: { type: 'string', describe: 'the model to serve: a model folder (the project\'s or a TF.js layers folder) or an ONNX file (default models/victim, trained here when empty)' },
       dataset: { type: 'string', describe: `the attacker's images (seed and evaluation sets): ${DATASET_HELP.replace(/^image dataset: /, '')}` },
       out: { type: 'string', describe: 'run folder (default runs/demo-<time>)' },
       port: { type: 'number', default: 0, describe: 'victim port (0: any free port)' },
-      quick: { type: 'boolean', default: false, describe: 'a smaller campaign (fewer rounds and images) for a fast look' },
+      quick: { type: 'boolean', default: false, describe: `a smaller campaign (fewer rounds and images) for a fast look; without a victim yet, a quick one (${QUICK_VICTIM.out}) is trained first` },
       backend: backendOption,
     })
     .example('$0 --quick', 'a smaller campaign against the default victim, for a fast look')
@@ -55,10 +61,17 @@ export async function main(argv: string[]): Promise<number> {
   console.log(`transferlab demo on ${describeBackend(info)}; run folder ${out}`);
   // Without --model, the demo's own victim: the default one, or one trained on --dataset.
   const dataset = a.dataset ? loadDataset(a.dataset) : undefined;
-  const model = a.model ?? (dataset && dataset.name !== DEFAULT_DATASET ? join('models', `victim-${dataset.name}`) : VICTIM_DEFAULTS.out);
+  // --quick on a fresh install: a small victim (trained in seconds) unless the default one is there already.
+  const quickVictim = a.quick && !a.model && !dataset && !hasModel(VICTIM_DEFAULTS.out);
+  const model = a.model ?? (dataset && dataset.name !== DEFAULT_DATASET ? join('models', `victim-${dataset.name}`) : quickVictim ? QUICK_VICTIM.out : VICTIM_DEFAULTS.out);
   if (!a.model && dataset && dataset.name !== DEFAULT_DATASET && !hasModel(model)) {
     console.log(`\n== 0. no victim for ${dataset.name} yet: training the default ${VICTIM_DEFAULTS.arch} on it into ${model} (once) ==`);
     const meta = await trainVictim({ ...VICTIM_DEFAULTS, dataset: a.dataset, out: model });
+    console.log(`test accuracy ${Number(meta.testAccuracy).toFixed(4)} in ${meta.durationSeconds} s`);
+  }
+  if (quickVictim && !hasModel(model)) {
+    console.log(`\n== 0. no victim yet: training a quick ${QUICK_VICTIM.arch} (${QUICK_VICTIM.limit} images, ${QUICK_VICTIM.epochs} epoch) into ${model}; \`transferlab train\` makes the full one ==`);
+    const meta = await trainVictim(QUICK_VICTIM);
     console.log(`test accuracy ${Number(meta.testAccuracy).toFixed(4)} in ${meta.durationSeconds} s`);
   }
 

@@ -5,8 +5,8 @@
  *   npm run layers            print which folder imports which, the cycles and any layer violation
  *
  * Layers, bottom up: shared/ (imports no other folder), then victim/ and adversary/ (peers: neither
- * imports the other), then scripts/ (the lab: demo, bench, experiments), then test/. A file may import
- * its own folder and the layers below it. Inside shared/, its sub-folders are its bottom: engine/ (backend
+ * imports the other), then scripts/ (the lab: demo, bench, experiments), then lib/ (the package's entry points:
+ * the transferlab command and the library), then test/. A file may import its own folder and the layers below it. Inside shared/, its sub-folders are its bottom: engine/ (backend
  * and kernels), protocol/ (the API contract) and datasets/ each import only themselves and shared/'s two leaf
  * helpers (errors, random), so each can be read, tested and replaced without the rest of shared/.
  * test/layers.test.ts enforces this and that there is no cycle.
@@ -18,7 +18,7 @@ import ts from 'typescript';
 import { isMain, runMain } from '../shared/cli.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-export const LAYERS: Record<string, number> = { shared: 0, victim: 1, adversary: 1, scripts: 2, test: 3 };
+export const LAYERS: Record<string, number> = { shared: 0, victim: 1, adversary: 1, scripts: 2, lib: 3, test: 4 };
 
 /** shared/'s sub-folders (each its own part: no import of another part or of the rest of shared/, bar the leaves). */
 export const SHARED_PARTS = ['engine', 'protocol', 'datasets'];

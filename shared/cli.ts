@@ -22,6 +22,21 @@ export function runMain(main: (argv: string[]) => Promise<number | void>): void 
   );
 }
 
+let dispatchedAs: string | undefined;
+
+/**
+ * The name a command line's help and examples show: `transferlab victim` when the `transferlab` command
+ * (lib/cli.ts) dispatched to it, else the npm script it runs under in a clone (`npm run victim --`).
+ */
+export function commandName(npmScript: string): string {
+  return dispatchedAs ?? npmScript;
+}
+
+/** Called by the `transferlab` dispatcher before it hands argv to a command's main (undefined: back to the npm names). */
+export function setCommandName(name: string | undefined): void {
+  dispatchedAs = name;
+}
+
 /** True when the module at `metaUrl` is the script node/tsx was started with. */
 export function isMain(metaUrl: string): boolean {
   const script = process.argv[1];

@@ -1,8 +1,9 @@
-import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { backendInfo } from './engine/backend.js';
 
-const ownVersion = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+// Through the package's own name (its `./package.json` export): the same file from the sources and from dist/.
+const ownVersion = (createRequire(import.meta.url)('transferlab/package.json') as { version: string }).version;
 
 /** What every result file records about the software and machine that produced it. */
 export function provenance(seed: number): {

@@ -17,7 +17,7 @@ import { restoreAdam, snapshotAdam } from '../shared/model/optimizer-state.js';
 
 const require = createRequire(import.meta.url);
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
-  dependencies: Record<string, string>; optionalDependencies: Record<string, string>;
+  dependencies: Record<string, string>; peerDependencies: Record<string, string>;
 };
 const installed = (name: string): string => (require(`${name}/package.json`) as { version: string }).version;
 const BUNDLE = readFileSync(require.resolve('@tensorflow/tfjs-backend-wasm'), 'utf8');
@@ -32,7 +32,7 @@ describe('the tfjs packages the kernels rely on', () => {
       expect(pkg.dependencies[name], `${name} must be pinned exactly: its internals are used`).toMatch(/^\d+\.\d+\.\d+$/);
       expect(installed(name), `${name} installed differs from package.json; run npm ci`).toBe(pkg.dependencies[name]);
     }
-    expect(pkg.optionalDependencies['@tensorflow/tfjs-node']).toBe(pinned);
+    expect(pkg.peerDependencies['@tensorflow/tfjs-node']).toBe(pinned);
     for (const name of ['tfjs-core', 'tfjs-backend-cpu', 'tfjs-layers', 'tfjs-converter']) {
       expect(installed(`@tensorflow/${name}`), `@tensorflow/${name} pulled at another version than tfjs`).toBe(pinned);
     }

@@ -3,7 +3,7 @@ import { extname, resolve } from 'node:path';
 import { pino } from 'pino';
 import yargs from 'yargs';
 import { describeBackend, initBackend, type BackendInfo } from '../shared/engine/backend.js';
-import { isMain, runMain, failOnOneLine } from '../shared/cli.js';
+import { isMain, runMain, failOnOneLine, commandName } from '../shared/cli.js';
 import { TransferlabError } from '../shared/errors.js';
 import { isLayersFolder } from '../shared/model/layers-folder.js';
 import { parseOutputPolicy, pixelsPerImage } from '../shared/protocol/index.js';
@@ -175,7 +175,7 @@ async function serve(
 
 export async function main(argv: string[]): Promise<number> {
   const args = await yargs(argv)
-    .scriptName('npm run victim --')
+    .scriptName(commandName('npm run victim --'))
     .usage('$0 [options]\n\nServe the victim model: label-only HTTP API with API keys, query budgets and an audit log.')
     .options(SERVE_OPTIONS)
     .example('$0', `serve ${SERVE_DEFAULTS.model} on http://127.0.0.1:8080 (training it first if missing)`)

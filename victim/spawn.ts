@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { nodeLoader, ownModulePath } from '../shared/entry.js';
 import { TransferlabError } from '../shared/errors.js';
 
 /**
@@ -11,8 +12,9 @@ export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 /**
  * `node --import tsx` rather than the tsx binary: one process, so a signal (or SIGKILL in a
  * crash test) reaches the service itself and not a wrapper that would leave it orphaned.
+ * From the built package (dist/, no tsx) it is plain `node`.
  */
-export const NODE_TS = [process.execPath, '--import', 'tsx'] as const;
+export const NODE_TS = [process.execPath, ...nodeLoader(import.meta.url)] as const;
 
 export interface VictimProcess {
   url: string;
@@ -24,6 +26,8 @@ export interface VictimProcess {
 export interface SpawnOptions {
   args: string[];
   env?: NodeJS.ProcessEnv;
+  /** The victim's working folder, against which its relative paths resolve (default: this process's). */
+  cwd?: string;
   /** Where the victim's own output goes: inherit shows its progress bars (first-run training). */
   stdio?: 'inherit' | 'pipe';
   timeoutMs?: number;
@@ -31,8 +35,8 @@ export interface SpawnOptions {
 }
 
 export function spawnVictim(opts: SpawnOptions): Promise<VictimProcess> {
-  const child = spawn(NODE_TS[0], [...NODE_TS.slice(1), resolve(ROOT, 'victim/cli.ts'), ...opts.args], {
-    cwd: ROOT,
+  const child = spawn(NODE_TS[0], [...NODE_TS.slice(1), ownModulePath('./cli.js', import.meta.url), ...opts.args], {
+    cwd: opts.cwd ?? process.cwd(),
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', 'pipe', opts.stdio === 'inherit' ? 'inherit' : 'pipe'],
   });

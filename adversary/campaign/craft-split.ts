@@ -7,6 +7,7 @@ import { projectedImages, runAttack, type AttackName, type AttackOptions } from 
 import { DEFAULT_BATCH } from '../../shared/attacks/gradient.js';
 import type { EnsembleCombine } from '../../shared/attacks/losses.js';
 import { backendInfo } from '../../shared/engine/backend.js';
+import { fromSource, ownModuleUrl } from '../../shared/entry.js';
 import { useHelperThread } from '../../shared/engine/wasm-pool.js';
 import { modelFiles } from '../../shared/model/model-io.js';
 import type { Model } from '../../shared/model/model.js';
@@ -25,8 +26,17 @@ export interface CraftSplit {
   close(): Promise<void>;
 }
 
-/** tsx's ESM API (its `tsx/esm/api` export), as a URL an eval'd worker can import. */
-const TSX_API = pathToFileURL(join(dirname(createRequire(import.meta.url).resolve('tsx/package.json')), 'dist', 'esm', 'api', 'index.mjs')).href;
+/**
+ * The worker's code: from source, it registers tsx (its ESM API, the `tsx/esm/api` export, as a URL an
+ * eval'd worker can import) and loads craft-worker.ts as the main thread does; the built package's
+ * craft-worker.js loads as it is.
+ */
+function workerCode(): string {
+  const worker = JSON.stringify(ownModuleUrl('./craft-worker.js', import.meta.url).href);
+  if (!fromSource(import.meta.url)) return `import(${worker});`;
+  const tsxApi = pathToFileURL(join(dirname(createRequire(import.meta.url).resolve('tsx/package.json')), 'dist', 'esm', 'api', 'index.mjs')).href;
+  return `import(${JSON.stringify(tsxApi)}).then((tsx) => { tsx.register(); return import(${worker}); });`;
+}
 
 type Reply = { kind: 'ready' } | { kind: 'crafted'; images: Float32Array } | { kind: 'error'; message: string };
 
@@ -37,10 +47,8 @@ type Reply = { kind: 'ready' } | { kind: 'crafted'; images: Float32Array } | { k
 export async function startCraftSplit(model: Model, members: tf.LayersModel[], combine: EnsembleCombine): Promise<CraftSplit | null> {
   if (backendInfo().backend !== 'wasm') return null;
   const files = await Promise.all(members.map(async (m) => (await modelFiles(m, { arch: 'substitute', dataset: 'crafting' })).files));
-  // The worker runs this repository's TypeScript as the main thread does: through tsx, registered in it.
-  const worker = new Worker(
-    `import(${JSON.stringify(TSX_API)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(new URL('./craft-worker.ts', import.meta.url).href)}); });`,
-    { eval: true, workerData: { craftWorker: true }, env: { ...process.env, TRANSFERLAB_THREADS: '1' } },
+  const worker = new Worker(workerCode(), {
+    eval: true, workerData: { craftWorker: true }, env: { ...process.env, TRANSFERLAB_THREADS: '1' } },
   );
   const next = () =>
     new Promise<Reply>((resolve, reject) => {

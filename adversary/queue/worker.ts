@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { isAbsolute, join, relative, resolve } from 'node:path';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import { nodeLoader, ownModulePath } from '../../shared/entry.js';
 import { TransferlabError } from '../../shared/errors.js';
 import { compareRows, readRun } from '../report/compare.js';
 import type { JobMessage, JobSpec } from './job.js';
@@ -30,7 +30,7 @@ export interface WorkerOptions {
   log: (line: string) => void;
 }
 
-const JOB_ENTRY = resolve(dirname(fileURLToPath(import.meta.url)), 'job.ts');
+const JOB_ENTRY = ownModulePath('./job.js', import.meta.url);
 /** Codes that no retry can fix: the job fails at once. */
 const PERMANENT = new Set(['invalid_config', 'config_missing', 'run_exists', 'victim_mismatch']);
 
@@ -54,7 +54,7 @@ function runJob(job: Job<CampaignJob, CampaignJobResult>, opts: WorkerOptions, s
   // Finished before (e.g. the worker died between the campaign's end and the job's completion).
   if (existsSync(join(out, 'results.json'))) return Promise.resolve(resultOf(out));
   const spec: JobSpec = { config: job.data.config, out, ...(opts.backend ? { backend: opts.backend } : {}) };
-  const child = spawn(process.execPath, ['--import', 'tsx', JOB_ENTRY, JSON.stringify(spec)], {
+  const child = spawn(process.execPath, [...nodeLoader(import.meta.url), JOB_ENTRY, JSON.stringify(spec)], {
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     env: { ...process.env, TRANSFERLAB_QUIET: '1' },
   });

@@ -5,7 +5,7 @@ import { readConfigFile, resolveConfig, type CampaignInput } from '../../adversa
 import { putEvaluationResults } from '../../adversary/campaign/results.js';
 import { fileRunStore, writeFileAtomic } from '../../adversary/run/store.js';
 import { describeBackend, initBackend } from '../../shared/engine/backend.js';
-import { isMain, runMain, failOnOneLine } from '../../shared/cli.js';
+import { isMain, runMain, failOnOneLine, commandName } from '../../shared/cli.js';
 import { backendOption } from '../../shared/cli-options.js';
 import { TransferlabError } from '../../shared/errors.js';
 import { DATASET_HELP } from '../../shared/datasets/index.js';
@@ -26,7 +26,7 @@ import { describeVerdict, maskingCheck } from './masking.js';
 export async function main(argv: string[]): Promise<number> {
   const d = EVALUATION_DEFAULTS;
   const args = await yargs(argv)
-    .scriptName('npm run victim:evaluate --')
+    .scriptName(commandName('npm run victim:evaluate --'))
     .usage(
       '$0 --models DIR [DIR ...] [options]\n\nCompare victim models: clean accuracy; white-box FGSM, PGD with random restarts (worst case per image) and ' +
         'PGD on the CW margin loss per ε; the gradient-masking check; training time; and (--campaign) black-box transfer.',

@@ -75,7 +75,8 @@ async function loadRuntime(): Promise<Ort> {
   } catch (e) {
     throw new TransferlabError(
       'onnx_runtime_missing',
-      `ONNX Runtime for Node could not be loaded (${(e as Error).message.split('\n')[0]}); run npm ci (the package onnxruntime-node carries the CPU binaries)`,
+      `ONNX Runtime for Node could not be loaded (${(e as Error).message.split('\n')[0]}); serving ONNX needs the package onnxruntime-node (an optional peer of transferlab, with the CPU binaries): ` +
+        `ONNXRUNTIME_NODE_INSTALL=skip npm install onnxruntime-node (the variable skips its CUDA download), or npm ci in a clone`,
       500,
     );
   }

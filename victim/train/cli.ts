@@ -2,7 +2,7 @@ import yargs from 'yargs';
 import { ARCHITECTURES } from '../../shared/model/architectures.js';
 import { DATASET_HELP, DEFAULT_DATASET, loadDataset } from '../../shared/datasets/index.js';
 import { initBackend, describeBackend } from '../../shared/engine/backend.js';
-import { isMain, runMain, failOnOneLine } from '../../shared/cli.js';
+import { isMain, runMain, failOnOneLine, commandName } from '../../shared/cli.js';
 import { backendOption } from '../../shared/cli-options.js';
 import { assertWritableDir } from '../../shared/fs-checks.js';
 import { progressBar } from '../../shared/progress.js';
@@ -16,7 +16,7 @@ const pct = (v: number) => v.toFixed(4);
 export async function main(argv: string[]): Promise<number> {
   const both = (plain: unknown, robust: unknown) => `default ${String(plain)}; ${String(robust)} with --adversarial fgsm-rs|pgd`;
   const args = await yargs(argv)
-    .scriptName('npm run victim:train --')
+    .scriptName(commandName('npm run victim:train --'))
     .usage(
       '$0 [options]\n\nTrain the victim (target) model on its dataset\'s training images (MNIST: the 60,000) and save it.\n\n' +
         `With --adversarial fgsm-rs or pgd the defaults change to the robust recipe: --arch ${ROBUST_DEFAULTS.arch}, ` +
