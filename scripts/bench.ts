@@ -1,8 +1,9 @@
 /**
- * Benchmarks (targets and figures: docs/performance.md): model throughput per architecture, the victim over HTTP, and
- * the default campaign's wall time by phase. Not part of `npm test`; targets live here.
+ * Benchmarks (targets and figures: docs/performance.md): model throughput per architecture, the victim over HTTP,
+ * the default campaign's wall time by phase, and `npm run demo` as a new user meets it (fresh, then with its victim
+ * trained). Not part of `npm test`; targets live here.
  *
- *   npm run bench -- [--quick] [--json FILE] [--model DIR] [--skip-campaign]
+ *   npm run bench -- [--quick] [--json FILE] [--model DIR] [--skip-campaign] [--skip-demo]
  */
 import { writeFileSync } from 'node:fs';
 import { availableParallelism, totalmem } from 'node:os';
@@ -21,6 +22,7 @@ import { provenance } from '../shared/versions.js';
 import { hasModel } from '../shared/model/model-io.js';
 import { measureHttp, type HttpFigures } from './victim-load.js';
 import { benchCampaign, type CampaignFigures } from './bench-campaign.js';
+import { benchDemo, type DemoRun } from './bench-demo.js';
 
 export interface ModelFigures {
   arch: string;
@@ -40,6 +42,8 @@ export interface BenchOptions {
   model?: string;
   http: boolean;
   campaign: boolean;
+  /** Time `npm run demo` in an empty folder, fresh and then with its victim trained (minutes; off in --quick). */
+  demo?: boolean;
   log: (line: string) => void;
 }
 
@@ -92,6 +96,8 @@ export async function runBench(o: BenchOptions): Promise<Record<string, unknown>
   }
   let campaign: CampaignFigures | undefined;
   if (o.campaign) campaign = await benchCampaign({ model: o.model, quick: o.quick, log: o.log });
+  let demo: DemoRun[] | undefined;
+  if (o.demo) demo = await benchDemo({ log: o.log });
   return {
     machine: { cores: availableParallelism(), memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version },
     ...provenance(1),
@@ -100,6 +106,7 @@ export async function runBench(o: BenchOptions): Promise<Record<string, unknown>
     models,
     http: http ?? null,
     campaign: campaign ?? null,
+    demo: demo ?? null,
   };
 }
 
@@ -111,6 +118,7 @@ export async function main(argv: string[]): Promise<number> {
       json: { type: 'string', describe: 'also write the figures as JSON to this file' },
       model: { type: 'string', describe: 'victim model for the HTTP and campaign figures (default models/victim if present)' },
       'skip-campaign': { type: 'boolean', default: false, describe: 'leave out the campaign wall time' },
+      'skip-demo': { type: 'boolean', default: false, describe: 'leave out the two timed demos (fresh: trains a victim in a temporary folder, ~2 min; then with it trained); --quick leaves them out too' },
       backend: backendOption,
     })
     .example('$0 --quick --skip-campaign', 'a smoke check of the model and HTTP figures')
@@ -132,6 +140,7 @@ export async function main(argv: string[]): Promise<number> {
     model,
     http: true,
     campaign: !a['skip-campaign'],
+    demo: !a.quick && !a['skip-demo'],
     log: (l) => console.log(l),
   });
   if (a.json) {

@@ -10,7 +10,7 @@
  * no --model, a default victim is trained on that dataset first (models/victim-<name>).
  */
 import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import yargs from 'yargs';
 import { describeBackend, initBackend } from '../shared/engine/backend.js';
 import { isMain, runMain, failOnOneLine, commandName } from '../shared/cli.js';
@@ -64,15 +64,23 @@ export async function main(argv: string[]): Promise<number> {
   // --quick on a fresh install: a small victim (trained in seconds) unless the default one is there already.
   const quickVictim = a.quick && !a.model && !dataset && !hasModel(VICTIM_DEFAULTS.out);
   const model = a.model ?? (dataset && dataset.name !== DEFAULT_DATASET ? join('models', `victim-${dataset.name}`) : quickVictim ? QUICK_VICTIM.out : VICTIM_DEFAULTS.out);
-  if (!a.model && dataset && dataset.name !== DEFAULT_DATASET && !hasModel(model)) {
-    console.log(`\n== 0. no victim for ${dataset.name} yet: training the default ${VICTIM_DEFAULTS.arch} on it into ${model} (once) ==`);
-    const meta = await trainVictim({ ...VICTIM_DEFAULTS, dataset: a.dataset, out: model });
-    console.log(`test accuracy ${Number(meta.testAccuracy).toFixed(4)} in ${meta.durationSeconds} s`);
-  }
   if (quickVictim && !hasModel(model)) {
     console.log(`\n== 0. no victim yet: training a quick ${QUICK_VICTIM.arch} (${QUICK_VICTIM.limit} images, ${QUICK_VICTIM.epochs} epoch) into ${model}; \`transferlab train\` makes the full one ==`);
     const meta = await trainVictim(QUICK_VICTIM);
     console.log(`test accuracy ${Number(meta.testAccuracy).toFixed(4)} in ${meta.durationSeconds} s`);
+  } else if (!a.model && !hasModel(model)) {
+    // Trained here rather than by the victim process, which runs in the project's folder: the model lands
+    // under the folder the demo was started in, as its run folder does.
+    const r = VICTIM_DEFAULTS;
+    console.log(
+      `\n== 0. no victim for ${dataset?.name ?? DEFAULT_DATASET} yet: training the default ${r.arch} into ${model} (once; ` +
+        `${r.epochs} epochs, batch ${r.batchSize}, ${r.schedule} rate peaking at ${r.learningRate}) ==`,
+    );
+    const meta = await trainVictim(
+      { ...r, ...(a.dataset ? { dataset: a.dataset } : {}), out: model },
+      { onEpochEnd: ({ epoch, loss, accuracy, imagesPerSecond }) => console.log(`epoch ${epoch + 1}/${r.epochs}: loss ${loss.toFixed(4)}, train accuracy ${accuracy.toFixed(4)}, ${Math.round(imagesPerSecond)} images/s`) },
+    );
+    console.log(`test accuracy ${Number(meta.testAccuracy).toFixed(4)} in ${meta.durationSeconds} s; saved to ${model}`);
   }
 
   let victim: VictimProcess | undefined;
@@ -89,9 +97,10 @@ export async function main(argv: string[]): Promise<number> {
   process.once('exit', stopVictim);
 
   try {
-    console.log('\n== 1. victim: load (or train) and start as its own process ==');
+    console.log('\n== 1. victim: load and start as its own process ==');
     victim = await spawnVictim({
-      args: ['--model', model, '--port', String(a.port), '--log-level', 'warn', '--audit-log', join(out, 'victim', 'audit.jsonl'), '--ledger', join(out, 'victim', 'ledger.jsonl'), ...(a.backend ? ['--backend', a.backend] : [])],
+      // The victim process runs in the project's folder: every path it gets is absolute.
+      args: ['--model', resolve(model), '--no-train', '--port', String(a.port), '--log-level', 'warn', '--audit-log', resolve(out, 'victim', 'audit.jsonl'), '--ledger', resolve(out, 'victim', 'ledger.jsonl'), ...(a.backend ? ['--backend', a.backend] : [])],
       env: { TFJS_BACKEND: a.backend ?? process.env.TFJS_BACKEND ?? '' },
       stdio: 'inherit',
       onLine: (line) => console.log(`  [victim] ${line}`),

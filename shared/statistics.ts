@@ -58,6 +58,41 @@ export function quantile(values: ArrayLike<number>, q: number): number | null {
 }
 
 /**
+ * A distribution-free 95 % confidence interval for the median: the order statistics X(l) and X(n+1−l),
+ * l the largest rank with P(Binomial(n, ½) < l) ≤ 2.5 % (for n = 100: the 40th and 61st values). It
+ * holds for any continuous distribution, so it suits skewed boundary distances. Null below 6 values,
+ * where no pair of order statistics covers the median with 95 % confidence.
+ */
+export function medianInterval(values: ArrayLike<number>): [number, number] | null {
+  const n = values.length;
+  const sorted = Float64Array.from(values).sort();
+  if (sorted.some(Number.isNaN)) throw new TransferlabError('bad_value', 'median interval of values containing NaN');
+  // Binomial(n, ½) probabilities in log space (2^−n underflows past n ≈ 1,070).
+  let logP = -n * Math.LN2;
+  let below = 0;
+  let l = 0;
+  for (let k = 0; k < n; k++) {
+    const p = Math.exp(logP);
+    if (below + p > 0.025) break;
+    below += p;
+    l = k + 1;
+    logP += Math.log((n - k) / (k + 1));
+  }
+  return l === 0 ? null : [sorted[l - 1], sorted[n - l]];
+}
+
+/**
+ * A 95 % confidence interval for Pearson's r over n pairs, by Fisher's z transform (r's sampling
+ * distribution for roughly normal pairs); null for fewer than 4 pairs or |r| = 1.
+ */
+export function pearsonInterval(r: number | null, n: number): [number, number] | null {
+  if (r === null || n < 4 || Math.abs(r) >= 1) return null;
+  const z = Math.atanh(r);
+  const half = 1.959964 / Math.sqrt(n - 3);
+  return [Math.tanh(z - half), Math.tanh(z + half)];
+}
+
+/**
  * A boundary distance per image: the ε at which a model's label flips, or null when it never
  * flips within the searched range (shared/boundary.ts, flipDistances).
  */

@@ -121,7 +121,7 @@ export async function boundarySection(store: RunStore, b: BoundaryResults | null
       ...(b.nearest ? [['nearest boundary (RayS)', num(b.nearest.queries), num(b.nearest.probes)]] : []),
     ]),
   );
-  parts.push(nearestSection(b.nearest, s));
+  parts.push(nearestSection(b.nearest, { ...s, substituteDistances: b.substituteDistances, victimDistances: b.victimDistances }));
 
   const maps = Array.isArray(b.maps) ? b.maps : [];
   if (maps.length) {

@@ -6,12 +6,16 @@ import { isMain, runMain, failOnOneLine, commandName } from '../../shared/cli.js
 import { backendOption } from '../../shared/cli-options.js';
 import { assertWritableDir } from '../../shared/fs-checks.js';
 import { progressBar } from '../../shared/progress.js';
-import { ROBUST_DEFAULTS, trainVictim, validateTrainConfig, VICTIM_DEFAULTS, type VictimTrainConfig } from './train.js';
+import { RECIPES, ROBUST_DEFAULTS, trainingDefaults, trainVictim, validateTrainConfig, VICTIM_DEFAULTS, type RecipeName, type VictimTrainConfig } from './train.js';
 import { defenceFromArgs, DEFENCE_OPTIONS } from './defence.js';
 import { GUARD_DEFAULTS } from './guard.js';
 import { SCHEDULES, type ScheduleName } from './schedule.js';
 
 const pct = (v: number) => v.toFixed(4);
+const describeRecipe = (name: RecipeName) => {
+  const r = RECIPES[name];
+  return `${r.epochs} epochs, batch ${r.batchSize}, ${r.schedule === 'one-cycle' ? `one-cycle rate peaking at ${r.learningRate}` : `constant rate ${r.learningRate}`}`;
+};
 
 export async function main(argv: string[]): Promise<number> {
   const both = (plain: unknown, robust: unknown) => `default ${String(plain)}; ${String(robust)} with --adversarial fgsm-rs|pgd`;
@@ -26,11 +30,16 @@ export async function main(argv: string[]): Promise<number> {
         `The robust victim of the README is --adversarial pgd with these defaults (2 PGD steps a batch); --adversarial fgsm-rs is cheaper per step but drifts into gradient masking on MNIST at ε 0.3.`,
     )
     .options({
+      recipe: {
+        type: 'string',
+        choices: Object.keys(RECIPES),
+        describe: `plain training's settings: quick (default: ${describeRecipe('quick')}) or paper (the seed paper's: ${describeRecipe('paper')}); --epochs, --batch-size, --learning-rate and --schedule override either`,
+      },
       arch: { type: 'string', describe: `architecture: ${ARCHITECTURES.join(', ')} (${both(VICTIM_DEFAULTS.arch, ROBUST_DEFAULTS.arch)})` },
       dataset: { type: 'string', default: DEFAULT_DATASET, describe: DATASET_HELP },
       epochs: { type: 'number', describe: `passes over the training set (${both(VICTIM_DEFAULTS.epochs, ROBUST_DEFAULTS.epochs)})` },
       'batch-size': { type: 'number', describe: both(VICTIM_DEFAULTS.batchSize, ROBUST_DEFAULTS.batchSize) },
-      'learning-rate': { type: 'number', describe: `Adam step size, the peak of a one-cycle schedule (${both(VICTIM_DEFAULTS.learningRate, ROBUST_DEFAULTS.learningRate)})` },
+      'learning-rate': { type: 'number', describe: `Adam step size: the constant rate, or the peak of a one-cycle schedule (${both(VICTIM_DEFAULTS.learningRate, ROBUST_DEFAULTS.learningRate)})` },
       schedule: { type: 'string', choices: SCHEDULES, describe: `learning-rate schedule (${both(VICTIM_DEFAULTS.schedule, ROBUST_DEFAULTS.schedule)})` },
       seed: { type: 'number', default: VICTIM_DEFAULTS.seed, describe: 'seed for initialisation, shuffling, dropout and random starts' },
       out: { type: 'string', default: VICTIM_DEFAULTS.out, describe: 'output folder (model.json, weights.bin, metadata.json)' },
@@ -45,7 +54,8 @@ export async function main(argv: string[]): Promise<number> {
       'guard-checks': { type: 'number', default: GUARD_DEFAULTS.checksPerEpoch, describe: 'guard checks per epoch (the last closes the epoch)' },
       'guard-drop': { type: 'number', default: GUARD_DEFAULTS.collapseDrop, describe: 'a PGD accuracy this far below the best reading is a collapse: restore the best weights and multiply α by 0.8 (stop after the third)' },
     })
-    .example('$0 --arch paper-cnn --epochs 8 --seed 1 --out models/victim', 'the default (undefended) victim')
+    .example('$0 --out models/victim', 'the default (undefended) victim: paper-cnn, the quick recipe')
+    .example('$0 --recipe paper --seed 1 --out models/victim', "the seed paper's recipe: 8 epochs at a constant rate (the README's reference victim)")
     .example('$0 --adversarial pgd --eps 0.3 --out models/victim-robust', 'the robust victim: PGD-2 training of wong-wide, ~10 min on 2 cores')
     .example('$0 --adversarial fgsm-rs --eps 0.3 --out models/victim-fgsm-rs', 'fast adversarial training (Wong et al.): one step from a random start')
     .example('$0 --adversarial pgd --pgd-steps 7 --eps 0.3 --out models/victim-pgd7', 'Madry et al.\'s PGD training with more steps (K+1 gradients a step)')
@@ -60,7 +70,7 @@ export async function main(argv: string[]): Promise<number> {
   const dataset = loadDataset(args.dataset);
   const info = await initBackend(args.backend);
   const robust = args.adversarial === 'fgsm-rs' || args.adversarial === 'pgd';
-  const base = robust ? { ...VICTIM_DEFAULTS, ...ROBUST_DEFAULTS } : VICTIM_DEFAULTS;
+  const base = trainingDefaults({ recipe: args.recipe, robust });
   const defence = defenceFromArgs({ ...args, seed: args.seed });
   const guardOn = args.guard ?? robust;
   const config: VictimTrainConfig = {

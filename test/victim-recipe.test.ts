@@ -1,0 +1,36 @@
+/**
+ * The victim's training recipes: the quick default, the seed paper's setting kept as `--recipe paper`,
+ * the robust defaults under adversarial training, and the one-cycle rate the quick recipe runs on.
+ */
+import { describe, expect, it } from 'vitest';
+import { oneCycle, scheduleOf } from '../victim/train/schedule.js';
+import { PAPER_RECIPE, QUICK_RECIPE, ROBUST_DEFAULTS, trainingDefaults, VICTIM_DEFAULTS } from '../victim/train/train.js';
+
+describe('victim training recipes', () => {
+  it('trains the quick recipe by default and keeps the seed paper\'s 8 epochs at a constant 1e-3 as --recipe paper', () => {
+    expect(trainingDefaults({})).toEqual({ ...VICTIM_DEFAULTS, ...QUICK_RECIPE });
+    expect(VICTIM_DEFAULTS).toMatchObject(QUICK_RECIPE);
+    expect(trainingDefaults({ recipe: 'paper' })).toMatchObject({ arch: 'paper-cnn', epochs: 8, batchSize: 128, learningRate: 0.001, schedule: 'constant' });
+    expect(PAPER_RECIPE.epochs).toBe(8);
+    expect(QUICK_RECIPE.epochs).toBeLessThan(PAPER_RECIPE.epochs);
+  });
+
+  it('uses the robust defaults under adversarial training and refuses a plain recipe there', () => {
+    expect(trainingDefaults({ robust: true })).toMatchObject(ROBUST_DEFAULTS);
+    expect(() => trainingDefaults({ robust: true, recipe: 'paper' })).toThrow(/--recipe paper is a plain-training recipe/);
+    expect(() => trainingDefaults({ recipe: 'fast' })).toThrow(/--recipe must be one of quick, paper \(got fast\)/);
+  });
+
+  it('one-cycle rises linearly to its peak at 2/5 of the run and falls linearly to 0 at the end', () => {
+    const f = oneCycle(0.005);
+    expect(f(0)).toBe(0);
+    expect(f(0.2)).toBeCloseTo(0.0025, 12);
+    expect(f(0.4)).toBeCloseTo(0.005, 12);
+    expect(f(0.7)).toBeCloseTo(0.0025, 12);
+    expect(f(1)).toBe(0);
+    // Outside the run it holds its end values rather than going negative.
+    expect(f(-0.1)).toBe(0);
+    expect(f(1.5)).toBe(0);
+    expect(scheduleOf('constant', 0.001)(0.63)).toBe(0.001);
+  });
+});
