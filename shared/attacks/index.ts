@@ -40,6 +40,8 @@ export { fgsm, fgsmAlong } from './fgsm.js';
 export { bim } from './bim.js';
 export { pgd } from './pgd.js';
 export { miFgsm } from './mi-fgsm.js';
+// Score-based (black-box) attacks run over a scorer, not a Model: not in ATTACK_NAMES, which names the transfer attacks.
+export { squareAttack, marginLoss, type Scorer, type SquareOptions, type SquareResult } from './square.js';
 
 /** Every attack `runAttack` knows, in the order help texts list them; settings schemas build their enum from it. */
 export const ATTACK_NAMES = ['fgsm', 'bim', 'pgd', 'mi-fgsm'] as const;

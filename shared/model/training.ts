@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { layersClasses, layersInputShape } from './model.js';
 import { TransferlabError } from '../errors.js';
 import { createRng, permutation } from '../random.js';
+import { distillationLoss } from './distill.js';
 
 /**
  * The one training loop, shared by the victim and the substitute: seeded shuffles, Adam,
@@ -24,6 +25,11 @@ export interface TrainOptions {
   labelSmoothing?: number;
   /** The loss sees logits / T (default 1): T > 1 trains larger logits, as distillation does. */
   temperature?: number;
+  /**
+   * count × classes soft targets (distill.ts `softTargets`: the victim's probabilities) to fit instead of
+   * the labels' one-hots; the labels still score the running accuracy.
+   */
+  targets?: Float32Array;
   /**
    * Optional per-batch input transform (adversarial training swaps in attacked images here). It may
    * also return a different batch with its own labels (e.g. clean and attacked copies side by side).
@@ -112,6 +118,9 @@ export function trainClassifier(
   if (!(smoothing >= 0 && smoothing < 1)) throw new TransferlabError('invalid_config', `labelSmoothing must be in [0, 1), got ${smoothing}`);
   const temperature = opts.temperature ?? 1;
   if (!(temperature > 0 && Number.isFinite(temperature))) throw new TransferlabError('invalid_config', `temperature must be a finite number > 0, got ${temperature}`);
+  const soft = opts.targets;
+  if (soft && soft.length !== count * classes) throw new TransferlabError('invalid_training_data', `${soft.length} soft targets for ${count} images of ${classes} classes`);
+  const qBuf = soft ? new Float32Array(opts.batchSize * classes) : null;
   const batches = Math.ceil(count / opts.batchSize);
   const xBuf = new Float32Array(opts.batchSize * px);
   const yBuf = new Int32Array(opts.batchSize);
@@ -150,6 +159,7 @@ export function trainClassifier(
         const j = order[b * opts.batchSize + i];
         translateInto(xBuf, i * px, images, j * px, dy, dx, [height, width, channels]);
         yBuf[i] = labels[j];
+        if (soft && qBuf) qBuf.set(soft.subarray(j * classes, (j + 1) * classes), i * classes);
       }
       // Images this step trains on: the batch, or what transformBatch made of it.
       let stepImages = size;
@@ -161,13 +171,13 @@ export function trainClassifier(
         const batch = opts.transformBatch ? opts.transformBatch(clean, given, model, epoch * batches + b) : clean;
         const { x, labels: y } = batch instanceof tf.Tensor ? { x: batch, labels: given } : batch;
         stepImages = y.shape[0];
-        const oneHot = tf.oneHot(y, classes);
+        // Soft targets follow their images only when transformBatch keeps the batch as it is.
+        const target = qBuf && y === given ? tf.tensor2d(qBuf.subarray(0, size * classes), [size, classes]) : tf.oneHot(y, classes);
         let batchHits: tf.Scalar | undefined;
         const l = optimizer.minimize(() => {
           const logits = model.apply(x, { training: true }) as tf.Tensor2D;
           batchHits = tf.keep(tf.equal(logits.argMax(1), y).sum() as tf.Scalar);
-          const scaled = temperature === 1 ? logits : tf.div(logits, temperature);
-          return tf.losses.softmaxCrossEntropy(oneHot, scaled, undefined, smoothing) as tf.Scalar;
+          return distillationLoss(target as tf.Tensor2D, logits, temperature, smoothing);
         }, true) as tf.Scalar;
         return [l, batchHits as tf.Scalar, cleanCount];
       });
