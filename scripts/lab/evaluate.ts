@@ -82,6 +82,9 @@ export async function whiteboxPredictions(model: Model, images: Float32Array, sh
         const open = (opts.cascade ?? true) && !ALWAYS_FULL.includes(attack) ? standing(truth, clean, runs.map(([, o]) => o)) : everyImage;
         runs.push([attack, await runEnsembleAttack(attack, model, images, shape, truth, open, settings)]);
       }
+      // A long evaluation says where it is: what is still standing after each attack, and when.
+      const [, last] = runs[runs.length - 1];
+      opts.log?.(`${new Date().toISOString().slice(11, 19)} ${attack} ε ${epsilon} done in ${last.seconds.toFixed(0)} s: ${standing(truth, clean, runs.map(([, o]) => o)).length} of ${n} images still standing`);
     }
     return runs;
   } finally {
