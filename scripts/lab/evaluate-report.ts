@@ -40,7 +40,7 @@ export async function writeEvaluationReport(
 ): Promise<void> {
   const acc = evals.flatMap((e) => [
     ...['fgsm', 'pgd', 'pgd-margin', 'worst'].map((a) => ({ model: e.model, series: attackLabel(a as 'fgsm', o).replace(/-\d+/, ''), epsilon: 0, accuracy: e.cleanAccuracyOnSample })),
-    ...e.whitebox.map((p) => ({ model: e.model, series: attackLabel(p.attack, o).replace(/-\d+/, ''), epsilon: p.epsilon, accuracy: p.accuracy })),
+    ...e.whitebox.filter((p) => p.accuracy !== null).map((p) => ({ model: e.model, series: attackLabel(p.attack, o).replace(/-\d+/, ''), epsilon: p.epsilon, accuracy: p.accuracy })),
   ]);
   const parts = ['<h2>White-box accuracy against ε</h2>', `<figure>${await svgOf(lines(acc, 'epsilon', 'accuracy', 'ε (L∞)', 'accuracy', 'model'))}</figure>`];
   const withCampaign = evals.filter((e) => e.campaign);

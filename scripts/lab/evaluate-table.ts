@@ -1,10 +1,20 @@
 import type { Rate } from '../../shared/metrics.js';
-import { WHITEBOX_ATTACKS, type ModelEvaluation, type WhiteboxAttack } from './evaluate.js';
+import { WHITEBOX_ATTACKS, type ModelEvaluation, type WhiteboxAttack, type WhiteboxPoint } from './evaluate.js';
 
 const fmt = (v: Rate | undefined) => (v === null || v === undefined ? '–' : v.toFixed(4));
 
-export function attackLabel(attack: WhiteboxAttack, o: { pgdSteps: number; restarts: number; marginRestarts: number }): string {
+type LabelSettings = { pgdSteps: number; restarts: number; marginRestarts: number; apgdSteps?: number; apgdTargets?: number; squareQueries?: number; raysQueries?: number };
+
+export function attackLabel(attack: WhiteboxAttack, o: LabelSettings): string {
   switch (attack) {
+    case 'apgd-ce':
+      return `APGD-CE-${o.apgdSteps ?? 100}`;
+    case 'apgd-t':
+      return `APGD-T-${o.apgdSteps ?? 100} × ${o.apgdTargets ?? 9} targets`;
+    case 'square':
+      return `Square ${o.squareQueries ?? 5000} queries`;
+    case 'rays':
+      return `RayS ${o.raysQueries ?? 2000} queries`;
     case 'fgsm':
       return 'FGSM';
     case 'pgd':
@@ -16,8 +26,15 @@ export function attackLabel(attack: WhiteboxAttack, o: { pgdSteps: number; resta
   }
 }
 
+/** An attack's figure: its accuracy, or in a cascade what it fooled among the images it ran on. */
+export function describePoint(p: WhiteboxPoint): string {
+  if (p.accuracy === null && p.ranOn !== undefined) return `fooled ${p.fooled ?? 0} of the ${p.ranOn} images still standing`;
+  const shares = p.shares ? ` (broken first by: ${Object.entries(p.shares).filter(([, v]) => v > 0).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'})` : '';
+  return `accuracy ${fmt(p.accuracy)}${shares}`;
+}
+
 /** One row per measure, one column per model. */
-export function evaluationRows(evals: ModelEvaluation[], epsilons: number[], o = { pgdSteps: 50, restarts: 10, marginRestarts: 1 }): string[][] {
+export function evaluationRows(evals: ModelEvaluation[], epsilons: number[], o: LabelSettings = { pgdSteps: 50, restarts: 10, marginRestarts: 1 }): string[][] {
   const rows: string[][] = [['measure', ...evals.map((e) => e.model)]];
   rows.push(['architecture', ...evals.map((e) => e.arch)]);
   rows.push(['defence', ...evals.map((e) => describeDefence(e.defence))]);
@@ -26,7 +43,13 @@ export function evaluationRows(evals: ModelEvaluation[], epsilons: number[], o =
   rows.push(['clean accuracy (attacked sample)', ...evals.map((e) => fmt(e.cleanAccuracyOnSample))]);
   for (const attack of WHITEBOX_ATTACKS) {
     for (const eps of epsilons) {
-      rows.push([`white-box ${attackLabel(attack, o)} accuracy ε ${eps}`, ...evals.map((e) => fmt(e.whitebox.find((p) => p.attack === attack && p.epsilon === eps)?.accuracy))]);
+      const points = evals.map((e) => e.whitebox.find((p) => p.attack === attack && p.epsilon === eps));
+      if (points.every((p) => !p)) continue;
+      const cell = (p: WhiteboxPoint | undefined) => (!p ? '–' : p.accuracy === null && p.ranOn !== undefined ? `+${p.fooled ?? 0} of ${p.ranOn}` : fmt(p.accuracy));
+      rows.push([`white-box ${attackLabel(attack, o)} accuracy ε ${eps}`, ...points.map(cell)]);
+      if (attack === 'worst') {
+        rows.push([`worst case ε ${eps}: broken first by`, ...points.map((p) => Object.entries(p?.shares ?? {}).filter(([, v]) => v > 0).map(([k, v]) => `${k} ${v}`).join('; ') || '–')]);
+      }
     }
   }
   if (evals.some((e) => e.campaign)) {

@@ -13,7 +13,8 @@ import { loadModel } from '../../shared/model/model-io.js';
 import { fromLayers, labelImages, type Model } from '../../shared/model/model.js';
 import { spawnVictim } from '../../victim/spawn.js';
 import { maskingCheck } from './masking.js';
-import { EVALUATION_DEFAULTS, WHITEBOX_ATTACKS, type CampaignPoint, type EvaluationOptions, type ModelEvaluation, type WhiteboxAttack, type WhiteboxPoint } from './evaluation-types.js';
+import { ALWAYS_FULL, runEnsembleAttack, standing, worstCase, type AttackOutcome } from './evaluate-ensemble.js';
+import { ATTACK_RUNS, EVALUATION_DEFAULTS, WHITEBOX_ATTACKS, type AttackRun, type CampaignPoint, type EvaluationOptions, type ModelEvaluation, type WhiteboxAttack, type WhiteboxPoint } from './evaluation-types.js';
 
 export { EVALUATION_DEFAULTS, WHITEBOX_ATTACKS };
 export type { CampaignPoint, EvaluationOptions, ModelEvaluation, WhiteboxAttack, WhiteboxPoint };
@@ -39,15 +40,16 @@ function labelsOf(model: Model, adv: tf.Tensor4D, count: number): Int32Array {
   return labelImages(model, pixels, count);
 }
 
-/** Per-image predictions under each white-box attack at one ε. */
-export function whiteboxPredictions(model: Model, images: Float32Array, shape: ImageShape, truth: Int32Array, epsilon: number, opts: EvaluationOptions): Record<Exclude<WhiteboxAttack, 'worst'>, { pred: Int32Array; seconds: number }> {
+/** Per-image predictions under each chosen attack at one ε, in run order (evaluate-ensemble.ts: the new ones). */
+export async function whiteboxPredictions(model: Model, images: Float32Array, shape: ImageShape, truth: Int32Array, clean: Int32Array, epsilon: number, opts: EvaluationOptions): Promise<[AttackRun, AttackOutcome][]> {
   const n = truth.length;
-  const x = imagesTensor(images, n, shape);
-  const timed = (f: () => Int32Array) => {
+  const timed = (f: () => Int32Array): AttackOutcome => {
     const t = performance.now();
     const pred = f();
-    return { pred, seconds: (performance.now() - t) / 1000 };
+    return { pred, ranOn: n, seconds: (performance.now() - t) / 1000 };
   };
+  const x = imagesTensor(images, n, shape);
+  const runs: [AttackRun, AttackOutcome][] = [];
   try {
     const restartsOf = (restarts: number, loss: 'ce' | 'margin') => () => {
       const onRun = opts.onRestart && ((run: number, standing: number) => opts.onRestart!({ epsilon, loss, run, runs: restarts, standing, total: n }));
@@ -58,17 +60,33 @@ export function whiteboxPredictions(model: Model, images: Float32Array, shape: I
       r.clipped.dispose();
       return pred;
     };
-    return {
-      fgsm: timed(() => {
-        const { raw, clipped } = fgsm(model, x, truth, { epsilon });
-        raw.dispose();
-        const pred = labelsOf(model, clipped, n);
-        clipped.dispose();
-        return pred;
-      }),
-      pgd: timed(restartsOf(opts.restarts, 'ce')),
-      'pgd-margin': timed(restartsOf(opts.marginRestarts, 'margin')),
+    const everyImage = Array.from({ length: n }, (_, i) => i);
+    const d = EVALUATION_DEFAULTS;
+    const settings = {
+      epsilon, seed: opts.seed, apgdSteps: opts.apgdSteps ?? d.apgdSteps, apgdTargets: opts.apgdTargets ?? d.apgdTargets,
+      squareQueries: opts.squareQueries ?? d.squareQueries, raysQueries: opts.raysQueries ?? d.raysQueries, log: opts.log,
     };
+    const chosen = opts.attacks ?? ['fgsm', 'pgd', 'pgd-margin'];
+    for (const attack of ATTACK_RUNS.filter((a) => chosen.includes(a))) {
+      if (attack === 'fgsm') {
+        runs.push([attack, timed(() => {
+          const { raw, clipped } = fgsm(model, x, truth, { epsilon });
+          raw.dispose();
+          const pred = labelsOf(model, clipped, n);
+          clipped.dispose();
+          return pred;
+        })]);
+      } else if (attack === 'pgd') runs.push([attack, timed(restartsOf(opts.restarts, 'ce'))]);
+      else if (attack === 'pgd-margin') runs.push([attack, timed(restartsOf(opts.marginRestarts, 'margin'))]);
+      else {
+        const open = (opts.cascade ?? true) && !ALWAYS_FULL.includes(attack) ? standing(truth, clean, runs.map(([, o]) => o)) : everyImage;
+        runs.push([attack, await runEnsembleAttack(attack, model, images, shape, truth, open, settings)]);
+      }
+      // A long evaluation says where it is: what is still standing after each attack, and when.
+      const [, last] = runs[runs.length - 1];
+      opts.log?.(`${new Date().toISOString().slice(11, 19)} ${attack} ε ${epsilon} done in ${last.seconds.toFixed(0)} s: ${standing(truth, clean, runs.map(([, o]) => o)).length} of ${n} images still standing`);
+    }
+    return runs;
   } finally {
     x.dispose();
   }
@@ -86,22 +104,35 @@ export async function evaluateModel(dir: string, opts: EvaluationOptions, onPoin
       throw new TransferlabError('dataset_mismatch', `${dir} takes ${wants} images but dataset ${dataset} has ${test.shape.join('×')}; pass the model's dataset with --dataset`);
     }
     const cleanAccuracy = accuracy(labelImages(net, test.images, test.count), test.labels);
-    const sample = subset(test, adversarySplit(opts.seed, 150, opts.count, test.count).evalSet);
+    // 'split': the campaign's seeded evaluation set (black-box and white-box figures on the same images); 'first': test images 0 … count − 1.
+    const sample = subset(test, opts.sample === 'first' ? Int32Array.from({ length: Math.min(opts.count, test.count) }, (_, i) => i) : adversarySplit(opts.seed, 150, opts.count, test.count).evalSet);
     const cleanPred = labelImages(net, sample.images, sample.count);
     const started = performance.now();
     const whitebox: WhiteboxPoint[] = [];
-    const point = (attack: WhiteboxAttack, epsilon: number, pred: Int32Array, seconds: number) => {
-      const p: WhiteboxPoint = { attack, epsilon, accuracy: accuracy(pred, sample.labels), successRate: transferRate(pred, cleanPred, sample.labels), seconds: Number(seconds.toFixed(1)) };
+    const point = (attack: WhiteboxAttack, epsilon: number, pred: Int32Array, seconds: number, shares?: Record<string, number>) => {
+      const p: WhiteboxPoint = {
+        attack, epsilon, accuracy: accuracy(pred, sample.labels), successRate: transferRate(pred, cleanPred, sample.labels), seconds: Number(seconds.toFixed(1)),
+        ...(attack === 'worst' ? {} : { ranOn: sample.count, fooled: pred.reduce((c, v, i) => c + (v !== sample.labels[i] ? 1 : 0), 0) }),
+        ...(shares ? { shares } : {}),
+      };
       whitebox.push(p);
       onPoint?.(p);
     };
     for (const epsilon of opts.epsilons) {
-      const byAttack = whiteboxPredictions(net, sample.images, sample.shape, sample.labels, epsilon, opts);
-      for (const [attack, r] of Object.entries(byAttack)) point(attack as WhiteboxAttack, epsilon, r.pred, r.seconds);
-      // Worst case per image: wrong under any attack counts as wrong.
-      const runs = Object.values(byAttack);
-      const worst = Int32Array.from(sample.labels, (y, i) => runs.find((r) => r.pred[i] !== y)?.pred[i] ?? y);
-      point('worst', epsilon, worst, runs.reduce((s, r) => s + r.seconds, 0));
+      const runs = await whiteboxPredictions(net, sample.images, sample.shape, sample.labels, cleanPred, epsilon, opts);
+      for (const [attack, r] of runs) {
+        if (r.ranOn === sample.count) point(attack, epsilon, r.pred, r.seconds);
+        else {
+          // A cascade's attack saw only the images still standing: no accuracy of its own, only what it added.
+          const fooled = r.pred.reduce((c, p, i) => c + (p !== -1 && p !== sample.labels[i] ? 1 : 0), 0);
+          const p: WhiteboxPoint = { attack, epsilon, accuracy: null, successRate: null, seconds: Number(r.seconds.toFixed(1)), ranOn: r.ranOn, fooled };
+          whitebox.push(p);
+          onPoint?.(p);
+        }
+      }
+      // Worst case per image: wrong under any attack counts as wrong; each attack's share is what it broke first.
+      const worst = worstCase(sample.labels, cleanPred, runs);
+      point('worst', epsilon, worst.pred, runs.reduce((s, [, r]) => s + r.seconds, 0), worst.shares);
     }
     const evaluation: Omit<ModelEvaluation, 'masking'> = {
       model: dir,

@@ -12,6 +12,9 @@ export type { MaskingVerdict };
  *    attack can only do better), beyond `MONOTONE_SLACK` of sampling noise;
  * 3. a black-box attack, crafted on a substitute that never saw the weights, succeeding more often than
  *    the white-box attacks on the model itself at some ε.
+ * 4. an attack that never sees a gradient (Square on the model's scores, RayS on its labels) breaking more
+ *    than `GRADIENT_FREE_GAP` of the images that every gradient attack run left standing (the worst case's
+ *    shares: the gradient-free attacks run last, so what they broke first no gradient attack broke).
  * Passing proves nothing (an adaptive attack may still win); failing means the figures cannot be taken
  * as robustness. Rule 1 is about claimed robustness: on a model known to be undefended FGSM is weaker
  * than PGD simply because its loss is far from linear over the ball, so there it is reported as a note,
@@ -19,6 +22,7 @@ export type { MaskingVerdict };
  */
 export const FGSM_GAP = 0.1;
 export const MONOTONE_SLACK = 0.01;
+export const GRADIENT_FREE_GAP = 0.02;
 
 
 const f3 = (v: number) => v.toFixed(3);
@@ -56,10 +60,23 @@ export function maskingCheck(e: Pick<ModelEvaluation, 'whitebox' | 'campaign' | 
       reasons.push(`black-box transfer ${f3(c.transferRate)} exceeds the white-box success ${f3(w.successRate)} at ε ${c.epsilon}`);
     }
   }
+  for (const eps of epsilons) {
+    const w = at('worst', eps);
+    const total = sampleSize(e, eps);
+    const free = (w?.shares?.square ?? 0) + (w?.shares?.rays ?? 0);
+    if (w?.shares && total > 0 && free / total > GRADIENT_FREE_GAP) {
+      reasons.push(`gradient-free attacks broke ${free} images (${f3(free / total)} of the sample) that every gradient attack left standing at ε ${eps}`);
+    }
+  }
   return { suspected: reasons.length > 0, reasons, ...(notes.length ? { notes } : {}) };
 }
 
 export function describeVerdict(v: MaskingVerdict): string {
   const note = v.notes?.length ? ` (undefended model, not counted: ${v.notes.join('; ')})` : '';
   return (v.suspected ? `gradient masking suspected: ${v.reasons.join('; ')}` : 'no sign of gradient masking') + note;
+}
+
+/** Images attacked at ε: the size of any attack's run over the whole sample. */
+function sampleSize(e: Pick<ModelEvaluation, 'whitebox'>, eps: number): number {
+  return Math.max(0, ...e.whitebox.filter((p) => p.epsilon === eps && p.accuracy !== null && p.ranOn !== undefined).map((p) => p.ranOn as number));
 }

@@ -40,6 +40,8 @@ export { fgsm, fgsmAlong } from './fgsm.js';
 export { bim } from './bim.js';
 export { pgd } from './pgd.js';
 export { miFgsm } from './mi-fgsm.js';
+// APGD returns which images it fooled, not a raw step: evaluations call it directly (not through runAttack).
+export { apgd, apgdTargeted, apgdCheckpoints, type ApgdOptions, type ApgdResult } from './apgd.js';
 // Score-based (black-box) attacks run over a scorer, not a Model: not in ATTACK_NAMES, which names the transfer attacks.
 export { squareAttack, marginLoss, type Scorer, type SquareOptions, type SquareResult } from './square.js';
 

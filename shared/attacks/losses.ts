@@ -81,3 +81,47 @@ export function ensembleOf(members: readonly Model[], combine: EnsembleCombine =
     logits: (x) => (members.length === 1 ? members[0].logits(x) : (tf.div(tf.addN(members.map((m) => m.logits(x))), members.length) as tf.Tensor2D)),
   };
 }
+
+/** Keeps the DLR ratio finite when the top logits tie (the authors' constant). */
+const DLR_FLOOR = 1e-12;
+
+/**
+ * Croce & Hein (2020)'s Difference of Logits Ratio, per image, as the attacker ascends it, on logits z
+ * with π the classes sorted by decreasing logit:
+ *
+ *   untargeted  −(z_y − max_{i≠y} z_i) / (z_π1 − z_π3)
+ *   targeted    −(z_y − z_t) / (z_π1 − (z_π3 + z_π4) / 2)
+ *
+ * The denominator makes it invariant to shifting and rescaling the logits, so a model cannot hide
+ * behind large or flat logits as it can from cross-entropy; it is > 0 exactly when the label lost.
+ * The ranks π only choose which logits to take (no gradient flows through the ranking): each is read
+ * back through a one-hot mask, so the loss stays differentiable in z. Needs ≥ 3 classes (targeted ≥ 4).
+ */
+export function dlrLoss(logits: tf.Tensor2D, y: tf.Tensor1D, target?: tf.Tensor1D): tf.Tensor1D {
+  const classes = logits.shape[1];
+  if (classes < (target ? 4 : 3)) throw new TransferlabError('bad_attack_input', `the ${target ? 'targeted ' : ''}DLR loss needs at least ${target ? 4 : 3} classes, the model has ${classes}`);
+  return tf.tidy(() => {
+    const pick = (cls: tf.Tensor1D) => tf.sum(tf.mul(tf.cast(tf.oneHot(cls, classes), 'float32'), logits), 1) as tf.Tensor1D;
+    // The top logits in order, by repeated argmax (TopK has no gradient in TF.js; argmax's is zero).
+    const top: tf.Tensor1D[] = [];
+    let rest: tf.Tensor2D = logits;
+    for (let r = 0; r < (target ? 4 : 3); r++) {
+      const cls = tf.argMax(rest, 1) as tf.Tensor1D;
+      top.push(pick(cls));
+      rest = tf.sub<tf.Tensor2D>(rest, tf.mul(tf.cast(tf.oneHot(cls, classes), 'float32'), EXCLUDE));
+    }
+    const rank = (r: number) => top[r];
+    const own = pick(y);
+    if (target) {
+      const scale = tf.add(tf.sub(rank(0), tf.mul(tf.add(rank(2), rank(3)), 0.5)), DLR_FLOOR);
+      return tf.neg(tf.div(tf.sub(own, pick(target)), scale)) as tf.Tensor1D;
+    }
+    const other = tf.max(tf.sub(logits, tf.mul(tf.cast(tf.oneHot(y, classes), 'float32'), EXCLUDE)), 1);
+    return tf.neg(tf.div(tf.sub(own, other), tf.add(tf.sub(rank(0), rank(2)), DLR_FLOOR))) as tf.Tensor1D;
+  });
+}
+
+/** Softmax cross-entropy of the label, per image (APGD-CE's objective). */
+export function crossEntropyPerImage(logits: tf.Tensor2D, y: tf.Tensor1D): tf.Tensor1D {
+  return tf.tidy(() => tf.neg(tf.sum(tf.mul(tf.cast(tf.oneHot(y, logits.shape[1]), 'float32'), tf.logSoftmax(logits)), 1)) as tf.Tensor1D);
+}

@@ -7,6 +7,9 @@ import { count, describeIssues, finite, partialMeasureSchema, provenance, rate, 
  * measured side by side, each with white-box attacks and optionally a campaign (whose own run
  * folder holds a campaign results.json). Versioned with the same number as results.json.
  */
+/** The attacks an evaluation may run, in run order, and the worst case over them. */
+export const EVALUATION_ATTACKS = ['fgsm', 'pgd', 'pgd-margin', 'apgd-ce', 'apgd-t', 'square', 'rays', 'worst'] as const;
+
 const evaluatedModel = z.strictObject({
   model: z.string(),
   dataset: z.string(),
@@ -16,7 +19,21 @@ const evaluatedModel = z.strictObject({
   trainSeconds: seconds.nullable(),
   cleanAccuracy: rate,
   cleanAccuracyOnSample: rate,
-  whitebox: z.array(z.strictObject({ attack: z.enum(['fgsm', 'pgd', 'pgd-margin', 'worst']), epsilon: finite, accuracy: rate, successRate: rate, seconds })),
+  whitebox: z.array(
+    z.strictObject({
+      attack: z.enum(EVALUATION_ATTACKS),
+      epsilon: finite,
+      /** Null for an attack that ran on only the images still standing (a cascade): it has no accuracy of its own. */
+      accuracy: rate,
+      successRate: rate,
+      seconds,
+      /** Images the attack ran on, and how many of them it fooled (absent in files from before the ensemble). */
+      ranOn: count.optional(),
+      fooled: count.optional(),
+      /** On the worst case: images each attack broke first, in run order; `clean` counts those wrong without attack. */
+      shares: z.partialRecord(z.enum([...EVALUATION_ATTACKS, 'clean']), count).optional(),
+    }),
+  ),
   whiteboxSeconds: seconds,
   campaign: z
     .strictObject({
@@ -47,6 +64,16 @@ export const evaluationResultsSchema = z.strictObject({
     marginRestarts: count,
     campaign: z.boolean(),
     campaignConfig: z.string().nullable(),
+    /** The attacks run and their settings (absent in files from before the ensemble, which ran FGSM and the two PGDs). */
+    attacks: z.array(z.enum(EVALUATION_ATTACKS)).optional(),
+    apgdSteps: count.optional(),
+    apgdTargets: count.optional(),
+    squareQueries: count.optional(),
+    raysQueries: count.optional(),
+    cascade: z.boolean().optional(),
+    quick: z.boolean().optional(),
+    /** Which test images: the campaign's seeded split or the first `images` (absent: the split). */
+    sample: z.enum(['split', 'first']).optional(),
   }),
   models: z.array(evaluatedModel),
 });
