@@ -25,6 +25,20 @@ export interface DemoRun {
   testAccuracy: number | null;
 }
 
+/** The figures a demo's output (and GNU time's `cpu U S` line) states. */
+export function readDemoOutput(output: string): Omit<DemoRun, 'case' | 'wallSeconds'> {
+  const cpu = /^cpu ([\d.]+) ([\d.]+)$/m.exec(output);
+  const done = /demo finished in (\d+) s \((\d+) s after the victim was ready\)/.exec(output);
+  const trained = /test accuracy ([\d.]+) in ([\d.]+) s; saved to/.exec(output);
+  return {
+    cpuSeconds: cpu ? Number((Number(cpu[1]) + Number(cpu[2])).toFixed(1)) : null,
+    demoSeconds: done ? Number(done[1]) : null,
+    afterVictimReadySeconds: done ? Number(done[2]) : null,
+    trainingSeconds: trained ? Number(trained[2]) : null,
+    testAccuracy: trained ? Number(trained[1]) : null,
+  };
+}
+
 const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const GNU_TIME = '/usr/bin/time';
 
@@ -42,19 +56,7 @@ async function timedDemo(dir: string, which: DemoRun['case'], extra: string[], l
     child.on('error', fail);
     child.on('close', (code) => (code === 0 ? ok(text) : fail(new TransferlabError('bench_failed', `demo (${which}) exited with ${code}:\n${text.slice(-2000)}`))));
   });
-  const wallSeconds = (performance.now() - t0) / 1000;
-  const cpu = /^cpu ([\d.]+) ([\d.]+)$/m.exec(output);
-  const done = /demo finished in (\d+) s \((\d+) s after the victim was ready\)/.exec(output);
-  const trained = /test accuracy ([\d.]+) in ([\d.]+) s; saved to/.exec(output);
-  const run: DemoRun = {
-    case: which,
-    wallSeconds: Number(wallSeconds.toFixed(1)),
-    cpuSeconds: cpu ? Number((Number(cpu[1]) + Number(cpu[2])).toFixed(1)) : null,
-    demoSeconds: done ? Number(done[1]) : null,
-    afterVictimReadySeconds: done ? Number(done[2]) : null,
-    trainingSeconds: trained ? Number(trained[2]) : null,
-    testAccuracy: trained ? Number(trained[1]) : null,
-  };
+  const run: DemoRun = { case: which, wallSeconds: Number(((performance.now() - t0) / 1000).toFixed(1)), ...readDemoOutput(output) };
   log(
     `demo, ${which === 'fresh' ? 'fresh (victim trained first)' : 'victim already trained'}: ${run.wallSeconds} s` +
       (run.cpuSeconds !== null ? `, ${run.cpuSeconds} CPU s` : '') +

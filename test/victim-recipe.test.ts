@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { oneCycle, scheduleOf } from '../victim/train/schedule.js';
+import { readDemoOutput } from '../scripts/bench-demo.js';
 import { PAPER_RECIPE, QUICK_RECIPE, ROBUST_DEFAULTS, trainingDefaults, VICTIM_DEFAULTS } from '../victim/train/train.js';
 
 describe('victim training recipes', () => {
@@ -32,5 +33,21 @@ describe('victim training recipes', () => {
     expect(f(-0.1)).toBe(0);
     expect(f(1.5)).toBe(0);
     expect(scheduleOf('constant', 0.001)(0.63)).toBe(0.001);
+  });
+});
+
+describe("the bench's reading of a demo's output", () => {
+  it('takes the training, the demo totals and the CPU seconds from the lines demo.ts and GNU time print', () => {
+    const fresh = [
+      '== 0. no victim for mnist yet: training the default paper-cnn into models/victim (once; 4 epochs, batch 256, one-cycle rate peaking at 0.008) ==',
+      'test accuracy 0.9903 in 88.4 s; saved to models/victim',
+      'demo finished in 141 s (49 s after the victim was ready)',
+      'cpu 231.50 9.25',
+    ].join('\n');
+    expect(readDemoOutput(fresh)).toEqual({ cpuSeconds: 240.8, demoSeconds: 141, afterVictimReadySeconds: 49, trainingSeconds: 88.4, testAccuracy: 0.9903 });
+    // Trained already, and no GNU time on the machine: those figures are null, never 0.
+    expect(readDemoOutput('demo finished in 52 s (50 s after the victim was ready)')).toEqual({
+      cpuSeconds: null, demoSeconds: 52, afterVictimReadySeconds: 50, trainingSeconds: null, testAccuracy: null,
+    });
   });
 });
