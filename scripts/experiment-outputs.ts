@@ -157,14 +157,22 @@ export async function main(argv: string[]): Promise<number> {
   const info = await initBackend(a.backend);
   console.log(`experiment outputs (${size}) on ${describeBackend(info)} → ${out}`);
   const rows: OutputRow[] = [];
-  const only = (a.only as Part[]).filter((p) => PARTS.includes(p));
-  for (const policy of POLICIES.filter((p) => names.includes(p.name))) rows.push(await measurePolicy(policy, a.model, out, size, only));
   const s = SIZES[size];
-  const meta = { ...provenance(1), size, model: a.model, epsilon: EPSILON, budgets: s.budgets, evalSize: s.evalSize, images: s.images, queriesPerImage: s.queriesPerImage };
-  writeFileSync(join(out, 'outputs.json'), JSON.stringify({ ...meta, rows }, null, 2) + '\n');
+  const only = (a.only as Part[]).filter((p) => PARTS.includes(p));
   const budgets = only.includes('campaigns') ? s.budgets : [];
-  const table = outputsTable(rows, budgets);
-  writeFileSync(join(out, 'outputs.md'), table);
+  const meta = { ...provenance(1), size, model: a.model, epsilon: EPSILON, budgets: s.budgets, evalSize: s.evalSize, images: s.images, queriesPerImage: s.queriesPerImage };
+  // The goals' policies first (label, scores), then the others; the table lists them in the order served.
+  const order = (p: Policy) => (p.name === 'label' ? 0 : p.name === 'scores' ? 1 : 2);
+  const chosen = POLICIES.filter((p) => names.includes(p.name)).sort((x, y) => order(x) - order(y));
+  let table = '';
+  for (const policy of chosen) {
+    rows.push(await measurePolicy(policy, a.model, out, size, only));
+    rows.sort((x, y) => POLICIES.findIndex((p) => p.name === x.policy) - POLICIES.findIndex((p) => p.name === y.policy));
+    // Written after every policy, so an interrupted experiment leaves what it measured.
+    writeFileSync(join(out, 'outputs.json'), JSON.stringify({ ...meta, rows }, null, 2) + '\n');
+    table = outputsTable(rows, budgets);
+    writeFileSync(join(out, 'outputs.md'), table);
+  }
   const spec = outputsChart(rows, budgets);
   writeFileSync(join(out, 'outputs.vl.json'), JSON.stringify(spec, null, 2) + '\n');
   writeFileSync(join(out, 'outputs.svg'), await svgOf(spec));
