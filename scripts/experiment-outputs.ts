@@ -56,6 +56,8 @@ export const SIZES = {
 export type Size = keyof typeof SIZES;
 
 const EPSILON = 0.3;
+const PARTS = ['campaigns', 'query'] as const;
+type Part = (typeof PARTS)[number];
 const slug = (name: string) => name.replace(/[^a-z0-9]+/gi, '-').replace(/-+$/, '');
 const roundsFor = (budget: number, seedSize: number) => Math.round(Math.log2(budget / seedSize)) + 1;
 
@@ -89,7 +91,7 @@ async function queryAttack(policy: Policy, url: () => Promise<string>, dir: stri
 }
 
 /** One policy's row: its victim started only when a run folder is unfinished, the campaigns and the query attack run (or read back). */
-async function measurePolicy(policy: Policy, model: string, out: string, size: Size): Promise<OutputRow> {
+async function measurePolicy(policy: Policy, model: string, out: string, size: Size, only: Part[]): Promise<OutputRow> {
   const dir = join(out, slug(policy.name));
   mkdirSync(dir, { recursive: true });
   let victim: VictimProcess | undefined;
@@ -103,10 +105,10 @@ async function measurePolicy(policy: Policy, model: string, out: string, size: S
   console.log(`\n== ${policy.name} ==`);
   try {
     const campaigns = [];
-    for (const budget of SIZES[size].budgets) campaigns.push({ budget, results: await campaign(policy, url, dir, size, budget) });
-    const query = await queryAttack(policy, url, dir, size);
+    if (only.includes('campaigns')) for (const budget of SIZES[size].budgets) campaigns.push({ budget, results: await campaign(policy, url, dir, size, budget) });
+    const query = only.includes('query') ? await queryAttack(policy, url, dir, size) : null;
     const at = (r: CampaignResults) => r.epsilons.find((p) => p.mode === 'untargeted' && Math.abs(p.epsilon - EPSILON) < 1e-9);
-    const q = query.epsilons.find((e) => Math.abs(e.epsilon - EPSILON) < 1e-9);
+    const q = query?.epsilons.find((e) => Math.abs(e.epsilon - EPSILON) < 1e-9);
     return {
       policy: policy.name,
       threat: policy.threat,
@@ -118,7 +120,7 @@ async function measurePolicy(policy: Policy, model: string, out: string, size: S
         misclassification: at(results)?.misclassificationRate ?? null,
         seconds: results.durationSeconds,
       })),
-      query: {
+      query: query && {
         attack: policy.attack,
         images: query.images,
         queriesPerImage: query.config.queriesPerImage,
@@ -139,6 +141,7 @@ export async function main(argv: string[]): Promise<number> {
       model: { type: 'string', default: 'models/victim', describe: 'the victim model folder, served once per output policy' },
       size: { choices: Object.keys(SIZES) as Size[], default: 'full' as Size, describe: 'full: the issue\'s sizes (4,800 / 1,200 queries, 1,000 images, 200 attacked ≤ 1,000 queries each); tiny: a toy run for tests' },
       out: { type: 'string', describe: 'experiment folder (default runs/experiment-outputs[-tiny])' },
+      only: { type: 'array', choices: PARTS, default: [...PARTS], describe: 'measure only the campaigns or only the query attacks (the table leaves the rest out)' },
       policies: { type: 'array', describe: `output policies to measure (default all): ${POLICIES.map((p) => `"${p.name}"`).join(', ')}` },
       backend: backendOption,
     })
@@ -154,13 +157,23 @@ export async function main(argv: string[]): Promise<number> {
   const info = await initBackend(a.backend);
   console.log(`experiment outputs (${size}) on ${describeBackend(info)} → ${out}`);
   const rows: OutputRow[] = [];
-  for (const policy of POLICIES.filter((p) => names.includes(p.name))) rows.push(await measurePolicy(policy, a.model, out, size));
   const s = SIZES[size];
+  const only = (a.only as Part[]).filter((p) => PARTS.includes(p));
+  const budgets = only.includes('campaigns') ? s.budgets : [];
   const meta = { ...provenance(1), size, model: a.model, epsilon: EPSILON, budgets: s.budgets, evalSize: s.evalSize, images: s.images, queriesPerImage: s.queriesPerImage };
-  writeFileSync(join(out, 'outputs.json'), JSON.stringify({ ...meta, rows }, null, 2) + '\n');
-  const table = outputsTable(rows, s.budgets);
-  writeFileSync(join(out, 'outputs.md'), table);
-  const spec = outputsChart(rows, s.budgets);
+  // The goals' policies first (label, scores), then the others; the table lists them in the order served.
+  const order = (p: Policy) => (p.name === 'label' ? 0 : p.name === 'scores' ? 1 : 2);
+  const chosen = POLICIES.filter((p) => names.includes(p.name)).sort((x, y) => order(x) - order(y));
+  let table = '';
+  for (const policy of chosen) {
+    rows.push(await measurePolicy(policy, a.model, out, size, only));
+    rows.sort((x, y) => POLICIES.findIndex((p) => p.name === x.policy) - POLICIES.findIndex((p) => p.name === y.policy));
+    // Written after every policy, so an interrupted experiment leaves what it measured.
+    writeFileSync(join(out, 'outputs.json'), JSON.stringify({ ...meta, rows }, null, 2) + '\n');
+    table = outputsTable(rows, budgets);
+    writeFileSync(join(out, 'outputs.md'), table);
+  }
+  const spec = outputsChart(rows, budgets);
   writeFileSync(join(out, 'outputs.vl.json'), JSON.stringify(spec, null, 2) + '\n');
   writeFileSync(join(out, 'outputs.svg'), await svgOf(spec));
   console.log(`\n${table}\nwrote ${join(out, 'outputs.md')}, outputs.json, outputs.svg`);

@@ -9,7 +9,8 @@ export interface OutputRow {
   policy: string;
   threat: Threat;
   campaigns: { budget: number; attackQueries: number; agreement: number | null; transfer: number | null; misclassification: number | null; seconds: number }[];
-  query: { attack: string; images: number; queriesPerImage: number; success: number | null; medianQueries: number | null; attackQueries: number; seconds: number };
+  /** Null when the run measured the campaigns only. */
+  query: { attack: string; images: number; queriesPerImage: number; success: number | null; medianQueries: number | null; attackQueries: number; seconds: number } | null;
 }
 
 const pct = (v: number | null | undefined) => (v === null || v === undefined ? '–' : `${(100 * v).toFixed(1)} %`);
@@ -32,9 +33,9 @@ export function outputsTable(rows: OutputRow[], budgets: readonly number[]): str
       `\`${r.policy}\``,
       r.threat,
       ...budgets.flatMap((b) => [pct(at(r, b)?.agreement), pct(at(r, b)?.transfer)]),
-      `${r.query.attack === 'rays' ? 'RayS' : 'Square'} (${r.query.images} images, ≤ ${int(r.query.queriesPerImage)} each)`,
-      pct(r.query.success),
-      r.query.medianQueries === null ? '–' : String(r.query.medianQueries),
+      r.query ? `${r.query.attack === 'rays' ? 'RayS' : 'Square'} (${r.query.images} images, ≤ ${int(r.query.queriesPerImage)} each)` : '–',
+      pct(r.query?.success),
+      r.query?.medianQueries === null || r.query === null ? '–' : String(r.query.medianQueries),
     ];
     lines.push(`| ${cells.join(' | ')} |`);
   }
@@ -47,12 +48,12 @@ export function goals(rows: OutputRow[], big: number, small: number): string {
   const scores = rows.find((r) => r.policy === 'scores');
   const out: string[] = [];
   const met = (ok: boolean | null) => (ok === null ? 'not measured' : ok ? '**met**' : '**not met**');
-  if (scores) {
+  if (scores?.query) {
     const q = scores.query;
     const ok = q.success === null ? null : q.success >= 0.99 && q.queriesPerImage <= 1000 && q.medianQueries !== null && q.medianQueries <= 50;
     out.push(`- Square Attack from scores at ε 0.3: success ${pct(q.success)} within ${int(q.queriesPerImage)} queries, median ${q.medianQueries ?? '–'} (goal ≥ 99 % within 1,000, median ≤ 50): ${met(ok)}`);
   }
-  if (label && scores) {
+  if (label && scores && big !== undefined && small !== undefined) {
     const [a, b] = [at(label, big)?.agreement ?? null, at(scores, big)?.agreement ?? null];
     const ok = a === null || b === null ? null : b >= a + 0.02;
     out.push(`- substitute agreement at ${int(big)} queries: from scores ${pct(b)}, from labels ${pct(a)} (goal: scores ≥ labels + 2 points): ${met(ok)}`);

@@ -39,7 +39,7 @@ describe('experiment:outputs', () => {
     const args = ['--size', 'tiny', '--model', model, '--policies', 'label', 'scores', '--out', out];
     expect(await main(args)).toBe(0);
     const json = JSON.parse(readFileSync(join(out, 'outputs.json'), 'utf8')) as { rows: OutputRow[] };
-    expect(json.rows.map((r) => [r.policy, r.threat, r.query.attack])).toEqual([['label', 'label', 'rays'], ['scores', 'scores', 'square']]);
+    expect(json.rows.map((r) => [r.policy, r.threat, r.query?.attack])).toEqual([['label', 'label', 'rays'], ['scores', 'scores', 'square']]);
     for (const r of json.rows) expect(r.campaigns.map((c) => c.attackQueries)).toEqual([40, 20]);
     expect(readFileSync(join(out, 'outputs.md'), 'utf8')).toMatch(/Square Attack from scores at ε 0\.3/);
     expect(readFileSync(join(out, 'outputs.svg'), 'utf8')).toMatch(/^<svg/);

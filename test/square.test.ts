@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { marginLoss, squareAttack, squareP, squareSide, type Scorer } from '../shared/attacks/square.js';
 import { createRng } from '../shared/random.js';
+import { TransferlabError } from '../shared/errors.js';
 
 /** A seeded linear softmax classifier over any H×W×C: a tiny real model whose scores move with every pixel. */
 function linearScorer(pixels: number, classes: number, seed: number): { score: Scorer; top: (x: Float32Array) => number } {
@@ -166,6 +167,21 @@ describe('Square Attack (L∞)', () => {
     expect(f([0.4, NaN, NaN], 0)).toBeCloseTo(0, 6);
     // top-2 where the other given class leads.
     expect(f([0.3, 0.6, NaN], 0)).toBeCloseTo(-0.3, 6);
+  });
+
+  it('a stop the caller names (a spent budget) ends the attack with what it found; any other error is thrown', async () => {
+    const pixels = 9;
+    let calls = 0;
+    const score: Scorer = async (_, n) => {
+      if (++calls === 4) throw new TransferlabError('budget_exhausted', 'spent', 429);
+      return Float32Array.from({ length: n * 2 }, (_, k) => (k % 2 === 0 ? 0.9 : 0.1));
+    };
+    const r = await squareAttack(new Float32Array(2 * pixels).fill(0.5), [0, 0], 2, score, { epsilon: 0.1, shape: [3, 3, 1], queriesPerImage: 50, stopOn: (e) => e instanceof TransferlabError && e.code === 'budget_exhausted' });
+    expect(r.stopped).toBeInstanceOf(TransferlabError);
+    expect(Array.from(r.queries)).toEqual([3, 3]); // the start and two iterations were answered; the fourth call was refused
+    expect(r.asked).toBe(6);
+    calls = 0;
+    await expect(squareAttack(new Float32Array(pixels), [0], 1, score, { epsilon: 0.1, shape: [3, 3, 1], queriesPerImage: 50 })).rejects.toThrow(/spent/);
   });
 
   it('refuses input it cannot attack with a clear error', async () => {

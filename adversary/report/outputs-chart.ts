@@ -9,7 +9,7 @@ import { CONFIG } from './charts.js';
 export interface OutputsChartRow {
   policy: string;
   campaigns: { budget: number; agreement: number | null; transfer: number | null }[];
-  query: { attack: string; success: number | null };
+  query: { attack: string; success: number | null } | null;
 }
 
 export function outputsChart(rows: OutputsChartRow[], budgets: readonly number[]): TopLevelSpec {
@@ -24,7 +24,7 @@ export function outputsChart(rows: OutputsChartRow[], budgets: readonly number[]
       { policy: r.policy, measure: `agreement (${fmt(c.budget)} queries)`, value: c.agreement },
       { policy: r.policy, measure: `transfer ε 0.3 (${fmt(c.budget)} queries)`, value: c.transfer },
     ]),
-    { policy: r.policy, measure: 'query attack success ε 0.3', value: r.query.success, attack: r.query.attack === 'rays' ? 'RayS' : 'Square' },
+    ...(r.query ? [{ policy: r.policy, measure: 'query attack success ε 0.3', value: r.query.success, attack: r.query.attack === 'rays' ? 'RayS' : 'Square' }] : []),
   ]).filter((v) => v.value !== null);
   return {
     config: CONFIG,
