@@ -46,7 +46,7 @@ export async function runCampaignCommand(config: CampaignConfig, out: string, re
   }
   const oracle = await createRunOracle(config, store);
   const info = await oracle.info();
-  const via = config.targetKind === 'transferlab' ? '' : ` (${config.targetKind}${config.modelName ? ` model ${config.modelName}` : ''})`;
+  const via = config.target === 'transferlab' ? '' : ` (${config.target}${config.modelName ? ` model ${config.modelName}` : ''})`;
   console.log(`victim ${config.victim}${via}: ${info.dataset ?? 'dataset not named'}, ${info.inputShape.join('×')}, ${info.classes} classes, answers ${info.output} (the campaign uses: ${config.threat}), max batch ${info.maxBatch}`);
   const bar = progressBar('{label} [{bar}] {value}/{total} batches | {stats}');
   // Rounds already on disk when resuming, so the bar names the round actually being trained.

@@ -17,7 +17,7 @@ export async function targetThroughput(o: { victim: string; kinds: TargetKind[];
   const pixels = 784;
   const rows = [];
   for (const kind of o.kinds) {
-    const target = kind === 'transferlab' ? { targetKind: kind, maxBatch: o.batch } : { targetKind: kind, modelName: o.modelName, maxBatch: o.batch };
+    const target = kind === 'transferlab' ? { target: kind, maxBatch: o.batch } : { target: kind, modelName: o.modelName, maxBatch: o.batch };
     const oracle = await createTargetOracle({ url: o.victim, apiKey: o.apiKey, target });
     // A warm-up batch (paid, not timed) so connection set-up is not counted.
     await oracle.label(test.images.subarray(0, o.batch * pixels), o.batch, 'measurement');

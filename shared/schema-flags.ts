@@ -18,7 +18,7 @@ export interface FieldKind {
   element?: 'number' | 'string';
   /** One value or a list of them (`--epochs 4` or `--epochs 6 2`): a single value stays a scalar. */
   scalarOrList?: boolean;
-  /** A word or a number (`--target next`, `--target 7`): digits become a number. */
+  /** A word or a number (`--target-class next`, `--target-class 7`): digits become a number. */
   numeric?: boolean;
 }
 

@@ -35,9 +35,9 @@ describe('campaign settings', () => {
     const dir = mkdtempSync(join(tmpdir(), 'transferlab-config-'));
     const path = join(dir, 'c.yaml');
     writeFileSync(path, 'rounds: 4\nattack: mi-fgsm\nepsilons: [0.1, 0.3]\n');
-    const merged = mergeConfig(readConfigFile(path), campaignFromFlags({ rounds: 2, target: '7' }));
+    const merged = mergeConfig(readConfigFile(path), campaignFromFlags({ rounds: 2, 'target-class': '7' }));
     const c = resolveConfig(merged);
-    expect(c).toMatchObject({ rounds: 2, attack: 'mi-fgsm', target: 7, epsilons: [0.1, 0.3] });
+    expect(c).toMatchObject({ rounds: 2, attack: 'mi-fgsm', targetClass: 7, epsilons: [0.1, 0.3] });
     writeFileSync(path, '- just\n- a list\n');
     expect(() => readConfigFile(path)).toThrow(/mapping/);
     expect(() => readConfigFile(join(dir, 'missing.yaml'))).toThrow(/not found/);

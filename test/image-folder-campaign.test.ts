@@ -50,7 +50,7 @@ describe('an ImageFolder of RGB PNGs, from seed set to report', () => {
   it('runs the campaign CLI over HTTP and writes results and a report with colour pictures', async () => {
     const out = join(dir, 'run');
     const args = ['adversary/cli.ts', 'run', '--victim', victim.url, '--dataset', tree, '--out', out, '--seed-size', '12', '--eval-size', '36',
-      '--rounds', '2', '--epochs', '4', '--substitute', 'lenet', '--shift', '1', '--epsilons', '0.1', '0.3', '--target', 'next'];
+      '--rounds', '2', '--epochs', '4', '--substitute', 'lenet', '--shift', '1', '--epsilons', '0.1', '0.3', '--target-class', 'next'];
     const cfg = join(dir, 'small.yaml');
     writeFileSync(cfg, 'boundary:\n  images: 12\n  maps: 1\n  grid: 7\n');
     const child = spawn(NODE_TS[0], [...NODE_TS.slice(1), ...args, '--config', cfg], { cwd: ROOT, env: { ...process.env, TRANSFERLAB_QUIET: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });

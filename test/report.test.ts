@@ -90,7 +90,7 @@ function synthetic(name: string, over: Partial<CampaignResults> = {}, config: Re
     cores: 2,
     versions: { transferlab: '0.1.0', tfjs: '4.22.0', node: 'v20.19.0' },
     victim: { url: 'http://127.0.0.1:8080', info: { dataset: 'mnist', inputShape: [28, 28, 1], classes: 10, inputRange: [0, 1], maxBatch: 1000, output: 'label' } },
-    config: { victim: 'http://127.0.0.1:8080', apiKey: 'sk-secret-should-not-appear', seed: 1, seedSize: 150, rounds: 3, substitute: 'substitute-cnn', attack: 'fgsm', steps: 10, target: 'random', epsilons: EPS, boundary: { enabled: true, images: 40 }, out: `runs/${name}`, ...config },
+    config: { victim: 'http://127.0.0.1:8080', apiKey: 'sk-secret-should-not-appear', seed: 1, seedSize: 150, rounds: 3, substitute: 'substitute-cnn', attack: 'fgsm', steps: 10, targetClass: 'random', epsilons: EPS, boundary: { enabled: true, images: 40 }, out: `runs/${name}`, ...config },
     queries: { attack: 1200, measurement: 3400, cached: 5 },
     victimCleanAccuracy: 0.985,
     substituteCleanAccuracy: 0.81,

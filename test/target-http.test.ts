@@ -68,22 +68,22 @@ describe('http target', () => {
     process.env.TL_TEST_API_KEY = KEY;
     const run = join(dir, 'run-flat');
     const x = images(10, 5);
-    const o1 = await createTargetOracle({ url: flat.url, target: { targetKind: 'http', targetFile: file }, store: fileRunStore(run) });
+    const o1 = await createTargetOracle({ url: flat.url, target: { target: 'http', targetFile: file }, store: fileRunStore(run) });
     expect(await o1.info()).toMatchObject({ inputShape: SHAPE, classes: CLASSES, maxBatch: 4, output: 'label' });
     expect([...(await o1.label(x, 10, 'attack'))]).toEqual(model.labels(x, 10));
     expect(flat.log.images).toBe(10);
     expect(flat.log.starts).toHaveLength(3); // batches of 4, 4, 2
     await o1.close();
-    const o2 = await createTargetOracle({ url: flat.url, target: { targetKind: 'http', targetFile: file }, store: fileRunStore(run) });
+    const o2 = await createTargetOracle({ url: flat.url, target: { target: 'http', targetFile: file }, store: fileRunStore(run) });
     await o2.label(x, 10, 'measurement');
     expect(o2.counts()).toEqual({ attack: 0, measurement: 0, cached: 10 });
     expect(flat.log.images).toBe(10);
     await o2.close();
 
     delete process.env.TL_TEST_API_KEY;
-    await expect(createTargetOracle({ url: flat.url, target: { targetKind: 'http', targetFile: file } })).rejects.toThrow(/flat\.yaml: headers\.X-Api-Key uses \$\{TL_TEST_API_KEY\}, but the environment variable TL_TEST_API_KEY is not set/);
+    await expect(createTargetOracle({ url: flat.url, target: { target: 'http', targetFile: file } })).rejects.toThrow(/flat\.yaml: headers\.X-Api-Key uses \$\{TL_TEST_API_KEY\}, but the environment variable TL_TEST_API_KEY is not set/);
     process.env.TL_TEST_API_KEY = 'wrong';
-    const o3 = await createTargetOracle({ url: flat.url, target: { targetKind: 'http', targetFile: file } });
+    const o3 = await createTargetOracle({ url: flat.url, target: { target: 'http', targetFile: file } });
     await expect(o3.label(x, 1, 'attack')).rejects.toThrow(/http target refused POST .*\/v1\/classify \(HTTP 403\); it sent the header X-Api-Key \(from the headers of .*flat\.yaml\)/);
     await o3.close();
     delete process.env.TL_TEST_API_KEY;
@@ -100,7 +100,7 @@ describe('http target', () => {
       maxBatch: 3,
     });
     const x = images(7, 6);
-    const o = await createTargetOracle({ url: 'http://127.0.0.1:1', target: { targetKind: 'http', targetFile: file }, threat: 'scores' });
+    const o = await createTargetOracle({ url: 'http://127.0.0.1:1', target: { target: 'http', targetFile: file }, threat: 'scores' });
     expect(await o.info()).toMatchObject({ inputShape: SHAPE, classes: CLASSES, maxBatch: 3, output: 'scores' });
     expect([...(await o.label(x, 7, 'attack'))]).toEqual(model.labels(x, 7));
     expect(png.log.images).toBe(7);
@@ -118,7 +118,7 @@ describe('http target', () => {
       inputShape: SHAPE,
       classes: CLASSES,
     });
-    const o = await createTargetOracle({ url: 'http://127.0.0.1:1', target: { targetKind: 'http', targetFile: file } });
+    const o = await createTargetOracle({ url: 'http://127.0.0.1:1', target: { target: 'http', targetFile: file } });
     await expect(o.label(images(1, 7), 1, 'attack')).rejects.toThrow(/http target at .*tiny:classify \(.*wrong-path\.yaml\): the answer has no score lists at \$\.outputs\[\*\]/);
     expect(o.counts().attack).toBe(0); // nothing cached: a resumed run with the path fixed asks again
     await o.close();

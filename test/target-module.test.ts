@@ -11,7 +11,7 @@ import { images } from './tiny-model-server.js';
 const FIXTURE = join(import.meta.dirname, 'fixtures', 'target-module.ts');
 const seen = () => (globalThis as { targetModuleImages?: number }).targetModuleImages ?? 0;
 const open = (file: string, dir?: string, budget?: number) =>
-  createTargetOracle({ url: 'http://127.0.0.1:1', target: { targetKind: 'module', targetFile: file, budget }, store: dir ? fileRunStore(dir) : undefined });
+  createTargetOracle({ url: 'http://127.0.0.1:1', target: { target: 'module', targetFile: file, budget }, store: dir ? fileRunStore(dir) : undefined });
 
 describe('module target', () => {
   it("labels through the module's predict (names mapped to indices), counts what it saw, and resumes for free", async () => {

@@ -174,10 +174,10 @@ describe('the request pacer', () => {
 
 describe("the attacker's dataset as the model's description", () => {
   it('fills --input-shape and --classes for servers without metadata, and leaves the others and given values alone', () => {
-    expect(withDatasetShape({ targetKind: 'torchserve' }, 'mnist')).toMatchObject({ inputShape: '28,28,1', classes: 10 });
-    expect(withDatasetShape({ targetKind: 'torchserve', classNames: ['a', 'b'] }, 'mnist')).toEqual({ targetKind: 'torchserve', classNames: ['a', 'b'], inputShape: '28,28,1' });
-    expect(withDatasetShape({ targetKind: 'torchserve', inputShape: '4,4,1', classes: 3 }, 'mnist')).toEqual({ targetKind: 'torchserve', inputShape: '4,4,1', classes: 3 });
-    expect(withDatasetShape({ targetKind: 'oip' }, 'mnist')).toEqual({ targetKind: 'oip' });
-    expect(withDatasetShape({ targetKind: 'torchserve' }, undefined)).toEqual({ targetKind: 'torchserve' });
+    expect(withDatasetShape({ target: 'torchserve' }, 'mnist')).toMatchObject({ inputShape: '28,28,1', classes: 10 });
+    expect(withDatasetShape({ target: 'torchserve', classNames: ['a', 'b'] }, 'mnist')).toEqual({ target: 'torchserve', classNames: ['a', 'b'], inputShape: '28,28,1' });
+    expect(withDatasetShape({ target: 'torchserve', inputShape: '4,4,1', classes: 3 }, 'mnist')).toEqual({ target: 'torchserve', inputShape: '4,4,1', classes: 3 });
+    expect(withDatasetShape({ target: 'oip' }, 'mnist')).toEqual({ target: 'oip' });
+    expect(withDatasetShape({ target: 'torchserve' }, undefined)).toEqual({ target: 'torchserve' });
   });
 });

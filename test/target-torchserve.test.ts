@@ -38,7 +38,7 @@ afterAll(() => server?.close());
 function oracle(dir: string, o: { token?: string; limits?: OracleLimits } = {}): Promise<TargetOracle> {
   return createTargetOracle({
     url: server.url,
-    target: { targetKind: 'torchserve', modelName: 'digits', modelVersion: '2.0', token: o.token ?? TOKEN, inputShape: SHAPE.join(','), classNames: NAMES, ...o.limits },
+    target: { target: 'torchserve', modelName: 'digits', modelVersion: '2.0', token: o.token ?? TOKEN, inputShape: SHAPE.join(','), classNames: NAMES, ...o.limits },
     store: fileRunStore(dir),
     retries: { maxAttempts: 2, baseDelayMs: 1 },
   });

@@ -76,7 +76,7 @@ describe('the same campaign through transferlab, oip and tfserving against one v
     const answers: Record<string, string[]> = {};
     for (const [i, kind] of KINDS.entries()) {
       const out = join(dir, kind);
-      const target = kind === 'transferlab' ? { targetKind: kind } : { targetKind: kind, modelName: 'model' };
+      const target = kind === 'transferlab' ? { target: kind } : { target: kind, modelName: 'model' };
       const config = resolveConfig({ ...SMALL, ...target, victim: victim.url });
       const oracle = await createTargetOracle({ url: victim.url, apiKey: KEYS[i].key, target, store: fileRunStore(out) });
       results[kind] = await runCampaign(config, out, oracle, { log: () => {} });
@@ -114,7 +114,7 @@ describe('a topk threat against a top-2 victim', () => {
     const rows: Record<string, number[][]> = {};
     for (const kind of ['transferlab', 'oip'] as const) {
       const out = join(dir, `topk-${kind}`);
-      const oracle = await createTargetOracle({ url: topk.url, threat: 'topk', target: { targetKind: kind, ...(kind === 'oip' ? { modelName: 'model' } : {}) }, store: fileRunStore(out) });
+      const oracle = await createTargetOracle({ url: topk.url, threat: 'topk', target: { target: kind, ...(kind === 'oip' ? { modelName: 'model' } : {}) }, store: fileRunStore(out) });
       const scores = await oracle.scores!(x, n, 'measurement');
       const labels = await oracle.label(x, n, 'measurement'); // from the cache
       expect(oracle.counts()).toMatchObject({ measurement: n, cached: n });

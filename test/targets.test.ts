@@ -66,7 +66,7 @@ afterAll(async () => {
 });
 
 describe('oip target (Open Inference Protocol v2, NCHW FP32)', () => {
-  const opts = (url: string, extra: Partial<TargetOracleOptions> = {}): TargetOracleOptions => ({ url, target: { targetKind: 'oip', modelName: 'digits', maxBatch: 8 }, retries: fast, random: () => 0.5, ...extra });
+  const opts = (url: string, extra: Partial<TargetOracleOptions> = {}): TargetOracleOptions => ({ url, target: { target: 'oip', modelName: 'digits', maxBatch: 8 }, retries: fast, random: () => 0.5, ...extra });
 
   it("labels are the served model's, the paid images the server's count, and resuming pays nothing", async () => {
     const server = await start(oipServer('digits', nchwModel));
@@ -107,18 +107,18 @@ describe('oip target (Open Inference Protocol v2, NCHW FP32)', () => {
 
   it('refuses a wrong input shape, a wrong output name, a missing token and a threat the endpoint cannot meet, before the first paid query', async () => {
     const server = await start(oipServer('digits', nchwModel));
-    const shape = await refusal(createTargetOracle(opts(server.url, { target: { targetKind: 'oip', modelName: 'digits', inputShape: '5,5,1' } })));
+    const shape = await refusal(createTargetOracle(opts(server.url, { target: { target: 'oip', modelName: 'digits', inputShape: '5,5,1' } })));
     expect(shape.code).toBe('target_bad_shape');
     expect(shape.message).toMatch(new RegExp(`oip target at ${server.url}/v2/models/digits.*\\[-1, 1, 6, 6\\].*--input-shape 5,5,1`));
-    const output = await refusal(createTargetOracle(opts(server.url, { target: { targetKind: 'oip', modelName: 'digits', outputName: 'logits' } })));
+    const output = await refusal(createTargetOracle(opts(server.url, { target: { target: 'oip', modelName: 'digits', outputName: 'logits' } })));
     expect(output.code).toBe('target_bad_output');
     expect(output.message).toContain('no output named logits (it has probabilities)');
-    const missing = await refusal(createTargetOracle(opts(server.url, { target: { targetKind: 'oip', modelName: 'mnist' } })));
+    const missing = await refusal(createTargetOracle(opts(server.url, { target: { target: 'oip', modelName: 'mnist' } })));
     expect(missing.code).toBe('target_not_found');
     expect(missing.message).toContain(`GET ${server.url}/v2/models/mnist`);
 
     const labelsOnly = await start(oipServer('digits', nchwModel, { labelsOnly: true, outputName: 'label' }));
-    const threat = await refusal(createTargetOracle(opts(labelsOnly.url, { target: { targetKind: 'oip', modelName: 'digits', classes: CLASSES }, threat: 'scores' })));
+    const threat = await refusal(createTargetOracle(opts(labelsOnly.url, { target: { target: 'oip', modelName: 'digits', classes: CLASSES }, threat: 'scores' })));
     expect(threat.code).toBe('threat_unavailable');
     expect(threat.message).toContain('answers "label"');
 
@@ -133,14 +133,14 @@ describe('oip target (Open Inference Protocol v2, NCHW FP32)', () => {
     expect([server, labelsOnly, locked].flatMap((s) => s.requests).filter((r) => r.startsWith('POST'))).toEqual([]);
 
     // A labels-only output ([N] integers) is read as the labels themselves.
-    const ok = await createTargetOracle(opts(labelsOnly.url, { target: { targetKind: 'oip', modelName: 'digits', classes: CLASSES } }));
+    const ok = await createTargetOracle(opts(labelsOnly.url, { target: { target: 'oip', modelName: 'digits', classes: CLASSES } }));
     expect(Array.from(await ok.label(images(6, 3), 6, 'attack'))).toEqual(expected(nchwModel, images(6, 3), 6, true).labels);
     await ok.close();
   });
 });
 
 describe('tfserving target (REST predict, softmax outputs)', () => {
-  const opts = (url: string, extra: Partial<TargetOracleOptions> = {}): TargetOracleOptions => ({ url, target: { targetKind: 'tfserving', modelName: 'digits' }, retries: fast, random: () => 0.5, ...extra });
+  const opts = (url: string, extra: Partial<TargetOracleOptions> = {}): TargetOracleOptions => ({ url, target: { target: 'tfserving', modelName: 'digits' }, retries: fast, random: () => 0.5, ...extra });
 
   it("labels are the model's; a scores threat gets its probabilities, cached with the label and free on resume", async () => {
     const server = await start(tfServingServer('digits', nhwcModel));
@@ -172,13 +172,13 @@ describe('tfserving target (REST predict, softmax outputs)', () => {
 
   it('refuses a wrong output name and a wrong shape before the first paid query', async () => {
     const server = await start(tfServingServer('digits', nhwcModel));
-    const output = await refusal(createTargetOracle(opts(server.url, { target: { targetKind: 'tfserving', modelName: 'digits', outputName: 'scores' } })));
+    const output = await refusal(createTargetOracle(opts(server.url, { target: { target: 'tfserving', modelName: 'digits', outputName: 'scores' } })));
     expect(output.code).toBe('target_bad_output');
     expect(output.message).toContain('no output named scores (it has probs)');
-    const shape = await refusal(createTargetOracle(opts(server.url, { target: { targetKind: 'tfserving', modelName: 'digits', layout: 'nchw' } })));
+    const shape = await refusal(createTargetOracle(opts(server.url, { target: { target: 'tfserving', modelName: 'digits', layout: 'nchw' } })));
     expect(shape.code).toBe('target_bad_shape');
     expect(shape.message).toContain('looks NHWC, not --layout nchw');
-    const size = await refusal(createTargetOracle(opts(server.url, { target: { targetKind: 'tfserving', modelName: 'digits', inputShape: '28,28,1' } })));
+    const size = await refusal(createTargetOracle(opts(server.url, { target: { target: 'tfserving', modelName: 'digits', inputShape: '28,28,1' } })));
     expect(size.message).toContain('is NHWC [6, 6, 1] per image, not --input-shape 28,28,1');
     expect(server.requests.filter((r) => r.startsWith('POST'))).toEqual([]);
   });

@@ -94,7 +94,7 @@ export const campaignSchema = z
       .describe('iterative attacks: 2 = craft half the images in a worker thread, each thread single-threaded (faster on 2 cores, the same images)'),
     // Targeted crafting doubles the sweep's cost; a search for the best untargeted setting may skip it.
     targeted: z.boolean().default(true).describe('also craft and score targeted attacks (--no-targeted skips them, halving the sweep)'),
-    target: z.union([z.enum(['random', 'next']), z.number().int().min(0)]).default('random').describe('the class targeted attacks aim at: random, the next one, or a class index'),
+    targetClass: z.union([z.enum(['random', 'next']), z.number().int().min(0)]).default('random').describe('the class targeted attacks aim at: random, the next one, or a class index'),
     evalSize: z.number().int().min(10).max(9000).default(1000).describe('held-out test images to measure on (disjoint from the seed set)'),
     epsilons: z.array(z.number().gt(0).lte(1)).min(1).default([0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5]).describe('the L∞ budgets ε of the sweep'),
     boundary: z

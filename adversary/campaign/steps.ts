@@ -191,7 +191,7 @@ export const ensemble: Step<Fitted, Combined> = async (s, store) => {
 export const transfer: Step<Combined, Transferred> = async (s) => {
   const { config, evalSet, cleanVictim } = s;
   const craftLabels = config.craftLabel === 'oracle' ? cleanVictim : s.substituteClean;
-  const targets = chooseTargets(craftLabels, config.target, config.seed, s.info.classes);
+  const targets = chooseTargets(craftLabels, config.targetClass, config.seed, s.info.classes);
   const split = config.craftThreads === 2 && config.attack !== 'fgsm' ? await startCraftSplit(s.substitute, [s.model, ...s.members.models], config.combine) : null;
   let outcome;
   try {

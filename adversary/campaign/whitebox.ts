@@ -41,7 +41,7 @@ export async function runWhitebox(config: CampaignConfig, modelDir: string, run:
   const evalSet = subset(test, adversarySplit(config.seed, config.seedSize, config.evalSize, test.count).evalSet);
   const cleanVictim = labelImages(victim, evalSet.images, evalSet.count);
   // With the weights in hand the attacker also has the true labels, as in the seed paper.
-  const targets = chooseTargets(evalSet.labels, config.target, config.seed, classes);
+  const targets = chooseTargets(evalSet.labels, config.targetClass, config.seed, classes);
   const outcome = await sweep(
     victim,
     { images: evalSet.images, truth: evalSet.labels, craftLabels: evalSet.labels, targets, cleanVictim },

@@ -33,7 +33,7 @@ export const runOptions: Record<string, Options> = {
 /** `whitebox` reads the victim's files: no victim, no substitute, its own defaults where they differ. */
 export const WHITEBOX_KEYS = [
   'dataset', 'seed', 'evalSize', 'epsilons', 'attack', 'steps', 'loss', 'diversity', 'diversityScale', 'diversitySamples',
-  'craftTemperature', 'craftThreads', 'tiKernel', 'target', 'out',
+  'craftTemperature', 'craftThreads', 'tiKernel', 'targetClass', 'out',
 ] as const satisfies readonly (keyof CampaignInput)[];
 /** The seed paper's baseline is plain FGSM: TI stays off unless asked for. */
 export const WHITEBOX_BASE: Partial<CampaignInput> = { tiKernel: 0 };

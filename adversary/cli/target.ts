@@ -86,8 +86,8 @@ export function targetCommand(done: (code: number) => void): CommandModule {
       y
         .positional('action', { type: 'string', choices: ['check'], describe: 'check: read the metadata and label a few test images (paid)' })
         .options(checkOptions)
-        .example('$0 target check --target-kind oip --victim http://127.0.0.1:8000 --model-name mnist', 'a KServe / Triton model')
-        .example('$0 target check --target-kind tfserving --victim http://127.0.0.1:8501 --model-name mnist', 'a TF Serving model'),
+        .example('$0 target check --target oip --victim http://127.0.0.1:8000 --model-name mnist', 'a KServe / Triton model')
+        .example('$0 target check --target tfserving --victim http://127.0.0.1:8501 --model-name mnist', 'a TF Serving model'),
     handler: async (a) => {
       const settings = inputFromFlags(checkSchema.shape, a) as CheckInput;
       done(await targetCheck({ ...settings, apiKey: apiKeyOrEnv(settings.apiKey) }));

@@ -89,7 +89,7 @@ function summary(r: CampaignResults, wb?: CampaignResults): string {
     ['dataset', r.dataset ? `${esc(r.dataset.name)} (${esc(r.dataset.kind)}): seed and evaluation images from its ${num(r.dataset.testImages)} test images, ${esc(r.dataset.shape.join('×'))}, ${num(r.dataset.classes)} classes` : '—'],
     ...(isWb ? [] : [['threat model', `${esc(r.threat ?? 'label')}: the campaign used ${r.threat === 'scores' ? 'every class\'s probability' : r.threat === 'topk' ? 'the top-k probabilities' : 'the top-1 label only'} of each answer${v.info ? ` (the victim answers ${esc(v.info.output)})` : ''}`] as [string, string]]),
     ['substitute', isWb ? 'none: the white-box baseline crafts on the victim itself' : esc(cfg(r, 'substitute') ?? '—')],
-    ['attack', `${esc(cfg(r, 'attack') ?? '—')} (steps ${esc(cfg(r, 'steps') ?? '—')}, target ${esc(cfg(r, 'target') ?? '—')})`],
+    ['attack', `${esc(cfg(r, 'attack') ?? '—')} (steps ${esc(cfg(r, 'steps') ?? '—')}, target class ${esc(cfg(r, 'targetClass') ?? '—')})`],
     ['queries', `${num(r.queries.attack)} attack, ${num(r.queries.measurement)} measurement, ${num(r.queries.cached)} answered from cache`],
     ...(r.queryPlan ? [plannedRow(r.queryPlan)] : []),
     ['backend', `${esc(r.backend)}, ${esc(r.threads)} thread(s) on ${esc(r.cores)} core(s)`],

@@ -45,7 +45,7 @@ const UNDESCRIBED = new Set(['torchserve', 'http']);
 
 /** The target settings with --input-shape and --classes from the attacker's dataset, where the user gave neither. */
 export function withDatasetShape(t: TargetSettingsInput, dataset: string | undefined): TargetSettingsInput {
-  if (dataset === undefined || !UNDESCRIBED.has(t.targetKind ?? '') || (t.inputShape !== undefined && (t.classes !== undefined || t.classNames !== undefined))) return t;
+  if (dataset === undefined || !UNDESCRIBED.has(t.target ?? '') || (t.inputShape !== undefined && (t.classes !== undefined || t.classNames !== undefined))) return t;
   const ds = loadDataset(dataset);
   return { ...t, inputShape: t.inputShape ?? ds.shape.join(','), ...(t.classes === undefined && t.classNames === undefined ? { classes: ds.classes } : {}) };
 }
@@ -56,7 +56,7 @@ export async function createTargetOracle(opts: TargetOracleOptions): Promise<Tar
   const threat = opts.threat ?? 'label';
   const format = opts.format ?? 'uint8';
   const scope = runIdentity(opts.store);
-  const target = targetFactory(settings.targetKind)(settings, { url, apiKey: opts.apiKey, format, scope, threat, retries: opts.retries, onRetry: opts.onRetry, random: opts.random, timeoutMs: opts.timeoutMs });
+  const target = targetFactory(settings.target)(settings, { url, apiKey: opts.apiKey, format, scope, threat, retries: opts.retries, onRetry: opts.onRetry, random: opts.random, timeoutMs: opts.timeoutMs });
   try {
     const info = await target.describe();
     const problem = threatProblem(threat, parseOutputPolicy(info.output), info.classes);

@@ -14,7 +14,7 @@ export type TargetKind = (typeof TARGET_KINDS)[number];
 const INPUT_SHAPE = /^\s*(\d+)\s*[,x×]\s*(\d+)\s*[,x×]\s*(\d+)\s*$/;
 
 export const targetSettingsShape = {
-  targetKind: z
+  target: z
     .enum(TARGET_KINDS)
     .default('transferlab')
     .describe('how the model is reached: transferlab (this project\'s victim API), oip (KServe v2 / Triton / MLServer), tfserving (TF Serving REST), torchserve, http (a target file), module (a script)'),

@@ -12,7 +12,7 @@ export const transferlabTarget: TargetFactory = (settings, ctx) => {
   // This API describes itself: the settings for servers that do not would be silently ignored here.
   const foreign = (['modelName', 'modelVersion', 'layout', 'outputName', 'token', 'inputShape', 'classes', 'classNames', 'targetFile'] as const).filter((k) => settings[k] !== undefined);
   if (foreign.length) {
-    throw new TransferlabError('invalid_config', `${foreign.join(', ')} only apply to other targets; the transferlab victim at ${ctx.url} describes its model itself (choose --target-kind oip, tfserving, … to use them)`);
+    throw new TransferlabError('invalid_config', `${foreign.join(', ')} only apply to other targets; the transferlab victim at ${ctx.url} describes its model itself (choose --target oip, tfserving, … to use them)`);
   }
   const victim = new VictimHttp(ctx.url, ctx);
   const label = victim.send(ctx.format, ctx.scope);

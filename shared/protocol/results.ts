@@ -222,7 +222,7 @@ export const queryAttackResultsSchema = z.strictObject({
     epsilons: z.array(finite),
     stopAt: finite.optional(),
     /** How the model was reached (adversary/targets/settings.ts; absent in older runs). */
-    targetKind: z.string().optional(),
+    target: z.string().optional(),
     modelName: z.string().optional(),
     modelVersion: z.string().optional(),
     layout: z.string().optional(),
