@@ -7,12 +7,13 @@
  * request) is final and surfaces the victim's code and message; every batch carries an
  * Idempotency-Key, the same on each retry. Counting, caching and the ledger are in core.ts / answer-cache.ts.
  */
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import axios, { isAxiosError, type AxiosInstance } from 'axios';
 import { TransferlabError } from '../../shared/errors.js';
 import { runIdentity } from './answer-cache.js';
-import { ROUTES, readAnswer, wireRequest, type BudgetStatus, type CallInput, type RouteAnswer, type RouteName, type WireRequest } from '../../shared/protocol/index.js';
+import { HEADERS, ROUTES, readAnswer, wireRequest, type BudgetStatus, type CallInput, type RouteAnswer, type RouteName, type WireRequest } from '../../shared/protocol/index.js';
 import type { VictimInfo } from './oracle.js';
 import { buildOracle, imageKey, oracleStore, VictimError, type CountingOracle, type PixelFormat, type SendBatch } from './core.js';
 import { runStore, type RunStore } from '../run/store.js';
@@ -56,7 +57,20 @@ export interface HttpOracleOptions {
   random?: () => number;
   /** Per-request timeout (default 30000 ms); a timeout is retried like a network error. */
   timeoutMs?: number;
+  /**
+   * Sybil: the attack's requests spread over these keys (instead of `apiKey`), each request sent with
+   * the next key in turn (`round-robin`) or one drawn at random (`random`, from `random`).
+   */
+  apiKeys?: readonly string[];
+  keyOrder?: KeyOrder;
+  /** Most images per request (default and ceiling: the victim's maxBatch). */
+  requestSize?: number;
+  /** A 403 query_rejected answers the batch's images as REJECTED (counted as flagged) instead of stopping the run. */
+  rejectAsAnswer?: boolean;
 }
+
+export const KEY_ORDERS = ['round-robin', 'random'] as const;
+export type KeyOrder = (typeof KEY_ORDERS)[number];
 
 /** Errors worth waiting out: the victim restarting, a dropped socket, a slow answer. */
 const TRANSIENT_NET = new Set([
@@ -67,7 +81,7 @@ const TRANSIENT_NET = new Set([
 type Attempt<R extends RouteName> =
   | { kind: 'ok'; status: number; value: RouteAnswer<R> }
   | { kind: 'retry'; reason: string; retryAfterMs?: number }
-  | { kind: 'final'; code: string; message: string; status: number; http?: number };
+  | { kind: 'final'; code: string; message: string; status: number; http?: number; rejected?: number[] };
 
 /** Retry-After is delta-seconds or an HTTP date. */
 function retryAfterMs(header: unknown): number | undefined {
@@ -96,6 +110,7 @@ export class VictimHttp {
   private readonly windowMs: number;
   private readonly random: () => number;
   private lastActivity = 0;
+  private nextKey = 0;
 
   constructor(readonly url: string, private readonly opts: HttpOracleOptions) {
     const r = opts.retries ?? {};
@@ -151,8 +166,10 @@ export class VictimHttp {
     if (status >= 500 || (status === 429 && code !== 'budget_exhausted')) {
       return { kind: 'retry', reason: `HTTP ${status} ${code}: ${message}`, retryAfterMs: retryAfterMs(answer.retryAfter) };
     }
-    // Final: the campaign stops with the victim's own code and words.
-    return { kind: 'final', code, message: `victim at ${this.url} refused ${where} (HTTP ${status} ${code}): ${message}`, status, http: status };
+    // Final: the campaign stops with the victim's own code and words (a rejected batch: with the images the detector flagged).
+    const flagged = typeof headers[HEADERS.rejectedImages.toLowerCase()] === 'string' ? String(headers[HEADERS.rejectedImages.toLowerCase()]) : '';
+    const rejected = code === 'query_rejected' ? flagged.split(',').filter((v) => /^\d+$/.test(v)).map(Number) : undefined;
+    return { kind: 'final', code, message: `victim at ${this.url} refused ${where} (HTTP ${status} ${code}): ${message}`, status, http: status, rejected };
   }
 
   /**
@@ -160,12 +177,12 @@ export class VictimHttp {
    * until the window closes; the request is built once, so every retry sends the same bytes and key.
    */
   async call<R extends RouteName>(name: R, input: CallInput<R>): Promise<{ status: number; value: RouteAnswer<R>; attempts: number }> {
-    const req = wireRequest(name, { apiKey: this.opts.apiKey, ...input });
+    const req = wireRequest(name, { ...input, apiKey: input.apiKey ?? this.opts.apiKey });
     const start = Date.now();
     for (let attempt = 1; ; attempt++) {
       const a = await this.attempt(name, req);
       if (a.kind === 'ok') return { status: a.status, value: a.value, attempts: attempt };
-      if (a.kind === 'final') throw new VictimError(a.code, a.message, a.status, a.http, attempt);
+      if (a.kind === 'final') throw new VictimError(a.code, a.message, a.status, a.http, attempt, a.rejected);
       const ceiling = Math.min(this.maxDelayMs, this.baseDelayMs * 2 ** (attempt - 1));
       const jittered = this.random() * ceiling;
       const delayMs = Math.round(a.retryAfterMs === undefined ? jittered : Math.max(a.retryAfterMs, jittered));
@@ -206,27 +223,82 @@ export class VictimHttp {
     }
   }
 
+  /** The key of the next request, and its index among the Sybil keys (0 with one key). */
+  private pickKey(): { apiKey: string | undefined; key: number } {
+    const keys = this.opts.apiKeys;
+    if (!keys || keys.length === 0) return { apiKey: this.opts.apiKey, key: 0 };
+    const key = this.opts.keyOrder === 'random' ? Math.floor(this.random() * keys.length) % keys.length : this.nextKey++ % keys.length;
+    return { apiKey: keys[key], key };
+  }
+
   readonly send = (format: PixelFormat, scope: string): SendBatch => async (body) => {
+    const { apiKey, key } = this.pickKey();
     const res = await this.call('label', {
+      apiKey,
       images: { format, bytes: body },
       // Same run and bytes, same key, on every retry and after a resume: lets a victim that honours
       // it avoid charging twice for a batch whose answer was lost in transit (ignored otherwise).
       idempotencyKey: `${scope}.${imageKey(body, format)}`,
     });
-    return { labels: res.value.labels, budget: res.value.budget, http: res.status, attempts: res.attempts };
+    return { labels: res.value.labels, budget: res.value.budget, http: res.status, attempts: res.attempts, key };
   };
+
+  /** Every key's budget, summed (the one key's without Sybil keys). */
+  async budgets(): Promise<BudgetStatus | null> {
+    const keys = this.opts.apiKeys;
+    if (!keys || keys.length === 0) return this.budget();
+    let used = 0;
+    let limit: number | null = 0;
+    for (const apiKey of keys) {
+      const b = await this.budgetOf(apiKey);
+      if (!b) return null;
+      used += b.used;
+      limit = limit === null || b.limit === null ? null : limit + b.limit;
+    }
+    return { used, limit };
+  }
+
+  private async budgetOf(apiKey: string): Promise<BudgetStatus | null> {
+    try {
+      return (await this.call('budget', { apiKey })).value;
+    } catch (e) {
+      if (e instanceof VictimError && (e.http === 404 || e.http === 405)) return null;
+      throw e;
+    }
+  }
 
   close(): void {
     for (const a of this.agents) a.destroy();
   }
 }
 
+/** Sybil keys from a file: one a line; blank lines and lines starting with # are skipped. */
+export function readKeysFile(path: string): string[] {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new TransferlabError('keys_file_unreadable', `cannot read the keys file ${path}: ${(e as Error).message}`);
+  }
+  const keys = text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
+  if (keys.length === 0) throw new TransferlabError('keys_file_empty', `the keys file ${path} holds no key (one API key a line)`);
+  return keys;
+}
+
 /** The oracle of a command-line run: its answers cached in the run's store, retries reported on stderr. */
-export function createRunOracle(run: { victim: string; apiKey?: string; format?: PixelFormat }, out: RunStore | string): Promise<CountingOracle> {
+export function createRunOracle(
+  run: { victim: string; apiKey?: string; format?: PixelFormat } & Pick<HttpOracleOptions, 'apiKeys' | 'keyOrder' | 'requestSize' | 'rejectAsAnswer' | 'random'>,
+  out: RunStore | string,
+): Promise<CountingOracle> {
   return createHttpOracle({
     url: run.victim,
     apiKey: run.apiKey,
     format: run.format,
+    apiKeys: run.apiKeys,
+    keyOrder: run.keyOrder,
+    requestSize: run.requestSize,
+    rejectAsAnswer: run.rejectAsAnswer,
+    random: run.random,
     store: runStore(out),
     onRetry: (i) => console.error(`victim: ${i.reason}; retry ${i.attempt} in ${Math.round(i.delayMs)} ms`),
   });
@@ -255,5 +327,15 @@ export async function createHttpOracle(opts: HttpOracleOptions): Promise<Countin
     victim.close();
     throw e;
   }
-  return buildOracle({ info, format, send: victim.send(format, scope), store, readBudget: () => victim.budget(), onClose: () => victim.close() });
+  return buildOracle({
+    info,
+    format,
+    send: victim.send(format, scope),
+    store,
+    readBudget: () => victim.budgets(),
+    onClose: () => victim.close(),
+    requestSize: opts.requestSize,
+    rejectAsAnswer: opts.rejectAsAnswer,
+    keys: opts.apiKeys?.length || 1,
+  });
 }

@@ -25,6 +25,21 @@ export interface BatchAnswer {
   http?: number;
   attempts?: number;
   budget?: Budget;
+  /** Which of the oracle's keys carried the batch (Sybil; 0 with one key). */
+  key?: number;
+}
+
+/** The label of an image the victim's detector refused (403 query_rejected): no class, nothing paid. */
+export const REJECTED = -1;
+
+/** Batches the victim refused as holding attack queries (action `reject`), and the images in them. */
+export interface Rejections {
+  /** Images the detector flagged (X-Rejected-Images). */
+  flagged: number;
+  /** Images in refused batches (the flagged ones and the batch-mates refused with them). */
+  refused: number;
+  /** Refused requests. */
+  requests: number;
 }
 
 /** Carries one batch of wire-encoded images (count × bytesPerImage) and returns its labels. */
@@ -39,6 +54,10 @@ export interface CountingOracle extends LabelOracle {
   victimBudget(): Budget | null;
   /** The key's budget as the victim tells it now, charging nothing (null: the victim does not say). */
   budget(): Promise<Budget | null>;
+  /** What the victim's detector refused (with rejectAsAnswer). */
+  rejections(): Rejections;
+  /** Images paid, by key (Sybil: one entry per key, in the keys' order). */
+  paidByKey(): number[];
 }
 
 /**
@@ -59,6 +78,8 @@ export class VictimError extends TransferlabError {
     status: number,
     readonly http: number | undefined,
     readonly attempts: number,
+    /** 403 query_rejected: the indices of the batch's images the detector flagged. */
+    readonly rejected?: number[],
   ) {
     super(code, message, status);
   }
@@ -124,6 +145,15 @@ export interface OracleCoreOptions {
   /** Asks the victim for the key's budget without paying (absent: unknown). */
   readBudget?: () => Promise<Budget | null>;
   onClose?: () => Promise<void> | void;
+  /** Most images per request (default and ceiling: info.maxBatch). */
+  requestSize?: number;
+  /**
+   * A batch refused with 403 query_rejected is answered: its images get REJECTED (not cached, not
+   * paid), and the run goes on. Without it the refusal stops the run like any other.
+   */
+  rejectAsAnswer?: boolean;
+  /** Keys the send function spreads batches over (Sybil), for paidByKey (default 1). */
+  keys?: number;
 }
 
 /** The store of a run given as a folder (cacheDir) or as a store; undefined for neither. */
@@ -138,6 +168,9 @@ export function buildOracle(opts: OracleCoreOptions): CountingOracle {
   const counts: QueryCounts = { attack: 0, measurement: 0, cached: 0 };
   let budget: Budget | null = null;
   let closed = false;
+  const rejections: Rejections = { flagged: 0, refused: 0, requests: 0 };
+  const byKey = new Array<number>(opts.keys ?? 1).fill(0);
+  const perRequest = Math.max(1, Math.min(info.maxBatch, opts.requestSize ?? info.maxBatch));
   // Calls run one at a time, so two overlapping calls asking for the same new image cannot both pay for it.
   let queue: Promise<unknown> = Promise.resolve();
 
@@ -166,8 +199,8 @@ export function buildOracle(opts: OracleCoreOptions): CountingOracle {
       if (count > 0) ledger.record({ t: new Date().toISOString(), purpose, sent: 0, cached: hits, status: 'cached', ms: 0 });
       return out;
     }
-    for (let start = 0; start < todo.length; start += info.maxBatch) {
-      const part = todo.slice(start, start + info.maxBatch);
+    for (let start = 0; start < todo.length; start += perRequest) {
+      const part = todo.slice(start, start + perRequest);
       const body = new Uint8Array(part.length * stride);
       part.forEach(([, idx], j) => body.set(bytes.subarray(idx[0] * stride, (idx[0] + 1) * stride), j * stride));
       const cachedHere = start === 0 ? hits : 0;
@@ -178,13 +211,20 @@ export function buildOracle(opts: OracleCoreOptions): CountingOracle {
         checkLabels(answer.labels, part.length, info.classes);
       } catch (e) {
         const err = e instanceof TransferlabError ? e : new TransferlabError('oracle_failed', String(e), 500);
+        const rejected = opts.rejectAsAnswer && err.code === 'query_rejected';
         ledger.record({
           t: new Date().toISOString(), purpose, sent: part.length, cached: cachedHere, status: err.code,
           http: err instanceof VictimError ? err.http : undefined,
           attempts: err instanceof VictimError ? err.attempts : undefined,
           ms: Math.round(performance.now() - t0), error: err.message,
         });
-        throw err;
+        if (!rejected) throw err;
+        // Seen by the attack as a refusal, never cached: the same image sent again is judged again.
+        for (const [, idx] of part) for (const i of idx) out[i] = REJECTED;
+        rejections.requests++;
+        rejections.refused += part.length;
+        rejections.flagged += err instanceof VictimError && err.rejected?.length ? err.rejected.length : part.length;
+        continue;
       }
       const fresh: CachedAnswer[] = [];
       part.forEach(([key, idx], j) => {
@@ -195,6 +235,7 @@ export function buildOracle(opts: OracleCoreOptions): CountingOracle {
       // Paid and answered: on disk before anything else can fail, so a resumed run never pays again.
       cache.add(fresh);
       counts[purpose] += part.length;
+      byKey[answer.key ?? 0] += part.length;
       if (answer.budget) budget = answer.budget;
       ledger.record({
         t: new Date().toISOString(), purpose, sent: part.length, cached: cachedHere, status: 'ok',
@@ -224,6 +265,8 @@ export function buildOracle(opts: OracleCoreOptions): CountingOracle {
     priorCounts: () => ({ ...cache.prior }),
     victimBudget: () => (budget ? { ...budget } : null),
     budget: async () => (opts.readBudget ? opts.readBudget() : null),
+    rejections: () => ({ ...rejections }),
+    paidByKey: () => [...byKey],
     async close() {
       if (closed) return;
       closed = true;

@@ -1,5 +1,6 @@
 import { TransferlabError } from '../../shared/errors.js';
-import { createRunOracle } from '../oracle/client.js';
+import { createRunOracle, readKeysFile } from '../oracle/client.js';
+import { createRng } from '../../shared/random.js';
 import { resolveQueryAttackConfig, queryAttackSummary, runQueryAttackCampaign, type QueryAttackInput } from './run.js';
 import { resumeHint } from '../run/resume-hint.js';
 import { fileRunStore, getJson } from '../run/store.js';
@@ -28,7 +29,18 @@ export async function runQueryAttackCommand(flags: QueryAttackFlags, defaultOut:
     input = Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined)) as QueryAttackInput;
   }
   const config = resolveQueryAttackConfig(input);
-  const oracle = await createRunOracle(config, store);
+  const oracle = await createRunOracle(
+    {
+      ...config,
+      ...(config.keysFile ? { apiKeys: readKeysFile(config.keysFile) } : {}),
+      keyOrder: config.keyOrder,
+      requestSize: config.requestSize,
+      // A refused probe is an answer the attack sees (and counts as flagged), not the end of the run.
+      rejectAsAnswer: true,
+      random: createRng(config.seed ^ 0x5b1),
+    },
+    store,
+  );
   try {
     const r = await runQueryAttackCampaign(config, store, oracle, (l) => console.log(l));
     console.log(`\n${queryAttackSummary(r)}`);

@@ -22,6 +22,10 @@ import { runQueryAttack, type AttackTargets } from './attack.js';
 import { queryAttackPlan, type ImageRecord, type QueryAttackConfig, type QueryAttackResults } from './config.js';
 import { budgetCurve, epsilonSummaries, queriesForRate } from './curves.js';
 import type { LockStepResult } from './search.js';
+import { ProbeShaper } from './evasion.js';
+
+/** The ε blinding's noise stays within: the one success is reported at (docs/query-attacks.md). */
+const EVASION_EPSILON = 0.3;
 
 /** Seconds by kind of work: the clean labels (select counts them as `measurement`, as in a campaign) and the searches, the starting pool's labels included. */
 export type QueryPhases = { measurement: number; search: number };
@@ -111,6 +115,10 @@ export const search: Step<Aimed, Searched> = async (s) => {
   const t = performance.now();
   let lastLog = t;
   let counted = t;
+  const shaper =
+    config.blinding || config.adaptive
+      ? new ProbeShaper({ blinding: config.blinding, adaptive: config.adaptive, epsilon: EVASION_EPSILON, seed: config.seed, shape: evalSet.shape })
+      : undefined;
   const run = await runQueryAttack(
     { attack: config.attack, norm: config.norm, queriesPerImage: config.queriesPerImage, seed: config.seed, stopAt: config.stopAt },
     s.target,
@@ -124,6 +132,7 @@ export const search: Step<Aimed, Searched> = async (s) => {
       s.clock.tick(s.phases);
       s.hooks.log(`  round ${round}: ${asked} probes, ${active} images still searching, ${paidAttack(s)} attack queries paid`);
     },
+    shaper,
   );
   s.phases.search += since(counted);
   return { ...s, run, probes: paidAttack(s) - before };
@@ -189,6 +198,10 @@ export const report: Step<Searched, QueryAttackResults> = async (s, store) => {
       config.matchRate === undefined
         ? null
         : { epsilon: matchEps, rate: config.matchRate, queriesPerImage: matchQ, totalQueries: matchQ === null ? null : (matchQ + 1) * kept.length },
+    detection: (() => {
+      const r = s.oracle.rejections();
+      return { flagged: run.flagged, refusedRequests: r.requests, refusedImages: r.refused, resamples: run.resamples, paidByKey: s.oracle.paidByKey() };
+    })(),
     rounds: run.rounds,
     durationSeconds: s.clock.totalSeconds(),
     phases: s.clock.totalPhases(s.phases),
