@@ -271,9 +271,13 @@ export async function runLockStep(specs: SearchSpec[], label: Labeler, opts: Loc
             const r = runs[batchRows[b].i];
             r.queries++;
             shaper.learn(got[k] === REFUSED);
-            if (got[k] !== REFUSED) answers[b] = got[k];
-            else (r.flagged++, flagged++);
-            return got[k] === REFUSED;
+            if (got[k] !== REFUSED) {
+              answers[b] = got[k];
+              return false;
+            }
+            r.flagged++;
+            flagged++;
+            return true;
           });
         }
       } catch (e) {
