@@ -79,6 +79,9 @@ export interface ImageRecord {
   queries: number;
   end: string;
   trace: [number, number, number, number][];
+  /** Probes the victim's detector refused, and the query count at the first (absent in older runs). */
+  flagged?: number;
+  firstFlagged?: number | null;
 }
 
 /** results.json of a query attack: its shape is the contract's (shared/protocol/results.ts). */

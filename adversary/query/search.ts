@@ -55,6 +55,8 @@ export interface ImageOutcome {
   end: 'finished' | 'image_budget' | 'key_budget';
   /** Probes (resamples included) the victim refused as attack queries (403 query_rejected). */
   flagged: number;
+  /** The image's query count at its first refused probe (null: none refused). */
+  firstFlagged: number | null;
 }
 
 export interface LockStepOptions {
@@ -117,6 +119,7 @@ class ImageRun implements SearchContext {
   l2 = Infinity;
   end: ImageOutcome['end'] = 'finished';
   flagged = 0;
+  firstFlagged: number | null = null;
   done = false;
   /** Rounds this image took part in, memory hits included: bounds a search that only repeats itself. */
   yields = 0;
@@ -168,6 +171,7 @@ class ImageRun implements SearchContext {
       trace: this.trace,
       end: this.end,
       flagged: this.flagged,
+      firstFlagged: this.firstFlagged,
     };
   }
 }
@@ -257,7 +261,11 @@ export async function runLockStep(specs: SearchSpec[], label: Labeler, opts: Loc
         checkCount(answers, batchRows.length);
         // Adaptive: each refused probe drawn again with the learned noise, while its image has budget.
         let refused = batchRows.flatMap((row, b) => (answers[b] === REFUSED ? [b] : []));
-        for (const b of refused) runs[batchRows[b].i].flagged++;
+        for (const b of refused) {
+          const r = runs[batchRows[b].i];
+          r.flagged++;
+          r.firstFlagged ??= r.queries + 1;
+        }
         flagged += refused.length;
         for (let round = 0; shaper?.s.adaptive && round < shaper.maxResamples && refused.length > 0; round++) {
           refused = refused.filter((b) => runs[batchRows[b].i].remaining() > 0);

@@ -160,6 +160,8 @@ export const report: Step<Searched, QueryAttackResults> = async (s, store) => {
     queries: o.queries,
     end: o.end,
     trace: o.trace,
+    flagged: o.flagged,
+    firstFlagged: o.firstFlagged,
   }));
   const pixels = evalSet.images.length / evalSet.count;
   const adversarial = new Uint8Array(evalSet.count * pixels);
