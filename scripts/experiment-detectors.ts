@@ -28,18 +28,19 @@ import { createRng } from '../shared/random.js';
 import { median } from '../shared/statistics.js';
 import { spawnVictim, type VictimProcess } from '../victim/spawn.js';
 
+// In the order they run: the goals' rows first, so a run cut short still answers them (the JSON is rewritten after every row).
 const DETECTORS: Record<string, string[]> = {
-  none: [],
-  prada: ['--detector', 'prada'],
-  'blacklight-key': ['--detector', 'blacklight', '--blacklight-scope', 'key'],
   'blacklight-global': ['--detector', 'blacklight', '--blacklight-scope', 'global'],
+  'blacklight-key': ['--detector', 'blacklight', '--blacklight-scope', 'key'],
+  prada: ['--detector', 'prada'],
+  none: [],
 };
 const ATTACKERS: Record<string, { keys: number; blinding?: boolean; adaptive?: boolean }> = {
+  'sybil-100': { keys: 100 },
+  adaptive: { keys: 1, adaptive: true },
   plain: { keys: 1 },
   'sybil-10': { keys: 10 },
-  'sybil-100': { keys: 100 },
   blinded: { keys: 1, blinding: true },
-  adaptive: { keys: 1, adaptive: true },
 };
 const ADMIN = 'admin-0123456789abcdef0123';
 const EPSILON = 0.3;
@@ -197,22 +198,24 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
   const check = (u8: Uint8Array, n: number) => labelImages(m, Float32Array.from(u8, (v) => v / 255), n);
   const started = new Date().toISOString();
   const rows: Row[] = [];
-  const benign = [];
+  const benign: Awaited<ReturnType<typeof benignRow>>[] = [];
+  const settings = { images: a.images, queries: a.queries, clients: a.clients, natural: a.natural, dupBases: a['dup-bases'], dupCopies: a['dup-copies'] };
+  const save = () => a.json && writeFileSync(a.json, JSON.stringify({ started, finished: new Date().toISOString(), settings, backend: info, rows, benign }, null, 2));
   for (const d of a.detectors) {
     for (const at of a.attackers) {
       if (d === 'none' && at !== 'plain') continue;
       const row = await attackRow(a.out, model, d, at, { images: a.images, queries: a.queries }, check);
       console.log(JSON.stringify(row));
       rows.push(row);
+      save();
     }
     if (d !== 'none') {
       const b = await benignRow(a.out, model, d, { clients: a.clients, natural: a.natural, dupBases: a['dup-bases'], dupCopies: a['dup-copies'] });
       console.log(JSON.stringify(b));
       benign.push(b);
+      save();
     }
   }
-  const report = { started, finished: new Date().toISOString(), settings: { images: a.images, queries: a.queries, clients: a.clients, natural: a.natural, dupBases: a['dup-bases'], dupCopies: a['dup-copies'] }, backend: info, rows, benign };
-  if (a.json) writeFileSync(a.json, JSON.stringify(report, null, 2));
   return 0;
 }
 
