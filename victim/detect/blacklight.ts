@@ -25,6 +25,7 @@
 import { TransferlabError } from '../../shared/errors.js';
 import { readFlag, writeFlag, type JournalReader, type JournalWriter } from './journal.js';
 import type { ClientSummary, Detection } from './prada.js';
+import { ClientCounts, ClientPrints, ENTRY_BYTES } from './blacklight-store.js';
 
 export interface BlacklightOptions {
   /** Quantisation step on the 0..255 scale (default 50, as in the paper). */
@@ -53,29 +54,6 @@ export type BlacklightScope = (typeof BLACKLIGHT_SCOPES)[number];
 export const GLOBAL_STORE = '*';
 
 export const BLACKLIGHT_DEFAULTS: BlacklightOptions = { step: 50, window: 56, stride: 1, hashes: 50, threshold: 30, minMatches: 3, history: 2000, maxClients: 100, scope: 'key' };
-
-/** Bytes an index entry costs, roughly, in V8 (map slot + array element): for the memory report. */
-const ENTRY_BYTES = 48;
-
-/** What is counted of a client: its queries, the ones that matched, the most hashes one shared. */
-class ClientCounts {
-  queries = 0;
-  matches = 0;
-  bestShared = 0;
-
-  constructor(readonly id: string) {}
-}
-
-/** A hash store: a client's (scope `key`, with its counts) or everyone's (`global`). */
-class ClientPrints extends ClientCounts {
-  readonly ring: Uint32Array[] = [];
-  /** Ring position of the oldest fingerprint once full. */
-  head = 0;
-  /** Fingerprints taken; a fingerprint's id is its number. */
-  taken = 0;
-  entries = 0;
-  readonly index = new Map<number, number[]>();
-}
 
 export class BlacklightDetector {
   readonly options: BlacklightOptions;
@@ -155,46 +133,6 @@ export class BlacklightDetector {
     return { store, counts: this.recent(this.counts, clientId, () => new ClientCounts(clientId)) };
   }
 
-  /** One query: the most hashes it shares with any earlier kept fingerprint; then it joins the history. */
-  private observeOne(c: ClientPrints, print: Uint32Array): number {
-    const id = c.taken++;
-    const shared = new Map<number, number>();
-    let best = 0;
-    for (const h of print) {
-      const holders = c.index.get(h);
-      if (!holders) continue;
-      for (const q of holders) {
-        const n = (shared.get(q) ?? 0) + 1;
-        shared.set(q, n);
-        if (n > best) best = n;
-      }
-    }
-    // Evict the oldest fingerprint first when the ring is full: its ids are the smallest in each list.
-    if (c.ring.length === this.options.history) {
-      const old = c.ring[c.head];
-      const oldId = id - this.options.history;
-      for (const h of old) {
-        const holders = c.index.get(h);
-        if (!holders) continue;
-        if (holders[0] === oldId) {
-          holders.shift();
-          c.entries--;
-        }
-        if (holders.length === 0) c.index.delete(h);
-      }
-      c.ring[c.head] = print;
-      c.head = (c.head + 1) % this.options.history;
-    } else c.ring.push(print);
-    for (const h of print) {
-      const holders = c.index.get(h);
-      if (holders) {
-        if (holders.at(-1) !== id) holders.push(id);
-      } else c.index.set(h, [id]);
-      c.entries++;
-    }
-    return best;
-  }
-
   /**
    * Feed one request's images (count × pixels, [0, 1]); returns the detection if this request flagged
    * the client. With a journal, the fingerprints are written to it (for the replicas sharing a store).
@@ -235,7 +173,7 @@ export class BlacklightDetector {
   }
 
   private take({ store, counts: c }: { store: ClientPrints; counts: ClientCounts }, print: Uint32Array): Detection | null {
-    const shared = this.observeOne(store, print);
+    const shared = store.take(print, this.options.history);
     if (c !== store) c.queries++;
     else c.queries = store.taken;
     if (shared > c.bestShared) c.bestShared = shared;
@@ -273,16 +211,7 @@ export class BlacklightDetector {
     writeFlag(w, this.flags.get(clientId));
     const c = this.clients.get(clientId);
     w.u8(c ? 1 : 0);
-    if (!c) return;
-    w.f64(c.taken);
-    w.f64(c.matches);
-    w.f64(c.bestShared);
-    w.u32(c.ring.length);
-    for (let k = 0; k < c.ring.length; k++) {
-      const print = c.ring[(c.head + k) % c.ring.length];
-      w.u32(print.length);
-      w.bytes(new Uint8Array(print.buffer, print.byteOffset, print.byteLength));
-    }
+    c?.write(w);
   }
 
   /** Replace the client's state and flag by a snapshot's (scope `global`: the whole state). */
@@ -307,25 +236,7 @@ export class BlacklightDetector {
     this.flags.delete(clientId);
     const flag = readFlag(r, { clientId });
     if (flag) this.flags.set(clientId, flag);
-    if (!r.u8()) return;
-    const c = this.client(clientId);
-    c.taken = c.queries = r.f64();
-    c.matches = r.f64();
-    c.bestShared = r.f64();
-    const kept = r.u32();
-    // Oldest first at ring position 0 (head 0), ids counting up to the last query, as take() left them.
-    for (let k = 0; k < kept; k++) {
-      const print = new Uint32Array(r.u32());
-      new Uint8Array(print.buffer).set(r.bytes(print.length * 4));
-      c.ring.push(print);
-      const id = c.taken - kept + k;
-      for (const h of print) {
-        const holders = c.index.get(h);
-        if (holders) holders.push(id);
-        else c.index.set(h, [id]);
-        c.entries++;
-      }
-    }
+    if (r.u8()) this.client(clientId).read(r);
   }
 
   /** Scope `global`: whether the one store is held (every client is matched against it). */
