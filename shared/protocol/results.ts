@@ -230,6 +230,12 @@ export const queryAttackResultsSchema = z.strictObject({
     outputName: z.string().optional(),
     inputShape: z.string().optional(),
     classes: count.optional(),
+    classNames: z.array(z.string()).optional(),
+    targetFile: z.string().optional(),
+    /** The client's own limits (adversary/oracle/limits.ts; absent in older runs). */
+    budget: count.optional(),
+    concurrency: count.optional(),
+    rps: finite.optional(),
     /** Square Attack's radius and first window share (absent in older runs). */
     epsilon: finite.optional(),
     pInit: finite.optional(),
