@@ -3,6 +3,8 @@ import { progressBar } from '../shared/progress.js';
 import { runCampaign } from './campaign/campaign.js';
 import { epochsForRound, type CampaignConfig } from './campaign/config.js';
 import { createRunOracle } from './targets/oracle.js';
+import { readKeysFile } from './oracle/client.js';
+import { createRng } from '../shared/random.js';
 import { writeReport } from './report/report.js';
 import { readTransferResults, type CampaignResults } from './campaign/results.js';
 import { roundRecords, type RoundRecord } from './campaign/checkpoints.js';
@@ -44,7 +46,10 @@ export async function runCampaignCommand(config: CampaignConfig, out: string, re
   if (!resume && store.exists('results.json')) {
     throw new TransferlabError('run_exists', `${out} already holds a finished run; choose another --out or --resume it`);
   }
-  const oracle = await createRunOracle(config, store);
+  const oracle = await createRunOracle(
+    { ...config, ...(config.keysFile ? { apiKeys: readKeysFile(config.keysFile) } : {}), keyOrder: config.keyOrder, random: createRng(config.seed ^ 0x5b1) },
+    store,
+  );
   const info = await oracle.info();
   const via = config.target === 'transferlab' ? '' : ` (${config.target}${config.modelName ? ` model ${config.modelName}` : ''})`;
   console.log(`victim ${config.victim}${via}: ${info.dataset ?? 'dataset not named'}, ${info.inputShape.join('×')}, ${info.classes} classes, answers ${info.output} (the campaign uses: ${config.threat}), max batch ${info.maxBatch}`);

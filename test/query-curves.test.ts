@@ -5,7 +5,7 @@ import type { ImageOutcome, TracePoint } from '../adversary/query/search.js';
 /** Budget curves read off improvement traces: [queries, L∞, L2, label]. */
 const outcome = (trace: TracePoint[]): ImageOutcome => {
   const last = trace.at(-1);
-  return { image: null, label: last?.[3] ?? null, linf: last?.[1] ?? null, l2: last?.[2] ?? null, queries: 300, trace, end: 'finished' };
+  return { image: null, label: last?.[3] ?? null, linf: last?.[1] ?? null, l2: last?.[2] ?? null, queries: 300, trace, end: 'finished', flagged: 0, firstFlagged: null };
 };
 const outcomes = [
   outcome([[1, 0.9, 9, 3], [50, 0.25, 4, 3], [250, 0.15, 3, 3]]),

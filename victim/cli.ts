@@ -15,7 +15,7 @@ import { FileAuditLog } from './store/audit.js';
 import type { IdempotencyStore } from './store/idempotency.js';
 import { ExtractionWatch, type DetectorAction } from './detect/detection.js';
 import { PradaDetector, PRADA_DEFAULTS } from './detect/prada.js';
-import { BlacklightDetector, BLACKLIGHT_DEFAULTS } from './detect/blacklight.js';
+import { BlacklightDetector, BLACKLIGHT_DEFAULTS, type BlacklightScope } from './detect/blacklight.js';
 import { detectorSet } from './detect/detectors.js';
 import { MicroBatcher, warmUp } from './http/batcher.js';
 import type { Layout } from './model/onnx-model.js';
@@ -205,13 +205,19 @@ export async function main(argv: string[]): Promise<number> {
   check(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/.test(args['model-name']), `--model-name must be 1-100 letters, digits, '_', '.' or '-' (got "${args['model-name']}")`);
   const kinds = new Set(args.detector.filter((d) => d !== 'none'));
   check(kinds.has('blacklight') || (args['blacklight-threshold'] === BLACKLIGHT_DEFAULTS.threshold && args['blacklight-matches'] === BLACKLIGHT_DEFAULTS.minMatches), '--blacklight-threshold and --blacklight-matches need --detector blacklight');
+  check(kinds.has('blacklight') || args['blacklight-scope'] === BLACKLIGHT_DEFAULTS.scope, '--blacklight-scope needs --detector blacklight');
+  // One global log in Redis holds Blacklight's one store; PRADA's per-key state cannot share it.
+  check(
+    args['blacklight-scope'] !== 'global' || !kinds.has('prada') || args.store === undefined,
+    '--blacklight-scope global with --store needs --detector blacklight alone (its shared state is one log for all keys; run PRADA on a per-key victim)',
+  );
   check(kinds.size > 0 || args['detector-action'] === 'log', '--detector-action needs --detector');
   check(kinds.has('prada') || (args['detector-delta'] === PRADA_DEFAULTS.delta && args['detector-window'] === PRADA_DEFAULTS.window), '--detector-delta and --detector-window need --detector prada');
   // Fail on a bad keys file (or detector setting) before minutes of training.
   const keys = args.keys ? KeyRing.fromFile(args.keys, args.budget ?? null) : undefined;
   const adminKey = args['admin-key-file'] ? AdminKey.fromFile(args['admin-key-file']) : undefined;
   const detectorOptions = { delta: args['detector-delta'], window: args['detector-window'] };
-  const blacklightOptions = { threshold: args['blacklight-threshold'], minMatches: args['blacklight-matches'] };
+  const blacklightOptions = { threshold: args['blacklight-threshold'], minMatches: args['blacklight-matches'], scope: args['blacklight-scope'] as BlacklightScope };
   // Checked now with the default image size; built for the model's own once it has loaded.
   if (kinds.has('prada')) new PradaDetector(detectorOptions);
   if (kinds.has('blacklight')) new BlacklightDetector(blacklightOptions);
@@ -265,7 +271,7 @@ export async function main(argv: string[]): Promise<number> {
       ? `extraction detector: ${[
           watch.detector.settings.prada ? `PRADA, δ ${watch.detector.settings.prada.delta}, window ${watch.detector.settings.prada.window}` : '',
           watch.detector.settings.blacklight
-            ? `Blacklight, ${watch.detector.settings.blacklight.threshold}/${watch.detector.settings.blacklight.hashes} shared hashes, ${watch.detector.settings.blacklight.minMatches} matches`
+            ? `Blacklight, ${watch.detector.settings.blacklight.threshold}/${watch.detector.settings.blacklight.hashes} shared hashes, ${watch.detector.settings.blacklight.minMatches} matches, scope ${watch.detector.settings.blacklight.scope}`
             : '',
         ].filter(Boolean).join('; ')}; action ${watch.action}` +
           ` (${flagged} client(s) flagged earlier)${adminKey ? '; detections at GET /v1/admin/detections' : ''}`

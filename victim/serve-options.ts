@@ -2,7 +2,7 @@ import type { Options } from 'yargs';
 import { backendOption } from '../shared/cli-options.js';
 import { DETECTOR_ACTIONS } from './detect/detection.js';
 import { PRADA_DEFAULTS } from './detect/prada.js';
-import { BLACKLIGHT_DEFAULTS } from './detect/blacklight.js';
+import { BLACKLIGHT_DEFAULTS, BLACKLIGHT_SCOPES } from './detect/blacklight.js';
 import { SERVER_TIMEOUTS } from './http/timeouts.js';
 import { LAYOUTS } from './model/onnx-model.js';
 import { VICTIM_DEFAULTS } from './train/train.js';
@@ -54,8 +54,14 @@ export const SERVE_OPTIONS = {
   detector: { type: 'string', array: true, default: ['none'], choices: ['none', 'prada', 'blacklight'], describe: 'detection on every query: prada (model extraction), blacklight (query-based attacks), or both: --detector prada blacklight' },
   'blacklight-threshold': { type: 'number', default: BLACKLIGHT_DEFAULTS.threshold, describe: `Blacklight: hashes (of ${BLACKLIGHT_DEFAULTS.hashes}) a query must share with one earlier query to match` },
   'blacklight-matches': { type: 'number', default: BLACKLIGHT_DEFAULTS.minMatches, describe: 'Blacklight: matched queries that flag a client' },
+  'blacklight-scope': {
+    type: 'string',
+    default: BLACKLIGHT_DEFAULTS.scope,
+    choices: BLACKLIGHT_SCOPES,
+    describe: 'Blacklight: one hash store per key, or one global store for all keys (as the paper; catches an attack spread over many keys)',
+  },
   'detector-delta': { type: 'number', default: PRADA_DEFAULTS.delta, describe: 'flag a client when the Shapiro–Wilk W of its query distances falls below this' },
-  'detector-action': { type: 'string', default: 'log', choices: DETECTOR_ACTIONS, describe: 'log: audit and admin endpoint only; block: also refuse the client\'s later queries (403)' },
+  'detector-action': { type: 'string', default: 'log', choices: DETECTOR_ACTIONS, describe: 'log: audit and admin endpoint only; block: also refuse the client\'s later queries (403 extraction_suspected); reject: refuse each batch holding a flagged query (403 query_rejected, nothing charged), keep serving the client' },
   'detector-window': { type: 'number', default: PRADA_DEFAULTS.window, describe: 'distances W is computed over (the last N per client)' },
   output: {
     type: 'string',

@@ -10,6 +10,7 @@ import { parseSettings } from '../../shared/settings-errors.js';
 import { threatSchema } from '../../shared/protocol/output.js';
 import { victimUrl } from '../oracle/victim-url.js';
 import { targetSettingsShape } from '../targets/settings.js';
+import { KEY_ORDERS } from '../oracle/client.js';
 
 /**
  * A campaign's whole configuration. One schema gives the defaults, validates a YAML/JSON file
@@ -27,6 +28,8 @@ export const campaignSchema = z
   .strictObject({
     victim: victimUrl.default(DEFAULT_VICTIM_URL).describe(HELP.victim),
     apiKey: z.string().min(1).optional().describe(HELP.apiKey),
+    keysFile: z.string().min(1).optional().describe('Sybil: a file of API keys, one a line, the requests are spread over (instead of --api-key)'),
+    keyOrder: z.enum(KEY_ORDERS).default('round-robin').describe('which Sybil key carries each request: in turn, or one at random (seeded)'),
     format: z.enum(['uint8', 'float32']).default('uint8').describe('wire format of the pixels sent'),
     // How the model is reached (docs/targets.md): the kind of server and what it needs to be asked.
     ...targetSettingsShape,
@@ -125,6 +128,7 @@ export const campaignSchema = z
     out: z.string().optional().describe(`${HELP.out} (default: runs/<time>-<substitute>-<attack>)`),
   })
   .superRefine((c, ctx) => {
+    if (c.keysFile !== undefined && c.apiKey !== undefined) ctx.addIssue({ code: 'custom', path: ['keysFile'], message: 'give apiKey or keysFile, not both' });
     const late = c.snapshots.filter((r) => r >= c.rounds);
     if (late.length) ctx.addIssue({ code: 'custom', path: ['snapshots'], message: `must be earlier rounds than the last (1..${c.rounds - 1}); got ${late.join(', ')}` });
     if (new Set(c.snapshots).size !== c.snapshots.length) ctx.addIssue({ code: 'custom', path: ['snapshots'], message: 'must not repeat a round' });

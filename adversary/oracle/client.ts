@@ -7,12 +7,13 @@
  * request) is final and surfaces the victim's code and message; every batch carries an
  * Idempotency-Key, the same on each retry. Counting, caching and the ledger are in core.ts / answer-cache.ts.
  */
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import axios, { isAxiosError, type AxiosInstance } from 'axios';
 import { TransferlabError } from '../../shared/errors.js';
 import { runIdentity } from './answer-cache.js';
-import { ROUTES, readAnswer, wireRequest, type BudgetStatus, type CallInput, type RouteAnswer, type RouteName, type WireRequest } from '../../shared/protocol/index.js';
+import { HEADERS, ROUTES, readAnswer, wireRequest, type BudgetStatus, type CallInput, type RouteAnswer, type RouteName, type WireRequest } from '../../shared/protocol/index.js';
 import type { VictimInfo } from './oracle.js';
 import { buildOracle, imageKey, oracleStore, VictimError, type CountingOracle, type PixelFormat, type SendBatch } from './core.js';
 import type { RunStore } from '../run/store.js';
@@ -43,7 +44,20 @@ export interface HttpOracleOptions {
   timeoutMs?: number;
   /** The client's budget of paid images and its pace (--budget, --concurrency, --rps). */
   limits?: OracleLimits;
+  /**
+   * Sybil: the attack's requests spread over these keys (instead of `apiKey`), each request sent with
+   * the next key in turn (`round-robin`) or one drawn at random (`random`, from `random`).
+   */
+  apiKeys?: readonly string[];
+  keyOrder?: KeyOrder;
+  /** Most images per request (default and ceiling: the victim's maxBatch). */
+  requestSize?: number;
+  /** A 403 query_rejected answers the batch's images as REJECTED (counted as flagged) instead of stopping the run. */
+  rejectAsAnswer?: boolean;
 }
+
+export const KEY_ORDERS = ['round-robin', 'random'] as const;
+export type KeyOrder = (typeof KEY_ORDERS)[number];
 
 type RouteAttempt<R extends RouteName> = Attempt<RouteAnswer<R>>;
 
@@ -61,6 +75,7 @@ export class VictimHttp {
   private readonly client: AxiosInstance;
   private readonly agents = [new http.Agent({ keepAlive: true }), new https.Agent({ keepAlive: true })];
   private lastActivity = 0;
+  private nextKey = 0;
 
   constructor(readonly url: string, private readonly opts: HttpOracleOptions) {
     this.client = axios.create({
@@ -110,8 +125,10 @@ export class VictimHttp {
     if (status >= 500 || (status === 429 && code !== 'budget_exhausted')) {
       return { kind: 'retry', reason: `HTTP ${status} ${code}: ${message}`, retryAfterMs: retryAfterMs(answer.retryAfter) };
     }
-    // Final: the campaign stops with the victim's own code and words.
-    return { kind: 'final', code, message: `victim at ${this.url} refused ${where} (HTTP ${status} ${code}): ${message}`, status, http: status };
+    // Final: the campaign stops with the victim's own code and words (a rejected batch: with the images the detector flagged).
+    const flagged = typeof headers[HEADERS.rejectedImages.toLowerCase()] === 'string' ? String(headers[HEADERS.rejectedImages.toLowerCase()]) : '';
+    const rejected = code === 'query_rejected' ? flagged.split(',').filter((v) => /^\d+$/.test(v)).map(Number) : undefined;
+    return { kind: 'final', code, message: `victim at ${this.url} refused ${where} (HTTP ${status} ${code}): ${message}`, status, http: status, rejected };
   }
 
   /**
@@ -119,7 +136,7 @@ export class VictimHttp {
    * until the window closes; the request is built once, so every retry sends the same bytes and key.
    */
   async call<R extends RouteName>(name: R, input: CallInput<R>): Promise<{ status: number; value: RouteAnswer<R>; attempts: number }> {
-    const req = wireRequest(name, { apiKey: this.opts.apiKey, ...input });
+    const req = wireRequest(name, { ...input, apiKey: input.apiKey ?? this.opts.apiKey });
     return withRetries(() => this.attempt(name, req), this.url, 'the victim', this.opts);
   }
 
@@ -144,14 +161,24 @@ export class VictimHttp {
     }
   }
 
+  /** The key of the next request, and its index among the Sybil keys (0 with one key). */
+  private pickKey(): { apiKey: string | undefined; key: number } {
+    const keys = this.opts.apiKeys;
+    if (!keys || keys.length === 0) return { apiKey: this.opts.apiKey, key: 0 };
+    const key = this.opts.keyOrder === 'random' ? Math.floor((this.opts.random ?? Math.random)() * keys.length) % keys.length : this.nextKey++ % keys.length;
+    return { apiKey: keys[key], key };
+  }
+
   readonly send = (format: PixelFormat, scope: string): SendBatch => async (body) => {
+    const { apiKey, key } = this.pickKey();
     const res = await this.call('label', {
+      apiKey,
       images: { format, bytes: body },
       // Same run and bytes, same key, on every retry and after a resume: lets a victim that honours
       // it avoid charging twice for a batch whose answer was lost in transit (ignored otherwise).
       idempotencyKey: `${scope}.${imageKey(body, format)}`,
     });
-    return { labels: res.value.labels, budget: res.value.budget, http: res.status, attempts: res.attempts };
+    return { labels: res.value.labels, budget: res.value.budget, http: res.status, attempts: res.attempts, key };
   };
 
   /**
@@ -160,18 +187,56 @@ export class VictimHttp {
    * Its Idempotency-Key is apart from /v1/label's for the same bytes: a different request.
    */
   readonly sendPredict = (format: PixelFormat, scope: string, classes: number): SendBatch => async (body, count) => {
-    const res = await this.call('predict', { images: { format, bytes: body }, idempotencyKey: `${scope}.predict.${imageKey(body, format)}` });
+    const { apiKey, key } = this.pickKey();
+    const res = await this.call('predict', { apiKey, images: { format, bytes: body }, idempotencyKey: `${scope}.predict.${imageKey(body, format)}` });
     const a = res.value;
     const scores = new Float32Array(count * classes).fill(NaN);
     const rows = a.scores ?? [];
     rows.forEach((row, i) => row.forEach((p, c) => c < classes && (scores[i * classes + c] = p)));
     a.top?.forEach((row, i) => row.forEach(({ class: c, p }) => c < classes && (scores[i * classes + c] = p)));
-    return { labels: a.labels, scores, budget: a.budget, http: res.status, attempts: res.attempts };
+    return { labels: a.labels, scores, budget: a.budget, http: res.status, attempts: res.attempts, key };
   };
+
+  /** Every key's budget, summed (the one key's without Sybil keys). */
+  async budgets(): Promise<BudgetStatus | null> {
+    const keys = this.opts.apiKeys;
+    if (!keys || keys.length === 0) return this.budget();
+    let used = 0;
+    let limit: number | null = 0;
+    for (const apiKey of keys) {
+      const b = await this.budgetOf(apiKey);
+      if (!b) return null;
+      used += b.used;
+      limit = limit === null || b.limit === null ? null : limit + b.limit;
+    }
+    return { used, limit };
+  }
+
+  private async budgetOf(apiKey: string): Promise<BudgetStatus | null> {
+    try {
+      return (await this.call('budget', { apiKey })).value;
+    } catch (e) {
+      if (e instanceof VictimError && (e.http === 404 || e.http === 405)) return null;
+      throw e;
+    }
+  }
 
   close(): void {
     for (const a of this.agents) a.destroy();
   }
+}
+
+/** Sybil keys from a file: one a line; blank lines and lines starting with # are skipped. */
+export function readKeysFile(path: string): string[] {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new TransferlabError('keys_file_unreadable', `cannot read the keys file ${path}: ${(e as Error).message}`);
+  }
+  const keys = text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
+  if (keys.length === 0) throw new TransferlabError('keys_file_empty', `the keys file ${path} holds no key (one API key a line)`);
+  return keys;
 }
 
 /**
@@ -197,5 +262,16 @@ export async function createHttpOracle(opts: HttpOracleOptions): Promise<Countin
     victim.close();
     throw e;
   }
-  return buildOracle({ info, format, send: victim.send(format, scope), store, readBudget: () => victim.budget(), onClose: () => victim.close(), limits: opts.limits });
+  return buildOracle({
+    info,
+    format,
+    send: victim.send(format, scope),
+    store,
+    readBudget: () => victim.budgets(),
+    onClose: () => victim.close(),
+    limits: opts.limits,
+    requestSize: opts.requestSize,
+    rejectAsAnswer: opts.rejectAsAnswer,
+    keys: opts.apiKeys?.length || 1,
+  });
 }

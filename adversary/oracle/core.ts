@@ -26,6 +26,21 @@ export interface BatchAnswer {
   http?: number;
   attempts?: number;
   budget?: Budget;
+  /** Which of the oracle's keys carried the batch (Sybil; 0 with one key). */
+  key?: number;
+}
+
+/** The label of an image the victim's detector refused (403 query_rejected): no class, nothing paid. */
+export const REJECTED = -1;
+
+/** Batches the victim refused as holding attack queries (action `reject`), and the images in them. */
+export interface Rejections {
+  /** Images the detector flagged (X-Rejected-Images). */
+  flagged: number;
+  /** Images in refused batches (the flagged ones and the batch-mates refused with them). */
+  refused: number;
+  /** Refused requests. */
+  requests: number;
 }
 
 /** Carries one batch of wire-encoded images (count × bytesPerImage) and returns its labels. */
@@ -45,6 +60,10 @@ export interface CountingOracle extends LabelOracle {
    * label(). Present only when the campaign's threat model allows scores (topk, scores).
    */
   scores?(images: Float32Array, count: number, purpose: QueryPurpose): Promise<Float32Array>;
+  /** What the victim's detector refused (with rejectAsAnswer). */
+  rejections(): Rejections;
+  /** Images paid, by key (Sybil: one entry per key, in the keys' order). */
+  paidByKey(): number[];
 }
 
 /**
@@ -65,6 +84,8 @@ export class VictimError extends TransferlabError {
     status: number,
     readonly http: number | undefined,
     readonly attempts: number,
+    /** 403 query_rejected: the indices of the batch's images the detector flagged. */
+    readonly rejected?: number[],
   ) {
     super(code, message, status);
   }
@@ -143,6 +164,15 @@ export interface OracleCoreOptions {
   onClose?: () => Promise<void> | void;
   /** The client's own budget of paid images and its pace (limits.ts); absent: no budget, one request at a time. */
   limits?: OracleLimits;
+  /** Most images per request (default and ceiling: info.maxBatch). */
+  requestSize?: number;
+  /**
+   * A batch refused with 403 query_rejected is answered: its images get REJECTED (not cached, not
+   * paid), and the run goes on. Without it the refusal stops the run like any other.
+   */
+  rejectAsAnswer?: boolean;
+  /** Keys the send function spreads batches over (Sybil), for paidByKey (default 1). */
+  keys?: number;
 }
 
 /** The store of a run given as a folder (cacheDir) or as a store; undefined for neither. */
@@ -162,6 +192,9 @@ export function buildOracle(opts: OracleCoreOptions): CountingOracle {
   const pacer = new RequestPacer(concurrency, opts.limits?.rps);
   /** Images this run folder has paid for, earlier sessions included. */
   const paidSoFar = () => cache.prior.attack + cache.prior.measurement + counts.attack + counts.measurement;
+  const rejections: Rejections = { flagged: 0, refused: 0, requests: 0 };
+  const byKey = new Array<number>(opts.keys ?? 1).fill(0);
+  const perRequest = Math.max(1, Math.min(info.maxBatch, opts.requestSize ?? info.maxBatch));
   // Calls run one at a time, so two overlapping calls asking for the same new image cannot both pay for it.
   let queue: Promise<unknown> = Promise.resolve();
 
@@ -207,9 +240,9 @@ export function buildOracle(opts: OracleCoreOptions): CountingOracle {
       throw err;
     }
     const starts: number[] = [];
-    for (let start = 0; start < todo.length; start += info.maxBatch) starts.push(start);
+    for (let start = 0; start < todo.length; start += perRequest) starts.push(start);
     await eachLimited(starts, concurrency, async (start) => {
-      const part = todo.slice(start, start + info.maxBatch);
+      const part = todo.slice(start, start + perRequest);
       const body = new Uint8Array(part.length * stride);
       part.forEach(([, idx], j) => body.set(bytes.subarray(idx[0] * stride, (idx[0] + 1) * stride), j * stride));
       const cachedHere = start === 0 ? hits : 0;
@@ -221,13 +254,22 @@ export function buildOracle(opts: OracleCoreOptions): CountingOracle {
         if (opts.scores) checkScores(answer.scores, part.length, classes);
       } catch (e) {
         const err = e instanceof TransferlabError ? e : new TransferlabError('oracle_failed', String(e), 500);
+        const rejected = opts.rejectAsAnswer && err.code === 'query_rejected';
         ledger.record({
           t: new Date().toISOString(), purpose, sent: part.length, cached: cachedHere, status: err.code,
           http: err instanceof VictimError ? err.http : undefined,
           attempts: err instanceof VictimError ? err.attempts : undefined,
           ms: Math.round(performance.now() - t0), error: err.message,
         });
-        throw err;
+        if (!rejected) throw err;
+        // Seen by the attack as a refusal, never cached: the same image sent again is judged again.
+        // No scores either: NaN in every class, as for a class an answer did not give.
+        const none = new Array<null>(classes).fill(null);
+        for (const [, idx] of part) for (const i of idx) fill(i, REJECTED, none);
+        rejections.requests++;
+        rejections.refused += part.length;
+        rejections.flagged += err instanceof VictimError && err.rejected?.length ? err.rejected.length : part.length;
+        return;
       }
       const fresh: CachedAnswer[] = [];
       part.forEach(([key, idx], j) => {
@@ -240,6 +282,7 @@ export function buildOracle(opts: OracleCoreOptions): CountingOracle {
       // Paid and answered: on disk before anything else can fail, so a resumed run never pays again.
       cache.add(fresh);
       counts[purpose] += part.length;
+      byKey[answer.key ?? 0] += part.length;
       if (answer.budget) budget = answer.budget;
       ledger.record({
         t: new Date().toISOString(), purpose, sent: part.length, cached: cachedHere, status: 'ok',
@@ -275,6 +318,8 @@ export function buildOracle(opts: OracleCoreOptions): CountingOracle {
     priorCounts: () => ({ ...cache.prior }),
     victimBudget: () => (budget ? { ...budget } : null),
     budget: async () => tighter(opts.readBudget ? await opts.readBudget() : null, clientBudget === undefined ? null : { used: paidSoFar(), limit: clientBudget }),
+    rejections: () => ({ ...rejections }),
+    paidByKey: () => [...byKey],
     async close() {
       if (closed) return;
       closed = true;

@@ -34,7 +34,7 @@ export const TRANSIENT_NET = new Set([
 export type Attempt<T> =
   | { kind: 'ok'; status: number; value: T }
   | { kind: 'retry'; reason: string; retryAfterMs?: number }
-  | { kind: 'final'; code: string; message: string; status: number; http?: number };
+  | { kind: 'final'; code: string; message: string; status: number; http?: number; rejected?: number[] };
 
 /** Retry-After is delta-seconds or an HTTP date. */
 export function retryAfterMs(header: unknown): number | undefined {
@@ -67,7 +67,8 @@ export async function withRetries<T>(attempt: () => Promise<Attempt<T>>, url: st
   for (let n = 1; ; n++) {
     const a = await attempt();
     if (a.kind === 'ok') return { status: a.status, value: a.value, attempts: n };
-    if (a.kind === 'final') throw new VictimError(a.code, a.message, a.status, a.http, n);
+    // A 403 query_rejected carries the images the detector flagged, for an oracle that answers refusals.
+    if (a.kind === 'final') throw new VictimError(a.code, a.message, a.status, a.http, n, a.rejected);
     const ceiling = Math.min(maxDelayMs, baseDelayMs * 2 ** (n - 1));
     const jittered = random() * ceiling;
     const delayMs = Math.round(a.retryAfterMs === undefined ? jittered : Math.max(a.retryAfterMs, jittered));

@@ -10,6 +10,7 @@ import { hsjaSearch } from './hsja.js';
 import { raysSearch } from './rays.js';
 import { runLockStep, type LockStepResult, type Norm, type SearchSpec } from './search.js';
 import type { Labeler } from '../../shared/labeler.js';
+import type { ProbeShaper } from './evasion.js';
 
 /** rays and hsja ask for labels (search.ts); square for scores (square.ts), from a victim that gives them. */
 export const QUERY_ATTACKS = ['rays', 'hsja', 'square'] as const;
@@ -62,6 +63,7 @@ export function searchSpecs(s: QueryAttackSettings, t: AttackTargets): SearchSpe
     return {
       x,
       adversarial,
+      clean: original,
       start: (ctx) =>
         s.attack === 'rays'
           ? raysSearch(ctx, { stopAt: s.stopAt, initial: start ? signToward(x, start) : undefined })
@@ -75,6 +77,7 @@ export function runQueryAttack(
   t: AttackTargets,
   label: Labeler,
   onRound?: (round: number, asked: number, active: number) => void,
+  shaper?: ProbeShaper,
 ): Promise<LockStepResult> {
-  return runLockStep(searchSpecs(s, t), label, { norm: s.norm, queriesPerImage: s.queriesPerImage, onRound });
+  return runLockStep(searchSpecs(s, t), label, { norm: s.norm, queriesPerImage: s.queriesPerImage, onRound, shaper });
 }

@@ -33,6 +33,11 @@ const QUERY_HELP = {
   pInit: "square: share of the image its first square windows cover (the paper's p_init)",
   matchRate: "also report the queries per image needed for this misclassification rate at ε 0.3 (e.g. a campaign's)",
   allowPartial: "start even when the planned queries exceed the key's known budget, and record searches the budget cuts short as partial instead of stopping",
+  keysFile: 'Sybil: a file of API keys, one a line, the requests are spread over (instead of --api-key)',
+  keyOrder: 'which Sybil key carries each request: in turn, or one at random (seeded)',
+  requestSize: "most images per request (default: the victim's maxBatch); 1 against a detector with action reject, which refuses a whole batch",
+  blinding: 'query blinding: each probe shifted ±2 px, brightened and noised within the ε 0.3 left before it is sent',
+  adaptive: 'adaptive rejection sampling: a probe the detector refuses is sent again with noise of a scale learned from refusals',
 } as const satisfies Record<keyof QueryAttackInput, string>;
 export const QUERY_FLAG_KEYS = Object.keys(QUERY_HELP) as (keyof typeof QUERY_HELP)[];
 
@@ -54,6 +59,7 @@ export function queryAttackCommand(done: (code: number) => void): CommandModule 
         .example('$0 query-attack --attack rays --victim http://127.0.0.1:8080 --images 100 --queries-per-image 1000 --out runs/rays', 'RayS on 100 images')
         .example('$0 query-attack --attack hsja --norm linf --queries-per-image 1000 --out runs/hsja', 'HopSkipJump, L∞')
         .example('$0 query-attack --attack square --epsilon 0.3 --queries-per-image 1000 --out runs/square', 'Square Attack from the scores of a victim serving --output scores')
+        .example('$0 query-attack --keys-file keys.txt --request-size 1 --adaptive --out runs/sybil', 'spread over many keys, resampling refused probes')
         .example('$0 query-attack --resume runs/rays', 'continue after budget_exhausted or an interruption'),
     handler: async (a) => {
       const settings = inputFromFlags(queryAttackSchema.shape, a) as Partial<QueryAttackInput>;

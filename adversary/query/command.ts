@@ -1,5 +1,7 @@
 import { TransferlabError } from '../../shared/errors.js';
 import { createRunOracle } from '../targets/oracle.js';
+import { readKeysFile } from '../oracle/client.js';
+import { createRng } from '../../shared/random.js';
 import { queryThreat } from './config.js';
 import { resolveQueryAttackConfig, queryAttackSummary, runQueryAttackCampaign, type QueryAttackInput } from './run.js';
 import { resumeHint } from '../run/resume-hint.js';
@@ -31,7 +33,19 @@ export async function runQueryAttackCommand(flags: QueryAttackFlags, defaultOut:
     input = Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined)) as QueryAttackInput;
   }
   const config = resolveQueryAttackConfig(input);
-  const oracle = await createRunOracle({ ...config, threat: queryThreat(config) }, store);
+  const oracle = await createRunOracle(
+    {
+      ...config,
+      threat: queryThreat(config),
+      ...(config.keysFile ? { apiKeys: readKeysFile(config.keysFile) } : {}),
+      keyOrder: config.keyOrder,
+      requestSize: config.requestSize,
+      // A refused probe is an answer the attack sees (and counts as flagged), not the end of the run.
+      rejectAsAnswer: true,
+      random: createRng(config.seed ^ 0x5b1),
+    },
+    store,
+  );
   try {
     const r = await runQueryAttackCampaign(config, store, oracle, (l) => console.log(l));
     console.log(`\n${queryAttackSummary(r)}`);

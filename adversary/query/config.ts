@@ -8,6 +8,7 @@ import { parseSettings } from '../../shared/settings-errors.js';
 import { victimUrl } from '../oracle/victim-url.js';
 import { targetSettingsShape } from '../targets/settings.js';
 import type { Threat } from '../../shared/protocol/output.js';
+import { KEY_ORDERS } from '../oracle/client.js';
 import { planOf, type QueryPlan } from '../run/query-plan.js';
 import type { QueryAttackRunResults } from '../campaign/results.js';
 import { QUERY_ATTACKS } from './attack.js';
@@ -38,11 +39,23 @@ export const queryAttackSchema = z
     matchRate: z.number().gt(0).lte(1).optional(),
     /** Start past a known budget too small for the plan, and record a search the budget cuts as partial instead of stopping. */
     allowPartial: z.boolean().default(false),
+    /** Sybil: a file of API keys (one a line) the requests are spread over, instead of apiKey. */
+    keysFile: z.string().min(1).optional(),
+    keyOrder: z.enum(KEY_ORDERS).default('round-robin'),
+    /** Most images per request (unset: the victim's maxBatch); 1 against a detector that refuses whole batches. */
+    requestSize: z.number().int().min(1).max(10_000).optional(),
+    /** Query blinding: each probe shifted, brightened and noised (within the ε left) before it is sent. */
+    blinding: z.boolean().default(false),
+    /** Adaptive rejection sampling: a refused probe is sent again with noise of a learned scale. */
+    adaptive: z.boolean().default(false),
   })
   .superRefine((c, ctx) => {
+    if (c.keysFile !== undefined && c.apiKey !== undefined) ctx.addIssue({ code: 'custom', path: ['keysFile'], message: 'give apiKey or keysFile, not both' });
     if (c.attack === 'rays' && c.norm !== 'linf') ctx.addIssue({ code: 'custom', path: ['norm'], message: 'RayS is an L∞ attack: norm must be linf' });
     if (c.attack === 'square' && c.norm !== 'linf') ctx.addIssue({ code: 'custom', path: ['norm'], message: 'Square Attack here is L∞: norm must be linf' });
     if (c.attack === 'square' && c.targeted) ctx.addIssue({ code: 'custom', path: ['targeted'], message: 'Square Attack here is untargeted only' });
+    // Blinding and resampling shape RayS's and HopSkipJump's label probes; Square Attack's score queries do not take them.
+    if (c.attack === 'square' && (c.blinding || c.adaptive)) ctx.addIssue({ code: 'custom', path: [c.blinding ? 'blinding' : 'adaptive'], message: 'blinding and adaptive apply to rays and hsja, not to Square Attack' });
     // The built-in datasets hold 10,000 test images; a folder's count is checked when it is loaded, before any query is paid.
     if ((c.dataset === undefined || isBuiltinDataset(c.dataset)) && c.seedSize + c.images > 10_000) {
       ctx.addIssue({ code: 'custom', path: ['images'], message: 'seedSize + images must be ≤ 10000 test images' });
@@ -80,6 +93,9 @@ export interface ImageRecord {
   queries: number;
   end: string;
   trace: [number, number, number, number][];
+  /** Probes the victim's detector refused, and the query count at the first (absent in older runs). */
+  flagged?: number;
+  firstFlagged?: number | null;
 }
 
 /** results.json of a query attack: its shape is the contract's (shared/protocol/results.ts). */

@@ -15,6 +15,10 @@
 import { createHash } from 'node:crypto';
 import { TransferlabError } from '../../shared/errors.js';
 import type { Labeler } from '../../shared/labeler.js';
+import type { ProbeShaper } from './evasion.js';
+
+/** The oracle's label for a probe the victim's detector refused (adversary/oracle/core.ts REJECTED). */
+const REFUSED = -1;
 
 export type Norm = 'linf' | 'l2';
 
@@ -49,6 +53,10 @@ export interface ImageOutcome {
   trace: TracePoint[];
   /** Why the search ended: it finished, hit its per-image budget, or the key's budget ran out. */
   end: 'finished' | 'image_budget' | 'key_budget';
+  /** Probes (resamples included) the victim refused as attack queries (403 query_rejected). */
+  flagged: number;
+  /** The image's query count at its first refused probe (null: none refused). */
+  firstFlagged: number | null;
 }
 
 export interface LockStepOptions {
@@ -56,6 +64,8 @@ export interface LockStepOptions {
   queriesPerImage: number;
   /** Called after every round with the probes asked in it (for progress). */
   onRound?: (round: number, asked: number, active: number) => void;
+  /** Blinding and adaptive resampling against a stateful detector (evasion.ts). */
+  shaper?: ProbeShaper;
 }
 
 export interface LockStepResult {
@@ -63,8 +73,12 @@ export interface LockStepResult {
   /** 'budget_exhausted' when the key's budget refused a round: the outcomes are partial. */
   stopped: 'budget_exhausted' | null;
   rounds: number;
-  /** Probes sent to the labeller (each image's distinct probes, summed). */
+  /** Probes sent to the labeller (each image's distinct probes, summed; resamples included). */
   asked: number;
+  /** Probes the victim refused, resamples included. */
+  flagged: number;
+  /** Resamples sent for refused probes (adaptive). */
+  resamples: number;
 }
 
 /** Recent probes an image remembers (a bisection's repeats fall well inside it); bounds memory per image. */
@@ -104,6 +118,8 @@ class ImageRun implements SearchContext {
   linf = Infinity;
   l2 = Infinity;
   end: ImageOutcome['end'] = 'finished';
+  flagged = 0;
+  firstFlagged: number | null = null;
   done = false;
   /** Rounds this image took part in, memory hits included: bounds a search that only repeats itself. */
   yields = 0;
@@ -154,6 +170,8 @@ class ImageRun implements SearchContext {
       queries: this.queries,
       trace: this.trace,
       end: this.end,
+      flagged: this.flagged,
+      firstFlagged: this.firstFlagged,
     };
   }
 }
@@ -161,6 +179,8 @@ class ImageRun implements SearchContext {
 export interface SearchSpec {
   x: Float32Array;
   adversarial: (label: number) => boolean;
+  /** What a refused probe reads as: a label that is not adversarial (the clean one). */
+  clean: number;
   start: (ctx: SearchContext) => ImageSearch;
 }
 
@@ -187,7 +207,10 @@ export async function runLockStep(specs: SearchSpec[], label: Labeler, opts: Loc
   runs.forEach((_, i) => advance(i));
   let rounds = 0;
   let asked = 0;
+  let flagged = 0;
+  let resamples = 0;
   let stopped: LockStepResult['stopped'] = null;
+  const shaper = opts.shaper;
 
   for (;;) {
     // Each image's probes: answered from its memory, or new (to ask, once per distinct probe).
@@ -231,18 +254,50 @@ export async function runLockStep(specs: SearchSpec[], label: Labeler, opts: Loc
     let answers: Int32Array = new Int32Array(0);
     if (batchRows.length > 0) {
       const batch = new Float32Array(batchRows.length * pixels);
-      batchRows.forEach(({ i, offset }, b) => batch.set(runs[i].pending!.subarray(offset, offset + pixels), b * pixels));
+      const probeOf = (b: number) => runs[batchRows[b].i].pending!.subarray(batchRows[b].offset, batchRows[b].offset + pixels);
+      batchRows.forEach(({ i }, b) => batch.set(shaper ? shaper.blind(probeOf(b), runs[i].x) : probeOf(b), b * pixels));
       try {
         answers = await label(batch, batchRows.length);
+        checkCount(answers, batchRows.length);
+        // Adaptive: each refused probe drawn again with the learned noise, while its image has budget.
+        let refused = batchRows.flatMap((row, b) => (answers[b] === REFUSED ? [b] : []));
+        for (const b of refused) {
+          const r = runs[batchRows[b].i];
+          r.flagged++;
+          r.firstFlagged ??= r.queries + 1;
+        }
+        flagged += refused.length;
+        for (let round = 0; shaper?.s.adaptive && round < shaper.maxResamples && refused.length > 0; round++) {
+          refused = refused.filter((b) => runs[batchRows[b].i].remaining() > 0);
+          if (refused.length === 0) break;
+          const again = new Float32Array(refused.length * pixels);
+          refused.forEach((b, k) => again.set(shaper.resample(shaper.blind(probeOf(b), runs[batchRows[b].i].x)), k * pixels));
+          const got = await label(again, refused.length);
+          checkCount(got, refused.length);
+          resamples += refused.length;
+          refused = refused.filter((b, k) => {
+            const r = runs[batchRows[b].i];
+            r.queries++;
+            shaper.learn(got[k] === REFUSED);
+            if (got[k] !== REFUSED) {
+              answers[b] = got[k];
+              return false;
+            }
+            r.flagged++;
+            flagged++;
+            return true;
+          });
+        }
       } catch (e) {
         if (!isBudgetRefusal(e)) throw e;
         stopped = 'budget_exhausted';
         for (const r of runs) if (!r.done) r.end = 'key_budget';
         break;
       }
-      if (answers.length !== batchRows.length) {
-        throw new TransferlabError('victim_bad_response', `labeller returned ${answers.length} labels for ${batchRows.length} probes`, 502);
-      }
+      // A probe still refused reads as not adversarial: the attack learns nothing from it.
+      batchRows.forEach(({ i }, b) => {
+        if (answers[b] === REFUSED) answers[b] = specs[i].clean;
+      });
     }
     rounds++;
     asked += batchRows.length;
@@ -260,5 +315,9 @@ export async function runLockStep(specs: SearchSpec[], label: Labeler, opts: Loc
     }
     opts.onRound?.(rounds, batchRows.length, runs.filter((r) => !r.done).length);
   }
-  return { outcomes: runs.map((r) => r.outcome()), stopped, rounds, asked };
+  return { outcomes: runs.map((r) => r.outcome()), stopped, rounds, asked: asked + resamples, flagged, resamples };
+}
+
+function checkCount(answers: Int32Array, asked: number): void {
+  if (answers.length !== asked) throw new TransferlabError('victim_bad_response', `labeller returned ${answers.length} labels for ${asked} probes`, 502);
 }

@@ -57,10 +57,12 @@ export async function runSquare(
     const j = asked.indexOf(i);
     const cut = r.stopped !== null && r.margins[i] >= 0 && r.queries[i] < s.queriesPerImage;
     const end: ImageOutcome['end'] = cut ? 'key_budget' : r.margins[i] < 0 ? 'finished' : 'image_budget';
-    if (j < 0 || labels[j] === t.original[i]) return { image: null, label: null, linf: null, l2: null, queries: r.queries[i], trace: [], end };
+    // Square Attack does not track refused probes itself (the oracle's rejections() counts them); a
+    // best probe the detector refused (REJECTED, < 0) is no adversarial example.
+    if (j < 0 || labels[j] === t.original[i] || labels[j] < 0) return { image: null, label: null, linf: null, l2: null, queries: r.queries[i], trace: [], end, flagged: 0, firstFlagged: null };
     const image = best.slice(j * pixels, (j + 1) * pixels);
     const d = distances(t.images.subarray(i * pixels, (i + 1) * pixels), image);
-    return { image, label: labels[j], linf: d.linf, l2: d.l2, queries: r.queries[i], trace: [[r.queries[i], d.linf, d.l2, labels[j]]], end };
+    return { image, label: labels[j], linf: d.linf, l2: d.l2, queries: r.queries[i], trace: [[r.queries[i], d.linf, d.l2, labels[j]]], end, flagged: 0, firstFlagged: null };
   });
-  return { outcomes, stopped: r.stopped ? 'budget_exhausted' : null, rounds: r.iterations + (r.asked > 0 ? 1 : 0), asked: r.asked };
+  return { outcomes, stopped: r.stopped ? 'budget_exhausted' : null, rounds: r.iterations + (r.asked > 0 ? 1 : 0), asked: r.asked, flagged: 0, resamples: 0 };
 }

@@ -32,6 +32,10 @@ function scoresOf(oracle: CountingOracle): Scorer {
   const scores = o.scores.bind(o);
   return (images, count) => scores(images, count, 'attack');
 }
+import { ProbeShaper } from './evasion.js';
+
+/** The ε blinding's noise stays within: the one success is reported at (docs/query-attacks.md). */
+const EVASION_EPSILON = 0.3;
 
 /** Seconds by kind of work: the clean labels (select counts them as `measurement`, as in a campaign) and the searches, the starting pool's labels included. */
 export type QueryPhases = { measurement: number; search: number };
@@ -123,20 +127,24 @@ export const search: Step<Aimed, Searched> = async (s) => {
   const t = performance.now();
   let lastLog = t;
   let counted = t;
+  const shaper =
+    config.blinding || config.adaptive
+      ? new ProbeShaper({ blinding: config.blinding, adaptive: config.adaptive, epsilon: EVASION_EPSILON, seed: config.seed, shape: evalSet.shape })
+      : undefined;
   const progress = (round: number, asked: number, active: number) => {
-      if (performance.now() - lastLog < 5000) return;
-      lastLog = performance.now();
-      // Work done so far is kept in the answer cache: the clock records its time too.
-      s.phases.search += since(counted);
-      counted = lastLog;
-      s.clock.tick(s.phases);
-      s.hooks.log(`  round ${round}: ${asked} probes, ${active} images still searching, ${paidAttack(s)} attack queries paid`);
+    if (performance.now() - lastLog < 5000) return;
+    lastLog = performance.now();
+    // Work done so far is kept in the answer cache: the clock records its time too.
+    s.phases.search += since(counted);
+    counted = lastLog;
+    s.clock.tick(s.phases);
+    s.hooks.log(`  round ${round}: ${asked} probes, ${active} images still searching, ${paidAttack(s)} attack queries paid`);
   };
   const label = (images: Float32Array, count: number) => s.oracle.label(images, count, 'attack');
   const run =
     config.attack === 'square'
       ? await runSquare({ ...config, format: s.oracle.format }, s.target, s.evalSet.shape, scoresOf(s.oracle), label, progress)
-      : await runQueryAttack({ attack: config.attack, norm: config.norm, queriesPerImage: config.queriesPerImage, seed: config.seed, stopAt: config.stopAt }, s.target, label, progress);
+      : await runQueryAttack({ attack: config.attack, norm: config.norm, queriesPerImage: config.queriesPerImage, seed: config.seed, stopAt: config.stopAt }, s.target, label, progress, shaper);
   s.phases.search += since(counted);
   return { ...s, run, probes: paidAttack(s) - before };
 };
@@ -163,6 +171,8 @@ export const report: Step<Searched, QueryAttackResults> = async (s, store) => {
     queries: o.queries,
     end: o.end,
     trace: o.trace,
+    flagged: o.flagged,
+    firstFlagged: o.firstFlagged,
   }));
   const pixels = evalSet.images.length / evalSet.count;
   const adversarial = new Uint8Array(evalSet.count * pixels);
@@ -201,6 +211,10 @@ export const report: Step<Searched, QueryAttackResults> = async (s, store) => {
       config.matchRate === undefined
         ? null
         : { epsilon: matchEps, rate: config.matchRate, queriesPerImage: matchQ, totalQueries: matchQ === null ? null : (matchQ + 1) * kept.length },
+    detection: (() => {
+      const r = s.oracle.rejections();
+      return { flagged: run.flagged, refusedRequests: r.requests, refusedImages: r.refused, resamples: run.resamples, paidByKey: s.oracle.paidByKey() };
+    })(),
     rounds: run.rounds,
     durationSeconds: s.clock.totalSeconds(),
     phases: s.clock.totalPhases(s.phases),

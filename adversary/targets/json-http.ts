@@ -7,6 +7,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import axios, { isAxiosError, type AxiosInstance } from 'axios';
+import { HEADERS } from '../../shared/protocol/index.js';
 import { retryAfterMs, TRANSIENT_NET, withRetries, type Attempt } from '../oracle/retry.js';
 import type { TargetContext } from './target.js';
 
@@ -89,6 +90,13 @@ export class JsonHttp {
     if (status >= 500 || status === 429) {
       const header: unknown = res.headers['retry-after'];
       return { kind: 'retry', reason: `HTTP ${status}: ${serverWords(text)}`, retryAfterMs: retryAfterMs(header) };
+    }
+    // A transferlab victim serving this protocol refuses a batch its detector flagged (action reject)
+    // with 403 and X-Rejected-Images: a refusal of these images, not of the credentials.
+    const flagged: unknown = res.headers[HEADERS.rejectedImages.toLowerCase()];
+    if (status === 403 && typeof flagged === 'string') {
+      const rejected = flagged.split(',').filter((v) => /^\d+$/.test(v)).map(Number);
+      return { kind: 'final', code: 'query_rejected', message: `the ${who} refused ${where} (HTTP 403 query_rejected): ${serverWords(text)}`, status, http: status, rejected };
     }
     if (status === 401 || status === 403) {
       const tried = this.auth ? `it was sent Authorization: ${this.auth.header.split(' ')[0]} … (from ${this.auth.source})` : 'no Authorization header was sent (give --api-key, or --token for torchserve)';

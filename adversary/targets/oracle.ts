@@ -8,7 +8,7 @@
 import { TransferlabError } from '../../shared/errors.js';
 import { parseOutputPolicy, threatProblem, type Threat } from '../../shared/protocol/output.js';
 import { runIdentity } from '../oracle/answer-cache.js';
-import { normaliseUrl } from '../oracle/client.js';
+import { normaliseUrl, type KeyOrder } from '../oracle/client.js';
 import { buildOracle, type CountingOracle, type PixelFormat, type SendBatch } from '../oracle/core.js';
 import type { RetryPolicy } from '../oracle/retry.js';
 import { LIMIT_KEYS, type OracleLimits } from '../oracle/limits.js';
@@ -38,7 +38,17 @@ export interface TargetOracleOptions extends RetryPolicy {
   limits?: OracleLimits;
   /** The attacker's --dataset: its shape and class count stand in where the server cannot say them (torchserve, http). */
   dataset?: string;
+  /** Sybil: the requests spread over these keys instead of apiKey (transferlab targets only), in turn or at random. */
+  apiKeys?: readonly string[];
+  keyOrder?: KeyOrder;
+  /** Most images per request (default and ceiling: the target's maxBatch). */
+  requestSize?: number;
+  /** A 403 query_rejected answers the batch's images as REJECTED (oracle/core.ts) instead of stopping the run. */
+  rejectAsAnswer?: boolean;
 }
+
+/** Kinds whose send() says which key carried each batch, so requests can be spread over Sybil keys. */
+const SYBIL_KINDS = new Set(['transferlab']);
 
 /** Kinds whose servers have no metadata route: the attacker's dataset is the last word on shape and classes. */
 const UNDESCRIBED = new Set(['torchserve', 'http']);
@@ -56,7 +66,13 @@ export async function createTargetOracle(opts: TargetOracleOptions): Promise<Tar
   const threat = opts.threat ?? 'label';
   const format = opts.format ?? 'uint8';
   const scope = runIdentity(opts.store);
-  const target = targetFactory(settings.target)(settings, { url, apiKey: opts.apiKey, format, scope, threat, retries: opts.retries, onRetry: opts.onRetry, random: opts.random, timeoutMs: opts.timeoutMs });
+  if (opts.apiKeys?.length && !SYBIL_KINDS.has(settings.target)) {
+    throw new TransferlabError('invalid_config', `Sybil keys (--keys-file) are not supported by the ${settings.target} target: only ${[...SYBIL_KINDS].join(', ')} spreads requests over several keys; give one --api-key`);
+  }
+  const target = targetFactory(settings.target)(settings, {
+    url, apiKey: opts.apiKey, apiKeys: opts.apiKeys, keyOrder: opts.keyOrder, format, scope, threat,
+    retries: opts.retries, onRetry: opts.onRetry, random: opts.random, timeoutMs: opts.timeoutMs,
+  });
   try {
     const info = await target.describe();
     const problem = threatProblem(threat, parseOutputPolicy(info.output), info.classes);
@@ -68,7 +84,14 @@ export async function createTargetOracle(opts: TargetOracleOptions): Promise<Tar
       return keepScores ? { ...rest, scores } : rest;
     };
     const limits = opts.limits ?? Object.fromEntries(LIMIT_KEYS.map((k) => [k, settings[k]]));
-    const oracle = buildOracle({ info, format, send, store: opts.store, scores: keepScores, limits, readBudget: async () => (target.budget ? target.budget() : null), onClose: () => target.close() });
+    const oracle = buildOracle({
+      info, format, send, store: opts.store, scores: keepScores, limits,
+      readBudget: async () => (target.budget ? target.budget() : null),
+      onClose: () => target.close(),
+      requestSize: opts.requestSize,
+      rejectAsAnswer: opts.rejectAsAnswer,
+      keys: target.keys,
+    });
     return Object.assign(oracle, { threat, target });
   } catch (e) {
     await target.close();
@@ -77,7 +100,8 @@ export async function createTargetOracle(opts: TargetOracleOptions): Promise<Tar
 }
 
 /** The settings of a command that talks to a victim: its URL, key, format and target keys. */
-export type RunTargetSettings = { victim: string; apiKey?: string; format?: PixelFormat; threat?: Threat; dataset?: string } & TargetSettingsInput;
+export type RunTargetSettings = { victim: string; apiKey?: string; format?: PixelFormat; threat?: Threat; dataset?: string } & TargetSettingsInput &
+  Pick<TargetOracleOptions, 'apiKeys' | 'keyOrder' | 'requestSize' | 'rejectAsAnswer' | 'random'>;
 
 /** The oracle of a command-line run: its answers cached in the run's store, retries reported on stderr. */
 export function createRunOracle(run: RunTargetSettings, out: RunStore | string): Promise<TargetOracle> {
@@ -88,6 +112,11 @@ export function createRunOracle(run: RunTargetSettings, out: RunStore | string):
     threat: run.threat,
     target: run,
     dataset: run.dataset,
+    apiKeys: run.apiKeys,
+    keyOrder: run.keyOrder,
+    requestSize: run.requestSize,
+    rejectAsAnswer: run.rejectAsAnswer,
+    random: run.random,
     store: runStore(out),
     onRetry: (i) => console.error(`victim: ${i.reason}; retry ${i.attempt} in ${Math.round(i.delayMs)} ms`),
   });

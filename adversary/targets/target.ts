@@ -7,6 +7,7 @@
  * file exporting a TargetFactory and one line in registry.ts.
  */
 import type { BatchAnswer, Budget, PixelFormat } from '../oracle/core.js';
+import type { KeyOrder } from '../oracle/client.js';
 import type { QueryPurpose, VictimInfo } from '../oracle/oracle.js';
 import type { RetryPolicy } from '../oracle/retry.js';
 import type { TargetSettings } from './settings.js';
@@ -33,8 +34,10 @@ export interface Target {
    * inside (oracle/retry.ts); a refusal throws a VictimError naming the target, URL and what was wrong.
    */
   send(body: Uint8Array, count: number, purpose: QueryPurpose): Promise<BatchAnswer>;
-  /** The key's budget as the server tells it, charging nothing (absent or null: it does not say). */
+  /** The key's budget as the server tells it, charging nothing (absent or null: it does not say); with Sybil keys, all of theirs summed. */
   budget?(): Promise<Budget | null>;
+  /** Keys send() spreads batches over (Sybil), each answer naming its own in `key` (absent: 1). */
+  readonly keys?: number;
   close(): void | Promise<void>;
 }
 
@@ -55,6 +58,13 @@ export interface TargetContext extends RetryPolicy {
    * /v1/label) uses it in a label threat; scores, when asked for, come from its richer route.
    */
   threat?: Threat;
+  /**
+   * Sybil: the requests spread over these keys instead of `apiKey`, in turn or one at random
+   * (`keyOrder`). Only a target that can say which key carried each batch takes them (transferlab);
+   * createTargetOracle refuses them for the others.
+   */
+  apiKeys?: readonly string[];
+  keyOrder?: KeyOrder;
 }
 
 export type TargetFactory = (settings: TargetSettings, ctx: TargetContext) => Target;

@@ -29,7 +29,9 @@ export const transferlabTarget: TargetFactory = (settings, ctx) => {
       return settings.maxBatch ? { ...info, maxBatch: Math.min(info.maxBatch, settings.maxBatch) } : info;
     },
     send: (body, count, purpose) => (predict ?? label)(body, count, purpose),
-    budget: () => victim.budget(),
+    // With Sybil keys (ctx.apiKeys, passed through to the client) the budget is every key's, summed.
+    budget: () => victim.budgets(),
+    keys: ctx.apiKeys?.length || 1,
     close: () => victim.close(),
   };
 };

@@ -99,7 +99,7 @@ export async function runEnsembleAttack(
     const specs = open.map((_, k) => {
       const x = sub.slice(k * size, (k + 1) * size);
       const y = labels[k];
-      return { x, adversarial: (l: number) => l !== y, start: (ctx: Parameters<typeof raysSearch>[0]) => raysSearch(ctx, { stopAt: s.epsilon }) };
+      return { x, clean: y, adversarial: (l: number) => l !== y, start: (ctx: Parameters<typeof raysSearch>[0]) => raysSearch(ctx, { stopAt: s.epsilon }) };
     });
     const r = await runLockStep(specs, label, { norm: 'linf', queriesPerImage: s.raysQueries });
     adversarial = sub.slice();

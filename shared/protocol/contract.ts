@@ -21,6 +21,8 @@ export const HEADERS = {
   requestId: 'X-Request-Id',
   retryAfter: 'Retry-After',
   authorization: 'Authorization',
+  /** Response header of a 403 query_rejected: the indices (0-based, comma-separated) of the batch's images the detector flagged. */
+  rejectedImages: 'X-Rejected-Images',
 } as const;
 
 /** Wire pixel formats of application/octet-stream bodies: N×H×W×C values, row-major HWC. */
@@ -158,6 +160,8 @@ export const API_ERRORS = {
   invalid_api_key: 401,
   extraction_suspected: 403,
   output_not_allowed: 403,
+  /** A detector with action `reject` flagged an image of this batch: the batch is refused, nothing charged, the key still served. */
+  query_rejected: 403,
   rate_limited: 429,
   budget_exhausted: 429,
   unsupported_media_type: 415,

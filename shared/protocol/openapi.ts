@@ -38,7 +38,7 @@ const json = (name: string) => ({ content: { [MEDIA_TYPES.json]: { schema: ref(n
 
 const ERROR_HINTS: Record<number, string> = {
   401: ' (send Authorization: Bearer <key>)',
-  403: ': extraction_suspected — this key may not query the service any more; output_not_allowed — /v1/predict on a victim whose output policy gives labels only. Nothing was charged',
+  403: ': extraction_suspected — this key may not query the service any more; output_not_allowed — /v1/predict on a victim whose output policy gives labels only; query_rejected — this batch held a query the detector flagged (X-Rejected-Images lists them), the key may go on. Nothing was charged',
   422: ': an Idempotency-Key reused with a different body',
   429: '; rate_limited carries Retry-After',
 };

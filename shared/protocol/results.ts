@@ -241,7 +241,20 @@ export const queryAttackResultsSchema = z.strictObject({
     pInit: finite.optional(),
     allowPartial: z.boolean().optional(),
     matchRate: finite.optional(),
+    keysFile: z.string().optional(),
+    keyOrder: z.string().optional(),
+    requestSize: count.optional(),
+    blinding: z.boolean().optional(),
+    adaptive: z.boolean().optional(),
   }),
+  /**
+   * Against a detector that refuses attack queries (403 query_rejected), this session: probes it refused
+   * (resamples included; the attack's real cost in flagged queries), refused requests, adaptive resamples;
+   * and the images paid by each key (Sybil: one entry per key of keysFile). Absent in older runs.
+   */
+  detection: z
+    .strictObject({ flagged: count, refusedRequests: count, refusedImages: count, resamples: count, paidByKey: z.array(count) })
+    .optional(),
   /** Paid over the run folder's whole life: attack = clean labels + starting pool + every probe. */
   queries: z.strictObject({ attack: count, measurement: count, cached: count, cleanLabels: count, startingPool: count, probes: count }),
   stopped: z.literal('budget_exhausted').nullable(),

@@ -16,10 +16,16 @@
  * Memory: at most history × hashes index entries per client (2,000 × 50 by default, a few MB), and
  * `maxClients` clients (least recently active unflagged one forgotten first). Time per query: one
  * pass over the pixels to hash, and `hashes` index look-ups.
+ *
+ * Scope: `key` (the default) keeps one hash store per client, so an attacker with many keys gives
+ * each store a share of its probes; `global` keeps one store for all clients, as the paper's design
+ * does — a query matching an earlier one of any client counts, and the match is charged to the
+ * client that sent it (its own match count and flag, bounded by `maxClients`).
  */
 import { TransferlabError } from '../../shared/errors.js';
 import { readFlag, writeFlag, type JournalReader, type JournalWriter } from './journal.js';
 import type { ClientSummary, Detection } from './prada.js';
+import { ClientCounts, ClientPrints, ENTRY_BYTES } from './blacklight-store.js';
 
 export interface BlacklightOptions {
   /** Quantisation step on the 0..255 scale (default 50, as in the paper). */
@@ -38,37 +44,29 @@ export interface BlacklightOptions {
   history: number;
   /** Clients tracked at once (default 100). */
   maxClients: number;
+  /** One hash store per client (`key`) or one for all (`global`). */
+  scope: BlacklightScope;
 }
 
-export const BLACKLIGHT_DEFAULTS: BlacklightOptions = { step: 50, window: 56, stride: 1, hashes: 50, threshold: 30, minMatches: 3, history: 2000, maxClients: 100 };
+export const BLACKLIGHT_SCOPES = ['key', 'global'] as const;
+export type BlacklightScope = (typeof BLACKLIGHT_SCOPES)[number];
+/** The name of the one hash store of scope `global` (never a client: key ids and anonymous@ip have no `*`). */
+export const GLOBAL_STORE = '*';
 
-/** Bytes an index entry costs, roughly, in V8 (map slot + array element): for the memory report. */
-const ENTRY_BYTES = 48;
-
-class ClientPrints {
-  readonly ring: Uint32Array[] = [];
-  /** Ring position of the oldest fingerprint once full. */
-  head = 0;
-  /** Total queries seen; a fingerprint's id is its query number. */
-  queries = 0;
-  matches = 0;
-  bestShared = 0;
-  entries = 0;
-  readonly index = new Map<number, number[]>();
-
-  constructor(readonly id: string) {}
-}
+export const BLACKLIGHT_DEFAULTS: BlacklightOptions = { step: 50, window: 56, stride: 1, hashes: 50, threshold: 30, minMatches: 3, history: 2000, maxClients: 100, scope: 'key' };
 
 export class BlacklightDetector {
   readonly options: BlacklightOptions;
   private readonly clients = new Map<string, ClientPrints>();
+  /** Scope `global`: each client's counts (the store is clients' GLOBAL_STORE entry). */
+  private readonly counts = new Map<string, ClientCounts>();
   private readonly flags = new Map<string, Detection>();
 
   constructor(options: Partial<BlacklightOptions> = {}) {
     this.options = { ...BLACKLIGHT_DEFAULTS, ...options };
     const o = this.options;
     const problems: string[] = [];
-    const int = (name: keyof BlacklightOptions, lo: number, hi: number) => {
+    const int = (name: Exclude<keyof BlacklightOptions, 'scope'>, lo: number, hi: number) => {
       if (!Number.isInteger(o[name]) || o[name] < lo || o[name] > hi) problems.push(`${name} must be an integer in ${lo}..${hi} (got ${o[name]})`);
     };
     int('step', 1, 255);
@@ -79,6 +77,7 @@ export class BlacklightDetector {
     int('minMatches', 1, 1_000_000);
     int('history', 1, 100_000);
     int('maxClients', 1, 1_000_000);
+    if (!BLACKLIGHT_SCOPES.includes(o.scope)) problems.push(`scope must be one of ${BLACKLIGHT_SCOPES.join(', ')} (got ${String(o.scope)})`);
     if (problems.length) throw new TransferlabError('invalid_config', `Blacklight detector: ${problems.join('; ')}`);
   }
 
@@ -101,66 +100,47 @@ export class BlacklightDetector {
     return sorted.slice(Math.max(0, sorted.length - hashes));
   }
 
-  private client(id: string): ClientPrints {
-    let c = this.clients.get(id);
-    if (c) this.clients.delete(id);
+  private get global(): boolean {
+    return this.options.scope === 'global';
+  }
+
+  /** The entry of `id` in an LRU map of at most maxClients (the least recent unflagged one forgotten first). */
+  private recent<T extends ClientCounts>(map: Map<string, T>, id: string, make: () => T): T {
+    let c = map.get(id);
+    if (c) map.delete(id);
     else {
-      if (this.clients.size >= this.options.maxClients) {
-        const old = [...this.clients.values()].find((x) => !this.flags.has(x.id)) ?? this.clients.values().next().value;
-        if (old) this.clients.delete(old.id);
+      if (map.size >= this.options.maxClients) {
+        const old = [...map.values()].find((x) => !this.flags.has(x.id)) ?? map.values().next().value;
+        if (old) map.delete(old.id);
       }
-      c = new ClientPrints(id);
+      c = make();
     }
-    this.clients.set(id, c);
+    map.set(id, c);
     return c;
   }
 
-  /** One query: the most hashes it shares with any earlier kept fingerprint; then it joins the history. */
-  private observeOne(c: ClientPrints, print: Uint32Array): number {
-    const id = c.queries++;
-    const shared = new Map<number, number>();
-    let best = 0;
-    for (const h of print) {
-      const holders = c.index.get(h);
-      if (!holders) continue;
-      for (const q of holders) {
-        const n = (shared.get(q) ?? 0) + 1;
-        shared.set(q, n);
-        if (n > best) best = n;
-      }
+  private client(id: string): ClientPrints {
+    return this.recent(this.clients, id, () => new ClientPrints(id));
+  }
+
+  /** The hash store a client's query is matched against and joins, and where its matches are counted. */
+  private storeOf(clientId: string): { store: ClientPrints; counts: ClientCounts } {
+    if (!this.global) {
+      const c = this.client(clientId);
+      return { store: c, counts: c };
     }
-    // Evict the oldest fingerprint first when the ring is full: its ids are the smallest in each list.
-    if (c.ring.length === this.options.history) {
-      const old = c.ring[c.head];
-      const oldId = id - this.options.history;
-      for (const h of old) {
-        const holders = c.index.get(h);
-        if (!holders) continue;
-        if (holders[0] === oldId) {
-          holders.shift();
-          c.entries--;
-        }
-        if (holders.length === 0) c.index.delete(h);
-      }
-      c.ring[c.head] = print;
-      c.head = (c.head + 1) % this.options.history;
-    } else c.ring.push(print);
-    for (const h of print) {
-      const holders = c.index.get(h);
-      if (holders) {
-        if (holders.at(-1) !== id) holders.push(id);
-      } else c.index.set(h, [id]);
-      c.entries++;
-    }
-    return best;
+    const store = this.clients.get(GLOBAL_STORE) ?? this.client(GLOBAL_STORE);
+    return { store, counts: this.recent(this.counts, clientId, () => new ClientCounts(clientId)) };
   }
 
   /**
    * Feed one request's images (count × pixels, [0, 1]); returns the detection if this request flagged
    * the client. With a journal, the fingerprints are written to it (for the replicas sharing a store).
+   * `flagged` receives the index of each image that matched an earlier query (Blacklight's verdict
+   * on one query: an action `reject` refuses the request holding it).
    */
-  observe(clientId: string, images: Float32Array, labels: ArrayLike<number>, journal?: JournalWriter): Detection | null {
-    const c = this.client(clientId);
+  observe(clientId: string, images: Float32Array, labels: ArrayLike<number>, journal?: JournalWriter, flagged?: number[]): Detection | null {
+    const c = this.storeOf(clientId);
     const count = labels.length;
     const pixels = count === 0 ? 0 : images.length / count;
     let detection: Detection | null = null;
@@ -171,14 +151,16 @@ export class BlacklightDetector {
         journal.u32(print.length);
         journal.bytes(new Uint8Array(print.buffer, print.byteOffset, print.byteLength));
       }
+      const before = c.counts.matches;
       detection = this.take(c, print) ?? detection;
+      if (c.counts.matches > before) flagged?.push(i);
     }
     return detection;
   }
 
   /** Take a request another replica observed, from its journal (the fingerprints): the same state change and flag. */
   replay(clientId: string, journal: JournalReader): Detection | null {
-    const c = this.client(clientId);
+    const c = this.storeOf(clientId);
     let detection: Detection | null = null;
     for (let i = journal.u32(); i > 0; i--) {
       const n = journal.u32();
@@ -190,8 +172,10 @@ export class BlacklightDetector {
     return detection;
   }
 
-  private take(c: ClientPrints, print: Uint32Array): Detection | null {
-    const shared = this.observeOne(c, print);
+  private take({ store, counts: c }: { store: ClientPrints; counts: ClientCounts }, print: Uint32Array): Detection | null {
+    const shared = store.take(print, this.options.history);
+    if (c !== store) c.queries++;
+    else c.queries = store.taken;
     if (shared > c.bestShared) c.bestShared = shared;
     if (shared < this.options.threshold) return null;
     c.matches++;
@@ -204,60 +188,76 @@ export class BlacklightDetector {
   /**
    * The client's state and flag, for a snapshot replicas load instead of replaying the journals before
    * it: its counters and its kept fingerprints, oldest first (the index is rebuilt from them).
-   * Bounded: at most `history` fingerprints of `hashes` hashes.
+   * Bounded: at most `history` fingerprints of `hashes` hashes. Scope `global`: the whole state (the
+   * one store, every client's counts and flags), whichever client is named — its shared log is one.
    */
   snapshot(clientId: string, w: JournalWriter): void {
+    if (!this.global) return this.snapshotStore(clientId, w);
+    const ids = new Set([...this.counts.keys(), ...this.flags.keys()]);
+    w.u32(ids.size);
+    for (const id of ids) {
+      const name = Buffer.from(id);
+      w.u32(name.length);
+      w.bytes(name);
+      writeFlag(w, this.flags.get(id));
+      const c = this.counts.get(id);
+      w.u8(c ? 1 : 0);
+      if (c) for (const v of [c.queries, c.matches, c.bestShared]) w.f64(v);
+    }
+    this.snapshotStore(GLOBAL_STORE, w);
+  }
+
+  private snapshotStore(clientId: string, w: JournalWriter): void {
     writeFlag(w, this.flags.get(clientId));
     const c = this.clients.get(clientId);
     w.u8(c ? 1 : 0);
-    if (!c) return;
-    w.f64(c.queries);
-    w.f64(c.matches);
-    w.f64(c.bestShared);
-    w.u32(c.ring.length);
-    for (let k = 0; k < c.ring.length; k++) {
-      const print = c.ring[(c.head + k) % c.ring.length];
-      w.u32(print.length);
-      w.bytes(new Uint8Array(print.buffer, print.byteOffset, print.byteLength));
-    }
+    c?.write(w);
   }
 
-  /** Replace the client's state and flag by a snapshot's. */
+  /** Replace the client's state and flag by a snapshot's (scope `global`: the whole state). */
   restore(clientId: string, r: JournalReader): void {
-    this.forget(clientId);
+    if (!this.global) return this.restoreStore(clientId, r);
+    this.forget(GLOBAL_STORE);
+    for (let n = r.u32(); n > 0; n--) {
+      const id = Buffer.from(r.bytes(r.u32())).toString();
+      const flag = readFlag(r, { clientId: id });
+      if (flag) this.flags.set(id, flag);
+      if (!r.u8()) continue;
+      const c = this.recent(this.counts, id, () => new ClientCounts(id));
+      c.queries = r.f64();
+      c.matches = r.f64();
+      c.bestShared = r.f64();
+    }
+    this.restoreStore(GLOBAL_STORE, r);
+  }
+
+  private restoreStore(clientId: string, r: JournalReader): void {
+    this.clients.delete(clientId);
+    this.flags.delete(clientId);
     const flag = readFlag(r, { clientId });
     if (flag) this.flags.set(clientId, flag);
-    if (!r.u8()) return;
-    const c = this.client(clientId);
-    c.queries = r.f64();
-    c.matches = r.f64();
-    c.bestShared = r.f64();
-    const kept = r.u32();
-    // Oldest first at ring position 0 (head 0), ids counting up to the last query, as take() left them.
-    for (let k = 0; k < kept; k++) {
-      const print = new Uint32Array(r.u32());
-      new Uint8Array(print.buffer).set(r.bytes(print.length * 4));
-      c.ring.push(print);
-      const id = c.queries - kept + k;
-      for (const h of print) {
-        const holders = c.index.get(h);
-        if (holders) holders.push(id);
-        else c.index.set(h, [id]);
-        c.entries++;
-      }
-    }
+    if (r.u8()) this.client(clientId).read(r);
   }
 
+  /** Scope `global`: whether the one store is held (every client is matched against it). */
   tracks(clientId: string): boolean {
-    return this.clients.has(clientId);
+    return this.clients.has(this.global ? GLOBAL_STORE : clientId);
   }
 
   restoreFlag(d: Detection): void {
     if (!this.flags.has(d.clientId)) this.flags.set(d.clientId, d);
   }
 
+  /** Drop the client's state and flag; scope `global`, GLOBAL_STORE: everything. */
   forget(clientId: string): void {
+    if (this.global && clientId === GLOBAL_STORE) {
+      this.clients.clear();
+      this.counts.clear();
+      this.flags.clear();
+      return;
+    }
     this.clients.delete(clientId);
+    this.counts.delete(clientId);
     this.flags.delete(clientId);
   }
 
@@ -268,7 +268,7 @@ export class BlacklightDetector {
   }
 
   summaries(): (ClientSummary & { matches: number; bestShared: number })[] {
-    return [...this.clients.values()].map((c) => ({
+    return [...(this.global ? this.counts : this.clients).values()].map((c) => ({
       clientId: c.id,
       queries: c.queries,
       distances: 0,

@@ -11,10 +11,15 @@ import type { SharedDetectorState } from './shared-state.js';
  * detector under its client, writes a detection to the audit log, and — with action `block` — refuses
  * the flagged client's later queries (403 extraction_suspected, nothing charged). With `log` the
  * watched client's answers are unchanged: a detection is visible only in the audit log and on the
- * admin endpoint. Detections are replayed from the audit log at start-up, so blocks survive restarts;
- * an operator lifts one with DELETE /v1/admin/detections/{client} (audited as `block_lifted`).
+ * admin endpoint. With `reject` (as Blacklight's paper answers an attack query) each request is
+ * judged before it is charged: a batch holding a query the detectors flag (Blacklight: it matched an
+ * earlier one; PRADA: the client's W stood below δ after it) is refused with 403 query_rejected,
+ * nothing charged, and the client goes on being served; its images still join the detectors' state
+ * (they are evidence, as in the paper). Detections are replayed from the audit log at start-up, so
+ * blocks survive restarts; an operator lifts one with DELETE /v1/admin/detections/{client} (audited as
+ * `block_lifted`).
  */
-export const DETECTOR_ACTIONS = ['log', 'block'] as const;
+export const DETECTOR_ACTIONS = ['log', 'block', 'reject'] as const;
 export type DetectorAction = (typeof DETECTOR_ACTIONS)[number];
 
 export interface DetectionRecord {
@@ -91,10 +96,12 @@ export class ExtractionWatch {
    * With replicas, the shared state records it in the same Redis script that appends the request's
    * journal, so a replica dying after that leaves the client blocked on every other replica.
    */
-  async observe(keyId: string, client: string, requestId: string, images: Float32Array, labels: Int32Array): Promise<DetectionRecord | null> {
+  async observe(keyId: string, client: string, requestId: string, images: Float32Array, labels: Int32Array, flagged?: number[]): Promise<DetectionRecord | null> {
     let stored: DetectionRecord | undefined;
     const recordOf = (d: Detection) => JSON.stringify((stored = this.recordOf(d, keyId, client, requestId)));
-    const d = this.sharedState ? await this.sharedState.observe(this.detector, client, images, labels, recordOf) : this.detector.observe(client, images, labels);
+    const d = this.sharedState
+      ? await this.sharedState.observe(this.detector, client, images, labels, recordOf, flagged)
+      : this.detector.observe(client, images, labels, undefined, flagged);
     if (!d) return null;
     const record = stored ?? this.recordOf(d, keyId, client, requestId);
     this.records.set(client, record);
@@ -150,7 +157,7 @@ export class ExtractionWatch {
     const record = this.records.get(client) ?? (await this.shared?.detection(client));
     if (!record) return false;
     await this.shared?.deleteDetection(client);
-    await this.sharedState?.reset(client);
+    await this.sharedState?.reset(client, this.detector);
     await this.audit.record({ time: this.clock().toISOString(), event: 'block_lifted', keyId: record.keyId, client });
     this.records.delete(client);
     this.detector.forget(client);
@@ -173,6 +180,23 @@ export class ExtractionWatch {
       detections,
       clients: this.detector.summaries(),
     };
+  }
+}
+
+/**
+ * Action `reject`: judge a labelled request before it is charged. Returns the indices of the images
+ * the detectors flagged (empty: answer it). A detector fault answers the request (fails open, as
+ * `log` and `block` do) and is logged.
+ */
+export async function judgeRequest(watch: ExtractionWatch, req: Request, keyId: string, client: string, images: Float32Array, labels: Int32Array): Promise<number[]> {
+  const flagged: number[] = [];
+  try {
+    const found = await watch.observe(keyId, client, String(req.id), images, labels, flagged);
+    if (found) req.log.warn({ keyId, client, w: found.w, queries: found.queries, action: found.action }, 'extraction suspected');
+    return flagged;
+  } catch (e) {
+    req.log.error({ err: e }, 'extraction detector failed');
+    return [];
   }
 }
 

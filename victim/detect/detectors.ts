@@ -16,8 +16,11 @@ export type DetectorKind = (typeof DETECTOR_KINDS)[number];
 export interface QueryDetector {
   readonly kinds: DetectorKind[];
   readonly settings: { prada?: PradaOptions; blacklight?: BlacklightOptions };
-  /** With a journal, each detector's journal of the request is written to it, one chunk each, in `kinds` order. */
-  observe(clientId: string, images: Float32Array, labels: ArrayLike<number>, journal?: JournalWriter): Detection | null;
+  /**
+   * With a journal, each detector's journal of the request is written to it, one chunk each, in `kinds`
+   * order. `flagged` receives the indices of the images any detector judged an attack query (sorted, once each).
+   */
+  observe(clientId: string, images: Float32Array, labels: ArrayLike<number>, journal?: JournalWriter, flagged?: number[]): Detection | null;
   /** A request another replica observed, from its journal: the same state changes and flags; returns its detection. */
   replay(clientId: string, journal: JournalReader): Detection | null;
   /** The client's whole state and flags (every detector's), for a snapshot of its shared journal. */
@@ -40,15 +43,17 @@ export function detectorSet(parts: { prada?: PradaDetector; blacklight?: Blackli
   return {
     kinds: list.map(([k]) => k),
     settings: { prada: parts.prada?.options, blacklight: parts.blacklight?.options },
-    observe(clientId, images, labels, journal) {
+    observe(clientId, images, labels, journal, flaggedQueries) {
       let first: Detection | null = null;
+      const queries: number[] = [];
       for (const [kind, d] of list) {
         const part = journal ? new JournalWriter() : undefined;
-        const found = d.observe(clientId, images, labels, part);
+        const found = d.observe(clientId, images, labels, part, queries);
         if (journal && part) journal.chunk(part);
         if (found && !first && !flagged.has(clientId)) first = { ...found, by: kind };
       }
       if (first) flagged.add(clientId);
+      flaggedQueries?.push(...[...new Set(queries)].sort((a, b) => a - b));
       return first;
     },
     replay(clientId, journal) {

@@ -144,9 +144,11 @@ export class PradaDetector {
   /**
    * Feed one request's images (count × pixels, [0, 1]) with the labels the victim answered. Returns the
    * detection when this request made the client cross δ for the first time, else null. With a
-   * journal, what each image did is written to it (for the replicas sharing a store).
+   * journal, what each image did is written to it (for the replicas sharing a store). `flagged`
+   * receives the index of each image after which the client's W stood below δ (PRADA's verdict on
+   * one query: an action `reject` refuses the request holding it).
    */
-  observe(clientId: string, images: Float32Array, labels: ArrayLike<number>, journal?: JournalWriter): Detection | null {
+  observe(clientId: string, images: Float32Array, labels: ArrayLike<number>, journal?: JournalWriter, flagged?: number[]): Detection | null {
     const c = this.client(clientId);
     const q = this.pixels;
     let detection: Detection | null = null;
@@ -156,7 +158,9 @@ export class PradaDetector {
       const off = i * pixels;
       // The detector works on 8-bit pixels: exact for the uint8 wire format, ≤ 0.5/255 per pixel otherwise.
       for (let j = 0; j < pixels; j++) q[j] = Math.round(images[off + j] * 255);
-      detection = this.judge(c, c.observe(q, labels[i], journal)) ?? detection;
+      const w = c.observe(q, labels[i], journal);
+      if (w !== null && w < this.options.delta) flagged?.push(i);
+      detection = this.judge(c, w) ?? detection;
     }
     return detection;
   }

@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import { JournalReader, JournalWriter } from './journal.js';
 import type { QueryDetector } from './detectors.js';
 import type { Detection } from './prada.js';
+import { GLOBAL_STORE } from './blacklight.js';
 
 /**
  * The extraction detectors' per-client state, shared by every replica on one Redis store: an
@@ -39,6 +40,11 @@ import type { Detection } from './prada.js';
  * requests the snapshot covers, state — the snapshot, tail — bytes of journals since), tl:detgen:…
  * (generation), tl:detlock:…; <settings> is a hash of the detectors' settings, so replicas with other
  * settings never mix logs. Positions in the log are absolute: base + index in the list.
+ *
+ * Blacklight of scope `global` (alone: the CLI refuses it beside PRADA with a shared store) has one
+ * state for all clients, so one log, under the client name GLOBAL_STORE: each entry is the sending
+ * client's name and its journal, and the snapshot is the whole state. Every request then takes the
+ * same lock: the price of one store that sees every key's queries.
  */
 const LOCK_MS = 2_000;
 const ATTEMPTS = 3;
@@ -109,6 +115,11 @@ interface Progress {
  */
 const LOG_FORMAT = 2;
 
+/** Whose log a client's requests go to: its own, or the one global store's. */
+export function logOf(detector: QueryDetector, client: string): string {
+  return detector.settings.blacklight?.scope === 'global' ? GLOBAL_STORE : client;
+}
+
 /** A short name for the detectors' settings: logs are only replayable by identical detectors. */
 export function detectorNamespace(detector: QueryDetector): string {
   return createHash('sha256').update(JSON.stringify({ format: LOG_FORMAT, kinds: detector.kinds, settings: detector.settings })).digest('hex').slice(0, 12);
@@ -152,15 +163,23 @@ export class SharedDetectorState {
    * comment). `recordOf` makes the detection's record (JSON, as the detections hash holds it), stored
    * with the request's journal in one step.
    */
-  observe(detector: QueryDetector, client: string, images: Float32Array, labels: ArrayLike<number>, recordOf?: (d: Detection) => string): Promise<Detection | null> {
-    // One request of a client at a time in this process too: its Redis lock would serialise them
+  observe(
+    detector: QueryDetector,
+    client: string,
+    images: Float32Array,
+    labels: ArrayLike<number>,
+    recordOf?: (d: Detection) => string,
+    flagged?: number[],
+  ): Promise<Detection | null> {
+    // One request of a log at a time in this process too: its Redis lock would serialise them
     // anyway, by polling.
-    const prior = this.queue.get(client) ?? Promise.resolve();
-    const mine = prior.catch(() => {}).then(() => this.observeLocked(detector, client, images, labels, recordOf));
+    const log = logOf(detector, client);
+    const prior = this.queue.get(log) ?? Promise.resolve();
+    const mine = prior.catch(() => {}).then(() => this.observeLocked(detector, client, images, labels, recordOf, flagged));
     const settled = mine.catch(() => {});
-    this.queue.set(client, settled);
+    this.queue.set(log, settled);
     void settled.then(() => {
-      if (this.queue.get(client) === settled) this.queue.delete(client);
+      if (this.queue.get(log) === settled) this.queue.delete(log);
     });
     return mine;
   }
@@ -171,31 +190,47 @@ export class SharedDetectorState {
     images: Float32Array,
     labels: ArrayLike<number>,
     recordOf?: (d: Detection) => string,
+    flagged?: number[],
   ): Promise<Detection | null> {
-    const { lock, log, gen, snap } = this.keys(client);
+    const global = logOf(detector, client) !== client;
+    const owner = logOf(detector, client);
+    const { lock, log, gen, snap } = this.keys(owner);
     for (let attempt = 1; ; attempt++) {
-      let p = this.progress.get(client);
+      let p = this.progress.get(owner);
       // Never seen here, or forgotten to make room: rebuilt from the snapshot and the log.
-      if (!p || !detector.tracks(client)) p = { gen: '', applied: 0 };
+      if (!p || !detector.tracks(owner)) p = { gen: '', applied: 0 };
       const token = randomUUID();
       const got = await this.acquire(lock, log, gen, snap, token, p);
       let appended = false;
       try {
         if (got.generation !== p.gen || got.from !== p.applied) {
           // Starting afresh (a lifted block), or behind the snapshot: from the snapshot, if any.
-          detector.forget(client);
-          if (got.snapshot.length > 0) detector.restore(client, new JournalReader(got.snapshot));
+          detector.forget(owner);
+          if (got.snapshot.length > 0) detector.restore(owner, new JournalReader(got.snapshot));
           p = { gen: got.generation, applied: got.from };
         }
-        for (const e of got.entries) detector.replay(client, new JournalReader(e));
+        for (const e of got.entries) {
+          const r = new JournalReader(e);
+          if (global) detector.replay(Buffer.from(r.bytes(r.u32())).toString(), r.chunk());
+          else detector.replay(client, r);
+        }
         p.applied = got.length;
         const journal = new JournalWriter();
-        const found = detector.observe(client, images, labels, journal);
-        const entry = journal.finish();
+        const verdicts: number[] = [];
+        const found = detector.observe(client, images, labels, journal, verdicts);
+        let entry = journal.finish();
+        if (global) {
+          const named = new JournalWriter();
+          const name = Buffer.from(client);
+          named.u32(name.length);
+          named.bytes(name);
+          named.chunk(journal);
+          entry = named.finish();
+        }
         let snapshot: Buffer | string = '';
         if (got.tailBytes + entry.length >= Math.max(this.compactBytes, got.snapshotBytes / 2)) {
           const w = new JournalWriter();
-          detector.snapshot(client, w);
+          detector.snapshot(owner, w);
           snapshot = w.finish();
         }
         const record = found && recordOf ? recordOf(found) : '';
@@ -203,7 +238,8 @@ export class SharedDetectorState {
         appended = (await this.scripts.tlDetAppend(...keys, token, p.gen, p.applied, entry, snapshot, client, record)) === 1;
         if (appended) {
           p.applied++;
-          this.remember(detector, client, p);
+          this.remember(detector, owner, p);
+          flagged?.push(...verdicts);
           return found;
         }
       } catch (e) {
@@ -212,8 +248,8 @@ export class SharedDetectorState {
       } finally {
         // Local state that is not the log's (a failed or fenced-out append) is rebuilt next time.
         if (!appended) {
-          this.progress.delete(client);
-          detector.forget(client);
+          this.progress.delete(owner);
+          detector.forget(owner);
         }
       }
       if (attempt >= ATTEMPTS) throw new Error(`the shared detector log of ${client} kept changing under its lock (${ATTEMPTS} attempts)`);
@@ -239,8 +275,12 @@ export class SharedDetectorState {
     if (this.progress.size > 4096) for (const c of this.progress.keys()) if (!detector.tracks(c)) this.progress.delete(c);
   }
 
-  /** A lifted block: the client's shared state starts afresh on every replica. */
-  async reset(client: string): Promise<void> {
+  /**
+   * A lifted block: the client's shared state starts afresh on every replica. Not with a global store:
+   * its log is everyone's evidence; the block (in the detections hash) is lifted, the counts stay.
+   */
+  async reset(client: string, detector?: QueryDetector): Promise<void> {
+    if (detector && logOf(detector, client) !== client) return;
     const { log, snap, gen } = this.keys(client);
     await this.scripts.tlDetReset(log, snap, gen);
     this.progress.delete(client);

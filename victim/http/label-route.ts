@@ -7,7 +7,7 @@ import { HEADERS, type BudgetStatus, type InputShape } from '../../shared/protoc
 import type { AuditOutcome, AuditSink } from '../store/audit.js';
 import type { Prediction } from './batcher.js';
 import { clientErrorOf } from './client-errors.js';
-import { ExtractionWatch, watchAnswer } from '../detect/detection.js';
+import { ExtractionWatch, judgeRequest, watchAnswer } from '../detect/detection.js';
 import { closeIfDraining, toApiError } from './errors.js';
 import { parseIdempotencyKey, type IdempotencyStore, type IdempotencyTicket } from '../store/idempotency.js';
 import type { ImageBatch } from './inputs.js';
@@ -149,6 +149,19 @@ export function paidRoute<C>(d: LabelRouteDeps, face: RouteFace<C>): (req: Reque
         await d.budgets.release(reservation);
         throw new TransferlabError('client_disconnected', 'the client closed the connection before its labels were ready; nothing was charged', 499);
       }
+      if (d.watch?.action === 'reject') {
+        // Judged before the charge: a batch holding a flagged query is refused whole and costs nothing.
+        const flagged = await judgeRequest(d.watch, req, principal.id, client, batch.images, labels);
+        if (flagged.length > 0) {
+          await d.budgets.release(reservation);
+          res.setHeader(HEADERS.rejectedImages, flagged.join(','));
+          throw new TransferlabError(
+            'query_rejected',
+            `the detector flagged ${flagged.length} of this batch's ${batch.count} image(s) as attack queries (indices in ${HEADERS.rejectedImages}), so the batch was refused; nothing was charged, and this key may go on querying`,
+            403,
+          );
+        }
+      }
       // Charged from here on (commit counts the charge at once, even when the ledger write fails), so
       // a retry with the same Idempotency-Key must get these labels rather than pay again. A store
       // that can writes the record in the same atomic step as the charge (Redis); otherwise both
@@ -163,7 +176,7 @@ export function paidRoute<C>(d: LabelRouteDeps, face: RouteFace<C>): (req: Reque
             })
           : undefined;
       const used = await committing;
-      if (d.watch) await watchAnswer(d.watch, req, principal.id, client, batch.images, labels);
+      if (d.watch && d.watch.action !== 'reject') await watchAnswer(d.watch, req, principal.id, client, batch.images, labels);
       try {
         await audit('answered', 200);
       } catch (e) {

@@ -41,7 +41,7 @@ export interface AuditEvent {
   w?: number;
   queries?: number;
   distances?: number;
-  action?: 'log' | 'block';
+  action?: 'log' | 'block' | 'reject';
   /** Which detector flagged the client (absent: PRADA), and Blacklight's matched-query count. */
   by?: 'prada' | 'blacklight';
   matches?: number;
