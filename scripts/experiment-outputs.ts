@@ -61,13 +61,15 @@ type Part = (typeof PARTS)[number];
 const slug = (name: string) => name.replace(/[^a-z0-9]+/gi, '-').replace(/-+$/, '');
 const roundsFor = (budget: number, seedSize: number) => Math.round(Math.log2(budget / seedSize)) + 1;
 
-async function campaign(policy: Policy, url: () => Promise<string>, dir: string, size: Size, budget: number): Promise<CampaignResults> {
+async function campaign(policy: Policy, url: () => Promise<string>, dir: string, size: Size, budget: number, temperature?: number): Promise<CampaignResults> {
   const s = SIZES[size];
   const rounds = roundsFor(budget, s.seedSize);
   if (s.seedSize * 2 ** (rounds - 1) !== budget) throw new TransferlabError('invalid_arguments', `budget ${budget} is not ${s.seedSize}·2^k`);
-  const out = join(dir, `campaign-${budget}`);
+  // A distillation temperature (topk/scores campaigns only) gets run folders of its own.
+  const t = temperature !== undefined && policy.threat !== 'label' ? temperature : undefined;
+  const out = join(dir, `campaign-${budget}${t === undefined ? '' : `-t${t}`}`);
   if (!existsSync(join(out, 'results.json'))) {
-    const config = resolveConfig({ ...s.campaign, victim: await url(), out, threat: policy.threat, seedSize: s.seedSize, rounds, evalSize: s.evalSize, epsilons: [EPSILON], targeted: false, boundary: { enabled: false } });
+    const config = resolveConfig({ ...s.campaign, victim: await url(), out, threat: policy.threat, ...(t === undefined ? {} : { temperature: t }), seedSize: s.seedSize, rounds, evalSize: s.evalSize, epsilons: [EPSILON], targeted: false, boundary: { enabled: false } });
     await runCampaignCommand(config, out, existsSync(join(out, 'config.json')));
   }
   return readResults(fileRunStore(out)) as CampaignResults;
@@ -91,7 +93,7 @@ async function queryAttack(policy: Policy, url: () => Promise<string>, dir: stri
 }
 
 /** One policy's row: its victim started only when a run folder is unfinished, the campaigns and the query attack run (or read back). */
-async function measurePolicy(policy: Policy, model: string, out: string, size: Size, only: Part[]): Promise<OutputRow> {
+async function measurePolicy(policy: Policy, model: string, out: string, size: Size, only: Part[], temperature?: number): Promise<OutputRow> {
   const dir = join(out, slug(policy.name));
   mkdirSync(dir, { recursive: true });
   let victim: VictimProcess | undefined;
@@ -105,7 +107,7 @@ async function measurePolicy(policy: Policy, model: string, out: string, size: S
   console.log(`\n== ${policy.name} ==`);
   try {
     const campaigns = [];
-    if (only.includes('campaigns')) for (const budget of SIZES[size].budgets) campaigns.push({ budget, results: await campaign(policy, url, dir, size, budget) });
+    if (only.includes('campaigns')) for (const budget of SIZES[size].budgets) campaigns.push({ budget, results: await campaign(policy, url, dir, size, budget, temperature) });
     const query = only.includes('query') ? await queryAttack(policy, url, dir, size) : null;
     const at = (r: CampaignResults) => r.epsilons.find((p) => p.mode === 'untargeted' && Math.abs(p.epsilon - EPSILON) < 1e-9);
     const q = query?.epsilons.find((e) => Math.abs(e.epsilon - EPSILON) < 1e-9);
@@ -141,6 +143,7 @@ export async function main(argv: string[]): Promise<number> {
       model: { type: 'string', default: 'models/victim', describe: 'the victim model folder, served once per output policy' },
       size: { choices: Object.keys(SIZES) as Size[], default: 'full' as Size, describe: 'full: the issue\'s sizes (4,800 / 1,200 queries, 1,000 images, 200 attacked ≤ 1,000 queries each); tiny: a toy run for tests' },
       out: { type: 'string', describe: 'experiment folder (default runs/experiment-outputs[-tiny])' },
+      temperature: { type: 'number', describe: 'the topk/scores campaigns distil at this temperature T (default: the campaign default, 1); run folders of their own' },
       only: { type: 'array', choices: PARTS, default: [...PARTS], describe: 'measure only the campaigns or only the query attacks (the table leaves the rest out)' },
       policies: { type: 'array', describe: `output policies to measure (default all): ${POLICIES.map((p) => `"${p.name}"`).join(', ')}` },
       backend: backendOption,
@@ -166,7 +169,7 @@ export async function main(argv: string[]): Promise<number> {
   const chosen = POLICIES.filter((p) => names.includes(p.name)).sort((x, y) => order(x) - order(y));
   let table = '';
   for (const policy of chosen) {
-    rows.push(await measurePolicy(policy, a.model, out, size, only));
+    rows.push(await measurePolicy(policy, a.model, out, size, only, a.temperature));
     rows.sort((x, y) => POLICIES.findIndex((p) => p.name === x.policy) - POLICIES.findIndex((p) => p.name === y.policy));
     // Written after every policy, so an interrupted experiment leaves what it measured.
     writeFileSync(join(out, 'outputs.json'), JSON.stringify({ ...meta, rows }, null, 2) + '\n');
