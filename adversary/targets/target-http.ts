@@ -3,12 +3,14 @@
  * API's full URL, method and headers): one request, its JSON answer, retried by the rule every paid
  * request follows (oracle/retry.ts), and a final refusal naming the target, the URL and what was
  * wrong — a 401/403 with the credential headers it sent (by name, never their value), a 404, a
- * non-JSON answer. The JSON targets (oip, tfserving) use json-http.ts.
+ * non-JSON answer, a batch a transferlab victim's detector refused (403 with X-Rejected-Images). The
+ * JSON protocol targets (oip, tfserving) reach it through json-http.ts.
  */
 import http from 'node:http';
 import https from 'node:https';
 import axios, { isAxiosError, type AxiosInstance } from 'axios';
 import { TransferlabError } from '../../shared/errors.js';
+import { HEADERS } from '../../shared/protocol/index.js';
 import { retryAfterMs, TRANSIENT_NET, withRetries, type Attempt, type RetryPolicy } from '../oracle/retry.js';
 
 export interface TargetRequest {
@@ -23,9 +25,25 @@ const snippet = (text: string) => {
   return t.length > 200 ? `${t.slice(0, 197)}...` : t;
 };
 
+/** The server's own words from an error body: `{"error": "…"}` (OIP, TF Serving) or `{"error": {"message"}}`, else the text. */
+function serverWords(text: string): string {
+  try {
+    const v = JSON.parse(text) as unknown;
+    if (v && typeof v === 'object' && 'error' in v) {
+      const e = (v as { error: unknown }).error;
+      if (typeof e === 'string') return e;
+      if (e && typeof e === 'object' && 'message' in e && typeof e.message === 'string') return e.message;
+    }
+  } catch {
+    // not JSON: the text itself
+  }
+  return snippet(text);
+}
+
 /** The credential headers a request carried, by name only: an error says what was tried, never the secret. */
 function credentialHeaders(headers: Record<string, string> = {}): string[] {
-  return Object.keys(headers).filter((h) => /^(authorization|cookie)$/i.test(h) || /token|key|secret|auth/i.test(h));
+  // An Idempotency-Key names a request, not a credential.
+  return Object.keys(headers).filter((h) => !/^idempotency-key$/i.test(h) && (/^(authorization|cookie)$/i.test(h) || /token|key|secret|auth/i.test(h)));
 }
 
 /** Below the usual keep-alive timeout (5 s), so a reused socket is one the server still holds. */
@@ -76,9 +94,16 @@ export class TargetHttp {
     }
     if (status >= 500 || status === 429) {
       const header: unknown = res.headers['retry-after'];
-      return { kind: 'retry', reason: `HTTP ${status} from ${where}: ${snippet(text)}`, retryAfterMs: retryAfterMs(header) };
+      return { kind: 'retry', reason: `HTTP ${status} from ${where}: ${serverWords(text)}`, retryAfterMs: retryAfterMs(header) };
     }
-    const said = snippet(text) || '(nothing)';
+    const said = serverWords(text) || '(nothing)';
+    // A transferlab victim serving this protocol refuses a batch its detector flagged (action reject)
+    // with 403 and X-Rejected-Images: a refusal of these images, not of the credentials.
+    const flagged: unknown = res.headers[HEADERS.rejectedImages.toLowerCase()];
+    if (status === 403 && typeof flagged === 'string') {
+      const rejected = flagged.split(',').filter((v) => /^\d+$/.test(v)).map(Number);
+      return { kind: 'final', code: 'query_rejected', message: `the ${who} refused ${where} (HTTP 403 query_rejected): ${said}`, status, http: status, rejected };
+    }
     if (status === 401 || status === 403) {
       const sent = credentialHeaders(req.headers);
       const tried = sent.length ? `it sent the header ${sent.join(', ')} (from ${this.credentialHint}): check the credential it carries` : `it sent no Authorization header: give one (${this.credentialHint})`;
