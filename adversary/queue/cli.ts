@@ -4,18 +4,8 @@ import { API_KEY_ENV, apiKeyOption, backendOption, HELP } from '../../shared/cli
 import { TransferlabError } from '../../shared/errors.js';
 import { compareRuns, formatTable } from '../report/compare.js';
 import { readConfigFile, type CampaignInput } from '../campaign/config.js';
-import {
-  RETRY_DEFAULTS,
-  enqueueCampaigns,
-  isSettled,
-  openQueue,
-  sweepStatus,
-  waitForSweep,
-  type CampaignJob,
-  type JobStatus,
-  type RetryPolicy,
-} from './queue.js';
-import { startWorker } from './worker.js';
+import type { CampaignJob, JobStatus } from './queue.js';
+import { RETRY_DEFAULTS, isSettled, type RetryPolicy } from './policy.js';
 import type { JobProgress } from './job.js';
 
 /**
@@ -82,6 +72,7 @@ export async function enqueueAndReport(
   jobs: CampaignJob[],
   opts: { runs: string; wait: boolean; retry: RetryPolicy; log: (s: string) => void },
 ): Promise<number> {
+  const { openQueue, enqueueCampaigns, waitForSweep } = await loadQueue();
   const queue = openQueue(url);
   try {
     const r = await enqueueCampaigns(queue, jobs, opts.retry);
@@ -103,6 +94,9 @@ export async function enqueueAndReport(
     await queue.close();
   }
 }
+
+/** BullMQ (and ioredis) are loaded only by the commands that open a queue: the others start faster without them. */
+const loadQueue = () => import('./queue.js');
 
 const retryOf = (a: Record<string, unknown>): RetryPolicy => ({ attempts: Number(a.attempts), backoffSeconds: Number(a['backoff-seconds']) });
 
@@ -131,6 +125,7 @@ export function sweepCommands<T>(y: Argv<T>): Argv<T> {
         const configs = (a.configs ?? []) as string[];
         if (configs[0] === 'status') {
           if (configs.length > 1) throw new TransferlabError('invalid_arguments', '`sweep status` takes no config files');
+          const { openQueue, sweepStatus } = await loadQueue();
           const queue = openQueue(url);
           try {
             const rows = await sweepStatus(queue, a.name);
@@ -174,6 +169,7 @@ export function sweepCommands<T>(y: Argv<T>): Argv<T> {
         const url = requireQueue(a);
         // The campaigns run in child processes, which take a job's missing key from the environment.
         if (a['api-key']) process.env[API_KEY_ENV] = a['api-key'];
+        const { startWorker } = await import('./worker.js');
         const worker = startWorker({ queue: url, runs: a.runs, concurrency: a.concurrency, lockSeconds: a['lock-seconds'], backend: a.backend, log: (s) => console.log(s) });
         await new Promise<void>((done) => {
           const stop = (signal: string) => {

@@ -23,12 +23,9 @@ export interface CampaignJob {
 
 export type CampaignJobResult = CompareRow;
 
-export interface RetryPolicy {
-  attempts: number;
-  backoffSeconds: number;
-}
+export { RETRY_DEFAULTS, isSettled, type RetryPolicy } from './policy.js';
+import { isSettled, type RetryPolicy } from './policy.js';
 
-export const RETRY_DEFAULTS: RetryPolicy = { attempts: 3, backoffSeconds: 10 };
 
 /** BullMQ's connection options for a redis:// URL; commands wait for a reconnect instead of failing (workers must). */
 export function connectionFor(url: string, flag = '--queue') {
@@ -140,7 +137,6 @@ export async function sweepStatus(queue: Queue<CampaignJob, CampaignJobResult>, 
   return rows.sort((a, b) => a.id.localeCompare(b.id));
 }
 
-export const isSettled = (s: JobStatus) => s.state === 'completed' || s.state === 'failed';
 
 /**
  * Wait until every job of the sweep has completed or failed for good (retries exhausted),

@@ -8,7 +8,6 @@ import { FileIdempotencyStore } from './idempotency-file.js';
 import { RedisIdempotencyStore } from './idempotency-redis.js';
 import type { IdempotencyStore } from './idempotency.js';
 import { openLedger, type Budgets } from './ledger.js';
-import { RedisVictimStore, durabilityWarning } from './redis-store.js';
 import { SharedDetectorState, detectorNamespace } from '../detect/shared-state.js';
 
 /**
@@ -111,6 +110,8 @@ export async function openVictimState(o: StateOptions): Promise<VictimState> {
   }
   const replica = o.replicaId ?? `${hostname()}-${process.pid}`;
   if (!REPLICA_RULE.test(replica)) throw new TransferlabError('invalid_config', `--replica-id must be 1-64 characters from A-Z a-z 0-9 _ . - (got ${JSON.stringify(replica.slice(0, 80))})`);
+  // ioredis is loaded only with --store: a victim on files starts without it.
+  const { RedisVictimStore, durabilityWarning } = await import('./redis-store.js');
   const store = await RedisVictimStore.open(o.store);
   try {
     const warning = durabilityWarning(await store.durability());
