@@ -1,0 +1,26 @@
+/**
+ * A target module (`--target module`) that reaches the README's victim over HTTP with fetch: the
+ * client a user would write for an endpoint no target file fits. It sends `/v1/label`'s JSON body
+ * (flat [0,1] pixels) and returns the labels; the oracle does the caching, counting and budget.
+ *   export TRANSFERLAB_VICTIM_URL=http://127.0.0.1:8080 TRANSFERLAB_API_KEY=…
+ *   npm run adversary -- run --target module --target-file examples/targets/transferlab-fetch.ts --out runs/module
+ */
+import type { TargetAnswer, TargetModuleInfo } from '../../adversary/targets/module-target.js';
+
+const PIXELS = 28 * 28;
+
+export const info: TargetModuleInfo = { inputShape: [28, 28, 1], classes: 10, range: [0, 1], maxBatch: 100 };
+
+export async function predict(images: Float32Array, count: number): Promise<TargetAnswer> {
+  const base = process.env.TRANSFERLAB_VICTIM_URL;
+  if (!base) throw new Error('set TRANSFERLAB_VICTIM_URL to the victim\'s base URL');
+  const inputs = Array.from({ length: count }, (_, i) => Array.from(images.subarray(i * PIXELS, (i + 1) * PIXELS)));
+  const key = process.env.TRANSFERLAB_API_KEY;
+  const res = await fetch(new URL('/v1/label', base), {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', ...(key ? { Authorization: `Bearer ${key}` } : {}) },
+    body: JSON.stringify({ inputs }),
+  });
+  if (!res.ok) throw new Error(`POST /v1/label: HTTP ${res.status}: ${(await res.text()).slice(0, 200)}`);
+  return ((await res.json()) as { labels: number[] }).labels;
+}
