@@ -8,13 +8,13 @@
  *   npm run adversary -- run --target module --target-file examples/targets/transferlab-fetch.ts --out runs/module
  */
 import { randomUUID } from 'node:crypto';
-import type { TargetAnswer, TargetModuleInfo } from '../../adversary/targets/module-target.js';
 
 const PIXELS = 28 * 28;
 
-export const info: TargetModuleInfo = { inputShape: [28, 28, 1], classes: 10, range: [0, 1], maxBatch: 100 };
+// The shapes of adversary/targets/module-target.ts's TargetModuleInfo, written out so the file stands alone.
+export const info: { inputShape: [number, number, number]; classes: number; range: [0, 1]; maxBatch: number } = { inputShape: [28, 28, 1], classes: 10, range: [0, 1], maxBatch: 100 };
 
-export async function predict(images: Float32Array, count: number): Promise<TargetAnswer> {
+export async function predict(images: Float32Array, count: number): Promise<number[]> {
   const base = process.env.TRANSFERLAB_VICTIM_URL;
   if (!base) throw new Error('set TRANSFERLAB_VICTIM_URL to the victim\'s base URL');
   const inputs = Array.from({ length: count }, (_, i) => Array.from(images.subarray(i * PIXELS, (i + 1) * PIXELS)));
