@@ -79,7 +79,10 @@ async function main(argv: string[]): Promise<number> {
     .strict()
     .parseAsync();
   const rows = await targetThroughput({ victim: a.victim, kinds: a.kinds as TargetKind[], images: a.images, batch: a.batch, modelName: a['model-name'], apiKey: a['api-key'], targetFile: a['target-file'], token: a.token, concurrency: a.concurrency });
-  for (const r of rows) console.log(`${r.kind.padEnd(12)} ${r.labelsPerSecond.toFixed(0).padStart(6)} labels/s (${a.images} images, batch ${a.batch}, ${r.seconds.toFixed(2)} s)`);
+  for (const r of rows) {
+    const size = r.kind === 'torchserve' ? 'one image a request' : `batch ${a.batch}`;
+    console.log(`${r.kind.padEnd(12)} ${r.labelsPerSecond.toFixed(0).padStart(6)} labels/s (${a.images} images, ${size}, concurrency ${a.concurrency ?? 1}, ${r.seconds.toFixed(2)} s)`);
+  }
   return 0;
 }
 
