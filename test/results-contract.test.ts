@@ -57,7 +57,7 @@ describe('results.json: one contract for every run kind', () => {
   it('each writer writes a results.json the schema accepts: campaign, white-box baseline, query attack', async () => {
     runs.campaign = join(dir, 'campaign');
     const config = resolveConfig({
-      victim: victim.url, seed: 5, seedSize: 20, rounds: 2, epochs: 1, substitute: 'papernot-mlp', evalSize: 30, epsilons: [0.1, 0.3],
+      victim: victim.url, apiKey: KEYS.writer, seed: 5, seedSize: 20, rounds: 2, epochs: 1, substitute: 'papernot-mlp', evalSize: 30, epsilons: [0.1, 0.3],
       boundary: { images: 8, maps: 1, grid: 3, rays: { images: 4, queries: 30 } },
     });
     const oracle = await createHttpOracle({ url: victim.url, apiKey: KEYS.writer, cacheDir: runs.campaign });
@@ -65,6 +65,8 @@ describe('results.json: one contract for every run kind', () => {
     await oracle.close();
     const campaign = fitsContract(join(runs.campaign, 'results.json'), 'campaign');
     expect(campaign.kind === 'campaign' && campaign.boundary?.nearest).toBeTruthy();
+    // results.json is the file people share: the settings are recorded, the API key is not.
+    expect(readFileSync(join(runs.campaign, 'results.json'), 'utf8')).not.toContain(KEYS.writer);
 
     runs.whitebox = join(dir, 'whitebox');
     await runWhitebox(resolveConfig({ seed: 5, seedSize: 20, evalSize: 30, attack: 'fgsm', epsilons: [0.1, 0.3] }), modelDir, runs.whitebox);

@@ -242,7 +242,8 @@ export const report: Step<Measured, CampaignResults> = async (s, store) => {
     ...provenance(config.seed),
     victim: { url: config.victim, info },
     dataset: summarise(s.dataset),
-    config,
+    // The settings as run, without the API key (or token): results.json is the file people share.
+    config: withoutKey(config),
     threat: config.threat,
     queries: paid(s),
     victimCleanAccuracy: accuracy(cleanVictim, evalSet.labels),
