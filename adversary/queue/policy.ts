@@ -3,8 +3,6 @@
  * kept apart from queue.ts so that loading the `transferlab`/adversary command does not load BullMQ and
  * ioredis (~0.3–0.7 s of start-up) for the commands that never touch a queue.
  */
-import type { JobStatus } from './queue.js';
-
 export interface RetryPolicy {
   attempts: number;
   backoffSeconds: number;
@@ -12,4 +10,5 @@ export interface RetryPolicy {
 
 export const RETRY_DEFAULTS: RetryPolicy = { attempts: 3, backoffSeconds: 10 };
 
-export const isSettled = (s: JobStatus) => s.state === 'completed' || s.state === 'failed';
+/** A job's status (queue.ts JobStatus) is final: nothing will change it without a retry by hand. */
+export const isSettled = (s: { state: string }) => s.state === 'completed' || s.state === 'failed';
