@@ -8,9 +8,6 @@
  * Idempotency-Key, the same on each retry. Counting, caching and the ledger are in core.ts / answer-cache.ts.
  */
 import { readFileSync } from 'node:fs';
-import http from 'node:http';
-import https from 'node:https';
-import axios, { isAxiosError, type AxiosInstance } from 'axios';
 import { TransferlabError } from '../../shared/errors.js';
 import { runIdentity } from './answer-cache.js';
 import { HEADERS, ROUTES, readAnswer, wireRequest, type BudgetStatus, type CallInput, type RouteAnswer, type RouteName, type WireRequest } from '../../shared/protocol/index.js';
@@ -19,7 +16,8 @@ import { buildOracle, imageKey, oracleStore, VictimError, type CountingOracle, t
 import type { RunStore } from '../run/store.js';
 import { victimUrlProblem } from './victim-url.js';
 import type { OracleLimits } from './limits.js';
-import { retryAfterMs, TRANSIENT_NET, withRetries, type Attempt, type RetryInfo, type RetryOptions } from './retry.js';
+import { KeepAliveHttp } from './keep-alive.js';
+import { retryAfterMs, withRetries, type Attempt, type RetryInfo, type RetryOptions } from './retry.js';
 
 export type { RetryInfo, RetryOptions };
 
@@ -68,49 +66,20 @@ export function normaliseUrl(raw: string): string {
   return new URL(raw).href.replace(/\/+$/, '');
 }
 
-/** Below the victim's keep-alive timeout (5 s), so a reused socket is one the victim still holds. */
-const IDLE_RECONNECT_MS = 3_000;
-
 export class VictimHttp {
-  private readonly client: AxiosInstance;
-  private readonly agents = [new http.Agent({ keepAlive: true }), new https.Agent({ keepAlive: true })];
-  private lastActivity = 0;
+  private readonly http: KeepAliveHttp;
   private nextKey = 0;
 
   constructor(readonly url: string, private readonly opts: HttpOracleOptions) {
-    this.client = axios.create({
-      baseURL: url,
-      timeout: opts.timeoutMs ?? 30_000,
-      httpAgent: this.agents[0],
-      httpsAgent: this.agents[1],
-      // Every status comes back as a response; attempt() decides what is final.
-      validateStatus: () => true,
-      responseType: 'text',
-      transformResponse: [(d: unknown) => d],
-      maxBodyLength: Infinity,
-      maxContentLength: Infinity,
-    });
+    this.http = new KeepAliveHttp({ baseURL: url, timeoutMs: opts.timeoutMs });
   }
 
   /** One attempt: a usable answer (fitting the route's schema), something to retry, or a final refusal. */
   private async attempt<R extends RouteName>(name: R, req: WireRequest): Promise<RouteAttempt<R>> {
     const where = `${req.method} ${this.url}${req.path}`;
-    let res;
-    // Substitute training blocks the event loop for seconds, so the victim's close of an idle
-    // keep-alive socket goes unnoticed and the next request would write into a dead socket:
-    // after a long pause, start from fresh connections instead of paying a reset and a retry.
-    if (Date.now() - this.lastActivity > IDLE_RECONNECT_MS) for (const a of this.agents) a.destroy();
-    try {
-      // axios would send a Uint8Array's whole underlying buffer; a Buffer view sends exactly its bytes.
-      const data = typeof req.body === 'string' || req.body === undefined ? req.body : Buffer.from(req.body.buffer, req.body.byteOffset, req.body.byteLength);
-      res = await this.client.request<string>({ method: req.method, url: req.path, headers: req.headers, data });
-      this.lastActivity = Date.now();
-    } catch (e) {
-      const code = isAxiosError(e) ? (e.code ?? '') : '';
-      const msg = e instanceof Error ? e.message : String(e);
-      if (TRANSIENT_NET.has(code)) return { kind: 'retry', reason: `${code} (${msg})` };
-      return { kind: 'final', code: 'victim_unreachable', message: `cannot reach the victim at ${this.url}: ${where} failed: ${msg}`, status: 503 };
-    }
+    const sent = await this.http.request({ method: req.method, url: req.path, headers: req.headers, body: req.body }, (msg) => `cannot reach the victim at ${this.url}: ${where} failed: ${msg}`);
+    if ('failed' in sent) return sent.failed;
+    const { res } = sent;
     const headers = res.headers;
     const answer = readAnswer(name, {
       status: res.status,
@@ -222,7 +191,7 @@ export class VictimHttp {
   }
 
   close(): void {
-    for (const a of this.agents) a.destroy();
+    this.http.close();
   }
 }
 

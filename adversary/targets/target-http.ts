@@ -6,12 +6,10 @@
  * non-JSON answer, a batch a transferlab victim's detector refused (403 with X-Rejected-Images). The
  * JSON protocol targets (oip, tfserving) reach it through json-http.ts.
  */
-import http from 'node:http';
-import https from 'node:https';
-import axios, { isAxiosError, type AxiosInstance } from 'axios';
 import { TransferlabError } from '../../shared/errors.js';
 import { HEADERS } from '../../shared/protocol/index.js';
-import { retryAfterMs, TRANSIENT_NET, withRetries, type Attempt, type RetryPolicy } from '../oracle/retry.js';
+import { KeepAliveHttp } from '../oracle/keep-alive.js';
+import { retryAfterMs, withRetries, type Attempt, type RetryPolicy } from '../oracle/retry.js';
 
 export interface TargetRequest {
   method: 'GET' | 'POST' | 'PUT';
@@ -46,43 +44,20 @@ function credentialHeaders(headers: Record<string, string> = {}): string[] {
   return Object.keys(headers).filter((h) => !/^idempotency-key$/i.test(h) && (/^(authorization|cookie)$/i.test(h) || /token|key|secret|auth/i.test(h)));
 }
 
-/** Below the usual keep-alive timeout (5 s), so a reused socket is one the server still holds. */
-const IDLE_RECONNECT_MS = 3_000;
-
 export class TargetHttp {
-  private readonly client: AxiosInstance;
-  private readonly agents = [new http.Agent({ keepAlive: true }), new https.Agent({ keepAlive: true })];
-  private lastActivity = 0;
+  private readonly http: KeepAliveHttp;
 
   /** `kind` names the target in messages; `credentialHint` says where a refused credential came from (a flag, the target file). */
   constructor(readonly kind: string, private readonly policy: RetryPolicy & { timeoutMs?: number }, private readonly credentialHint: string) {
-    this.client = axios.create({
-      timeout: policy.timeoutMs ?? 30_000,
-      httpAgent: this.agents[0],
-      httpsAgent: this.agents[1],
-      validateStatus: () => true,
-      responseType: 'text',
-      transformResponse: [(d: unknown) => d],
-      maxBodyLength: Infinity,
-      maxContentLength: Infinity,
-    });
+    this.http = new KeepAliveHttp({ timeoutMs: policy.timeoutMs });
   }
 
-  private async attempt(req: TargetRequest, data: string | Buffer | undefined): Promise<Attempt<unknown>> {
+  private async attempt(req: TargetRequest): Promise<Attempt<unknown>> {
     const where = `${req.method} ${req.url}`;
     const who = `${this.kind} target`;
-    // A long pause (substitute training blocks the event loop) may leave dead keep-alive sockets: start afresh.
-    if (Date.now() - this.lastActivity > IDLE_RECONNECT_MS) for (const a of this.agents) a.destroy();
-    let res;
-    try {
-      res = await this.client.request<string>({ method: req.method, url: req.url, headers: req.headers, data });
-      this.lastActivity = Date.now();
-    } catch (e) {
-      const code = isAxiosError(e) ? (e.code ?? '') : '';
-      const msg = e instanceof Error ? e.message : String(e);
-      if (TRANSIENT_NET.has(code)) return { kind: 'retry', reason: `${code} (${msg})` };
-      return { kind: 'final', code: 'victim_unreachable', message: `cannot reach the ${who}: ${where} failed: ${msg}`, status: 503 };
-    }
+    const sent = await this.http.request(req, (msg) => `cannot reach the ${who}: ${where} failed: ${msg}`);
+    if ('failed' in sent) return sent.failed;
+    const { res } = sent;
     const text = String(res.data ?? '');
     const status = res.status;
     if (status >= 200 && status < 300) {
@@ -117,13 +92,11 @@ export class TargetHttp {
 
   /** One request to its JSON answer, transient failures retried with the same bytes. */
   json(req: TargetRequest): Promise<{ status: number; value: unknown; attempts: number }> {
-    // axios would send a Uint8Array's whole underlying buffer; a Buffer view sends exactly its bytes.
-    const data = req.body === undefined || typeof req.body === 'string' ? req.body : Buffer.from(req.body.buffer, req.body.byteOffset, req.body.byteLength);
-    return withRetries(() => this.attempt(req, data), req.url, `the ${this.kind} target`, this.policy);
+    return withRetries(() => this.attempt(req), req.url, `the ${this.kind} target`, this.policy);
   }
 
   close(): void {
-    for (const a of this.agents) a.destroy();
+    this.http.close();
   }
 }
 
