@@ -102,13 +102,32 @@ describe('results.json: one contract for every run kind', () => {
 
   it('a defence evaluation writes an evaluation.json the schema accepts, and compare gives a row per model', async () => {
     const out = join(dir, 'evaluation');
-    expect(await evaluateMain(['--models', modelDir, '--images', '20', '--epsilons', '0.1', '0.3', '--pgd-steps', '3', '--restarts', '1', '--out', out])).toBe(0);
+    expect(await evaluateMain(['--models', modelDir, '--images', '20', '--epsilons', '0.1', '0.3', '--pgd-steps', '3', '--restarts', '1', '--apgd-steps', '10', '--apgd-targets', '2', '--square-queries', '100', '--rays-queries', '50', '--out', out])).toBe(0);
     const parsed = evaluationResultsSchema.safeParse(json(join(out, 'evaluation.json')));
     if (!parsed.success) throw new Error(parsed.error.message);
     const worst = parsed.data.models[0].whitebox.find((p) => p.attack === 'worst' && p.epsilon === 0.3)!;
     const cmp = await compareRuns([out, runs.query], join(dir, 'cmp-eval'));
     expect(cmp.rows.map((r) => r.kind)).toEqual(['evaluation', 'query-attack']);
     expect(cmp.rows[0]).toMatchObject({ run: 'evaluation/lenet-v2', epsilon: 0.3, whiteboxAccuracy: worst.accuracy, victimCleanAccuracy: parsed.data.models[0].cleanAccuracy, transferRate: null });
+  }, 120_000);
+
+  it('an adversarially trained model (the guard\'s fractional epochs, rates and step sizes in its metadata) gets its evaluation.json', async () => {
+    // Robust training reads its guard several times an epoch; the evaluation copies those readings.
+    const guarded = join(dir, 'guarded-model');
+    cpSync(modelDir, guarded, { recursive: true });
+    const metaFile = join(guarded, 'metadata.json');
+    const meta = json(metaFile) as Record<string, unknown>;
+    const readings = [
+      { epoch: 0.33, robustAccuracy: 0.5, cleanAccuracy: 0.9, learningRate: 0.003, stepSize: 0.375 },
+      { epoch: 1, robustAccuracy: 0.6, cleanAccuracy: 0.92, learningRate: 0.001, stepSize: 0.3, event: 'collapse' },
+    ];
+    writeFileSync(metaFile, JSON.stringify({ ...meta, guard: { readings } }));
+    const out = join(dir, 'evaluation-guarded');
+    expect(await evaluateMain(['--models', guarded, '--images', '10', '--epsilons', '0.3', '--pgd-steps', '2', '--restarts', '1', '--attacks', 'fgsm', 'pgd', '--out', out])).toBe(0);
+    const parsed = evaluationResultsSchema.safeParse(json(join(out, 'evaluation.json')));
+    if (!parsed.success) throw new Error(parsed.error.message);
+    expect(parsed.data.models[0].guardReadings).toEqual(readings);
+    expect(existsSync(join(out, 'evaluation.rejected.json'))).toBe(false);
   }, 120_000);
 
   it('a bad results.json is refused by file and field, and no output folder is left', async () => {

@@ -128,7 +128,16 @@ export async function main(argv: string[]): Promise<number> {
   for (const e of evals) if (e.masking.suspected) console.log(`\n${e.model}: ${describeVerdict(e.masking)}`);
   const settings = { epsilons, images: args.images, pgdSteps: opts.pgdSteps, pgdStepSize: opts.pgdStepSize, restarts: opts.restarts, marginRestarts: opts.marginRestarts, campaign: args.campaign, campaignConfig: args['campaign-config'] ?? null,
     attacks: opts.attacks, apgdSteps: opts.apgdSteps, apgdTargets: opts.apgdTargets, squareQueries: opts.squareQueries, raysQueries: opts.raysQueries, cascade: opts.cascade, quick: args.quick, sample: opts.sample };
-  putEvaluationResults(fileRunStore(out), { kind: 'evaluation', createdAt: new Date().toISOString(), ...provenance(args.seed), settings, models: evals });
+  const evaluation = { kind: 'evaluation' as const, createdAt: new Date().toISOString(), ...provenance(args.seed), settings, models: evals };
+  try {
+    putEvaluationResults(fileRunStore(out), evaluation);
+  } catch (e) {
+    // An evaluation can take an hour: what it measured is kept even when the results contract refuses it.
+    const kept = join(out, 'evaluation.rejected.json');
+    writeFileAtomic(kept, JSON.stringify(evaluation, null, 2) + '\n');
+    if (e instanceof TransferlabError) throw new TransferlabError(e.code, `${e.message}\nthe measured figures are kept, unchecked, in ${kept}`, e.status);
+    throw e;
+  }
   writeFileAtomic(join(out, 'evaluation.csv'), toCsv(rows));
   await writeEvaluationReport(join(out, 'evaluation.html'), evals, rows, out, opts);
   console.log(`\nwrote ${join(out, 'evaluation.json')}, ${join(out, 'evaluation.csv')} and ${join(out, 'evaluation.html')}`);

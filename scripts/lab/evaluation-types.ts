@@ -95,7 +95,7 @@ export interface ModelEvaluation {
   /** metadata.json says the model was trained without any defence. */
   undefended: boolean;
   /** The overfitting guard's readings during training, when it ran (metadata.json). */
-  guardReadings: { epoch: number; robustAccuracy: number; cleanAccuracy: number; event?: string }[] | null;
+  guardReadings: { epoch: number; robustAccuracy: number; cleanAccuracy: number; learningRate?: number | null; stepSize?: number | null; event?: string }[] | null;
 }
 
 export interface MaskingVerdict {

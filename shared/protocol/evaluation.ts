@@ -47,7 +47,20 @@ const evaluatedModel = z.strictObject({
     .nullable(),
   masking: z.strictObject({ suspected: z.boolean(), reasons: z.array(z.string()), notes: z.array(z.string()).optional() }),
   undefended: z.boolean(),
-  guardReadings: z.array(z.strictObject({ epoch: count, robustAccuracy: finite, cleanAccuracy: finite, event: z.string().optional() })).nullable(),
+  // The overfitting guard's readings as training writes them (victim/train/guard.ts): read several times an
+  // epoch, so `epoch` is fractional; the learning rate and the attack's step size at the time when known.
+  guardReadings: z
+    .array(
+      z.strictObject({
+        epoch: z.number().nonnegative(),
+        robustAccuracy: finite,
+        cleanAccuracy: finite,
+        learningRate: finite.nullable().optional(),
+        stepSize: finite.nullable().optional(),
+        event: z.string().optional(),
+      }),
+    )
+    .nullable(),
 });
 
 export const evaluationResultsSchema = z.strictObject({
