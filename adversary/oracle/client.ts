@@ -71,6 +71,10 @@ export class VictimHttp {
   private nextKey = 0;
 
   constructor(readonly url: string, private readonly opts: HttpOracleOptions) {
+    // Sybil keys replace the one key: both given would send under one of them, the other ignored.
+    if (opts.apiKey !== undefined && opts.apiKeys?.length) {
+      throw new TransferlabError('invalid_config', 'apiKey and apiKeys are both given: give one API key, or the Sybil keys to spread the requests over, not both');
+    }
     this.http = new KeepAliveHttp({ baseURL: url, timeoutMs: opts.timeoutMs });
   }
 
