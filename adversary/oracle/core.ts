@@ -23,6 +23,11 @@ export interface BatchAnswer {
    * use them; NaN for a class the answer did not name (top-k). Absent in a label-only campaign.
    */
   scores?: Float32Array;
+  /**
+   * Why an answer with good labels carries no scores (a label-only server seen in its answers, less than
+   * the target declared): in a run that needs scores, the labels are kept and counted, then the run stops.
+   */
+  noScores?: string;
   http?: number;
   attempts?: number;
   budget?: Budget;
@@ -251,7 +256,7 @@ export function buildOracle(opts: OracleCoreOptions): CountingOracle {
       try {
         answer = await pacer.run(() => send(body, part.length, purpose));
         checkLabels(answer.labels, part.length, classes);
-        if (opts.scores) checkScores(answer.scores, part.length, classes);
+        if (opts.scores && answer.scores) checkScores(answer.scores, part.length, classes);
       } catch (e) {
         const err = e instanceof TransferlabError ? e : new TransferlabError('oracle_failed', String(e), 500);
         const rejected = opts.rejectAsAnswer && err.code === 'query_rejected';
@@ -288,6 +293,11 @@ export function buildOracle(opts: OracleCoreOptions): CountingOracle {
         t: new Date().toISOString(), purpose, sent: part.length, cached: cachedHere, status: 'ok',
         http: answer.http, attempts: answer.attempts, ms: Math.round(performance.now() - t0), budget: answer.budget,
       });
+      // Labels without the scores the threat model needs: paid and kept above, and the run stops here.
+      if (opts.scores && !answer.scores) {
+        const why = answer.noScores ?? 'the answer carried labels only';
+        throw new TransferlabError('threat_unavailable', `${why}, and the campaign's threat model needs scores; the ${part.length} image(s) of that answer were paid, counted and their labels kept in the answer cache (rerun with threat label to use them)`, 502);
+      }
     });
     return { labels: out, scores };
   }
