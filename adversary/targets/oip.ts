@@ -6,7 +6,7 @@
  * (kserve/open-inference-protocol, specification/protocol/inference_rest.md).
  */
 import { z } from 'zod';
-import { imageKey } from '../oracle/core.js';
+import { imageKey } from '../oracle/image-bytes.js';
 import { bearer, JsonHttp } from './json-http.js';
 import type { TargetFactory, VictimInfo } from './target.js';
 import { flatten, modelValues, OneHotWitness, outputClasses, planInput, readOutput, type InputPlan, type ValueKind } from './tensors.js';

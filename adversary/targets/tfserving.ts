@@ -7,7 +7,8 @@
  */
 import { z } from 'zod';
 import { TransferlabError } from '../../shared/errors.js';
-import { imageKey, VictimError } from '../oracle/core.js';
+import { imageKey } from '../oracle/image-bytes.js';
+import { VictimError } from '../oracle/core.js';
 import { bearer, JsonHttp } from './json-http.js';
 import { DEFAULT_MAX_BATCH, DEFAULT_MODEL_NAME } from './oip.js';
 import type { TargetFactory, VictimInfo } from './target.js';
