@@ -3,13 +3,16 @@ import type { RoundRecord } from '../adversary/campaign/checkpoints.js';
 import { resolveConfig, type CampaignInput } from '../adversary/campaign/config.js';
 import { readTransferResults, type CampaignResults } from '../adversary/campaign/results.js';
 import { runWhitebox } from '../adversary/campaign/whitebox.js';
-import { createHttpOracle, type RetryInfo } from '../adversary/oracle/client.js';
+import { readKeysFile, type RetryInfo } from '../adversary/oracle/client.js';
 import type { CountingOracle } from '../adversary/oracle/core.js';
+import { queryThreat } from '../adversary/query/config.js';
 import { resolveQueryAttackConfig, runQueryAttackCampaign, type QueryAttackInput, type QueryAttackResults } from '../adversary/query/run.js';
+import { createTargetOracle, type RunTargetSettings } from '../adversary/targets/oracle.js';
 import { writeReport } from '../adversary/report/report.js';
 import { runStore, type RunStore } from '../adversary/run/store.js';
 import { initBackend } from '../shared/engine/backend.js';
 import { TransferlabError } from '../shared/errors.js';
+import { createRng } from '../shared/random.js';
 
 /**
  * The library's runs: each one what its command does (`transferlab attack`, `whitebox`, `query-attack`)
@@ -38,9 +41,18 @@ export interface CampaignOptions extends RunOptions {
   report?: boolean;
 }
 
-async function withOracle<R>(settings: { victim: string; apiKey?: string; format?: 'uint8' | 'float32' }, store: RunStore, o: RunOptions, run: (oracle: CountingOracle) => Promise<R>): Promise<R> {
+/**
+ * The oracle a command would open for these settings (adversary/commands.ts, query/command.ts): the
+ * target, the threat model, Sybil keys from the keys file and their order, the request size and the
+ * client's limits all taken, none ignored; retries reported through `onRetry`.
+ */
+async function withOracle<R>(settings: RunTargetSettings & { keysFile?: string; seed: number }, store: RunStore, o: RunOptions, run: (oracle: CountingOracle) => Promise<R>): Promise<R> {
   await initBackend(o.backend);
-  const oracle = await createHttpOracle({ url: settings.victim, apiKey: settings.apiKey, format: settings.format, store, onRetry: o.onRetry });
+  const oracle = await createTargetOracle({
+    url: settings.victim, apiKey: settings.apiKey, format: settings.format, threat: settings.threat, target: settings, dataset: settings.dataset,
+    ...(settings.keysFile ? { apiKeys: readKeysFile(settings.keysFile) } : {}), keyOrder: settings.keyOrder, requestSize: settings.requestSize,
+    rejectAsAnswer: settings.rejectAsAnswer, random: createRng(settings.seed ^ 0x5b1), store, onRetry: o.onRetry,
+  });
   try {
     return await run(oracle);
   } finally {
@@ -77,5 +89,6 @@ export async function whitebox(settings: CampaignInput, model: string, options: 
 export async function queryAttack(settings: QueryAttackInput, options: RunOptions): Promise<QueryAttackResults> {
   const config = resolveQueryAttackConfig(settings);
   const store = runStore(options.run);
-  return withOracle(config, store, options, (oracle) => runQueryAttackCampaign(config, store, oracle, options.log ?? (() => {})));
+  // As the command: a refused probe is an answer the attack counts (flagged), not the end of the run.
+  return withOracle({ ...config, threat: queryThreat(config), rejectAsAnswer: true }, store, options, (oracle) => runQueryAttackCampaign(config, store, oracle, options.log ?? (() => {})));
 }

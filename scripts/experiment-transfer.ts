@@ -24,7 +24,8 @@ import { createTargetOracle } from '../adversary/targets/oracle.js';
 import { targetSettingsShape, type TargetSettingsInput } from '../adversary/targets/settings.js';
 import { fileRunStore } from '../adversary/run/store.js';
 import { inputFromFlags, schemaOptions } from '../shared/schema-flags.js';
-import { oracleFromLabeler, type CountingOracle } from '../adversary/oracle/core.js';
+import type { CountingOracle } from '../adversary/oracle/core.js';
+import { oracleFromLabeler } from '../adversary/oracle/local-oracle.js';
 import { spawnVictim, type VictimProcess } from '../victim/spawn.js';
 import { attackTrained, labDir, labTable, trainedSubstitutes, type AttackSetting, type LabRow } from './transfer-lab.js';
 

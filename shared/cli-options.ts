@@ -35,3 +35,15 @@ export const runningVictimOption = (otherwise: string) => ({ type: 'string', des
 export function apiKeyOrEnv(given: unknown, env: NodeJS.ProcessEnv = process.env): string | undefined {
   return typeof given === 'string' ? given : env[API_KEY_ENV];
 }
+
+/**
+ * Settings that name no key at all take the environment's. A keys file (Sybil) is keys given: the
+ * environment's key never joins it as a second one, which the settings would refuse (BOTH_KEYS).
+ */
+export function withEnvKey<T extends { apiKey?: string; keysFile?: string }>(settings: T, env: NodeJS.ProcessEnv = process.env): T {
+  if (settings.apiKey !== undefined || settings.keysFile !== undefined || env[API_KEY_ENV] === undefined) return settings;
+  return { ...settings, apiKey: env[API_KEY_ENV] };
+}
+
+/** One key and a keys file together: which would carry the requests is not left to a guess. */
+export const BOTH_KEYS = 'apiKey (--api-key) and keysFile (--keys-file) are both given: give one API key, or a keys file of Sybil keys to spread the requests over, not both';

@@ -1,17 +1,16 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runQueryAttackCommand } from '../adversary/query/command.js';
 import type { QueryAttackResults } from '../adversary/query/run.js';
 import { initBackend } from '../shared/engine/backend.js';
 import { IMAGE_SIZE, loadMnist } from '../shared/datasets/index.js';
 import { HEADERS } from '../shared/protocol/index.js';
-import { REDIS_SERVER, haveRedis, startRedis, type TestRedis } from '../scripts/redis-server.js';
+import { REDIS_SERVER, haveRedis } from '../scripts/redis-server.js';
 import { BlacklightDetector } from '../victim/detect/blacklight.js';
 import { detectorSet } from '../victim/detect/detectors.js';
-import { SharedDetectorState, detectorNamespace } from '../victim/detect/shared-state.js';
+import { detectorRedis } from './detector-redis.js';
 import { ensureTestVictim } from './fixtures.js';
 import { bearer, call, labelUint8, startVictim, type TestVictim } from './victim-client.js';
 
@@ -130,23 +129,10 @@ describe('Sybil query attack', () => {
 });
 
 describe.skipIf(!haveRedis)('global Blacklight shared through Redis', () => {
-  let redis: TestRedis;
-  const connections: Redis[] = [];
-  beforeAll(async () => {
-    redis = await startRedis();
-  });
-  afterAll(async () => {
-    for (const c of connections) c.disconnect();
-    await redis?.stop();
-  });
+  const shared = detectorRedis();
 
   it(`two replicas, each client on either: the one store refuses where one process would (${REDIS_SERVER})`, async () => {
-    const replica = () => {
-      const c = new Redis(redis.url);
-      connections.push(c);
-      const detector = detectorSet({ blacklight: new BlacklightDetector({ scope: 'global' }) });
-      return { detector, state: new SharedDetectorState(c, detectorNamespace(detector), { compactBytes: 4096 }) };
-    };
+    const replica = () => shared.replica(detectorSet({ blacklight: new BlacklightDetector({ scope: 'global' }) }), { compactBytes: 4096 });
     const replicas = [replica(), replica()];
     const reference = detectorSet({ blacklight: new BlacklightDetector({ scope: 'global' }) });
     const stream = Array.from({ length: 24 }, (_, q) => (q % 3 === 0 ? image(6 + (q % 5)) : nudged(6, 2, q)));

@@ -1,13 +1,13 @@
 import fc from 'fast-check';
-import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { IMAGE_SIZE, loadMnist } from '../shared/datasets/index.js';
-import { REDIS_SERVER, haveRedis, startRedis, type TestRedis } from '../scripts/redis-server.js';
+import { REDIS_SERVER, haveRedis } from '../scripts/redis-server.js';
 import { BlacklightDetector } from '../victim/detect/blacklight.js';
 import { JournalReader, JournalWriter } from '../victim/detect/journal.js';
 import { detectorSet } from '../victim/detect/detectors.js';
 import { PradaDetector } from '../victim/detect/prada.js';
-import { SharedDetectorState, detectorNamespace } from '../victim/detect/shared-state.js';
+import { detectorNamespace } from '../victim/detect/shared-state.js';
+import { detectorRedis } from './detector-redis.js';
 import { signAugmentedStream } from './extraction-stream.js';
 
 /**
@@ -84,22 +84,9 @@ describe('detector snapshots', () => {
 });
 
 describe.skipIf(!haveRedis)('a compacted shared journal on a real Redis', () => {
-  let redis: TestRedis;
-  const connections: Redis[] = [];
-  beforeAll(async () => {
-    redis = await startRedis();
-  });
-  afterAll(async () => {
-    for (const c of connections) c.disconnect();
-    await redis?.stop();
-  });
-  const connect = () => {
-    const c = new Redis(redis.url);
-    connections.push(c);
-    return c;
-  };
+  const { connect, replica: sharing } = detectorRedis();
+  const replica = () => sharing(fresh(), { compactBytes: 4096 });
   const namespace = detectorNamespace(fresh());
-  const replica = () => ({ detector: fresh(), state: new SharedDetectorState(connect(), namespace, { compactBytes: 4096 }) });
 
   it(`3,000 natural images from two replicas at once: the client's keys stay bounded, and nothing is lost (${REDIS_SERVER})`, async () => {
     const test = loadMnist('test');

@@ -1,8 +1,8 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createHttpOracle, isTransferlabError, loadDataset, startVictim, type RunningVictim } from '../lib/index.js';
+import { createHttpOracle, isTransferlabError, loadDataset, memoryRunStore, queryAttack, startVictim, type RunningVictim } from '../lib/index.js';
 import { ensureTestVictim } from './fixtures.js';
 
 /**
@@ -48,5 +48,24 @@ describe('startVictim', () => {
     const after = await fetch(`${victim.url}/healthz`).catch((e: unknown) => e);
     expect(after).toBeInstanceOf(Error);
     victim = undefined as unknown as RunningVictim;
+  });
+});
+
+describe('queryAttack', () => {
+  it("spreads its requests over the keys file's keys, as the command does (none is ignored)", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'transferlab-library-keys-'));
+    const keys = [{ id: 'a', key: 'sybil-a-0123456789' }, { id: 'b', key: 'sybil-b-0123456789' }];
+    writeFileSync(join(dir, 'keys.txt'), keys.map((k) => k.key).join('\n'));
+    const victim = await startVictim({ model: await ensureTestVictim(), keys, budget: 1000, stateDir: dir, backend: 'wasm' });
+    try {
+      const r = await queryAttack({ victim: victim.url, keysFile: join(dir, 'keys.txt'), attack: 'rays', images: 2, queriesPerImage: 6, seedSize: 10 }, { run: memoryRunStore() });
+      const paid = r.detection?.paidByKey ?? [];
+      expect(paid).toHaveLength(2);
+      expect(Math.min(...paid)).toBeGreaterThan(0);
+      expect(paid[0] + paid[1]).toBe(r.queries.attack);
+    } finally {
+      await victim.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

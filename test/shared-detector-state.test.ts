@@ -1,12 +1,12 @@
-import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { IMAGE_SIZE } from '../shared/datasets/index.js';
-import { REDIS_SERVER, haveRedis, startRedis, type TestRedis } from '../scripts/redis-server.js';
+import { REDIS_SERVER, haveRedis } from '../scripts/redis-server.js';
 import { BlacklightDetector } from '../victim/detect/blacklight.js';
 import { JournalReader, JournalWriter } from '../victim/detect/journal.js';
 import { detectorSet, type QueryDetector } from '../victim/detect/detectors.js';
 import { PradaDetector } from '../victim/detect/prada.js';
-import { SharedDetectorState, detectorNamespace } from '../victim/detect/shared-state.js';
+import { detectorNamespace } from '../victim/detect/shared-state.js';
+import { detectorRedis } from './detector-redis.js';
 import { signAugmentedStream } from './extraction-stream.js';
 
 /**
@@ -55,21 +55,8 @@ describe('detector journals', () => {
 });
 
 describe.skipIf(!haveRedis)('shared detector state on a real Redis', () => {
-  let redis: TestRedis;
-  const connections: Redis[] = [];
-  beforeAll(async () => {
-    redis = await startRedis();
-  });
-  afterAll(async () => {
-    for (const c of connections) c.disconnect();
-    await redis?.stop();
-  });
-  const replica = () => {
-    const c = new Redis(redis.url);
-    connections.push(c);
-    const detector = fresh();
-    return { detector, state: new SharedDetectorState(c, detectorNamespace(detector)) };
-  };
+  const shared = detectorRedis();
+  const replica = () => shared.replica(fresh());
 
   it(`two replicas observing one client's requests at once: none lost, one detection, the same state (${REDIS_SERVER})`, async () => {
     const replicas = [replica(), replica()];
@@ -78,7 +65,7 @@ describe.skipIf(!haveRedis)('shared detector state on a real Redis', () => {
     // An empty request makes each catch up on the other's.
     for (const r of replicas) await r.state.observe(r.detector, 'c', new Float32Array(0), new Int32Array(0));
     const namespace = detectorNamespace(replicas[0].detector);
-    const log = await connections[0].lrangeBuffer(`tl:detlog:${namespace}:c`, 0, -1);
+    const log = await shared.connect().lrangeBuffer(`tl:detlog:${namespace}:c`, 0, -1);
     expect(log).toHaveLength(requests.length + 2);
     const fromLog = fresh();
     for (const e of log) fromLog.replay('c', new JournalReader(e));

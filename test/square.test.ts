@@ -169,6 +169,19 @@ describe('Square Attack (L∞)', () => {
     expect(f([0.3, 0.6, NaN], 0)).toBeCloseTo(-0.3, 6);
   });
 
+  it('a row with no score at all (a refused probe) is counted as refused, never as fooled', async () => {
+    const pixels = 9;
+    // Every call carries both images (neither is ever fooled): image 0's rows are answered, image 1's refused.
+    let row = 0;
+    const rec = recording(pixels, () => (row++ % 2 === 1 ? [NaN, NaN] : [0.9, 0.1]));
+    const r = await squareAttack(new Float32Array(2 * pixels).fill(0.5), [0, 0], 2, rec.score, { epsilon: 0.1, shape: [3, 3, 1], queriesPerImage: 6 });
+    expect(Array.from(r.queries)).toEqual([6, 6]);
+    expect(Array.from(r.refused)).toEqual([0, 6]);
+    expect(r.firstRefused).toEqual([null, 1]);
+    expect(r.margins[0]).toBeCloseTo(0.8, 6);
+    expect(r.margins[1]).toBe(Infinity);
+  });
+
   it('a stop the caller names (a spent budget) ends the attack with what it found; any other error is thrown', async () => {
     const pixels = 9;
     let calls = 0;

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { OracleLimits } from '../adversary/oracle/limits.js';
 import { fileRunStore } from '../adversary/run/store.js';
 import { createTargetOracle, type TargetOracle } from '../adversary/targets/oracle.js';
+import type { Threat } from '../shared/protocol/output.js';
 import { images, json, NAMES, SHAPE, startServer, tinyModel } from './tiny-model-server.js';
 
 const TOKEN = 'inference-token-1';
@@ -35,10 +36,11 @@ beforeAll(async () => {
 });
 afterAll(() => server?.close());
 
-function oracle(dir: string, o: { token?: string; limits?: OracleLimits } = {}): Promise<TargetOracle> {
+function oracle(dir: string, o: { token?: string; limits?: OracleLimits; threat?: Threat; targetOutput?: string } = {}): Promise<TargetOracle> {
   return createTargetOracle({
     url: server.url,
-    target: { target: 'torchserve', modelName: 'digits', modelVersion: '2.0', token: o.token ?? TOKEN, inputShape: SHAPE.join(','), classNames: NAMES, ...o.limits },
+    threat: o.threat,
+    target: { target: 'torchserve', modelName: 'digits', modelVersion: '2.0', token: o.token ?? TOKEN, inputShape: SHAPE.join(','), classNames: NAMES, targetOutput: o.targetOutput, ...o.limits },
     store: fileRunStore(dir),
     retries: { maxAttempts: 2, baseDelayMs: 1 },
   });
@@ -64,6 +66,34 @@ describe('torchserve target', () => {
     expect(o2.counts()).toEqual({ attack: 0, measurement: 0, cached: 12 });
     expect(server.log.images - before).toBe(11);
     await o2.close();
+  });
+
+  it("--target-output declares the handler's top-k; a threat it does not cover is refused before any query, an answer short of it after, counted", async () => {
+    const before = server.log.images;
+    // Undeclared, the handler's output is taken as labels: a topk threat is refused, saying how to declare it.
+    await expect(oracle(folder(), { threat: 'topk' })).rejects.toMatchObject({ code: 'threat_unavailable', message: expect.stringMatching(/answers "label".*--target-output/) });
+    await expect(oracle(folder(), { threat: 'scores', targetOutput: 'topk:3' })).rejects.toMatchObject({ code: 'threat_unavailable', message: expect.stringMatching(/answers "topk:3"/) });
+    expect(server.log.images).toBe(before);
+    // Declared topk:3 (the handler's top 3 of 4): the scores of those 3 reach a topk campaign.
+    const o = await oracle(folder(), { threat: 'topk', targetOutput: 'topk:3' });
+    const x = images(3, 5);
+    const scores = await o.scores!(x, 3, 'attack');
+    expect(Array.from(scores).filter((v) => !Number.isNaN(v))).toHaveLength(9);
+    await o.close();
+    // Declared scores (every class) but the answer names 3 of 4: the run stops at that answer, paid and counted.
+    const dir = folder();
+    const wrong = await oracle(dir, { threat: 'scores', targetOutput: 'scores' });
+    await expect(wrong.scores!(images(2, 6), 2, 'attack')).rejects.toMatchObject({ code: 'threat_unavailable', message: expect.stringMatching(/scores for 3 of 4 classes.*"scores"/) });
+    // One image a request: the first answer stopped the run, the second image was never sent.
+    expect(wrong.counts().attack).toBe(1);
+    expect(server.log.images - before).toBe(3 + 1);
+    await wrong.close();
+    // Its label was kept: a label campaign on the same folder pays only for the image never sent.
+    const labels = await oracle(dir);
+    await labels.label(images(2, 6), 2, 'attack');
+    expect(labels.counts()).toMatchObject({ attack: 1, cached: 1 });
+    await labels.close();
+    await expect(createTargetOracle({ url: server.url, target: { target: 'oip', targetOutput: 'scores' } })).rejects.toThrow(/--target-output applies to torchserve only/);
   });
 
   it('a wrong token is a clear 401 naming the header it sent, and nothing is cached or counted', async () => {

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { ATTACK_NAMES } from '../../shared/attacks/index.js';
 import { ARCHITECTURES } from '../../shared/model/architectures.js';
 import { BUILTIN_NAMES, isBuiltinDataset } from '../../shared/datasets/index.js';
-import { DEFAULT_VICTIM_URL, HELP } from '../../shared/cli-options.js';
+import { BOTH_KEYS, DEFAULT_VICTIM_URL, HELP } from '../../shared/cli-options.js';
 import { TransferlabError } from '../../shared/errors.js';
 import { parseSettings } from '../../shared/settings-errors.js';
 import { threatSchema } from '../../shared/protocol/output.js';
@@ -128,7 +128,7 @@ export const campaignSchema = z
     out: z.string().optional().describe(`${HELP.out} (default: runs/<time>-<substitute>-<attack>)`),
   })
   .superRefine((c, ctx) => {
-    if (c.keysFile !== undefined && c.apiKey !== undefined) ctx.addIssue({ code: 'custom', path: ['keysFile'], message: 'give apiKey or keysFile, not both' });
+    if (c.keysFile !== undefined && c.apiKey !== undefined) ctx.addIssue({ code: 'custom', path: ['keysFile'], message: BOTH_KEYS });
     const late = c.snapshots.filter((r) => r >= c.rounds);
     if (late.length) ctx.addIssue({ code: 'custom', path: ['snapshots'], message: `must be earlier rounds than the last (1..${c.rounds - 1}); got ${late.join(', ')}` });
     if (new Set(c.snapshots).size !== c.snapshots.length) ctx.addIssue({ code: 'custom', path: ['snapshots'], message: 'must not repeat a round' });

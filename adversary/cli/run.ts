@@ -1,5 +1,4 @@
 import type { CommandModule } from 'yargs';
-import { apiKeyOrEnv } from '../../shared/cli-options.js';
 import { describeBackend, initBackend } from '../../shared/engine/backend.js';
 import { assertWritableDir } from '../../shared/fs-checks.js';
 import { runCampaignCommand } from '../commands.js';
@@ -19,7 +18,7 @@ export function runCommand(done: (code: number) => void): CommandModule {
         .example('$0 run --config scripts/configs/strongest.yaml --out runs/strongest', 'settings from a file (flags given too override it)')
         .example('$0 run --resume runs/20261127-101500-substitute-cnn-fgsm', 'finish an interrupted run'),
     handler: async (a) => {
-      const config = buildConfig({ ...a, 'api-key': apiKeyOrEnv(a['api-key']) });
+      const config = buildConfig(a, {}, process.env);
       const out = String(a.resume ?? config.out ?? defaultRunDir(config));
       assertWritableDir(out, 'the run folder');
       const info = await initBackend(a.backend as string | undefined);

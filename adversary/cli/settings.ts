@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { Options } from 'yargs';
-import { backendOption, HELP } from '../../shared/cli-options.js';
+import { backendOption, HELP, withEnvKey } from '../../shared/cli-options.js';
 import { inputFromFlags, schemaOptions } from '../../shared/schema-flags.js';
 import { runStamp } from '../../shared/stamp.js';
 import { campaignSchema, mergeConfig, readConfigFile, resolveConfig, substituteMembers, type CampaignConfig, type CampaignInput } from '../campaign/config.js';
@@ -49,16 +49,20 @@ export function campaignFromFlags(argv: Readonly<Record<string, unknown>>): Part
   return { ...inputFromFlags(shape, argv), ...(argv.boundary === false ? { boundary: { enabled: false } } : {}) } as Partial<CampaignInput>;
 }
 
-/** The settings of one invocation: a resumed run's own, else `base` under the file under the flags. */
-export function buildConfig(a: Readonly<Record<string, unknown>>, base: Partial<CampaignInput> = {}): CampaignConfig {
+/**
+ * The settings of one invocation: a resumed run's own, else `base` under the file under the flags.
+ * With `env`, settings naming no key (no apiKey, no keysFile) take its TRANSFERLAB_API_KEY.
+ */
+export function buildConfig(a: Readonly<Record<string, unknown>>, base: Partial<CampaignInput> = {}, env?: NodeJS.ProcessEnv): CampaignConfig {
   const flags = campaignFromFlags(a);
+  const keyed = (input: CampaignInput) => (env ? withEnvKey(input, env) : input);
   if (a.resume) {
     const saved = readJson<CampaignInput>(join(String(a.resume), 'config.json'));
     // Only what belongs to this session, not to the run, may change on resuming.
-    return resolveConfig({ ...saved, ...(flags.apiKey ? { apiKey: flags.apiKey } : {}), ...(flags.token ? { token: flags.token } : {}), ...(flags.allowPartial !== undefined ? { allowPartial: flags.allowPartial } : {}), ...sessionLimits(flags) });
+    return resolveConfig(keyed({ ...saved, ...(flags.apiKey ? { apiKey: flags.apiKey } : {}), ...(flags.token ? { token: flags.token } : {}), ...(flags.allowPartial !== undefined ? { allowPartial: flags.allowPartial } : {}), ...sessionLimits(flags) }));
   }
   const file = a.config ? readConfigFile(String(a.config)) : {};
-  return resolveConfig(mergeConfig({ ...base, ...file }, flags));
+  return resolveConfig(keyed(mergeConfig({ ...base, ...file }, flags)));
 }
 
 export function defaultRunDir(c: CampaignConfig, kind = 'campaign'): string {

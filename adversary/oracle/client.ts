@@ -12,7 +12,8 @@ import { TransferlabError } from '../../shared/errors.js';
 import { runIdentity } from './answer-cache.js';
 import { HEADERS, ROUTES, readAnswer, wireRequest, type BudgetStatus, type CallInput, type RouteAnswer, type RouteName, type WireRequest } from '../../shared/protocol/index.js';
 import type { VictimInfo } from './oracle.js';
-import { buildOracle, imageKey, oracleStore, VictimError, type CountingOracle, type PixelFormat, type SendBatch } from './core.js';
+import { buildOracle, oracleStore, VictimError, type CountingOracle, type PixelFormat, type SendBatch } from './core.js';
+import { imageKey } from './image-bytes.js';
 import type { RunStore } from '../run/store.js';
 import { victimUrlProblem } from './victim-url.js';
 import type { OracleLimits } from './limits.js';
@@ -21,7 +22,8 @@ import { retryAfterMs, withRetries, type Attempt, type RetryInfo, type RetryOpti
 
 export type { RetryInfo, RetryOptions };
 
-export { oracleFromLabeler, VictimError, type CountingOracle, type PixelFormat } from './core.js';
+export { VictimError, type CountingOracle, type PixelFormat } from './core.js';
+export { oracleFromLabeler } from './local-oracle.js';
 export { ANSWER_CACHE_FILE, QUERY_LEDGER_FILE } from './answer-cache.js';
 
 export interface HttpOracleOptions {
@@ -71,6 +73,10 @@ export class VictimHttp {
   private nextKey = 0;
 
   constructor(readonly url: string, private readonly opts: HttpOracleOptions) {
+    // Sybil keys replace the one key: both given would send under one of them, the other ignored.
+    if (opts.apiKey !== undefined && opts.apiKeys?.length) {
+      throw new TransferlabError('invalid_config', 'apiKey and apiKeys are both given: give one API key, or the Sybil keys to spread the requests over, not both');
+    }
     this.http = new KeepAliveHttp({ baseURL: url, timeoutMs: opts.timeoutMs });
   }
 

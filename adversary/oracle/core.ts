@@ -2,13 +2,13 @@
  * What every label oracle does whatever carries the query: quantise images to the bytes a real
  * client would send, answer repeats from the run's cache, split the rest into batches, count
  * what was paid by purpose, and write the cache and ledger as answers arrive. The HTTP client
- * and the in-process adapter differ only in their `send`.
+ * and the in-process adapter (local-oracle.ts) differ only in their `send`; the bytes sent and their
+ * cache key are image-bytes.ts's.
  */
-import { createHash } from 'node:crypto';
 import { TransferlabError } from '../../shared/errors.js';
-import type { Labeler } from '../../shared/labeler.js';
 import { AnswerCache, QueryLedger, type CachedAnswer } from './answer-cache.js';
-import { bytesPerImage as wireBytes, pixelsPerImage as imagePixels, type BudgetStatus, type PixelFormat } from '../../shared/protocol/index.js';
+import type { BudgetStatus, PixelFormat } from '../../shared/protocol/index.js';
+import { bytesPerImage, encodeImages, imageKey, pixelsPerImage } from './image-bytes.js';
 import type { LabelOracle, QueryCounts, QueryPurpose, VictimInfo } from './oracle.js';
 import { fileRunStore, type RunStore } from '../run/store.js';
 import { clientBudgetError, eachLimited, RequestPacer, type OracleLimits } from './limits.js';
@@ -23,6 +23,11 @@ export interface BatchAnswer {
    * use them; NaN for a class the answer did not name (top-k). Absent in a label-only campaign.
    */
   scores?: Float32Array;
+  /**
+   * Why an answer with good labels carries no scores (a label-only server seen in its answers, less than
+   * the target declared): in a run that needs scores, the labels are kept and counted, then the run stops.
+   */
+  noScores?: string;
   http?: number;
   attempts?: number;
   budget?: Budget;
@@ -89,46 +94,6 @@ export class VictimError extends TransferlabError {
   ) {
     super(code, message, status);
   }
-}
-
-export function pixelsPerImage(info: VictimInfo): number {
-  return imagePixels(info.inputShape);
-}
-
-export function bytesPerImage(info: VictimInfo, format: PixelFormat): number {
-  return wireBytes(info.inputShape, format);
-}
-
-/**
- * The exact bytes a client puts on the wire: uint8 = round(v·255) clamped to 0..255, float32 =
- * v clamped to [0,1], little-endian. Non-finite pixels are refused: they are a bug upstream,
- * and quantising them silently would pay for a meaningless query.
- */
-export function encodeImages(images: Float32Array, count: number, pixels: number, format: PixelFormat): Uint8Array {
-  if (!Number.isInteger(count) || count < 0 || images.length < count * pixels) {
-    throw new TransferlabError(
-      'bad_oracle_input',
-      `label() needs count×${pixels} pixels; got ${images.length} values for count ${count}`,
-    );
-  }
-  const n = count * pixels;
-  const out = new Uint8Array(format === 'uint8' ? n : n * 4);
-  const view = new DataView(out.buffer);
-  for (let i = 0; i < n; i++) {
-    const v = images[i];
-    if (!Number.isFinite(v)) {
-      throw new TransferlabError('bad_oracle_input', `image ${Math.floor(i / pixels)} has a non-finite pixel (${v})`);
-    }
-    const c = v < 0 ? 0 : v > 1 ? 1 : v;
-    if (format === 'uint8') out[i] = Math.round(c * 255);
-    else view.setFloat32(i * 4, c, true);
-  }
-  return out;
-}
-
-/** Cache key: the format tag and the exact bytes sent, so uint8 and float32 answers never mix. */
-export function imageKey(bytes: Uint8Array, format: PixelFormat): string {
-  return createHash('sha256').update(format === 'uint8' ? 'u8:' : 'f32:').update(bytes).digest('hex');
 }
 
 function checkLabels(labels: BatchAnswer['labels'], expected: number, classes: number): void {
@@ -251,7 +216,7 @@ export function buildOracle(opts: OracleCoreOptions): CountingOracle {
       try {
         answer = await pacer.run(() => send(body, part.length, purpose));
         checkLabels(answer.labels, part.length, classes);
-        if (opts.scores) checkScores(answer.scores, part.length, classes);
+        if (opts.scores && answer.scores) checkScores(answer.scores, part.length, classes);
       } catch (e) {
         const err = e instanceof TransferlabError ? e : new TransferlabError('oracle_failed', String(e), 500);
         const rejected = opts.rejectAsAnswer && err.code === 'query_rejected';
@@ -288,6 +253,11 @@ export function buildOracle(opts: OracleCoreOptions): CountingOracle {
         t: new Date().toISOString(), purpose, sent: part.length, cached: cachedHere, status: 'ok',
         http: answer.http, attempts: answer.attempts, ms: Math.round(performance.now() - t0), budget: answer.budget,
       });
+      // Labels without the scores the threat model needs: paid and kept above, and the run stops here.
+      if (opts.scores && !answer.scores) {
+        const why = answer.noScores ?? 'the answer carried labels only';
+        throw new TransferlabError('threat_unavailable', `${why}, and the campaign's threat model needs scores; the ${part.length} image(s) of that answer were paid, counted and their labels kept in the answer cache (rerun with threat label to use them)`, 502);
+      }
     });
     return { labels: out, scores };
   }
@@ -336,36 +306,4 @@ function tighter(victim: Budget | null, client: Budget | null): Budget | null {
   const left = (b: Budget) => (b.limit === null ? Infinity : b.limit - b.used);
   if (!victim || victim.limit === null) return client ?? victim;
   return client && left(client) < left(victim) ? client : victim;
-}
-
-const DEFAULT_INFO: VictimInfo = {
-  dataset: 'mnist',
-  inputShape: [28, 28, 1],
-  classes: 10,
-  inputRange: [0, 1],
-  maxBatch: 1024,
-  output: 'label',
-};
-
-/**
- * A local labeller behind the same counting, cache and quantisation as the HTTP client: `fn`
- * sees exactly what the victim would decode (uint8 bytes / 255, or the clamped float32 values).
- * For unit tests and white-box-style experiments; black-box attack tests must use the HTTP victim.
- */
-export function oracleFromLabeler(
-  fn: Labeler,
-  info?: Partial<VictimInfo>,
-  opts: { format?: PixelFormat; cacheDir?: string; store?: RunStore } = {},
-): CountingOracle {
-  const full: VictimInfo = { ...DEFAULT_INFO, ...info };
-  const format = opts.format ?? 'uint8';
-  const send: SendBatch = async (body, count) => {
-    const decoded =
-      format === 'uint8'
-        ? Float32Array.from(body, (b) => b / 255)
-        : // little-endian on the wire, and every platform Node runs on is little-endian
-          new Float32Array(body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength));
-    return { labels: await fn(decoded, count) };
-  };
-  return buildOracle({ info: full, format, send, store: oracleStore(opts) });
 }

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { CommandModule, Options } from 'yargs';
-import { apiKeyOrEnv, backendOption, HELP } from '../../shared/cli-options.js';
+import { backendOption, HELP } from '../../shared/cli-options.js';
 import { describeBackend, initBackend } from '../../shared/engine/backend.js';
 import { assertWritableDir } from '../../shared/fs-checks.js';
 import { inputFromFlags, schemaOptions } from '../../shared/schema-flags.js';
@@ -68,8 +68,8 @@ export function queryAttackCommand(done: (code: number) => void): CommandModule 
       const info = await initBackend(a.backend as string | undefined);
       console.log(`adversary on ${describeBackend(info)}`);
       exitOnInterrupt('query-attack', out);
-      const flags = { ...settings, apiKey: apiKeyOrEnv(settings.apiKey), resume: a.resume as string | undefined, out: a.out as string | undefined };
-      done(await runQueryAttackCommand(flags, () => out));
+      const flags = { ...settings, resume: a.resume as string | undefined, out: a.out as string | undefined };
+      done(await runQueryAttackCommand(flags, () => out, process.env));
     },
   };
 }

@@ -1,3 +1,4 @@
+import { withEnvKey } from '../../shared/cli-options.js';
 import { TransferlabError } from '../../shared/errors.js';
 import { createRunOracle } from '../targets/oracle.js';
 import { readKeysFile } from '../oracle/client.js';
@@ -14,7 +15,8 @@ import { sessionLimits } from '../oracle/limits.js';
  */
 export type QueryAttackFlags = Partial<QueryAttackInput> & { resume?: string; out?: string };
 
-export async function runQueryAttackCommand(flags: QueryAttackFlags, defaultOut: () => string): Promise<number> {
+/** With `env`, settings naming no key (no apiKey, no keysFile, a resumed run's included) take its TRANSFERLAB_API_KEY. */
+export async function runQueryAttackCommand(flags: QueryAttackFlags, defaultOut: () => string, env?: NodeJS.ProcessEnv): Promise<number> {
   const resume = flags.resume !== undefined;
   const out = flags.resume ?? flags.out ?? defaultOut();
   const store = fileRunStore(out);
@@ -32,7 +34,7 @@ export async function runQueryAttackCommand(flags: QueryAttackFlags, defaultOut:
     const { resume: _r, out: _o, ...rest } = flags;
     input = Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined)) as QueryAttackInput;
   }
-  const config = resolveQueryAttackConfig(input);
+  const config = resolveQueryAttackConfig(env ? withEnvKey(input, env) : input);
   const oracle = await createRunOracle(
     {
       ...config,

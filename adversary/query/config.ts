@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { isBuiltinDataset } from '../../shared/datasets/index.js';
+import { BOTH_KEYS } from '../../shared/cli-options.js';
 import { parseSettings } from '../../shared/settings-errors.js';
 import { victimUrl } from '../oracle/victim-url.js';
 import { targetSettingsShape } from '../targets/settings.js';
@@ -50,7 +51,7 @@ export const queryAttackSchema = z
     adaptive: z.boolean().default(false),
   })
   .superRefine((c, ctx) => {
-    if (c.keysFile !== undefined && c.apiKey !== undefined) ctx.addIssue({ code: 'custom', path: ['keysFile'], message: 'give apiKey or keysFile, not both' });
+    if (c.keysFile !== undefined && c.apiKey !== undefined) ctx.addIssue({ code: 'custom', path: ['keysFile'], message: BOTH_KEYS });
     if (c.attack === 'rays' && c.norm !== 'linf') ctx.addIssue({ code: 'custom', path: ['norm'], message: 'RayS is an L∞ attack: norm must be linf' });
     if (c.attack === 'square' && c.norm !== 'linf') ctx.addIssue({ code: 'custom', path: ['norm'], message: 'Square Attack here is L∞: norm must be linf' });
     if (c.attack === 'square' && c.targeted) ctx.addIssue({ code: 'custom', path: ['targeted'], message: 'Square Attack here is untargeted only' });

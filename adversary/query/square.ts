@@ -7,6 +7,11 @@
  * (0.3 → 76/255): every probe x ± ε of an 8-bit image is then exactly what the victim decodes, and
  * nothing sent lies outside the ball. An image counts as adversarial when the victim's label of its
  * best probe differs from its clean label — that label comes from the answer cache, not paid again.
+ *
+ * A probe the victim's detector refused (403 query_rejected, answered by the oracle with no score) is
+ * counted as RayS and HopSkipJump count theirs (search.ts): in its image's queries, as flagged, with
+ * the query count at the first, and in the run's `flagged`. It never makes an image fooled, and an
+ * image whose every probe was refused has no best probe to label: nothing is sent again for it.
  */
 import { squareAttack, type Scorer } from '../../shared/attacks/square.js';
 import { TransferlabError } from '../../shared/errors.js';
@@ -48,8 +53,9 @@ export async function runSquare(
     onIteration: onRound,
     stopOn: isBudgetRefusal,
   });
-  // The best probe of every image that was asked about at all: each is in the answer cache already.
-  const asked = Array.from({ length: t.count }, (_, i) => i).filter((i) => r.queries[i] > 0);
+  // The best probe of every image the victim answered at least once (finite margin): each is in the
+  // answer cache already. A refused probe is not cached: labelling it would send it again, uncounted.
+  const asked = Array.from({ length: t.count }, (_, i) => i).filter((i) => r.queries[i] > 0 && Number.isFinite(r.margins[i]));
   const best = new Float32Array(asked.length * pixels);
   asked.forEach((i, j) => best.set(quantiseInPlace(r.images.slice(i * pixels, (i + 1) * pixels)), j * pixels));
   const labels = asked.length ? await label(best, asked.length) : new Int32Array(0);
@@ -57,12 +63,13 @@ export async function runSquare(
     const j = asked.indexOf(i);
     const cut = r.stopped !== null && r.margins[i] >= 0 && r.queries[i] < s.queriesPerImage;
     const end: ImageOutcome['end'] = cut ? 'key_budget' : r.margins[i] < 0 ? 'finished' : 'image_budget';
-    // Square Attack does not track refused probes itself (the oracle's rejections() counts them); a
-    // best probe the detector refused (REJECTED, < 0) is no adversarial example.
-    if (j < 0 || labels[j] === t.original[i] || labels[j] < 0) return { image: null, label: null, linf: null, l2: null, queries: r.queries[i], trace: [], end, flagged: 0, firstFlagged: null };
+    const flags = { flagged: r.refused[i], firstFlagged: r.firstRefused[i] };
+    // A best probe refused after all (REJECTED, < 0) is no adversarial example.
+    if (j < 0 || labels[j] === t.original[i] || labels[j] < 0) return { image: null, label: null, linf: null, l2: null, queries: r.queries[i], trace: [], end, ...flags };
     const image = best.slice(j * pixels, (j + 1) * pixels);
     const d = distances(t.images.subarray(i * pixels, (i + 1) * pixels), image);
-    return { image, label: labels[j], linf: d.linf, l2: d.l2, queries: r.queries[i], trace: [[r.queries[i], d.linf, d.l2, labels[j]]], end, flagged: 0, firstFlagged: null };
+    return { image, label: labels[j], linf: d.linf, l2: d.l2, queries: r.queries[i], trace: [[r.queries[i], d.linf, d.l2, labels[j]]], end, ...flags };
   });
-  return { outcomes, stopped: r.stopped ? 'budget_exhausted' : null, rounds: r.iterations + (r.asked > 0 ? 1 : 0), asked: r.asked, flagged: 0, resamples: 0 };
+  const flagged = r.refused.reduce((a, b) => a + b, 0);
+  return { outcomes, stopped: r.stopped ? 'budget_exhausted' : null, rounds: r.iterations + (r.asked > 0 ? 1 : 0), asked: r.asked, flagged, resamples: 0 };
 }

@@ -14,7 +14,7 @@
 import { existsSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { join } from 'node:path';
-import { apiKeyOrEnv } from '../../shared/cli-options.js';
+import { withEnvKey } from '../../shared/cli-options.js';
 import { describeBackend, initBackend } from '../../shared/engine/backend.js';
 import { isTransferlabError } from '../../shared/errors.js';
 import { runCampaignCommand } from '../commands.js';
@@ -61,7 +61,7 @@ async function main(): Promise<void> {
   dieWithParent();
   const spec = JSON.parse(process.argv[2] ?? '{}') as JobSpec;
   try {
-    const config = resolveConfig({ ...spec.config, apiKey: apiKeyOrEnv(spec.config.apiKey), out: spec.out });
+    const config = resolveConfig(withEnvKey({ ...spec.config, out: spec.out }));
     const info = await initBackend(spec.backend);
     console.log(`adversary on ${describeBackend(info)}`);
     const resume = existsSync(join(spec.out, 'config.json'));

@@ -6,10 +6,10 @@
  * (kserve/open-inference-protocol, specification/protocol/inference_rest.md).
  */
 import { z } from 'zod';
-import { imageKey } from '../oracle/core.js';
+import { imageKey } from '../oracle/image-bytes.js';
 import { bearer, JsonHttp } from './json-http.js';
 import type { TargetFactory, VictimInfo } from './target.js';
-import { flatten, modelValues, outputClasses, planInput, readOutput, type InputPlan, type ValueKind } from './tensors.js';
+import { flatten, modelValues, OneHotWitness, outputClasses, planInput, readOutput, type InputPlan, type ValueKind } from './tensors.js';
 import { TransferlabError } from '../../shared/errors.js';
 import { VictimError } from '../oracle/core.js';
 
@@ -30,6 +30,8 @@ export const oipTarget: TargetFactory = (settings, ctx) => {
   const http = new JsonHttp('oip', ctx, bearer(ctx.apiKey, '--api-key'));
   const where = `oip target at ${ctx.url}${base}`;
   let model: { input: z.infer<typeof tensorMeta>; kind: ValueKind; plan: InputPlan; output?: string; classes: number } | undefined;
+  // The metadata says [N, classes]; whether the rows are probabilities or one-hot labels, only answers tell.
+  const witness = new OneHotWitness(`the oip target at ${ctx.url}${base}`);
 
   async function describe(): Promise<VictimInfo> {
     const { value } = await http.call('GET', base);
@@ -75,7 +77,9 @@ export const oipTarget: TargetFactory = (settings, ctx) => {
       if (!values) throw fail(`output ${out.name}'s data is not a list of numbers`);
       if (out.shape && out.shape[0] !== count) throw fail(`output ${out.name} has shape [${out.shape.join(', ')}] for ${count} images`);
       try {
-        return { ...readOutput(values, count, m.classes, `${where}/infer output ${out.name}`), http: res.status, attempts: res.attempts };
+        const read = readOutput(values, count, m.classes, `${where}/infer output ${out.name}`);
+        const labelsOnly = read.scores && witness.see(values, count, m.classes);
+        return { ...(labelsOnly ? { labels: read.labels, noScores: labelsOnly } : read), http: res.status, attempts: res.attempts };
       } catch (e) {
         throw e instanceof TransferlabError ? new VictimError(e.code, e.message, e.status, res.status, res.attempts) : e;
       }

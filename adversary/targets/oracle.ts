@@ -50,6 +50,27 @@ export interface TargetOracleOptions extends RetryPolicy {
 /** Kinds whose send() says which key carried each batch, so requests can be spread over Sybil keys. */
 const SYBIL_KINDS = new Set(['transferlab']);
 
+/** Kinds that cannot say what their answers carry before one is paid for: --target-output says it. */
+const DECLARED_OUTPUT = new Set(['torchserve']);
+
+/** Where each kind's output comes from, for a refusal that says how to change it. */
+const OUTPUT_SOURCE: Record<string, string> = {
+  torchserve: 'its handler\'s answer is declared by --target-output (label unless given)',
+  http: 'the target file\'s answer.labels gives labels, answer.scores scores',
+  module: 'the module\'s info.output says it (label unless given)',
+};
+
+/** The fewest classes any row of an answer gives a score for (NaN: not given). */
+function fewestGiven(scores: Float32Array, count: number, classes: number): number {
+  let fewest = classes;
+  for (let n = 0; n < count; n++) {
+    let given = 0;
+    for (let c = 0; c < classes; c++) if (!Number.isNaN(scores[n * classes + c])) given++;
+    fewest = Math.min(fewest, given);
+  }
+  return fewest;
+}
+
 /** Kinds whose servers have no metadata route: the attacker's dataset is the last word on shape and classes. */
 const UNDESCRIBED = new Set(['torchserve', 'http']);
 
@@ -69,6 +90,9 @@ export async function createTargetOracle(opts: TargetOracleOptions): Promise<Tar
   if (opts.apiKeys?.length && !SYBIL_KINDS.has(settings.target)) {
     throw new TransferlabError('invalid_config', `Sybil keys (--keys-file) are not supported by the ${settings.target} target: only ${[...SYBIL_KINDS].join(', ')} spreads requests over several keys; give one --api-key`);
   }
+  if (settings.targetOutput !== undefined && !DECLARED_OUTPUT.has(settings.target)) {
+    throw new TransferlabError('invalid_config', `--target-output applies to ${[...DECLARED_OUTPUT].join(', ')} only: the ${settings.target} target says what its answers carry itself${OUTPUT_SOURCE[settings.target] ? ` (${OUTPUT_SOURCE[settings.target]})` : ' (its metadata)'}`);
+  }
   const target = targetFactory(settings.target)(settings, {
     url, apiKey: opts.apiKey, apiKeys: opts.apiKeys, keyOrder: opts.keyOrder, format, scope, threat,
     retries: opts.retries, onRetry: opts.onRetry, random: opts.random, timeoutMs: opts.timeoutMs,
@@ -76,12 +100,20 @@ export async function createTargetOracle(opts: TargetOracleOptions): Promise<Tar
   try {
     const info = await target.describe();
     const problem = threatProblem(threat, parseOutputPolicy(info.output), info.classes);
-    if (problem) throw new TransferlabError('threat_unavailable', `${target.kind} target at ${url}: ${problem}; nothing was sent`);
+    const source = OUTPUT_SOURCE[target.kind] ? ` (${OUTPUT_SOURCE[target.kind]})` : '';
+    if (problem) throw new TransferlabError('threat_unavailable', `${target.kind} target at ${url}: ${problem}${source}; nothing was sent`);
     const keepScores = threat !== 'label';
-    // The label-only reduction: whatever the endpoint gave, only the labels go on.
+    // The label-only reduction: whatever the endpoint gave, only the labels go on. With scores kept, an
+    // answer giving less than the threat model needs (fewer classes than declared, or none) goes on
+    // without them, saying why: the core keeps its labels as paid and stops the run (oracle/core.ts).
     const send: SendBatch = async (body, count, purpose) => {
-      const { scores, ...rest } = await target.send(body, count, purpose);
-      return keepScores ? { ...rest, scores } : rest;
+      const { scores, noScores, ...rest } = await target.send(body, count, purpose);
+      if (!keepScores) return rest;
+      if (!scores) return { ...rest, noScores: noScores ?? `${target.kind} target at ${url}: the answer carried labels only, though it described its output as "${info.output}"${source}` };
+      const given = fewestGiven(scores, count, info.classes);
+      const short = threatProblem(threat, parseOutputPolicy(given >= info.classes ? 'scores' : given > 0 ? `topk:${given}` : 'label'), info.classes);
+      if (short) return { ...rest, noScores: `${target.kind} target at ${url}: an answer gave scores for ${given} of ${info.classes} classes, though it described its output as "${info.output}"${source}` };
+      return { ...rest, scores };
     };
     const limits = opts.limits ?? Object.fromEntries(LIMIT_KEYS.map((k) => [k, settings[k]]));
     const oracle = buildOracle({

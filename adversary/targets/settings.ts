@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { TransferlabError } from '../../shared/errors.js';
 import { oracleLimitsShape } from '../oracle/limits.js';
+import { outputSchema } from '../../shared/protocol/output.js';
 
 /** Every kind the flag names; registry.ts says which are built (the others answer "not available yet"). */
 export const TARGET_KINDS = ['transferlab', 'oip', 'tfserving', 'torchserve', 'http', 'module'] as const;
@@ -24,6 +25,9 @@ export const targetSettingsShape = {
   maxBatch: z.number().int().min(1).max(100_000).optional().describe('most images per request to the target (default: what the server says, else 100)'),
   outputName: z.string().min(1).optional().describe('the output tensor to read the classes from (default: the first)'),
   token: z.string().min(1).optional().describe('an inference token sent as Authorization: Bearer (torchserve); never written to the run folder'),
+  targetOutput: outputSchema
+    .optional()
+    .describe('what the torchserve handler answers, which only a paid answer would show: label (default), topk:K (its K best classes with probabilities, as the default image_classifier\'s top 5) or scores (every class)'),
   inputShape: z
     .string()
     .regex(INPUT_SHAPE, 'must be H,W,C, e.g. 28,28,1')

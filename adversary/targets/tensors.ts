@@ -165,3 +165,41 @@ export function readOutput(values: readonly number[], count: number, classes: nu
   }
   return { labels, scores };
 }
+
+/** Rows of a [N, classes] output that must all be one-hot before the server is taken as label-only. */
+export const ONE_HOT_ROWS = 100;
+
+const isOneHot = (values: readonly number[], from: number, classes: number): boolean => {
+  let ones = 0;
+  for (let c = 0; c < classes; c++) {
+    const v = values[from + c];
+    if (v === 1) ones++;
+    else if (v !== 0) return false;
+  }
+  return ones === 1;
+};
+
+/**
+ * What a [N, classes] output really gives, which its metadata cannot say: a label-only server (the
+ * project's victim with `--output label` among them) answers each label as a one-hot row. Read from
+ * the answers already paid for, never from a query of its own: one row that is not one-hot proves
+ * probabilities; the first ONE_HOT_ROWS rows all one-hot are taken as labels only. (Probabilities
+ * rounded to certainty look the same row by row; a hundred in a row at the start of a run are rare.)
+ */
+export class OneHotWitness {
+  private rows = 0;
+  private verdict: 'label' | 'scores' | undefined;
+
+  constructor(private readonly where: string) {}
+
+  /** The rows of one answer seen; a reason when the server is now known to give labels only. */
+  see(values: readonly number[], count: number, classes: number): string | undefined {
+    if (this.verdict === undefined) {
+      for (let n = 0; n < count && this.verdict === undefined; n++) {
+        if (!isOneHot(values, n * classes, classes)) this.verdict = 'scores';
+        else if (++this.rows >= ONE_HOT_ROWS) this.verdict = 'label';
+      }
+    }
+    return this.verdict === 'label' ? `${this.where}: its output rows are one-hot (its first ${ONE_HOT_ROWS} answered rows all were), a label-only server's answer` : undefined;
+  }
+}

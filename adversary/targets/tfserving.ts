@@ -7,11 +7,12 @@
  */
 import { z } from 'zod';
 import { TransferlabError } from '../../shared/errors.js';
-import { imageKey, VictimError } from '../oracle/core.js';
+import { imageKey } from '../oracle/image-bytes.js';
+import { VictimError } from '../oracle/core.js';
 import { bearer, JsonHttp } from './json-http.js';
 import { DEFAULT_MAX_BATCH, DEFAULT_MODEL_NAME } from './oip.js';
 import type { TargetFactory, VictimInfo } from './target.js';
-import { flatten, modelValues, nest, outputClasses, planInput, readOutput, type InputPlan, type ValueKind } from './tensors.js';
+import { flatten, modelValues, nest, OneHotWitness, outputClasses, planInput, readOutput, type InputPlan, type ValueKind } from './tensors.js';
 
 export const SIGNATURE = 'serving_default';
 
@@ -36,6 +37,8 @@ export const tfservingTarget: TargetFactory = (settings, ctx) => {
   const http = new JsonHttp('tfserving', ctx, bearer(ctx.apiKey, '--api-key'));
   const where = `tfserving target at ${ctx.url}${base}`;
   let model: { kind: ValueKind; plan: InputPlan; output?: string; classes: number } | undefined;
+  // The metadata says [N, classes]; whether the rows are probabilities or one-hot labels, only answers tell.
+  const witness = new OneHotWitness(`the tfserving target at ${ctx.url}${base}`);
 
   async function describe(): Promise<VictimInfo> {
     const { value } = await http.call('GET', `${base}/metadata`);
@@ -87,7 +90,9 @@ export const tfservingTarget: TargetFactory = (settings, ctx) => {
       const values = flatten(picked);
       if (!values) throw fail('the predictions are not numbers');
       try {
-        return { ...readOutput(values, count, m.classes, `${where}:predict`), http: res.status, attempts: res.attempts };
+        const read = readOutput(values, count, m.classes, `${where}:predict`);
+        const labelsOnly = read.scores && witness.see(values, count, m.classes);
+        return { ...(labelsOnly ? { labels: read.labels, noScores: labelsOnly } : read), http: res.status, attempts: res.attempts };
       } catch (e) {
         throw e instanceof TransferlabError ? new VictimError(e.code, e.message, e.status, res.status, res.attempts) : e;
       }

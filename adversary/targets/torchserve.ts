@@ -37,7 +37,8 @@ export const torchserveTarget: TargetFactory = (settings, ctx) => {
     kind: 'torchserve',
     url: ctx.url,
     async describe() {
-      const described = describedModel('torchserve', { inputShape: parseInputShape(settings.inputShape), classes: settings.classes, classNames: settings.classNames }, 1);
+      // What the handler answers shows only in a paid answer: --target-output declares it, and each answer is checked against it (targets/oracle.ts).
+      const described = describedModel('torchserve', { inputShape: parseInputShape(settings.inputShape), classes: settings.classes, classNames: settings.classNames }, 1, settings.targetOutput ?? 'label');
       const c = described.inputShape[2];
       if (c !== 1 && c !== 3) throw new TransferlabError('target_bad_shape', `the torchserve target sends PNG images of 1 or 3 channels; --input-shape has ${c}`);
       // The health route is free and needs no token: a wrong host or port fails here, not on a paid query.

@@ -19,11 +19,17 @@
  * Each image has its own random stream (seed, index), so its probes depend only on its own answers:
  * a rerun over cached answers asks exactly the same probes again. One scorer call per iteration carries
  * every active image's candidate (one batch for a victim); `queries` counts every row sent.
+ *
+ * A row answered with no score at all (every class NaN: a probe the victim refused, as the oracle
+ * answers one) is counted in `refused`, and tells nothing: it never makes an image fooled nor better.
  */
 import { TransferlabError } from '../errors.js';
 import { createRng, type Rng } from '../random.js';
 
-/** count × classes scores (probabilities or logits) for count row-major H×W×C images; NaN for a class an answer did not give. */
+/**
+ * count × classes scores (probabilities or logits) for count row-major H×W×C images; NaN for a class an
+ * answer did not give, and in every class of a probe that was refused.
+ */
 export type Scorer = (images: Float32Array, count: number) => Promise<Float32Array>;
 
 export interface SquareOptions {
@@ -55,6 +61,10 @@ export interface SquareResult {
   margins: Float64Array;
   /** Rows sent to the scorer in all (the sum of `queries`). */
   asked: number;
+  /** Per image, its rows answered with no score at all (refused probes), included in `queries`. */
+  refused: Int32Array;
+  /** Per image, its query count at its first refused row (null: none refused). */
+  firstRefused: (number | null)[];
   iterations: number;
   /** The error `stopOn` accepted, when one ended the attack early; the images still active then were cut short. */
   stopped: unknown;
@@ -112,6 +122,8 @@ interface ImageState {
   margin: number;
   rng: Rng;
   queries: number;
+  refused: number;
+  firstRefused: number | null;
 }
 
 const clip01 = (v: number) => (v < 0 ? 0 : v > 1 ? 1 : v);
@@ -165,11 +177,13 @@ export async function squareAttack(images: Float32Array, labels: ArrayLike<numbe
   const pInit = opts.pInit ?? 0.05;
   if (!(pInit > 0 && pInit <= 1)) fail(`p_init must be in (0, 1], got ${pInit}`);
   const given = opts.loss ?? marginLoss;
-  // A row with no usable score (all NaN) tells nothing: it never counts as fooled nor as better.
+  // A loss with no value tells nothing: it never counts as fooled nor as better.
   const loss = (scores: Float32Array, label: number) => {
     const m = given(scores, label);
     return Number.isNaN(m) ? Infinity : m;
   };
+  /** A row with no score at all is a refusal (the margin would read its missing true class as fooled). */
+  const isRefused = (scores: Float32Array) => scores.every((v) => Number.isNaN(v));
   const seed = opts.seed ?? 0;
 
   const ask = async (rows: Float32Array[]): Promise<Float32Array[]> => {
@@ -187,7 +201,7 @@ export async function squareAttack(images: Float32Array, labels: ArrayLike<numbe
   for (let i = 0; i < count; i++) {
     const x = images.subarray(i * pixels, (i + 1) * pixels);
     const rng = createRng((seed ^ 0x5bd1e995) + i * 7919);
-    states.push({ x, best: stripes(x, eps, shape, rng), margin: Infinity, rng, queries: 0 });
+    states.push({ x, best: stripes(x, eps, shape, rng), margin: Infinity, rng, queries: 0, refused: 0, firstRefused: null });
   }
   let asked = 0;
   let stopped: unknown = null;
@@ -200,10 +214,17 @@ export async function squareAttack(images: Float32Array, labels: ArrayLike<numbe
       return null;
     }
   };
+  /** One answered row of an image: counted, and its loss (Infinity when refused). */
+  const take = (st: ImageState, answer: Float32Array, label: number): number => {
+    st.queries++;
+    if (!isRefused(answer)) return loss(answer, label);
+    st.refused++;
+    st.firstRefused ??= st.queries;
+    return Infinity;
+  };
   const first = count > 0 ? await tryAsk(states.map((s) => s.best)) : null;
   first?.forEach((answer, i) => {
-    states[i].margin = loss(answer, labels[i]);
-    states[i].queries = 1;
+    states[i].margin = take(states[i], answer, labels[i]);
   });
   if (first) asked += count;
 
@@ -217,8 +238,7 @@ export async function squareAttack(images: Float32Array, labels: ArrayLike<numbe
     if (!answers) break;
     active.forEach((i, j) => {
       const st = states[i];
-      st.queries++;
-      const m = loss(answers[j], labels[i]);
+      const m = take(st, answers[j], labels[i]);
       if (m < st.margin) {
         st.margin = m;
         st.best = cands[j];
@@ -235,6 +255,8 @@ export async function squareAttack(images: Float32Array, labels: ArrayLike<numbe
     queries: Int32Array.from(states, (s) => s.queries),
     margins: Float64Array.from(states, (s) => s.margin),
     asked,
+    refused: Int32Array.from(states, (s) => s.refused),
+    firstRefused: states.map((s) => s.firstRefused),
     iterations: iteration,
     stopped,
   };
