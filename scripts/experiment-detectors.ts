@@ -34,13 +34,19 @@ import { median } from '../shared/statistics.js';
 import { provenance } from '../shared/versions.js';
 import { spawnVictim, type VictimProcess } from '../victim/spawn.js';
 
+const ACTIONS = ['reject', 'block'] as const;
+type Action = (typeof ACTIONS)[number];
+
 // In the order they run: the goals' rows first, so a run cut short still answers them (the JSON is rewritten after every row).
-const DETECTORS: Record<string, string[]> = {
-  'blacklight-global': ['--detector', 'blacklight', '--blacklight-scope', 'global'],
-  'blacklight-key': ['--detector', 'blacklight', '--blacklight-scope', 'key'],
-  prada: ['--detector', 'prada'],
-  none: [],
-  'prada+blacklight-global': ['--detector', 'prada', 'blacklight', '--blacklight-scope', 'global'],
+const DETECTORS: Record<string, { args: string[]; actions?: Action[] }> = {
+  'blacklight-global': { args: ['--detector', 'blacklight', '--blacklight-scope', 'global'] },
+  'blacklight-key': { args: ['--detector', 'blacklight', '--blacklight-scope', 'key'] },
+  prada: { args: ['--detector', 'prada'] },
+  none: { args: [] },
+  // Candidates beyond the defaults (--detectors): both detectors on one global Blacklight store; and a
+  // key blocked at its first match (with reject, every match is refused whatever --blacklight-matches says).
+  'prada+blacklight-global': { args: ['--detector', 'prada', 'blacklight', '--blacklight-scope', 'global'] },
+  'blacklight-global-m1': { args: ['--detector', 'blacklight', '--blacklight-scope', 'global', '--blacklight-matches', '1'], actions: ['block'] },
 };
 const ATTACKERS: Record<string, { keys: number; blinding?: boolean; adaptive?: boolean; only?: string[] }> = {
   'sybil-100': { keys: 100 },
@@ -49,10 +55,8 @@ const ATTACKERS: Record<string, { keys: number; blinding?: boolean; adaptive?: b
   'sybil-10': { keys: 10 },
   blinded: { keys: 1, blinding: true },
   // The strongest combination, where Sybil keys alone no longer pass.
-  'adaptive-sybil-100': { keys: 100, adaptive: true, only: ['blacklight-global', 'prada+blacklight-global'] },
+  'adaptive-sybil-100': { keys: 100, adaptive: true, only: ['blacklight-global', 'prada+blacklight-global', 'blacklight-global-m1'] },
 };
-const ACTIONS = ['reject', 'block'] as const;
-type Action = (typeof ACTIONS)[number];
 const ADMIN = 'admin-0123456789abcdef0123';
 const EPSILON = 0.3;
 const SEED = 1;
@@ -87,7 +91,7 @@ async function startVictim(dir: string, model: string, detector: string, action:
   writeFileSync(join(dir, 'keys.json'), JSON.stringify({ keys }));
   writeFileSync(join(dir, 'admin.key'), `${ADMIN}\n`);
   const args = ['--model', model, '--keys', join(dir, 'keys.json'), '--port', '0', '--ledger', join(dir, 'ledger.jsonl'), '--audit-log', join(dir, 'audit.jsonl'),
-    '--rate-limit', '0', '--log-level', 'silent', '--admin-key-file', join(dir, 'admin.key'), ...DETECTORS[detector]];
+    '--rate-limit', '0', '--log-level', 'silent', '--admin-key-file', join(dir, 'admin.key'), ...DETECTORS[detector].args];
   if (action) args.push('--detector-action', action);
   return spawnVictim({ args, timeoutMs: 120_000 });
 }
@@ -225,7 +229,7 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
       natural: { type: 'number', default: 2000, describe: 'natural images per benign client' },
       'dup-bases': { type: 'number', default: 50 },
       'dup-copies': { type: 'number', default: 4 },
-      detectors: { type: 'string', array: true, default: Object.keys(DETECTORS).filter((d) => d !== 'prada+blacklight-global'), choices: Object.keys(DETECTORS) },
+      detectors: { type: 'string', array: true, default: ['blacklight-global', 'blacklight-key', 'prada', 'none'], choices: Object.keys(DETECTORS) },
       actions: { type: 'string', array: true, default: [...ACTIONS], choices: [...ACTIONS] },
       attackers: { type: 'string', array: true, default: Object.keys(ATTACKERS), choices: Object.keys(ATTACKERS) },
       benign: { type: 'boolean', default: true, describe: 'also run the benign streams' },
@@ -248,7 +252,7 @@ export async function main(argv = process.argv.slice(2)): Promise<number> {
   const settings = { images: a.images, queries: a.queries, seed: SEED, clients: a.clients, natural: a.natural, dupBases: a['dup-bases'], dupCopies: a['dup-copies'], argv };
   const save = () => a.json && writeFileSync(a.json, JSON.stringify({ started, finished: new Date().toISOString(), commit, ...provenance(SEED), settings, backend: info, rows, benign }, null, 2));
   for (const d of a.detectors) {
-    for (const action of d === 'none' ? [null] : (a.actions as Action[])) {
+    for (const action of d === 'none' ? [null] : (a.actions as Action[]).filter((x) => DETECTORS[d].actions?.includes(x) ?? true)) {
       for (const at of a.attackers) {
         if (d === 'none' && at !== 'plain') continue;
         if (ATTACKERS[at].only && !ATTACKERS[at].only.includes(d)) continue;
