@@ -1,8 +1,9 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runQueryAttackCommand } from '../adversary/query/command.js';
+import type { QueryAttackResults } from '../adversary/query/run.js';
 import { initBackend } from '../shared/engine/backend.js';
 import { IMAGE_SIZE, loadMnist } from '../shared/datasets/index.js';
 import { createRng, permutation } from '../shared/random.js';
@@ -17,7 +18,8 @@ import { bearer, call, labelUint8, ledgerTotal, startVictim, type TestVictim } f
  * Blacklight: fingerprints of quantised pixel windows flag a key whose queries are near-duplicates
  * of its earlier ones (a decision-based attack's probes), not one sending natural images; memory
  * stays bounded; and on a real victim process (--detector prada blacklight --detector-action block)
- * a RayS attack is refused soon after it starts, with nothing more charged.
+ * a RayS attack is refused soon after it starts, with nothing more charged, and the run ends with
+ * what it had found (stopped: key_blocked).
  */
 const test = loadMnist('test');
 const image = (i: number) => test.images.slice(i * IMAGE_SIZE, (i + 1) * IMAGE_SIZE);
@@ -116,7 +118,14 @@ describe('Blacklight on a real victim process (block mode)', () => {
       expect(r.status).toBe(200);
     }
     const run = join(dir, 'rays');
-    await expect(runQueryAttackCommand({ victim: victim.url, apiKey: KEYS.rays, attack: 'rays', images: 1, queriesPerImage: 500 }, () => run)).rejects.toThrow(/extraction_suspected|flagged/);
+    // The block ends the search: the run reports what it had found before, marked key_blocked.
+    expect(await runQueryAttackCommand({ victim: victim.url, apiKey: KEYS.rays, attack: 'rays', images: 1, queriesPerImage: 500 }, () => run)).toBe(0);
+    const results = JSON.parse(readFileSync(join(run, 'results.json'), 'utf8')) as QueryAttackResults;
+    expect(results.stopped).toBe('key_blocked');
+    expect(results.partial).toBeNull();
+    const [record] = JSON.parse(readFileSync(join(run, 'images.json'), 'utf8')) as { end: string; queries: number }[];
+    expect(record.end).toBe('key_blocked');
+    expect(record.queries).toBeLessThan(500);
     const view = (await call(`${victim.url}/v1/admin/detections`, { headers: bearer(ADMIN) })).body as unknown as DetectorView;
     expect(view.detector?.kinds).toEqual(['prada', 'blacklight']);
     const flagged = view.detections.find((d) => d.client === 'rays');

@@ -41,7 +41,7 @@ export interface Reply {
 }
 
 export async function call(url: string, init: RequestInit = {}): Promise<Reply> {
-  const res = await fetch(url, init);
+  const res = await fetchOnce(url, init);
   const text = await res.text();
   let body: Reply['body'] = {};
   try {
@@ -50,6 +50,21 @@ export async function call(url: string, init: RequestInit = {}): Promise<Reply> 
     throw new Error(`${init.method ?? 'GET'} ${url} → ${res.status} with a non-JSON body: ${text.slice(0, 200)}`);
   }
   return { status: res.status, headers: res.headers, body };
+}
+
+/**
+ * fetch, with a GET sent again once when the pooled keep-alive connection it went out on was closed by
+ * the server as it left (the victim drops connections idle for its keep-alive time; on a loaded
+ * machine a test's pause between calls can meet that exactly). Nothing else is retried.
+ */
+async function fetchOnce(url: string, init: RequestInit): Promise<Response> {
+  try {
+    return await fetch(url, init);
+  } catch (e) {
+    const cause = (e as { cause?: { code?: string } }).cause;
+    if ((init.method ?? 'GET') !== 'GET' || cause?.code !== 'UND_ERR_SOCKET') throw e;
+    return fetch(url, init);
+  }
 }
 
 export const bearer = (key: string) => ({ Authorization: `Bearer ${key}` });

@@ -54,6 +54,12 @@ export interface HttpOracleOptions {
   requestSize?: number;
   /** A 403 query_rejected answers the batch's images as REJECTED (counted as flagged) instead of stopping the run. */
   rejectAsAnswer?: boolean;
+  /**
+   * Sybil against a victim that blocks flagged keys: a key refused with 403 extraction_suspected is
+   * dropped and the request goes to the next live key (a blocked request is not charged); only when
+   * every key is blocked does the refusal reach the caller.
+   */
+  retireBlockedKeys?: boolean;
 }
 
 export const KEY_ORDERS = ['round-robin', 'random'] as const;
@@ -71,6 +77,8 @@ export function normaliseUrl(raw: string): string {
 export class VictimHttp {
   private readonly http: KeepAliveHttp;
   private nextKey = 0;
+  /** Sybil keys the victim has blocked (403 extraction_suspected), by index: never sent again. */
+  private readonly blocked = new Set<number>();
 
   constructor(readonly url: string, private readonly opts: HttpOracleOptions) {
     // Sybil keys replace the one key: both given would send under one of them, the other ignored.
@@ -136,41 +144,73 @@ export class VictimHttp {
     }
   }
 
-  /** The key of the next request, and its index among the Sybil keys (0 with one key). */
+  /** The key of the next request, and its index among the Sybil keys (0 with one key); blocked keys are skipped. */
   private pickKey(): { apiKey: string | undefined; key: number } {
     const keys = this.opts.apiKeys;
     if (!keys || keys.length === 0) return { apiKey: this.opts.apiKey, key: 0 };
-    const key = this.opts.keyOrder === 'random' ? Math.floor((this.opts.random ?? Math.random)() * keys.length) % keys.length : this.nextKey++ % keys.length;
+    let key: number;
+    if (this.opts.keyOrder === 'random') {
+      const live = keys.flatMap((_, k) => (this.blocked.has(k) ? [] : [k]));
+      key = live[Math.floor((this.opts.random ?? Math.random)() * live.length) % live.length];
+    } else {
+      do key = this.nextKey++ % keys.length;
+      while (this.blocked.has(key));
+    }
     return { apiKey: keys[key], key };
   }
 
-  readonly send = (format: PixelFormat, scope: string): SendBatch => async (body) => {
-    const { apiKey, key } = this.pickKey();
-    const res = await this.call('label', {
-      apiKey,
-      images: { format, bytes: body },
-      // Same run and bytes, same key, on every retry and after a resume: lets a victim that honours
-      // it avoid charging twice for a batch whose answer was lost in transit (ignored otherwise).
-      idempotencyKey: `${scope}.${imageKey(body, format)}`,
+  /** Keys blocked so far (retireBlockedKeys), of the Sybil keys. */
+  blockedKeys(): number {
+    return this.blocked.size;
+  }
+
+  /**
+   * One request with the next key; with retireBlockedKeys, a key the victim blocks is dropped and the
+   * same request goes to the next live key, until one answers or every key is blocked.
+   */
+  private async withKey<T>(request: (apiKey: string | undefined, key: number) => Promise<T>): Promise<T> {
+    for (;;) {
+      const { apiKey, key } = this.pickKey();
+      try {
+        return await request(apiKey, key);
+      } catch (e) {
+        const keys = this.opts.apiKeys?.length ?? 0;
+        if (!(this.opts.retireBlockedKeys && keys > 1 && e instanceof VictimError && e.code === 'extraction_suspected')) throw e;
+        this.blocked.add(key);
+        if (this.blocked.size >= keys) {
+          throw new VictimError(e.code, `${e.message} (all ${keys} Sybil keys are now blocked)`, e.status, e.http, e.attempts);
+        }
+      }
+    }
+  }
+
+  readonly send = (format: PixelFormat, scope: string): SendBatch => (body) =>
+    this.withKey(async (apiKey, key) => {
+      const res = await this.call('label', {
+        apiKey,
+        images: { format, bytes: body },
+        // Same run and bytes, same key, on every retry and after a resume: lets a victim that honours
+        // it avoid charging twice for a batch whose answer was lost in transit (ignored otherwise).
+        idempotencyKey: `${scope}.${imageKey(body, format)}`,
+      });
+      return { labels: res.value.labels, budget: res.value.budget, http: res.status, attempts: res.attempts, key };
     });
-    return { labels: res.value.labels, budget: res.value.budget, http: res.status, attempts: res.attempts, key };
-  };
 
   /**
    * The same batch through /v1/predict: the labels and, as the victim's output policy allows, the top-k
    * or every class's probability, as count × classes scores (NaN for a class a top-k answer left out).
    * Its Idempotency-Key is apart from /v1/label's for the same bytes: a different request.
    */
-  readonly sendPredict = (format: PixelFormat, scope: string, classes: number): SendBatch => async (body, count) => {
-    const { apiKey, key } = this.pickKey();
-    const res = await this.call('predict', { apiKey, images: { format, bytes: body }, idempotencyKey: `${scope}.predict.${imageKey(body, format)}` });
-    const a = res.value;
-    const scores = new Float32Array(count * classes).fill(NaN);
-    const rows = a.scores ?? [];
-    rows.forEach((row, i) => row.forEach((p, c) => c < classes && (scores[i * classes + c] = p)));
-    a.top?.forEach((row, i) => row.forEach(({ class: c, p }) => c < classes && (scores[i * classes + c] = p)));
-    return { labels: a.labels, scores, budget: a.budget, http: res.status, attempts: res.attempts, key };
-  };
+  readonly sendPredict = (format: PixelFormat, scope: string, classes: number): SendBatch => (body, count) =>
+    this.withKey(async (apiKey, key) => {
+      const res = await this.call('predict', { apiKey, images: { format, bytes: body }, idempotencyKey: `${scope}.predict.${imageKey(body, format)}` });
+      const a = res.value;
+      const scores = new Float32Array(count * classes).fill(NaN);
+      const rows = a.scores ?? [];
+      rows.forEach((row, i) => row.forEach((p, c) => c < classes && (scores[i * classes + c] = p)));
+      a.top?.forEach((row, i) => row.forEach(({ class: c, p }) => c < classes && (scores[i * classes + c] = p)));
+      return { labels: a.labels, scores, budget: a.budget, http: res.status, attempts: res.attempts, key };
+    });
 
   /** Every key's budget, summed (the one key's without Sybil keys). */
   async budgets(): Promise<BudgetStatus | null> {

@@ -78,6 +78,7 @@ export function runQueryAttack(
   label: Labeler,
   onRound?: (round: number, asked: number, active: number) => void,
   shaper?: ProbeShaper,
+  endWhenBlocked = false,
 ): Promise<LockStepResult> {
-  return runLockStep(searchSpecs(s, t), label, { norm: s.norm, queriesPerImage: s.queriesPerImage, onRound, shaper });
+  return runLockStep(searchSpecs(s, t), label, { norm: s.norm, queriesPerImage: s.queriesPerImage, onRound, shaper, endWhenBlocked });
 }

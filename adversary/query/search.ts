@@ -51,8 +51,8 @@ export interface ImageOutcome {
   queries: number;
   /** Every improvement, in order; one run gives the distance at any smaller budget. */
   trace: TracePoint[];
-  /** Why the search ended: it finished, hit its per-image budget, or the key's budget ran out. */
-  end: 'finished' | 'image_budget' | 'key_budget';
+  /** Why the search ended: it finished, hit its per-image budget, the key's budget ran out, or the victim blocked the key(s). */
+  end: 'finished' | 'image_budget' | 'key_budget' | 'key_blocked';
   /** Probes (resamples included) the victim refused as attack queries (403 query_rejected). */
   flagged: number;
   /** The image's query count at its first refused probe (null: none refused). */
@@ -66,12 +66,20 @@ export interface LockStepOptions {
   onRound?: (round: number, asked: number, active: number) => void;
   /** Blinding and adaptive resampling against a stateful detector (evasion.ts). */
   shaper?: ProbeShaper;
+  /**
+   * A victim blocking the key (403 extraction_suspected; with Sybil keys, the last live one) ends every
+   * search with what it had found, as the attack's outcome against that defence; without it the refusal is thrown.
+   */
+  endWhenBlocked?: boolean;
 }
 
 export interface LockStepResult {
   outcomes: ImageOutcome[];
-  /** 'budget_exhausted' when the key's budget refused a round: the outcomes are partial. */
-  stopped: 'budget_exhausted' | null;
+  /**
+   * 'budget_exhausted' when the key's budget refused a round: the outcomes are partial; 'key_blocked'
+   * when the victim blocked the key (endWhenBlocked): the outcomes are what the attack got before.
+   */
+  stopped: 'budget_exhausted' | 'key_blocked' | null;
   rounds: number;
   /** Probes sent to the labeller (each image's distinct probes, summed; resamples included). */
   asked: number;
@@ -184,13 +192,18 @@ export interface SearchSpec {
   start: (ctx: SearchContext) => ImageSearch;
 }
 
-function isBudgetRefusal(e: unknown): boolean {
-  return e instanceof TransferlabError && e.code === 'budget_exhausted';
+/** Why a refusal ends every search, or null when it is thrown. */
+function stopFor(e: unknown, endWhenBlocked: boolean): { stopped: NonNullable<LockStepResult['stopped']>; end: ImageOutcome['end'] } | null {
+  if (!(e instanceof TransferlabError)) return null;
+  if (e.code === 'budget_exhausted') return { stopped: 'budget_exhausted', end: 'key_budget' };
+  if (endWhenBlocked && e.code === 'extraction_suspected') return { stopped: 'key_blocked', end: 'key_blocked' };
+  return null;
 }
 
 /**
  * Drive every image's search until each finishes or spends `queriesPerImage`; one labeller call
- * per round. A refusal for the key's budget ends all searches cleanly with what they found so far.
+ * per round. A refusal for the key's budget (or, with endWhenBlocked, a blocked key) ends all
+ * searches cleanly with what they found so far.
  */
 export async function runLockStep(specs: SearchSpec[], label: Labeler, opts: LockStepOptions): Promise<LockStepResult> {
   if (!Number.isInteger(opts.queriesPerImage) || opts.queriesPerImage < 1) {
@@ -289,9 +302,10 @@ export async function runLockStep(specs: SearchSpec[], label: Labeler, opts: Loc
           });
         }
       } catch (e) {
-        if (!isBudgetRefusal(e)) throw e;
-        stopped = 'budget_exhausted';
-        for (const r of runs) if (!r.done) r.end = 'key_budget';
+        const stop = stopFor(e, opts.endWhenBlocked ?? false);
+        if (!stop) throw e;
+        stopped = stop.stopped;
+        for (const r of runs) if (!r.done) r.end = stop.end;
         break;
       }
       // A probe still refused reads as not adversarial: the attack learns nothing from it.

@@ -144,7 +144,9 @@ export const search: Step<Aimed, Searched> = async (s) => {
   const run =
     config.attack === 'square'
       ? await runSquare({ ...config, format: s.oracle.format }, s.target, s.evalSet.shape, scoresOf(s.oracle), label, progress)
-      : await runQueryAttack({ attack: config.attack, norm: config.norm, queriesPerImage: config.queriesPerImage, seed: config.seed, stopAt: config.stopAt }, s.target, label, progress, shaper);
+      : // A victim that blocks the key ends the searches with what they found: the attack's outcome against that defence.
+        await runQueryAttack({ attack: config.attack, norm: config.norm, queriesPerImage: config.queriesPerImage, seed: config.seed, stopAt: config.stopAt }, s.target, label, progress, shaper, true);
+  if (run.stopped === 'key_blocked') s.hooks.log(`the victim blocked ${config.keysFile ? 'every key of the keys file' : 'the key'} (403 extraction_suspected): the searches end with what they had found`);
   s.phases.search += since(counted);
   return { ...s, run, probes: paidAttack(s) - before };
 };
@@ -154,7 +156,7 @@ export const report: Step<Searched, QueryAttackResults> = async (s, store) => {
   const { config, evalSet, cleanVictim: clean, run, info } = s;
   // A search the budget stopped holds only where it had got to: stop, or (allowPartial) keep the finished images only.
   const kept = run.outcomes.flatMap((o, i) => (o.end === 'key_budget' ? [] : [i]));
-  const partial = run.stopped
+  const partial = run.stopped === 'budget_exhausted'
     ? onCut(new TransferlabError('budget_exhausted', 'the victim refused a round of probes for the key\'s budget', 429), config.allowPartial,
         'query-attack', `${config.attack} query attack`, kept.length, evalSet.count)
     : null;

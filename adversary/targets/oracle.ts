@@ -43,7 +43,10 @@ export interface TargetOracleOptions extends RetryPolicy {
   keyOrder?: KeyOrder;
   /** Most images per request (default and ceiling: the target's maxBatch). */
   requestSize?: number;
-  /** A 403 query_rejected answers the batch's images as REJECTED (oracle/core.ts) instead of stopping the run. */
+  /**
+   * A 403 query_rejected answers the batch's images as REJECTED (oracle/core.ts) instead of stopping the
+   * run; and with Sybil keys a key blocked (403 extraction_suspected) is dropped, the request going to the next.
+   */
   rejectAsAnswer?: boolean;
 }
 
@@ -95,6 +98,8 @@ export async function createTargetOracle(opts: TargetOracleOptions): Promise<Tar
   }
   const target = targetFactory(settings.target)(settings, {
     url, apiKey: opts.apiKey, apiKeys: opts.apiKeys, keyOrder: opts.keyOrder, format, scope, threat,
+    // A run that reads refusals as answers (query-attack) also carries on past a blocked Sybil key.
+    retireBlockedKeys: opts.rejectAsAnswer,
     retries: opts.retries, onRetry: opts.onRetry, random: opts.random, timeoutMs: opts.timeoutMs,
   });
   try {

@@ -65,6 +65,8 @@ export interface TargetContext extends RetryPolicy {
    */
   apiKeys?: readonly string[];
   keyOrder?: KeyOrder;
+  /** Sybil against a victim that blocks flagged keys: a blocked key is dropped and the request goes to the next (oracle/client.ts). */
+  retireBlockedKeys?: boolean;
 }
 
 export type TargetFactory = (settings: TargetSettings, ctx: TargetContext) => Target;

@@ -257,7 +257,8 @@ export const queryAttackResultsSchema = z.strictObject({
     .optional(),
   /** Paid over the run folder's whole life: attack = clean labels + starting pool + every probe. */
   queries: z.strictObject({ attack: count, measurement: count, cached: count, cleanLabels: count, startingPool: count, probes: count }),
-  stopped: z.literal('budget_exhausted').nullable(),
+  /** budget_exhausted: the key's budget cut the searches; key_blocked: the victim blocked the key (every Sybil key), the figures are what the attack got before. */
+  stopped: z.enum(['budget_exhausted', 'key_blocked']).nullable(),
   queryPlan: plannedVsPaidSchema,
   /** Set when the key's budget cut the searches (allowPartial): every figure is over the `measured` images. */
   partial: partialMeasureSchema.nullable(),
