@@ -1,4 +1,4 @@
-import { closeSync, existsSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, fsync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { TransferlabError } from './errors.js';
 
@@ -12,8 +12,11 @@ import { TransferlabError } from './errors.js';
  *
  * Group commit: records passed to `append` during one turn of the event loop (the victim's
  * micro-batcher resolves a whole batch of requests at once) share a single write + fsync, so
- * durability costs one fsync per turn rather than one per record. `appendNow` is for synchronous
- * callers: it writes and fsyncs what it is given, together with anything `append` left pending.
+ * durability costs one fsync per turn rather than one per record. That fsync runs off the main
+ * thread: the event loop goes on meanwhile, and the fsyncs of several logs committed in the same
+ * turn (a charge and its idempotency record; an answer and its ledger line) wait on the disk
+ * together rather than one after the other. `appendNow` is for synchronous callers: it writes and
+ * fsyncs what it is given, together with anything `append` left pending.
  *
  * A crash can only tear the last line (a write whose fsync never returned, so nobody acted on it).
  * At open, a torn tail is either dropped (`torn: 'drop'`) or replaced by a record the caller builds
@@ -51,6 +54,9 @@ export class JsonlLog {
   private pending: string[] = [];
   private waiters: Waiter[] = [];
   private scheduled = false;
+  /** Group commits whose fsync has not returned yet; the file is closed only after the last. */
+  private syncing = 0;
+  private closeWhenSynced: number | undefined;
 
   private constructor(
     readonly path: string,
@@ -107,14 +113,19 @@ export class JsonlLog {
 
   /** Append a record; resolves once it is on disk (group commit with the turn's other appends). */
   append(record: object): Promise<void> {
+    return this.appendAll([record]);
+  }
+
+  /** Append records; resolves once they are on disk (one group commit with the turn's other appends). */
+  appendAll(records: readonly object[]): Promise<void> {
     if (this.fd === undefined) return Promise.reject(closedError(this.path));
-    this.pending.push(JSON.stringify(record) + '\n');
+    for (const r of records) this.pending.push(JSON.stringify(r) + '\n');
     return new Promise((resolve, reject) => {
       this.waiters.push({ resolve, reject });
       if (!this.scheduled) {
         this.scheduled = true;
         // setImmediate runs after every promise continuation queued in this turn: one fsync per group.
-        setImmediate(() => this.flush());
+        setImmediate(() => this.commit());
       }
     });
   }
@@ -149,9 +160,48 @@ export class JsonlLog {
     return undefined;
   }
 
+  /**
+   * The group commit: written now, fsync'd in the thread pool, and the group's waiters told once it
+   * returns. A later group may be written meanwhile: each fsync covers every byte written before it.
+   */
+  private commit(): void {
+    this.scheduled = false;
+    if (this.pending.length === 0) return;
+    const data = this.pending.join('');
+    const waiters = this.waiters;
+    this.pending = [];
+    this.waiters = [];
+    const failed = (e: unknown) => {
+      const err = new TransferlabError('log_write_failed', `cannot write ${this.path}: ${(e as Error).message}`, 503);
+      for (const w of waiters) w.reject(err);
+    };
+    const fd = this.fd;
+    try {
+      if (fd === undefined) throw new Error('log is closed');
+      writeAll(fd, data);
+    } catch (e) {
+      failed(e);
+      return;
+    }
+    this.syncing++;
+    fsync(fd, (e) => {
+      this.syncing--;
+      if (e) failed(e);
+      else for (const w of waiters) w.resolve();
+      if (this.syncing === 0 && this.closeWhenSynced !== undefined) {
+        closeSync(this.closeWhenSynced);
+        this.closeWhenSynced = undefined;
+      }
+    });
+  }
+
   close(): void {
     this.flush();
-    if (this.fd !== undefined) closeSync(this.fd);
+    // A group commit's fsync still running keeps the descriptor open until it returns (never fsync a closed, perhaps reused, fd).
+    if (this.fd !== undefined) {
+      if (this.syncing > 0) this.closeWhenSynced = this.fd;
+      else closeSync(this.fd);
+    }
     this.fd = undefined;
   }
 

@@ -100,6 +100,21 @@ describe('append-only logs', () => {
     log.close();
     expect(() => log.appendNow([{ i: 3 }])).toThrow(expect.objectContaining({ code: 'log_closed' }));
   });
+
+  it('a group commit is on disk when it resolves, its fsync off the thread; close waits for a sync in flight', async () => {
+    const path = join(dir, 'off-thread.jsonl');
+    const { log } = JsonlLog.open(path, { torn: 'drop' });
+    const both = [log.appendAll([{ i: 0 }, { i: 1 }]), log.append({ i: 2 })];
+    expect(readFileSync(path, 'utf8')).toBe(''); // one write for the turn, after it
+    await Promise.all(both);
+    expect(readFileSync(path, 'utf8')).toBe('{"i":0}\n{"i":1}\n{"i":2}\n');
+    const last = log.append({ i: 3 });
+    await new Promise((r) => setImmediate(r)); // written; its fsync may still be running
+    log.close();
+    await last;
+    expect(readFileSync(path, 'utf8')).toBe('{"i":0}\n{"i":1}\n{"i":2}\n{"i":3}\n');
+    await expect(log.append({ i: 4 })).rejects.toMatchObject({ code: 'log_closed' });
+  });
 });
 
 describe('keys', () => {

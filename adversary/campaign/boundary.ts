@@ -13,6 +13,7 @@ import type { LabelOracle } from '../oracle/oracle.js';
 import { chooseRows } from '../report/pictures.js';
 import { nearestBoundaries, type NearestBoundary } from './boundary-nearest.js';
 import { onCut, type PartialMeasure } from '../run/measure-cut.js';
+import { askNow, besideSubstitute, nextTurn, turnTakingLabeler } from './overlap.js';
 
 /**
  * Where the victim's decision boundary lies relative to the substitute's, measured on
@@ -121,17 +122,19 @@ export async function measureBoundary(ctx: BoundaryContext): Promise<MeasuredBou
   const part = subset(ctx.evalSet, rows);
   const d = n > 0 ? directions(ctx, rows, craft) : new Float32Array(0);
   log(`boundary: first flip of ${n} images along the substitute's FGSM direction (coarse scan + bisection, to 1/255, ε ≤ ${EPSILON_MAX})`);
-  const sub = await flipDistances(part.images, d, n, local, { epsilonMax: EPSILON_MAX, reference: ctx.substituteClean.slice(0, n) });
+  // The substitute's search runs while the victim answers the victim's (overlap.ts): the same probes, the same labels.
+  const onSubstitute = flipDistances(part.images, d, n, turnTakingLabeler(ctx.substitute), { epsilonMax: EPSILON_MAX, reference: ctx.substituteClean.slice(0, n) });
   const partial: PartialMeasure[] = [];
   let before = paid();
   let vic: { epsilons: (number | null)[]; flippedTo: (number | null)[]; calls: number };
   try {
-    vic = await flipDistances(part.images, d, n, victim, { epsilonMax: EPSILON_MAX, reference: ctx.cleanVictim.slice(0, n) });
+    vic = await besideSubstitute(() => flipDistances(part.images, d, n, victim, { epsilonMax: EPSILON_MAX, reference: ctx.cleanVictim.slice(0, n) }), onSubstitute);
   } catch (e) {
     // The images are searched together, so a cut leaves none of them measured: no victim distance is reported.
     partial.push(onCut(e, allowPartial, 'boundary.distances', 'boundary first-flip search', 0, n));
     vic = { epsilons: [], flippedTo: [], calls: 0 };
   }
+  const sub = await onSubstitute;
   const distanceQueries = paid() - before;
   const distanceProbes = sent;
   const measuredFlips = vic.epsilons.length;
@@ -189,15 +192,18 @@ export async function measureBoundary(ctx: BoundaryContext): Promise<MeasuredBou
     });
     const count = plane.size * plane.size;
     const mapBefore = paid();
+    const asked = askNow(victim, plane.points, count);
+    await nextTurn();
+    // The substitute labels the same points while the victim does.
+    const substituteLabels = await local(plane.points, count);
     let victimLabels: Int32Array;
     try {
-      victimLabels = await victim(plane.points, count);
+      victimLabels = await asked;
     } catch (e) {
       partial.push(onCut(e, allowPartial, 'boundary.maps', `boundary map ${k + 1} of ${chosen.length}`, maps.length * count, chosen.length * count));
       break;
     }
     const queries = paid() - mapBefore;
-    const substituteLabels = await local(plane.points, count);
     const agree = agreement(substituteLabels, victimLabels);
     pooled.substitute.push(...substituteLabels);
     pooled.victim.push(...victimLabels);

@@ -12,6 +12,7 @@ import { TransferlabError } from '../../shared/errors.js';
 import { jacobianStep, pointsToAugment, gatherImages, concatImages, concatLabels } from './augmentation.js';
 import { epochsForRound, lambdaForRound, substituteMembers, type CampaignConfig } from './config.js';
 import type { Checkpoint, RoundRecord } from './checkpoints.js';
+import { askNow, nextTurn } from './overlap.js';
 
 /**
  * Papernot's substitute training, read as select → query → fit, round after round:
@@ -68,9 +69,16 @@ export async function trainSubstitute(ctx: RoundsContext): Promise<{ model: tf.L
       const t0 = performance.now();
       const targets = trainingTargets(c, labels, scores, ctx.shape.classes);
       trainClassifier(model, images, labels, { ...roundTraining(c, round, c.seed * 1000 + round), targets, onBatchEnd: ctx.onBatchEnd });
-      const pred = predictLabels(fromLayers(model), evalX);
-      const trainSeconds = (performance.now() - t0) / 1000;
-      ctx.phases.training += trainSeconds;
+      let trainSeconds = (performance.now() - t0) / 1000;
+      let evalSeconds = 0;
+      /** The round's substitute on the held-out images (for its record): computed while the victim labels, when it does. */
+      const evaluate = () => {
+        const t = performance.now();
+        const labelled = predictLabels(fromLayers(model), evalX);
+        evalSeconds = (performance.now() - t) / 1000;
+        return labelled;
+      };
+      let pred: Int32Array;
 
       const trainedOn = labels.length;
       const lambda = lambdaForRound(c, round);
@@ -86,12 +94,17 @@ export async function trainSubstitute(ctx: RoundsContext): Promise<{ model: tf.L
         const t2 = performance.now();
         // Scores first: their answer carries the labels too, so the labels of the same points are not paid again.
         const freshScores = ctx.queryScores && scores ? await ctx.queryScores(fresh, chosen.length) : undefined;
-        const freshLabels = await ctx.queryAttack(fresh, chosen.length);
-        ctx.phases.labelling += (performance.now() - t2) / 1000;
+        const asked = askNow(ctx.queryAttack, fresh, chosen.length);
+        await nextTurn();
+        pred = evaluate();
+        const freshLabels = await asked;
+        ctx.phases.labelling += (performance.now() - t2) / 1000 - evalSeconds;
         images = concatImages(images, fresh);
         labels = concatLabels(labels, freshLabels);
         if (scores && freshScores) scores = concatImages(scores, freshScores);
-      }
+      } else pred = evaluate();
+      trainSeconds += evalSeconds;
+      ctx.phases.training += trainSeconds;
       const record: RoundRecord = {
         round: round + 1,
         substituteSize: trainedOn,

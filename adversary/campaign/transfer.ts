@@ -1,3 +1,4 @@
+import type * as tf from '@tensorflow/tfjs';
 import { fgsmAlong, inputGradientSign, projectedImages, runAttack, type AttackName, type GradientOptions } from '../../shared/attacks/index.js';
 import { meanPerturbationL2, sweepRow, type SweepRow, confusionMatrix, perClassTransfer, type Rate } from '../../shared/metrics.js';
 import { imagesTensor, quantise } from '../../shared/datasets/images.js';
@@ -6,6 +7,7 @@ import type { Labeler } from '../../shared/labeler.js';
 import type { CampaignConfig } from './config.js';
 import type { CraftSplit } from './craft-split.js';
 import { onCut, type PartialMeasure } from '../run/measure-cut.js';
+import { askNow, nextTurn } from './overlap.js';
 
 /**
  * The ε sweep: craft adversarial examples on one model (the substitute, or the victim itself in
@@ -89,59 +91,72 @@ export async function sweep(
   let craftSeconds = 0;
   let measureSeconds = 0;
   let partial: PartialMeasure | null = null;
-  const planned = modes.length * s.epsilons.length * n;
+  const jobs = modes.flatMap((mode) => s.epsilons.map((epsilon) => ({ mode, epsilon })));
+  const planned = jobs.length * n;
+  const gradient = { ...s.gradient, seed: s.seed };
+  // FGSM's direction does not depend on ε: one gradient per mode serves the whole sweep.
+  const directions = new Map<AttackMode, tf.Tensor4D>();
+  const goalOf = (mode: AttackMode) => (mode === 'targeted' ? data.targets : data.craftLabels);
+  /** The images sent at one point (8-bit, as a real attacker can only send valid 8-bit images). */
+  const craft = async ({ mode, epsilon }: (typeof jobs)[number]): Promise<Float32Array> => {
+    const targets = mode === 'targeted' ? data.targets : undefined;
+    if (s.attack === 'fgsm' && !directions.has(mode)) directions.set(mode, inputGradientSign(model, x, goalOf(mode), mode === 'targeted', undefined, gradient));
+    const direction = directions.get(mode);
+    const options = { ...gradient, epsilon, steps: s.steps, targets, stepSize: s.relativeStep === undefined ? undefined : s.relativeStep * epsilon, randomStart: s.randomStart };
+    const crafted = direction
+      ? projectedImages(fgsmAlong(x, direction, epsilon, model.bounds))
+      : split
+        ? await split.craft(s.attack, x, goalOf(mode), options)
+        : projectedImages(runAttack(s.attack, model, x, goalOf(mode), options));
+    return quantise(crafted);
+  };
+  const since = (t: number) => (performance.now() - t) / 1000;
+  let t0 = performance.now();
+  let next: Promise<Float32Array> | null = jobs.length ? craft(jobs[0]) : null;
+  next?.catch(() => undefined);
+  craftSeconds += since(t0);
   try {
-    for (const mode of modes) {
-      if (partial) break;
+    for (const [k, { mode, epsilon }] of jobs.entries()) {
       const targets = mode === 'targeted' ? data.targets : undefined;
-      const goal = targets ?? data.craftLabels;
-      // FGSM's direction does not depend on ε: one gradient serves the whole sweep.
-      let t0 = performance.now();
-      const gradient = { ...s.gradient, seed: s.seed };
-      const direction = s.attack === 'fgsm' ? inputGradientSign(model, x, goal, mode === 'targeted', undefined, gradient) : null;
-      craftSeconds += (performance.now() - t0) / 1000;
+      t0 = performance.now();
+      const adv = await (next as Promise<Float32Array>);
+      craftSeconds += since(t0);
+      // Pipelined: the victim labels this point while the next one is crafted (its request goes first).
+      const t1 = performance.now();
+      const asked = askNow(victim, adv, n);
+      await nextTurn();
+      const t2 = performance.now();
+      const craftPred = labelImages(model, adv, n);
+      next = k + 1 < jobs.length ? craft(jobs[k + 1]) : null;
+      next?.catch(() => undefined);
+      const local = since(t2);
+      craftSeconds += local;
+      let labels: Int32Array;
       try {
-        for (const epsilon of s.epsilons) {
-          if (partial) break;
-          t0 = performance.now();
-          const options = { ...gradient, epsilon, steps: s.steps, targets, stepSize: s.relativeStep === undefined ? undefined : s.relativeStep * epsilon, randomStart: s.randomStart };
-          const crafted = direction
-            ? projectedImages(fgsmAlong(x, direction, epsilon, model.bounds))
-            : split
-              ? await split.craft(s.attack, x, goal, options)
-              : projectedImages(runAttack(s.attack, model, x, goal, options));
-          // A real attacker can only send valid 8-bit images: score what is actually sent.
-          const adv = quantise(crafted);
-          const craftPred = labelImages(model, adv, n);
-          craftSeconds += (performance.now() - t0) / 1000;
-          const t1 = performance.now();
-          let labels: Int32Array;
-          try {
-            labels = await victim(adv, n);
-          } catch (e) {
-            // A point is measured whole or not at all: the points after the cut are left out, never filled in.
-            partial = onCut(e, s.allowPartial ?? false, 'transfer', `transfer sweep (${mode}, ε ${epsilon})`, points.length * n, planned);
-            break;
-          } finally {
-            measureSeconds += (performance.now() - t1) / 1000;
-          }
-          const row = sweepRow(epsilon, labels, data.cleanVictim, data.truth, targets);
-          const craftRow = sweepRow(epsilon, craftPred, data.craftLabels, data.truth, targets);
-          points.push({
-            ...row,
-            mode,
-            craftModelSuccessRate: mode === 'targeted' ? craftRow.targetedSuccessRate : craftRow.misclassificationRate,
-            measurementQueries: n,
-            meanL2: meanPerturbationL2(adv, data.images, data.images.length / n),
-          });
-          victimLabels[mode].push(labels);
-          adversarial[mode].push(adv);
-        }
+        labels = await asked;
+      } catch (e) {
+        // A point is measured whole or not at all: the points after the cut are left out, never filled in.
+        partial = onCut(e, s.allowPartial ?? false, 'transfer', `transfer sweep (${mode}, ε ${epsilon})`, points.length * n, planned);
+        break;
       } finally {
-        direction?.dispose();
+        measureSeconds += since(t1) - local;
       }
+      const row = sweepRow(epsilon, labels, data.cleanVictim, data.truth, targets);
+      const craftRow = sweepRow(epsilon, craftPred, data.craftLabels, data.truth, targets);
+      points.push({
+        ...row,
+        mode,
+        craftModelSuccessRate: mode === 'targeted' ? craftRow.targetedSuccessRate : craftRow.misclassificationRate,
+        measurementQueries: n,
+        meanL2: meanPerturbationL2(adv, data.images, data.images.length / n),
+      });
+      victimLabels[mode].push(labels);
+      adversarial[mode].push(adv);
     }
   } finally {
+    // A point crafted ahead of a cut (or of a failure) still uses x and the directions: let it finish first.
+    await next?.catch(() => undefined);
+    for (const d of directions.values()) d.dispose();
     x.dispose();
   }
   return { points, victimLabels, adversarial, craftSeconds, measureSeconds, partial };

@@ -119,8 +119,8 @@ export class AnswerCache {
     return a?.s ? a : undefined;
   }
 
-  /** Record freshly paid answers; on disk before this returns. */
-  add(entries: CachedAnswer[]): void {
+  /** Record freshly paid answers: one write and one fsync for the batch, on disk when the promise resolves. */
+  async addDurably(entries: CachedAnswer[]): Promise<void> {
     const fresh: CachedAnswer[] = [];
     for (const e of entries) {
       const had = this.answers.get(e.h);
@@ -128,7 +128,7 @@ export class AnswerCache {
       this.answers.set(e.h, e);
       fresh.push(e);
     }
-    this.file?.appendNow(fresh); // one write + one fsync for the batch
+    await this.file?.appendAll(fresh);
   }
 
   close(): void {
@@ -148,6 +148,10 @@ export class QueryLedger {
   /** On disk (written and fsync'd) before this returns, like every line of this module's files. */
   record(entry: LedgerEntry): void {
     this.file?.appendNow([entry]);
+  }
+  /** The same, on disk when the promise resolves. */
+  async recordDurably(entry: LedgerEntry): Promise<void> {
+    await this.file?.appendAll([entry]);
   }
   close(): void {
     this.file?.close();

@@ -244,15 +244,18 @@ export function buildOracle(opts: OracleCoreOptions): CountingOracle {
         for (const i of idx) fill(i, l, s);
         fresh.push(s ? { h: key, l, p: purpose, s } : { h: key, l, p: purpose });
       });
-      // Paid and answered: on disk before anything else can fail, so a resumed run never pays again.
-      cache.add(fresh);
+      // Paid and answered: on disk before anything else can fail, so a resumed run never pays again. The
+      // answers and the batch's ledger line are synced side by side, and the thread is free meanwhile.
+      await Promise.all([
+        cache.addDurably(fresh),
+        ledger.recordDurably({
+          t: new Date().toISOString(), purpose, sent: part.length, cached: cachedHere, status: 'ok',
+          http: answer.http, attempts: answer.attempts, ms: Math.round(performance.now() - t0), budget: answer.budget,
+        }),
+      ]);
       counts[purpose] += part.length;
       byKey[answer.key ?? 0] += part.length;
       if (answer.budget) budget = answer.budget;
-      ledger.record({
-        t: new Date().toISOString(), purpose, sent: part.length, cached: cachedHere, status: 'ok',
-        http: answer.http, attempts: answer.attempts, ms: Math.round(performance.now() - t0), budget: answer.budget,
-      });
       // Labels without the scores the threat model needs: paid and kept above, and the run stops here.
       if (opts.scores && !answer.scores) {
         const why = answer.noScores ?? 'the answer carried labels only';

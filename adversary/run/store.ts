@@ -10,12 +10,14 @@ import { JsonlLog, type JsonlOpenOptions } from '../../shared/jsonl-log.js';
  * can run a whole campaign in memory. Every write replaces its file (or folder) atomically: an
  * interrupted run never leaves something that looks complete but is not. The oracle's answer cache
  * and query ledger are append-only logs opened through the store: on disk they follow
- * shared/jsonl-log.ts's rule (each record written and fsync'd before appendNow returns).
+ * shared/jsonl-log.ts's rule (each record written and fsync'd before appendNow returns, or appendAll's promise resolves).
  */
 
 /** An append-only log of records, one JSON line each. */
 export interface RunLog {
   appendNow(records: readonly object[]): void;
+  /** The same, without holding the thread while the disk syncs: on disk when the promise resolves. */
+  appendAll(records: readonly object[]): Promise<void>;
   close(): void;
 }
 
@@ -120,6 +122,7 @@ export function memoryRunStore(name = 'run'): RunStore & { files(): string[] } {
       const lines = text(files.get(path) ?? new Uint8Array(0)).split('\n').filter((l) => l !== '');
       if (!files.has(path)) files.set(path, new Uint8Array(0));
       const log: RunLog = {
+        appendAll: async (records) => log.appendNow(records),
         appendNow: (records) => {
           if (records.length === 0) return;
           const before = files.get(path) ?? new Uint8Array(0);

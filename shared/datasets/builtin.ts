@@ -63,6 +63,8 @@ function builtin(name: string, dir: string, fix: string, classNames: string[]): 
     get test() {
       return get('test');
     },
+    // Each split is read with exactly these counts (readIdxPair refuses any other).
+    counts: { ...COUNTS },
   };
 }
 
