@@ -1,4 +1,5 @@
-import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 /**
  * Starting one of the project's own modules in another process or worker thread, from wherever this code
@@ -9,9 +10,13 @@ export function fromSource(metaUrl: string): boolean {
   return metaUrl.endsWith('.ts');
 }
 
-/** `node` flags that let a new process load this project's modules: tsx's loader when running from source. */
+/**
+ * `node` flags that let a new process load this project's modules: tsx's loader when running from source.
+ * The loader is named by its file, found from the caller's module: a bare `tsx` would be looked up from the
+ * child's working directory, which need not be the project (the demo run in an empty folder).
+ */
 export function nodeLoader(metaUrl: string): string[] {
-  return fromSource(metaUrl) ? ['--import', 'tsx'] : [];
+  return fromSource(metaUrl) ? ['--import', pathToFileURL(createRequire(metaUrl).resolve('tsx')).href] : [];
 }
 
 /**
