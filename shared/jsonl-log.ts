@@ -141,23 +141,34 @@ export class JsonlLog {
 
   /** Write and fsync everything pending now; returns the error the waiters were rejected with, if any. */
   flush(): TransferlabError | undefined {
-    this.scheduled = false;
-    if (this.pending.length === 0) return undefined;
-    const data = this.pending.join('');
-    const waiters = this.waiters;
-    this.pending = [];
-    this.waiters = [];
+    const group = this.takePending();
+    if (!group) return undefined;
     try {
       if (this.fd === undefined) throw new Error('log is closed');
-      writeAll(this.fd, data);
+      writeAll(this.fd, group.data);
       fsyncSync(this.fd);
     } catch (e) {
-      const err = new TransferlabError('log_write_failed', `cannot write ${this.path}: ${(e as Error).message}`, 503);
-      for (const w of waiters) w.reject(err);
-      return err;
+      return this.fail(group.waiters, e);
     }
-    for (const w of waiters) w.resolve();
+    for (const w of group.waiters) w.resolve();
     return undefined;
+  }
+
+  /** The records appended since the last commit and their waiters, taken out of the queue. */
+  private takePending(): { data: string; waiters: Waiter[] } | undefined {
+    this.scheduled = false;
+    if (this.pending.length === 0) return undefined;
+    const group = { data: this.pending.join(''), waiters: this.waiters };
+    this.pending = [];
+    this.waiters = [];
+    return group;
+  }
+
+  /** A group that could not be written or synced: each of its waiters is told why. */
+  private fail(waiters: Waiter[], e: unknown): TransferlabError {
+    const err = new TransferlabError('log_write_failed', `cannot write ${this.path}: ${(e as Error).message}`, 503);
+    for (const w of waiters) w.reject(err);
+    return err;
   }
 
   /**
@@ -165,29 +176,21 @@ export class JsonlLog {
    * returns. A later group may be written meanwhile: each fsync covers every byte written before it.
    */
   private commit(): void {
-    this.scheduled = false;
-    if (this.pending.length === 0) return;
-    const data = this.pending.join('');
-    const waiters = this.waiters;
-    this.pending = [];
-    this.waiters = [];
-    const failed = (e: unknown) => {
-      const err = new TransferlabError('log_write_failed', `cannot write ${this.path}: ${(e as Error).message}`, 503);
-      for (const w of waiters) w.reject(err);
-    };
+    const group = this.takePending();
+    if (!group) return;
     const fd = this.fd;
     try {
       if (fd === undefined) throw new Error('log is closed');
-      writeAll(fd, data);
+      writeAll(fd, group.data);
     } catch (e) {
-      failed(e);
+      this.fail(group.waiters, e);
       return;
     }
     this.syncing++;
     fsync(fd, (e) => {
       this.syncing--;
-      if (e) failed(e);
-      else for (const w of waiters) w.resolve();
+      if (e) this.fail(group.waiters, e);
+      else for (const w of group.waiters) w.resolve();
       if (this.syncing === 0 && this.closeWhenSynced !== undefined) {
         closeSync(this.closeWhenSynced);
         this.closeWhenSynced = undefined;
