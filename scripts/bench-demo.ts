@@ -2,7 +2,8 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
+import { nodeLoader } from '../shared/entry.js';
 import { TransferlabError } from '../shared/errors.js';
 
 /**
@@ -43,10 +44,9 @@ const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const GNU_TIME = '/usr/bin/time';
 
 async function timedDemo(dir: string, which: DemoRun['case'], extra: string[], log: (l: string) => void): Promise<DemoRun> {
-  // As `npm run demo` starts it: node with tsx's loader (no tsx CLI process in between); the loader by
-  // its full path, as the demo runs in a folder of its own.
-  const loader = pathToFileURL(join(ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
-  const command = [process.execPath, '--import', loader, join(ROOT, 'scripts', 'demo.ts'), ...extra];
+  // As `npm run demo` starts it: node with tsx's loader (no tsx CLI process in between), named by its
+  // file as every child of the project names it, since the demo runs in a folder of its own.
+  const command = [process.execPath, ...nodeLoader(import.meta.url), join(ROOT, 'scripts', 'demo.ts'), ...extra];
   const timed = existsSync(GNU_TIME);
   const argv = timed ? [GNU_TIME, '-f', 'cpu %U %S', ...command] : command;
   const t0 = performance.now();
