@@ -44,7 +44,7 @@ export const TRADES_BETA = 6;
 export const DEFENCE_OPTIONS = {
   adversarial: { type: 'string', choices: RECIPES, default: 'none', describe: 'adversarial training recipe (fgsm-rs and pgd also change the defaults of --arch, --epochs, --batch-size, --learning-rate and --schedule, see above)' },
   eps: { type: 'number', default: 0.3, describe: 'adversarial training ε (L∞)' },
-  alpha: { type: 'number', describe: 'attack step size α (default: ε for fgsm, 1.25 ε for fgsm-rs, 2.5 ε / K for pgd)' },
+  alpha: { type: 'number', describe: 'attack step size α (default: ε for fgsm, 1.25 ε for fgsm-rs, 2.5 ε / K for pgd and trades)' },
   mix: { type: 'number', describe: 'share of each batch replaced by adversarial examples, (0..1] (default 0.5 for fgsm, 1 for fgsm-rs and pgd)' },
   'pgd-steps': { type: 'number', describe: `attack steps K for --adversarial pgd and trades (default ${PGD_TRAINING_STEPS} for pgd — Madry et al. used 40; 2 is the measured fast recipe — and ${TRADES_TRAINING_STEPS} for trades)` },
   beta: { type: 'number', describe: `TRADES weight β of the KL term, ≥ 0 (default ${TRADES_BETA}, the paper's; 0 is plain cross-entropy training)` },
