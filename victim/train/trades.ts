@@ -32,11 +32,13 @@ export function klSum(logP: tf.Tensor2D, logQ: tf.Tensor2D): tf.Scalar {
  * f(x) is a constant here (the reference recomputes it every step; it cannot change between them).
  */
 export function tradesAttack(model: tf.LayersModel, x: tf.Tensor4D, s: Omit<TradesSettings, 'beta'>): tf.Tensor4D {
+  // apply, not predict: predict cuts the batch into chunks of 32 (its default batch size) on every step.
+  const logits = (input: tf.Tensor) => model.apply(input, { training: false }) as tf.Tensor2D;
   return tf.tidy(() => {
-    const logP = tf.logSoftmax(model.predict(x) as tf.Tensor2D) as tf.Tensor2D;
+    const logP = tf.logSoftmax(logits(x)) as tf.Tensor2D;
     const lower = tf.maximum(tf.sub(x, s.epsilon), 0);
     const upper = tf.minimum(tf.add(x, s.epsilon), 1);
-    const gradOf = tf.grad((xa: tf.Tensor) => klSum(logP, tf.logSoftmax(model.predict(xa as tf.Tensor4D) as tf.Tensor2D) as tf.Tensor2D));
+    const gradOf = tf.grad((xa: tf.Tensor) => klSum(logP, tf.logSoftmax(logits(xa)) as tf.Tensor2D));
     let xa = tf.add(x, tf.mul(tf.randomNormal(x.shape, 0, 1, 'float32', s.seed), TRADES_START_NOISE)) as tf.Tensor4D;
     for (let k = 0; k < s.steps; k++) {
       const next = tf.tidy(() => tf.minimum(tf.maximum(tf.add(xa, tf.mul(tf.sign(gradOf(xa)), s.stepSize)), lower), upper) as tf.Tensor4D);
