@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../shared/engine/backend.js';
+import { describeDefence } from '../scripts/lab/evaluate-table.js';
 import { trainClassifier } from '../shared/model/training.js';
 import { adversarialTraining, defenceFromArgs, TRADES_BETA } from '../victim/train/defence.js';
 import { klSum, tradesAttack, tradesLoss } from '../victim/train/trades.js';
@@ -104,6 +105,7 @@ describe('--adversarial trades settings', () => {
       kind: 'adversarial-training', attack: 'trades', epsilon: 0.3, steps: 2, alpha: 0.375, beta: 6,
       randomStart: '0.001·N(0, 1) around the image', loss: 'CE(f(x), y) + β · KL(f(x) ‖ f(x′)) / n, gradient through both',
     });
+    expect(describeDefence(defenceFromArgs({ adversarial: 'trades', eps: 0.3 })?.metadata)).toBe('trades ε 0.3 α 0.375 K 2 β 6');
     expect(defenceFromArgs({ adversarial: 'trades', eps: 0.3, beta: 0, 'pgd-steps': 5 })?.metadata).toMatchObject({ steps: 5, alpha: 0.15, beta: 0 });
   });
 
