@@ -84,7 +84,7 @@ describe('keeping the clean originals (--keep-clean)', () => {
     const model = buildModel('lenet');
     const x = tf.randomUniform([8, 28, 28, 1]) as tf.Tensor4D;
     const y = tf.tensor1d([0, 1, 2, 3, 4, 5, 6, 7], 'int32');
-    const out = defence.transformBatch(x, y, model, 0);
+    const out = defence.transformBatch!(x, y, model, 0);
     if (out instanceof tf.Tensor) throw new Error('expected a batch with its own labels');
     expect(out.x.shape).toEqual([12, 28, 28, 1]);
     expect(Array.from(out.labels.dataSync())).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3]);

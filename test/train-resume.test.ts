@@ -11,7 +11,7 @@ import { trainVictim, type VictimTrainConfig } from '../victim/train/train.js';
 /**
  * An interrupted victim training resumes from its checkpoint and ends with exactly the weights of a
  * run never interrupted: mid-epoch and at an epoch's start, with dropout (the seeded global stream),
- * and under FGSM-RS with the overfitting guard (the attack's seeded starts, the guard's readings).
+ * and under FGSM-RS and TRADES with the overfitting guard (the attack's seeded starts, the guard's readings).
  */
 let dir: string;
 beforeAll(async () => {
@@ -46,11 +46,20 @@ const recipes: Record<string, () => Omit<VictimTrainConfig, 'out'>> = {
       guard: { epsilon: 0.2, images: 100, steps: 3, checksPerEpoch: 2 },
     };
   },
+  // TRADES changes the loss, not the batch: its seeded starts must replay through batchLoss too.
+  'lenet under TRADES with the guard': () => {
+    const defence = adversarialTraining({ recipe: 'trades', epsilon: 0.2, seed: 3 });
+    return {
+      arch: 'lenet', epochs: 2, batchSize: 50, learningRate: 0.003, seed: 3, limit: 600, schedule: 'one-cycle', epsilonWarmup: 0.5,
+      defence: defence.metadata, batchLoss: defence.batchLoss, attack: defence,
+      guard: { epsilon: 0.2, images: 100, steps: 3, checksPerEpoch: 2 },
+    };
+  },
 };
 
 describe.each(Object.keys(recipes))('resuming victim training: %s', (name) => {
   it('gives the same weights and guard readings as an uninterrupted run, resumed mid-epoch and at an epoch start', async () => {
-    const tag = name.split(' ')[0];
+    const tag = name.replace(/\W+/g, '-');
     const whole = join(dir, `${tag}-whole`);
     await trainVictim({ ...recipes[name](), out: whole });
     const out = join(dir, `${tag}-resumed`);

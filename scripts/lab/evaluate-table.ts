@@ -76,6 +76,7 @@ export function describeDefence(defence: unknown): string {
       d.epsilon !== undefined ? `ε ${String(d.epsilon)}` : '',
       d.alpha !== undefined ? `α ${Number(d.alpha).toFixed(3)}` : '',
       d.steps !== undefined ? `K ${String(d.steps)}` : '',
+      d.beta !== undefined ? `β ${String(d.beta)}` : '',
       d.mix !== undefined && d.mix !== 1 ? `mix ${String(d.mix)}` : '',
       d.keepClean ? '+ clean' : '',
     ]

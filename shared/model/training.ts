@@ -36,6 +36,14 @@ export interface TrainOptions {
    */
   transformBatch?: (x: tf.Tensor4D, labels: tf.Tensor1D, model: tf.LayersModel, step: number) => tf.Tensor4D | { x: tf.Tensor4D; labels: tf.Tensor1D };
   /**
+   * Optional per-batch loss in place of the cross-entropy (TRADES adds a term on attacked copies). Called
+   * outside the gradient with the (transformed) batch, so it can attack the model as it is; the function it
+   * returns runs inside the gradient with the model's training-mode logits of that batch and gives the loss
+   * plus the logits the running accuracy scores (e.g. the attacked copies'). Soft targets, label smoothing
+   * and the temperature do not apply to it.
+   */
+  batchLoss?: (x: tf.Tensor4D, labels: tf.Tensor1D, model: tf.LayersModel, step: number) => (logits: tf.Tensor2D) => { loss: tf.Scalar; scored: tf.Tensor2D };
+  /**
    * Learning rate at `progress` ∈ [0, 1] of the whole run (epochs done + fraction of this one), set
    * before every step; constant `learningRate` without it.
    */
@@ -163,7 +171,7 @@ export function trainClassifier(
       }
       // Images this step trains on: the batch, or what transformBatch made of it.
       let stepImages = size;
-      const sampleClean = opts.transformBatch !== undefined && b % cleanEvery === 0;
+      const sampleClean = (opts.transformBatch ?? opts.batchLoss) !== undefined && b % cleanEvery === 0;
       const [loss, hits, cleanBatchHits] = tf.tidy(() => {
         const clean = tf.tensor4d(xBuf.subarray(0, size * px), [size, height, width, channels]);
         const given = tf.tensor1d(yBuf.subarray(0, size), 'int32');
@@ -171,13 +179,15 @@ export function trainClassifier(
         const batch = opts.transformBatch ? opts.transformBatch(clean, given, model, epoch * batches + b) : clean;
         const { x, labels: y } = batch instanceof tf.Tensor ? { x: batch, labels: given } : batch;
         stepImages = y.shape[0];
+        const custom = opts.batchLoss?.(x, y, model, epoch * batches + b);
         // Soft targets follow their images only when transformBatch keeps the batch as it is.
         const target = qBuf && y === given ? tf.tensor2d(qBuf.subarray(0, size * classes), [size, classes]) : tf.oneHot(y, classes);
         let batchHits: tf.Scalar | undefined;
         const l = optimizer.minimize(() => {
           const logits = model.apply(x, { training: true }) as tf.Tensor2D;
-          batchHits = tf.keep(tf.equal(logits.argMax(1), y).sum() as tf.Scalar);
-          return distillationLoss(target as tf.Tensor2D, logits, temperature, smoothing);
+          const { loss: stepLoss, scored } = custom ? custom(logits) : { loss: distillationLoss(target as tf.Tensor2D, logits, temperature, smoothing), scored: logits };
+          batchHits = tf.keep(tf.equal(scored.argMax(1), y).sum() as tf.Scalar);
+          return stepLoss;
         }, true) as tf.Scalar;
         return [l, batchHits as tf.Scalar, cleanCount];
       });

@@ -18,16 +18,16 @@ const describeRecipe = (name: RecipeName) => {
 };
 
 export async function main(argv: string[]): Promise<number> {
-  const both = (plain: unknown, robust: unknown) => `default ${String(plain)}; ${String(robust)} with --adversarial fgsm-rs|pgd`;
+  const both = (plain: unknown, robust: unknown) => `default ${String(plain)}; ${String(robust)} with --adversarial fgsm-rs|pgd|trades`;
   const args = await yargs(argv)
     .scriptName(commandName('npm run victim:train --'))
     .usage(
       '$0 [options]\n\nTrain the victim (target) model on its dataset\'s training images (MNIST: the 60,000) and save it.\n\n' +
-        `With --adversarial fgsm-rs or pgd the defaults change to the robust recipe: --arch ${ROBUST_DEFAULTS.arch}, ` +
+        `With --adversarial fgsm-rs, pgd or trades the defaults change to the robust recipe: --arch ${ROBUST_DEFAULTS.arch}, ` +
         `--epochs ${ROBUST_DEFAULTS.epochs}, --eps-warmup ${ROBUST_DEFAULTS.epsilonWarmup}, --batch-size ${ROBUST_DEFAULTS.batchSize}, --learning-rate ${ROBUST_DEFAULTS.learningRate} (the peak of a ` +
         `${ROBUST_DEFAULTS.schedule} schedule), and the catastrophic-overfitting guard on (PGD on ${GUARD_DEFAULTS.images} held-back training images, ` +
         `${GUARD_DEFAULTS.checksPerEpoch} times an epoch; the most robust weights are kept). ` +
-        `The robust victim of the README is --adversarial pgd with these defaults (2 PGD steps a batch); --adversarial fgsm-rs is cheaper per step but drifts into gradient masking on MNIST at ε 0.3.`,
+        `The robust victim of the README is --adversarial pgd with these defaults (2 PGD steps a batch); --adversarial fgsm-rs is cheaper per step but drifts into gradient masking on MNIST at ε 0.3; --adversarial trades trains the TRADES loss (clean cross-entropy + β · KL to an attacked copy, --beta, --pgd-steps).`,
     )
     .options({
       recipe: {
@@ -49,7 +49,7 @@ export async function main(argv: string[]): Promise<number> {
       backend: backendOption,
       ...DEFENCE_OPTIONS,
       'eps-warmup': { type: 'number', describe: `epochs over which ε and α grow linearly from 0 to full size (${both(0, ROBUST_DEFAULTS.epsilonWarmup)})` },
-      guard: { type: 'boolean', describe: 'catastrophic-overfitting guard (default: on with fgsm-rs and pgd, off otherwise)' },
+      guard: { type: 'boolean', describe: 'catastrophic-overfitting guard (default: on with fgsm-rs, pgd and trades, off otherwise)' },
       'guard-images': { type: 'number', default: GUARD_DEFAULTS.images, describe: 'training images held back for the guard' },
       'guard-checks': { type: 'number', default: GUARD_DEFAULTS.checksPerEpoch, describe: 'guard checks per epoch (the last closes the epoch)' },
       'guard-drop': { type: 'number', default: GUARD_DEFAULTS.collapseDrop, describe: 'a PGD accuracy this far below the best reading is a collapse: restore the best weights and multiply α by 0.8 (stop after the third)' },
@@ -59,6 +59,7 @@ export async function main(argv: string[]): Promise<number> {
     .example('$0 --adversarial pgd --eps 0.3 --out models/victim-robust', 'the robust victim: PGD-2 training of wong-wide, ~10 min on 2 cores')
     .example('$0 --adversarial fgsm-rs --eps 0.3 --out models/victim-fgsm-rs', 'fast adversarial training (Wong et al.): one step from a random start')
     .example('$0 --adversarial pgd --pgd-steps 7 --eps 0.3 --out models/victim-pgd7', 'Madry et al.\'s PGD training with more steps (K+1 gradients a step)')
+    .example('$0 --adversarial trades --eps 0.3 --out models/victim-trades', 'TRADES (Zhang et al.): clean CE + 6 · KL(f(x) ‖ f(x′)), 2 inner steps')
     .example('$0 --dataset fashion-mnist --out models/victim-fashion', 'a victim on Fashion-MNIST')
     .example('$0 --dataset ./my-images --arch lenet --out models/mine', 'a victim on an ImageFolder tree of PNGs')
     .strict()
@@ -69,7 +70,7 @@ export async function main(argv: string[]): Promise<number> {
   // A dataset that cannot be read fails here, before the backend starts or anything is trained.
   const dataset = loadDataset(args.dataset);
   const info = await initBackend(args.backend);
-  const robust = args.adversarial === 'fgsm-rs' || args.adversarial === 'pgd';
+  const robust = args.adversarial === 'fgsm-rs' || args.adversarial === 'pgd' || args.adversarial === 'trades';
   const base = trainingDefaults({ recipe: args.recipe, robust });
   const defence = defenceFromArgs({ ...args, seed: args.seed });
   const guardOn = args.guard ?? robust;
@@ -88,6 +89,7 @@ export async function main(argv: string[]): Promise<number> {
     resume: args.resume,
     defence: defence?.metadata,
     transformBatch: defence?.transformBatch,
+    batchLoss: defence?.batchLoss,
     attack: defence,
     guard: guardOn
       ? { epsilon: args.eps, images: args['guard-images'], checksPerEpoch: args['guard-checks'], collapseDrop: args['guard-drop'] }

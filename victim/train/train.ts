@@ -29,6 +29,8 @@ export interface VictimTrainConfig {
   limit?: number;
   defence?: Record<string, unknown>;
   transformBatch?: TrainOptions['transformBatch'];
+  /** The defence's loss in place of the cross-entropy (TRADES). */
+  batchLoss?: TrainOptions['batchLoss'];
   /** The defence's step control, for the overfitting guard (adversarial recipes only). */
   attack?: Pick<Defence, 'stepSize' | 'lowerStep' | 'warmUp'>;
   /**
@@ -91,7 +93,7 @@ export function trainingDefaults(o: { recipe?: string; robust?: boolean }): type
 }
 
 /**
- * The defaults under --adversarial fgsm-rs or pgd: Wong, Rice & Kolter's MNIST recipe (batch 100, Adam
+ * The defaults under --adversarial fgsm-rs, pgd or trades: Wong, Rice & Kolter's MNIST recipe (batch 100, Adam
  * with a one-cycle rate peaking at 5e-3) on a wider net than theirs, because robustness to the whole
  * ε-ball needs capacity that paper-cnn (no hidden dense layer) lacks; 4 epochs instead of their 10 to
  * fit the training-time budget on two cores, and ε ramped up over the first half epoch. More epochs
@@ -205,6 +207,7 @@ export async function trainVictim(
       learningRate: c.learningRate,
       seed: c.seed,
       transformBatch: c.transformBatch,
+      batchLoss: c.batchLoss,
       schedule: (p) => {
         if (c.attack && c.epsilonWarmup) c.attack.warmUp((p * c.epochs) / c.epsilonWarmup);
         return (learningRate = schedule(p));
