@@ -120,7 +120,7 @@ describe('local work while the victim answers', () => {
     return { r, events, victim };
   }
 
-  it('boundary: the substitute searches and labels the maps while the victim answers, with the same queries and figures', async () => {
+  it('boundary: the substitute searches its first flips and labels the maps while the victim answers, with the same queries and figures', async () => {
     const atOnce = await boundaryAgainst(0);
     const late = await boundaryAgainst(4);
     expect(asked(late.events)).toEqual(asked(atOnce.events));
@@ -128,7 +128,8 @@ describe('local work while the victim answers', () => {
     expect(late.r).toEqual(atOnce.r);
     expect(late.r.nearest?.victim).toHaveLength(4);
     expect(late.r.queries.maps).toBe(2 * 81);
-    // First flips, RayS and both maps: the substitute's labels came while victim calls were in flight.
-    expect(whileWaiting(late.events)).toBeGreaterThan(20);
+    // First flips and both maps: the substitute's labels came while victim calls were in flight. (RayS runs
+    // on the victim first and on the substitute after, boundary-nearest.ts: its figures are checked above.)
+    expect(whileWaiting(late.events)).toBeGreaterThanOrEqual(3);
   });
 });
