@@ -36,25 +36,23 @@ async function interrupted(c: VictimTrainConfig, at: { epoch: number; batch: num
   expect(existsSync(checkpointDirOf(c.out))).toBe(true);
 }
 
+/** A small lenet under an adversarial recipe, with the ε warm-up and the overfitting guard. */
+function guarded(recipe: 'fgsm-rs' | 'trades'): () => Omit<VictimTrainConfig, 'out'> {
+  return () => {
+    const defence = adversarialTraining({ recipe, epsilon: 0.2, seed: 3 });
+    return {
+      arch: 'lenet', epochs: 2, batchSize: 50, learningRate: 0.003, seed: 3, limit: 600, schedule: 'one-cycle', epsilonWarmup: 0.5,
+      defence: defence.metadata, transformBatch: defence.transformBatch, batchLoss: defence.batchLoss, attack: defence,
+      guard: { epsilon: 0.2, images: 100, steps: 3, checksPerEpoch: 2 },
+    };
+  };
+}
+
 const recipes: Record<string, () => Omit<VictimTrainConfig, 'out'>> = {
   'paper-cnn with dropout': () => ({ arch: 'paper-cnn', epochs: 2, batchSize: 50, learningRate: 0.002, seed: 3, limit: 500 }),
-  'lenet under FGSM-RS with the guard': () => {
-    const defence = adversarialTraining({ recipe: 'fgsm-rs', epsilon: 0.2, seed: 3 });
-    return {
-      arch: 'lenet', epochs: 2, batchSize: 50, learningRate: 0.003, seed: 3, limit: 600, schedule: 'one-cycle', epsilonWarmup: 0.5,
-      defence: defence.metadata, transformBatch: defence.transformBatch, attack: defence,
-      guard: { epsilon: 0.2, images: 100, steps: 3, checksPerEpoch: 2 },
-    };
-  },
+  'lenet under FGSM-RS with the guard': guarded('fgsm-rs'),
   // TRADES changes the loss, not the batch: its seeded starts must replay through batchLoss too.
-  'lenet under TRADES with the guard': () => {
-    const defence = adversarialTraining({ recipe: 'trades', epsilon: 0.2, seed: 3 });
-    return {
-      arch: 'lenet', epochs: 2, batchSize: 50, learningRate: 0.003, seed: 3, limit: 600, schedule: 'one-cycle', epsilonWarmup: 0.5,
-      defence: defence.metadata, batchLoss: defence.batchLoss, attack: defence,
-      guard: { epsilon: 0.2, images: 100, steps: 3, checksPerEpoch: 2 },
-    };
-  },
+  'lenet under TRADES with the guard': guarded('trades'),
 };
 
 describe.each(Object.keys(recipes))('resuming victim training: %s', (name) => {
