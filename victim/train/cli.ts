@@ -7,7 +7,7 @@ import { backendOption } from '../../shared/cli-options.js';
 import { assertWritableDir } from '../../shared/fs-checks.js';
 import { progressBar } from '../../shared/progress.js';
 import { RECIPES, ROBUST_DEFAULTS, trainingDefaults, trainVictim, validateTrainConfig, VICTIM_DEFAULTS, type RecipeName, type VictimTrainConfig } from './train.js';
-import { defenceFromArgs, DEFENCE_OPTIONS } from './defence.js';
+import { defenceFromArgs, DEFENCE_OPTIONS, ROBUST_RECIPES } from './defence.js';
 import { GUARD_DEFAULTS } from './guard.js';
 import { SCHEDULES, type ScheduleName } from './schedule.js';
 
@@ -18,12 +18,12 @@ const describeRecipe = (name: RecipeName) => {
 };
 
 export async function main(argv: string[]): Promise<number> {
-  const both = (plain: unknown, robust: unknown) => `default ${String(plain)}; ${String(robust)} with --adversarial fgsm-rs|pgd|trades`;
+  const both = (plain: unknown, robust: unknown) => `default ${String(plain)}; ${String(robust)} with --adversarial ${ROBUST_RECIPES.join('|')}`;
   const args = await yargs(argv)
     .scriptName(commandName('npm run victim:train --'))
     .usage(
       '$0 [options]\n\nTrain the victim (target) model on its dataset\'s training images (MNIST: the 60,000) and save it.\n\n' +
-        `With --adversarial fgsm-rs, pgd or trades the defaults change to the robust recipe: --arch ${ROBUST_DEFAULTS.arch}, ` +
+        `With --adversarial ${ROBUST_RECIPES.join(', ')} the defaults change to the robust recipe: --arch ${ROBUST_DEFAULTS.arch}, ` +
         `--epochs ${ROBUST_DEFAULTS.epochs}, --eps-warmup ${ROBUST_DEFAULTS.epsilonWarmup}, --batch-size ${ROBUST_DEFAULTS.batchSize}, --learning-rate ${ROBUST_DEFAULTS.learningRate} (the peak of a ` +
         `${ROBUST_DEFAULTS.schedule} schedule), and the catastrophic-overfitting guard on (PGD on ${GUARD_DEFAULTS.images} held-back training images, ` +
         `${GUARD_DEFAULTS.checksPerEpoch} times an epoch; the most robust weights are kept). ` +
@@ -49,7 +49,7 @@ export async function main(argv: string[]): Promise<number> {
       backend: backendOption,
       ...DEFENCE_OPTIONS,
       'eps-warmup': { type: 'number', describe: `epochs over which ε and α grow linearly from 0 to full size (${both(0, ROBUST_DEFAULTS.epsilonWarmup)})` },
-      guard: { type: 'boolean', describe: 'catastrophic-overfitting guard (default: on with fgsm-rs, pgd and trades, off otherwise)' },
+      guard: { type: 'boolean', describe: `catastrophic-overfitting guard (default: on with ${ROBUST_RECIPES.join(', ')}, off otherwise)` },
       'guard-images': { type: 'number', default: GUARD_DEFAULTS.images, describe: 'training images held back for the guard' },
       'guard-checks': { type: 'number', default: GUARD_DEFAULTS.checksPerEpoch, describe: 'guard checks per epoch (the last closes the epoch)' },
       'guard-drop': { type: 'number', default: GUARD_DEFAULTS.collapseDrop, describe: 'a PGD accuracy this far below the best reading is a collapse: restore the best weights and multiply α by 0.8 (stop after the third)' },
@@ -70,7 +70,7 @@ export async function main(argv: string[]): Promise<number> {
   // A dataset that cannot be read fails here, before the backend starts or anything is trained.
   const dataset = loadDataset(args.dataset);
   const info = await initBackend(args.backend);
-  const robust = args.adversarial === 'fgsm-rs' || args.adversarial === 'pgd' || args.adversarial === 'trades';
+  const robust = (ROBUST_RECIPES as readonly string[]).includes(args.adversarial);
   const base = trainingDefaults({ recipe: args.recipe, robust });
   const defence = defenceFromArgs({ ...args, seed: args.seed });
   const guardOn = args.guard ?? robust;

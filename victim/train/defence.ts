@@ -24,6 +24,9 @@ import { tradesAttack, tradesLoss, TRADES_START_NOISE } from './trades.js';
  */
 export const RECIPES = ['none', 'fgsm', 'fgsm-rs', 'pgd', 'trades'] as const;
 export type Recipe = (typeof RECIPES)[number];
+/** The recipes that train the robust victim: they bring ROBUST_DEFAULTS (train.ts) and the overfitting guard with them. */
+export const ROBUST_RECIPES: readonly Recipe[] = ['fgsm-rs', 'pgd', 'trades'];
+const robustList = ROBUST_RECIPES.join(', ');
 
 /** PGD steps of the `pgd` recipe unless --pgd-steps says otherwise. */
 export const PGD_TRAINING_STEPS = 2;
@@ -42,7 +45,7 @@ export const TRADES_TRAINING_STEPS = 2;
 export const TRADES_BETA = 6;
 
 export const DEFENCE_OPTIONS = {
-  adversarial: { type: 'string', choices: RECIPES, default: 'none', describe: 'adversarial training recipe (fgsm-rs and pgd also change the defaults of --arch, --epochs, --batch-size, --learning-rate and --schedule, see above)' },
+  adversarial: { type: 'string', choices: RECIPES, default: 'none', describe: `adversarial training recipe (${robustList} also change the defaults of --arch, --epochs, --batch-size, --learning-rate and --schedule, see above)` },
   eps: { type: 'number', default: 0.3, describe: 'adversarial training ε (L∞)' },
   alpha: { type: 'number', describe: 'attack step size α (default: ε for fgsm, 1.25 ε for fgsm-rs, 2.5 ε / K for pgd and trades)' },
   mix: { type: 'number', describe: 'share of each batch replaced by adversarial examples, (0..1] (default 0.5 for fgsm, 1 for fgsm-rs and pgd)' },
