@@ -126,7 +126,7 @@ describe('GEMM convolutions (im2col + 4x8 tiles, two threads) match cpu', () => 
 });
 
 describe('the helper thread changes nothing but speed', () => {
-  it('convolutions, their gradients, a dense layer and a bias sum are bit-identical with and without it', async () => {
+  it('convolutions, their gradients, a dense layer, a bias sum and max pooling are bit-identical with and without it', async () => {
     await tf.setBackend('wasm');
     await poolReady(tf.backend() as BackendWasm);
     expect(poolFor(tf.backend() as BackendWasm)?.ready()).toBe(true);
@@ -137,7 +137,12 @@ describe('the helper thread changes nothing but speed', () => {
       return [tf.conv2d(x, f, 1, 'valid'),
         tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { strides: 1, pad: 'valid', dataFormat: 'NHWC', filterShape: [3, 3, 32, 64] }) as tf.Tensor,
         tf.engine().runKernel('Conv2DBackpropInput', { dy, filter: f }, { strides: 1, pad: 'valid', dataFormat: 'NHWC', inputShape: [6, 13, 13, 32] }) as tf.Tensor,
-        tf.matMul(a, w), tf.matMul(a, a.matMul(w), true, false), tf.sum(dy, [0, 1, 2])].map((t) => Float32Array.from(t.dataSync()));
+        tf.matMul(a, w), tf.matMul(a, a.matMul(w), true, false), tf.sum(dy, [0, 1, 2]),
+        // Chunks either thread may take (runChunks): pooling and its gradient over 24 images.
+        ...(() => {
+          const p = tf.tensor4d(randoms(24 * 12 * 12 * 16, 56), [24, 12, 12, 16]);
+          return [tf.maxPool(p, 2, 2, 'valid'), tf.grad((v) => tf.maxPool(v as tf.Tensor4D, 2, 2, 'valid').square().sum())(p)];
+        })()].map((t) => Float32Array.from(t.dataSync()));
     });
     const withHelper = run();
     useHelperThread(false);

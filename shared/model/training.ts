@@ -180,8 +180,9 @@ export function trainClassifier(
         const { x, labels: y } = batch instanceof tf.Tensor ? { x: batch, labels: given } : batch;
         stepImages = y.shape[0];
         const custom = opts.batchLoss?.(x, y, model, epoch * batches + b);
-        // Soft targets follow their images only when transformBatch keeps the batch as it is.
-        const target = qBuf && y === given ? tf.tensor2d(qBuf.subarray(0, size * classes), [size, classes]) : tf.oneHot(y, classes);
+        // Soft targets follow their images only when transformBatch keeps the batch as it is; a batchLoss
+        // brings its own targets.
+        const target = custom ? undefined : qBuf && y === given ? tf.tensor2d(qBuf.subarray(0, size * classes), [size, classes]) : tf.oneHot(y, classes);
         let batchHits: tf.Scalar | undefined;
         const l = optimizer.minimize(() => {
           const logits = model.apply(x, { training: true }) as tf.Tensor2D;
