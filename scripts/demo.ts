@@ -96,48 +96,63 @@ export async function main(argv: string[]): Promise<number> {
   });
   process.once('exit', stopVictim);
 
+  let starting: Promise<VictimProcess> | undefined;
+  let finished = false;
   try {
-    console.log('\n== 1. victim: load and start as its own process ==');
-    victim = await spawnVictim({
+    // The victim starts while the white-box baseline runs: its start-up (a Node process, the backend, the
+    // model) is mostly one thread's work, which the baseline's two-thread kernels leave room for.
+    console.log('\n== 1. victim: load and start as its own process (the white-box baseline runs meanwhile) ==');
+    let t1 = 0;
+    starting = spawnVictim({
       // The victim process runs in the project's folder: every path it gets is absolute.
       args: ['--model', resolve(model), '--no-train', '--port', String(a.port), '--log-level', 'warn', '--audit-log', resolve(out, 'victim', 'audit.jsonl'), '--ledger', resolve(out, 'victim', 'ledger.jsonl'), ...(a.backend ? ['--backend', a.backend] : [])],
       env: { TFJS_BACKEND: a.backend ?? process.env.TFJS_BACKEND ?? '' },
       stdio: 'inherit',
       onLine: (line) => console.log(`  [victim] ${line}`),
-    }).catch((e: unknown) => {
-      // The victim opens its (still empty) logs in the run folder before it loads the model: a failed
-      // start leaves no folder behind unless something was written to it.
-      if (!outExisted && holdsNothing(out)) rmSync(out, { recursive: true, force: true });
-      throw e;
+    }).then((v) => {
+      victim = v;
+      t1 = performance.now();
+      return v;
     });
-    const t1 = performance.now();
-    const config = resolveConfig({
-      victim: victim.url,
+    // Awaited below; until then a failed start must not surface as an unhandled rejection.
+    starting.catch(() => undefined);
+    const settings = {
       ...(a.dataset ? { dataset: a.dataset } : {}),
       ...(a.quick ? { rounds: 4, evalSize: 300, epochs: 5, boundary: { images: 60, maps: 2, grid: 21, rays: { images: 30, queries: 100 } } } : {}),
-    });
+    };
 
     console.log('\n== 2. white-box baseline (reads the victim model directly) ==');
     try {
-      await runWhiteboxCommand(config, model, join(out, 'whitebox'));
+      await runWhiteboxCommand(resolveConfig(settings), model, join(out, 'whitebox'));
     } catch (e) {
       // An ONNX model has no gradients to give: say so and go on with the black-box campaign.
-      if (!isTransferlabError(e) || e.code !== 'whitebox_unsupported') throw e;
+      if (!isTransferlabError(e) || e.code !== 'whitebox_unsupported') {
+        // A victim that cannot start either (the same model) is the failure to name.
+        await starting;
+        throw e;
+      }
       console.log(`skipped: ${e.message}`);
     }
+    const served = await starting;
+    const config = resolveConfig({ victim: served.url, ...settings });
 
     console.log('\n== 3. black-box campaign over HTTP (labels only) ==');
     await runCampaignCommand({ ...config, out }, out, false);
 
     console.log('\n== 4. stop the victim ==');
-    const code = await victim.stop();
+    const code = await served.stop();
     console.log(`victim stopped (exit ${code})`);
     const total = (performance.now() - started) / 1000;
     console.log(`\ndemo finished in ${total.toFixed(0)} s (${((performance.now() - t1) / 1000).toFixed(0)} s after the victim was ready)`);
     console.log(`open ${join(out, 'report.html')} in a browser`);
+    finished = true;
     return 0;
   } finally {
-    await victim?.stop();
+    // A victim still starting when something failed is taken down once it is up.
+    await (victim ?? (await starting?.catch(() => undefined)))?.stop();
+    // The victim opens its (still empty) logs in the run folder before it loads the model: a failed
+    // demo leaves no folder behind unless something was written to it.
+    if (!finished && !outExisted && holdsNothing(out)) rmSync(out, { recursive: true, force: true });
   }
 }
 
