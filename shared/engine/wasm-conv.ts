@@ -1,8 +1,9 @@
 /**
  * Convolutions and their gradients on the wasm backend as im2col + GEMM (shared/engine/kernels/patches.wat, gemm.wat), run by the
- * pool (wasm-pool.ts). The batch is cut into two fixed parts, one per thread; fixed, so results do not
- * depend on how many threads ran them. Each part goes through chunks whose packed patches fit in L2
- * while the product reads them.
+ * pool (wasm-pool.ts). The batch is cut into two fixed parts, each into chunks whose packed patches fit in
+ * L2 while the product reads them. A filter gradient sums its parts' chunks in order, one part per thread;
+ * the other passes' chunks are independent and go to whichever thread is free (runChunks). Fixed either
+ * way, so results do not depend on how many threads ran them.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';

@@ -1,8 +1,9 @@
 /**
  * The project's SIMD kernels (shared/engine/kernels/*.wat, loaded by wasm-modules.ts) bound to the backend's
  * memory, and a helper thread that runs the same modules on the same (shared) memory: a kernel cuts its
- * work into two fixed parts, runs one here and hands the other over (Atomics, no copies). Fixed parts,
- * so results never depend on whether the helper is up.
+ * work into two fixed parts, runs one here and hands the other over (Atomics, no copies), or into a list of
+ * independent chunks both threads take from (runChunks). Fixed parts and chunks, so results never depend on
+ * whether the helper is up or which thread ran what.
  */
 import v8 from 'node:v8';
 import { Worker } from 'node:worker_threads';
