@@ -12,7 +12,7 @@ import type { DetectorView } from '../victim/detect/detection.js';
 import { detectorSet } from '../victim/detect/detectors.js';
 import { PradaDetector } from '../victim/detect/prada.js';
 import { ensureTestVictim } from './fixtures.js';
-import { bearer, call, labelUint8, ledgerTotal, startVictim, type TestVictim } from './victim-client.js';
+import { bearer, call, labelUint8, ledgerTotal, startKeyedVictim, type KeyedVictim } from './victim-client.js';
 
 /**
  * Blacklight: fingerprints of quantised pixel windows flag a key whose queries are near-duplicates
@@ -91,19 +91,17 @@ describe('Blacklight on a real victim process (block mode)', () => {
   const KEYS = { rays: 'rays-0123456789abcdef', benign: 'benign-0123456789abcdef' };
   const ADMIN = 'admin-0123456789abcdef0123';
   let dir: string;
-  let victim: TestVictim;
+  let victim: KeyedVictim;
 
   beforeAll(async () => {
     const modelDir = await ensureTestVictim();
     const { backend } = await initBackend();
     dir = mkdtempSync(join(tmpdir(), 'transferlab-blacklight-'));
-    writeFileSync(join(dir, 'keys.json'), JSON.stringify({ keys: Object.entries(KEYS).map(([id, key]) => ({ id, key, budget: 100_000 })) }));
     writeFileSync(join(dir, 'admin.key'), `${ADMIN}\n`);
-    victim = await startVictim(
-      ['--model', modelDir, '--keys', join(dir, 'keys.json'), '--audit-log', join(dir, 'audit.jsonl'), '--ledger', join(dir, 'ledger.jsonl'),
-        '--rate-limit', '100000', '--detector', 'prada', 'blacklight', '--detector-action', 'block', '--admin-key-file', join(dir, 'admin.key')],
-      backend,
-    );
+    victim = await startKeyedVictim({
+      dir, model: modelDir, backend, keys: KEYS, budget: 100_000, rateLimit: 100_000,
+      args: ['--detector', 'prada', 'blacklight', '--detector-action', 'block', '--admin-key-file', join(dir, 'admin.key')],
+    });
   }, 300_000);
 
   afterAll(async () => {
@@ -133,7 +131,7 @@ describe('Blacklight on a real victim process (block mode)', () => {
     expect(flagged!.queries).toBeLessThanOrEqual(50);
     expect(view.detections.find((d) => d.client === 'benign')).toBeUndefined();
     // Everything after the flag was refused without a charge.
-    expect(ledgerTotal(join(dir, 'ledger.jsonl'), 'rays')).toBe(flagged!.queries);
+    expect(ledgerTotal(victim.files.ledger, 'rays')).toBe(flagged!.queries);
   }, 240_000);
 });
 

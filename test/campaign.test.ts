@@ -11,8 +11,9 @@ import { createHttpOracle } from '../adversary/oracle/client.js';
 import type { CampaignResults } from '../adversary/campaign/results.js';
 import { memoryRunStore } from '../adversary/run/store.js';
 import { ANSWER_CACHE_FILE } from '../adversary/oracle/answer-cache.js';
-import { NODE_TS, spawnVictim, ROOT, type VictimProcess } from '../victim/spawn.js';
+import { NODE_TS, ROOT, type VictimProcess } from '../victim/spawn.js';
 import { ensureTestVictim } from './fixtures.js';
+import { startKeyedVictim } from './victim-client.js';
 
 /**
  * The attack end to end against a REAL victim process on loopback: a short campaign, then the
@@ -55,11 +56,7 @@ beforeAll(async () => {
   const model = await ensureTestVictim();
   await initBackend();
   dir = mkdtempSync(join(tmpdir(), 'transferlab-campaign-'));
-  writeFileSync(join(dir, 'keys.json'), JSON.stringify({ keys: KEYS }));
-  victim = await spawnVictim({
-    args: ['--model', model, '--port', '0', '--no-train', '--keys', join(dir, 'keys.json'), '--audit-log', join(dir, 'audit.jsonl'), '--ledger', join(dir, 'ledger.jsonl'), '--rate-limit', '1000'],
-    timeoutMs: 120_000,
-  });
+  victim = await startKeyedVictim({ dir, model, keys: KEYS, rateLimit: 1000, timeoutMs: 120_000 });
 });
 
 afterAll(async () => {

@@ -12,7 +12,7 @@ import { BlacklightDetector } from '../victim/detect/blacklight.js';
 import { detectorSet } from '../victim/detect/detectors.js';
 import { detectorRedis } from './detector-redis.js';
 import { ensureTestVictim } from './fixtures.js';
-import { bearer, call, labelUint8, startVictim, type TestVictim } from './victim-client.js';
+import { bearer, call, labelUint8, startKeyedVictim, type TestVictim } from './victim-client.js';
 
 /**
  * Blacklight against adaptive attackers, on real victim processes: action `reject` refuses exactly
@@ -49,13 +49,11 @@ beforeAll(async () => {
   const { backend } = await initBackend();
   clean = loadMnist('test').pixels.slice(0, 20 * IMAGE_SIZE);
   dir = mkdtempSync(join(tmpdir(), 'transferlab-adaptive-'));
-  writeFileSync(join(dir, 'keys.json'), JSON.stringify({ keys: KEYS.map((k) => ({ ...k, budget: 100_000 })) }));
   const victim = (name: string, scope: string) =>
-    startVictim(
-      ['--model', modelDir, '--keys', join(dir, 'keys.json'), '--audit-log', join(dir, `${name}.audit.jsonl`), '--ledger', join(dir, `${name}.ledger.jsonl`),
-        '--rate-limit', '100000', '--detector', 'blacklight', '--detector-action', 'reject', '--blacklight-scope', scope],
-      backend,
-    );
+    startKeyedVictim({
+      dir, model: modelDir, backend, name, keys: KEYS, budget: 100_000, rateLimit: 100_000,
+      args: ['--detector', 'blacklight', '--detector-action', 'reject', '--blacklight-scope', scope],
+    });
   [perKey, global] = await Promise.all([victim('key', 'key'), victim('global', 'global')]);
 }, 300_000);
 

@@ -8,7 +8,7 @@ import { initBackend } from '../shared/engine/backend.js';
 import { IMAGE_SIZE, loadMnist } from '../shared/datasets/index.js';
 import type { DetectorView } from '../victim/detect/detection.js';
 import { ensureTestVictim } from './fixtures.js';
-import { bearer, call, labelUint8, startVictim, type TestVictim } from './victim-client.js';
+import { bearer, call, labelUint8, startKeyedVictim, type TestVictim } from './victim-client.js';
 
 /**
  * A Sybil query attack against a victim that blocks flagged keys (Blacklight, one global store,
@@ -37,13 +37,11 @@ beforeAll(async () => {
   const modelDir = await ensureTestVictim();
   const { backend } = await initBackend();
   dir = mkdtempSync(join(tmpdir(), 'transferlab-block-sybil-'));
-  writeFileSync(join(dir, 'keys.json'), JSON.stringify({ keys: KEYS.map((k) => ({ ...k, budget: 100_000 })) }));
   writeFileSync(join(dir, 'admin.key'), `${ADMIN}\n`);
-  victim = await startVictim(
-    ['--model', modelDir, '--keys', join(dir, 'keys.json'), '--audit-log', join(dir, 'audit.jsonl'), '--ledger', join(dir, 'ledger.jsonl'), '--rate-limit', '100000',
-      '--admin-key-file', join(dir, 'admin.key'), '--detector', 'blacklight', '--blacklight-scope', 'global', '--detector-action', 'block'],
-    backend,
-  );
+  victim = await startKeyedVictim({
+    dir, model: modelDir, backend, keys: KEYS, budget: 100_000, rateLimit: 100_000,
+    args: ['--admin-key-file', join(dir, 'admin.key'), '--detector', 'blacklight', '--blacklight-scope', 'global', '--detector-action', 'block'],
+  });
 }, 300_000);
 
 afterAll(async () => {

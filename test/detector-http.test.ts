@@ -23,7 +23,7 @@ import { PradaDetector } from '../victim/detect/prada.js';
 import { startServer } from '../victim/http/server.js';
 import { ensureTestVictim } from './fixtures.js';
 import { papernotStream, streamPixels, type QueryStream } from '../scripts/papernot-stream.js';
-import { bearer, call, labelUint8, ledgerTotal, readJsonl, startVictim, type TestVictim } from './victim-client.js';
+import { bearer, call, labelUint8, ledgerTotal, readJsonl, startKeyedVictim, type KeyedVictim } from './victim-client.js';
 
 /**
  * Extraction detection and idempotent replays on a real victim process (--detector prada
@@ -35,16 +35,14 @@ const ADMIN = 'admin-secret-0123456789abcdef';
 let dir: string;
 let modelDir: string;
 let backend: string;
-let victim: TestVictim;
+let victim: KeyedVictim;
 let attack: QueryStream;
-const paths = () => ({ audit: join(dir, 'audit.jsonl'), ledger: join(dir, 'ledger.jsonl') });
 
 const start = () =>
-  startVictim(
-    ['--model', modelDir, '--keys', join(dir, 'keys.json'), '--audit-log', paths().audit, '--ledger', paths().ledger, '--rate-limit', '100000',
-      '--detector', 'prada', '--detector-action', 'block', '--admin-key-file', join(dir, 'admin.key')],
-    backend,
-  );
+  startKeyedVictim({
+    dir, model: modelDir, backend, keys: KEYS, budget: 100_000, rateLimit: 100_000,
+    args: ['--detector', 'prada', '--detector-action', 'block', '--admin-key-file', join(dir, 'admin.key')],
+  });
 const admin = (key = ADMIN) => call(`${victim.url}/v1/admin/detections`, { headers: bearer(key) });
 
 beforeAll(async () => {
@@ -54,7 +52,6 @@ beforeAll(async () => {
   attack = papernotStream(fromLayers(model), { seedSize: 150, rounds: 2 });
   model.dispose();
   dir = mkdtempSync(join(tmpdir(), 'transferlab-detector-'));
-  writeFileSync(join(dir, 'keys.json'), JSON.stringify({ keys: Object.entries(KEYS).map(([id, key]) => ({ id, key, budget: 100_000 })) }));
   writeFileSync(join(dir, 'admin.key'), `${ADMIN}\n`);
   victim = await start();
 });
@@ -80,14 +77,14 @@ describe('extraction detection, block mode, over HTTP', () => {
     expect(answered).toBeLessThanOrEqual(300); // flagged within the first augmentation round
     const again = await labelUint8(victim.url, streamPixels(attack, 0, 1), bearer(KEYS.mallory));
     expect(again.status).toBe(403);
-    expect(ledgerTotal(paths().ledger, 'mallory')).toBe(answered);
+    expect(ledgerTotal(victim.files.ledger, 'mallory')).toBe(answered);
 
-    const events = readJsonl<AuditEvent>(paths().audit).filter((e) => e.event === 'extraction_suspected');
+    const events = readJsonl<AuditEvent>(victim.files.audit).filter((e) => e.event === 'extraction_suspected');
     expect(events).toHaveLength(1);
     expect(events[0]).toMatchObject({ keyId: 'mallory', client: 'mallory', action: 'block' });
     expect(events[0].w!).toBeLessThan(0.9);
     expect(events[0].queries!).toBeLessThanOrEqual(answered);
-    const refusals = readJsonl<AuditEntry>(paths().audit).filter((e) => e.keyId === 'mallory' && e.outcome === 'rejected');
+    const refusals = readJsonl<AuditEntry>(victim.files.audit).filter((e) => e.keyId === 'mallory' && e.outcome === 'rejected');
     expect(refusals.map((e) => [e.status, e.code])).toEqual([[403, 'extraction_suspected'], [403, 'extraction_suspected']]);
   });
 
@@ -112,7 +109,7 @@ describe('extraction detection, block mode, over HTTP', () => {
     expect(lift.status).toBe(200);
     expect((await call(`${victim.url}/v1/admin/detections/mallory`, { method: 'DELETE', headers: bearer(ADMIN) })).status).toBe(404);
     expect((await labelUint8(victim.url, streamPixels(attack, 0, 1), bearer(KEYS.mallory))).status).toBe(200);
-    expect(readJsonl<AuditEvent>(paths().audit).filter((e) => e.event === 'block_lifted').map((e) => e.client)).toEqual(['mallory']);
+    expect(readJsonl<AuditEvent>(victim.files.audit).filter((e) => e.event === 'block_lifted').map((e) => e.client)).toEqual(['mallory']);
   });
 });
 
@@ -128,14 +125,14 @@ describe('Idempotency-Key over HTTP', () => {
     expect(repeat.body.labels).toEqual(first.body.labels);
     expect(repeat.body.budget).toEqual({ used: 10, limit: 100_000 });
     expect([first.headers.get('idempotent-replayed'), repeat.headers.get('idempotent-replayed')]).toEqual([null, 'true']);
-    expect(ledgerTotal(paths().ledger, 'alice')).toBe(10);
+    expect(ledgerTotal(victim.files.ledger, 'alice')).toBe(10);
     const other = await labelUint8(victim.url, test.pixels.subarray(0, 10 * IMAGE_SIZE), { ...bearer(KEYS.alice), 'Idempotency-Key': key });
     expect([other.status, other.body.error?.code]).toEqual([422, 'idempotency_key_reused']);
     const bad = await labelUint8(victim.url, body, { ...bearer(KEYS.alice), 'Idempotency-Key': 'two words' });
     expect([bad.status, bad.body.error?.code]).toEqual([400, 'invalid_idempotency_key']);
-    const outcomes = readJsonl<AuditEntry>(paths().audit).filter((e) => e.keyId === 'alice').map((e) => e.outcome);
+    const outcomes = readJsonl<AuditEntry>(victim.files.audit).filter((e) => e.keyId === 'alice').map((e) => e.outcome);
     expect(outcomes).toEqual(['answered', 'replayed', 'rejected', 'rejected']);
-    expect(ledgerTotal(paths().ledger, 'alice')).toBe(10);
+    expect(ledgerTotal(victim.files.ledger, 'alice')).toBe(10);
   });
 });
 
@@ -158,7 +155,7 @@ describe('a campaign against a blocking victim', () => {
     expect(message).toMatch(/flagged this key as an extraction attack/);
     expect(message).toContain(`--resume ${out} --api-key KEY`);
     // Everything the campaign was answered was charged once; the refusal charged nothing.
-    expect(ledgerTotal(paths().ledger, 'eve')).toBe(200 + 150 + 150);
+    expect(ledgerTotal(victim.files.ledger, 'eve')).toBe(200 + 150 + 150);
   });
 });
 

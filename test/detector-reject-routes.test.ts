@@ -5,7 +5,7 @@
  * image already asked is answered REJECTED, counted as refused, and not charged; the first is charged.
  * Sybil keys go through the transferlab target only: another kind refuses them before anything is sent.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,9 +15,9 @@ import type { TargetSettingsInput } from '../adversary/targets/settings.js';
 import type { Threat } from '../shared/protocol/output.js';
 import { initBackend } from '../shared/engine/backend.js';
 import { IMAGE_SIZE, loadMnist } from '../shared/datasets/index.js';
-import { spawnVictim, type VictimProcess } from '../victim/spawn.js';
+import type { VictimProcess } from '../victim/spawn.js';
 import { ensureTestVictim } from './fixtures.js';
-import { bearer, call } from './victim-client.js';
+import { bearer, call, startKeyedVictim } from './victim-client.js';
 
 const ROUTES: { name: string; target: TargetSettingsInput; threat: Threat }[] = [
   { name: 'label', target: { target: 'transferlab' }, threat: 'label' },
@@ -38,12 +38,9 @@ beforeAll(async () => {
   await initBackend();
   clean = Float32Array.from(loadMnist('test').pixels.subarray(0, ROUTES.length * IMAGE_SIZE), (v) => v / 255);
   dir = mkdtempSync(join(tmpdir(), 'reject-routes-'));
-  writeFileSync(join(dir, 'keys.json'), JSON.stringify({ keys: KEYS }));
-  victim = await spawnVictim({
-    args: ['--model', model, '--port', '0', '--no-train', '--keys', join(dir, 'keys.json'), '--audit-log', join(dir, 'audit.jsonl'), '--ledger', join(dir, 'ledger.jsonl'),
-      '--rate-limit', '1000', '--protocol', 'transferlab,oip,tfserving', '--model-name', 'model', '--output', 'scores',
-      '--detector', 'blacklight', '--detector-action', 'reject'],
-    timeoutMs: 120_000,
+  victim = await startKeyedVictim({
+    dir, model, keys: KEYS, rateLimit: 1000, timeoutMs: 120_000,
+    args: ['--protocol', 'transferlab,oip,tfserving', '--model-name', 'model', '--output', 'scores', '--detector', 'blacklight', '--detector-action', 'reject'],
   });
 }, 180_000);
 

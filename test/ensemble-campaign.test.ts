@@ -1,5 +1,5 @@
 import http from 'node:http';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import axios from 'axios';
@@ -11,8 +11,9 @@ import { main } from '../adversary/cli.js';
 import { memberPath } from '../adversary/campaign/checkpoints.js';
 import { createHttpOracle } from '../adversary/oracle/client.js';
 import type { CampaignResults } from '../adversary/campaign/results.js';
-import { spawnVictim, type VictimProcess } from '../victim/spawn.js';
+import type { VictimProcess } from '../victim/spawn.js';
 import { ensureTestVictim } from './fixtures.js';
+import { startKeyedVictim } from './victim-client.js';
 
 /**
  * An ensemble campaign against a real victim process: the extra member costs no query, the transfer
@@ -60,11 +61,7 @@ beforeAll(async () => {
   const model = await ensureTestVictim();
   await initBackend();
   dir = mkdtempSync(join(tmpdir(), 'transferlab-ensemble-'));
-  writeFileSync(join(dir, 'keys.json'), JSON.stringify({ keys: [KEY] }));
-  victim = await spawnVictim({
-    args: ['--model', model, '--port', '0', '--no-train', '--keys', join(dir, 'keys.json'), '--audit-log', join(dir, 'audit.jsonl'), '--ledger', join(dir, 'ledger.jsonl'), '--rate-limit', '1000'],
-    timeoutMs: 120_000,
-  });
+  victim = await startKeyedVictim({ dir, model, keys: [KEY], rateLimit: 1000, timeoutMs: 120_000 });
 });
 
 afterAll(async () => {

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../shared/engine/backend.js';
 import { API_ERRORS, HEADERS, type ApiErrorCode } from '../shared/protocol/index.js';
 import { ensureTestVictim } from './fixtures.js';
-import { call, ledgerTotal, startVictim, type TestVictim } from './victim-client.js';
+import { call, ledgerTotal, startKeyedVictim, type KeyedVictim } from './victim-client.js';
 
 /**
  * Property: no malformed /v1/label body — random JSON of the wrong types, nested junk, huge or
@@ -18,19 +18,13 @@ import { call, ledgerTotal, startVictim, type TestVictim } from './victim-client
 const KEY = 'fuzz-secret-0123456789abcdef';
 const PIXELS = 784;
 let root: string;
-let ledger: string;
-let victim: TestVictim;
+let victim: KeyedVictim;
 
 beforeAll(async () => {
   const modelDir = await ensureTestVictim();
   const { backend } = await initBackend();
   root = mkdtempSync(join(tmpdir(), 'transferlab-fuzz-'));
-  ledger = join(root, 'ledger.jsonl');
-  writeFileSync(join(root, 'keys.json'), JSON.stringify({ keys: [{ id: 'fuzz', key: KEY, budget: 1_000_000 }] }));
-  victim = await startVictim(
-    ['--model', modelDir, '--keys', join(root, 'keys.json'), '--audit-log', join(root, 'audit.jsonl'), '--ledger', ledger, '--rate-limit', '0', '--log-level', 'silent', '--max-batch', '8'],
-    backend,
-  );
+  victim = await startKeyedVictim({ dir: root, model: modelDir, backend, keys: [{ id: 'fuzz', key: KEY, budget: 1_000_000 }], rateLimit: 0, args: ['--log-level', 'silent', '--max-batch', '8'] });
 });
 
 afterAll(async () => {
@@ -109,7 +103,7 @@ const binaryCases: fc.Arbitrary<Case> = fc.oneof<fc.Arbitrary<Case>[]>(
 ).filter((c) => c.codes.length > 0);
 
 async function refusedWithoutCharge(c: Case): Promise<void> {
-  const before = ledgerTotal(ledger, 'fuzz');
+  const before = ledgerTotal(victim.files.ledger, 'fuzz');
   const body = typeof c.body === 'string' ? c.body : (c.body as Uint8Array<ArrayBuffer>);
   const reply = await call(`${victim.url}/v1/label`, { method: 'POST', headers: { Authorization: `Bearer ${KEY}`, ...c.headers }, body });
   const code = reply.body.error?.code as ApiErrorCode | undefined;
@@ -119,18 +113,18 @@ async function refusedWithoutCharge(c: Case): Promise<void> {
   expect(reply.status).toBe(API_ERRORS[code!]);
   if (c.mentions) expect(message).toContain(c.mentions);
   expect(reply.body.labels).toBeUndefined();
-  expect(ledgerTotal(ledger, 'fuzz')).toBe(before);
+  expect(ledgerTotal(victim.files.ledger, 'fuzz')).toBe(before);
 }
 
 describe('POST /v1/label body parsing, property-based (real victim over loopback)', () => {
   it('random malformed JSON bodies: a 4xx naming the fault, never a 5xx, nothing charged', async () => {
     await fc.assert(fc.asyncProperty(jsonCases, refusedWithoutCharge), { seed: 20261206, numRuns: 250 });
-    expect(ledgerTotal(ledger, 'fuzz')).toBe(0);
+    expect(ledgerTotal(victim.files.ledger, 'fuzz')).toBe(0);
   });
 
   it('random malformed binary bodies and Content-Types: a 4xx naming the fault, never a 5xx, nothing charged', async () => {
     await fc.assert(fc.asyncProperty(binaryCases, refusedWithoutCharge), { seed: 20261207, numRuns: 150 });
-    expect(ledgerTotal(ledger, 'fuzz')).toBe(0);
+    expect(ledgerTotal(victim.files.ledger, 'fuzz')).toBe(0);
   });
 });
 
@@ -138,6 +132,6 @@ describe('the ledger this suite reads', () => {
   it('does record a valid request (so the no-charge checks above could fail)', async () => {
     const reply = await call(`${victim.url}/v1/label`, { method: 'POST', headers: { Authorization: `Bearer ${KEY}`, 'Content-Type': 'application/octet-stream' }, body: new Uint8Array(PIXELS) });
     expect(reply.status).toBe(200);
-    expect(ledgerTotal(ledger, 'fuzz')).toBe(1);
+    expect(ledgerTotal(victim.files.ledger, 'fuzz')).toBe(1);
   });
 });

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Ajv2020 } from 'ajv/dist/2020.js';
@@ -7,7 +7,7 @@ import { initBackend } from '../shared/engine/backend.js';
 import { IMAGE_SIZE, loadMnist } from '../shared/datasets/index.js';
 import { API_ERRORS, HEADERS, PATHS, type ApiErrorCode } from '../shared/protocol/index.js';
 import { ensureTestVictim } from './fixtures.js';
-import { bearer, bytes, call, labelUint8, startVictim, type Reply, type TestVictim } from './victim-client.js';
+import { bearer, bytes, call, labelUint8, startKeyedVictim, type Reply, type KeyedVictim } from './victim-client.js';
 
 /**
  * The OpenAPI document the victim serves is generated from the contract; this holds it against what
@@ -28,7 +28,7 @@ interface Document {
   components: { schemas: Record<string, object> };
 }
 
-let victim: TestVictim;
+let victim: KeyedVictim;
 let dir: string;
 let doc: Document;
 const ajv = new Ajv2020({ strict: false, allErrors: true });
@@ -38,11 +38,10 @@ beforeAll(async () => {
   const modelDir = await ensureTestVictim();
   const backend = (await initBackend()).backend;
   dir = mkdtempSync(join(tmpdir(), 'transferlab-openapi-'));
-  writeFileSync(join(dir, 'keys.json'), JSON.stringify({ keys: [{ id: 'a', key: KEY, budget: 1000 }, { id: 's', key: SMALL, budget: 2 }, { id: 'b', key: 'contract-budget-0123456789abcdef', budget: 50 }] }));
-  victim = await startVictim(
-    ['--model', modelDir, '--keys', join(dir, 'keys.json'), '--audit-log', join(dir, 'audit.jsonl'), '--ledger', join(dir, 'ledger.jsonl'), '--max-batch', String(MAX_BATCH)],
-    backend,
-  );
+  victim = await startKeyedVictim({
+    dir, model: modelDir, backend, args: ['--max-batch', String(MAX_BATCH)],
+    keys: [{ id: 'a', key: KEY, budget: 1000 }, { id: 's', key: SMALL, budget: 2 }, { id: 'b', key: 'contract-budget-0123456789abcdef', budget: 50 }],
+  });
   doc = (await call(`${victim.url}${PATHS.openapi}`)).body as unknown as Document;
   ajv.addSchema({ $id: 'doc', components: doc.components });
 });

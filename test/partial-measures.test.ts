@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,7 +12,7 @@ import { initBackend } from '../shared/engine/backend.js';
 import { TransferlabError } from '../shared/errors.js';
 import { ensureTestVictim } from './fixtures.js';
 import { budgetOf, seen, stagedOracle, type Staging } from './budget-staging.js';
-import { startVictim, type TestVictim } from './victim-client.js';
+import { startKeyedVictim, type KeyedVictim } from './victim-client.js';
 
 /**
  * Every measure the key's budget can cut short, cut for real: a victim process with per-key budgets,
@@ -37,15 +37,14 @@ const BUDGET: Record<string, number> = { poor: 100, rich: 20_000 };
 const keyOf = (id: string) => `k-${id}-0123456789abcdef`;
 
 let dir: string;
-let victim: TestVictim;
+let victim: KeyedVictim;
 let straight: CampaignResults;
 
 beforeAll(async () => {
   const model = await ensureTestVictim();
   const { backend } = await initBackend();
   dir = mkdtempSync(join(tmpdir(), 'transferlab-partial-'));
-  writeFileSync(join(dir, 'keys.json'), JSON.stringify({ keys: NAMES.map((id) => ({ id, key: keyOf(id), budget: BUDGET[id] ?? 2_000 })) }));
-  victim = await startVictim(['--model', model, '--keys', join(dir, 'keys.json'), '--audit-log', join(dir, 'audit.jsonl'), '--ledger', join(dir, 'ledger.jsonl'), '--rate-limit', '0'], backend);
+  victim = await startKeyedVictim({ dir, model, backend, keys: NAMES.map((id) => ({ id, key: keyOf(id), budget: BUDGET[id] ?? 2_000 })), rateLimit: 0 });
 }, 300_000);
 
 afterAll(async () => {

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,7 +8,7 @@ import { loadDataset } from '../shared/datasets/index.js';
 import { initBackend } from '../shared/engine/backend.js';
 import { trainVictim } from '../victim/train/train.js';
 import { writeShapesTree } from './shapes-tree.js';
-import { ledgerTotal, startVictim, type TestVictim } from './victim-client.js';
+import { ledgerTotal, startKeyedVictim, type KeyedVictim } from './victim-client.js';
 
 /**
  * The query attack on a victim that serves 16×16 RGB images in 3 classes (an ImageFolder tree of
@@ -21,8 +21,7 @@ const PIXELS = SIZE * SIZE * 3;
 const KEYS = { ray: 'ray-0123456789abcdef', hop: 'hop-0123456789abcdef', none: 'none-0123456789abcdef' };
 let dir: string;
 let tree: string;
-let victim: TestVictim;
-const ledger = () => join(dir, 'ledger.jsonl');
+let victim: KeyedVictim;
 const read = <T>(path: string) => JSON.parse(readFileSync(path, 'utf8')) as T;
 
 beforeAll(async () => {
@@ -32,8 +31,7 @@ beforeAll(async () => {
   tree = writeShapesTree(join(dir, 'shapes'), { size: SIZE, perClass: 50, seed: 3 });
   const model = join(dir, 'victim');
   await trainVictim({ arch: 'lenet', dataset: tree, epochs: 8, batchSize: 32, learningRate: 0.003, seed: 2, out: model });
-  writeFileSync(join(dir, 'keys.json'), JSON.stringify({ keys: Object.entries(KEYS).map(([id, key]) => ({ id, key, budget: 100_000 })) }));
-  victim = await startVictim(['--model', model, '--keys', join(dir, 'keys.json'), '--audit-log', join(dir, 'audit.jsonl'), '--ledger', ledger(), '--rate-limit', '100000'], backend);
+  victim = await startKeyedVictim({ dir, model, backend, keys: KEYS, budget: 100_000, rateLimit: 100_000 });
 }, 180_000);
 
 afterAll(async () => {
@@ -79,7 +77,7 @@ describe('query attacks on a victim serving 16×16 RGB images', () => {
     expect(r.victim.info.inputShape).toEqual([SIZE, SIZE, 3]);
     expect(r.stopped).toBeNull();
     expect(records).toHaveLength(8);
-    expect(r.queries.attack).toBe(ledgerTotal(ledger(), 'ray'));
+    expect(r.queries.attack).toBe(ledgerTotal(victim.files.ledger, 'ray'));
     expect(r.queries.attack).toBe(r.queries.cleanLabels + r.queries.probes);
     expect(r.queries.cleanLabels).toBe(8);
     checkExamples(run, r, records);
@@ -94,7 +92,7 @@ describe('query attacks on a victim serving 16×16 RGB images', () => {
     await runQueryAttackCommand({ victim: victim.url, apiKey: KEYS.hop, dataset: tree, seedSize: 10, attack: 'hsja', norm: 'l2', targeted: true, images: 6, queriesPerImage: 150 }, () => run);
     const r = read<QueryAttackResults>(join(run, 'results.json'));
     const records = read<ImageRecord[]>(join(run, 'images.json'));
-    expect(r.queries.attack).toBe(ledgerTotal(ledger(), 'hop'));
+    expect(r.queries.attack).toBe(ledgerTotal(victim.files.ledger, 'hop'));
     expect(r.queries.startingPool).toBe(10);
     checkExamples(run, r, records);
     for (const rec of records) if (rec.linf !== null) expect(rec.label).toBe(rec.target);
@@ -104,6 +102,6 @@ describe('query attacks on a victim serving 16×16 RGB images', () => {
     // Unset --dataset: the victim's dataset is not a built-in one, so MNIST is tried and refused by shape.
     await expect(runQueryAttackCommand({ victim: victim.url, apiKey: KEYS.none, images: 4 }, () => join(dir, 'mnist'))).rejects.toThrow(/takes 16×16×3 images in 3 classes.*28×28×1.*--dataset/s);
     await expect(runQueryAttackCommand({ victim: victim.url, apiKey: KEYS.none, dataset: tree, seedSize: 10, images: 25 }, () => join(dir, 'big'))).rejects.toMatchObject({ code: 'invalid_split', message: expect.stringMatching(/exceed the 30 test images.*--images/) });
-    expect(ledgerTotal(ledger(), 'none')).toBe(0);
+    expect(ledgerTotal(victim.files.ledger, 'none')).toBe(0);
   });
 });

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,7 +8,7 @@ import { resolveQueryAttackConfig, runQueryAttackCampaign, type ImageRecord, typ
 import { seen, stagedOracle } from './budget-staging.js';
 import { initBackend } from '../shared/engine/backend.js';
 import { ensureTestVictim } from './fixtures.js';
-import { ledgerTotal, startVictim, type TestVictim } from './victim-client.js';
+import { ledgerTotal, startKeyedVictim, type KeyedVictim } from './victim-client.js';
 
 /**
  * RayS and HopSkipJump against a real victim process over HTTP: success grows with the budget,
@@ -20,19 +20,14 @@ import { ledgerTotal, startVictim, type TestVictim } from './victim-client.js';
 const KEYS = { ray: 'ray-0123456789abcdef', hop: 'hop-0123456789abcdef', poor: 'poor-0123456789abcdef', shared: 'shared-0123456789abcdef', rich: 'rich-0123456789abcdef', judge: 'judge-0123456789abcdef' };
 const BUDGETS: Record<string, number> = { ray: 100_000, hop: 100_000, poor: 2_000, shared: 8_000, rich: 100_000, judge: 100_000 };
 let dir: string;
-let victim: TestVictim;
-const ledger = () => join(dir, 'ledger.jsonl');
+let victim: KeyedVictim;
 const read = <T>(path: string) => JSON.parse(readFileSync(path, 'utf8')) as T;
 
 beforeAll(async () => {
   const modelDir = await ensureTestVictim();
   const { backend } = await initBackend();
   dir = mkdtempSync(join(tmpdir(), 'transferlab-query-'));
-  writeFileSync(join(dir, 'keys.json'), JSON.stringify({ keys: Object.entries(KEYS).map(([id, key]) => ({ id, key, budget: BUDGETS[id] })) }));
-  victim = await startVictim(
-    ['--model', modelDir, '--keys', join(dir, 'keys.json'), '--audit-log', join(dir, 'audit.jsonl'), '--ledger', ledger(), '--rate-limit', '100000'],
-    backend,
-  );
+  victim = await startKeyedVictim({ dir, model: modelDir, backend, keys: KEYS, budget: BUDGETS, rateLimit: 100_000 });
 }, 300_000);
 
 afterAll(async () => {
@@ -70,7 +65,7 @@ describe('decision-based attacks on the victim, over HTTP', () => {
     const r = read<QueryAttackResults>(join(run, 'results.json'));
     const records = read<ImageRecord[]>(join(run, 'images.json'));
     expect(r.stopped).toBeNull();
-    expect(r.queries.attack).toBe(ledgerTotal(ledger(), 'ray'));
+    expect(r.queries.attack).toBe(ledgerTotal(victim.files.ledger, 'ray'));
     expect(r.queries.attack).toBe(r.queries.cleanLabels + r.queries.probes);
     expect(r.queries.probes).toBeLessThanOrEqual(records.reduce((s, x) => s + x.queries, 0));
     const budgets = r.curve.map((p) => p.queriesPerImage);
@@ -104,7 +99,7 @@ describe('decision-based attacks on the victim, over HTTP', () => {
     await runQueryAttackCommand({ victim: victim.url, apiKey: KEYS.hop, attack: 'hsja', norm: 'linf', targeted: true, images: 8, queriesPerImage: 300 }, () => run);
     const r = read<QueryAttackResults>(join(run, 'results.json'));
     const records = read<ImageRecord[]>(join(run, 'images.json'));
-    expect(r.queries.attack).toBe(ledgerTotal(ledger(), 'hop'));
+    expect(r.queries.attack).toBe(ledgerTotal(victim.files.ledger, 'hop'));
     expect(r.queries.startingPool).toBe(150);
     expect(records.filter((x) => x.linf !== null).length).toBeGreaterThan(4);
     const labels = await judge(run, records);
@@ -115,7 +110,7 @@ describe('decision-based attacks on the victim, over HTTP', () => {
     // 24 clean labels + at most 24 × 300 probes = 7,224 > 2,000: refused, nothing paid.
     const poor = join(dir, 'poor');
     await expect(runQueryAttackCommand({ victim: victim.url, apiKey: KEYS.poor, attack: 'rays', images: 24, queriesPerImage: 300 }, () => poor)).rejects.toMatchObject({ code: 'budget_insufficient' });
-    expect(ledgerTotal(ledger(), 'poor')).toBe(0);
+    expect(ledgerTotal(victim.files.ledger, 'poor')).toBe(0);
 
     // A shared key covers the plan at the start; the other user spends it down once the searches begin.
     const run = join(dir, 'cut');
@@ -126,7 +121,7 @@ describe('decision-based attacks on the victim, over HTTP', () => {
     await oracle.close();
     expect(cut).toMatchObject({ code: 'measurement_cut', message: expect.stringMatching(/rays query attack was cut short .* after \d+ of 24 images/) });
     for (const f of ['results.json', 'images.json', 'adversarial.u8']) expect(existsSync(join(run, f))).toBe(false);
-    const sharedPaid = ledgerTotal(ledger(), 'shared');
+    const sharedPaid = ledgerTotal(victim.files.ledger, 'shared');
 
     await runQueryAttackCommand({ resume: run, apiKey: KEYS.rich }, () => run);
     const done = read<QueryAttackResults>(join(run, 'results.json'));
@@ -137,7 +132,7 @@ describe('decision-based attacks on the victim, over HTTP', () => {
     expect(done.curve).toEqual(fresh.curve);
     expect(done.queries.attack).toBe(fresh.queries.attack);
     // What the run folder paid over both keys: once per distinct probe, as the uncut run.
-    expect(done.queries.attack).toBeLessThanOrEqual(sharedPaid + ledgerTotal(ledger(), 'rich'));
+    expect(done.queries.attack).toBeLessThanOrEqual(sharedPaid + ledgerTotal(victim.files.ledger, 'rich'));
   }, 240_000);
 
   it('allowPartial: a run the budget cuts keeps only the images whose searches finished, labelled partial', async () => {
@@ -147,7 +142,7 @@ describe('decision-based attacks on the victim, over HTTP', () => {
     expect(partial.stopped).toBe('budget_exhausted');
     expect(partial.partial).toEqual({ measure: 'query-attack', unit: 'images', measured: partial.images, planned: 24, reason: 'budget_exhausted' });
     expect(partial.images).toBeLessThan(24);
-    expect(partial.queryPlan.attack).toEqual({ planned: 24 + 24 * 300, atMost: true, paid: ledgerTotal(ledger(), 'poor') });
+    expect(partial.queryPlan.attack).toEqual({ planned: 24 + 24 * 300, atMost: true, paid: ledgerTotal(victim.files.ledger, 'poor') });
     await runQueryAttackCommand({ resume: run, apiKey: KEYS.rich }, () => run);
     const done = read<QueryAttackResults>(join(run, 'results.json'));
     expect(done.partial).toBeNull();

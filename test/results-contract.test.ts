@@ -15,7 +15,7 @@ import { initBackend } from '../shared/engine/backend.js';
 import { evaluationResultsSchema, runResultsSchema, type QueryAttackRunResults, type RunResults } from '../shared/protocol/index.js';
 import { main as evaluateMain } from '../scripts/lab/evaluate-cli.js';
 import { ensureTestVictim } from './fixtures.js';
-import { readJsonl, startVictim, type TestVictim } from './victim-client.js';
+import { readJsonl, startKeyedVictim, type KeyedVictim } from './victim-client.js';
 
 /**
  * results.json as a contract: every writer's file fits the schema (checked here with the schema
@@ -26,7 +26,7 @@ import { readJsonl, startVictim, type TestVictim } from './victim-client.js';
 const KEYS = { writer: 'writer-0123456789abcdef', poor: 'poor-0123456789abcdef', rich: 'rich-0123456789abcdef' };
 const BUDGETS: Record<string, number> = { writer: 100_000, poor: 600, rich: 100_000 };
 let dir: string;
-let victim: TestVictim;
+let victim: KeyedVictim;
 let modelDir: string;
 const runs = { campaign: '', whitebox: '', query: '' };
 const json = (path: string): unknown => JSON.parse(readFileSync(path, 'utf8'));
@@ -35,8 +35,7 @@ beforeAll(async () => {
   modelDir = await ensureTestVictim();
   const { backend } = await initBackend();
   dir = mkdtempSync(join(tmpdir(), 'transferlab-results-'));
-  writeFileSync(join(dir, 'keys.json'), JSON.stringify({ keys: Object.entries(KEYS).map(([id, key]) => ({ id, key, budget: BUDGETS[id] })) }));
-  victim = await startVictim(['--model', modelDir, '--keys', join(dir, 'keys.json'), '--audit-log', join(dir, 'audit.jsonl'), '--ledger', join(dir, 'ledger.jsonl'), '--rate-limit', '100000'], backend);
+  victim = await startKeyedVictim({ dir, model: modelDir, backend, keys: KEYS, budget: BUDGETS, rateLimit: 100_000 });
 }, 300_000);
 
 afterAll(async () => {

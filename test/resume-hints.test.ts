@@ -1,10 +1,11 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { NODE_TS, ROOT, spawnVictim, type VictimProcess } from '../victim/spawn.js';
+import { NODE_TS, ROOT, type VictimProcess } from '../victim/spawn.js';
 import { ensureTestVictim } from './fixtures.js';
+import { startKeyedVictim } from './victim-client.js';
 
 /**
  * The printed way to continue a stopped run must work when typed as printed: it names --api-key
@@ -20,11 +21,7 @@ let dir: string;
 beforeAll(async () => {
   const model = await ensureTestVictim();
   dir = mkdtempSync(join(tmpdir(), 'transferlab-resume-'));
-  writeFileSync(join(dir, 'keys.json'), JSON.stringify({ keys: KEYS }));
-  victim = await spawnVictim({
-    args: ['--model', model, '--port', '0', '--no-train', '--keys', join(dir, 'keys.json'), '--ledger', join(dir, 'ledger.jsonl'), '--rate-limit', '100000'],
-    timeoutMs: 120_000,
-  });
+  victim = await startKeyedVictim({ dir, model, keys: KEYS, rateLimit: 100_000, timeoutMs: 120_000 });
 }, 180_000);
 
 afterAll(async () => {

@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,7 +10,7 @@ import { IMAGE_SIZE, loadMnist } from '../shared/datasets/index.js';
 import { isTransferlabError, type TransferlabError } from '../shared/errors.js';
 import { ROUTES, ROUTE_NAMES, allowedMethods, contractClient, fetchTransport, type ImagesBody, type RouteName } from '../shared/protocol/index.js';
 import { ensureTestVictim } from './fixtures.js';
-import { bearer, call, startVictim, victimClient, type TestVictim } from './victim-client.js';
+import { bearer, call, startKeyedVictim, victimClient, type KeyedVictim } from './victim-client.js';
 
 /**
  * The contract's route table against a real victim process: every route is served on the method the
@@ -22,16 +22,15 @@ const KEY = 'route-table-key-0123456789abcdef';
 const pixels = loadMnist('test').pixels.subarray(0, 2 * IMAGE_SIZE);
 const images: ImagesBody = { format: 'uint8', bytes: pixels.subarray(0, IMAGE_SIZE) };
 
-let victim: TestVictim;
+let victim: KeyedVictim;
 let dir: string;
 
 beforeAll(async () => {
   const modelDir = await ensureTestVictim();
   const backend = (await initBackend()).backend;
   dir = mkdtempSync(join(tmpdir(), 'transferlab-routes-'));
-  writeFileSync(join(dir, 'keys.json'), JSON.stringify({ keys: [{ id: 'r', key: KEY, budget: 100 }] }));
   // scores: so that every route of the table, /v1/predict included, answers 200.
-  victim = await startVictim(['--model', modelDir, '--output', 'scores', '--keys', join(dir, 'keys.json'), '--audit-log', join(dir, 'audit.jsonl'), '--ledger', join(dir, 'ledger.jsonl')], backend);
+  victim = await startKeyedVictim({ dir, model: modelDir, backend, keys: [{ id: 'r', key: KEY, budget: 100 }], args: ['--output', 'scores'] });
 });
 
 afterAll(async () => {

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -6,7 +6,7 @@ import { runQueryAttackCommand } from '../adversary/query/command.js';
 import type { ImageRecord, QueryAttackResults } from '../adversary/query/run.js';
 import { initBackend } from '../shared/engine/backend.js';
 import { ensureTestVictim } from './fixtures.js';
-import { ledgerTotal, startVictim, type TestVictim } from './victim-client.js';
+import { ledgerTotal, startKeyedVictim, type KeyedVictim } from './victim-client.js';
 
 /**
  * Square Attack against a victim that serves scores and refuses attack queries (Blacklight, action
@@ -16,19 +16,17 @@ import { ledgerTotal, startVictim, type TestVictim } from './victim-client.js';
  */
 const KEY = 'square-refused-0123456789abcdef';
 let dir: string;
-let victim: TestVictim;
+let victim: KeyedVictim;
 const read = <T>(path: string) => JSON.parse(readFileSync(path, 'utf8')) as T;
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'transferlab-square-refused-'));
-  writeFileSync(join(dir, 'keys.json'), JSON.stringify({ keys: [{ id: 'square', key: KEY, budget: 100_000 }] }));
   const model = await ensureTestVictim();
   const { backend } = await initBackend();
-  victim = await startVictim(
-    ['--model', model, '--keys', join(dir, 'keys.json'), '--audit-log', join(dir, 'audit.jsonl'), '--ledger', join(dir, 'ledger.jsonl'),
-      '--rate-limit', '100000', '--output', 'scores', '--detector', 'blacklight', '--detector-action', 'reject'],
-    backend,
-  );
+  victim = await startKeyedVictim({
+    dir, model, backend, keys: [{ id: 'square', key: KEY, budget: 100_000 }], rateLimit: 100_000,
+    args: ['--output', 'scores', '--detector', 'blacklight', '--detector-action', 'reject'],
+  });
 }, 300_000);
 
 afterAll(async () => {
@@ -59,6 +57,6 @@ describe('Square Attack against a detector that refuses its probes', () => {
     // final labels (each image's best probe was answered, so the answer cache has it).
     const answered = records.reduce((s, x) => s + x.queries - (x.flagged ?? 0), 0);
     expect(r.queries.probes).toBeLessThanOrEqual(answered);
-    expect(r.queries.attack).toBe(ledgerTotal(join(dir, 'ledger.jsonl'), 'square'));
+    expect(r.queries.attack).toBe(ledgerTotal(victim.files.ledger, 'square'));
   }, 120_000);
 });

@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -7,8 +7,9 @@ import type { CampaignInput } from '../adversary/campaign/config.js';
 import type { CampaignResults } from '../adversary/campaign/results.js';
 import { enqueueCampaigns, openQueue, sweepStatus, type CampaignJob, type JobStatus } from '../adversary/queue/queue.js';
 import { processAlive } from '../shared/pid-lock.js';
-import { NODE_TS, ROOT, spawnVictim, type VictimProcess } from '../victim/spawn.js';
+import { NODE_TS, ROOT, type VictimProcess } from '../victim/spawn.js';
 import { ensureTestVictim } from './fixtures.js';
+import { startKeyedVictim } from './victim-client.js';
 import { REDIS_SERVER, haveRedis, startRedis, type TestRedis } from '../scripts/redis-server.js';
 
 /**
@@ -80,11 +81,7 @@ beforeAll(async () => {
   const model = await ensureTestVictim();
   dir = mkdtempSync(join(tmpdir(), 'transferlab-sweep-'));
   redis = await startRedis();
-  writeFileSync(join(dir, 'keys.json'), JSON.stringify({ keys: [KEYS.a, KEYS.b] }));
-  victim = await spawnVictim({
-    args: ['--model', model, '--port', '0', '--no-train', '--keys', join(dir, 'keys.json'), '--audit-log', join(dir, 'audit.jsonl'), '--ledger', join(dir, 'ledger.jsonl'), '--rate-limit', '0', '--log-level', 'warn'],
-    timeoutMs: 120_000,
-  });
+  victim = await startKeyedVictim({ dir, model, keys: [KEYS.a, KEYS.b], rateLimit: 0, args: ['--log-level', 'warn'], timeoutMs: 120_000 });
 });
 
 afterAll(async () => {

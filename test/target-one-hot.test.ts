@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,7 +8,7 @@ import { ONE_HOT_ROWS } from '../adversary/targets/tensors.js';
 import { loadDataset } from '../shared/datasets/index.js';
 import { initBackend } from '../shared/engine/backend.js';
 import { ensureTestVictim } from './fixtures.js';
-import { ledgerTotal, startVictim, type TestVictim } from './victim-client.js';
+import { ledgerTotal, startKeyedVictim, type KeyedVictim } from './victim-client.js';
 
 /**
  * The oip and tfserving targets read a [N, classes] output whose metadata cannot say whether its rows
@@ -18,18 +18,19 @@ import { ledgerTotal, startVictim, type TestVictim } from './victim-client.js';
  */
 const KEY = 'one-hot-0123456789abcdef';
 let dir: string;
-let labelOnly: TestVictim;
-let rounded: TestVictim;
+let labelOnly: KeyedVictim;
+let rounded: KeyedVictim;
 const x = () => loadDataset('mnist').test.images.subarray(0, 2 * ONE_HOT_ROWS * 784);
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'transferlab-one-hot-'));
-  writeFileSync(join(dir, 'keys.json'), JSON.stringify({ keys: [{ id: 'k', key: KEY, budget: 100_000 }] }));
   const model = await ensureTestVictim();
   const { backend } = await initBackend();
   const serve = (name: string, output: string[]) =>
-    startVictim(['--model', model, '--keys', join(dir, 'keys.json'), '--audit-log', join(dir, `audit-${name}.jsonl`), '--ledger', join(dir, `ledger-${name}.jsonl`),
-      '--rate-limit', '100000', '--protocol', 'transferlab,oip,tfserving', '--model-name', 'model', ...output], backend);
+    startKeyedVictim({
+      dir, model, backend, name, keys: [{ id: 'k', key: KEY, budget: 100_000 }], rateLimit: 100_000,
+      args: ['--protocol', 'transferlab,oip,tfserving', '--model-name', 'model', ...output],
+    });
   [labelOnly, rounded] = await Promise.all([serve('label', []), serve('rounded', ['--output', 'scores', '--round', '2'])]);
 }, 300_000);
 
@@ -44,7 +45,7 @@ describe('one-hot rows of a label-only server', () => {
       const out = join(dir, `${kind}-label`);
       const open = (url: string, threat: 'label' | 'scores', folder = out) =>
         createTargetOracle({ url, apiKey: KEY, threat, target: { target: kind, maxBatch: 50 }, store: fileRunStore(folder) });
-      const charged = () => ledgerTotal(join(dir, 'ledger-label.jsonl'), 'k');
+      const charged = () => ledgerTotal(labelOnly.files.ledger, 'k');
       const before = charged();
       const scoring = await open(labelOnly.url, 'scores');
       await expect(scoring.scores!(x(), 2 * ONE_HOT_ROWS, 'attack')).rejects.toMatchObject({

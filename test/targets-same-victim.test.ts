@@ -4,7 +4,7 @@
  * same labels paid for, the same substitute, the same figures — and each key's paid queries are what
  * the victim itself counted for it.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import axios from 'axios';
@@ -20,6 +20,7 @@ import { initBackend } from '../shared/engine/backend.js';
 import { loadDataset } from '../shared/datasets/index.js';
 import { spawnVictim, type VictimProcess } from '../victim/spawn.js';
 import { ensureTestVictim } from './fixtures.js';
+import { startKeyedVictim } from './victim-client.js';
 
 const SMALL: CampaignInput = {
   seed: 5,
@@ -50,12 +51,7 @@ beforeAll(async () => {
   const model = await ensureTestVictim();
   await initBackend();
   dir = mkdtempSync(join(tmpdir(), 'targets-same-victim-'));
-  writeFileSync(join(dir, 'keys.json'), JSON.stringify({ keys: KEYS }));
-  victim = await spawnVictim({
-    args: ['--model', model, '--port', '0', '--no-train', '--keys', join(dir, 'keys.json'), '--audit-log', join(dir, 'audit.jsonl'), '--ledger', join(dir, 'ledger.jsonl'),
-      '--rate-limit', '1000', '--protocol', 'transferlab,oip,tfserving', '--model-name', 'model'],
-    timeoutMs: 120_000,
-  });
+  victim = await startKeyedVictim({ dir, model, keys: KEYS, rateLimit: 1000, args: ['--protocol', 'transferlab,oip,tfserving', '--model-name', 'model'], timeoutMs: 120_000 });
   // The same model answering the 2 most probable classes (the victim's output policy topk:2), open service.
   topk = await spawnVictim({
     args: ['--model', model, '--port', '0', '--no-train', '--audit-log', join(dir, 'audit-topk.jsonl'), '--ledger', join(dir, 'ledger-topk.jsonl'),

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,7 +10,7 @@ import type { ImageRecord, QueryAttackResults } from '../adversary/query/run.js'
 import { createTargetOracle } from '../adversary/targets/oracle.js';
 import { initBackend } from '../shared/engine/backend.js';
 import { ensureTestVictim } from './fixtures.js';
-import { ledgerTotal, startVictim, type TestVictim } from './victim-client.js';
+import { ledgerTotal, startKeyedVictim, type KeyedVictim } from './victim-client.js';
 
 /**
  * What each answer gives the adversary, against real victim processes over loopback: a campaign or a
@@ -21,25 +21,20 @@ import { ledgerTotal, startVictim, type TestVictim } from './victim-client.js';
  */
 const KEYS = { refused: 'refused-0123456789abcdef', labels: 'labels-0123456789abcdef', scores: 'scores-0123456789abcdef', square: 'square-0123456789abcdef', judge: 'judge-0123456789abcdef', top1: 'top1-0123456789abcdef' };
 let dir: string;
-let labelOnly: TestVictim;
-let scoring: TestVictim;
-let top1: TestVictim;
-const ledger = (name: string) => join(dir, `ledger-${name}.jsonl`);
+let labelOnly: KeyedVictim;
+let scoring: KeyedVictim;
+let top1: KeyedVictim;
 const read = <T>(path: string) => JSON.parse(readFileSync(path, 'utf8')) as T;
 const SMALL: CampaignInput = { seed: 2, seedSize: 30, rounds: 2, epochs: 8, substitute: 'papernot-mlp', evalSize: 40, epsilons: [0.3], targeted: false, boundary: { enabled: false } };
 
 let model: string;
 let backend: string;
-function serve(name: string, output: string[]): Promise<TestVictim> {
-  return startVictim(
-    ['--model', model, '--keys', join(dir, 'keys.json'), '--audit-log', join(dir, `audit-${name}.jsonl`), '--ledger', ledger(name), '--rate-limit', '100000', ...output],
-    backend,
-  );
+function serve(name: string, output: string[]): Promise<KeyedVictim> {
+  return startKeyedVictim({ dir, model, backend, name, keys: KEYS, budget: 100_000, rateLimit: 100_000, args: output });
 }
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'transferlab-threat-'));
-  writeFileSync(join(dir, 'keys.json'), JSON.stringify({ keys: Object.entries(KEYS).map(([id, key]) => ({ id, key, budget: 100_000 })) }));
   model = await ensureTestVictim(); // once: the victims share it
   ({ backend } = await initBackend()); // once, before the victims start side by side
   [labelOnly, scoring, top1] = await Promise.all([serve('label', []), serve('scores', ['--output', 'scores']), serve('top1', ['--output', 'topk:1'])]);
@@ -55,7 +50,7 @@ describe('threat models over HTTP', () => {
     const config = resolveConfig({ ...SMALL, victim: labelOnly.url, apiKey: KEYS.refused, threat: 'scores' });
     await expect(runCampaignCommand(config, join(dir, 'refused-campaign'), false)).rejects.toThrow(/threat model is "scores" but the victim answers "label"/);
     await expect(runQueryAttackCommand({ victim: labelOnly.url, apiKey: KEYS.refused, attack: 'square', images: 4 }, () => join(dir, 'refused-square'))).rejects.toThrow(/"topk" but the victim answers "label"/);
-    expect(ledgerTotal(ledger('label'), 'refused')).toBe(0);
+    expect(ledgerTotal(labelOnly.files.ledger, 'refused')).toBe(0);
   });
 
   it('a campaign distilled from scores pays the same queries as one from labels, and records its threat', async () => {
@@ -66,7 +61,7 @@ describe('threat models over HTTP', () => {
       await runCampaignCommand(resolveConfig({ ...SMALL, victim: scoring.url, apiKey: key, threat }), out, false);
       runs[threat] = read<CampaignResults>(join(out, 'results.json'));
       expect(runs[threat].threat).toBe(threat);
-      expect(runs[threat].queries.attack + runs[threat].queries.measurement).toBe(ledgerTotal(ledger('scores'), threat === 'label' ? 'labels' : 'scores'));
+      expect(runs[threat].queries.attack + runs[threat].queries.measurement).toBe(ledgerTotal(scoring.files.ledger, threat === 'label' ? 'labels' : 'scores'));
       // Only a scores campaign keeps the probabilities: in its answer cache and in its checkpoints.
       const answers = readFileSync(join(out, 'answers.jsonl'), 'utf8');
       expect(answers.includes('"s":[')).toBe(threat === 'scores');
@@ -83,7 +78,7 @@ describe('threat models over HTTP', () => {
     await runQueryAttackCommand(flags, () => out);
     const r = read<QueryAttackResults>(join(out, 'results.json'));
     const records = read<ImageRecord[]>(join(out, 'images.json'));
-    expect(r.queries.attack).toBe(ledgerTotal(ledger('scores'), 'square'));
+    expect(r.queries.attack).toBe(ledgerTotal(scoring.files.ledger, 'square'));
     expect(r.queries.attack).toBe(r.queries.cleanLabels + r.queries.probes);
     // Every probe Square asked is paid once: a repeat (a candidate asked before) and the final label of each
     // image's best probe are answered by the cache.
@@ -105,10 +100,10 @@ describe('threat models over HTTP', () => {
       await judge.close();
     }
     // Resume over the same folder: every probe is answered from the cache; the victim charges nothing more.
-    const paid = ledgerTotal(ledger('scores'), 'square');
+    const paid = ledgerTotal(scoring.files.ledger, 'square');
     rmSync(join(out, 'results.json'));
     await runQueryAttackCommand({ resume: out, apiKey: KEYS.square }, () => out);
-    expect(ledgerTotal(ledger('scores'), 'square')).toBe(paid);
+    expect(ledgerTotal(scoring.files.ledger, 'square')).toBe(paid);
     expect(read<ImageRecord[]>(join(out, 'images.json'))).toEqual(records);
   }, 120_000);
 
@@ -116,7 +111,7 @@ describe('threat models over HTTP', () => {
     const out = join(dir, 'square-top1');
     await runQueryAttackCommand({ victim: top1.url, apiKey: KEYS.top1, attack: 'square', images: 8, queriesPerImage: 200 }, () => out);
     const r = read<QueryAttackResults>(join(out, 'results.json'));
-    expect(r.queries.attack).toBe(ledgerTotal(ledger('top1'), 'top1'));
+    expect(r.queries.attack).toBe(ledgerTotal(top1.files.ledger, 'top1'));
     expect(r.epsilons.find((e) => e.epsilon === 0.3)?.success).toBeGreaterThanOrEqual(0.75);
   }, 120_000);
 });

@@ -1,4 +1,5 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { contractClient, fetchTransport, wireRequest, type ContractClient } from '../shared/protocol/index.js';
 import { spawnVictim, type VictimProcess } from '../victim/spawn.js';
 
@@ -10,12 +11,17 @@ export interface TestVictim extends VictimProcess {
   output: () => string;
 }
 
-export async function startVictim(args: string[], backend: string): Promise<TestVictim> {
+export function startVictim(args: string[], backend: string): Promise<TestVictim> {
+  return launch(args, backend, 60_000);
+}
+
+/** A victim on any free port, never training; `backend` unset leaves the choice to the victim. */
+async function launch(args: readonly string[], backend: string | undefined, timeoutMs: number): Promise<TestVictim> {
   let pid = 0;
   let out = '';
   const victim = await spawnVictim({
-    args: [...args, '--port', '0', '--no-train', '--backend', backend],
-    timeoutMs: 60_000,
+    args: [...args, '--port', '0', '--no-train', ...(backend === undefined ? [] : ['--backend', backend])],
+    timeoutMs,
     onLine: (line) => {
       out += line + '\n';
       const m = /^pid (\d+)$/.exec(line);
@@ -25,6 +31,68 @@ export async function startVictim(args: string[], backend: string): Promise<Test
   victim.child.stderr?.on('data', (c: Buffer) => (out += c.toString()));
   if (!pid) throw new Error(`the victim printed no pid line:\n${out}`);
   return { ...victim, pid, output: () => out };
+}
+
+/** One entry of a victim's keys file; a key without a budget is unlimited. */
+export interface KeyEntry {
+  id: string;
+  key: string;
+  budget?: number;
+}
+
+/** Where a keyed victim keeps its files in a test's folder. */
+export interface KeyedVictimFiles {
+  keys: string;
+  audit: string;
+  ledger: string;
+}
+
+export interface KeyedVictimOptions {
+  /** The test's own temporary folder: keys.json, the audit log and the ledger are written there. */
+  dir: string;
+  model: string;
+  /** The keys file's entries, or id → key. */
+  keys: readonly KeyEntry[] | Readonly<Record<string, string>>;
+  /** The budget of every key that sets none: one for all, or by id. */
+  budget?: number | Readonly<Record<string, number>>;
+  /** The TF.js backend; unset, the victim picks its own. */
+  backend?: string;
+  /** --rate-limit in requests/s per key; unset, the victim's default. */
+  rateLimit?: number;
+  /** For several victims in one folder: their logs are audit-NAME.jsonl and ledger-NAME.jsonl (they share keys.json). */
+  name?: string;
+  /** Any further victim flags. */
+  args?: readonly string[];
+  timeoutMs?: number;
+}
+
+export interface KeyedVictim extends TestVictim {
+  files: KeyedVictimFiles;
+}
+
+const isKeyList = (keys: KeyedVictimOptions['keys']): keys is readonly KeyEntry[] => Array.isArray(keys);
+
+/** The files a keyed victim named `name` (see KeyedVictimOptions) uses in `dir`, before or after it runs. */
+export function keyedVictimFiles(dir: string, name?: string): KeyedVictimFiles {
+  const suffix = name === undefined ? '' : `-${name}`;
+  return { keys: join(dir, 'keys.json'), audit: join(dir, `audit${suffix}.jsonl`), ledger: join(dir, `ledger${suffix}.jsonl`) };
+}
+
+/**
+ * A real victim that asks for API keys: writes the keys file into `dir` and starts the victim with it,
+ * its audit log and its ledger there. Victims started side by side share one keys file: it is written
+ * only when its text changes, so that a victim already reading it never meets it half-written.
+ */
+export async function startKeyedVictim(opts: KeyedVictimOptions): Promise<KeyedVictim> {
+  const files = keyedVictimFiles(opts.dir, opts.name);
+  const entries: readonly KeyEntry[] = isKeyList(opts.keys) ? opts.keys : Object.entries(opts.keys).map(([id, key]) => ({ id, key }));
+  const budgetOf = (id: string) => (typeof opts.budget === 'object' ? opts.budget[id] : opts.budget);
+  const text = JSON.stringify({ keys: entries.map((k) => ({ ...k, budget: k.budget ?? budgetOf(k.id) })) });
+  if (!existsSync(files.keys) || readFileSync(files.keys, 'utf8') !== text) writeFileSync(files.keys, text);
+  const args = ['--model', opts.model, '--keys', files.keys, '--audit-log', files.audit, '--ledger', files.ledger];
+  if (opts.rateLimit !== undefined) args.push('--rate-limit', String(opts.rateLimit));
+  const victim = await launch([...args, ...(opts.args ?? [])], opts.backend, opts.timeoutMs ?? 60_000);
+  return { ...victim, files };
 }
 
 /** The wrapper's exit code once the server exited by itself (after a signal sent to `pid`). */

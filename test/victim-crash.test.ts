@@ -1,5 +1,5 @@
 import { request } from 'node:http';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -7,7 +7,7 @@ import { initBackend } from '../shared/engine/backend.js';
 import { IMAGE_SIZE, loadMnist } from '../shared/datasets/index.js';
 import type { AuditEntry } from '../victim/store/audit.js';
 import { ensureTestVictim } from './fixtures.js';
-import { bearer, exited, labelUint8, ledgerTotal, readJsonl, startVictim, type TestVictim } from './victim-client.js';
+import { bearer, exited, keyedVictimFiles, labelUint8, ledgerTotal, readJsonl, startKeyedVictim, type TestVictim } from './victim-client.js';
 
 /** Durability: kill -9 under load loses no answered request, and budgets carry over a restart. */
 const KEY = 'dave-secret-0123456789abcdef';
@@ -16,15 +16,13 @@ let modelDir: string;
 let backend: string;
 let victim: TestVictim | undefined;
 const pixels = loadMnist('test').pixels;
-const paths = () => ({ audit: join(dir, 'audit.jsonl'), ledger: join(dir, 'ledger.jsonl') });
-const start = () =>
-  startVictim(['--model', modelDir, '--keys', join(dir, 'keys.json'), '--audit-log', paths().audit, '--ledger', paths().ledger, '--rate-limit', '0'], backend);
+const paths = () => keyedVictimFiles(dir);
+const start = () => startKeyedVictim({ dir, model: modelDir, backend, keys: [{ id: 'dave', key: KEY, budget: 1_000_000 }], rateLimit: 0 });
 
 beforeAll(async () => {
   modelDir = await ensureTestVictim();
   backend = (await initBackend()).backend;
   dir = mkdtempSync(join(tmpdir(), 'transferlab-victim-crash-'));
-  writeFileSync(join(dir, 'keys.json'), JSON.stringify({ keys: [{ id: 'dave', key: KEY, budget: 1_000_000 }] }));
 });
 
 afterAll(async () => {

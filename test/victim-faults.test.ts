@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,7 +8,7 @@ import { initBackend } from '../shared/engine/backend.js';
 import { IMAGE_SIZE, loadMnist } from '../shared/datasets/index.js';
 import type { AuditEntry } from '../victim/store/audit.js';
 import { ensureTestVictim } from './fixtures.js';
-import { bearer, exited, labelUint8, ledgerTotal, readJsonl, startVictim, type TestVictim } from './victim-client.js';
+import { bearer, exited, keyedVictimFiles, labelUint8, ledgerTotal, readJsonl, startKeyedVictim, type TestVictim } from './victim-client.js';
 
 /**
  * Faults found by probing the victim from outside, each reproduced as an outside client or an
@@ -35,16 +35,15 @@ afterAll(async () => {
   if (root) rmSync(root, { recursive: true, force: true });
 });
 
-/** A fresh folder with a keys file; `start` runs a real victim on its ledger and audit log. */
+/** A fresh folder; `start` runs a real victim with its keys file, ledger and audit log there. */
 function service(name: string) {
   const dir = join(root, name);
-  const paths = { dir, audit: join(dir, 'audit.jsonl'), ledger: join(dir, 'ledger.jsonl') };
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'keys.json'), JSON.stringify({ keys: Object.entries(KEYS).map(([id, key]) => ({ id, key, budget: 5000 })) }));
   return {
-    ...paths,
+    dir,
+    ...keyedVictimFiles(dir),
     async start(): Promise<TestVictim> {
-      const v = await startVictim(['--model', modelDir, '--keys', join(dir, 'keys.json'), '--audit-log', paths.audit, '--ledger', paths.ledger, '--rate-limit', '0'], backend);
+      const v = await startKeyedVictim({ dir, model: modelDir, backend, keys: KEYS, budget: 5000, rateLimit: 0 });
       running.add(v);
       return v;
     },

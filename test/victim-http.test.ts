@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -11,7 +11,7 @@ import { createRng } from '../shared/random.js';
 import { IMAGE_SIZE, imagesTensor, loadMnist } from '../shared/datasets/index.js';
 import type { AuditEntry } from '../victim/store/audit.js';
 import { ensureTestVictim } from './fixtures.js';
-import { bearer, bytes, call, labelUint8, ledgerTotal, readJsonl, startVictim, type Reply, type TestVictim } from './victim-client.js';
+import { bearer, bytes, call, labelUint8, ledgerTotal, readJsonl, startKeyedVictim, type Reply, type KeyedVictim } from './victim-client.js';
 
 /** The victim as a real process on a loopback port, serving a real trained model. */
 const KEYS = {
@@ -22,7 +22,7 @@ const KEYS = {
 const MAX_BATCH = 300;
 const N = 1000;
 
-let victim: TestVictim;
+let victim: KeyedVictim;
 let dir: string;
 let expected: Int32Array;
 const test = loadMnist('test');
@@ -38,14 +38,9 @@ beforeAll(async () => {
   x.dispose();
   model.dispose();
   dir = mkdtempSync(join(tmpdir(), 'transferlab-victim-http-'));
-  writeFileSync(
-    join(dir, 'keys.json'),
-    JSON.stringify({ keys: [{ id: 'alice', key: KEYS.alice, budget: 100_000 }, { id: 'bob', key: KEYS.bob, budget: 10 }, { id: 'carol', key: KEYS.carol, budget: 300 }] }),
-  );
-  victim = await startVictim(
-    ['--model', modelDir, '--keys', join(dir, 'keys.json'), '--audit-log', join(dir, 'audit.jsonl'), '--ledger', join(dir, 'ledger.jsonl'), '--max-batch', String(MAX_BATCH), '--rate-limit', '100000'],
-    backend,
-  );
+  victim = await startKeyedVictim({
+    dir, model: modelDir, backend, keys: KEYS, budget: { alice: 100_000, bob: 10, carol: 300 }, rateLimit: 100_000, args: ['--max-batch', String(MAX_BATCH)],
+  });
 });
 
 afterAll(async () => {
@@ -179,7 +174,7 @@ describe('victim over HTTP: malformed requests', () => {
       if (status === 405) expect(r.headers.get('allow')).toBeTruthy();
     }
     expect(problems).toEqual([]);
-    expect(ledgerTotal(join(dir, 'ledger.jsonl'), 'bob')).toBe(0);
+    expect(ledgerTotal(victim.files.ledger, 'bob')).toBe(0);
     // Still serving, and bob's budget is untouched: this single image is his first charge.
     const ok = await labelUint8(victim.url, pixels.subarray(0, IMAGE_SIZE), bearer(KEYS.bob));
     expect(ok.status).toBe(200);
@@ -188,12 +183,12 @@ describe('victim over HTTP: malformed requests', () => {
   });
 
   it('audits refusals, and never writes a key to the audit log, ledger or logs', () => {
-    const audit = readJsonl<AuditEntry>(join(dir, 'audit.jsonl'));
+    const audit = readJsonl<AuditEntry>(victim.files.audit);
     const bob = audit.filter((e) => e.keyId === 'bob');
     expect(bob.filter((e) => e.outcome === 'rejected').length).toBeGreaterThanOrEqual(25);
     expect(bob.filter((e) => e.outcome === 'answered').map((e) => e.images)).toEqual([1]);
     expect(audit.some((e) => e.keyId === null && e.code === 'invalid_api_key')).toBe(true);
-    const everything = readFileSync(join(dir, 'audit.jsonl'), 'utf8') + readFileSync(join(dir, 'ledger.jsonl'), 'utf8') + victim.output();
+    const everything = readFileSync(victim.files.audit, 'utf8') + readFileSync(victim.files.ledger, 'utf8') + victim.output();
     for (const key of Object.values(KEYS)) expect(everything).not.toContain(key);
     expect(victim.output()).toMatch(/"req":\{"id":"[^"]+","method":"POST","path":"\/v1\/label"\}/);
   });
@@ -227,8 +222,8 @@ describe('victim over HTTP: garbage', () => {
       if (r.status !== 200) expect(r.body.error?.code).toMatch(/^[a-z_]+$/);
     }
     // Bob's whole budget is 10: only answered garbage (if any) may have been charged.
-    const charged = ledgerTotal(join(dir, 'ledger.jsonl'), 'bob');
-    const answered = readJsonl<AuditEntry>(join(dir, 'audit.jsonl')).filter((e) => e.keyId === 'bob' && e.outcome === 'answered');
+    const charged = ledgerTotal(victim.files.ledger, 'bob');
+    const answered = readJsonl<AuditEntry>(victim.files.audit).filter((e) => e.keyId === 'bob' && e.outcome === 'answered');
     expect(charged).toBe(answered.reduce((s, e) => s + e.images, 0));
     expect(statuses.size).toBeGreaterThan(3);
   });
@@ -260,8 +255,8 @@ describe('victim over HTTP: budgets under concurrency', () => {
     expect(answered).toBeGreaterThan(budget - 13); // the race really drained the budget
     expect(refused).toBe(16);
     expect(maxUsed).toBe(answered);
-    expect(ledgerTotal(join(dir, 'ledger.jsonl'), 'carol')).toBe(answered);
-    const audited = readJsonl<AuditEntry>(join(dir, 'audit.jsonl')).filter((e) => e.keyId === 'carol' && e.outcome === 'answered');
+    expect(ledgerTotal(victim.files.ledger, 'carol')).toBe(answered);
+    const audited = readJsonl<AuditEntry>(victim.files.audit).filter((e) => e.keyId === 'carol' && e.outcome === 'answered');
     expect(audited.reduce((s, e) => s + e.images, 0)).toBe(answered);
   });
 });

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -9,7 +9,7 @@ import { IMAGE_SIZE, loadMnist } from '../shared/datasets/index.js';
 import { ensureTestVictim } from './fixtures.js';
 import { labelHead, malformedBodies, openSockets, rawExchange, rssMiB, settlesTo } from './raw-http.js';
 import type { AuditEntry } from '../victim/store/audit.js';
-import { ledgerTotal, readJsonl, type TestVictim, startVictim } from './victim-client.js';
+import { ledgerTotal, readJsonl, type KeyedVictim, startKeyedVictim } from './victim-client.js';
 
 /**
  * Malformed bodies must be answered (or their connection closed) at once, charge nothing and free
@@ -19,19 +19,13 @@ const ALICE = 'alice-secret-0123456789abcdef';
 const BOB = 'bob-secret-0123456789abcdef';
 const pixels = loadMnist('test').pixels;
 let root: string;
-let victim: TestVictim;
-let ledger: string;
+let victim: KeyedVictim;
 
 beforeAll(async () => {
   const modelDir = await ensureTestVictim();
   const { backend } = await initBackend();
   root = mkdtempSync(join(tmpdir(), 'transferlab-malformed-'));
-  ledger = join(root, 'ledger.jsonl');
-  writeFileSync(join(root, 'keys.json'), JSON.stringify({ keys: [{ id: 'alice', key: ALICE, budget: 100_000 }, { id: 'bob', key: BOB, budget: 100_000 }] }));
-  victim = await startVictim(
-    ['--model', modelDir, '--keys', join(root, 'keys.json'), '--audit-log', join(root, 'audit.jsonl'), '--ledger', ledger, '--rate-limit', '0', '--log-level', 'silent'],
-    backend,
-  );
+  victim = await startKeyedVictim({ dir: root, model: modelDir, backend, keys: { alice: ALICE, bob: BOB }, budget: 100_000, rateLimit: 0, args: ['--log-level', 'silent'] });
 });
 
 afterAll(async () => {
@@ -74,18 +68,18 @@ describe('malformed bodies never hold a connection', () => {
       }
     }
     // The audit log records what each client got, never an answer nobody received.
-    const audited = () => readJsonl<AuditEntry>(join(root, 'audit.jsonl')).filter((e) => e.keyId === 'alice');
+    const audited = () => readJsonl<AuditEntry>(victim.files.audit).filter((e) => e.keyId === 'alice');
     for (let i = 0; i < 40 && audited().length < 3; i++) await new Promise((r) => setTimeout(r, 50));
     expect(audited().map((e) => [e.outcome, e.status, e.images])).toEqual(statuses.map((s) => ['rejected', s, 0]));
     expect(await settlesTo(() => openSockets(victim.pid), baseline, 2000)).toBeLessThanOrEqual(baseline);
-    expect(ledgerTotal(ledger, 'alice')).toBe(0);
+    expect(ledgerTotal(victim.files.ledger, 'alice')).toBe(0);
   });
 
   it('a valid request pipelined before a malformed body gets its labels first, then the 400', async () => {
     const image = Buffer.from(pixels.subarray(0, IMAGE_SIZE * 3));
     const valid = Buffer.concat([Buffer.from(labelHead(BOB, [`Content-Length: ${image.length}`])), image]);
     const broken = malformedBodies(BOB, pixels)[0].bytes;
-    const chargedBefore = ledgerTotal(ledger, 'bob');
+    const chargedBefore = ledgerTotal(victim.files.ledger, 'bob');
     const { hostname, port } = new URL(victim.url);
     const text = await new Promise<string>((resolve, reject) => {
       let got = '';
@@ -98,14 +92,14 @@ describe('malformed bodies never hold a connection', () => {
     const statuses = [...text.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => Number(m[1]));
     expect(statuses).toEqual([200, 400]);
     expect(text).toContain('invalid chunk size');
-    expect(ledgerTotal(ledger, 'bob') - chargedBefore).toBe(3);
+    expect(ledgerTotal(victim.files.ledger, 'bob') - chargedBefore).toBe(3);
   });
 
   it('500 at once: every one answered, well-formed clients still served correctly, sockets back to baseline', async () => {
     // The labels each image gets when the service is quiet, to check the answers under load against.
     const reference = await labelOnce(victim.url, 0, 80);
     expect(reference.status).toBe(200);
-    const chargedBefore = ledgerTotal(ledger, 'bob');
+    const chargedBefore = ledgerTotal(victim.files.ledger, 'bob');
     const baseline = openSockets(victim.pid);
     const rssBefore = rssMiB(victim.pid);
 
@@ -130,8 +124,8 @@ describe('malformed bodies never hold a connection', () => {
     expect(unanswered).toBe(0);
     expect(malformed.filter((o) => o.status !== undefined && (o.status < 400 || o.status >= 500))).toEqual([]);
     for (const a of served.flat()) expect([a.status, a.labels]).toEqual([200, [reference.labels![a.image]]]);
-    expect(ledgerTotal(ledger, 'alice')).toBe(0);
-    expect(ledgerTotal(ledger, 'bob') - chargedBefore).toBe(80);
+    expect(ledgerTotal(victim.files.ledger, 'alice')).toBe(0);
+    expect(ledgerTotal(victim.files.ledger, 'bob') - chargedBefore).toBe(80);
     expect(await settlesTo(() => openSockets(victim.pid), baseline, 3000)).toBeLessThanOrEqual(baseline);
     // 500 connections' buffers must not stay behind (generous: GC need not have run).
     expect(rssMiB(victim.pid) - rssBefore).toBeLessThan(64);

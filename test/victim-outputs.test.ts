@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Ajv2020 } from 'ajv/dist/2020.js';
@@ -15,7 +15,7 @@ import { MicroBatcher } from '../victim/http/batcher.js';
 import { startServer } from '../victim/http/server.js';
 import { openServedModel, type ServedModel } from '../victim/model/served-model.js';
 import { ensureTestVictim } from './fixtures.js';
-import { bearer, bytes, readJsonl, startVictim } from './victim-client.js';
+import { bearer, bytes, keyedVictimFiles, readJsonl, startKeyedVictim } from './victim-client.js';
 import { main as victimMain } from '../victim/cli.js';
 import { BlacklightDetector } from '../victim/detect/blacklight.js';
 import { detectorSet } from '../victim/detect/detectors.js';
@@ -73,15 +73,13 @@ beforeAll(async () => {
   const modelDir = await ensureTestVictim();
   const backend = (await initBackend()).backend;
   dir = mkdtempSync(join(tmpdir(), 'transferlab-outputs-'));
-  writeFileSync(join(dir, 'keys.json'), JSON.stringify({ keys: [{ id: 'k', key: KEY, budget: 1000 }] }));
   await Promise.all(
     (Object.keys(POLICIES) as Policy[]).map(async (p) => {
       if (IN_PROCESS.includes(p)) return void (victims[p] = await inProcess(modelDir, p));
-      const files = ['--audit-log', join(dir, `${p}-audit.jsonl`), '--ledger', join(dir, `${p}-ledger.jsonl`)];
-      victims[p] = await startVictim(
-        ['--model', modelDir, '--keys', join(dir, 'keys.json'), ...files, '--protocol', 'transferlab,oip,tfserving', '--rate-limit', '0', '--log-level', 'warn', ...POLICIES[p]],
-        backend,
-      );
+      victims[p] = await startKeyedVictim({
+        dir, model: modelDir, backend, name: p, keys: [{ id: 'k', key: KEY, budget: 1000 }], rateLimit: 0,
+        args: ['--protocol', 'transferlab,oip,tfserving', '--log-level', 'warn', ...POLICIES[p]],
+      });
     }),
   );
 }, 180_000);
@@ -239,7 +237,7 @@ describe('budgets, keys, idempotency and the audit log: the same on every route'
     expect(again.headers.get(HEADERS.idempotentReplayed)).toBe('true');
     expect(again.body.outputs).toEqual(first.body.outputs);
     expect(await used(base)).toBe(expected + N);
-    const audit = readJsonl<{ route?: string; outcome: string; images: number }>(join(dir, 'label-audit.jsonl')).filter((e) => 'outcome' in e);
+    const audit = readJsonl<{ route?: string; outcome: string; images: number }>(keyedVictimFiles(dir, 'label').audit).filter((e) => 'outcome' in e);
     // The policy tests asked once before this test, then the steps above, then the first of the idempotent pair.
     expect(audit.filter((e) => e.route === 'oip' && e.outcome === 'answered').map((e) => e.images)).toEqual([N, N, N]);
     expect(audit.some((e) => e.route === 'oip' && e.outcome === 'replayed')).toBe(true);

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,7 +10,7 @@ import type { AuditEntry } from '../victim/store/audit.js';
 import { NODE_TS, ROOT } from '../victim/spawn.js';
 import { ensureTestVictim } from './fixtures.js';
 import { labelHead, rawExchange } from './raw-http.js';
-import { ledgerTotal, readJsonl, startVictim, type TestVictim } from './victim-client.js';
+import { ledgerTotal, readJsonl, startKeyedVictim, type KeyedVictim } from './victim-client.js';
 
 /**
  * Each of the victim's connection timeouts, set small through its CLI flags so they can be watched
@@ -20,17 +20,13 @@ const KEY = 'timeout-secret-0123456789abcdef';
 const image = Buffer.from(loadMnist('test').pixels.subarray(0, IMAGE_SIZE));
 const TIMEOUTS = ['--headers-timeout', '0.5', '--request-timeout', '1', '--keep-alive-timeout', '0.5'];
 let root: string;
-let victim: TestVictim;
+let victim: KeyedVictim;
 
 beforeAll(async () => {
   const modelDir = await ensureTestVictim();
   const { backend } = await initBackend();
   root = mkdtempSync(join(tmpdir(), 'transferlab-timeouts-'));
-  writeFileSync(join(root, 'keys.json'), JSON.stringify({ keys: [{ id: 'slow', key: KEY, budget: 1000 }] }));
-  victim = await startVictim(
-    ['--model', modelDir, '--keys', join(root, 'keys.json'), '--audit-log', join(root, 'audit.jsonl'), '--ledger', join(root, 'ledger.jsonl'), '--rate-limit', '0', '--log-level', 'silent', ...TIMEOUTS],
-    backend,
-  );
+  victim = await startKeyedVictim({ dir: root, model: modelDir, backend, keys: [{ id: 'slow', key: KEY, budget: 1000 }], rateLimit: 0, args: ['--log-level', 'silent', ...TIMEOUTS] });
 });
 
 afterAll(async () => {
@@ -66,10 +62,10 @@ describe('connection timeouts (CLI flags, small values)', () => {
     expect(got.body?.error?.message).toContain('whole request within 1 s');
     expect(got.ms).toBeGreaterThan(900);
     expect(got.ms).toBeLessThan(2000);
-    const audited = () => readJsonl<AuditEntry>(join(root, 'audit.jsonl')).filter((e) => e.keyId === 'slow' && e.status === 408);
+    const audited = () => readJsonl<AuditEntry>(victim.files.audit).filter((e) => e.keyId === 'slow' && e.status === 408);
     for (let i = 0; i < 40 && audited().length === 0; i++) await new Promise((r) => setTimeout(r, 50));
     expect(audited().map((e) => [e.outcome, e.code, e.images])).toEqual([['rejected', 'request_timeout', 0]]);
-    expect(ledgerTotal(join(root, 'ledger.jsonl'), 'slow')).toBe(0);
+    expect(ledgerTotal(victim.files.ledger, 'slow')).toBe(0);
   });
 
   it('a slow body that finishes within --request-timeout is labelled', async () => {
