@@ -1,9 +1,8 @@
 /**
  * Convolutions and their gradients on the wasm backend as im2col + GEMM (shared/engine/kernels/patches.wat, gemm.wat), run by the
- * pool (wasm-pool.ts). The batch is cut into two fixed parts, each into chunks whose packed patches fit in
- * L2 while the product reads them. A filter gradient sums its parts' chunks in order, one part per thread;
- * the other passes' chunks are independent and go to whichever thread is free (runChunks). Fixed either
- * way, so results do not depend on how many threads ran them.
+ * pool (wasm-pool.ts). The batch is cut into two fixed parts, one per thread; fixed, so results do not
+ * depend on how many threads ran them. Each part goes through chunks whose packed patches fit in L2
+ * while the product reads them.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
@@ -130,20 +129,19 @@ export function convForward(backend: BackendWasm, kit: Pool, x: TensorInfo, filt
   const { geo, imgBytes } = geometry(info);
   const aligned = (info.filterWidth * info.inChannels) % 4 === 0;
   const oneChannel = info.inChannels === 1 && info.strideWidth === 1;
-  const list = chunks(nb, oh * ow * taps * 4).flat();
-  const perThread = roundUp((list[0][1] - list[0][0]) * oh * ow) * taps * 4;
-  const cols = backend.makeOutput([Math.min(2, list.length) * perThread / 4], 'float32');
+  const plan = chunks(nb, oh * ow * taps * 4);
+  const perPart = roundUp(Math.max(...plan.map((c) => c[0][1] - c[0][0])) * oh * ow) * taps * 4;
+  const cols = backend.makeOutput([plan.length * perPart / 4], 'float32');
   const [xo, wo, yo, colo] = [xp, wp, out, cols].map((t) => offset(backend, t));
   const g = { b: wo, n: co, kn: taps, bRow: NR * 4, bPanel: taps * NR * 4, mode: bias ? 2 : 0, bias: bias ? offset(backend, bias) : 0, relu };
-  // Each chunk writes its own images' outputs: independent, so either thread may take any of them.
-  kit.runChunks(list.length, (i, thread) => {
-    const [s, e] = list[i], c = colo + thread * perThread, m = (e - s) * oh * ow;
+  kit.run(plan.map((list, part) => list.flatMap(([s, e]): Call[] => {
+    const c = colo + part * perPart, m = (e - s) * oh * ow;
     const at = { x: xo + s * imgBytes, dst: c, nb: e - s, ...geo };
     const patches = aligned ? kernelCall('im2col4', { ...at, count: m })
       : oneChannel ? kernelCall('im2col1', { ...at, count: m })
         : kernelCall('im2colS', { ...at, P1: taps * 16, Q1: 4, P2: 64, Q2: 16, back: 0 });
     return [patches, ...product(m, c, yo + s * oh * ow * co * 4, co * 4, g)];
-  });
+  })));
   free(backend, wp, cols);
   if (xp !== x) free(backend, xp);
   return out;
@@ -186,23 +184,22 @@ export function convInputGrad(backend: BackendWasm, kit: Pool, dy: TensorInfo, f
   const { hp, wp, geo, imgBytes } = geometry(info);
   const full = backend.makeOutput([nb, hp, wp, ci], 'float32');
   const wt = panels(backend, co, n, filter, (k, j) => j * co + k, taps);
-  const list = chunks(nb, oh * ow * n * 4).flat();
-  const images = list[0][1] - list[0][0];
-  const perThread = (images * oh * ow * n + roundUp(images * oh * ow) * co) * 4;
-  const cols = backend.makeOutput([Math.min(2, list.length) * perThread / 4], 'float32');
+  const plan = chunks(nb, oh * ow * n * 4);
+  const images = Math.max(...plan.map((c) => c[0][1] - c[0][0]));
+  const perPart = (images * oh * ow * n + roundUp(images * oh * ow) * co) * 4;
+  const cols = backend.makeOutput([plan.length * perPart / 4], 'float32');
   backend.typedArrayFromHeap(full).fill(0);
   const [dyo, wo, dxo, colo] = [dy, wt, full, cols].map((t) => offset(backend, t));
   const g = { b: wo, n, kn: co, bRow: NR * 4, bPanel: co * NR * 4 };
-  // dy rows are packed into A panels by im2col4 over a 1 x rows "image" with 1x1 "patches". Each chunk adds
-  // into its own images only: independent, so either thread may take any of them.
-  kit.runChunks(list.length, (i, thread) => {
-    const [s, e] = list[i], c = colo + thread * perThread, packed = c + images * oh * ow * n * 4, m = (e - s) * oh * ow;
+  // dy rows are packed into A panels by im2col4 over a 1 x rows "image" with 1x1 "patches".
+  kit.run(plan.map((list, part) => list.flatMap(([s, e]): Call[] => {
+    const c = colo + part * perPart, packed = c + images * oh * ow * n * 4, m = (e - s) * oh * ow;
     const at = { x: dxo + s * imgBytes, dst: c, nb: e - s, ...geo };
     const back = aligned ? kernelCall('col2im', { ...at, unused: 0 })
       : kernelCall('im2colS', { ...at, P1: 16 * n, Q1: 4 * n, P2: 16, Q2: 4, back: 1 });
     return [kernelCall('im2col4', { x: dyo + s * oh * ow * co * 4, dst: packed, ...matrixAsImage(m, co * 4), count: m }),
       ...product(m, packed, c, n * 4, g), back];
-  });
+  })));
   free(backend, wt, cols);
   if (hp === h && wp === w) return full;
   const out = run(backend, 'Slice', { x: full }, { begin: [0, p.top, p.left, 0], size: [nb, h, w, ci] });

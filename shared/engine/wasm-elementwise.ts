@@ -1,12 +1,12 @@
 /**
  * Add, Sub, Multiply, RealDiv, Relu, Step, Square and Sqrt on float32 through the SIMD lanes of
- * shared/engine/kernels/lanes.wat, in chunks either of the pool's two threads takes; shapes they do not cover (other broadcasts, odd
+ * shared/engine/kernels/lanes.wat, split over the pool's two threads; shapes they do not cover (other broadcasts, odd
  * lengths, small tensors, other dtypes) go to the stock kernel.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { callStock } from './wasm-conv.js';
-import { kernelCall, offset, parts, poolFor, type Call } from './wasm-pool.js';
+import { kernelCall, offset, poolFor, twoParts, type Call } from './wasm-pool.js';
 import type { BinaryOp, UnaryOp } from './wasm-modules.js';
 
 type TensorInfo = tf.TensorInfo;
@@ -15,8 +15,6 @@ type Args = { inputs: Record<string, TensorInfo>; backend: BackendWasm; attrs?: 
 /** Below this many floats the stock kernel's lower call overhead wins. */
 const MIN_SIZE = 4096;
 const size = (t: TensorInfo): number => tf.util.sizeFromShape(t.shape);
-/** Chunks an op is cut into; every element is its own, so either thread may take any chunk. */
-const LANE_CHUNKS = 8;
 
 
 export const BINARY_KERNELS: Record<string, BinaryOp> = { Add: 'add', Sub: 'sub', Multiply: 'mul', RealDiv: 'div' };
@@ -43,15 +41,14 @@ export function makeBinary(op: BinaryOp, stock: tf.KernelFunc) {
     const { kind, row } = plan;
     const isBias = kind === 'vv' && !same;
     // Rows of `row` floats (a bias is re-read from its start on every row); else groups of 4 floats.
-    const list = parts(size(out) / row, LANE_CHUNKS);
-    kit.runChunks(list.length, (i): Call[] => {
-      const [s, e] = list[i], at = s * row * 4;
+    kit.run(twoParts(size(out) / row).map(([s, e]): Call[] => {
+      const at = s * row * 4;
       const flat = { rows: 1, rowBytes: (e - s) * row * 4, bRow: 0 };
       if (kind === 'vs') return [kernelCall(f, { a: xo + at, b: yo, out: oo + at, ...flat })];
       if (kind === 'sv') return [kernelCall(f, { a: xo, b: yo + at, out: oo + at, ...flat })];
       return isBias ? [kernelCall(f, { a: xo + at, b: yo, out: oo + at, rows: e - s, rowBytes: row * 4, bRow: 0 })]
         : [kernelCall(f, { a: xo + at, b: yo + at, out: oo + at, ...flat })];
-    });
+    }));
     return out;
   };
 }
@@ -67,8 +64,7 @@ export function makeUnary(op: UnaryOp, stock: tf.KernelFunc) {
     if (!kit) return callStock(stock, args);
     const out = backend.makeOutput(x.shape, 'float32');
     const [xo, oo] = [x, out].map((t) => offset(backend, t));
-    const list = parts(n / 4, LANE_CHUNKS);
-    kit.runChunks(list.length, (i) => [kernelCall(op, { x: xo + list[i][0] * 16, out: oo + list[i][0] * 16, bytes: (list[i][1] - list[i][0]) * 16 })]);
+    kit.run(twoParts(n / 4).map(([s, e]): Call[] => [kernelCall(op, { x: xo + s * 16, out: oo + s * 16, bytes: (e - s) * 16 })]));
     return out;
   };
 }

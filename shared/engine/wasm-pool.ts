@@ -1,9 +1,8 @@
 /**
  * The project's SIMD kernels (shared/engine/kernels/*.wat, loaded by wasm-modules.ts) bound to the backend's
  * memory, and a helper thread that runs the same modules on the same (shared) memory: a kernel cuts its
- * work into two fixed parts, runs one here and hands the other over (Atomics, no copies), or into a list of
- * independent chunks both threads take from (runChunks). Fixed parts and chunks, so results never depend on
- * whether the helper is up or which thread ran what.
+ * work into two fixed parts, runs one here and hands the other over (Atomics, no copies). Fixed parts,
+ * so results never depend on whether the helper is up.
  */
 import v8 from 'node:v8';
 import { Worker } from 'node:worker_threads';
@@ -21,23 +20,9 @@ export function twoParts(n: number): Array<[number, number]> {
   return ([[0, half], [half, n]] as Array<[number, number]>).filter(([s, e]) => e > s);
 }
 
-/** `n` units cut into at most `k` fixed parts [start, end) of ⌈n/k⌉ (chunks for runChunks). */
-export function parts(n: number, k: number): Array<[number, number]> {
-  const size = Math.max(1, Math.ceil(n / k)), out: Array<[number, number]> = [];
-  for (let s = 0; s < n; s += size) out.push([s, Math.min(n, s + size)]);
-  return out;
-}
-
 export interface Pool {
   /** Runs plans[0] here and plans[1] on the helper thread (or here after plans[0] if it is not up). */
   run(plans: Call[][]): void;
-  /**
-   * Runs `count` independent chunks on both threads, each thread taking the next one left from its end of
-   * the list (this one from the front, the helper from the back), so neither waits while the other still has
-   * work queued; `calls(i, thread)` are chunk i's calls with that thread's own scratch (0 here, 1 the helper).
-   * The chunks and their calls are fixed, so results do not depend on which thread ran which.
-   */
-  runChunks(count: number, calls: (chunk: number, thread: 0 | 1) => Call[]): void;
   /** Whether the helper thread is up (always true when there is none to wait for). */
   ready(): boolean;
   fma: boolean;
@@ -104,27 +89,14 @@ const ex = Object.assign({}, ...modules.map((m) => new WebAssembly.Instance(m, {
 const fns = names.map((n) => ex[n]);
 Atomics.store(ctl, 2, 1);
 let seen = 0;
-const calls = (p, n) => {
-  for (let c = 0; c < n; c++) {
-    const argc = ctl[p + 1];
-    fns[ctl[p]](...ctl.subarray(p + 2, p + 2 + argc));
-    p += 2 + argc;
-  }
-};
 for (;;) {
   Atomics.wait(ctl, 0, seen);
   seen = Atomics.load(ctl, 0);
   try {
-    if (ctl[3] >= 0) calls(4, ctl[3]);
-    else {
-      // Shared chunks: claim the last one left (word 4 holds front | back << 16); chunk i's calls start
-      // at ctl[8 + 2i] and number ctl[9 + 2i].
-      for (;;) {
-        const w = Atomics.load(ctl, 4), f = w & 0xffff, b = w >>> 16;
-        if (f >= b) break;
-        if (Atomics.compareExchange(ctl, 4, w, f | ((b - 1) << 16)) !== w) continue;
-        calls(ctl[8 + 2 * (b - 1)], ctl[9 + 2 * (b - 1)]);
-      }
+    for (let c = 0, p = 4; c < ctl[3]; c++) {
+      const argc = ctl[p + 1];
+      fns[ctl[p]](...ctl.subarray(p + 2, p + 2 + argc));
+      p += 2 + argc;
     }
     Atomics.store(ctl, 1, seen);
   } catch (e) {
@@ -132,10 +104,6 @@ for (;;) {
   }
   Atomics.notify(ctl, 1);
 }`;
-
-/** The words of the control block the helper reads its calls from (256 KiB), and the most chunks one run hands over. */
-const CTL_WORDS = 1 << 16;
-const MAX_CHUNKS = 0x7fff;
 
 const cache = new WeakMap<object, Pool | null>();
 let helperOn = true;
@@ -164,77 +132,41 @@ function start(mem: WebAssembly.Memory): Pool {
   const { modules, fma } = compile(shared);
   const fns = instantiate(modules, mem);
   const local = (calls: Call[]): void => { for (const [f, ...args] of calls) fns[f](...args); };
-  const ctl = shared ? new Int32Array(new SharedArrayBuffer(4 * CTL_WORDS)) : null;
+  const ctl = shared ? new Int32Array(new SharedArrayBuffer(4 * 4096)) : null;
   if (ctl) {
     const helper = new Worker(HELPER, { eval: true, workerData: { modules, mem, ctl: ctl.buffer, names: KERNEL_NAMES } });
     helper.unref();
     helper.on('error', (e) => console.warn(`wasm: pool helper thread stopped (${String(e)})`));
   }
-  const helperUp = (): boolean => ctl !== null && helperOn && Atomics.load(ctl, 2) === 1;
-  /** Writes calls from ctl[p] on (function, argument count, arguments); the word after the last one. */
-  const write = (c: Int32Array, p: number, calls: Call[]): number => {
-    for (const [f, ...args] of calls) {
-      c[p] = f;
-      c[p + 1] = args.length;
-      c.set(args, p + 2);
-      p += 2 + args.length;
-    }
-    return p;
-  };
   let seq = 0;
-  /** Wakes the helper on what ctl now holds, runs `mine` here, and waits for the helper to finish. */
-  const together = (c: Int32Array, mine: () => void): void => {
-    seq = (seq % 0x3fffffff) + 1;
-    Atomics.store(c, 0, seq);
-    Atomics.notify(c, 0);
-    mine();
-    const t0 = Date.now();
-    for (let done = Atomics.load(c, 1); done !== seq; done = Atomics.load(c, 1)) {
-      if (done === -seq) throw new Error('wasm pool helper thread failed');
-      if (Date.now() - t0 > 60_000) throw new Error('wasm pool helper thread stopped answering');
-      Atomics.wait(c, 1, done, 1000);
-    }
-  };
   const run = (plans: Call[][]): void => {
     const [mine, theirs = []] = plans;
     const words = theirs.reduce((s, c) => s + c.length + 1, 4);
-    if (!ctl || !helperUp() || theirs.length === 0 || words > ctl.length) {
+    if (!ctl || !helperOn || Atomics.load(ctl, 2) !== 1 || theirs.length === 0 || words > ctl.length) {
       local(mine);
       local(theirs);
       return;
     }
-    write(ctl, 4, theirs);
+    let p = 4;
+    for (const [f, ...args] of theirs) {
+      ctl[p] = f;
+      ctl[p + 1] = args.length;
+      ctl.set(args, p + 2);
+      p += 2 + args.length;
+    }
     ctl[3] = theirs.length;
-    together(ctl, () => local(mine));
-  };
-  const runChunks = (count: number, calls: (chunk: number, thread: 0 | 1) => Call[]): void => {
-    if (!ctl || !helperUp() || count < 2 || count > MAX_CHUNKS) {
-      for (let i = 0; i < count; i++) local(calls(i, 0));
-      return;
+    seq = (seq % 0x3fffffff) + 1;
+    Atomics.store(ctl, 0, seq);
+    Atomics.notify(ctl, 0);
+    local(mine);
+    const t0 = Date.now();
+    for (let done = Atomics.load(ctl, 1); done !== seq; done = Atomics.load(ctl, 1)) {
+      if (done === -seq) throw new Error('wasm pool helper thread failed');
+      if (Date.now() - t0 > 60_000) throw new Error('wasm pool helper thread stopped answering');
+      Atomics.wait(ctl, 1, done, 1000);
     }
-    // The helper's calls for every chunk (it may claim any), after a table of where each one starts.
-    let p = 8 + 2 * count;
-    for (let i = 0; i < count; i++) {
-      const mine = calls(i, 1);
-      if (p + mine.reduce((s, c) => s + c.length + 1, 0) > ctl.length) {
-        for (let j = 0; j < count; j++) local(calls(j, 0)); // too many calls to hand over: all here
-        return;
-      }
-      ctl[8 + 2 * i] = p;
-      ctl[9 + 2 * i] = mine.length;
-      p = write(ctl, p, mine);
-    }
-    ctl[3] = -1;
-    Atomics.store(ctl, 4, count << 16);
-    together(ctl, () => {
-      for (;;) {
-        const w = Atomics.load(ctl, 4), f = w & 0xffff, b = w >>> 16;
-        if (f >= b) return;
-        if (Atomics.compareExchange(ctl, 4, w, (f + 1) | (b << 16)) === w) local(calls(f, 0));
-      }
-    });
   };
-  return { run, runChunks, fma, ready: () => !ctl || Atomics.load(ctl, 2) === 1 };
+  return { run, fma, ready: () => !ctl || Atomics.load(ctl, 2) === 1 };
 }
 
 /** Resolves once the helper thread has started (immediately when there is none). */

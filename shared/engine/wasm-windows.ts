@@ -5,11 +5,8 @@
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { callStock } from './wasm-conv.js';
-import { kernelCall, offset, parts, poolFor, twoParts, type Call } from './wasm-pool.js';
+import { kernelCall, offset, poolFor, twoParts, type Call } from './wasm-pool.js';
 import type { KernelArgs } from './wasm-modules.js';
-
-/** Chunks a pooling pass is cut into (a batch of 128: 16 images each). */
-const POOL_CHUNKS = 8;
 
 type TensorInfo = tf.TensorInfo;
 type Args = { inputs: Record<string, TensorInfo>; backend: BackendWasm; attrs: Record<string, unknown> };
@@ -41,12 +38,8 @@ export function makeMaxPool(stock: tf.KernelFunc) {
     const out = backend.makeOutput(info.outShape, 'float32');
     const [xo, yo] = [x, out].map((t) => offset(backend, t));
     const inImg = info.inHeight * info.inWidth * info.inChannels * 4, outImg = info.outHeight * info.outWidth * info.outChannels * 4;
-    // Images are independent: chunks either thread may take, so neither waits while the other has some left.
-    const list = parts(info.batchSize, POOL_CHUNKS);
-    kit.runChunks(list.length, (i) => {
-      const [s, e] = list[i];
-      return [kernelCall('maxPool', { x: xo + s * inImg, y: yo + s * outImg, ...windowArgs(info, s, e) })];
-    });
+    kit.run(twoParts(info.batchSize).map(([s, e]): Call[] =>
+      [kernelCall('maxPool', { x: xo + s * inImg, y: yo + s * outImg, ...windowArgs(info, s, e) })]));
     return out;
   };
 }
@@ -67,11 +60,8 @@ export function makeMaxPoolGrad(fallback: (args: Args) => TensorInfo) {
     if (oh * fh !== h || ow * fw !== w) backend.typedArrayFromHeap(out).fill(0); // rows/cols no window covers
     const [xo, yo, go, dxo] = [input, output, dy, out].map((t) => offset(backend, t));
     const inImg = h * w * info.inChannels * 4, outImg = oh * ow * info.outChannels * 4;
-    const list = parts(info.batchSize, POOL_CHUNKS);
-    kit.runChunks(list.length, (i) => {
-      const [s, e] = list[i];
-      return [kernelCall('maxPoolGrad', { x: xo + s * inImg, y: yo + s * outImg, ...windowArgs(info, s, e), dy: go + s * outImg, dx: dxo + s * inImg })];
-    });
+    kit.run(twoParts(info.batchSize).map(([s, e]): Call[] =>
+      [kernelCall('maxPoolGrad', { x: xo + s * inImg, y: yo + s * outImg, ...windowArgs(info, s, e), dy: go + s * outImg, dx: dxo + s * inImg })]));
     return out;
   };
 }
