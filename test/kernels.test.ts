@@ -138,7 +138,7 @@ describe('the helper thread changes nothing but speed', () => {
         tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { strides: 1, pad: 'valid', dataFormat: 'NHWC', filterShape: [3, 3, 32, 64] }) as tf.Tensor,
         tf.engine().runKernel('Conv2DBackpropInput', { dy, filter: f }, { strides: 1, pad: 'valid', dataFormat: 'NHWC', inputShape: [6, 13, 13, 32] }) as tf.Tensor,
         tf.matMul(a, w), tf.matMul(a, a.matMul(w), true, false), tf.sum(dy, [0, 1, 2]),
-        // Chunks either thread may take (runChunks): pooling and its gradient over 24 images.
+        // Max pooling and its gradient over 24 images (two halves of 12).
         ...(() => {
           const p = tf.tensor4d(randoms(24 * 12 * 12 * 16, 56), [24, 12, 12, 16]);
           return [tf.maxPool(p, 2, 2, 'valid'), tf.grad((v) => tf.maxPool(v as tf.Tensor4D, 2, 2, 'valid').square().sum())(p)];
