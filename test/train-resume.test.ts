@@ -11,7 +11,8 @@ import { trainVictim, type VictimTrainConfig } from '../victim/train/train.js';
 /**
  * An interrupted victim training resumes from its checkpoint and ends with exactly the weights of a
  * run never interrupted: mid-epoch and at an epoch's start, with dropout (the seeded global stream),
- * and under FGSM-RS and TRADES with the overfitting guard (the attack's seeded starts, the guard's readings).
+ * and under FGSM-RS and TRADES with the overfitting guard (the attack's seeded starts, the guard's readings;
+ * TRADES with the weight average too).
  */
 let dir: string;
 beforeAll(async () => {
@@ -44,6 +45,7 @@ function guarded(recipe: 'fgsm-rs' | 'trades'): () => Omit<VictimTrainConfig, 'o
       arch: 'lenet', epochs: 2, batchSize: 50, learningRate: 0.003, seed: 3, limit: 600, schedule: 'one-cycle', epsilonWarmup: 0.5,
       defence: defence.metadata, transformBatch: defence.transformBatch, batchLoss: defence.batchLoss, attack: defence,
       guard: { epsilon: 0.2, images: 100, steps: 3, checksPerEpoch: 2 },
+      ...(recipe === 'trades' ? { weightAverage: 0.9 } : {}),
     };
   };
 }
@@ -51,8 +53,9 @@ function guarded(recipe: 'fgsm-rs' | 'trades'): () => Omit<VictimTrainConfig, 'o
 const recipes: Record<string, () => Omit<VictimTrainConfig, 'out'>> = {
   'paper-cnn with dropout': () => ({ arch: 'paper-cnn', epochs: 2, batchSize: 50, learningRate: 0.002, seed: 3, limit: 500 }),
   'lenet under FGSM-RS with the guard': guarded('fgsm-rs'),
-  // TRADES changes the loss, not the batch: its seeded starts must replay through batchLoss too.
-  'lenet under TRADES with the guard': guarded('trades'),
+  // TRADES changes the loss, not the batch: its seeded starts must replay through batchLoss too. It also
+  // keeps a weight average, which must go on from the checkpoint's.
+  'lenet under TRADES with the guard and the weight average': guarded('trades'),
 };
 
 describe.each(Object.keys(recipes))('resuming victim training: %s', (name) => {
@@ -72,6 +75,7 @@ describe.each(Object.keys(recipes))('resuming victim training: %s', (name) => {
     expect(b.weightsSha256).toBe(a.weightsSha256);
     expect(b.testAccuracy).toBe(a.testAccuracy);
     expect(b.guard).toEqual(a.guard);
+    expect(b.weightAverage).toEqual(a.weightAverage);
     expect(b.resumedAt).toEqual({ epoch: 1, batch: 0 });
     expect(existsSync(checkpointDirOf(out))).toBe(false);
   }, 120_000);

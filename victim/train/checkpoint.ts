@@ -4,13 +4,14 @@ import { TransferlabError } from '../../shared/errors.js';
 import type { Array32, OptimizerState } from '../../shared/model/optimizer-state.js';
 import type { TrainPosition } from '../../shared/model/training.js';
 import type { GuardState } from './guard.js';
+import type { AverageState } from '../../shared/model/weight-average.js';
 
 /**
  * The checkpoint of a victim training run in progress: a folder `<out>.training` beside the model
  * folder, replaced atomically at every checkpoint and removed once the model is saved. It holds what
  * a resumed run needs to go on exactly as the interrupted one would have (same weights at the end,
  * bit for bit): the model's weights, Adam's state, the loop's position and running sums, how far the
- * seeded global random stream had got, the training attack's step and the overfitting guard's state.
+ * seeded global random stream had got, the training attack's step, the overfitting guard's state and the weight average.
  * The arrays go to one binary file, everything else to state.json; a run resumes only under the
  * settings that made the checkpoint (the fingerprint).
  */
@@ -22,6 +23,8 @@ export interface TrainingCheckpoint {
   weights: Array32[];
   optimizer: OptimizerState;
   guard: GuardState | null;
+  /** The weight average so far (--weight-average), absent in checkpoints without one. */
+  average?: AverageState | null;
 }
 
 export const checkpointDirOf = (out: string): string => join(dirname(out), `${basename(out)}.training`);
@@ -45,6 +48,7 @@ export function writeCheckpoint(dir: string, cp: TrainingCheckpoint): void {
     weights: cp.weights.map(ref),
     optimizer: { iterations: cp.optimizer.iterations, accBeta1: cp.optimizer.accBeta1, accBeta2: cp.optimizer.accBeta2, moments: cp.optimizer.moments.map((m) => ({ name: m.name, ...ref(m) })) },
     guard: cp.guard && { readings: cp.guard.readings, collapses: cp.guard.collapses, best: cp.guard.best && { reading: cp.guard.best.reading, weights: cp.guard.best.weights.map(ref) } },
+    average: cp.average ? { updates: cp.average.updates, weights: cp.average.weights.map(ref) } : null,
     lengths: [] as number[],
   };
   state.lengths = arrays.map((a) => a.values.length);
@@ -94,6 +98,7 @@ export function readCheckpoint(dir: string): TrainingCheckpoint {
     weights: state.weights.map(deref),
     optimizer: { iterations: state.optimizer.iterations, accBeta1: state.optimizer.accBeta1, accBeta2: state.optimizer.accBeta2, moments: state.optimizer.moments.map((m: { name: string; shape: number[]; index: number }) => ({ name: m.name, ...deref(m) })) },
     guard: state.guard && { readings: state.guard.readings, collapses: state.guard.collapses, best: state.guard.best && { reading: state.guard.best.reading, weights: state.guard.best.weights.map(deref) } },
+    average: state.average ? { updates: state.average.updates, weights: state.average.weights.map(deref) } : null,
   };
 }
 

@@ -52,6 +52,7 @@ export async function main(argv: string[]): Promise<number> {
       guard: { type: 'boolean', describe: `catastrophic-overfitting guard (default: on with ${ROBUST_RECIPES.join(', ')}, off otherwise)` },
       'guard-images': { type: 'number', default: GUARD_DEFAULTS.images, describe: 'training images held back for the guard' },
       'guard-checks': { type: 'number', default: GUARD_DEFAULTS.checksPerEpoch, describe: 'guard checks per epoch (the last closes the epoch)' },
+      'weight-average': { type: 'number', describe: 'keep an exponential moving average of the weights with this decay (e.g. 0.999) and save it instead of the last weights (default: off)' },
       'guard-drop': { type: 'number', default: GUARD_DEFAULTS.collapseDrop, describe: 'a PGD accuracy this far below the best reading is a collapse: restore the best weights and multiply α by 0.8 (stop after the third)' },
     })
     .example('$0 --out models/victim', 'the default (undefended) victim: paper-cnn, the quick recipe')
@@ -87,6 +88,7 @@ export async function main(argv: string[]): Promise<number> {
     limit: args.limit,
     init: args.init,
     resume: args.resume,
+    weightAverage: args['weight-average'],
     defence: defence?.metadata,
     transformBatch: defence?.transformBatch,
     batchLoss: defence?.batchLoss,
@@ -100,7 +102,7 @@ export async function main(argv: string[]): Promise<number> {
   console.log(
     `training ${config.arch} on ${dataset.name} (${Math.min(config.limit ?? Infinity, dataset.train.count)} images of ${dataset.shape.join('×')}, ${dataset.classes} classes) ` +
       `for ${config.epochs} epoch(s), ${defence ? `${args.adversarial} ε ${args.eps} α ${defence.stepSize().toFixed(4)}` : 'no defence'}, ` +
-      `${config.schedule} lr ${config.learningRate}, batch ${config.batchSize}${config.guard ? ', overfitting guard on' : ''}, on ${describeBackend(info)}`,
+      `${config.schedule} lr ${config.learningRate}, batch ${config.batchSize}${config.guard ? ', overfitting guard on' : ''}${config.weightAverage ? `, weight average (decay ${config.weightAverage})` : ''}, on ${describeBackend(info)}`,
   );
   let barOpen = false;
   const bar = progressBar('{label} [{bar}] {value}/{total} batches | {stats} | ETA {eta_formatted}');

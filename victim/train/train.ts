@@ -13,6 +13,7 @@ import { TransferlabError } from '../../shared/errors.js';
 import type { Defence } from './defence.js';
 import { checkpointsOf, GUARD_DEFAULTS, OverfitGuard, type GuardReading, type GuardSettings } from './guard.js';
 import { scheduleOf, SCHEDULES, type ScheduleName } from './schedule.js';
+import { WeightAverage } from '../../shared/model/weight-average.js';
 import { checkpointDirOf, fingerprintDifferences, hasCheckpoint, readCheckpoint, writeCheckpoint, type TrainingCheckpoint } from './checkpoint.js';
 
 /** Victim training: the target model trains on its dataset's training images only (MNIST: the 60,000). */
@@ -52,14 +53,19 @@ export interface VictimTrainConfig {
    * three times an epoch without the guard) is beside `out`. Without it, such a checkpoint is an error.
    */
   resume?: boolean;
+  /**
+   * Keep an exponential moving average of the weights with this decay (e.g. 0.999), updated after every
+   * step, and save it instead of the last weights — unless the overfitting guard restored earlier ones.
+   */
+  weightAverage?: number;
   /** Called once when a run resumes, with where it resumes. */
   onResume?: (at: { epoch: number; batch: number; batches: number }) => void;
 }
 
 /** The settings a checkpoint belongs to: a run resumes only under the same ones. */
 function fingerprintOf(c: VictimTrainConfig): Record<string, unknown> {
-  const { arch, dataset, epochs, batchSize, learningRate, seed, limit, defence, epsilonWarmup, schedule, guard, init } = c;
-  return JSON.parse(JSON.stringify({ arch, dataset: dataset ?? DEFAULT_DATASET, epochs, batchSize, learningRate, seed, limit, defence, epsilonWarmup, schedule, guard, init }));
+  const { arch, dataset, epochs, batchSize, learningRate, seed, limit, defence, epsilonWarmup, schedule, guard, init, weightAverage } = c;
+  return JSON.parse(JSON.stringify({ arch, dataset: dataset ?? DEFAULT_DATASET, epochs, batchSize, learningRate, seed, limit, defence, epsilonWarmup, schedule, guard, init, weightAverage }));
 }
 
 /**
@@ -117,6 +123,7 @@ export function validateTrainConfig(c: VictimTrainConfig): void {
     if (!Number.isInteger(g.checksPerEpoch) || g.checksPerEpoch < 1) problems.push(`--guard-checks must be a positive integer (got ${g.checksPerEpoch})`);
     if (!(g.collapseDrop > 0 && g.collapseDrop < 1)) problems.push(`--guard-drop must be in (0, 1) (got ${g.collapseDrop})`);
   }
+  if (c.weightAverage !== undefined && !(c.weightAverage > 0 && c.weightAverage < 1)) problems.push(`--weight-average must be a decay in (0, 1), e.g. 0.999 (got ${c.weightAverage})`);
   if (c.limit !== undefined && (!Number.isInteger(c.limit) || c.limit < 1)) problems.push(`--limit must be a positive integer (got ${c.limit})`);
   if (problems.length) throw new TransferlabError('invalid_config', problems.join('; '));
 }
@@ -166,6 +173,7 @@ export async function trainVictim(
   const cpDir = checkpointDirOf(c.out);
   const fingerprint = fingerprintOf(c);
   let resume: { position: TrainingCheckpoint['position']; optimizer: tf.Optimizer } | undefined;
+  let average: WeightAverage | null = null;
   if (hasCheckpoint(cpDir)) {
     const saved = readCheckpoint(cpDir);
     const at = `epoch ${saved.position.epoch + 1} of ${c.epochs}, batch ${saved.position.batch} of ${batches}`;
@@ -183,10 +191,12 @@ export async function trainVictim(
     model.setWeights(saved.weights.map((w) => tf.tensor(w.values, w.shape)));
     seedGlobalRandom(c.seed, saved.randomDraws);
     if (guard && saved.guard) guard.restore(saved.guard);
+    if (c.weightAverage !== undefined) average = new WeightAverage(model, c.weightAverage, saved.average ?? undefined);
     if (c.attack && saved.stepSize !== null && saved.stepSize !== c.attack.stepSize()) c.attack.lowerStep(saved.stepSize / c.attack.stepSize());
     resume = { position: saved.position, optimizer: await restoreAdam(c.learningRate, saved.optimizer) };
     c.onResume?.({ epoch: saved.position.epoch, batch: saved.position.batch, batches });
   }
+  if (c.weightAverage !== undefined && !average) average = new WeightAverage(model, c.weightAverage);
   const saveCheckpoint = (position: TrainingCheckpoint['position'], optimizer: tf.Optimizer) =>
     writeCheckpoint(cpDir, {
       fingerprint,
@@ -196,6 +206,7 @@ export async function trainVictim(
       weights: model.getWeights().map(arrayOf),
       optimizer: snapshotAdam(optimizer),
       guard: guard?.state() ?? null,
+      average: average?.state() ?? null,
     });
   let summary;
   try {
@@ -212,9 +223,10 @@ export async function trainVictim(
         if (c.attack && c.epsilonWarmup) c.attack.warmUp((p * c.epochs) / c.epsilonWarmup);
         return (learningRate = schedule(p));
       },
-      afterBatch: guard
+      afterBatch: guard || average
         ? ({ epoch, batch, batches }) => {
-            if (!checkpoints.has(batch)) return;
+            average?.update(model);
+            if (!guard || !checkpoints.has(batch)) return;
             const verdict = guard.check(model, { epoch: epoch + batch / batches, learningRate, stepSize: c.attack?.stepSize() ?? null });
             if (verdict === 'collapse' && c.attack) c.attack.lowerStep(guardSettings!.stepFactor);
             c.onGuard?.(guard.readings.at(-1)!);
@@ -225,10 +237,16 @@ export async function trainVictim(
     });
   } catch (e) {
     guard?.dispose();
+    average?.dispose();
     model.dispose();
     throw e;
   }
   const kept = guard?.finish(model) ?? null;
+  // The average follows the weights trained last; weights the guard went back to have no average of their own.
+  const averaged = average !== null && (kept === null || kept === guard?.readings.at(-1));
+  if (averaged) average!.applyTo(model);
+  const averageRecord = average ? { decay: average.decay, updates: average.updates, applied: averaged } : null;
+  average?.dispose();
   const guardRecord = guard
     ? {
         ...guardSettings,
@@ -272,6 +290,7 @@ export async function trainVictim(
       : {}),
     defence: c.defence ? { ...c.defence, ...(c.attack && c.attack.stepSize() !== c.defence.alpha ? { finalAlpha: c.attack.stepSize() } : {}) } : null,
     guard: guardRecord,
+    ...(averageRecord ? { weightAverage: averageRecord } : {}),
     ...provenance(c.seed),
     createdAt: new Date().toISOString(),
   });
