@@ -1,15 +1,12 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IMAGE_SIZE } from '../shared/datasets/index.js';
-import { REDIS_SERVER, haveRedis, startRedis, type TestRedis } from '../scripts/redis-server.js';
+import { REDIS_SERVER, haveRedis } from '../scripts/redis-server.js';
 import type { DetectionRecord } from '../victim/detect/detection.js';
 import { signAugmentedStream } from './extraction-stream.js';
-import { ensureTestVictim } from './fixtures.js';
-import { startCutProxy, type CutProxy } from './redis-cut-proxy.js';
-import { bearer, labelUint8, startVictim, type Reply, type TestVictim } from './victim-client.js';
+import type { CutProxy } from './redis-cut-proxy.js';
+import { startRedisReplicas, type RedisReplicas } from './redis-replicas.js';
+import { bearer, labelUint8, type Reply, type TestVictim } from './victim-client.js';
 
 /**
  * A detection must not die with the replica that made it: two real victim replicas on one real
@@ -23,11 +20,9 @@ const KEYS = [
 ];
 const BATCH = 25;
 
-let redis: TestRedis;
 /** Replica r1 reaches Redis through it, so the test can cut it off right after one script. */
 let proxy: CutProxy;
 let db: Redis;
-let dir: string;
 const replicas: TestVictim[] = [];
 
 const stream = signAugmentedStream().pixels;
@@ -37,33 +32,15 @@ const send = (victim: TestVictim, key: (typeof KEYS)[number], k: number): Promis
   labelUint8(victim.url, body(k), { ...bearer(key.key), 'Idempotency-Key': `${key.id}-request-${k}` });
 const charged = async (keyId: string) => Number((await db.get(`tl:used:${keyId}`)) ?? 0);
 
+let fixture: RedisReplicas | undefined;
 beforeAll(async () => {
   if (!haveRedis) return;
-  const model = await ensureTestVictim();
-  dir = mkdtempSync(join(tmpdir(), 'transferlab-detector-crash-'));
-  redis = await startRedis({ durable: true });
-  db = new Redis(redis.url);
-  proxy = await startCutProxy(redis.port);
-  writeFileSync(join(dir, 'keys.json'), JSON.stringify({ keys: KEYS }));
-  const started = await Promise.all(
-    [redis.url, proxy.url].map((store, i) =>
-      startVictim(
-        ['--model', model, '--keys', join(dir, 'keys.json'), '--store', store, '--replica-id', `r${i}`, '--audit-log', join(dir, `audit-r${i}.jsonl`), '--rate-limit', '0', '--log-level', 'warn',
-          '--detector', 'prada', 'blacklight', '--detector-action', 'block'],
-        'wasm',
-      ),
-    ),
-  );
-  replicas.push(...started);
+  fixture = await startRedisReplicas({ tag: 'detector-crash', keys: KEYS, throughProxy: [false, true] });
+  ({ db, proxy } = fixture);
+  replicas.push(...fixture.replicas);
 });
 
-afterAll(async () => {
-  await Promise.all(replicas.map((r) => r.stop()));
-  db?.disconnect();
-  await proxy?.close();
-  await redis?.stop();
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
+afterAll(() => fixture?.stop());
 
 describe.skipIf(!haveRedis)(`a replica killed right after the request that flagged a client (${REDIS_SERVER})`, () => {
   it('another replica refuses the client, and the crossing request is charged once', async () => {

@@ -1,6 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,10 +10,10 @@ import type { DetectionRecord } from '../victim/detect/detection.js';
 import { detectorSet } from '../victim/detect/detectors.js';
 import { PradaDetector } from '../victim/detect/prada.js';
 import { signAugmentedStream } from './extraction-stream.js';
-import { ensureTestVictim } from './fixtures.js';
-import { REDIS_SERVER, haveRedis, startRedis, type TestRedis } from '../scripts/redis-server.js';
-import { startCutProxy, type CutProxy } from './redis-cut-proxy.js';
-import { startVictim, type TestVictim } from './victim-client.js';
+import { REDIS_SERVER, haveRedis } from '../scripts/redis-server.js';
+import type { CutProxy } from './redis-cut-proxy.js';
+import { startRedisReplicas, type RedisReplicas } from './redis-replicas.js';
+import type { TestVictim } from './victim-client.js';
 
 /**
  * Three real victim replicas on one real Redis (AOF, fsync always): budgets, Idempotency-Key
@@ -36,7 +35,6 @@ const KEYS = [
 const BATCH = 7;
 const CLIENTS = 16;
 
-let redis: TestRedis;
 /** Replica r2 reaches Redis through it, so the last test can cut it off right after its charge. */
 let proxy: CutProxy;
 let db: Redis;
@@ -82,36 +80,18 @@ const auditEvents = () => auditLines().filter((e): e is AuditEvent => 'event' in
 
 const charged = async (keyId: string) => Number((await db.get(`tl:used:${keyId}`)) ?? 0);
 
+let fixture: RedisReplicas | undefined;
 beforeAll(async () => {
   if (!haveRedis) {
     console.warn(`skipped: no ${REDIS_SERVER} (Debian's redis-server; .ci/run installs it)`);
     return;
   }
-  const model = await ensureTestVictim();
-  dir = mkdtempSync(join(tmpdir(), 'transferlab-replicas-'));
-  redis = await startRedis({ durable: true });
-  db = new Redis(redis.url);
-  proxy = await startCutProxy(redis.port);
-  writeFileSync(join(dir, 'keys.json'), JSON.stringify({ keys: KEYS }));
-  const started = await Promise.all(
-    [0, 1, 2].map((i) =>
-      startVictim(
-        ['--model', model, '--keys', join(dir, 'keys.json'), '--store', i === 2 ? proxy.url : redis.url, '--replica-id', `r${i}`, '--audit-log', join(dir, `audit-r${i}.jsonl`), '--rate-limit', '0', '--log-level', 'warn',
-          '--detector', 'prada', 'blacklight', '--detector-action', 'block'],
-        'wasm',
-      ),
-    ),
-  );
-  replicas.push(...started);
+  fixture = await startRedisReplicas({ tag: 'replicas', keys: KEYS, throughProxy: [false, false, true] });
+  ({ db, proxy, dir } = fixture);
+  replicas.push(...fixture.replicas);
 });
 
-afterAll(async () => {
-  await Promise.all(replicas.map((r) => r.stop()));
-  db?.disconnect();
-  await proxy?.close();
-  await redis?.stop();
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
+afterAll(() => fixture?.stop());
 
 describe.skipIf(!haveRedis)('victim replicas on a shared Redis store', () => {
   it('starts without a durability warning on a server with AOF fsync always', () => {
