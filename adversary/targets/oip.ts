@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { imageKey } from '../oracle/image-bytes.js';
 import { bearer, JsonHttp } from './json-http.js';
 import type { TargetFactory, VictimInfo } from './target.js';
-import { flatten, modelValues, OneHotWitness, outputClasses, planInput, readOutput, type InputPlan, type ValueKind } from './tensors.js';
+import { flatten, modelValues, OneHotWitness, outputClasses, pickOutput, planInput, readOutput, type InputPlan, type ValueKind } from './tensors.js';
 import { TransferlabError } from '../../shared/errors.js';
 import { VictimError } from '../oracle/core.js';
 
@@ -43,11 +43,7 @@ export const oipTarget: TargetFactory = (settings, ctx) => {
     const kind = INPUT_TYPES[input.datatype];
     if (!kind) throw new TransferlabError('target_bad_shape', `${where}: input ${input.name} is ${input.datatype}; images are sent as ${Object.keys(INPUT_TYPES).join(', ')}`);
     const plan = planInput(input.shape, settings, `${where} (input ${input.name})`);
-    let output = outputs?.[0];
-    if (settings.outputName) {
-      output = outputs?.find((o) => o.name === settings.outputName);
-      if (outputs && !output) throw new TransferlabError('target_bad_output', `${where}: the model has no output named ${settings.outputName} (it has ${outputs.map((o) => o.name).join(', ')}); fix --output-name`);
-    }
+    const output = pickOutput(outputs ?? [], (o) => o.name, settings.outputName, 'the model', where);
     const { classes, labelsOnly } = outputClasses(output?.shape, settings, `${where} (output ${output?.name ?? settings.outputName ?? 'unnamed'})`);
     model = { input, kind, plan, output: output?.name ?? settings.outputName, classes };
     const maxBatch = Math.min(settings.maxBatch ?? DEFAULT_MAX_BATCH, plan.batch ?? Infinity);

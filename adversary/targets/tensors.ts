@@ -115,6 +115,18 @@ export function flatten(v: unknown): number[] | null {
   return walk(v) ? out : null;
 }
 
+/**
+ * The output a target reads, of the `outputs` its server declares: the one --output-name names, else the
+ * first. A name the server does not declare is refused, naming those it does (`whose`: "the model",
+ * "the serving_default signature"); with no declared outputs the name is taken on trust.
+ */
+export function pickOutput<T>(outputs: readonly T[], nameOf: (o: T) => string, wanted: string | undefined, whose: string, where: string): T | undefined {
+  if (wanted === undefined) return outputs[0];
+  const found = outputs.find((o) => nameOf(o) === wanted);
+  if (outputs.length && !found) throw new TransferlabError('target_bad_output', `${where}: ${whose} has no output named ${wanted} (it has ${outputs.map(nameOf).join(', ')}); fix --output-name`);
+  return found;
+}
+
 /** What a declared output shape holds per image: `classes` scores, or one label (size 1). */
 export function outputClasses(declared: readonly number[] | undefined, s: Pick<TargetSettings, 'classes'>, where: string): { classes: number; labelsOnly: boolean } {
   const per = declared?.slice(1) ?? [];

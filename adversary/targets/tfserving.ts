@@ -12,7 +12,7 @@ import { VictimError } from '../oracle/core.js';
 import { bearer, JsonHttp } from './json-http.js';
 import { DEFAULT_MAX_BATCH, DEFAULT_MODEL_NAME } from './oip.js';
 import type { TargetFactory, VictimInfo } from './target.js';
-import { flatten, modelValues, nest, OneHotWitness, outputClasses, planInput, readOutput, type InputPlan, type ValueKind } from './tensors.js';
+import { flatten, modelValues, nest, OneHotWitness, outputClasses, pickOutput, planInput, readOutput, type InputPlan, type ValueKind } from './tensors.js';
 
 export const SIGNATURE = 'serving_default';
 
@@ -56,11 +56,7 @@ export const tfservingTarget: TargetFactory = (settings, ctx) => {
     if (!dims) throw new TransferlabError('target_bad_shape', `${where}: input ${inputName} has no known shape; give --input-shape H,W,C and --layout`);
     const plan = planInput(dims, settings, `${where} (input ${inputName})`);
     const outputs = Object.entries(sig.data.outputs ?? {});
-    let output = outputs[0];
-    if (settings.outputName) {
-      output = outputs.find(([n]) => n === settings.outputName) as [string, z.infer<typeof tensorInfo>];
-      if (outputs.length && !output) throw new TransferlabError('target_bad_output', `${where}: the ${SIGNATURE} signature has no output named ${settings.outputName} (it has ${outputs.map(([n]) => n).join(', ')}); fix --output-name`);
-    }
+    const output = pickOutput(outputs, ([n]) => n, settings.outputName, `the ${SIGNATURE} signature`, where);
     const outName = output?.[0] ?? settings.outputName;
     const { classes, labelsOnly } = outputClasses(output ? dimsOf(output[1]) : undefined, settings, `${where} (output ${outName ?? 'unnamed'})`);
     model = { kind, plan, output: outputs.length > 1 ? outName : undefined, classes };
