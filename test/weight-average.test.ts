@@ -18,7 +18,8 @@ afterAll(() => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-const fill = (model: tf.LayersModel, v: number) => model.setWeights(model.getWeights().map((w) => tf.fill(w.shape, v)));
+// The model's variables keep their own reference to what they are set to; tidy frees the fills.
+const fill = (model: tf.LayersModel, v: number) => tf.tidy(() => model.setWeights(model.getWeights().map((w) => tf.fill(w.shape, v))));
 const first = (model: tf.LayersModel) => model.getWeights()[0].dataSync()[0];
 
 describe('the weight average', () => {

@@ -244,7 +244,7 @@ export async function trainVictim(
   const kept = guard?.finish(model) ?? null;
   // The average follows the weights trained last; weights the guard went back to have no average of their own.
   const averaged = average !== null && (kept === null || kept === guard?.readings.at(-1));
-  if (averaged) average!.applyTo(model);
+  if (averaged) average?.applyTo(model);
   const averageRecord = average ? { decay: average.decay, updates: average.updates, applied: averaged } : null;
   average?.dispose();
   const guardRecord = guard
