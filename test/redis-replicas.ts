@@ -29,7 +29,16 @@ export async function startRedisReplicas(o: { tag: string; keys: readonly object
   const db = new Redis(redis.url);
   const proxy = await startCutProxy(redis.port);
   writeFileSync(join(dir, 'keys.json'), JSON.stringify({ keys: o.keys }));
-  const replicas = await Promise.all(
+  const replicas: TestVictim[] = [];
+  const stop = async () => {
+    await Promise.all(replicas.map((r) => r.stop()));
+    db.disconnect();
+    await proxy.close();
+    await redis.stop();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  // A replica that fails to start must not leave the others, Redis or the folder behind.
+  const started = await Promise.allSettled(
     o.throughProxy.map((viaProxy, i) =>
       startVictim(
         ['--model', model, '--keys', join(dir, 'keys.json'), '--store', viaProxy ? proxy.url : redis.url, '--replica-id', `r${i}`, '--audit-log', join(dir, `audit-r${i}.jsonl`), '--rate-limit', '0', '--log-level', 'warn',
@@ -38,14 +47,11 @@ export async function startRedisReplicas(o: { tag: string; keys: readonly object
       ),
     ),
   );
-  return {
-    redis, db, proxy, dir, replicas,
-    async stop() {
-      await Promise.all(replicas.map((r) => r.stop()));
-      db.disconnect();
-      await proxy.close();
-      await redis.stop();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  for (const s of started) if (s.status === 'fulfilled') replicas.push(s.value);
+  const failed = started.find((s) => s.status === 'rejected');
+  if (failed) {
+    await stop();
+    throw failed.reason;
+  }
+  return { redis, db, proxy, dir, replicas, stop };
 }
