@@ -1,35 +1,33 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { startRedis, type TestRedis } from '../scripts/redis-server.js';
+import { startRedis } from '../scripts/redis-server.js';
 import { ensureTestVictim } from './fixtures.js';
 import { startCutProxy, type CutProxy } from './redis-cut-proxy.js';
-import { startVictim, type TestVictim } from './victim-client.js';
+import { startKeyedVictim, type KeyEntry, type KeyedVictim } from './victim-client.js';
 
 /**
- * Victim replicas on one real Redis (AOF, fsync always), each with its own audit log
- * (`audit-r<i>.jsonl` in `dir`) and the PRADA and Blacklight detectors in block mode; the replicas
- * `throughProxy` names reach Redis through a proxy the test can cut between two commands.
+ * Victim replicas r0, r1, … on one real Redis (AOF, fsync always): keyed victims sharing one keys file,
+ * each with its own audit log (`files.audit`; no ledger, the budgets live in Redis) and the PRADA and
+ * Blacklight detectors in block mode. The replicas `throughProxy` names reach Redis through a proxy the
+ * test can cut between two commands.
  */
 export interface RedisReplicas {
-  redis: TestRedis;
   /** A client of the same Redis, for the test to read the shared state. */
   db: Redis;
   proxy: CutProxy;
-  dir: string;
-  replicas: TestVictim[];
+  replicas: KeyedVictim[];
   stop(): Promise<void>;
 }
 
-export async function startRedisReplicas(o: { tag: string; keys: readonly object[]; throughProxy: readonly boolean[] }): Promise<RedisReplicas> {
+export async function startRedisReplicas(o: { tag: string; keys: readonly KeyEntry[]; throughProxy: readonly boolean[] }): Promise<RedisReplicas> {
   const model = await ensureTestVictim();
   const dir = mkdtempSync(join(tmpdir(), `transferlab-${o.tag}-`));
   const redis = await startRedis({ durable: true });
   const db = new Redis(redis.url);
   const proxy = await startCutProxy(redis.port);
-  writeFileSync(join(dir, 'keys.json'), JSON.stringify({ keys: o.keys }));
-  const replicas: TestVictim[] = [];
+  const replicas: KeyedVictim[] = [];
   const stop = async () => {
     await Promise.all(replicas.map((r) => r.stop()));
     db.disconnect();
@@ -40,11 +38,10 @@ export async function startRedisReplicas(o: { tag: string; keys: readonly object
   // A replica that fails to start must not leave the others, Redis or the folder behind.
   const started = await Promise.allSettled(
     o.throughProxy.map((viaProxy, i) =>
-      startVictim(
-        ['--model', model, '--keys', join(dir, 'keys.json'), '--store', viaProxy ? proxy.url : redis.url, '--replica-id', `r${i}`, '--audit-log', join(dir, `audit-r${i}.jsonl`), '--rate-limit', '0', '--log-level', 'warn',
-          '--detector', 'prada', 'blacklight', '--detector-action', 'block'],
-        'wasm',
-      ),
+      startKeyedVictim({
+        dir, model, keys: o.keys, name: `r${i}`, backend: 'wasm', rateLimit: 0, ledger: false,
+        args: ['--store', viaProxy ? proxy.url : redis.url, '--replica-id', `r${i}`, '--log-level', 'warn', '--detector', 'prada', 'blacklight', '--detector-action', 'block'],
+      }),
     ),
   );
   for (const s of started) if (s.status === 'fulfilled') replicas.push(s.value);
@@ -53,5 +50,5 @@ export async function startRedisReplicas(o: { tag: string; keys: readonly object
     await stop();
     throw failed.reason;
   }
-  return { redis, db, proxy, dir, replicas, stop };
+  return { db, proxy, replicas, stop };
 }

@@ -61,6 +61,8 @@ export interface KeyedVictimOptions {
   rateLimit?: number;
   /** For several victims in one folder: their logs are audit-NAME.jsonl and ledger-NAME.jsonl (they share keys.json). */
   name?: string;
+  /** Pass --ledger (the default); false for a victim whose budgets live in a shared store (--store), which has no use for one. */
+  ledger?: boolean;
   /** Any further victim flags. */
   args?: readonly string[];
   timeoutMs?: number;
@@ -89,7 +91,7 @@ export async function startKeyedVictim(opts: KeyedVictimOptions): Promise<KeyedV
   const budgetOf = (id: string) => (typeof opts.budget === 'object' ? opts.budget[id] : opts.budget);
   const text = JSON.stringify({ keys: entries.map((k) => ({ ...k, budget: k.budget ?? budgetOf(k.id) })) });
   if (!existsSync(files.keys) || readFileSync(files.keys, 'utf8') !== text) writeFileSync(files.keys, text);
-  const args = ['--model', opts.model, '--keys', files.keys, '--audit-log', files.audit, '--ledger', files.ledger];
+  const args = ['--model', opts.model, '--keys', files.keys, '--audit-log', files.audit, ...(opts.ledger === false ? [] : ['--ledger', files.ledger])];
   if (opts.rateLimit !== undefined) args.push('--rate-limit', String(opts.rateLimit));
   const victim = await launch([...args, ...(opts.args ?? [])], opts.backend, opts.timeoutMs ?? 60_000);
   return { ...victim, files };

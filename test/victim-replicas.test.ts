@@ -1,6 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IMAGE_SIZE, loadMnist } from '../shared/datasets/index.js';
@@ -13,7 +12,7 @@ import { signAugmentedStream } from './extraction-stream.js';
 import { REDIS_SERVER, haveRedis } from '../scripts/redis-server.js';
 import type { CutProxy } from './redis-cut-proxy.js';
 import { startRedisReplicas, type RedisReplicas } from './redis-replicas.js';
-import type { TestVictim } from './victim-client.js';
+import type { KeyedVictim, TestVictim } from './victim-client.js';
 
 /**
  * Three real victim replicas on one real Redis (AOF, fsync always): budgets, Idempotency-Key
@@ -38,8 +37,7 @@ const CLIENTS = 16;
 /** Replica r2 reaches Redis through it, so the last test can cut it off right after its charge. */
 let proxy: CutProxy;
 let db: Redis;
-let dir: string;
-const replicas: TestVictim[] = [];
+const replicas: KeyedVictim[] = [];
 
 interface Sent {
   status: number;
@@ -66,8 +64,7 @@ async function send(url: string, key: string, body: Buffer, idempotencyKey?: str
 const images = (n: number) => randomBytes(n * 784);
 
 function auditLines(): unknown[] {
-  return replicas.flatMap((_, i) => {
-    const path = join(dir, `audit-r${i}.jsonl`);
+  return replicas.flatMap(({ files: { audit: path } }) => {
     if (!existsSync(path)) return [];
     return readFileSync(path, 'utf8')
       .split('\n')
@@ -87,7 +84,7 @@ beforeAll(async () => {
     return;
   }
   fixture = await startRedisReplicas({ tag: 'replicas', keys: KEYS, throughProxy: [false, false, true] });
-  ({ db, proxy, dir } = fixture);
+  ({ db, proxy } = fixture);
   replicas.push(...fixture.replicas);
 });
 
@@ -122,7 +119,7 @@ describe.skipIf(!haveRedis)('victim replicas on a shared Redis store', () => {
     expect(await charged(key.id)).toBe(answered);
     expect(fromAudit).toBe(answered);
     // All three replicas served part of it.
-    for (const i of [0, 1, 2]) expect(auditEntries().some((e) => e.keyId === key.id && e.outcome === 'answered' && readFileSync(join(dir, `audit-r${i}.jsonl`), 'utf8').includes(e.requestId))).toBe(true);
+    for (const i of [0, 1, 2]) expect(auditEntries().some((e) => e.keyId === key.id && e.outcome === 'answered' && readFileSync(replicas[i].files.audit, 'utf8').includes(e.requestId))).toBe(true);
   });
 
   it('GET /v1/budget on any replica answers the shared count, charges nothing, and is neither audited nor watched', async () => {
