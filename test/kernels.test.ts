@@ -126,31 +126,60 @@ describe('GEMM convolutions (im2col + 4x8 tiles, two threads) match cpu', () => 
 });
 
 describe('the helper thread changes nothing but speed', () => {
+  // Sizes above the hand-over thresholds (wasm-pool.ts), so every kernel here shares its work.
   it('convolutions, their gradients, a dense layer, a bias sum and max pooling are bit-identical with and without it', async () => {
     await tf.setBackend('wasm');
     await poolReady(tf.backend() as BackendWasm);
-    expect(poolFor(tf.backend() as BackendWasm)?.ready()).toBe(true);
+    const kit = poolFor(tf.backend() as BackendWasm);
+    expect(kit?.ready()).toBe(true);
     const run = (): Float32Array[] => tf.tidy(() => {
-      const x = tf.tensor4d(randoms(6 * 13 * 13 * 32, 51), [6, 13, 13, 32]), f = tf.tensor4d(randoms(9 * 32 * 64, 52), [3, 3, 32, 64]);
-      const dy = tf.tensor4d(randoms(6 * 11 * 11 * 64, 53), [6, 11, 11, 64]);
+      const x = tf.tensor4d(randoms(16 * 13 * 13 * 32, 51), [16, 13, 13, 32]), f = tf.tensor4d(randoms(9 * 32 * 64, 52), [3, 3, 32, 64]);
+      const dy = tf.tensor4d(randoms(16 * 11 * 11 * 64, 53), [16, 11, 11, 64]);
       const a = tf.tensor2d(randoms(64 * 1600, 54), [64, 1600]), w = tf.tensor2d(randoms(1600 * 200, 55), [1600, 200]);
+      const bias = tf.tensor4d(randoms(40 * 32 * 32 * 16, 57), [40, 32, 32, 16]);
       return [tf.conv2d(x, f, 1, 'valid'),
         tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { strides: 1, pad: 'valid', dataFormat: 'NHWC', filterShape: [3, 3, 32, 64] }) as tf.Tensor,
-        tf.engine().runKernel('Conv2DBackpropInput', { dy, filter: f }, { strides: 1, pad: 'valid', dataFormat: 'NHWC', inputShape: [6, 13, 13, 32] }) as tf.Tensor,
-        tf.matMul(a, w), tf.matMul(a, a.matMul(w), true, false), tf.sum(dy, [0, 1, 2]),
-        // Max pooling and its gradient over 24 images (two halves of 12).
+        tf.engine().runKernel('Conv2DBackpropInput', { dy, filter: f }, { strides: 1, pad: 'valid', dataFormat: 'NHWC', inputShape: [16, 13, 13, 32] }) as tf.Tensor,
+        tf.matMul(a, w), tf.matMul(a, a.matMul(w), true, false), tf.sum(bias, [0, 1, 2]),
+        // Max pooling and its gradient over 64 images (two halves of 32).
         ...(() => {
-          const p = tf.tensor4d(randoms(24 * 12 * 12 * 16, 56), [24, 12, 12, 16]);
+          const p = tf.tensor4d(randoms(64 * 32 * 32 * 16, 56), [64, 32, 32, 16]);
           return [tf.maxPool(p, 2, 2, 'valid'), tf.grad((v) => tf.maxPool(v as tf.Tensor4D, 2, 2, 'valid').square().sum())(p)];
         })()].map((t) => Float32Array.from(t.dataSync()));
     });
+    const before = kit?.handOvers() ?? 0;
     const withHelper = run();
+    // Three convolutions, two products (and their panel copies), the sum, pooling and its gradient.
+    expect((kit?.handOvers() ?? 0) - before).toBeGreaterThanOrEqual(10);
     useHelperThread(false);
     try {
       const alone = run();
       alone.forEach((v, i) => expect(Buffer.from(v.buffer).equals(Buffer.from(withHelper[i].buffer))).toBe(true));
     } finally {
       useHelperThread(true);
+    }
+  });
+
+  it('small kernels keep their work on the calling thread; large ones hand half over', async () => {
+    await tf.setBackend('wasm');
+    await poolReady(tf.backend() as BackendWasm);
+    const kit = poolFor(tf.backend() as BackendWasm);
+    const handedOver = (fn: () => tf.Tensor): number => {
+      const before = kit?.handOvers() ?? 0;
+      tf.tidy(fn).dispose();
+      return (kit?.handOvers() ?? 0) - before;
+    };
+    const small = tf.tensor1d(randoms(128 * 1600, 61)), large = tf.tensor1d(randoms(1 << 20, 62));
+    try {
+      expect(handedOver(() => tf.mul(small, small))).toBe(0); // a dropout mask's size
+      expect(handedOver(() => tf.relu(small))).toBe(0);
+      expect(handedOver(() => tf.mul(large, large))).toBe(1);
+      expect(handedOver(() => tf.relu(large))).toBe(1);
+      // A dense layer of 128 × 1600 → 10 (2 M multiply-adds) stays; one image's convolution stays.
+      expect(handedOver(() => tf.matMul(tf.tensor2d(randoms(128 * 1600, 63), [128, 1600]), tf.tensor2d(randoms(1600 * 16, 64), [1600, 16])))).toBe(0);
+      expect(handedOver(() => tf.conv2d(tf.tensor4d(randoms(28 * 28, 65), [1, 28, 28, 1]), tf.tensor4d(randoms(9 * 32, 66), [3, 3, 1, 32]), 1, 'valid'))).toBe(0);
+    } finally {
+      tf.dispose([small, large]);
     }
   });
 });

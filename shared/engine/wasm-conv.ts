@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { MR, NR, type KernelArgs } from './wasm-modules.js';
-import { kernelCall, offset, poolFor, twoParts, type Call, type Pool } from './wasm-pool.js';
+import { kernelCall, offset, poolFor, SHARE_MIN_CONV_MACS, twoParts, type Call, type Pool } from './wasm-pool.js';
 
 export type TensorInfo = tf.TensorInfo;
 export type Shape4 = [number, number, number, number];
@@ -141,7 +141,7 @@ export function convForward(backend: BackendWasm, kit: Pool, x: TensorInfo, filt
       : oneChannel ? kernelCall('im2col1', { ...at, count: m })
         : kernelCall('im2colS', { ...at, P1: taps * 16, Q1: 4, P2: 64, Q2: 16, back: 0 });
     return [patches, ...product(m, c, yo + s * oh * ow * co * 4, co * 4, g)];
-  })));
+  })), nb * oh * ow * taps * co >= SHARE_MIN_CONV_MACS);
   free(backend, wp, cols);
   if (xp !== x) free(backend, xp);
   return out;
@@ -168,7 +168,7 @@ export function convFilterGrad(backend: BackendWasm, kit: Pool, x: TensorInfo, d
       : kernelCall('im2colS', { ...at, P1: 64, Q1: 16, P2: kn * 16, Q2: 4, back: 0 });
     return [patches, kernelCall('panel8', { src: dyo + s * oh * ow * co * 4, dst: bp, kn, panels: co / NR, srcRow: co * 4 }),
       ...product(taps, c, part ? po : oo, co * 4, { b: bp, n: co, kn, bRow: NR * 4, bPanel: kn * NR * 4, mode: i ? 1 : 0 })];
-  })));
+  })), nb * oh * ow * taps * co >= SHARE_MIN_CONV_MACS);
   if (plan.length > 1) kit.run([[kernelCall('add_vv', { a: oo, b: po, out: oo, rows: 1, rowBytes: taps * co * 4, bRow: 0 })]]);
   free(backend, partial, cols);
   if (xp !== x) free(backend, xp);
@@ -199,7 +199,7 @@ export function convInputGrad(backend: BackendWasm, kit: Pool, dy: TensorInfo, f
       : kernelCall('im2colS', { ...at, P1: 16 * n, Q1: 4 * n, P2: 16, Q2: 4, back: 1 });
     return [kernelCall('im2col4', { x: dyo + s * oh * ow * co * 4, dst: packed, ...matrixAsImage(m, co * 4), count: m }),
       ...product(m, packed, c, n * 4, g), back];
-  })));
+  })), nb * oh * ow * taps * co >= SHARE_MIN_CONV_MACS);
   free(backend, wt, cols);
   if (hp === h && wp === w) return full;
   const out = run(backend, 'Slice', { x: full }, { begin: [0, p.top, p.left, 0], size: [nb, h, w, ci] });

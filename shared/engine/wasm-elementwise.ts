@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { callStock } from './wasm-conv.js';
-import { kernelCall, offset, poolFor, twoParts, type Call } from './wasm-pool.js';
+import { kernelCall, offset, poolFor, SHARE_MIN_FLOATS, twoParts, type Call } from './wasm-pool.js';
 import type { BinaryOp, UnaryOp } from './wasm-modules.js';
 
 type TensorInfo = tf.TensorInfo;
@@ -48,7 +48,7 @@ export function makeBinary(op: BinaryOp, stock: tf.KernelFunc) {
       if (kind === 'sv') return [kernelCall(f, { a: xo, b: yo + at, out: oo + at, ...flat })];
       return isBias ? [kernelCall(f, { a: xo + at, b: yo, out: oo + at, rows: e - s, rowBytes: row * 4, bRow: 0 })]
         : [kernelCall(f, { a: xo + at, b: yo + at, out: oo + at, ...flat })];
-    }));
+    }), size(out) >= SHARE_MIN_FLOATS);
     return out;
   };
 }
@@ -64,7 +64,7 @@ export function makeUnary(op: UnaryOp, stock: tf.KernelFunc) {
     if (!kit) return callStock(stock, args);
     const out = backend.makeOutput(x.shape, 'float32');
     const [xo, oo] = [x, out].map((t) => offset(backend, t));
-    kit.run(twoParts(n / 4).map(([s, e]): Call[] => [kernelCall(op, { x: xo + s * 16, out: oo + s * 16, bytes: (e - s) * 16 })]));
+    kit.run(twoParts(n / 4).map(([s, e]): Call[] => [kernelCall(op, { x: xo + s * 16, out: oo + s * 16, bytes: (e - s) * 16 })]), n >= SHARE_MIN_FLOATS);
     return out;
   };
 }

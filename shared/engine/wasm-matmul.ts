@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { callStock, free, matrixAsImage, product, roundUp, run, type Attrs, type TensorInfo } from './wasm-conv.js';
 import { NR } from './wasm-modules.js';
-import { kernelCall, offset, poolFor, type Call, type Pool } from './wasm-pool.js';
+import { kernelCall, offset, poolFor, SHARE_MIN_MACS, type Call, type Pool } from './wasm-pool.js';
 
 type Args = { inputs: Record<string, TensorInfo>; backend: BackendWasm; attrs: Attrs };
 
@@ -99,8 +99,9 @@ export function matMulGemm(backend: BackendWasm, kit: Pool, a: TensorInfo, b: Te
   // B into contiguous 8-column panels first (each thread half of them): strided rows of a wide B
   // cost more in cache and TLB misses than this copy.
   const panels = n / NR, split = Math.ceil(panels / 2);
+  const share = m * n * k >= SHARE_MIN_MACS;
   kit.run([[kernelCall('panel8', { src: bo, dst: bp, kn: k, panels: split, srcRow: n * 4 })],
-    [kernelCall('panel8', { src: bo + split * 32, dst: bp + split * k * 32, kn: k, panels: panels - split, srcRow: n * 4 })]]);
+    [kernelCall('panel8', { src: bo + split * 32, dst: bp + split * k * 32, kn: k, panels: panels - split, srcRow: n * 4 })]], share);
   const g = { b: bp, n, kn: k, bRow: NR * 4, bPanel: k * NR * 4, mode: bias ? 2 : 0, bias: bias ? offset(backend, bias) : 0, relu };
   kit.run(parts.map(([s, e], part): Call[] => {
     const p = po + part * half * k * 4;
@@ -108,7 +109,7 @@ export function matMulGemm(backend: BackendWasm, kit: Pool, a: TensorInfo, b: Te
     const pack = ta ? kernelCall('im2colT', { x: ao + s * 4, dst: p, ...matrixAsImage(k, (e - s) * 4, m * 4), panelBytes: k * 16 })
       : kernelCall('im2col4', { x: ao + s * k * 4, dst: p, ...matrixAsImage(e - s, k * 4), count: e - s });
     return [pack, ...product(e - s, p, co + s * n * 4, n * 4, g)];
-  }));
+  }), share);
   free(backend, scratch);
   return out;
 }

@@ -20,11 +20,27 @@ export function twoParts(n: number): Array<[number, number]> {
   return ([[0, half], [half, n]] as Array<[number, number]>).filter(([s, e]) => e > s);
 }
 
+/**
+ * Below these sizes a kernel runs both its parts on the calling thread: handing a part over costs tens of
+ * microseconds (a wake-up, the helper reading data the other core wrote), more than half of a small
+ * op saves. Elementwise and window kernels count floats, matrix products and convolutions multiply-adds
+ * (a convolution's patch packing makes its multiply-adds dearer to hand over: one-channel layers on a
+ * batch of 50 ran faster on one thread). Measured in paper-cnn's training and inference steps.
+ */
+export const SHARE_MIN_FLOATS = 1 << 19;
+export const SHARE_MIN_MACS = 1 << 22;
+export const SHARE_MIN_CONV_MACS = 1 << 24;
+
 export interface Pool {
-  /** Runs plans[0] here and plans[1] on the helper thread (or here after plans[0] if it is not up). */
-  run(plans: Call[][]): void;
+  /**
+   * Runs plans[0] here and plans[1] on the helper thread (or here after plans[0] if it is not up, or
+   * when `share` is false: too little work to be worth the hand-over). The same parts either way.
+   */
+  run(plans: Call[][], share?: boolean): void;
   /** Whether the helper thread is up (always true when there is none to wait for). */
   ready(): boolean;
+  /** How many runs have handed a part to the helper thread so far. */
+  handOvers(): number;
   fma: boolean;
 }
 
@@ -139,10 +155,11 @@ function start(mem: WebAssembly.Memory): Pool {
     helper.on('error', (e) => console.warn(`wasm: pool helper thread stopped (${String(e)})`));
   }
   let seq = 0;
-  const run = (plans: Call[][]): void => {
+  let handOvers = 0;
+  const run = (plans: Call[][], share = true): void => {
     const [mine, theirs = []] = plans;
     const words = theirs.reduce((s, c) => s + c.length + 1, 4);
-    if (!ctl || !helperOn || Atomics.load(ctl, 2) !== 1 || theirs.length === 0 || words > ctl.length) {
+    if (!share || !ctl || !helperOn || Atomics.load(ctl, 2) !== 1 || theirs.length === 0 || words > ctl.length) {
       local(mine);
       local(theirs);
       return;
@@ -155,6 +172,7 @@ function start(mem: WebAssembly.Memory): Pool {
       p += 2 + args.length;
     }
     ctl[3] = theirs.length;
+    handOvers++;
     seq = (seq % 0x3fffffff) + 1;
     Atomics.store(ctl, 0, seq);
     Atomics.notify(ctl, 0);
@@ -166,7 +184,7 @@ function start(mem: WebAssembly.Memory): Pool {
       Atomics.wait(ctl, 1, done, 1000);
     }
   };
-  return { run, fma, ready: () => !ctl || Atomics.load(ctl, 2) === 1 };
+  return { run, fma, ready: () => !ctl || Atomics.load(ctl, 2) === 1, handOvers: () => handOvers };
 }
 
 /** Resolves once the helper thread has started (immediately when there is none). */

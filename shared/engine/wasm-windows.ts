@@ -5,7 +5,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { callStock } from './wasm-conv.js';
-import { kernelCall, offset, poolFor, twoParts, type Call } from './wasm-pool.js';
+import { kernelCall, offset, poolFor, SHARE_MIN_FLOATS, twoParts, type Call } from './wasm-pool.js';
 import type { KernelArgs } from './wasm-modules.js';
 
 type TensorInfo = tf.TensorInfo;
@@ -39,7 +39,7 @@ export function makeMaxPool(stock: tf.KernelFunc) {
     const [xo, yo] = [x, out].map((t) => offset(backend, t));
     const inImg = info.inHeight * info.inWidth * info.inChannels * 4, outImg = info.outHeight * info.outWidth * info.outChannels * 4;
     kit.run(twoParts(info.batchSize).map(([s, e]): Call[] =>
-      [kernelCall('maxPool', { x: xo + s * inImg, y: yo + s * outImg, ...windowArgs(info, s, e) })]));
+      [kernelCall('maxPool', { x: xo + s * inImg, y: yo + s * outImg, ...windowArgs(info, s, e) })]), tf.util.sizeFromShape(x.shape) >= SHARE_MIN_FLOATS);
     return out;
   };
 }
@@ -61,7 +61,7 @@ export function makeMaxPoolGrad(fallback: (args: Args) => TensorInfo) {
     const [xo, yo, go, dxo] = [input, output, dy, out].map((t) => offset(backend, t));
     const inImg = h * w * info.inChannels * 4, outImg = oh * ow * info.outChannels * 4;
     kit.run(twoParts(info.batchSize).map(([s, e]): Call[] =>
-      [kernelCall('maxPoolGrad', { x: xo + s * inImg, y: yo + s * outImg, ...windowArgs(info, s, e), dy: go + s * outImg, dx: dxo + s * inImg })]));
+      [kernelCall('maxPoolGrad', { x: xo + s * inImg, y: yo + s * outImg, ...windowArgs(info, s, e), dy: go + s * outImg, dx: dxo + s * inImg })]), tf.util.sizeFromShape(input.shape) >= SHARE_MIN_FLOATS);
     return out;
   };
 }
@@ -86,7 +86,7 @@ export function makeSum(stock: tf.KernelFunc) {
     const [src, po] = [x, partial].map((t) => offset(backend, t));
     kit.run(twoParts(blocks).map(([s, e]): Call[] => [kernelCall('sumBlocks', {
       src: src + s * block * inner * 4, rows: Math.min(rows, e * block) - s * block, rowBytes: inner * 4, block, dst: po + s * inner * 4,
-    })]));
+    })]), rows * inner >= SHARE_MIN_FLOATS);
     const parts = backend.typedArrayFromHeap(partial);
     const acc = new Float64Array(inner);
     for (let b = 0; b < blocks; b++) for (let i = 0; i < inner; i++) acc[i] += parts[b * inner + i];
