@@ -1,13 +1,15 @@
 /**
  * Quick throughput check of the wasm backend on one architecture (default paper-cnn, the CNN whose
  * figures docs/results/performance.md compares).
- * Usage: npx tsx scripts/kernel-speed.ts [--arch NAME] [--threads N] [--steps N] [--profile]
+ * Usage: npx tsx scripts/kernel-speed.ts [--arch NAME] [--threads N] [--steps N] [--profile] [--helper]
  * Random data: speed does not depend on the values. Prints images/s for training (batch 128, Adam),
- * inference (batch 1000) and input gradients (batch 256), and with --profile the time per kernel.
+ * inference (batch 1000) and input gradients (batch 256), with --profile the time per kernel, and with
+ * --helper each kernel's time with the pool's helper thread and without it (alternating rounds).
  */
 import * as tf from '@tensorflow/tfjs';
 import os from 'node:os';
 import { prepareWasm, registerWasmKernels, wasmHelpersReady, wasmThreads } from '../shared/engine/wasm-kernels.js';
+import { useHelperThread } from '../shared/engine/wasm-pool.js';
 import { buildModel as buildArchitecture, checkArchitecture } from '../shared/model/architectures.js';
 
 const arg = (name: string, def: number): number => {
@@ -17,6 +19,7 @@ const arg = (name: string, def: number): number => {
 const threads = arg('threads', os.availableParallelism());
 const steps = arg('steps', 6);
 const profile = process.argv.includes('--profile');
+const helperAb = process.argv.includes('--helper');
 
 tf.env().set('PROD', true); // silences the "install tfjs-node" banner
 await prepareWasm(threads);
@@ -93,4 +96,27 @@ if (profile) {
   const total = rows.reduce((s, [, ms]) => s + ms, 0);
   console.log(`per training step, kernel time ${total.toFixed(1)} ms:`);
   for (const [name, ms] of rows.slice(0, 15)) console.log(`  ${name.padEnd(24)} ${ms.toFixed(2)} ms`);
+}
+
+if (helperAb) {
+  // Per kernel and input shapes: ms per training step with the helper thread and without, over alternating rounds.
+  const byKernel = new Map<string, [number, number]>();
+  const rounds = 8;
+  for (let i = 0; i < rounds; i++) {
+    for (const on of i % 2 ? [true, false] : [false, true]) {
+      useHelperThread(on);
+      const info = await tf.profile(train);
+      for (const k of info.kernels) {
+        const ms = await k.kernelTimeMs;
+        const key = `${k.name} ${JSON.stringify(k.inputShapes)}`;
+        const e = byKernel.get(key) ?? [0, 0];
+        e[on ? 0 : 1] += (typeof ms === 'number' ? ms : 0) / rounds;
+        byKernel.set(key, e);
+      }
+    }
+  }
+  useHelperThread(true);
+  const rows = [...byKernel.entries()].filter(([name]) => !name.includes('__op')).sort((a, b) => b[1][0] - a[1][0]);
+  console.log('per training step, ms with the helper thread / without:');
+  for (const [name, [withHelper, alone]] of rows.slice(0, 30)) console.log(`  ${name.padEnd(64)} ${withHelper.toFixed(3).padStart(7)} ${alone.toFixed(3).padStart(7)}`);
 }
