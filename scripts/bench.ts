@@ -1,6 +1,6 @@
 /**
  * Benchmarks (targets and figures: docs/performance.md): model throughput per architecture, the victim over HTTP,
- * the default campaign's wall time by phase, and `npm run demo` as a new user meets it (fresh, then with its victim
+ * the default campaign's wall time by phase (median of three runs), and `npm run demo` as a new user meets it (fresh, then with its victim
  * trained). Not part of `npm test`; targets live here.
  *
  *   npm run bench -- [--quick] [--json FILE] [--model DIR] [--skip-campaign] [--skip-demo]
@@ -117,7 +117,7 @@ export async function main(argv: string[]): Promise<number> {
       quick: { type: 'boolean', default: false, describe: 'a smoke check in under a minute' },
       json: { type: 'string', describe: 'also write the figures as JSON to this file' },
       model: { type: 'string', describe: 'victim model for the HTTP and campaign figures (default models/victim if present)' },
-      'skip-campaign': { type: 'boolean', default: false, describe: 'leave out the campaign wall time' },
+      'skip-campaign': { type: 'boolean', default: false, describe: 'leave out the default campaign\'s wall time (three timed runs against a victim process, ~1.5 min; --quick: one small run)' },
       'skip-demo': { type: 'boolean', default: false, describe: 'leave out the two timed demos (fresh: trains a victim in a temporary folder, ~2 min; then with it trained); --quick leaves them out too' },
       backend: backendOption,
     })

@@ -27,7 +27,7 @@ describe('npm run bench (quick path, tiny sizes)', () => {
       backend: string;
       models: { trainImagesPerSecond: number; inferenceImagesPerSecond: number; inputGradientImagesPerSecond: number }[];
       http: { httpImagesPerSecond: number; singleImage: { p50Ms: number; p99Ms: number }; matrix: { batch: number; encoding: string; clients: number; imagesPerSecond: number; p50Ms: number; p99Ms: number }[] };
-      campaign: { wallSeconds: number; attackQueries: number; tensorsAfterRound: number[]; phases: Record<string, number> };
+      campaign: { wallSeconds: number; runs: unknown[]; attackQueries: number; tensorsAfterRound: number[]; phases: Record<string, number> };
     };
     expect(figures.backend).toBeTruthy();
     expect(figures.models[0].trainImagesPerSecond).toBeGreaterThan(0);
@@ -43,6 +43,7 @@ describe('npm run bench (quick path, tiny sizes)', () => {
       expect(c.p99Ms).toBeGreaterThanOrEqual(c.p50Ms);
     }
     expect(figures.campaign.attackQueries).toBe(100);
+    expect(figures.campaign.runs).toHaveLength(1);
     expect(Object.keys(figures.campaign.phases)).toEqual(expect.arrayContaining(['labelling', 'training', 'augmentation', 'crafting', 'measurement']));
     // No tensor leaks across substitute rounds.
     const [first, ...rest] = figures.campaign.tensorsAfterRound;
