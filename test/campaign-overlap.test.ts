@@ -120,7 +120,7 @@ describe('local work while the victim answers', () => {
     return { r, events, victim };
   }
 
-  it('boundary: the substitute searches its first flips and labels the maps while the victim answers, with the same queries and figures', async () => {
+  it('boundary: the substitute searches its first flips and RayS rounds and labels the maps while the victim answers, with the same queries and figures', async () => {
     const atOnce = await boundaryAgainst(0);
     const late = await boundaryAgainst(4);
     expect(asked(late.events)).toEqual(asked(atOnce.events));
@@ -128,8 +128,8 @@ describe('local work while the victim answers', () => {
     expect(late.r).toEqual(atOnce.r);
     expect(late.r.nearest?.victim).toHaveLength(4);
     expect(late.r.queries.maps).toBe(2 * 81);
-    // First flips and both maps: the substitute's labels came while victim calls were in flight. (RayS runs
-    // on the victim first and on the substitute after, boundary-nearest.ts: its figures are checked above.)
-    expect(whileWaiting(late.events)).toBeGreaterThanOrEqual(3);
+    // First flips, both maps and RayS's rounds in step (boundary-nearest.ts): of 64 substitute calls, all but
+    // the few before the first victim call and after the victim's searches end came while one was in flight.
+    expect(whileWaiting(late.events)).toBeGreaterThanOrEqual(40);
   });
 });

@@ -12,6 +12,7 @@ import { runQueryAttack } from '../query/attack.js';
 import type { ImageOutcome } from '../query/search.js';
 import { TransferlabError } from '../../shared/errors.js';
 import { onCut, type PartialMeasure } from '../run/measure-cut.js';
+import { askNow, besideSubstitute, nextTurn } from './overlap.js';
 
 export interface NearestBoundary {
   method: 'rays';
@@ -80,14 +81,54 @@ function perClassMean(d: Distance[], truth: ArrayLike<number>, classes: number):
   return sum.map((s, c) => (n[c] === 0 ? null : s / n[c]));
 }
 
+/**
+ * The victim's and the substitute's searches in step: each time a victim round's request is on its way, one
+ * substitute round runs while the victim answers. Not freely side by side (each process's kernels would
+ * then only share the two cores, and the substitute's rounds would hold the thread while the victim's answer
+ * waits): one for one, the substitute's rounds fill the adversary's idle wait. When either side's searches
+ * end, the other goes on alone.
+ */
+function inStep(victim: Labeler, substitute: Model) {
+  let tokens = 0;
+  let wake: (() => void) | null = null;
+  let alone = false;
+  const release = (): void => {
+    const w = wake;
+    wake = null;
+    w?.();
+  };
+  return {
+    victim: (images: Float32Array, count: number): Promise<Int32Array> => {
+      const answer = askNow(victim, images, count);
+      tokens++;
+      release();
+      return answer;
+    },
+    substitute: async (images: Float32Array, count: number): Promise<Int32Array> => {
+      while (tokens === 0 && !alone) await new Promise<void>((r) => (wake = r));
+      if (tokens > 0) tokens--;
+      await nextTurn(); // the victim's request goes out before the thread is busy
+      return labelImages(substitute, images, count);
+    },
+    /** The victim's searches are over: the substitute's go on at their own pace. */
+    victimDone: (): void => {
+      alone = true;
+      release();
+    },
+  };
+}
+
 export async function nearestBoundaries(ctx: NearestContext): Promise<NearestBoundary> {
   const settings = { attack: 'rays' as const, norm: 'linf' as const, queriesPerImage: ctx.queriesPerImage, seed: ctx.seed };
   const before = ctx.paid();
-  // The victim's searches first, then the substitute's on the images they finished (the same searches, since
-  // every image's search is its own). Not side by side as the other measures are (overlap.ts): RayS's rounds are
-  // small batches whose compute on each side is most of the round, so the two processes' kernels would only
-  // share the two cores — measured side by side, the boundary phase took ~0.7 s longer.
-  const run = await runQueryAttack(settings, { images: ctx.images, count: ctx.count, original: ctx.cleanVictim }, ctx.victim);
+  // Every image's search is its own (RayS has no randomness): the substitute's searches on all the images,
+  // run in step with the victim's, are the ones it would run after them.
+  const step = inStep(ctx.victim, ctx.substitute);
+  const besideRun = runQueryAttack(settings, { images: ctx.images, count: ctx.count, original: ctx.substituteClean }, step.substitute);
+  const run = await besideSubstitute(
+    () => runQueryAttack(settings, { images: ctx.images, count: ctx.count, original: ctx.cleanVictim }, step.victim).finally(step.victimDone),
+    besideRun,
+  );
   const queries = ctx.paid() - before;
   // An image whose search the key's budget stopped has a distance that is only where RayS had got to:
   // the run stops, or (allowPartial) the figures are over the images whose searches ended by themselves.
@@ -104,12 +145,7 @@ export async function nearestBoundaries(ctx: NearestContext): Promise<NearestBou
   kept.forEach((i, j) => images.set(ctx.images.subarray(i * size, (i + 1) * size), j * size));
   const pick = <T>(a: ArrayLike<T>): T[] => kept.map((i) => a[i]);
   const onVictim = pick(run.outcomes);
-  // After a cut, the substitute is searched on the images the victim's searches finished, as they are numbered there.
-  const onSubstitute = kept.length === 0 ? [] : (await runQueryAttack(
-    settings,
-    { images, count: kept.length, original: pick(ctx.substituteClean) },
-    async (x, count) => labelImages(ctx.substitute, x, count),
-  )).outcomes;
+  const onSubstitute = pick((await besideRun).outcomes);
   const truth = pick(ctx.truth);
   const dist = (o: ImageOutcome[]) => o.map((x) => x.linf);
   const victim = dist(onVictim);
