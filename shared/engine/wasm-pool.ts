@@ -21,11 +21,11 @@ export function twoParts(n: number): Array<[number, number]> {
 }
 
 /**
- * Below these sizes a kernel runs both its parts on the calling thread: handing a part over costs tens of
- * microseconds (a wake-up, the helper reading data the other core wrote), more than half of a small
- * op saves. Elementwise and window kernels count floats, matrix products and convolutions multiply-adds
- * (a convolution's patch packing makes its multiply-adds dearer to hand over: one-channel layers on a
- * batch of 50 ran faster on one thread). Measured in paper-cnn's training and inference steps.
+ * Below these sizes a kernel runs both its parts on the calling thread: handing a part over cost more than
+ * half of a small op saves (measured: a 204,800-float multiply took 90 µs shared, 52 µs on one thread, though a
+ * bare hand-over and back is ~20 µs). Elementwise and window kernels count floats, matrix products and
+ * convolutions multiply-adds (convolutions higher: a one-channel layer on RayS's batches of 50 ran faster on
+ * one thread). Set from kernel timings of paper-cnn's training and inference steps (docs/performance.md).
  */
 export const SHARE_MIN_FLOATS = 1 << 19;
 export const SHARE_MIN_MACS = 1 << 22;
