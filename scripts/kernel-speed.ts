@@ -82,16 +82,19 @@ console.log(`training   (batch ${bs}):  ${trainRate.toFixed(0)} images/s`);
 console.log(`inference  (batch 1000): ${inferRate.toFixed(0)} images/s`);
 console.log(`input grad (batch ${gBs}):  ${gradRate.toFixed(0)} images/s`);
 
+/** Profiles one training step and adds each kernel's time, times `weight`, under its key. */
+async function addKernelTimes(into: Map<string, number>, key: (k: { name: string; inputShapes: unknown }) => string, weight: number): Promise<void> {
+  const info = await tf.profile(train);
+  for (const k of info.kernels) {
+    const ms = await k.kernelTimeMs;
+    into.set(key(k), (into.get(key(k)) ?? 0) + (typeof ms === 'number' ? ms : 0) * weight);
+  }
+}
+
 if (profile) {
   const byKernel = new Map<string, number>();
   const n = 4;
-  for (let i = 0; i < n; i++) {
-    const info = await tf.profile(train);
-    for (const k of info.kernels) {
-      const ms = await k.kernelTimeMs;
-      byKernel.set(k.name, (byKernel.get(k.name) ?? 0) + (typeof ms === 'number' ? ms : 0) / n);
-    }
-  }
+  for (let i = 0; i < n; i++) await addKernelTimes(byKernel, (k) => k.name, 1 / n);
   const rows = [...byKernel.entries()].sort((a, b) => b[1] - a[1]);
   const total = rows.reduce((s, [, ms]) => s + ms, 0);
   console.log(`per training step, kernel time ${total.toFixed(1)} ms:`);
@@ -100,23 +103,18 @@ if (profile) {
 
 if (helperAb) {
   // Per kernel and input shapes: ms per training step with the helper thread and without, over alternating rounds.
-  const byKernel = new Map<string, [number, number]>();
+  const withHelper = new Map<string, number>();
+  const alone = new Map<string, number>();
   const rounds = 8;
+  const byShapes = (k: { name: string; inputShapes: unknown }) => `${k.name} ${JSON.stringify(k.inputShapes)}`;
   for (let i = 0; i < rounds; i++) {
     for (const on of i % 2 ? [true, false] : [false, true]) {
       useHelperThread(on);
-      const info = await tf.profile(train);
-      for (const k of info.kernels) {
-        const ms = await k.kernelTimeMs;
-        const key = `${k.name} ${JSON.stringify(k.inputShapes)}`;
-        const e = byKernel.get(key) ?? [0, 0];
-        e[on ? 0 : 1] += (typeof ms === 'number' ? ms : 0) / rounds;
-        byKernel.set(key, e);
-      }
+      await addKernelTimes(on ? withHelper : alone, byShapes, 1 / rounds);
     }
   }
   useHelperThread(true);
-  const rows = [...byKernel.entries()].filter(([name]) => !name.includes('__op')).sort((a, b) => b[1][0] - a[1][0]);
+  const rows = [...withHelper.entries()].filter(([name]) => !name.includes('__op')).sort((a, b) => b[1] - a[1]);
   console.log('per training step, ms with the helper thread / without:');
-  for (const [name, [withHelper, alone]] of rows.slice(0, 30)) console.log(`  ${name.padEnd(64)} ${withHelper.toFixed(3).padStart(7)} ${alone.toFixed(3).padStart(7)}`);
+  for (const [name, ms] of rows.slice(0, 30)) console.log(`  ${name.padEnd(64)} ${ms.toFixed(3).padStart(7)} ${(alone.get(name) ?? 0).toFixed(3).padStart(7)}`);
 }
